@@ -1,0 +1,230 @@
+"""The case interchange format (JSON Lines, one case per line): parsing and validation.
+
+One parser for the import command, the import endpoint, the case API and the demo data, so a
+record means the same thing wherever it enters. ``parse_record`` checks structure and types;
+whether values are *plausible* is the quality score's business (``cases.quality``), not a reason
+to refuse a case. Error messages name fields, never patient values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+KNOWN_KEYS = frozenset(
+    {"external_id", "source", "cohort", "patient", "encounter_date", "findings", "symptoms", "note", "diagnosis"}
+)
+PATIENT_KEYS = frozenset({"mrn", "name", "birth_date", "sex", "zip", "phone", "email", "address", "ssn"})
+SEXES = frozenset({"female", "male", "other", "unknown"})
+
+MAX_ID_LENGTH = 200
+MAX_SOURCE_LENGTH = 100
+MAX_COHORT_LENGTH = 100
+MAX_NOTE_LENGTH = 50_000
+MAX_FINDINGS = 200
+MAX_SYMPTOMS = 100
+MAX_SHORT_TEXT = 255
+MAX_CODE_LENGTH = 20
+
+
+class RecordError(ValueError):
+    """A record that cannot be taken. ``field`` is a dotted path; the message holds no PHI."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}" if field_name else message)
+        self.field = field_name
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRecord:
+    """A validated interchange record, split into the columns of ``cases.Case``."""
+
+    source: str
+    external_id: str
+    cohort: str
+    patient: dict[str, Any]
+    encounter_date: dt.date
+    findings: dict[str, float]
+    symptoms: list[str]
+    note: str
+    diagnosis_code: str
+    diagnosis_label: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Back to the interchange shape (unknown keys included)."""
+        record: dict[str, Any] = dict(self.extra)
+        record.update(
+            {
+                "external_id": self.external_id,
+                "source": self.source,
+                "cohort": self.cohort,
+                "patient": self.patient,
+                "encounter_date": self.encounter_date.isoformat(),
+                "findings": self.findings,
+                "symptoms": self.symptoms,
+                "note": self.note,
+                "diagnosis": {"code": self.diagnosis_code, "label": self.diagnosis_label},
+            }
+        )
+        return record
+
+    def content_hash(self) -> str:
+        """sha256 of the canonical JSON: equal records, equal hashes (re-import detects no change)."""
+        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(value: Any, name: str, *, max_length: int, required: bool = False) -> str:
+    if value is None:
+        if required:
+            raise RecordError(name, "is required.")
+        return ""
+    if not isinstance(value, str):
+        raise RecordError(name, "must be a string.")
+    value = value.strip()
+    if required and not value:
+        raise RecordError(name, "must not be empty.")
+    if len(value) > max_length:
+        raise RecordError(name, f"is longer than {max_length} characters.")
+    if "\x00" in value:
+        raise RecordError(name, "must not contain NUL characters.")
+    return value
+
+
+def parse_date(value: Any, name: str, *, required: bool = False) -> dt.date | None:
+    if value is None or value == "":
+        if required:
+            raise RecordError(name, "is required.")
+        return None
+    if not isinstance(value, str):
+        raise RecordError(name, "must be a date string (YYYY-MM-DD).")
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise RecordError(name, "is not a valid date (YYYY-MM-DD).") from None
+
+
+def _number(value: Any, name: str) -> float:
+    # bool is an int subclass; "true" is not a heart rate.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RecordError(name, "must be a number.")
+    number = float(value)
+    if not math.isfinite(number):
+        raise RecordError(name, "must be a finite number.")
+    return number
+
+
+def parse_patient(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError("patient", "must be an object.")
+    patient: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"patient.{key}"
+        if key == "birth_date":
+            born = parse_date(item, name)
+            if born is not None:
+                patient[key] = born.isoformat()
+        elif key == "sex":
+            sex = _text(item, name, max_length=20).lower()
+            if sex and sex not in SEXES:
+                raise RecordError(name, f"must be one of {', '.join(sorted(SEXES))}.")
+            if sex:
+                patient[key] = sex
+        elif key in PATIENT_KEYS:
+            text = _text(item, name, max_length=MAX_SHORT_TEXT)
+            if text:
+                patient[key] = text
+        else:
+            # Unknown patient keys are kept in the raw record (and dropped by de-identification).
+            if len(str(key)) > 64:
+                raise RecordError("patient", "has a key longer than 64 characters.")
+            if item is not None and not isinstance(item, (str, int, float, bool)):
+                raise RecordError(name, "must be a plain value.")
+            patient[str(key)] = item
+    if not patient.get("mrn"):
+        raise RecordError("patient.mrn", "is required.")
+    return patient
+
+
+def parse_findings(value: Any) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RecordError("findings", "must be an object of numbers.")
+    if len(value) > MAX_FINDINGS:
+        raise RecordError("findings", f"has more than {MAX_FINDINGS} entries.")
+    findings: dict[str, float] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or len(key) > 64:
+            raise RecordError("findings", "keys must be names of 1 to 64 characters.")
+        findings[key] = _number(item, f"findings.{key}")
+    return findings
+
+
+def parse_symptoms(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordError("symptoms", "must be a list of strings.")
+    if len(value) > MAX_SYMPTOMS:
+        raise RecordError("symptoms", f"has more than {MAX_SYMPTOMS} entries.")
+    symptoms: list[str] = []
+    for index, item in enumerate(value):
+        text = _text(item, f"symptoms[{index}]", max_length=100, required=True).lower()
+        if text not in symptoms:
+            symptoms.append(text)
+    return symptoms
+
+
+def parse_diagnosis(value: Any) -> tuple[str, str]:
+    if value is None:
+        return "", ""
+    if not isinstance(value, dict):
+        raise RecordError("diagnosis", "must be an object with code and label.")
+    code = _text(value.get("code"), "diagnosis.code", max_length=MAX_CODE_LENGTH).upper()
+    label = _text(value.get("label"), "diagnosis.label", max_length=MAX_SHORT_TEXT)
+    return code, label
+
+
+def _slug(value: Any, name: str, *, max_length: int) -> str:
+    text = _text(value, name, max_length=max_length, required=True)
+    if any(ch.isspace() for ch in text):
+        raise RecordError(name, "must not contain spaces.")
+    return text
+
+
+def parse_record(obj: Any, *, default_source: str | None = None) -> CaseRecord:
+    """Validate one interchange record. Raises ``RecordError`` naming the first bad field."""
+    if not isinstance(obj, dict):
+        raise RecordError("", "A case must be a JSON object.")
+    source = obj.get("source") or default_source
+    extra = {key: value for key, value in obj.items() if key not in KNOWN_KEYS}
+    diagnosis_code, diagnosis_label = parse_diagnosis(obj.get("diagnosis"))
+    return CaseRecord(
+        source=_slug(source, "source", max_length=MAX_SOURCE_LENGTH),
+        external_id=_text(obj.get("external_id"), "external_id", max_length=MAX_ID_LENGTH, required=True),
+        cohort=_slug(obj.get("cohort"), "cohort", max_length=MAX_COHORT_LENGTH),
+        patient=parse_patient(obj.get("patient")),
+        encounter_date=parse_date(obj.get("encounter_date"), "encounter_date", required=True),  # type: ignore[arg-type]
+        findings=parse_findings(obj.get("findings")),
+        symptoms=parse_symptoms(obj.get("symptoms")),
+        note=_text(obj.get("note"), "note", max_length=MAX_NOTE_LENGTH),
+        diagnosis_code=diagnosis_code,
+        diagnosis_label=diagnosis_label,
+        extra=extra,
+    )
+
+
+def parse_line(line: str | bytes, *, default_source: str | None = None) -> CaseRecord:
+    """One JSON Lines line to a record; bad JSON is a ``RecordError`` too."""
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError("", f"Not valid JSON ({type(exc).__name__}).") from None
+    return parse_record(obj, default_source=default_source)

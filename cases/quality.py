@@ -1,0 +1,111 @@
+"""Quality score of a case: a number in 0..1 and the list of what lowered it.
+
+Each check has a weight; the score is the weighted share of checks passed. A check that does not
+apply (no birth date, so no age) is skipped only where another check already penalises the gap.
+Issue messages name fields and ranges, never patient values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from cases.interchange import CaseRecord
+
+# Physiological ranges of the findings we know. Outside them a value is implausible (a typo or a
+# unit error), not impossible to record; the case stays, with a lower score. Findings we do not
+# know (the breast-mass measurements, say) are only required to be non-negative.
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    "temperature_c": (30.0, 44.0),
+    "heart_rate": (20.0, 250.0),
+    "respiratory_rate": (4.0, 70.0),
+    "spo2": (50.0, 100.0),
+    "systolic_bp": (50.0, 260.0),
+    "diastolic_bp": (20.0, 160.0),
+    "wbc": (0.1, 100.0),
+    "crp": (0.0, 500.0),
+    "procalcitonin": (0.0, 200.0),
+    "hemoglobin": (3.0, 25.0),
+    "platelets": (5.0, 2000.0),
+    "glucose": (1.0, 60.0),
+    "lactate": (0.0, 30.0),
+}
+MAX_AGE_YEARS = 120
+
+WEIGHTS: dict[str, float] = {
+    "missing_required": 3.0,
+    "implausible_value": 2.0,
+    "implausible_age": 2.0,
+    "future_encounter": 2.0,
+    "birth_after_encounter": 2.0,
+    "missing_note": 1.0,
+    "missing_label": 3.0,
+}
+REQUIRED_PATIENT_FIELDS = ("birth_date", "sex")
+
+
+@dataclass(frozen=True, slots=True)
+class QualityIssue:
+    code: str
+    field: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "field": self.field, "message": self.message}
+
+
+def age_at(birth: dt.date, on: dt.date) -> int:
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def assess(record: CaseRecord, *, today: dt.date | None = None) -> tuple[float, list[dict[str, str]]]:
+    """Score a record. Returns ``(score, issues)`` with issues as JSON-ready dicts."""
+    today = today or dt.date.today()
+    issues: list[QualityIssue] = []
+    passed: dict[str, bool] = {}
+
+    missing = [f"patient.{name}" for name in REQUIRED_PATIENT_FIELDS if not record.patient.get(name)]
+    if not record.findings:
+        missing.append("findings")
+    for name in missing:
+        issues.append(QualityIssue("missing_required", name, f"{name} is missing."))
+    passed["missing_required"] = not missing
+
+    implausible = []
+    for key, value in record.findings.items():
+        low, high = PLAUSIBLE_RANGES.get(key, (0.0, float("inf")))
+        if not low <= value <= high:
+            implausible.append(key)
+            bound = f"{low:g}..{high:g}" if high != float("inf") else f">= {low:g}"
+            issues.append(QualityIssue("implausible_value", f"findings.{key}", f"findings.{key} is outside {bound}."))
+    passed["implausible_value"] = not implausible
+
+    birth_raw: Any = record.patient.get("birth_date")
+    birth = dt.date.fromisoformat(birth_raw) if birth_raw else None
+    passed["future_encounter"] = record.encounter_date <= today
+    if not passed["future_encounter"]:
+        issues.append(QualityIssue("future_encounter", "encounter_date", "The encounter date is in the future."))
+    if birth is not None:
+        passed["birth_after_encounter"] = birth <= record.encounter_date
+        if not passed["birth_after_encounter"]:
+            issues.append(
+                QualityIssue("birth_after_encounter", "patient.birth_date", "The birth date is after the encounter.")
+            )
+        age = age_at(birth, record.encounter_date)
+        passed["implausible_age"] = 0 <= age <= MAX_AGE_YEARS
+        if not passed["implausible_age"] and passed["birth_after_encounter"]:
+            issues.append(
+                QualityIssue("implausible_age", "patient.birth_date", f"The age is outside 0..{MAX_AGE_YEARS} years.")
+            )
+
+    passed["missing_note"] = bool(record.note.strip())
+    if not passed["missing_note"]:
+        issues.append(QualityIssue("missing_note", "note", "The clinical note is empty."))
+    passed["missing_label"] = bool(record.diagnosis_code)
+    if not passed["missing_label"]:
+        issues.append(QualityIssue("missing_label", "diagnosis.code", "The diagnosis code is missing."))
+
+    total = sum(WEIGHTS[name] for name in passed)
+    score = sum(WEIGHTS[name] for name, ok in passed.items() if ok) / total
+    return round(score, 4), [issue.to_json() for issue in issues]

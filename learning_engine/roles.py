@@ -1,0 +1,83 @@
+"""The four roles of the design, as Django groups over model permissions.
+
+``ROLE_PERMISSIONS`` is the one table of who may do what. ``sync_roles`` makes the groups match it;
+data migrations call it (each app adds one when it adds permissions), and so does ``post_migrate``,
+so a database is never left with roles older than the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLINICIAN = "clinician"
+ML_ENGINEER = "ml_engineer"
+CLINICAL_LEAD = "clinical_lead"
+PREDICTION_CLIENT = "prediction_client"
+ROLES = (CLINICIAN, ML_ENGINEER, CLINICAL_LEAD, PREDICTION_CLIENT)
+
+# Permissions that guard raw patient data and the review workflow. Named here so code outside
+# `cases` can ask about them without importing the cases app.
+PERM_VIEW_PHI = "cases.view_phi"
+PERM_REVIEW_CASE = "cases.review_case"
+PERM_IMPORT_CASES = "cases.import_cases"
+PERM_VIEW_STATISTICS = "cases.view_case_statistics"
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    CLINICIAN: [
+        "cases.view_case",
+        "cases.add_case",
+        "cases.change_case",
+        PERM_VIEW_PHI,
+        PERM_REVIEW_CASE,
+        PERM_IMPORT_CASES,
+        PERM_VIEW_STATISTICS,
+        "cases.view_casetransition",
+    ],
+    ML_ENGINEER: [
+        # De-identified cases only: no view_phi.
+        "cases.view_case",
+        PERM_VIEW_STATISTICS,
+    ],
+    CLINICAL_LEAD: [
+        "cases.view_case",
+        PERM_VIEW_STATISTICS,
+    ],
+    PREDICTION_CLIENT: [],
+}
+
+# Roles whose members work in the Django admin (is_staff is set for demo users of these roles).
+ADMIN_ROLES = (CLINICIAN, ML_ENGINEER, CLINICAL_LEAD)
+
+
+def sync_roles(apps: Any = None, schema_editor: Any = None, *, strict: bool = False) -> None:
+    """Create the role groups and set their permissions to exactly ``ROLE_PERMISSIONS``.
+
+    Works with the historical ``apps`` of a migration or, with ``apps=None``, the live registry.
+    Permissions of apps not migrated yet are skipped unless ``strict``; the app's own migration
+    calls this again once they exist.
+    """
+    from django.contrib.auth.management import create_permissions
+
+    if apps is None:
+        from django.apps import apps as live_apps
+
+        apps = live_apps
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, verbosity=0, apps=apps)
+        app_config.models_module = None
+
+    group_model = apps.get_model("auth", "Group")
+    permission_model = apps.get_model("auth", "Permission")
+    for role, names in ROLE_PERMISSIONS.items():
+        group, _ = group_model.objects.get_or_create(name=role)
+        wanted = []
+        for name in names:
+            app_label, codename = name.split(".", 1)
+            perm = permission_model.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if perm is None:
+                if strict:
+                    raise LookupError(f"Permission {name} of role {role} does not exist.")
+                continue
+            wanted.append(perm)
+        group.permissions.set(wanted)

@@ -1,0 +1,80 @@
+"""Shared fixtures: one user per role, and API clients authenticated as them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from learning_engine import roles
+from tests.factories import UserFactory
+
+ROLE_NAMES = ("anonymous", *roles.ROLES)
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., object]:
+    """make_user("clinician", username="alice"): a user in that role (None: no role)."""
+
+    def make(role: str | None = None, **kwargs: object) -> object:
+        user = UserFactory(**kwargs)
+        if role:
+            user.groups.add(Group.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def clinician(make_user):
+    return make_user(roles.CLINICIAN)
+
+
+@pytest.fixture
+def second_clinician(make_user):
+    return make_user(roles.CLINICIAN)
+
+
+@pytest.fixture
+def ml_engineer(make_user):
+    return make_user(roles.ML_ENGINEER)
+
+
+@pytest.fixture
+def clinical_lead(make_user):
+    return make_user(roles.CLINICAL_LEAD)
+
+
+@pytest.fixture
+def prediction_client(make_user):
+    return make_user(roles.PREDICTION_CLIENT)
+
+
+def jwt_client(user: object | None) -> APIClient:
+    """An API client that sends a real JWT access token for ``user`` (anonymous for None)."""
+    client = APIClient()
+    if user is not None:
+        token = RefreshToken.for_user(user).access_token  # type: ignore[arg-type]
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def api_client_for(make_user) -> Callable[[str], APIClient]:
+    """api_client_for("ml_engineer"): a JWT client for a fresh user of that role ("anonymous" too)."""
+
+    def make(role: str) -> APIClient:
+        if role == "anonymous":
+            return jwt_client(None)
+        return jwt_client(make_user(role))
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    # PBKDF2's deliberate slowness buys nothing in tests and costs seconds per user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
