@@ -51,6 +51,13 @@ class ConcurrentUpdate(DomainError):
     code = "concurrent_update"
 
 
+class InvalidRequest(DomainError):
+    """Input that no state could make acceptable (found by a model method, not a serializer): 400."""
+
+    code = "invalid"
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The request body is too large."
@@ -99,7 +106,7 @@ def json_error(code: str, detail: str, status_code: int) -> JsonResponse:
     return JsonResponse({"code": code, "detail": detail}, status=status_code)
 
 
-def handler404(request: HttpRequest, exception: Exception | None = None):  # noqa: ANN201
+def handler404(request: HttpRequest, exception: Exception | None = None):
     if _is_api(request):
         return json_error("not_found", "Not found.", 404)
     from django.views.defaults import page_not_found
@@ -107,7 +114,7 @@ def handler404(request: HttpRequest, exception: Exception | None = None):  # noq
     return page_not_found(request, exception)  # type: ignore[arg-type]
 
 
-def handler400(request: HttpRequest, exception: Exception | None = None):  # noqa: ANN201
+def handler400(request: HttpRequest, exception: Exception | None = None):
     if _is_api(request):
         return json_error("bad_request", "Bad request.", 400)
     from django.views.defaults import bad_request
@@ -115,7 +122,7 @@ def handler400(request: HttpRequest, exception: Exception | None = None):  # noq
     return bad_request(request, exception)  # type: ignore[arg-type]
 
 
-def handler403(request: HttpRequest, exception: Exception | None = None):  # noqa: ANN201
+def handler403(request: HttpRequest, exception: Exception | None = None):
     if _is_api(request):
         return json_error("permission_denied", "You do not have permission to perform this action.", 403)
     from django.views.defaults import permission_denied
@@ -123,7 +130,7 @@ def handler403(request: HttpRequest, exception: Exception | None = None):  # noq
     return permission_denied(request, exception)  # type: ignore[arg-type]
 
 
-def handler500(request: HttpRequest):  # noqa: ANN201
+def handler500(request: HttpRequest):
     if _is_api(request):
         return json_error("server_error", "Internal server error.", 500)
     from django.views.defaults import server_error

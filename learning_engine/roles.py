@@ -21,6 +21,9 @@ PERM_VIEW_PHI = "cases.view_phi"
 PERM_REVIEW_CASE = "cases.review_case"
 PERM_IMPORT_CASES = "cases.import_cases"
 PERM_VIEW_STATISTICS = "cases.view_case_statistics"
+PERM_DOWNLOAD_DATASET = "training.download_datasetsnapshot"
+# An external trainer drives a job through start / progress / complete / fail.
+PERM_REPORT_TRAINING = "training.report_trainingjob"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: [
@@ -37,10 +40,23 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         # De-identified cases only: no view_phi.
         "cases.view_case",
         PERM_VIEW_STATISTICS,
+        "training.view_modeltype",
+        "training.view_datasetsnapshot",
+        "training.add_datasetsnapshot",
+        PERM_DOWNLOAD_DATASET,
+        "training.view_trainingjob",
+        "training.add_trainingjob",
+        "training.change_trainingjob",
+        PERM_REPORT_TRAINING,
+        "training.view_jobtransition",
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
         PERM_VIEW_STATISTICS,
+        "training.view_modeltype",
+        "training.view_datasetsnapshot",
+        "training.view_trainingjob",
+        "training.view_jobtransition",
     ],
     PREDICTION_CLIENT: [],
 }

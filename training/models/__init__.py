@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from training.models.dataset import DatasetSnapshot, DatasetTransition, ImmutableSnapshot
+from training.models.job import AttemptsExhausted, JobTransition, LeaseLost, TrainingJob
+from training.models.model_type import ModelType
+
+__all__ = [
+    "AttemptsExhausted",
+    "DatasetSnapshot",
+    "DatasetTransition",
+    "ImmutableSnapshot",
+    "JobTransition",
+    "LeaseLost",
+    "ModelType",
+    "TrainingJob",
+]

@@ -1,0 +1,142 @@
+"""Dataset snapshots: frozen, patient-disjoint splits of approved, de-identified cases.
+
+``building -> ready | failed``. A ready snapshot is immutable: its manifest (case ids per split),
+label counts, content hash and file never change; ``save`` refuses to alter them.
+The builder is ``training.datasets.build_snapshot``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+from learning_engine.audit import AuditEntry
+from learning_engine.exceptions import DomainError
+from learning_engine.transitions import check_allowed, claim
+from training.models.model_type import ModelType
+
+SPLITS = ("train", "validation", "test")
+
+
+class ImmutableSnapshot(DomainError):
+    code = "snapshot_immutable"
+
+
+class DatasetSnapshot(models.Model):
+    class Status(models.TextChoices):
+        BUILDING = "building", "Building"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        Status.READY: frozenset({Status.BUILDING}),
+        Status.FAILED: frozenset({Status.BUILDING}),
+    }
+    FROZEN_FIELDS: ClassVar[tuple[str, ...]] = (
+        "manifest",
+        "label_counts",
+        "content_hash",
+        "file",
+        "file_sha256",
+        "policy_version",
+        "seed",
+        "filters",
+    )
+
+    model_type = models.ForeignKey(ModelType, on_delete=models.PROTECT, related_name="datasets")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.BUILDING, editable=False)
+    filters = models.JSONField(default=dict, help_text="min_quality, encounter date range, cohort.")
+    seed = models.IntegerField(default=0)
+    validation_fraction = models.FloatField(default=0.15)
+    test_fraction = models.FloatField(default=0.2)
+
+    manifest = models.JSONField(default=dict, editable=False, help_text="Case ids per split.")
+    label_counts = models.JSONField(default=dict, editable=False, help_text="{split: {label: count}}")
+    case_count = models.PositiveIntegerField(default=0, editable=False)
+    patient_count = models.PositiveIntegerField(default=0, editable=False)
+    policy_version = models.CharField(max_length=32, blank=True, editable=False)
+    content_hash = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+    file = models.FileField(upload_to="datasets/", blank=True, editable=False)
+    file_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    file_size = models.PositiveBigIntegerField(default=0, editable=False)
+    scan_report = models.JSONField(default=dict, editable=False, help_text="Residual-identifier scan result.")
+    error = models.TextField(blank=True, editable=False)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True, editable=False
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("download_datasetsnapshot", "Can download dataset files")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(test_fraction__gt=0.0)
+                & models.Q(validation_fraction__gte=0.0)
+                & models.Q(test_fraction__lt=1.0),
+                name="dataset_fractions_in_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Dataset {self.pk} ({self.model_type_id}, {self.status})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding and self.pk:
+            stored = type(self).objects.filter(pk=self.pk).values("status", *self.FROZEN_FIELDS).first()
+            if stored and stored["status"] == self.Status.READY:
+                changed = [name for name in self.FROZEN_FIELDS if _field_value(self, name) != stored[name]]
+                if changed:
+                    raise ImmutableSnapshot(f"Dataset {self.pk} is ready; {', '.join(changed)} cannot change.")
+        super().save(*args, **kwargs)
+
+    def split_ids(self, split: str) -> list[int]:
+        return list(self.manifest.get(split, []))
+
+    def mark_ready(self, **results: Any) -> None:
+        """building -> ready, storing the build's results in the same UPDATE."""
+        check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.READY, label=f"Dataset {self.pk}")
+        with transaction.atomic():
+            claim(
+                self,
+                expected={"status": self.Status.BUILDING},
+                status=self.Status.READY,
+                finished_at=timezone.now(),
+                **results,
+            )
+            DatasetTransition.objects.create(
+                dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.READY
+            )
+
+    def mark_failed(self, *, error: str, scan_report: dict[str, Any] | None = None) -> None:
+        """building -> failed, with the reason (never an identifier: callers pass kinds and ids)."""
+        check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.FAILED, label=f"Dataset {self.pk}")
+        with transaction.atomic():
+            claim(
+                self,
+                expected={"status": self.Status.BUILDING},
+                status=self.Status.FAILED,
+                finished_at=timezone.now(),
+                error=error,
+                scan_report=scan_report or {},
+            )
+            DatasetTransition.objects.create(
+                dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.FAILED, reason=error
+            )
+
+
+def _field_value(instance: models.Model, name: str) -> Any:
+    value = getattr(instance, name)
+    return value.name if hasattr(value, "name") and name == "file" else value
+
+
+class DatasetTransition(AuditEntry):
+    dataset = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="transitions")
+
+    class Meta(AuditEntry.Meta):
+        verbose_name = "dataset transition"
