@@ -34,7 +34,7 @@ class ModelType(models.Model):
     default_hyperparameters = models.JSONField(default=dict, blank=True)
     epoch_algorithm = models.CharField(
         max_length=32,
-        choices=[(a, l) for a, l in Algorithm.choices if a in EPOCH_ALGORITHMS],
+        choices=[(value, label) for value, label in Algorithm.choices if value in EPOCH_ALGORITHMS],
         default=Algorithm.SGD,
         help_text="Used when a job gives epochs or batch size without an algorithm.",
     )
