@@ -1,0 +1,611 @@
+"""The case admin: review workflow, PHI-aware pages, and the statistics page.
+
+What a user sees depends on ``cases.view_phi``. Without it (ML engineers, clinical leads) the raw
+record (patient block, encounter date, raw note, raw label, unknown keys, external id) and
+clinicians' free-text notes are left out of every page entirely, not collapsed or hidden in
+HTML, and searching or filtering on those fields is refused, so a changelist count cannot be used
+as an oracle for a patient's name either. Editing needs the PHI permission too: nobody edits what
+they cannot see.
+
+Workflow fields (status, reviewer, scores, the de-identified record) are never form fields: the
+only writers are the model's transitions, called from the actions and from ``save_model``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin.options import ActionLocation
+from django.contrib.admin.utils import flatten_fieldsets, unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html, format_html_join
+
+from cases import deid
+from cases.interchange import KNOWN_KEYS, RecordError, parse_record
+from cases.models import CONTENT_FIELDS, Case, CaseTransition
+from cases.statistics import compute_statistics
+from learning_engine.admin_helpers import bar_chart, confirm_and_apply
+from learning_engine.exceptions import DomainError
+from learning_engine.permissions import can_view_phi
+from learning_engine.roles import PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
+
+    from cases.interchange import CaseRecord
+
+# Lookup roots (the first part of a changelist query parameter) that hold no PHI. Without the PHI
+# permission only these may be filtered on; everything else (note__icontains=..., patient__name=...)
+# is refused with a 400, because even a result count reveals whether a value is there.
+NON_PHI_LOOKUP_ROOTS = frozenset(
+    {
+        "id",
+        "pk",
+        "source",
+        "cohort",
+        "status",
+        "diagnosis_code",
+        "rejection_reason",
+        "quality_score",
+        "submitted_by",
+        "reviewed_by",
+        "reviewed_at",
+        "created_at",
+        "updated_at",
+        "patient_pseudonym",
+        "deid_policy_version",
+    }
+)
+NOTE_MAX_LENGTH = 2000
+# Columns the changelist never shows. Deferred there: a page of 100 cases should not read 100 notes,
+# and raw PHI then never even leaves the database for a list.
+LIST_DEFERRED = ("patient", "findings", "symptoms", "note", "extra", "deidentified", "quality_issues")
+
+
+def _pretty_json(value: Any) -> str:
+    return format_html('<pre class="case-json">{}</pre>', json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+# --- Filters -------------------------------------------------------------------------------------
+
+
+class QualityRangeFilter(admin.SimpleListFilter):
+    title = "quality score"
+    parameter_name = "quality"
+    RANGES: dict[str, tuple[str, Q]] = {
+        "poor": ("below 0.5", Q(quality_score__lt=0.5)),
+        "fair": ("0.5 to below 0.8", Q(quality_score__gte=0.5, quality_score__lt=0.8)),
+        "good": ("0.8 to below 1.0", Q(quality_score__gte=0.8, quality_score__lt=1.0)),
+        "complete": ("1.0 (no issues)", Q(quality_score__gte=1.0)),
+    }
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [(key, label) for key, (label, _q) in self.RANGES.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Case]) -> QuerySet[Case]:
+        entry = self.RANGES.get(self.value() or "")
+        return queryset.filter(entry[1]) if entry else queryset
+
+
+class CaseChangeList(ChangeList):
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Case]:
+        return super().get_queryset(request, exclude_parameters).defer(*LIST_DEFERRED)
+
+
+# --- Action forms --------------------------------------------------------------------------------
+
+
+class ApproveForm(forms.Form):
+    note = forms.CharField(
+        required=False,
+        max_length=NOTE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Optional. Kept with the review and in the audit trail.",
+    )
+
+
+class RejectForm(forms.Form):
+    reason = forms.ChoiceField(choices=[("", "---------"), *Case.RejectionReason.choices])
+    note = forms.CharField(
+        max_length=NOTE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="What the submitter should fix. Kept with the review and in the audit trail.",
+    )
+
+
+class RetractForm(forms.Form):
+    reason = forms.CharField(
+        max_length=NOTE_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why the case must leave future datasets. Kept in the audit trail.",
+    )
+
+
+# --- The case form (add and edit) ----------------------------------------------------------------
+
+
+class CaseAdminForm(forms.ModelForm):
+    """Validates the content through the interchange parser, so the admin accepts what the API does.
+
+    ``expected_revision`` carries the revision the user opened; an edit of a case someone changed
+    meanwhile is refused instead of silently overwriting their change.
+    """
+
+    expected_revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = Case
+        fields = ("source", "external_id", *CONTENT_FIELDS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.record: CaseRecord | None = None
+        # Empty findings, symptoms or extras make a worse case (the quality score says so), not an
+        # invalid one.
+        for name in ("findings", "symptoms", "extra"):
+            if name in self.fields:
+                self.fields[name].required = False
+        if self.instance.pk is not None:
+            self.fields["expected_revision"].initial = self.instance.revision
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        instance = self.instance
+        if instance.pk is not None:
+            if not instance.can_edit():
+                raise ValidationError(
+                    f"This case is {instance.status}; only submitted or rejected cases can be edited.",
+                    code="not_editable",
+                )
+            if cleaned.get("expected_revision") != instance.revision:
+                raise ValidationError(
+                    "Someone changed this case after you opened it, so your edit was not saved. "
+                    "Open the case again to see the current record.",
+                    code="stale",
+                )
+            source, external_id = instance.source, instance.external_id
+        else:
+            source, external_id = cleaned.get("source"), cleaned.get("external_id")
+        if self.errors:
+            return cleaned
+        extra = cleaned.get("extra") or {}
+        if not isinstance(extra, dict):
+            self.add_error("extra", "Must be a JSON object.")
+            return cleaned
+        clashing = sorted(set(extra) & KNOWN_KEYS)
+        if clashing:
+            self.add_error("extra", f"Must not repeat the record's own keys ({', '.join(clashing)}).")
+            return cleaned
+        encounter = cleaned.get("encounter_date")
+        data = {
+            **extra,
+            "source": source,
+            "external_id": external_id,
+            "cohort": cleaned.get("cohort"),
+            "patient": cleaned.get("patient"),
+            "encounter_date": encounter.isoformat() if encounter else None,
+            "findings": cleaned.get("findings") or {},
+            "symptoms": cleaned.get("symptoms") or [],
+            "note": cleaned.get("note") or "",
+            "diagnosis": {"code": cleaned.get("diagnosis_code") or "", "label": cleaned.get("diagnosis_label") or ""},
+        }
+        try:
+            self.record = parse_record(data)
+        except RecordError as exc:
+            self.add_error(self._form_field_of(exc.field), exc.message if exc.field else str(exc))
+        return cleaned
+
+    def _form_field_of(self, record_field: str) -> str | None:
+        root = record_field.split(".", 1)[0].split("[", 1)[0]
+        if root == "diagnosis":
+            root = "diagnosis_label" if record_field.endswith("label") else "diagnosis_code"
+        return root if root in self.fields else None
+
+
+# --- Inline audit trail --------------------------------------------------------------------------
+
+
+class CaseTransitionInline(admin.TabularInline):
+    """The audit trail: read-only, append-only (no add, change or delete here either)."""
+
+    model = CaseTransition
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("created_at", "id")
+    verbose_name = "audit entry"
+    verbose_name_plural = "audit trail"
+
+    def _fields(self, request: HttpRequest) -> tuple[str, ...]:
+        fields: tuple[str, ...] = ("created_at", "actor", "from_state", "to_state")
+        # A transition's reason is a clinician's free text (the review note); it is not scrubbed.
+        if can_view_phi(request.user):
+            fields += ("reason",)
+        return fields
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return self._fields(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return self._fields(request)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CaseTransition]:
+        return super().get_queryset(request).select_related("actor")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- The case admin ------------------------------------------------------------------------------
+
+_BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    form = CaseAdminForm
+    list_display_links = ("id",)
+    list_filter = ("status", "cohort", "diagnosis_code", "rejection_reason", QualityRangeFilter)
+    list_select_related = ("submitted_by", "reviewed_by")
+    list_per_page = 100
+    search_help_text = "Diagnosis code or pseudonym; with PHI access also external id or MRN."
+    actions = ["approve_selected", "reject_selected", "retract_selected"]
+    inlines = [CaseTransitionInline]
+
+    # --- Lists -----------------------------------------------------------------------------------
+
+    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
+        identity = ("id", "external_id") if can_view_phi(request.user) else ("id",)
+        return (
+            *identity,
+            "source",
+            "cohort",
+            "status",
+            "diagnosis_code",
+            "quality",
+            "submitted_by",
+            "reviewed_by",
+            "created_at",
+        )
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        fields = ["^diagnosis_code", "=patient_pseudonym"]
+        if can_view_phi(request.user):
+            fields += ["external_id", "=patient__mrn"]
+        return fields
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        if not can_view_phi(request.user):
+            root = lookup.split("__", 1)[0]
+            simple_filters = {
+                getattr(f, "parameter_name", None) for f in self.get_list_filter(request) if isinstance(f, type)
+            }
+            if root not in NON_PHI_LOOKUP_ROOTS and lookup not in simple_filters:
+                return False
+        return super().lookup_allowed(lookup, value, request)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CaseChangeList
+
+    @admin.display(description="quality", ordering="quality_score")
+    def quality(self, obj: Case) -> str:
+        return f"{obj.quality_score:.2f}"
+
+    # --- Permissions -----------------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and can_view_phi(request.user)
+
+    def _may_edit_content(self, request: HttpRequest, obj: Case | None = None) -> bool:
+        return super().has_change_permission(request, obj) and can_view_phi(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Case | None = None) -> bool:
+        # An approved or retracted case is frozen: its page becomes read-only.
+        return self._may_edit_content(request, obj) and (obj is None or obj.can_edit())
+
+    def has_delete_permission(self, request: HttpRequest, obj: Case | None = None) -> bool:
+        return False  # cases are evidence in the audit trail; retract instead
+
+    def has_review_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERM_REVIEW_CASE)
+
+    # --- Change view -----------------------------------------------------------------------------
+
+    def get_inlines(self, request: HttpRequest, obj: Case | None) -> list[type[admin.options.InlineModelAdmin]]:
+        return [CaseTransitionInline] if obj is not None else []
+
+    def _editable_fields(self, request: HttpRequest, obj: Case | None) -> tuple[str, ...]:
+        if obj is None:
+            return ("source", "external_id", *CONTENT_FIELDS) if self.has_add_permission(request) else ()
+        if self.has_change_permission(request, obj):
+            return (*CONTENT_FIELDS, "expected_revision")
+        return ()
+
+    def get_fieldsets(self, request: HttpRequest, obj: Case | None = None) -> _FieldsetSpec:
+        if obj is None:
+            return [
+                (None, {"fields": ("source", "external_id", "cohort", "encounter_date")}),
+                (
+                    "Patient and clinical content (PHI)",
+                    {
+                        "fields": (
+                            "patient",
+                            "findings",
+                            "symptoms",
+                            "note",
+                            "diagnosis_code",
+                            "diagnosis_label",
+                            "extra",
+                        )
+                    },
+                ),
+            ]
+        if not can_view_phi(request.user):
+            return [
+                (
+                    "Case",
+                    {
+                        "fields": (
+                            "id",
+                            "source",
+                            "cohort",
+                            "status",
+                            "diagnosis_code",
+                            "submitted_by",
+                            "reviewed_by",
+                            "reviewed_at",
+                            "rejection_reason",
+                            "created_at",
+                            "updated_at",
+                        )
+                    },
+                ),
+                ("Quality", {"fields": ("quality_score", "quality_issues_list")}),
+                (
+                    "De-identified record",
+                    {"fields": ("patient_pseudonym", "deid_policy_version", "deidentified_record")},
+                ),
+            ]
+        editable = self.has_change_permission(request, obj)
+        case_fields = ["id", "source", "external_id", "status", "revision"]
+        if not editable:
+            case_fields += ["cohort", "diagnosis_code"]
+        case_fields += ["submitted_by", "last_edited_by", "created_at", "updated_at"]
+        fieldsets: list[tuple[Any, _FieldOpts]] = [
+            ("Case", {"fields": tuple(case_fields)}),
+            ("Review", {"fields": ("reviewed_by", "reviewed_at", "rejection_reason", "review_note")}),
+            ("Quality", {"fields": ("quality_score", "quality_issues_list")}),
+            (
+                "Record: raw (PHI) and de-identified",
+                {"fields": ("patient_pseudonym", "deid_policy_version", "record_comparison"), "classes": ("wide",)},
+            ),
+        ]
+        if editable:
+            fieldsets.append(
+                (
+                    "Edit the clinical content",
+                    {
+                        "fields": (*CONTENT_FIELDS, "expected_revision"),
+                        "description": "Saving re-scores the case; a rejected case goes back to review.",
+                    },
+                )
+            )
+        return fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Case | None = None) -> list[str]:
+        editable = set(self._editable_fields(request, obj))
+        return [name for name in flatten_fieldsets(self.get_fieldsets(request, obj)) if name not in editable]
+
+    @admin.display(description="quality issues")
+    def quality_issues_list(self, obj: Case) -> str:
+        # Quality messages name fields and ranges, never patient values (see cases.quality).
+        if not obj.quality_issues:
+            return "None"
+        return format_html(
+            "<ul>{}</ul>",
+            format_html_join(
+                "", "<li>{}: {}</li>", ((i.get("field", ""), i.get("message", "")) for i in obj.quality_issues)
+            ),
+        )
+
+    @admin.display(description="de-identified record")
+    def deidentified_record(self, obj: Case) -> str:
+        if obj.deidentified is None:
+            return "Not de-identified yet: the de-identified record is computed and stored when the case is approved."
+        return _pretty_json(obj.deidentified)
+
+    @admin.display(description="record")
+    def record_comparison(self, obj: Case) -> str:
+        """Raw next to de-identified. Only in the PHI user's fieldsets (see ``get_fieldsets``)."""
+        if obj.deidentified is not None:
+            deid_title, deidentified = "De-identified (stored at approval)", obj.deidentified
+        else:
+            deid_title = "De-identified preview (stored when the case is approved)"
+            deidentified = deid.deidentify(obj.to_record(), key=settings.PSEUDONYM_KEY)
+        return format_html(
+            '<div class="case-record-compare"><div><h3>Raw record (PHI)</h3>{}</div><div><h3>{}</h3>{}</div></div>',
+            _pretty_json(obj.to_record().to_json()),
+            deid_title,
+            _pretty_json(deidentified),
+        )
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        saving = request.method == "POST" and any(k in request.POST for k in ("_save", "_continue", "_addanother"))
+        if saving and object_id is not None:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is not None and self._may_edit_content(request, obj) and not obj.can_edit():
+                # Approved while this user was editing: say so instead of a bare 403.
+                self.message_user(
+                    request,
+                    f"{obj} can no longer be edited (only submitted or rejected cases can). Nothing was saved.",
+                    messages.ERROR,
+                )
+                return HttpResponseRedirect(request.path)
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:
+            # A transition lost a race between the form check and the write; the atomic block of
+            # the change view has rolled everything back.
+            self.message_user(request, f"Nothing was saved: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+        except IntegrityError:
+            self.message_user(
+                request,
+                "Nothing was saved: a case with this source and external id was just created by someone else.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.path)
+
+    def save_model(self, request: HttpRequest, obj: Case, form: CaseAdminForm, change: bool) -> None:
+        record = form.record
+        if record is None:  # the form validated, so this is a programming error
+            raise RuntimeError("CaseAdminForm validated without building a record.")
+        if change:
+            obj.revise(record, by=request.user)
+            return
+        case = Case.submit(record, by=request.user)
+        # The admin keeps using ``obj`` (messages, log entry, redirect): make it the saved case.
+        for field in Case._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(case, field.attname))
+        obj._state.adding = False
+        obj._state.db = case._state.db
+
+    # --- Actions ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _describe_for_review(case: Case, user: Any) -> str:
+        if case.status != Case.Status.SUBMITTED:
+            return f"{case}: will be skipped, it is {case.get_status_display().lower()}"
+        if not case.can_review(user):
+            return f"{case}: will be skipped, you submitted or last edited it (four-eyes rule)"
+        return str(case)
+
+    @admin.action(
+        description="Approve this case",
+        description_plural="Approve selected cases",
+        permissions=["review"],
+        location=_BOTH_LOCATIONS,
+    )
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet[Case]) -> TemplateResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.defer(None),  # the changelist deferred the record; a transition reads it
+            title="Approve cases",
+            done="Approved",
+            form_class=ApproveForm,
+            question="Approve these cases? Each is de-identified and becomes available for training datasets.",
+            confirm_label="Approve",
+            apply=lambda case, data: case.approve(by=request.user, note=data["note"]),
+            describe=lambda case: self._describe_for_review(case, request.user),
+            version_field="revision",
+        )
+
+    @admin.action(
+        description="Reject this case",
+        description_plural="Reject selected cases",
+        permissions=["review"],
+        location=_BOTH_LOCATIONS,
+    )
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet[Case]) -> TemplateResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.defer(None),
+            title="Reject cases",
+            done="Rejected",
+            form_class=RejectForm,
+            question="Reject these cases? The submitter sees the reason and note and can edit and resubmit.",
+            confirm_label="Reject",
+            apply=lambda case, data: case.reject(by=request.user, reason=data["reason"], note=data["note"]),
+            describe=lambda case: self._describe_for_review(case, request.user),
+            version_field="revision",
+        )
+
+    @admin.action(
+        description="Retract this case",
+        description_plural="Retract selected cases",
+        permissions=["review"],
+        location=_BOTH_LOCATIONS,
+    )
+    def retract_selected(self, request: HttpRequest, queryset: QuerySet[Case]) -> TemplateResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.defer(None),
+            title="Retract cases",
+            done="Retracted",
+            form_class=RetractForm,
+            question="Retract these approved cases? They leave future datasets; datasets already built keep them.",
+            confirm_label="Retract",
+            apply=lambda case, data: case.retract(by=request.user, reason=data["reason"]),
+            describe=lambda case: (
+                str(case) if case.status == Case.Status.APPROVED else f"{case}: will be skipped, it is not approved"
+            ),
+            version_field="revision",
+        )
+
+    # --- Statistics page -------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = (self.opts.app_label, self.opts.model_name)
+        custom = [
+            path(
+                "statistics/",
+                self.admin_site.admin_view(self.statistics_view),
+                name="{}_{}_statistics".format(*info),
+            )
+        ]
+        return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
+
+    def statistics_view(self, request: HttpRequest) -> TemplateResponse:
+        if not request.user.has_perm(PERM_VIEW_STATISTICS):
+            raise PermissionDenied
+        stats = compute_statistics()
+        histogram = bar_chart(
+            [(f"{b['low']:.1f}-{b['high']:.1f}", b["count"]) for b in stats["quality_histogram"]],
+            title="Quality score histogram",
+            value_label="cases",
+        )
+        status_chart = bar_chart(
+            [(label, stats["by_status"].get(value, 0)) for value, label in Case.Status.choices],
+            title="Cases by status",
+            width=400,
+            value_label="cases",
+        )
+        reasons = dict(Case.RejectionReason.choices)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Case statistics",
+            "subtitle": None,
+            "opts": self.opts,
+            "stats": stats,
+            "histogram": histogram,
+            "status_chart": status_chart,
+            "status_rows": [(label, stats["by_status"].get(value, 0)) for value, label in Case.Status.choices],
+            "cohort_rows": sorted(stats["by_cohort"].items(), key=lambda item: (-item[1], item[0])),
+            "diagnosis_rows": sorted(stats["by_diagnosis"].items(), key=lambda item: (-item[1], item[0])),
+            "rejection_rows": [
+                (reasons.get(code, code or "(none)"), count) for code, count in stats["rejected_by_reason"].items()
+            ],
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/cases/case/statistics.html", context)
