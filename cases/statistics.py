@@ -52,7 +52,7 @@ def compute_statistics(queryset: Any | None = None) -> dict[str, Any]:
         "by_cohort": _counts(queryset, "cohort"),
         "by_diagnosis": _counts(queryset, "diagnosis_code"),
         "quality_histogram": quality_histogram(queryset),
-        "deidentified": queryset.filter(status=Case.Status.APPROVED).exclude(deidentified=None).count(),
+        "deidentified": queryset.filter(status=Case.Status.APPROVED).filter(deidentified__isnull=False).count(),
         "rejected_by_reason": _counts(queryset.filter(status=Case.Status.REJECTED), "rejection_reason"),
         "reviews_by_reviewer": [
             {

@@ -39,6 +39,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ML_ENGINEER: [
         # De-identified cases only: no view_phi.
         "cases.view_case",
+        "cases.view_casetransition",
         PERM_VIEW_STATISTICS,
         "training.view_modeltype",
         "training.view_datasetsnapshot",
@@ -52,6 +53,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
+        "cases.view_casetransition",
         PERM_VIEW_STATISTICS,
         "training.view_modeltype",
         "training.view_datasetsnapshot",

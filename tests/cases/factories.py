@@ -44,7 +44,7 @@ def record_dict(**overrides: Any) -> dict[str, Any]:
     return record
 
 
-class CaseFactory(factory.django.DjangoModelFactory):
+class CaseFactory(factory.django.DjangoModelFactory[Case]):
     """Builds a case through the same path as the API (parse_record -> Case.submit)."""
 
     class Meta:
