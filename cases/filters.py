@@ -1,0 +1,148 @@
+"""Query filters of the case list (and of the statistics, which take the same parameters).
+
+Every parameter is validated: a bad value is a 400 with a ``code``, never a 500 and never a
+silently ignored filter that returns the wrong rows.
+
+Two filters narrow by an identifier and are therefore only for users with ``cases.view_phi``:
+``search`` (on ``external_id``, an encounter number) and the exact encounter-date range
+(``encounter_after`` / ``encounter_before``: under Safe Harbor a date finer than the year is an
+identifier, and a day-wide range would reveal it). Everyone else may filter by ``encounter_year``.
+For the same reason, ordering by ``external_id`` or ``encounter_date`` is for PHI users only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import django_filters
+from django import forms
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.request import Request
+
+from cases.models import Case
+from learning_engine.permissions import can_view_phi
+
+PHI_FILTERS = ("encounter_after", "encounter_before")
+
+
+class UpperCaseCharFilter(django_filters.CharFilter):
+    """Diagnosis codes are stored upper-case (``parse_record`` normalises them); so is the query."""
+
+    def filter(self, qs: QuerySet, value: Any) -> QuerySet:
+        return super().filter(qs, value.strip().upper() if isinstance(value, str) else value)
+
+
+@extend_schema_field(OpenApiTypes.INT)
+class IntegerFilter(django_filters.NumberFilter):
+    # NumberFilter cleans to a Decimal, which the ``year`` lookup cannot take.
+    field_class = forms.IntegerField
+
+
+class CaseFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(
+        choices=Case.Status.choices, help_text="One or more statuses (repeat the parameter)."
+    )
+    cohort = django_filters.CharFilter(max_length=100, help_text="Exact cohort name.")
+    diagnosis_code = UpperCaseCharFilter(max_length=20, help_text="Diagnosis code (case-insensitive).")
+    min_quality = django_filters.NumberFilter(
+        field_name="quality_score",
+        lookup_expr="gte",
+        min_value=0,
+        max_value=1,
+        help_text="Only cases whose quality score is at least this (0..1).",
+    )
+    encounter_year = IntegerFilter(
+        field_name="encounter_date", lookup_expr="year", min_value=1900, max_value=2200, help_text="Encounter year."
+    )
+    encounter_after = django_filters.DateFilter(
+        field_name="encounter_date",
+        lookup_expr="gte",
+        help_text="Encounter on or after this date (YYYY-MM-DD). Needs the PHI permission.",
+    )
+    encounter_before = django_filters.DateFilter(
+        field_name="encounter_date",
+        lookup_expr="lte",
+        help_text="Encounter on or before this date (YYYY-MM-DD). Needs the PHI permission.",
+    )
+    created_after = django_filters.DateFilter(
+        field_name="created_at", lookup_expr="date__gte", help_text="Created on or after this date (YYYY-MM-DD)."
+    )
+    created_before = django_filters.DateFilter(
+        field_name="created_at", lookup_expr="date__lte", help_text="Created on or before this date (YYYY-MM-DD)."
+    )
+
+    class Meta:
+        model = Case
+        fields: list[str] = []
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        if not can_view_phi(getattr(self.request, "user", None)):
+            for name in PHI_FILTERS:
+                if self.data.get(name) not in (None, ""):
+                    self.form.add_error(
+                        name, "Filtering by exact encounter date needs the PHI permission; use encounter_year."
+                    )
+                    valid = False
+        cleaned = getattr(self.form, "cleaned_data", {})
+        after, before = cleaned.get("encounter_after"), cleaned.get("encounter_before")
+        if after and before and after > before:
+            self.form.add_error("encounter_before", "Must not be before encounter_after.")
+            valid = False
+        return valid
+
+
+class CaseSearchFilter(SearchFilter):
+    """``?search=`` on ``external_id``: only for PHI users (an encounter number is an identifier)."""
+
+    def get_search_fields(self, view: Any, request: Request) -> Any:
+        return super().get_search_fields(view, request) if can_view_phi(request.user) else None
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        if not can_view_phi(request.user) and request.query_params.get(self.search_param, "").strip():
+            raise serializers.ValidationError(
+                {self.search_param: ["Searching by external id needs the PHI permission."]}
+            )
+        return super().filter_queryset(request, queryset, view)
+
+    def to_html(self, request: Request, queryset: QuerySet, view: Any) -> str:
+        return super().to_html(request, queryset, view) if can_view_phi(request.user) else ""
+
+
+class CaseOrderingFilter(OrderingFilter):
+    """``?ordering=``: unknown fields are a 400 (DRF ignores them), and the id breaks ties so pages
+    never overlap."""
+
+    phi_only_fields = frozenset({"external_id", "encounter_date"})
+
+    def get_valid_fields(
+        self, queryset: QuerySet, view: Any, context: Mapping[str, Any] | None = None
+    ) -> list[tuple[str, Any]]:
+        fields = super().get_valid_fields(queryset, view, context)
+        request = (context or {}).get("request")
+        if request is not None and not can_view_phi(request.user):
+            fields = [item for item in fields if item[0] not in self.phi_only_fields]
+        return fields
+
+    def remove_invalid_fields(
+        self, queryset: QuerySet, fields: Iterable[str], view: Any, request: Request
+    ) -> list[str]:
+        valid = {item[0] for item in self.get_valid_fields(queryset, view, {"request": request})}
+        wanted = [term for term in fields if term]
+        invalid = [term for term in wanted if term.removeprefix("-") not in valid]
+        if invalid:
+            raise serializers.ValidationError(
+                {self.ordering_param: [f"Order by one or more of: {', '.join(sorted(valid))} (prefix - to reverse)."]}
+            )
+        return wanted
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> Any:
+        ordering = super().get_ordering(request, queryset, view)
+        if ordering and not any(term.removeprefix("-") in {"id", "pk"} for term in ordering):
+            ordering = [*ordering, "-id"]
+        return ordering
