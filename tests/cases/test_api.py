@@ -128,7 +128,7 @@ def test_create_refuses_a_form_body_with_415(client):
 
 
 def test_create_with_an_existing_source_and_external_id_is_a_409_not_a_duplicate(client):
-    existing = CaseFactory()
+    existing = CaseFactory.create()
     record = record_dict(source=existing.source, external_id=existing.external_id)
 
     response = client.post(URL, record, format="json")
@@ -143,7 +143,7 @@ def test_create_with_an_existing_source_and_external_id_is_a_409_not_a_duplicate
 
 
 def test_list_is_paginated_newest_first(client):
-    first, second = CaseFactory(), CaseFactory()
+    first, second = CaseFactory.create(), CaseFactory.create()
 
     body = client.get(URL).json()
 
@@ -152,9 +152,9 @@ def test_list_is_paginated_newest_first(client):
 
 
 def test_list_filters_by_status_cohort_diagnosis_and_minimum_quality(client):
-    approved = CaseFactory(approved=True, record=record_dict(cohort="breast-mass"))
-    CaseFactory(rejected=True, record=record_dict(cohort="breast-mass"))
-    low = CaseFactory(record=record_dict(note="", diagnosis={"code": "C50.9", "label": "Malignant"}))
+    approved = CaseFactory.create(approved=True, record=record_dict(cohort="breast-mass"))
+    CaseFactory.create(rejected=True, record=record_dict(cohort="breast-mass"))
+    low = CaseFactory.create(record=record_dict(note="", diagnosis={"code": "C50.9", "label": "Malignant"}))
 
     def ids(query: str) -> set[int]:
         response = client.get(f"{URL}?{query}")
@@ -173,8 +173,8 @@ def test_list_filters_by_status_cohort_diagnosis_and_minimum_quality(client):
 
 def test_list_filters_by_encounter_and_creation_dates(client):
     today = dt.date.today()
-    old = CaseFactory(record=record_dict(encounter_date="2020-03-01"))
-    new = CaseFactory(record=record_dict(encounter_date=(today - dt.timedelta(days=2)).isoformat()))
+    old = CaseFactory.create(record=record_dict(encounter_date="2020-03-01"))
+    new = CaseFactory.create(record=record_dict(encounter_date=(today - dt.timedelta(days=2)).isoformat()))
 
     def ids(query: str) -> set[int]:
         response = client.get(f"{URL}?{query}")
@@ -189,8 +189,8 @@ def test_list_filters_by_encounter_and_creation_dates(client):
 
 
 def test_list_searches_external_ids_and_orders_by_quality(client):
-    good = CaseFactory(record=record_dict(external_id="enc-search-1"))
-    poor = CaseFactory(record=record_dict(external_id="enc-other-2", note="", findings={}))
+    good = CaseFactory.create(record=record_dict(external_id="enc-search-1"))
+    poor = CaseFactory.create(record=record_dict(external_id="enc-other-2", note="", findings={}))
 
     found = client.get(f"{URL}?search=search-1").json()["results"]
     ordered = client.get(f"{URL}?ordering=quality_score").json()["results"]
@@ -216,7 +216,7 @@ def test_list_searches_external_ids_and_orders_by_quality(client):
     ],
 )
 def test_bad_filter_values_are_400_with_a_code(client, query, field):
-    CaseFactory()
+    CaseFactory.create()
 
     response = client.get(f"{URL}?{query}")
 
@@ -236,7 +236,7 @@ def test_bad_filter_values_are_400_with_a_code(client, query, field):
     ],
 )
 def test_identifier_filters_are_refused_without_the_phi_permission(ml_engineer, query, field):
-    CaseFactory(approved=True)
+    CaseFactory.create(approved=True)
 
     response = jwt_client(ml_engineer).get(f"{URL}?{query}")
 
@@ -246,7 +246,7 @@ def test_identifier_filters_are_refused_without_the_phi_permission(ml_engineer, 
 
 
 def test_retrieve_gives_a_clinician_the_raw_record(client):
-    case = CaseFactory(approved=True)
+    case = CaseFactory.create(approved=True)
 
     body = client.get(detail(case)).json()
 
@@ -256,7 +256,7 @@ def test_retrieve_gives_a_clinician_the_raw_record(client):
 
 
 def test_retrieve_gives_an_ml_engineer_only_the_deidentified_record(ml_engineer):
-    case = CaseFactory(approved=True)
+    case = CaseFactory.create(approved=True)
 
     body = jwt_client(ml_engineer).get(detail(case)).json()
 
@@ -269,7 +269,7 @@ def test_retrieve_gives_an_ml_engineer_only_the_deidentified_record(ml_engineer)
 
 @pytest.mark.parametrize("state", ["submitted", "rejected"])
 def test_cases_without_a_deidentified_record_are_invisible_to_an_ml_engineer(ml_engineer, state):
-    case = CaseFactory(state=state)
+    case = CaseFactory.create(state=state)
     client = jwt_client(ml_engineer)
 
     assert client.get(detail(case)).status_code == 404
@@ -288,7 +288,7 @@ def test_unknown_case_ids_are_404_with_a_code(client, path):
 
 
 def test_put_replaces_the_record_and_rescores_it(client, clinician):
-    case = CaseFactory(submitted_by=clinician)
+    case = CaseFactory.create(submitted_by=clinician)
     record = case.to_record().to_json()
     record.pop("source")
     record.pop("external_id")
@@ -305,7 +305,7 @@ def test_put_replaces_the_record_and_rescores_it(client, clinician):
 
 
 def test_patch_merges_into_the_current_record(client, clinician, second_clinician):
-    case = CaseFactory(submitted_by=second_clinician)
+    case = CaseFactory.create(submitted_by=second_clinician)
     mrn = case.patient["mrn"]
 
     response = client.patch(detail(case), {"findings": {"spo2": 88}, "patient": {"phone": None}}, format="json")
@@ -320,7 +320,7 @@ def test_patch_merges_into_the_current_record(client, clinician, second_clinicia
 
 
 def test_editing_a_rejected_case_resubmits_it(client):
-    case = CaseFactory(rejected=True)
+    case = CaseFactory.create(rejected=True)
 
     response = client.patch(detail(case), {"findings": {"wbc": 9.1}}, format="json")
 
@@ -334,7 +334,7 @@ def test_editing_a_rejected_case_resubmits_it(client):
 
 @pytest.mark.parametrize("state", ["approved", "retracted"])
 def test_editing_a_reviewed_case_is_a_409(client, state):
-    case = CaseFactory(state=state)
+    case = CaseFactory.create(state=state)
 
     response = client.patch(detail(case), {"note": "changed"}, format="json")
 
@@ -346,7 +346,7 @@ def test_editing_a_reviewed_case_is_a_409(client, state):
 
 
 def test_an_edit_cannot_change_the_external_id(client):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = client.patch(detail(case), {"external_id": "enc-new"}, format="json")
 
@@ -355,7 +355,7 @@ def test_an_edit_cannot_change_the_external_id(client):
 
 
 def test_an_invalid_edit_is_a_400_and_changes_nothing(client):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = client.patch(detail(case), {"patient": {"mrn": None}}, format="json")
 
@@ -369,7 +369,7 @@ def test_an_invalid_edit_is_a_400_and_changes_nothing(client):
 
 
 def test_approve_stores_the_deidentified_record(reviewer_client, second_clinician):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = reviewer_client.post(detail(case, "approve"), {"note": "Agreed."}, format="json")
 
@@ -383,7 +383,7 @@ def test_approve_stores_the_deidentified_record(reviewer_client, second_clinicia
 
 
 def test_approve_rejects_the_submitter_as_reviewer(client, clinician):
-    case = CaseFactory(submitted_by=clinician)
+    case = CaseFactory.create(submitted_by=clinician)
 
     response = client.post(detail(case, "approve"), {}, format="json")
 
@@ -394,7 +394,7 @@ def test_approve_rejects_the_submitter_as_reviewer(client, clinician):
 
 
 def test_approve_rejects_the_last_editor_as_reviewer(client):
-    case = CaseFactory()
+    case = CaseFactory.create()
     assert client.patch(detail(case), {"note": "Edited."}, format="json").status_code == 200
 
     response = client.post(detail(case, "approve"), {}, format="json")
@@ -414,7 +414,7 @@ def test_approve_rejects_the_last_editor_as_reviewer(client):
     ],
 )
 def test_transitions_from_the_wrong_state_are_409_with_the_current_status(client, state, action, body):
-    case = CaseFactory(state=state)
+    case = CaseFactory.create(state=state)
 
     response = client.post(detail(case, action), body, format="json")
 
@@ -425,7 +425,7 @@ def test_transitions_from_the_wrong_state_are_409_with_the_current_status(client
 
 
 def test_reject_records_the_reason_and_note(reviewer_client):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = reviewer_client.post(detail(case, "reject"), {"reason": "implausible", "note": "Check SpO2."})
 
@@ -437,7 +437,7 @@ def test_reject_records_the_reason_and_note(reviewer_client):
 
 @pytest.mark.parametrize("body", [{}, {"reason": "bogus"}, {"reason": None}])
 def test_reject_needs_a_known_reason(reviewer_client, body):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = reviewer_client.post(detail(case, "reject"), body, format="json")
 
@@ -448,7 +448,7 @@ def test_reject_needs_a_known_reason(reviewer_client, body):
 
 
 def test_retract_needs_a_reason_and_retracts_an_approved_case(client):
-    case = CaseFactory(approved=True)
+    case = CaseFactory.create(approved=True)
 
     refused = client.post(detail(case, "retract"), {}, format="json")
     blank = client.post(detail(case, "retract"), {"reason": "  "}, format="json")
@@ -461,7 +461,7 @@ def test_retract_needs_a_reason_and_retracts_an_approved_case(client):
 
 
 def test_there_is_no_delete(client):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = client.delete(detail(case))
 
@@ -631,9 +631,9 @@ def test_an_import_in_an_unknown_media_type_is_a_415(client):
 
 
 def test_statistics_count_every_case_matching_the_filters(client, ml_engineer):
-    CaseFactory(approved=True)
-    CaseFactory(rejected=True)
-    CaseFactory(record=record_dict(cohort="breast-mass", diagnosis={"code": "C50.9", "label": "Malignant"}))
+    CaseFactory.create(approved=True)
+    CaseFactory.create(rejected=True)
+    CaseFactory.create(record=record_dict(cohort="breast-mass", diagnosis={"code": "C50.9", "label": "Malignant"}))
 
     everything = client.get(STATISTICS_URL).json()
     respiratory = jwt_client(ml_engineer).get(f"{STATISTICS_URL}?cohort=respiratory").json()

@@ -62,7 +62,7 @@ ROLES = ("anonymous", *roles.ROLES)
 
 @pytest.fixture
 def world() -> World:
-    return World(submitted=CaseFactory(), approved=CaseFactory(approved=True))
+    return World(submitted=CaseFactory.create(), approved=CaseFactory.create(approved=True))
 
 
 @pytest.mark.parametrize("endpoint", list(ENDPOINTS))
@@ -122,11 +122,11 @@ def json_variants(text: str) -> list[str]:
 @pytest.fixture
 def phi_world(clinician) -> list[Case]:
     cases = [
-        CaseFactory(),
-        CaseFactory(rejected=True),
-        CaseFactory(approved=True),
-        CaseFactory(retracted=True),
-        CaseFactory(
+        CaseFactory.create(),
+        CaseFactory.create(rejected=True),
+        CaseFactory.create(approved=True),
+        CaseFactory.create(retracted=True),
+        CaseFactory.create(
             approved=True,
             record=record_dict(
                 note="Seen with her daughter; callback 617-555-0199, MRN-778899 on the old chart.",
@@ -135,7 +135,7 @@ def phi_world(clinician) -> list[Case]:
         ),
     ]
     # An edited case too, so the last editor and review note paths are exercised.
-    edited = CaseFactory(submitted_by=clinician)
+    edited = CaseFactory.create(submitted_by=clinician)
     jwt_client(clinician).patch(f"{URL}{edited.pk}/", {"symptoms": ["cough"]}, format="json")
     cases.append(edited)
     return cases
@@ -205,7 +205,7 @@ def test_a_user_without_phi_permission_sees_the_deidentified_record(api_client_f
 
 def test_the_browsable_api_shows_a_clinician_the_raw_record_to_edit(clinician):
     # The positive control of the sweep above: the same HTML page does carry PHI for a clinician.
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     html = jwt_client(clinician).get(f"{URL}{case.pk}/", HTTP_ACCEPT="text/html").content.decode()
 

@@ -22,7 +22,7 @@ VISIBLE_STATES = {
 
 def make_cases(count: int, states: tuple[str, ...]) -> None:
     for index in range(count):
-        CaseFactory(state=states[index % len(states)])
+        CaseFactory.create(state=states[index % len(states)])
 
 
 def list_queries(client) -> tuple[int, int]:
@@ -36,7 +36,7 @@ def list_queries(client) -> tuple[int, int]:
 @pytest.mark.parametrize("role", [roles.CLINICIAN, roles.ML_ENGINEER])
 def test_case_list_queries_do_not_grow_with_the_number_of_cases(make_user, role):
     client = jwt_client(make_user(role))
-    CaseFactory()  # a case the ML engineer cannot see, so its filter is in play
+    CaseFactory.create()  # a case the ML engineer cannot see, so its filter is in play
 
     make_cases(5, VISIBLE_STATES[role])
     few_queries, few_rows = list_queries(client)
