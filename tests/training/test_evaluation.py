@@ -1,0 +1,256 @@
+"""Evaluation: metrics against sklearn on hand-made predictions, intervals, subgroups, JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+
+from tests.training.test_trainer import Recorder, synthetic_splits
+from training.evaluation import evaluate, plain, predict_rows
+from training.trainer import train
+
+ID = "finding:id"
+
+
+class StubModel:
+    """A "fitted pipeline" whose probabilities are written by hand, one row per case id."""
+
+    def __init__(self, classes: list[str], probabilities: list[list[float]]) -> None:
+        self.classes_ = np.array(classes, dtype=object)
+        self.probabilities = np.array(probabilities, dtype=np.float32)  # float32: must not leak
+
+    def predict_proba(self, feature_dicts: list[dict[str, float]]) -> np.ndarray:
+        return self.probabilities[[int(features[ID]) for features in feature_dicts]]
+
+
+def stub_rows(labels: list[str], *, sexes: list[str] | None = None, bands: list[str | None] | None = None) -> list:
+    return [
+        {
+            "case_id": 100 + i,
+            "label": label,
+            "sex": (sexes or ["female"] * len(labels))[i],
+            "age_band": (bands or ["40-49"] * len(labels))[i],
+            "findings": {"id": i},
+            "symptoms": [],
+        }
+        for i, label in enumerate(labels)
+    ]
+
+
+CLASSES = ["A", "B", "C"]
+TRUTH = ["A", "A", "A", "B", "B", "C", "C", "C", "A", "B"]
+PROBABILITIES = [
+    [0.8, 0.1, 0.1],  # A -> A
+    [0.6, 0.3, 0.1],  # A -> A
+    [0.2, 0.7, 0.1],  # A -> B
+    [0.1, 0.8, 0.1],  # B -> B
+    [0.5, 0.4, 0.1],  # B -> A
+    [0.1, 0.1, 0.8],  # C -> C
+    [0.2, 0.2, 0.6],  # C -> C
+    [0.1, 0.6, 0.3],  # C -> B
+    [0.7, 0.2, 0.1],  # A -> A
+    [0.2, 0.5, 0.3],  # B -> B
+]
+PREDICTED = [CLASSES[int(np.argmax(p))] for p in PROBABILITIES]
+
+
+def evaluate_stub(truth=TRUTH, probabilities=PROBABILITIES, classes=CLASSES, **kwargs: Any) -> dict[str, Any]:
+    return evaluate(StubModel(classes, probabilities), stub_rows(list(truth), **kwargs), numeric_features=[ID])
+
+
+def test_headline_metrics_match_sklearn():
+    result = evaluate_stub()
+
+    assert result["test_size"] == 10
+    assert result["accuracy"] == pytest.approx(accuracy_score(TRUTH, PREDICTED))
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(TRUTH, PREDICTED, average=average)
+        assert result[f"precision_{average}"] == pytest.approx(precision)
+        assert result[f"recall_{average}"] == pytest.approx(recall)
+        assert result[f"f1_{average}"] == pytest.approx(f1)
+
+
+def test_per_class_metrics_and_confusion_matrix_match_sklearn():
+    result = evaluate_stub()
+
+    precision, recall, f1, support = precision_recall_fscore_support(TRUTH, PREDICTED, labels=CLASSES)
+    assert [row["label"] for row in result["per_class"]] == CLASSES
+    assert [row["precision"] for row in result["per_class"]] == pytest.approx(list(precision))
+    assert [row["recall"] for row in result["per_class"]] == pytest.approx(list(recall))
+    assert [row["f1"] for row in result["per_class"]] == pytest.approx(list(f1))
+    assert [row["support"] for row in result["per_class"]] == list(support)
+    assert result["confusion_matrix"]["labels"] == CLASSES
+    assert result["confusion_matrix"]["matrix"] == confusion_matrix(TRUTH, PREDICTED, labels=CLASSES).tolist()
+
+
+def test_auroc_is_one_vs_rest_per_class_and_macro():
+    result = evaluate_stub()
+
+    scores = np.array(PROBABILITIES)
+    expected = [roc_auc_score([t == label for t in TRUTH], scores[:, j]) for j, label in enumerate(CLASSES)]
+    assert [row["auroc"] for row in result["per_class"]] == pytest.approx(expected)
+    assert result["auroc_macro"] == pytest.approx(roc_auc_score(TRUTH, scores, multi_class="ovr", average="macro"))
+
+
+def test_auroc_is_none_for_a_class_absent_from_the_test_rows():
+    truth = ["A", "A", "B", "B", "A", "B", "A", "B", "A", "B"]  # no C
+
+    result = evaluate_stub(truth=truth)
+
+    per_class = {row["label"]: row["auroc"] for row in result["per_class"]}
+    assert per_class["C"] is None
+    assert per_class["A"] is not None
+    assert result["auroc_macro"] == pytest.approx(np.mean([per_class["A"], per_class["B"]]))
+
+
+def test_auroc_is_none_when_the_test_rows_have_a_single_label():
+    result = evaluate_stub(truth=["A"] * 10)
+
+    assert result["auroc_macro"] is None
+    assert all(row["auroc"] is None for row in result["per_class"])
+
+
+def test_binary_auroc_is_the_usual_auroc():
+    truth = ["neg", "neg", "pos", "pos", "neg", "pos"]
+    positive = [0.1, 0.6, 0.7, 0.4, 0.2, 0.9]
+    probabilities = [[1 - p, p] for p in positive]
+
+    result = evaluate_stub(truth=truth, probabilities=probabilities, classes=["neg", "pos"])
+
+    assert result["auroc_macro"] == pytest.approx(roc_auc_score([t == "pos" for t in truth], positive))
+
+
+def test_brier_score_is_the_multiclass_squared_distance():
+    result = evaluate_stub()
+
+    onehot = np.array([[t == label for label in CLASSES] for t in TRUTH], dtype=float)
+    expected = np.mean(np.sum((np.array(PROBABILITIES, dtype=np.float32) - onehot) ** 2, axis=1))
+    assert result["brier"] == pytest.approx(expected)
+
+
+def test_bootstrap_intervals_contain_the_point_estimates_and_are_reproducible():
+    first = evaluate_stub()
+    second = evaluate_stub()
+
+    for metric in ("accuracy", "f1_macro"):
+        low, high = first[f"{metric}_ci"]
+        assert low <= first[metric] <= high
+        assert low < high  # 10 rows: the interval is far from a point
+    assert first["accuracy_ci"] == second["accuracy_ci"]
+    assert first["bootstrap"]["resamples"] == 1000
+
+
+def test_the_vectorised_bootstrap_agrees_with_resampling_rows():
+    """Resampling cells of the confusion matrix stands in for resampling rows: same intervals."""
+    rng = np.random.default_rng(123)
+    truth = [CLASSES[i] for i in rng.integers(0, 3, 300)]
+    probabilities = rng.dirichlet([1, 1, 1], 300)
+    for row, label in zip(probabilities, truth, strict=True):  # about 70% right
+        if rng.random() < 0.6:
+            row[CLASSES.index(label)] += 2
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    predicted = np.array([CLASSES[i] for i in probabilities.argmax(axis=1)])
+
+    result = evaluate_stub(truth=truth, probabilities=probabilities.tolist())
+
+    # The textbook way: resample row indices (2000 x 300), score each resample.
+    rows = rng.integers(0, len(truth), (2000, len(truth)))
+    t, p = np.array(truth)[rows], predicted[rows]
+    accuracies = np.mean(t == p, axis=1)
+    f1_by_class, present = [], []
+    for label in CLASSES:
+        tp = np.sum((t == label) & (p == label), axis=1)
+        wrong = np.sum((t == label) != (p == label), axis=1)  # FP + FN
+        f1_by_class.append(np.divide(2 * tp, 2 * tp + wrong, out=np.zeros(len(tp)), where=2 * tp + wrong > 0))
+        present.append((t == label).any(axis=1) | (p == label).any(axis=1))
+    f1s = np.sum(np.array(f1_by_class) * present, axis=0) / np.sum(present, axis=0)
+    for i in range(5):  # that formula is sklearn's macro-F1
+        assert f1s[i] == pytest.approx(f1_score(t[i], p[i], average="macro", zero_division=0))
+    assert result["accuracy_ci"] == pytest.approx(list(np.percentile(accuracies, [2.5, 97.5])), abs=0.015)
+    assert result["f1_macro_ci"] == pytest.approx(list(np.percentile(f1s, [2.5, 97.5])), abs=0.015)
+    # And both are real intervals around the estimate, not a point.
+    assert result["accuracy_ci"][1] - result["accuracy_ci"][0] > 0.05
+
+
+def test_subgroups_cover_every_row_once_with_their_own_metrics():
+    sexes = ["female", "male"] * 5
+    bands = ["40-49", "50-59", None, "40-49", "50-59", "90+", "40-49", "50-59", None, "40-49"]
+
+    result = evaluate_stub(sexes=sexes, bands=bands)
+
+    for field_name in ("sex", "age_band"):
+        assert sum(group["n"] for group in result["subgroups"][field_name]) == result["test_size"]
+    by_band = {group["value"]: group for group in result["subgroups"]["age_band"]}
+    assert set(by_band) == {"40-49", "50-59", "90+", "unknown"}
+    females = [i for i, sex in enumerate(sexes) if sex == "female"]
+    female = next(group for group in result["subgroups"]["sex"] if group["value"] == "female")
+    assert female["n"] == len(females)
+    assert female["accuracy"] == pytest.approx(
+        accuracy_score([TRUTH[i] for i in females], [PREDICTED[i] for i in females])
+    )
+    assert {"f1_macro", "auroc_macro", "brier", "accuracy_ci"} <= set(female)
+
+
+def test_a_test_label_the_model_never_learned_is_an_error_not_a_crash():
+    truth = [*TRUTH[:-1], "D"]
+
+    result = evaluate_stub(truth=truth)
+
+    assert result["labels"] == ["A", "B", "C", "D"]
+    assert result["confusion_matrix"]["matrix"][3] == [0, 1, 0, 0]  # the D row was predicted B
+    assert result["accuracy"] == pytest.approx(accuracy_score(truth, PREDICTED))
+    json.dumps(result, allow_nan=False)
+
+
+def test_the_evaluation_is_plain_json_even_from_float32_probabilities():
+    result = evaluate_stub()
+
+    text = json.dumps(result, allow_nan=False)  # no default=: numpy types would raise here
+    assert json.loads(text) == result
+
+
+def test_latency_is_measured_over_single_row_calls():
+    result = evaluate_stub()
+
+    latency = result["latency_ms"]
+    assert latency["calls"] == 50
+    assert 0 <= latency["median"] <= latency["p95"]
+
+
+def test_predict_rows_gives_paired_per_row_predictions():
+    rows = stub_rows(TRUTH)
+
+    predictions = predict_rows(StubModel(CLASSES, PROBABILITIES), rows, numeric_features=[ID])
+
+    assert predictions.case_ids == [row["case_id"] for row in rows]
+    assert predictions.y_true == TRUTH
+    assert predictions.y_pred == PREDICTED
+    assert predictions.classes == CLASSES
+    assert predictions.probabilities.shape == (10, 3)
+    assert predictions.probabilities.dtype == np.float64
+
+
+def test_evaluating_no_rows_is_a_clear_error():
+    with pytest.raises(ValueError, match="no rows"):
+        evaluate(StubModel(CLASSES, PROBABILITIES), [], numeric_features=[ID])
+
+
+def test_plain_converts_numpy_values_and_drops_non_finite_numbers():
+    value = {"a": np.float32(0.5), "b": np.int64(3), "c": [np.nan, np.inf], 4: np.array([1, 2]), "d": np.bool_(True)}
+
+    assert plain(value) == {"a": 0.5, "b": 3, "c": [None, None], "4": [1, 2], "d": True}
+    assert type(plain(np.float32(0.5))) is float
+
+
+def test_evaluation_of_a_trained_pipeline_agrees_with_its_predictions():
+    splits = synthetic_splits()
+    result = train(splits, algorithm="logistic_regression", hyperparameters={}, report=Recorder())
+
+    predictions = predict_rows(result.pipeline, splits["test"], numeric_features=result.numeric_features)
+
+    assert result.evaluation["accuracy"] == pytest.approx(accuracy_score(predictions.y_true, predictions.y_pred))
+    np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1.0)
