@@ -37,7 +37,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import BaseParser, JSONParser
+from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -59,6 +59,7 @@ from cases.serializers import (
 )
 from cases.statistics import compute_statistics
 from learning_engine.exceptions import DomainError
+from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission, can_view_phi
 from learning_engine.roles import PERM_IMPORT_CASES, PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
 
@@ -79,16 +80,6 @@ DEIDENTIFIED_STATES = (Case.Status.APPROVED, Case.Status.RETRACTED)
 
 
 # --- Parsers ---------------------------------------------------------------------------------------
-
-
-class CaseJSONParser(JSONParser):
-    """DRF's JSON parser, but a body nested too deeply for Python's parser is a 400, not a 500."""
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
-        try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
 @dataclass(frozen=True)
@@ -222,7 +213,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "import_cases": [PERM_IMPORT_CASES],
         "statistics": [PERM_VIEW_STATISTICS],
     }
-    parser_classes = [CaseJSONParser]
+    parser_classes = [SafeJSONParser]
     filter_backends = [DjangoFilterBackend, CaseSearchFilter, CaseOrderingFilter]
     filterset_class = CaseFilter
     search_fields = ["external_id"]
@@ -358,7 +349,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         methods=["post"],
         url_path="import",
         url_name="import",
-        parser_classes=[CaseJSONParser, JSONLinesParser, JSONLParser, PlainTextLinesParser],
+        parser_classes=[SafeJSONParser, JSONLinesParser, JSONLParser, PlainTextLinesParser],
         max_body_bytes="MAX_IMPORT_BODY_BYTES",
     )
     def import_cases(self, request: Request) -> Response:

@@ -33,7 +33,11 @@ class ActionPermission(BasePermission):
         if not (user and user.is_authenticated and user.is_active):
             return False
         table: dict[str, list[str]] = getattr(view, "action_permissions", {})
-        action = getattr(view, "action", None) or request.method.lower()
+        action = getattr(view, "action", None)
+        if action is None and getattr(view, "action_map", None) is not None and request.method != "OPTIONS":
+            # A method this route does not serve: let DRF answer 405 rather than a misleading 403.
+            return True
+        action = action or str(request.method).lower()
         if action == "metadata":  # OPTIONS: same guard as reading the list
             action = "list"
         required = table.get(action)

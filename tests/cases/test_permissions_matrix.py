@@ -54,8 +54,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     ),
     "retract": Endpoint(lambda c, w: c.post(f"{URL}{w.approved.pk}/retract/", {"reason": "Wrong."}), 200, CLINICIANS),
     "import": Endpoint(lambda c, w: c.post(f"{URL}import/", [record_dict()], format="json"), 200, CLINICIANS),
-    # No delete for anyone: a wrong case is rejected or retracted.
-    "delete": Endpoint(lambda c, w: c.delete(f"{URL}{w.submitted.pk}/"), 0, frozenset()),
+    # No delete for anyone (a wrong case is rejected or retracted): 405 once authenticated.
+    "delete": Endpoint(lambda c, w: c.delete(f"{URL}{w.submitted.pk}/"), 405, frozenset(roles.ROLES)),
 }
 ROLES = ("anonymous", *roles.ROLES)
 
