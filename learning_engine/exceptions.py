@@ -22,8 +22,8 @@ from rest_framework.views import exception_handler
 class DomainError(Exception):
     """A request that is well-formed but not allowed in the current state of the data."""
 
-    code = "conflict"
-    status_code = status.HTTP_409_CONFLICT
+    code: str = "conflict"
+    status_code: int = status.HTTP_409_CONFLICT
 
     def __init__(self, message: str, *, code: str | None = None, **extra: Any) -> None:
         super().__init__(message)

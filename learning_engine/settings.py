@@ -270,4 +270,8 @@ LOGGING = {
     },
 }
 
+# Native threads (BLAS, OpenMP) a training run may use. One by default: on a small machine the
+# web process and other workers share the cores, and oversubscription made boosting 16x slower.
+TRAINING_THREADS = env_int("TRAINING_THREADS", 1)
+
 ENGINE_VERSION = "0.1.0"

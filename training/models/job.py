@@ -205,7 +205,7 @@ class TrainingJob(models.Model):
             self._audit(by=by, source=self.Status.QUEUED, reason=f"Attempt {self.attempts} on {worker_id}.")
         return lease
 
-    def _leased_update(self, lease: uuid.UUID | str, **changes: Any) -> None:
+    def _leased_update(self, lease: uuid.UUID | str, /, **changes: Any) -> None:
         model = type(self)
         updated = model.objects.filter(pk=self.pk, status=self.Status.RUNNING, lease=lease).update(**changes)
         if updated != 1:
