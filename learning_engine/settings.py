@@ -274,4 +274,9 @@ LOGGING = {
 # web process and other workers share the cores, and oversubscription made boosting 16x slower.
 TRAINING_THREADS = env_int("TRAINING_THREADS", 1)
 
+# A running job whose heartbeat is older than this is reaped (requeued or failed); the reaper
+# looks every REAPER_INTERVAL_SECONDS. Workers heartbeat every few seconds while they train.
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 120)
+REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 30)
+
 ENGINE_VERSION = "0.1.0"

@@ -7,6 +7,8 @@ is where residual identifiers hide), the external id, the source's own identifie
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 FORMAT_VERSION = "1"
@@ -46,3 +48,31 @@ def row_from_deidentified(case_id: int, split: str, record: dict) -> dict:
         "findings": list(record.get("findings", {}).items()),
         "symptoms": list(record.get("symptoms", [])),
     }
+
+
+def read_rows_by_split(snapshot: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every row of a ready snapshot's file, grouped by split, as plain dicts (for training).
+
+    The file is read through the storage (shared object storage in a multi-machine deployment)
+    and its sha256 checked first: a snapshot is immutable, so a changed file is an error.
+    """
+    import hashlib
+    import io
+
+    import pyarrow.parquet as pq
+
+    with snapshot.file.open("rb") as handle:
+        data = handle.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if snapshot.file_sha256 and digest != snapshot.file_sha256:
+        raise DatasetFileChanged(f"Dataset {snapshot.pk}'s file does not match its recorded sha256.")
+    table = pq.read_table(io.BytesIO(data))
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "test": []}
+    for row in table.to_pylist():
+        row["findings"] = dict(row["findings"] or [])
+        rows.setdefault(row["split"], []).append(row)
+    return rows
+
+
+class DatasetFileChanged(Exception):
+    pass

@@ -1,12 +1,162 @@
-"""Background tasks (django.tasks). Arguments and results are plain JSON: ids, never objects."""
+"""Background tasks (django.tasks). Arguments and results are plain JSON: ids, never objects.
+
+``run_training_job`` is what a worker runs for a job. The job row is the source of truth: the
+task only claims a queued job (``TrainingJob.start``), and every write it makes afterwards
+carries the lease it got. When the job is cancelled or reaped, the next write raises
+``LeaseLost`` and the task stops, leaving no artifact behind.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import traceback
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.tasks import task
+
+from learning_engine.exceptions import DomainError, TransitionError
+from training.models import DatasetSnapshot, LeaseLost, PeriodicSchedule, TrainingJob
 
 logger = logging.getLogger(__name__)
 
+TRAINING_QUEUE = "training"
+REAPER_SCHEDULE = "reap_stale_jobs"
+
+
+def worker_identity() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 def enqueue_job(job_id: int, priority: int) -> None:
-    """Placeholder, replaced by the worker implementation."""
-    logger.info("job %s queued (priority %s)", job_id, priority)
+    """Put a job on the training queue (called on commit by TrainingJob). Priority -100..100."""
+    result = run_training_job.using(priority=priority).enqueue(job_id)
+    TrainingJob.objects.filter(pk=job_id).update(task_id=str(result.id)[:64])
+    ensure_reaper_scheduled()
+
+
+@task(queue_name=TRAINING_QUEUE)
+def run_training_job(job_id: int) -> dict[str, Any]:
+    job = TrainingJob.objects.select_related("model_type", "dataset").filter(pk=job_id).first()
+    if job is None:
+        return {"job": job_id, "outcome": "missing"}
+    if job.status != TrainingJob.Status.QUEUED or job.executor != TrainingJob.Executor.WORKER:
+        # Cancelled while queued, already taken by another worker, or an external trainer's job.
+        return {"job": job_id, "outcome": "skipped", "status": job.status}
+    try:
+        lease = job.start(worker_id=worker_identity())
+    except TransitionError:
+        return {"job": job_id, "outcome": "skipped", "status": "taken"}
+    logger.info("Job %s started (attempt %s, %s %s)", job.pk, job.attempts, job.model_type.slug, job.algorithm)
+    try:
+        return _run(job, lease)
+    except LeaseLost:
+        logger.info("Job %s: lease lost (cancelled or reaped); stopping.", job.pk)
+        return {"job": job_id, "outcome": "stopped"}
+    except Exception as exc:
+        _fail(job, lease, exc)
+        return {"job": job_id, "outcome": "failed"}
+
+
+def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
+    from training.dataset_format import read_rows_by_split
+    from training.trainer import TrainingProgress, train
+
+    dataset = job.dataset or _prepare_dataset(job, lease)
+    if dataset.status != DatasetSnapshot.Status.READY:
+        raise DomainError(f"Dataset {dataset.pk} is {dataset.status}, not ready.", code="dataset_not_ready")
+    minimum = job.model_type.min_cases_to_train
+    if dataset.case_count < minimum:
+        raise DomainError(
+            f"Dataset {dataset.pk} has {dataset.case_count} cases; model type {job.model_type.slug} "
+            f"needs at least {minimum} to train.",
+            code="too_few_cases",
+        )
+    job.report_progress(lease=lease, progress=1.0, stage="Loading dataset")
+    rows = read_rows_by_split(dataset)
+
+    def report(update: TrainingProgress) -> None:
+        job.report_progress(
+            lease=lease, progress=update.progress, stage=update.stage, metrics=update.metrics, epoch=update.epoch
+        )
+
+    result = train(
+        rows,
+        algorithm=job.algorithm,
+        hyperparameters=job.hyperparameters,
+        report=report,
+        artifact_name=f"{job.model_type.slug}-job{job.pk}-attempt{job.attempts}",
+    )
+    try:
+        job.complete(
+            lease=lease,
+            evaluation=result.evaluation,
+            metrics=result.metrics,
+            artifact=result.artifact_path or "",
+            artifact_sha256=result.artifact_sha256 or "",
+        )
+    except LeaseLost:
+        # Cancelled or reaped between the last epoch and completion: the artifact is orphaned.
+        from training.artifacts import delete_artifact
+
+        if result.artifact_path:
+            delete_artifact(result.artifact_path)
+        raise
+    logger.info("Job %s completed: test accuracy %s", job.pk, result.evaluation.get("accuracy"))
+    return {"job": job.pk, "outcome": "completed", "accuracy": result.evaluation.get("accuracy")}
+
+
+def _prepare_dataset(job: TrainingJob, lease: uuid.UUID) -> DatasetSnapshot:
+    """A job created without a dataset prepares a fresh snapshot first."""
+    from training.datasets import build_snapshot, create_snapshot
+
+    job.report_progress(lease=lease, progress=0.0, stage="Preparing dataset")
+    snapshot = create_snapshot(job.model_type, by=job.created_by)
+    # Attach before building, so the job row shows which snapshot it is waiting for.
+    job._leased_update(lease, dataset=snapshot)
+    return build_snapshot(snapshot.pk)
+
+
+def _fail(job: TrainingJob, lease: uuid.UUID, exc: BaseException) -> None:
+    if isinstance(exc, DomainError):
+        reason = f"{exc.code}: {exc.message}"
+    else:
+        # The traceback names code locations; training reads de-identified data only, so no PHI.
+        reason = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc, limit=8))}"
+    logger.warning("Job %s failed: %s", job.pk, reason.splitlines()[0])
+    try:
+        job.fail(lease=lease, reason=reason)
+    except (LeaseLost, TransitionError):
+        logger.info("Job %s: could not record the failure (lease lost).", job.pk)
+
+
+# --- The reaper's periodic chain -----------------------------------------------------------------
+
+
+def ensure_reaper_scheduled() -> None:
+    """Start the reaper chain unless one is alive (see training.models.schedule)."""
+    interval = int(settings.REAPER_INTERVAL_SECONDS)
+    token = PeriodicSchedule.start_chain_if_idle(REAPER_SCHEDULE, interval_seconds=interval)
+    if token is not None:
+        transaction.on_commit(lambda: reap_stale_jobs_periodically.enqueue(str(token)))
+
+
+@task()
+def reap_stale_jobs_periodically(token: str) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.reaper import reap_stale_jobs
+
+    next_run = PeriodicSchedule.claim_run(REAPER_SCHEDULE, token)
+    if next_run is None:
+        return {"outcome": "superseded"}
+    summary = reap_stale_jobs()
+    delay = max(1.0, (next_run - timezone.now()).total_seconds())
+    reap_stale_jobs_periodically.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(token)
+    return summary

@@ -3,6 +3,7 @@ from __future__ import annotations
 from training.models.dataset import DatasetSnapshot, DatasetTransition, ImmutableSnapshot
 from training.models.job import AttemptsExhausted, JobTransition, LeaseLost, TrainingJob
 from training.models.model_type import ModelType
+from training.models.schedule import PeriodicSchedule
 
 __all__ = [
     "AttemptsExhausted",
@@ -12,5 +13,6 @@ __all__ = [
     "JobTransition",
     "LeaseLost",
     "ModelType",
+    "PeriodicSchedule",
     "TrainingJob",
 ]
