@@ -160,3 +160,23 @@ def reap_stale_jobs_periodically(token: str) -> dict[str, Any]:
     delay = max(1.0, (next_run - timezone.now()).total_seconds())
     reap_stale_jobs_periodically.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(token)
     return summary
+
+
+@task()
+def build_dataset(snapshot_id: int) -> dict[str, Any]:
+    """Build a snapshot created through the API (status building) in the background."""
+    from training.datasets import build_snapshot
+
+    snapshot = DatasetSnapshot.objects.filter(pk=snapshot_id).first()
+    if snapshot is None or snapshot.status != DatasetSnapshot.Status.BUILDING:
+        return {"dataset": snapshot_id, "outcome": "skipped"}
+    try:
+        snapshot = build_snapshot(snapshot_id)
+    except DomainError as exc:
+        # build_snapshot has already marked the snapshot failed with the reason.
+        return {"dataset": snapshot_id, "outcome": "failed", "code": exc.code}
+    return {"dataset": snapshot_id, "outcome": snapshot.status}
+
+
+def enqueue_dataset_build(snapshot_id: int) -> None:
+    transaction.on_commit(lambda: build_dataset.enqueue(snapshot_id))
