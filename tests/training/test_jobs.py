@@ -1,0 +1,289 @@
+"""Training job lifecycle: transitions, leases, audit, the stale-copy race, the reaper, priorities."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from django.tasks import default_task_backend
+from django.utils import timezone
+
+from learning_engine.exceptions import InvalidRequest, TransitionError
+from training.models import AttemptsExhausted, JobTransition, LeaseLost, ModelType, TrainingJob
+from training.reaper import reap_stale_jobs
+from training.signals import job_completed
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def model_type():
+    return ModelType.objects.create(
+        slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory", default_algorithm="logistic_regression"
+    )
+
+
+@pytest.fixture
+def engineer(make_user):
+    return make_user("ml_engineer")
+
+
+@pytest.fixture(autouse=True)
+def _empty_task_queue():
+    default_task_backend.clear()
+    yield
+    default_task_backend.clear()
+
+
+def submit(model_type, engineer, **kwargs):
+    return TrainingJob.submit(model_type=model_type, by=engineer, **kwargs)
+
+
+def audit(job):
+    return list(JobTransition.objects.filter(job=job).values_list("from_state", "to_state"))
+
+
+def training_tasks():
+    return [r for r in default_task_backend.results if r.task.name == "run_training_job"]
+
+
+def test_epochs_without_an_algorithm_choose_the_epoch_based_default(model_type, engineer):
+    job = submit(model_type, engineer, hyperparameters={"batch_size": 32, "epochs": 10})
+    assert job.status == "queued"
+    assert job.algorithm == "sgd"
+    assert job.hyperparameters["epochs"] == 10
+    assert job.hyperparameters["batch_size"] == 32
+
+
+def test_submit_refuses_unknown_hyperparameters_with_a_400(model_type, engineer):
+    with pytest.raises(InvalidRequest) as err:
+        submit(model_type, engineer, algorithm="logistic_regression", hyperparameters={"epochs": 3})
+    assert err.value.status_code == 400
+    assert not TrainingJob.objects.exists()
+
+
+def test_submit_enqueues_only_on_commit(model_type, engineer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        submit(model_type, engineer)
+    assert training_tasks() == []
+    for callback in callbacks:
+        callback()
+    assert len(training_tasks()) == 1
+
+
+def test_priority_reaches_the_task_queue(model_type, engineer, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        job = submit(model_type, engineer, priority=50)
+    (result,) = training_tasks()
+    assert result.task.priority == 50
+    assert result.args == [job.pk]
+    job.refresh_from_db()
+    assert job.task_id == str(result.id)
+
+
+def test_start_takes_a_lease_and_counts_the_attempt(model_type, engineer):
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="w1")
+    job.refresh_from_db()
+    assert (job.status, job.lease, job.attempts, job.worker_id) == ("running", lease, 1, "w1")
+    assert audit(job) == [("", "queued"), ("queued", "running")]
+
+
+def test_a_stale_copy_cannot_start_a_job_a_fresher_copy_started(model_type, engineer):
+    job = submit(model_type, engineer)
+    stale = TrainingJob.objects.get(pk=job.pk)
+    job.start(worker_id="w1")
+    with pytest.raises(TransitionError):
+        stale.start(worker_id="w2")
+    job.refresh_from_db()
+    assert job.worker_id == "w1"
+    assert audit(job).count(("queued", "running")) == 1
+
+
+def test_progress_requires_the_current_lease(model_type, engineer):
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="w1")
+    job.report_progress(lease=lease, progress=50, stage="Epoch 5/10", epoch={"epoch": 5}, metrics={"loss": 0.4})
+    job.refresh_from_db()
+    assert (job.progress, job.stage, job.history, job.metrics) == (50, "Epoch 5/10", [{"epoch": 5}], {"loss": 0.4})
+    with pytest.raises(LeaseLost):
+        job.report_progress(lease=uuid.uuid4(), progress=60, stage="Epoch 6/10")
+    job.refresh_from_db()
+    assert job.progress == 50
+
+
+def test_complete_clears_the_lease_and_announces_on_commit(model_type, engineer, django_capture_on_commit_callbacks):
+    announced = []
+
+    def receiver(sender, job_id, **kwargs):
+        announced.append(job_id)
+
+    job_completed.connect(receiver)
+    try:
+        job = submit(model_type, engineer)
+        lease = job.start(worker_id="w1")
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            job.complete(lease=lease, evaluation={"accuracy": 0.9}, artifact="models/x.skops", artifact_sha256="ab")
+        assert announced == []
+        for callback in callbacks:
+            callback()
+        assert announced == [job.pk]
+    finally:
+        job_completed.disconnect(receiver)
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.lease, job.artifact_format) == ("completed", 100, None, "skops")
+    assert audit(job)[-1] == ("running", "completed")
+
+
+def test_a_running_job_can_only_be_failed_by_its_lease_holder(model_type, engineer):
+    job = submit(model_type, engineer)
+    job.start(worker_id="w1")
+    with pytest.raises(LeaseLost):
+        job.fail(reason="boom")
+    job.refresh_from_db()
+    assert job.status == "running"
+
+
+def test_fail_records_the_reason_in_the_log_and_the_audit(model_type, engineer):
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="w1")
+    job.fail(lease=lease, reason="ValueError: bad data")
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "ValueError: bad data" in job.error_log
+    assert JobTransition.objects.filter(job=job, to_state="failed", reason__contains="bad data").exists()
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_cancel_a_queued_or_running_job(model_type, engineer, running):
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="w1") if running else None
+    job.cancel(by=engineer, reason="Wrong dataset.")
+    job.refresh_from_db()
+    assert (job.status, job.lease) == ("cancelled", None)
+    if running:
+        # The worker's next epoch report is refused: that is how it learns to stop.
+        with pytest.raises(LeaseLost):
+            job.report_progress(lease=lease, progress=70, stage="Epoch 7/10")
+
+
+@pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
+def test_finished_jobs_cannot_be_cancelled(model_type, engineer, final):
+    job = submit(model_type, engineer)
+    TrainingJob.objects.filter(pk=job.pk).update(status=final)
+    job.refresh_from_db()
+    with pytest.raises(TransitionError) as err:
+        job.cancel(by=engineer)
+    assert err.value.code == "invalid_transition"
+
+
+def test_retry_requeues_a_failed_job_until_attempts_run_out(model_type, engineer, django_capture_on_commit_callbacks):
+    job = submit(model_type, engineer, max_attempts=2)
+    for attempt in (1, 2):
+        lease = job.start(worker_id="w1")
+        job.fail(lease=lease, reason=f"attempt {attempt} failed")
+        if attempt == 1:
+            with django_capture_on_commit_callbacks(execute=True):
+                job.retry(by=engineer)
+            assert job.status == "queued"
+    with pytest.raises(AttemptsExhausted):
+        job.retry(by=engineer)
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("failed", 2)
+
+
+def test_retry_is_refused_for_a_job_that_did_not_fail(model_type, engineer):
+    job = submit(model_type, engineer)
+    with pytest.raises(TransitionError):
+        job.retry(by=engineer)
+
+
+def _make_stale(job, seconds=3600):
+    TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=seconds))
+
+
+def test_the_reaper_requeues_a_stale_job_and_refuses_the_dead_workers_late_writes(
+    model_type, engineer, django_capture_on_commit_callbacks
+):
+    job = submit(model_type, engineer, max_attempts=3)
+    lease = job.start(worker_id="dead-worker")
+    _make_stale(job)
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = reap_stale_jobs()
+    assert summary["requeued"] == [job.pk]
+    job.refresh_from_db()
+    assert (job.status, job.lease) == ("queued", None)
+    assert "Heartbeat older than the stale limit" in job.error_log
+    assert len(training_tasks()) == 1  # the requeue (submit's own enqueue ran outside the capture)
+    with pytest.raises(LeaseLost):
+        job.report_progress(lease=lease, progress=90, stage="Epoch 9/10")
+    with pytest.raises(LeaseLost):
+        job.complete(lease=lease, evaluation={}, artifact="", artifact_sha256="")
+
+
+def test_the_reaper_fails_a_stale_job_without_attempts_left(model_type, engineer):
+    job = submit(model_type, engineer, max_attempts=1)
+    job.start(worker_id="dead-worker")
+    _make_stale(job)
+    assert reap_stale_jobs()["failed"] == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert "failed after 1 attempts" in job.error_log
+
+
+def test_the_reaper_leaves_fresh_and_finished_jobs_alone(model_type, engineer):
+    fresh = submit(model_type, engineer)
+    fresh.start(worker_id="alive")
+    finished = submit(model_type, engineer)
+    lease = finished.start(worker_id="w")
+    finished.complete(lease=lease, evaluation={}, artifact="", artifact_sha256="")
+    _make_stale(finished)
+    assert reap_stale_jobs() == {"requeued": [], "failed": [], "skipped": []}
+
+
+def test_a_heartbeat_between_the_reapers_read_and_write_saves_the_job(model_type, engineer):
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="slow-but-alive")
+    _make_stale(job)
+    cutoff = timezone.now() - dt.timedelta(seconds=60)
+    stale_copy = TrainingJob.objects.get(pk=job.pk)
+    job.heartbeat(lease=lease)
+    with pytest.raises(TransitionError):
+        stale_copy.reap(stale_before=cutoff)
+    job.refresh_from_db()
+    assert job.status == "running"
+
+
+def test_the_reaper_command_has_a_dry_run(model_type, engineer):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    job = submit(model_type, engineer)
+    job.start(worker_id="dead")
+    _make_stale(job)
+    out = StringIO()
+    call_command("reap_stale_jobs", "--dry-run", stdout=out)
+    assert "1 jobs would be requeued" in out.getvalue()
+    job.refresh_from_db()
+    assert job.status == "running"
+    call_command("reap_stale_jobs", stdout=out)
+    job.refresh_from_db()
+    assert job.status == "queued"
+
+
+def test_the_periodic_reaper_chain_collapses_to_one(settings, django_capture_on_commit_callbacks):
+    from training import tasks
+    from training.models import PeriodicSchedule
+
+    settings.REAPER_INTERVAL_SECONDS = 30
+    with django_capture_on_commit_callbacks(execute=True):
+        tasks.ensure_reaper_scheduled()
+        tasks.ensure_reaper_scheduled()  # a second process: the live chain is kept
+    chains = [r for r in default_task_backend.results if r.task.name == "reap_stale_jobs_periodically"]
+    assert len(chains) == 1
+    token = chains[0].args[0]
+    assert tasks.reap_stale_jobs_periodically.call(token)["requeued"] == []
+    assert tasks.reap_stale_jobs_periodically.call(str(uuid.uuid4())) == {"outcome": "superseded"}
+    assert PeriodicSchedule.objects.get().last_run_at is not None
