@@ -208,6 +208,7 @@ def test_the_reaper_requeues_a_stale_job_and_refuses_the_dead_workers_late_write
 ):
     job = submit(model_type, engineer, max_attempts=3)
     lease = job.start(worker_id="dead-worker")
+    workers_copy = TrainingJob.objects.get(pk=job.pk)  # what the slow worker still holds in memory
     _make_stale(job)
     with django_capture_on_commit_callbacks(execute=True):
         summary = reap_stale_jobs()
@@ -217,9 +218,11 @@ def test_the_reaper_requeues_a_stale_job_and_refuses_the_dead_workers_late_write
     assert "Heartbeat older than the stale limit" in job.error_log
     assert len(training_tasks()) == 1  # the requeue (submit's own enqueue ran outside the capture)
     with pytest.raises(LeaseLost):
-        job.report_progress(lease=lease, progress=90, stage="Epoch 9/10")
+        workers_copy.report_progress(lease=lease, progress=90, stage="Epoch 9/10")
     with pytest.raises(LeaseLost):
-        job.complete(lease=lease, evaluation={}, artifact="", artifact_sha256="")
+        workers_copy.complete(lease=lease, evaluation={}, artifact="", artifact_sha256="")
+    job.refresh_from_db()
+    assert (job.status, job.progress) == ("queued", 0.0)
 
 
 def test_the_reaper_fails_a_stale_job_without_attempts_left(model_type, engineer):
