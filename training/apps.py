@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class TrainingConfig(AppConfig):
     name = "training"
     verbose_name = "Datasets and training"
+
+    def ready(self) -> None:
+        from cases.signals import demo_loaded
+        from training.demo import on_demo_loaded
+
+        demo_loaded.connect(on_demo_loaded, dispatch_uid="training_demo_model_types")

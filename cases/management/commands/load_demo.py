@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cases import demo
 from cases.importing import ImportReport, import_objects
+from cases.signals import demo_loaded
 
 MAX_RESPIRATORY_CASES = 1_000_000  # a typo of a few zeros should not fill the disk
 SHOWN_ERRORS = 5
@@ -75,6 +76,11 @@ class Command(BaseCommand):
                 f"{imported.unchanged} unchanged, {imported.failed} failed; review: {review.approved} approved, "
                 f"{review.rejected} rejected, {review.left} left submitted, {review.skipped} skipped"
             )
+
+        # The apps built on cases add their demo objects (model types, ...): cases cannot import them.
+        for _receiver, message in demo_loaded.send(sender=type(self), users=users, verbosity=verbosity):
+            if message:
+                summary += f"; {message}"
 
         self._info(f"Done: {summary}.")
         self._print_users()
