@@ -201,6 +201,9 @@ class TrainingJob(models.Model):
                 finished_at=None,
                 stage="Starting",
                 progress=0.0,
+                # A new attempt starts its curves afresh; earlier attempts live in the log and audit.
+                history=[],
+                metrics={},
             )
             self._audit(by=by, source=self.Status.QUEUED, reason=f"Attempt {self.attempts} on {worker_id}.")
         return lease
