@@ -85,7 +85,7 @@ class Site:
         job["evaluation"] = json.loads(job["evaluation"])
         return job
 
-    def wait_for(self, job_id: int, condition, *, timeout: float = 240) -> dict:  # noqa: ANN001
+    def wait_for(self, job_id: int, condition, *, timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             job = self.job(job_id)
