@@ -1,0 +1,242 @@
+"""Line charts for the admin, drawn on the server as inline SVG (``admin/includes/line_chart.html``).
+
+The companion of ``admin_helpers.bar_chart``: no JavaScript and no CDN, so a page works offline
+and under a strict Content-Security-Policy. ``line_chart`` computes the geometry only; the template
+draws it. A missing value (``None``, NaN, infinity) breaks a line instead of pretending to be 0.
+
+Usage::
+
+    chart = line_chart(
+        [("train loss", [(1, 0.9), (2, 0.7)]), ("validation loss", [(1, 1.0), (2, 0.8)])],
+        title="Loss per epoch", x_label="epoch",
+    )
+    {% include "admin/includes/line_chart.html" with chart=chart %}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# Colour and dash pattern per series, in order: the dash keeps series apart without colour.
+PALETTE = (
+    ("#417690", ""),
+    ("#c0392b", "6 4"),
+    ("#2e8b57", "2 3"),
+    ("#8e44ad", "8 3 2 3"),
+    ("#b9770e", "1 2"),
+)
+# Beyond this many points per series the markers (with their hover titles) would only be clutter.
+MAX_MARKERS = 60
+MAX_X_TICKS = 10
+Y_TICKS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    x: float
+    y: float
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    colour: str
+    dash: str
+    segments: list[str]  # SVG polyline ``points`` strings; one per unbroken run of values
+    markers: list[Marker]
+    last: str  # the last defined value, formatted ("" when none)
+    legend_y: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    label: str
+    position: float
+
+
+@dataclass(frozen=True, slots=True)
+class LineChart:
+    title: str
+    width: int
+    height: int
+    left: float
+    top: float
+    right: float
+    bottom: float
+    series: list[Series]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    x_label: str
+    y_label: str
+    legend_x: float
+    empty: bool
+
+    # Offsets the template would otherwise compute (Django's ``add`` filter truncates floats).
+    @property
+    def y_tick_label_x(self) -> float:
+        return self.left - 6
+
+    @property
+    def x_tick_end(self) -> float:
+        return self.bottom + 4
+
+    @property
+    def x_tick_label_y(self) -> float:
+        return self.bottom + 16
+
+    @property
+    def x_label_y(self) -> float:
+        return self.height - 6
+
+    @property
+    def y_label_y(self) -> float:
+        return self.top - 12
+
+    @property
+    def legend_line_end(self) -> float:
+        return self.legend_x + 22
+
+    @property
+    def legend_text_x(self) -> float:
+        return self.legend_x + 28
+
+
+def _finite(value: object) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def nice_step(span: float, count: int) -> float:
+    """A round step (1, 2 or 5 times a power of ten) that cuts ``span`` into about ``count`` parts."""
+    if span <= 0 or count <= 0:
+        return 1.0
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    for factor in (1, 2, 5, 10):
+        if raw <= factor * power:
+            return factor * power
+    return 10 * power
+
+
+def _format(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
+    return f"{value:.{min(decimals, 6)}f}"
+
+
+def line_chart(
+    series: Sequence[tuple[str, Sequence[tuple[float, object]]]],
+    *,
+    title: str,
+    width: int = 680,
+    height: int = 280,
+    x_label: str = "",
+    y_label: str = "",
+    y_min: float | None = None,
+    y_max: float | None = None,
+    integer_x: bool = True,
+) -> LineChart:
+    """The geometry of a line chart: one line per ``(name, [(x, y), ...])``.
+
+    ``y_min``/``y_max`` pin the axis (0 and 1 for an accuracy); otherwise it spans the data with
+    round ticks. ``integer_x`` keeps x ticks on whole numbers (epochs).
+    """
+    cleaned = [
+        (str(name), [(fx, _finite(y)) for x, y in points if (fx := _finite(x)) is not None]) for name, points in series
+    ]
+    xs = [x for _name, points in cleaned for x, _y in points]
+    ys = [y for _name, points in cleaned for _x, y in points if y is not None]
+    legend_width = 200.0
+    left, top, bottom_margin = 56.0, 28.0, 40.0
+    right = width - legend_width - 12.0
+    bottom = height - bottom_margin
+    empty = not ys
+
+    x_low, x_high = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    if x_high == x_low:
+        x_low, x_high = x_low - 1, x_high + 1
+    data_low = min(ys) if ys else 0.0
+    data_high = max(ys) if ys else 1.0
+    low = y_min if y_min is not None else data_low
+    high = y_max if y_max is not None else data_high
+    low, high = min(low, data_low), max(high, data_high)  # data outside a pinned range still shows
+    if high == low:
+        pad = abs(high) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    y_step = nice_step(high - low, Y_TICKS)
+    if y_min is None:
+        low = math.floor(low / y_step) * y_step
+    if y_max is None:
+        high = math.ceil(high / y_step) * y_step
+
+    def sx(x: float) -> float:
+        return round(left + (x - x_low) / (x_high - x_low) * (right - left), 2)
+
+    def sy(y: float) -> float:
+        return round(bottom - (y - low) / (high - low) * (bottom - top), 2)
+
+    y_ticks = []
+    tick = math.ceil(low / y_step - 1e-9) * y_step
+    while tick <= high + y_step * 1e-9:
+        y_ticks.append(Tick(label=_format(tick, y_step), position=sy(tick)))
+        tick += y_step
+    x_step = nice_step(x_high - x_low, MAX_X_TICKS)
+    if integer_x:
+        x_step = max(1.0, round(x_step))
+    x_ticks = []
+    tick = math.ceil(x_low / x_step - 1e-9) * x_step
+    while tick <= x_high + x_step * 1e-9:
+        x_ticks.append(Tick(label=_format(tick, x_step), position=sx(tick)))
+        tick += x_step
+
+    drawn = []
+    for index, (name, points) in enumerate(cleaned):
+        colour, dash = PALETTE[index % len(PALETTE)]
+        segments: list[str] = []
+        run: list[str] = []
+        markers: list[Marker] = []
+        for x, y in points:
+            if y is None:
+                if run:
+                    segments.append(" ".join(run))
+                run = []
+                continue
+            run.append(f"{sx(x)},{sy(y)}")
+            markers.append(Marker(x=sx(x), y=sy(y), title=f"{name}, {x:g}: {y:.4g}"))
+        if run:
+            segments.append(" ".join(run))
+        defined = [y for _x, y in points if y is not None]
+        drawn.append(
+            Series(
+                name=name,
+                colour=colour,
+                dash=dash,
+                segments=segments,
+                markers=markers if len(markers) <= MAX_MARKERS else [],
+                last=f"{defined[-1]:.3g}" if defined else "",
+                legend_y=round(top + 8 + index * 20, 2),
+            )
+        )
+    return LineChart(
+        title=title,
+        width=width,
+        height=height,
+        left=left,
+        top=top,
+        right=right,
+        bottom=bottom,
+        series=drawn,
+        x_ticks=x_ticks,
+        y_ticks=y_ticks,
+        x_label=x_label,
+        y_label=y_label,
+        legend_x=right + 16,
+        empty=empty,
+    )

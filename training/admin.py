@@ -1,0 +1,1132 @@
+"""The admin of model types, dataset snapshots and training jobs.
+
+Who sees what (``learning_engine.roles``): ML engineers view everything here, create datasets and
+jobs, and start, cancel and retry jobs (``training.change_trainingjob``); clinical leads only view;
+clinicians see no training at all (Django answers 403). Model types are edited by superusers only.
+
+Nothing here writes a status or a worker field: datasets are immutable audit records (read-only,
+never deleted), and a job changes only through its transitions, called from the actions
+(``confirm_and_apply``: a confirmation page first, then one success and one "skipped" message).
+Job pages are therefore view-only for everyone; acting on a job is a separate permission
+(``has_operate_permission``), not "change".
+
+Lists defer the large JSON columns (a dataset's manifest, a job's history and evaluation) and
+join what they show, so a list of 200 rows costs the same queries as one of 5. Charts are inline
+SVG drawn on the server (no CDN); a running job's page refreshes its progress and curves every two
+seconds with a small same-origin script that fetches a fragment (``<id>/live/``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import ActionLocation
+from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+
+from learning_engine.admin_helpers import bar_chart, confirm_and_apply
+from learning_engine.charts import LineChart, line_chart
+from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
+from training.algorithms import SPECS, validate_hyperparameters
+from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
+from training.models.dataset import SPLITS
+from training.splitting import check_fractions
+from training.tasks import enqueue_dataset_build, enqueue_job
+
+ACTIVE_JOB_STATUSES = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
+REASON_MAX_LENGTH = 500
+# Convenience fields of the job form that are hyperparameters of the epoch-based algorithms.
+EPOCH_FIELDS = ("epochs", "batch_size", "learning_rate")
+# How many findings of a scan report, and case ids per kind, a dataset page lists.
+MAX_FINDINGS_LISTED = 100
+MAX_CASE_IDS_LISTED = 50
+MAX_ATTEMPTS_LIMIT = 20
+_BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+
+
+# --- Presentation helpers (pure functions of stored JSON; every key may be missing) --------------
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range, written by an external trainer
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count(value: Any) -> int:
+    number = _number(value)
+    return int(number) if number is not None else 0
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A metric for a table: fixed decimals for floats, integers as they are, "—" when missing."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    number = _number(value)
+    return "—" if number is None else f"{number:.{digits}f}"
+
+
+def fmt_interval(value: Any, digits: int = 3) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
+        return f"{fmt(value[0], digits)} to {fmt(value[1], digits)}"
+    return ""
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+HEADLINE_METRICS = (
+    ("Accuracy", "accuracy", "accuracy_ci"),
+    ("F1 (macro)", "f1_macro", "f1_macro_ci"),
+    ("F1 (weighted)", "f1_weighted", None),
+    ("Precision (macro)", "precision_macro", None),
+    ("Recall (macro)", "recall_macro", None),
+    ("Precision (weighted)", "precision_weighted", None),
+    ("Recall (weighted)", "recall_weighted", None),
+    ("AUROC (macro, one-vs-rest)", "auroc_macro", None),
+    ("Brier score (0 is perfect)", "brier", None),
+)
+SUBGROUP_TITLES = {"sex": "By sex", "age_band": "By age band"}
+
+
+def headline_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The test-set metrics of an evaluation (``training.evaluation.evaluate``), with 95% intervals."""
+    rows = [
+        {"name": name, "value": fmt(evaluation.get(key)), "interval": fmt_interval(evaluation.get(ci)) if ci else ""}
+        for name, key, ci in HEADLINE_METRICS
+        if key in evaluation
+    ]
+    if "test_size" in evaluation:
+        rows.insert(0, {"name": "Test-set size", "value": fmt(evaluation.get("test_size")), "interval": ""})
+    latency = _dict(evaluation.get("latency_ms"))
+    if latency:
+        rows.append(
+            {
+                "name": "Single-row prediction latency (ms)",
+                "value": f"median {fmt(latency.get('median'))}, p95 {fmt(latency.get('p95'))}",
+                "interval": f"{latency.get('calls', '?')} calls",
+            }
+        )
+    return rows
+
+
+def confusion_table(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Rows of the confusion matrix (true label by predicted label), with totals; None if absent."""
+    confusion = _dict(evaluation.get("confusion_matrix"))
+    labels = [str(label) for label in _list(confusion.get("labels"))]
+    matrix = _list(confusion.get("matrix"))
+    if not labels or len(matrix) != len(labels):
+        return None
+    rows = []
+    column_totals = [0] * len(labels)
+    for i, (label, raw) in enumerate(zip(labels, matrix, strict=True)):
+        counts = [_count(value) for value in _list(raw)][: len(labels)]
+        counts += [0] * (len(labels) - len(counts))
+        for j, count in enumerate(counts):
+            column_totals[j] += count
+        rows.append(
+            {"label": label, "cells": [{"count": c, "hit": i == j} for j, c in enumerate(counts)], "total": sum(counts)}
+        )
+    return {"labels": labels, "rows": rows, "column_totals": column_totals, "total": sum(column_totals)}
+
+
+def per_class_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [
+        {
+            "label": str(entry.get("label", "")),
+            "precision": fmt(entry.get("precision")),
+            "recall": fmt(entry.get("recall")),
+            "f1": fmt(entry.get("f1")),
+            "support": fmt(entry.get("support")),
+            "auroc": fmt(entry.get("auroc")),
+        }
+        for entry in _list(evaluation.get("per_class"))
+        if isinstance(entry, dict)
+    ]
+
+
+def subgroup_tables(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One table per subgroup field (sex, age band, ...), each row with its size."""
+    tables = []
+    for field_name, groups in _dict(evaluation.get("subgroups")).items():
+        rows = [
+            {
+                "value": str(group.get("value", "")),
+                "n": fmt(group.get("n")),
+                "accuracy": fmt(group.get("accuracy")),
+                "accuracy_ci": fmt_interval(group.get("accuracy_ci")),
+                "f1_macro": fmt(group.get("f1_macro")),
+                "f1_macro_ci": fmt_interval(group.get("f1_macro_ci")),
+                "auroc_macro": fmt(group.get("auroc_macro")),
+                "brier": fmt(group.get("brier")),
+            }
+            for group in _list(groups)
+            if isinstance(group, dict)
+        ]
+        title = SUBGROUP_TITLES.get(field_name, f"By {field_name.replace('_', ' ')}")
+        tables.append({"field": field_name, "title": title, "rows": rows})
+    return tables
+
+
+def metric_items(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A job's latest metrics as (name, value) pairs; intervals as "low to high"."""
+    items = []
+    for key, value in metrics.items():
+        shown = fmt_interval(value, 4) or (fmt(value, 4) if not isinstance(value, (dict, list, str)) else str(value))
+        items.append((key.replace("_", " "), shown))
+    return items
+
+
+def history_charts(history: Iterable[Any]) -> tuple[LineChart | None, LineChart | None]:
+    """The loss curves (train and validation) and the validation accuracy curve, per epoch."""
+    epochs = [entry for entry in history if isinstance(entry, dict)]
+    if not epochs:
+        return None, None
+
+    def points(key: str) -> list[tuple[float, Any]]:
+        return [(float(_number(entry.get("epoch")) or index), entry.get(key)) for index, entry in enumerate(epochs, 1)]
+
+    loss = line_chart(
+        [("train loss", points("train_loss")), ("validation loss", points("val_loss"))],
+        title="Loss per epoch (log loss)",
+        x_label="epoch",
+        y_label="loss",
+    )
+    accuracy = line_chart(
+        [("validation accuracy", points("val_accuracy"))],
+        title="Validation accuracy per epoch",
+        x_label="epoch",
+        y_label="accuracy",
+        y_min=0.0,
+        y_max=1.0,
+    )
+    return loss, accuracy
+
+
+def split_sizes(label_counts: Mapping[str, Any]) -> dict[str, int]:
+    return {split: sum(_count(n) for n in _dict(label_counts.get(split)).values()) for split in SPLITS}
+
+
+def composition_table(label_counts: Mapping[str, Any]) -> dict[str, Any]:
+    """Cases per label and split, with totals, from a snapshot's ``label_counts``."""
+    per_split = {split: _dict(label_counts.get(split)) for split in SPLITS}
+    labels = sorted({label for counts in per_split.values() for label in counts})
+    rows: list[dict[str, Any]] = []
+    for label in labels:
+        counts = [_count(per_split[split].get(label, 0)) for split in SPLITS]
+        rows.append({"label": label, "counts": counts, "total": sum(counts)})
+    totals = [sum(row["counts"][i] for row in rows) for i in range(len(SPLITS))]
+    return {"splits": SPLITS, "rows": rows, "totals": totals, "total": sum(totals)}
+
+
+def scan_summary(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A residual-identifier scan report: kinds with counts, fields and case ids (never values)."""
+    if not report:
+        return None
+    findings = [f for f in _list(report.get("findings")) if isinstance(f, dict)]
+    kinds: dict[str, dict[str, Any]] = {}
+    for finding in findings:
+        kind = kinds.setdefault(str(finding.get("kind", "?")), {"count": 0, "fields": set(), "case_ids": set()})
+        kind["count"] += 1
+        kind["fields"].add(str(finding.get("field", "?")))
+        kind["case_ids"].add(finding.get("case_id"))
+    by_kind = []
+    for name, kind in sorted(kinds.items()):
+        case_ids = sorted(kind["case_ids"], key=lambda value: (not isinstance(value, int), str(value)))
+        by_kind.append(
+            {
+                "kind": name,
+                "count": kind["count"],
+                "fields": ", ".join(sorted(kind["fields"])),
+                "case_ids": ", ".join(str(c) for c in case_ids[:MAX_CASE_IDS_LISTED]),
+                "more_cases": max(0, len(case_ids) - MAX_CASE_IDS_LISTED),
+            }
+        )
+    return {
+        "clean": report.get("clean"),
+        "cases_scanned": report.get("cases_scanned"),
+        "strings_scanned": report.get("strings_scanned"),
+        "findings_total": report.get("findings_total", len(findings)),
+        "truncated": bool(report.get("findings_truncated")),
+        "by_kind": by_kind,
+        "findings": findings[:MAX_FINDINGS_LISTED],
+        "more_findings": max(0, len(findings) - MAX_FINDINGS_LISTED),
+    }
+
+
+def _pretty_json(value: Any) -> str:
+    return format_html('<pre class="training-json">{}</pre>', json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def _progress_bar(job: TrainingJob) -> str:
+    percent = max(0.0, min(100.0, float(job.progress or 0.0)))
+    return format_html(
+        '<progress class="job-progress job-progress-{}" value="{}" max="100" title="{}">{}%</progress>'
+        ' <span class="job-progress-text">{}%</span>',
+        job.status,
+        f"{percent:.1f}",
+        job.stage or job.get_status_display(),
+        f"{percent:.0f}",
+        f"{percent:.0f}",
+    )
+
+
+def _job_label(job: TrainingJob) -> str:
+    """A job as the confirmation pages list it (the actions' querysets join the model type)."""
+    return f"Job {job.pk} ({job.model_type.slug}, {job.algorithm}, {job.get_status_display().lower()})"
+
+
+# --- Model types ---------------------------------------------------------------------------------
+
+
+class ModelTypeForm(forms.ModelForm):
+    class Meta:
+        model = ModelType
+        fields = (
+            "slug",
+            "name",
+            "description",
+            "cohort",
+            "label_field",
+            "default_algorithm",
+            "default_hyperparameters",
+            "epoch_algorithm",
+            "min_cases_to_train",
+            "min_quality",
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        algorithm = cleaned.get("default_algorithm")
+        given = cleaned.get("default_hyperparameters")
+        if algorithm and given is not None and "default_hyperparameters" not in self.errors:
+            try:
+                validate_hyperparameters(algorithm, given or {})
+            except InvalidRequest as exc:
+                self.add_error("default_hyperparameters", exc.message)
+        return cleaned
+
+
+@admin.register(ModelType)
+class ModelTypeAdmin(admin.ModelAdmin):
+    form = ModelTypeForm
+    list_display = (
+        "slug",
+        "name",
+        "cohort",
+        "default_algorithm",
+        "epoch_algorithm",
+        "min_cases_to_train",
+        "min_quality",
+    )
+    list_filter = ("cohort", "default_algorithm")
+    search_fields = ("slug", "name", "cohort")
+    readonly_fields = ("created_at",)
+
+    # Only superusers edit model types: a change alters what every later dataset and job means.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelType | None = None) -> bool:
+        return bool(request.user.is_active and request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: ModelType | None = None) -> bool:
+        return False  # datasets, jobs and model versions refer to it
+
+
+# --- Audit inlines -------------------------------------------------------------------------------
+
+
+class _AuditInline(admin.TabularInline):
+    """An audit trail: read-only and append-only (no add, change or delete here either)."""
+
+    extra = 0
+    max_num = 0
+    can_delete = False
+    ordering = ("created_at", "id")
+    fields = ("created_at", "actor", "from_state", "to_state", "reason")
+    readonly_fields = fields
+    verbose_name = "audit entry"
+    verbose_name_plural = "audit trail"
+    # Whoever may view the parent may view its audit trail (the roles do not list the audit models
+    # of every table); the entries hold states, actors and de-identified reasons only.
+    parent_view_permission = ""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("actor")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(self.parent_view_permission) or super().has_view_permission(request, obj)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class DatasetTransitionInline(_AuditInline):
+    model = DatasetTransition
+    parent_view_permission = "training.view_datasetsnapshot"
+
+
+class JobTransitionInline(_AuditInline):
+    model = JobTransition
+    parent_view_permission = "training.view_trainingjob"
+
+
+# --- Dataset snapshots ---------------------------------------------------------------------------
+
+# Never read for a list: the manifest holds every case id, the scan report up to its limit of findings.
+DATASET_LIST_DEFERRED = ("manifest", "scan_report")
+
+
+class DatasetChangeList(ChangeList):
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[DatasetSnapshot]:
+        return super().get_queryset(request, exclude_parameters).defer(*DATASET_LIST_DEFERRED)
+
+
+class DatasetCreateForm(forms.ModelForm):
+    """What ``training.datasets.create_snapshot`` takes; the build then runs in the background."""
+
+    min_quality = forms.FloatField(
+        required=False,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Minimum quality score of the cases (0 to 1). Empty: the model type's default.",
+    )
+    encounter_after = forms.DateField(required=False, help_text="Optional: only encounters on or after this date.")
+    encounter_before = forms.DateField(required=False, help_text="Optional: only encounters on or before this date.")
+
+    class Meta:
+        model = DatasetSnapshot
+        fields = ("model_type", "validation_fraction", "test_fraction", "seed")
+        help_texts = {
+            "validation_fraction": "Share of patients in the validation split (0 to below 1).",
+            "test_fraction": "Share of patients in the test split (above 0, below 1).",
+            "seed": "The same cases and seed give the same split and the same content hash.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        validation, test = cleaned.get("validation_fraction"), cleaned.get("test_fraction")
+        if validation is not None and test is not None:
+            try:
+                check_fractions(validation, test)
+            except ValueError as exc:
+                # On a field, so the model's own range constraint is not reported a second time.
+                message = str(exc)
+                target = "validation_fraction" if message.startswith("The validation fraction") else "test_fraction"
+                self.add_error(target, message)
+        after, before = cleaned.get("encounter_after"), cleaned.get("encounter_before")
+        if after and before and after > before:
+            self.add_error("encounter_before", "The date range ends before it starts.")
+        return cleaned
+
+
+@admin.register(DatasetSnapshot)
+class DatasetSnapshotAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "model_type",
+        "status",
+        "case_count",
+        "patient_count",
+        "train_cases",
+        "validation_cases",
+        "test_cases",
+        "policy_version",
+        "short_hash",
+        "created_by",
+        "created_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("status", "model_type", "policy_version", ("created_by", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("model_type", "created_by")
+    list_per_page = 100
+    search_fields = ("=id", "^content_hash")
+    search_help_text = "Dataset id or the start of its content hash."
+    inlines = [DatasetTransitionInline]
+    add_form = DatasetCreateForm
+    fieldsets_view = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "model_type",
+                    "status",
+                    "case_count",
+                    "patient_count",
+                    "cases_per_split",
+                    "created_by",
+                    "created_at",
+                    "finished_at",
+                )
+            },
+        ),
+        ("Build parameters", {"fields": ("filters_table", "seed", "validation_fraction", "test_fraction")}),
+        (
+            "Content and file",
+            {"fields": ("policy_version", "content_hash", "file_path", "file_size_display", "file_sha256")},
+        ),
+    )
+
+    # --- Permissions: read-only audit records ----------------------------------------------------
+
+    def has_change_permission(self, request: HttpRequest, obj: DatasetSnapshot | None = None) -> bool:
+        return False  # immutable once ready; a building one belongs to its build
+
+    def has_delete_permission(self, request: HttpRequest, obj: DatasetSnapshot | None = None) -> bool:
+        return False  # jobs and model versions point at it; it is evidence of what was trained on
+
+    # --- Lists -----------------------------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return DatasetChangeList
+
+    def _split_count(self, obj: DatasetSnapshot, split: str) -> str:
+        if obj.status != DatasetSnapshot.Status.READY:
+            return "—"
+        return str(split_sizes(_dict(obj.label_counts))[split])
+
+    @admin.display(description="train")
+    def train_cases(self, obj: DatasetSnapshot) -> str:
+        return self._split_count(obj, "train")
+
+    @admin.display(description="validation")
+    def validation_cases(self, obj: DatasetSnapshot) -> str:
+        return self._split_count(obj, "validation")
+
+    @admin.display(description="test")
+    def test_cases(self, obj: DatasetSnapshot) -> str:
+        return self._split_count(obj, "test")
+
+    @admin.display(description="hash", ordering="content_hash")
+    def short_hash(self, obj: DatasetSnapshot) -> str:
+        return (
+            format_html('<code title="{}">{}</code>', obj.content_hash, obj.content_hash[:12])
+            if obj.content_hash
+            else "—"
+        )
+
+    # --- The page --------------------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: DatasetSnapshot | None = None) -> Any:
+        if obj is None:
+            return (
+                (None, {"fields": ("model_type", "min_quality", "encounter_after", "encounter_before")}),
+                ("Split", {"fields": ("validation_fraction", "test_fraction", "seed")}),
+            )
+        fieldsets = list(self.fieldsets_view)
+        if obj.error:
+            fieldsets.append(("Error", {"fields": ("error",)}))
+        return fieldsets
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    @admin.display(description="cases per split")
+    def cases_per_split(self, obj: DatasetSnapshot) -> str:
+        if obj.status != DatasetSnapshot.Status.READY:
+            return "—"
+        sizes = split_sizes(_dict(obj.label_counts))
+        return ", ".join(f"{split} {sizes[split]}" for split in SPLITS)
+
+    @admin.display(description="filters used")
+    def filters_table(self, obj: DatasetSnapshot) -> str:
+        filters = _dict(obj.filters)
+        if not filters:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td>{}</td></tr>',
+            ((key.replace("_", " "), "—" if value in (None, "") else value) for key, value in sorted(filters.items())),
+        )
+        return format_html('<table class="dataset-filters"><tbody>{}</tbody></table>', rows)
+
+    @admin.display(description="file")
+    def file_path(self, obj: DatasetSnapshot) -> str:
+        return obj.file.name or "—"
+
+    @admin.display(description="file size")
+    def file_size_display(self, obj: DatasetSnapshot) -> str:
+        return f"{filesizeformat(obj.file_size)} ({obj.file_size} bytes)" if obj.file_size else "—"
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: DatasetSnapshot | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            composition = composition_table(_dict(obj.label_counts))
+            context.update(
+                {
+                    "composition": composition,
+                    "split_charts": [
+                        bar_chart(
+                            [(row["label"], row["counts"][index]) for row in composition["rows"]],
+                            title=f"{split}: cases per label",
+                            width=320,
+                            height=220,
+                            value_label="cases",
+                        )
+                        for index, split in enumerate(SPLITS)
+                    ]
+                    if composition["rows"]
+                    else [],
+                    # The manifest can hold 100,000 ids: the page shows how many per split, not which.
+                    "manifest_sizes": [(split, len(_list(_dict(obj.manifest).get(split)))) for split in SPLITS],
+                    "scan": scan_summary(_dict(obj.scan_report)),
+                    "live_url": reverse("admin:training_datasetsnapshot_live", args=[obj.pk]),
+                    "building": obj.status == DatasetSnapshot.Status.BUILDING,
+                }
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Creating --------------------------------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: DatasetSnapshot, form: Any, change: bool) -> None:
+        # Imported here: the builder pulls in pyarrow, which every process would otherwise load
+        # when the admin is discovered at startup.
+        from training.datasets import create_snapshot
+
+        data = form.cleaned_data
+        snapshot = create_snapshot(
+            data["model_type"],
+            by=request.user,
+            min_quality=data.get("min_quality"),
+            encounter_after=data.get("encounter_after"),
+            encounter_before=data.get("encounter_before"),
+            validation_fraction=data["validation_fraction"],
+            test_fraction=data["test_fraction"],
+            seed=data["seed"],
+        )
+        enqueue_dataset_build(snapshot.pk)  # on commit
+        _become(obj, snapshot)
+
+    def response_add(self, request: HttpRequest, obj: DatasetSnapshot, post_url_continue: str | None = None) -> Any:
+        if "_addanother" in request.POST or admin.options.IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        self.message_user(
+            request,
+            f"Dataset {obj.pk} is building in the background; this page shows when it is ready.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(reverse("admin:training_datasetsnapshot_change", args=[obj.pk]))
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:
+            # create_snapshot refused what the form let through; the atomic view rolled back.
+            self.message_user(request, f"Nothing was created: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
+    # --- Live status while building --------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<path:object_id>/live/",
+                self.admin_site.admin_view(self.live_view),
+                name="training_datasetsnapshot_live",
+            )
+        ]
+        return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
+
+    def live_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
+        obj = self.get_queryset(request).defer(*DATASET_LIST_DEFERRED).filter(pk=_pk(object_id)).first()
+        if obj is None:
+            raise Http404
+        if not self.has_view_permission(request, obj):
+            raise PermissionDenied
+        context = {"original": obj, "building": obj.status == DatasetSnapshot.Status.BUILDING}
+        return TemplateResponse(request, "admin/training/datasetsnapshot/live.html", context)
+
+
+# --- Training jobs -------------------------------------------------------------------------------
+
+# Never read for a list: per-epoch history, evaluation and log grow with the job.
+JOB_LIST_DEFERRED = ("history", "evaluation", "error_log", "metrics", "hyperparameters")
+
+
+class JobChangeList(ChangeList):
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[TrainingJob]:
+        return super().get_queryset(request, exclude_parameters).defer(*JOB_LIST_DEFERRED)
+
+
+class DatasetChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        digest = obj.content_hash[:12] if obj.content_hash else "no hash"
+        return f"Dataset {obj.pk}: {obj.model_type.slug}, {obj.case_count} cases, {digest}"
+
+
+class JobCreateForm(forms.ModelForm):
+    """What ``TrainingJob.submit`` takes. Errors show on the form; the job is created by ``submit``."""
+
+    algorithm = forms.ChoiceField(
+        required=False,
+        choices=[("", "Default of the model type"), *ModelType.Algorithm.choices],
+        help_text="Empty: the model type's default; its epoch-based algorithm if epochs or batch size are given.",
+    )
+    epochs = forms.IntegerField(required=False, min_value=1, help_text="SGD and MLP only.")
+    batch_size = forms.IntegerField(required=False, min_value=1, help_text="SGD and MLP only.")
+    learning_rate = forms.FloatField(required=False, min_value=0.0, help_text="Optional.")
+    hyperparameters = forms.JSONField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
+        help_text='Optional JSON object, e.g. {"alpha": 0.0001}. Known names per algorithm: '
+        + "; ".join(f"{name}: {', '.join(spec)}" for name, spec in SPECS.items())
+        + ".",
+    )
+    dataset = DatasetChoiceField(
+        required=False,
+        queryset=DatasetSnapshot.objects.none(),
+        help_text="A ready snapshot of the same model type. Empty: the job prepares a fresh one first.",
+    )
+    priority = forms.IntegerField(initial=0, min_value=-100, max_value=100, help_text="-100 (last) to 100 (first).")
+    max_attempts = forms.IntegerField(initial=3, min_value=1, max_value=MAX_ATTEMPTS_LIMIT)
+
+    class Meta:
+        model = TrainingJob
+        fields = ("model_type", "algorithm", "hyperparameters", "dataset", "priority", "max_attempts")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.submission: dict[str, Any] = {}
+        self.fields["dataset"].queryset = (  # type: ignore[attr-defined]
+            DatasetSnapshot.objects.filter(status=DatasetSnapshot.Status.READY)
+            .select_related("model_type")
+            .defer("manifest", "scan_report", "label_counts", "filters")
+            .order_by("-created_at", "-id")
+        )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        given = cleaned.get("hyperparameters")
+        if given in (None, ""):
+            given = {}
+        if not isinstance(given, dict):
+            self.add_error("hyperparameters", 'Must be a JSON object, such as {"alpha": 0.0001}.')
+            return cleaned
+        given = dict(given)
+        for name in EPOCH_FIELDS:
+            value = cleaned.get(name)
+            if value is None:
+                continue
+            if name in given and given[name] != value:
+                self.add_error(name, f"The hyperparameters also give {name} = {given[name]!r}; give it once.")
+            given[name] = value
+        model_type = cleaned.get("model_type")
+        dataset = cleaned.get("dataset")
+        if model_type is None or self.errors:
+            return cleaned
+        if dataset is not None and dataset.model_type_id != model_type.pk:
+            self.add_error(
+                "dataset", f"Dataset {dataset.pk} belongs to {dataset.model_type.slug}, not {model_type.slug}."
+            )
+            return cleaned
+        algorithm = cleaned.get("algorithm") or None
+        # The same checks TrainingJob.submit makes, here so that they show on the form.
+        resolved = model_type.resolve_algorithm(algorithm, given)
+        defaults = model_type.default_hyperparameters if resolved == model_type.default_algorithm else {}
+        try:
+            validate_hyperparameters(resolved, {**defaults, **given})
+        except InvalidRequest as exc:
+            field = exc.extra.get("field")
+            target = field if field in EPOCH_FIELDS and cleaned.get(field) is not None else "hyperparameters"
+            self.add_error(target, exc.message)
+            return cleaned
+        self.submission = {
+            "model_type": model_type,
+            "dataset": dataset,
+            "algorithm": algorithm,
+            "hyperparameters": given,
+            "priority": cleaned["priority"],
+            "max_attempts": cleaned["max_attempts"],
+        }
+        return cleaned
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why the jobs are cancelled. Kept in each job's audit trail.",
+    )
+
+
+def _enqueue_again(job: TrainingJob) -> None:
+    """ "Start" in the admin: put a queued worker job on the task queue once more.
+
+    For a job whose task was lost (a queue flushed, a worker machine gone before it took the
+    task). Harmless for any queued job: the task only claims a job that is still queued, so a
+    second task for the same job finds it taken and does nothing.
+    """
+    if job.status != TrainingJob.Status.QUEUED:
+        raise TransitionError(f"Job {job.pk} is {job.status}; only a queued job can be started.")
+    if job.executor != TrainingJob.Executor.WORKER:
+        raise DomainError(f"Job {job.pk} belongs to an external trainer, which starts it through the API.")
+    job_id, priority = job.pk, job.priority
+    transaction.on_commit(lambda: enqueue_job(job_id, priority))
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "model_type",
+        "status_badge",
+        "progress_bar",
+        "stage",
+        "algorithm",
+        "priority",
+        "attempts_display",
+        "executor",
+        "created_by",
+        "created_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("status", "model_type", "algorithm", "executor")
+    list_select_related = ("model_type", "created_by")
+    list_per_page = 100
+    search_fields = ("=id",)
+    search_help_text = "Job id."
+    actions = ["start_selected", "cancel_selected", "retry_selected"]
+    inlines = [JobTransitionInline]
+    add_form = JobCreateForm
+    fieldsets_view = (
+        (
+            None,
+            {
+                "fields": (
+                    "id",
+                    "model_type",
+                    "dataset_link",
+                    "algorithm",
+                    "hyperparameters_display",
+                    "priority",
+                    "executor",
+                    "created_by",
+                    "created_at",
+                )
+            },
+        ),
+        # Status, stage and progress are in the live panel above the fields (it refreshes; these do not).
+        ("Attempts", {"fields": ("attempts_display", "started_at", "finished_at")}),
+        ("Worker", {"classes": ("collapse",), "fields": ("worker_id", "lease_held", "heartbeat_at", "task_id")}),
+        ("Artifact", {"classes": ("collapse",), "fields": ("artifact", "artifact_format", "artifact_sha256")}),
+    )
+
+    # --- Permissions -----------------------------------------------------------------------------
+
+    def has_change_permission(self, request: HttpRequest, obj: TrainingJob | None = None) -> bool:
+        return False  # job pages are view-only: a job changes through its transitions (the actions)
+
+    def has_delete_permission(self, request: HttpRequest, obj: TrainingJob | None = None) -> bool:
+        return False  # a job is the record of how a model version was made
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Start, cancel and retry: what ``training.change_trainingjob`` grants (ML engineers)."""
+        return request.user.has_perm("training.change_trainingjob")
+
+    # --- Lists -----------------------------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: TrainingJob) -> str:
+        return format_html('<span class="job-status job-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_bar(self, obj: TrainingJob) -> str:
+        return _progress_bar(obj)
+
+    @admin.display(description="attempts")
+    def attempts_display(self, obj: TrainingJob) -> str:
+        return f"{obj.attempts}/{obj.max_attempts}"
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        context = dict(extra_context or {})
+        if self.has_view_or_change_permission(request):
+            # One grouped count for the line above the list: how busy the workers are right now.
+            counts = dict(
+                TrainingJob.objects.filter(status__in=ACTIVE_JOB_STATUSES)
+                .values("status")
+                .annotate(n=Count("id"))
+                .values_list("status", "n")
+            )
+            context["running_count"] = counts.get(TrainingJob.Status.RUNNING, 0)
+            context["queued_count"] = counts.get(TrainingJob.Status.QUEUED, 0)
+        return super().changelist_view(request, context)
+
+    # --- The page --------------------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: TrainingJob | None = None) -> Any:
+        if obj is None:
+            return (
+                (None, {"fields": ("model_type", "dataset", "priority", "max_attempts")}),
+                (
+                    "Algorithm",
+                    {
+                        "fields": ("algorithm", "epochs", "batch_size", "learning_rate", "hyperparameters"),
+                        "description": "Missing hyperparameters take the algorithm's defaults.",
+                    },
+                ),
+            )
+        return self.fieldsets_view
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        return super().get_inline_instances(request, obj) if obj is not None else []
+
+    @admin.display(description="dataset")
+    def dataset_link(self, obj: TrainingJob) -> str:
+        if obj.dataset_id is None:
+            return "— (the job prepares a fresh snapshot first)"
+        dataset = (
+            DatasetSnapshot.objects.filter(pk=obj.dataset_id).only("id", "status", "case_count", "content_hash").first()
+        )
+        if dataset is None:
+            return str(obj.dataset_id)
+        url = reverse("admin:training_datasetsnapshot_change", args=[dataset.pk])
+        digest = dataset.content_hash[:12] if dataset.content_hash else "no hash yet"
+        return format_html(
+            '<a href="{}">Dataset {}</a> ({}, {} cases, {})',
+            url,
+            dataset.pk,
+            dataset.status,
+            dataset.case_count,
+            digest,
+        )
+
+    @admin.display(description="hyperparameters")
+    def hyperparameters_display(self, obj: TrainingJob) -> str:
+        return _pretty_json(obj.hyperparameters)
+
+    @admin.display(description="lease held", boolean=True)
+    def lease_held(self, obj: TrainingJob) -> bool:
+        return obj.lease is not None  # the lease itself is the worker's write token: never shown
+
+    def live_context(self, job: TrainingJob) -> dict[str, Any]:
+        loss_chart, accuracy_chart = history_charts(_list(job.history))
+        return {
+            "job": job,
+            "active": job.status in ACTIVE_JOB_STATUSES,
+            "progress_bar": _progress_bar(job),
+            "loss_chart": loss_chart,
+            "accuracy_chart": accuracy_chart,
+            "epochs_reported": len(_list(job.history)),
+            "latest_metrics": metric_items(_dict(job.metrics)),
+        }
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: TrainingJob | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            evaluation = _dict(obj.evaluation)
+            context.update(
+                {
+                    **self.live_context(obj),
+                    "live_url": reverse("admin:training_trainingjob_live", args=[obj.pk]),
+                    "headline": headline_rows(evaluation),
+                    "confusion": confusion_table(evaluation),
+                    "per_class": per_class_rows(evaluation),
+                    "subgroups": subgroup_tables(evaluation),
+                    "bootstrap": _dict(evaluation.get("bootstrap")),
+                }
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- Creating --------------------------------------------------------------------------------
+
+    def save_model(self, request: HttpRequest, obj: TrainingJob, form: Any, change: bool) -> None:
+        job = TrainingJob.submit(by=request.user, **form.submission)
+        _become(obj, job)
+
+    def response_add(self, request: HttpRequest, obj: TrainingJob, post_url_continue: str | None = None) -> Any:
+        if "_addanother" in request.POST or admin.options.IS_POPUP_VAR in request.POST:
+            return super().response_add(request, obj, post_url_continue)
+        self.message_user(request, f"Job {obj.pk} is queued ({obj.algorithm}).", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:training_trainingjob_change", args=[obj.pk]))
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:
+            # TrainingJob.submit refused what the form let through; the atomic view rolled back.
+            self.message_user(request, f"Nothing was created: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.path)
+
+    # --- Live progress ---------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        custom = [
+            path(
+                "<path:object_id>/live/",
+                self.admin_site.admin_view(self.live_view),
+                name="training_trainingjob_live",
+            )
+        ]
+        return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
+
+    def live_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
+        """The progress, stage, latest metrics and curves of a job: what the page polls while it runs."""
+        job = (
+            self.get_queryset(request)
+            .select_related("model_type")
+            .defer("evaluation", "error_log")
+            .filter(pk=_pk(object_id))
+            .first()
+        )
+        if job is None:
+            raise Http404
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return TemplateResponse(request, "admin/training/trainingjob/live.html", self.live_context(job))
+
+    # --- Actions ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _skip_note(job: TrainingJob, allowed: bool, why: str) -> str:
+        return _job_label(job) if allowed else f"{_job_label(job)}: will be skipped, {why}"
+
+    @admin.action(
+        description="Start this job",
+        description_plural="Start selected jobs",
+        permissions=["operate"],
+        location=_BOTH_LOCATIONS,
+    )
+    def start_selected(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> TemplateResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.select_related("model_type"),
+            title="Start jobs",
+            done="Enqueued",
+            question=(
+                "Put these queued jobs on the worker queue again? Use this for a job whose task was lost. "
+                "A job is still run only once; jobs of external trainers start through the API."
+            ),
+            confirm_label="Start",
+            apply=lambda job, data: _enqueue_again(job),
+            describe=lambda job: self._skip_note(
+                job,
+                job.status == TrainingJob.Status.QUEUED and job.executor == TrainingJob.Executor.WORKER,
+                "it is not a queued worker job",
+            ),
+        )
+
+    @admin.action(
+        description="Cancel this job",
+        description_plural="Cancel selected jobs",
+        permissions=["operate"],
+        location=_BOTH_LOCATIONS,
+    )
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> TemplateResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.select_related("model_type"),
+            title="Cancel jobs",
+            done="Cancelled",
+            form_class=CancelForm,
+            question="Cancel these jobs? A queued job never runs; a running job stops at its next epoch or stage.",
+            confirm_label="Cancel jobs",
+            apply=lambda job, data: job.cancel(by=request.user, reason=data["reason"]),
+            describe=lambda job: self._skip_note(job, job.can_cancel(), f"it is {job.get_status_display().lower()}"),
+        )
+
+    @admin.action(
+        description="Retry this job",
+        description_plural="Retry selected jobs",
+        permissions=["operate"],
+        location=_BOTH_LOCATIONS,
+    )
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> TemplateResponse | None:
+        def why(job: TrainingJob) -> str:
+            if job.status != TrainingJob.Status.FAILED:
+                return f"it is {job.get_status_display().lower()}, not failed"
+            return f"it has used all {job.max_attempts} attempts"
+
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.select_related("model_type"),
+            title="Retry jobs",
+            done="Requeued",
+            question="Queue these failed jobs again? Each retry counts against the job's maximum attempts.",
+            confirm_label="Retry",
+            apply=lambda job, data: job.retry(by=request.user),
+            describe=lambda job: self._skip_note(job, job.can_retry(), why(job)),
+        )
+
+
+# --- Shared --------------------------------------------------------------------------------------
+
+
+def _pk(object_id: str) -> int:
+    try:
+        return int(unquote(object_id))
+    except ValueError:
+        raise Http404 from None
+
+
+def _become(obj: Any, created: Any) -> None:
+    """Make the admin's unsaved ``obj`` the row a model method created (messages, log, redirect)."""
+    for field in type(created)._meta.concrete_fields:
+        setattr(obj, field.attname, getattr(created, field.attname))
+    obj._state.adding = False
+    obj._state.db = created._state.db
