@@ -29,7 +29,6 @@ from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
@@ -39,12 +38,12 @@ from django.utils.html import format_html, format_html_join
 
 from learning_engine.admin_helpers import bar_chart, confirm_and_apply
 from learning_engine.charts import LineChart, line_chart
-from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
+from learning_engine.exceptions import DomainError, InvalidRequest
 from training.algorithms import SPECS, validate_hyperparameters
 from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
 from training.models.dataset import SPLITS
 from training.splitting import check_fractions
-from training.tasks import enqueue_dataset_build, enqueue_job
+from training.tasks import enqueue_dataset_build
 
 ACTIVE_JOB_STATUSES = (TrainingJob.Status.QUEUED, TrainingJob.Status.RUNNING)
 REASON_MAX_LENGTH = 500
@@ -795,21 +794,6 @@ class CancelForm(forms.Form):
     )
 
 
-def _enqueue_again(job: TrainingJob) -> None:
-    """ "Start" in the admin: put a queued worker job on the task queue once more.
-
-    For a job whose task was lost (a queue flushed, a worker machine gone before it took the
-    task). Harmless for any queued job: the task only claims a job that is still queued, so a
-    second task for the same job finds it taken and does nothing.
-    """
-    if job.status != TrainingJob.Status.QUEUED:
-        raise TransitionError(f"Job {job.pk} is {job.status}; only a queued job can be started.")
-    if job.executor != TrainingJob.Executor.WORKER:
-        raise DomainError(f"Job {job.pk} belongs to an external trainer, which starts it through the API.")
-    job_id, priority = job.pk, job.priority
-    transaction.on_commit(lambda: enqueue_job(job_id, priority))
-
-
 @admin.register(TrainingJob)
 class TrainingJobAdmin(admin.ModelAdmin):
     list_display = (
@@ -1061,7 +1045,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
                 "A job is still run only once; jobs of external trainers start through the API."
             ),
             confirm_label="Start",
-            apply=lambda job, data: _enqueue_again(job),
+            apply=lambda job, data: job.enqueue_again(),
             describe=lambda job: self._skip_note(
                 job,
                 job.status == TrainingJob.Status.QUEUED and job.executor == TrainingJob.Executor.WORKER,

@@ -84,7 +84,7 @@ class DatasetSnapshot(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Dataset {self.pk} ({self.model_type_id}, {self.status})"
+        return f"Dataset {self.pk} ({self.status})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding and self.pk:

@@ -113,7 +113,7 @@ class TrainingJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Job {self.pk} ({self.model_type_id}, {self.status})"
+        return f"Job {self.pk} ({self.status})"
 
     # --- Predicates ------------------------------------------------------------------------------
 
@@ -182,6 +182,19 @@ class TrainingJob(models.Model):
             return
         job_id, priority = self.pk, self.priority
         transaction.on_commit(lambda: _enqueue(job_id, priority))
+
+    def enqueue_again(self) -> None:
+        """Put a queued worker job on the task queue once more (the admin's "start").
+
+        For a job whose task was lost (a flushed queue, a worker machine gone before it took the
+        task). Harmless for any queued job: a task only claims a job that is still queued, so a
+        second task for the same job finds it taken and does nothing.
+        """
+        if self.status != self.Status.QUEUED:
+            raise TransitionError(f"Job {self.pk} is {self.status}; only a queued job can be started.")
+        if self.executor != self.Executor.WORKER:
+            raise DomainError(f"Job {self.pk} belongs to an external trainer, which starts it through the API.")
+        self._enqueue_on_commit()
 
     def start(self, *, worker_id: str, by: Any = None) -> uuid.UUID:
         """queued -> running. Returns the new lease that every later write must present."""
