@@ -13,4 +13,5 @@ urlpatterns = [
     path("auth/token/blacklist/", TokenBlacklistView.as_view(), name="token_blacklist"),
     path("health/", HealthView.as_view(), name="health"),
     path("", include("cases.api_urls")),
+    path("", include("training.api_urls")),
 ]

@@ -233,6 +233,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "cases.models.Case.Status",
         "RejectionReasonEnum": "cases.models.Case.RejectionReason",
+        "DatasetSnapshotStatusEnum": "training.models.DatasetSnapshot.Status",
+        "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
+        "TrainingJobExecutorEnum": "training.models.TrainingJob.Executor",
+        "ModelTypeAlgorithmEnum": "training.models.ModelType.Algorithm",
     },
 }
 
