@@ -32,6 +32,9 @@ class LeaseLost(DomainError):
     code = "lease_lost"
 
 
+MAX_HISTORY = 1000  # = the largest "epochs" in training.algorithms.SPECS
+
+
 class AttemptsExhausted(DomainError):
     code = "attempts_exhausted"
 
@@ -247,7 +250,8 @@ class TrainingJob(models.Model):
         if metrics is not None:
             changes["metrics"] = metrics
         if epoch is not None:
-            changes["history"] = [*self.history, epoch]
+            # Bounded: the most epochs a job may ask for, so a runaway reporter cannot grow the row.
+            changes["history"] = [*self.history, epoch][-MAX_HISTORY:]
         self._leased_update(lease, **changes)
 
     def heartbeat(self, *, lease: uuid.UUID | str) -> None:
@@ -275,7 +279,7 @@ class TrainingJob(models.Model):
                 metrics=metrics if metrics is not None else self.metrics,
                 artifact=artifact,
                 artifact_sha256=artifact_sha256,
-                artifact_format="skops",
+                artifact_format="skops" if artifact else "",
                 finished_at=timezone.now(),
                 lease=None,
             )
