@@ -1,0 +1,681 @@
+"""Dataset snapshots: the builder, its file, the residual-identifier scan and ``prepare_dataset``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cases import deid, scanning
+from cases.models import Case
+from learning_engine.exceptions import InvalidRequest, TransitionError
+from tests.factories import UserFactory
+from tests.training.factories import (
+    DIAGNOSES,
+    DatasetSnapshotFactory,
+    ModelTypeFactory,
+    approved_cohort,
+)
+from training import datasets
+from training.dataset_format import SCHEMA, row_from_deidentified
+from training.datasets import DatasetBuildError, build_snapshot, canonical_json, create_snapshot, file_cases
+from training.models import DatasetSnapshot, ImmutableSnapshot, ModelType
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    """Dataset files go to a folder of this test, and temporary files to another."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    original = tempfile.tempdir
+    tempfile.tempdir = str(scratch)
+    yield tmp_path
+    tempfile.tempdir = original
+
+
+def stored_files(media: Path) -> list[Path]:
+    folder = media / "media" / "datasets"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def leftover_temporary_files(media: Path) -> list[Path]:
+    return sorted((media / "tmp").iterdir())
+
+
+def build(model_type, **options) -> DatasetSnapshot:
+    snapshot = create_snapshot(model_type, by=UserFactory(), **options)
+    build_snapshot(snapshot.pk)
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def build_error(model_type, **options) -> tuple[DatasetSnapshot, DatasetBuildError]:
+    snapshot = create_snapshot(model_type, by=UserFactory(), **options)
+    with pytest.raises(DatasetBuildError) as caught:
+        build_snapshot(snapshot.pk)
+    snapshot.refresh_from_db()
+    return snapshot, caught.value
+
+
+def name_of(snapshot: DatasetSnapshot) -> str:
+    return str(snapshot.file.name)
+
+
+def stored_bytes(snapshot: DatasetSnapshot) -> bytes:
+    with default_storage.open(name_of(snapshot), "rb") as handle:
+        return handle.read()
+
+
+def record_of(case: Case) -> dict[str, Any]:
+    assert case.deidentified is not None
+    return dict(case.deidentified)
+
+
+def read_file(snapshot: DatasetSnapshot):
+    return pq.read_table(io.BytesIO(stored_bytes(snapshot)))
+
+
+@pytest.fixture
+def model_type():
+    return ModelTypeFactory(min_cases_to_train=8)
+
+
+# --- A good build --------------------------------------------------------------------------------
+
+
+def test_build_makes_a_ready_snapshot_with_manifest_counts_hashes_and_file(model_type, media_root):
+    cases = approved_cohort(model_type.cohort, patients=10, cases_per_patient=2, diagnoses=DIAGNOSES[:3])
+    snapshot = build(model_type)
+
+    assert snapshot.status == DatasetSnapshot.Status.READY
+    assert snapshot.error == ""
+    assert snapshot.case_count == 20
+    assert snapshot.patient_count == 10
+    assert sorted(itertools.chain(*snapshot.manifest.values())) == sorted(case.pk for case in cases)
+    assert all(snapshot.manifest[split] for split in ("train", "validation", "test"))
+    assert {split: sum(counts.values()) for split, counts in snapshot.label_counts.items()} == {
+        split: len(ids) for split, ids in snapshot.manifest.items()
+    }
+    assert snapshot.policy_version == deid.POLICY_VERSION
+    assert snapshot.filters["cohort"] == model_type.cohort
+    assert snapshot.filters["min_quality"] == model_type.min_quality
+    assert snapshot.scan_report["clean"] is True
+    assert snapshot.scan_report["cases_scanned"] == 20
+    assert snapshot.finished_at is not None
+    assert snapshot.transitions.get().to_state == DatasetSnapshot.Status.READY
+
+    assert name_of(snapshot) == f"datasets/{snapshot.pk}-{snapshot.content_hash[:12]}.parquet"
+    assert stored_files(media_root) == [media_root / "media" / name_of(snapshot)]
+    data = (media_root / "media" / name_of(snapshot)).read_bytes()
+    import hashlib
+
+    assert snapshot.file_sha256 == hashlib.sha256(data).hexdigest()
+    assert snapshot.file_size == len(data)
+    assert leftover_temporary_files(media_root) == []
+
+
+def test_no_patient_is_in_two_splits_of_a_built_snapshot(model_type):
+    approved_cohort(model_type.cohort, patients=15, cases_per_patient=[1, 2, 3, 4, 5] * 3, diagnoses=DIAGNOSES)
+    snapshot = build(model_type)
+    pseudonyms = {
+        split: set(Case.objects.filter(pk__in=ids).values_list("patient_pseudonym", flat=True))
+        for split, ids in snapshot.manifest.items()
+    }
+    for first, second in itertools.combinations(pseudonyms, 2):
+        assert not pseudonyms[first] & pseudonyms[second], (first, second)
+
+
+def test_the_file_round_trips_with_deidentified_fields_only(model_type):
+    cases = approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    snapshot = build(model_type)
+    table = read_file(snapshot)
+
+    assert table.schema.names == SCHEMA.names
+    assert "note" not in table.schema.names
+    assert table.schema.metadata[b"format_version"] == SCHEMA.metadata[b"format_version"]
+    rows = table.to_pylist()
+    for split, ids in snapshot.manifest.items():
+        assert sorted(row["case_id"] for row in rows if row["split"] == split) == ids
+    by_id = {case.pk: case for case in cases}
+    for row in rows:
+        case = by_id[row["case_id"]]
+        case.refresh_from_db()
+        assert row == row_from_deidentified(case.pk, row["split"], record_of(case))
+        assert row["patient_pseudonym"] == case.patient_pseudonym
+    flat = json.dumps(rows, default=str)
+    for case in cases:
+        for identifier in (case.patient["name"], case.patient["mrn"], case.patient["ssn"], case.patient["email"]):
+            assert identifier not in flat
+
+
+def test_same_cases_and_seed_give_the_same_hash_and_manifest(model_type):
+    approved_cohort(model_type.cohort, patients=12, cases_per_patient=2, diagnoses=DIAGNOSES[:3])
+    first = build(model_type, seed=7)
+    second = build(model_type, seed=7)
+    other_seed = build(model_type, seed=8)
+
+    assert second.content_hash == first.content_hash
+    assert second.manifest == first.manifest
+    assert second.label_counts == first.label_counts
+    assert second.file.name != first.file.name  # one file per snapshot, never overwritten
+    assert other_seed.content_hash != first.content_hash
+
+
+def test_the_content_hash_covers_the_records_and_their_splits(model_type):
+    cases = approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    first = build(model_type)
+    # The same cases with one record changed (a finding corrected at the source, say).
+    record = record_of(cases[0])
+    record["findings"]["heart_rate"] = record["findings"].get("heart_rate", 0) + 1
+    Case.objects.filter(pk=cases[0].pk).update(deidentified=record)
+    changed = build(model_type)
+    assert changed.manifest == first.manifest
+    assert changed.content_hash != first.content_hash
+
+
+def test_canonical_json_ignores_key_order():
+    assert canonical_json({"b": 1, "a": {"d": [1, 2], "c": "é"}}) == canonical_json(
+        {"a": {"c": "é", "d": [1, 2]}, "b": 1}
+    )
+    assert canonical_json({"a": "é"}) == '{"a":"é"}'.encode()
+
+
+_cohort_numbers = itertools.count()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cases_per_patient=st.lists(st.integers(min_value=1, max_value=3), min_size=6, max_size=12),
+    labels=st.integers(min_value=2, max_value=4),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_generated_cohorts_build_patient_disjoint_reproducible_snapshots(cases_per_patient, labels, seed):
+    model_type: ModelType = ModelTypeFactory(  # type: ignore[assignment]
+        cohort=f"generated-{next(_cohort_numbers)}", min_cases_to_train=4
+    )
+    cases = approved_cohort(
+        model_type.cohort,
+        patients=len(cases_per_patient),
+        cases_per_patient=cases_per_patient,
+        diagnoses=DIAGNOSES[:labels],
+    )
+    first = build(model_type, seed=seed)
+    second = build(model_type, seed=seed)
+
+    assert first.status == second.status == DatasetSnapshot.Status.READY
+    assert (second.content_hash, second.manifest) == (first.content_hash, first.manifest)
+    patient_of = {case.pk: case.patient_pseudonym for case in cases}
+    splits_of_patient: dict[str, set[str]] = {}
+    for split, ids in first.manifest.items():
+        for case_id in ids:
+            splits_of_patient.setdefault(patient_of[case_id], set()).add(split)
+    assert all(len(splits) == 1 for splits in splits_of_patient.values())
+    rows = read_file(first).to_pylist()
+    assert {row["case_id"]: row["split"] for row in rows} == {
+        case_id: split for split, ids in first.manifest.items() for case_id in ids
+    }
+
+
+def test_filters_select_by_quality_date_status_and_cohort(model_type):
+    kept = approved_cohort(model_type.cohort, patients=10, diagnoses=DIAGNOSES[:2])
+    approved_cohort("another-cohort", patients=3)
+    low = approved_cohort(model_type.cohort, patients=2)
+    Case.objects.filter(pk__in=[case.pk for case in low]).update(quality_score=0.1)
+    approved_cohort(model_type.cohort, patients=2, encounter_date="2001-06-01")
+    retracted = approved_cohort(model_type.cohort, patients=2)
+    for case in retracted:
+        case.retract(by=UserFactory(), reason="Wrong patient.")
+
+    snapshot = build(model_type, encounter_after=dt.date(2010, 1, 1))
+    chosen = set(itertools.chain(*snapshot.manifest.values()))
+    assert chosen == {case.pk for case in kept}
+    assert snapshot.filters["encounter_after"] == "2010-01-01"
+
+    only_old, error = build_error(model_type, min_quality=0.0, encounter_before=dt.date(2002, 1, 1))
+    assert error.code == "too_few_cases"  # the two old cases alone
+    assert "has 2" in only_old.error
+    assert "encounters until 2002-01-01" in only_old.error
+
+
+# --- Refusals ------------------------------------------------------------------------------------
+
+
+def test_an_empty_cohort_fails_with_a_clear_message(model_type):
+    snapshot, error = build_error(model_type)
+    assert error.code == "empty_cohort"
+    assert snapshot.status == DatasetSnapshot.Status.FAILED
+    assert snapshot.error == error.message
+    assert model_type.cohort in snapshot.error
+    assert "empty" in snapshot.error
+    assert not snapshot.file
+
+
+def test_too_few_cases_fail_with_the_numbers(model_type):
+    approved_cohort(model_type.cohort, patients=5)
+    snapshot, error = build_error(model_type)
+    assert error.code == "too_few_cases"
+    assert "has 5" in snapshot.error
+    assert "at least 8" in snapshot.error
+
+
+def test_a_label_with_a_single_case_is_named(model_type):
+    approved_cohort(model_type.cohort, patients=10, diagnoses=DIAGNOSES[:2])
+    approved_cohort(model_type.cohort, patients=1, diagnoses=[("C34.9", "Lung cancer, unspecified")])
+    snapshot, error = build_error(model_type)
+    assert error.code == "single_case_label"
+    assert "C34.9" in snapshot.error
+
+
+def test_a_single_label_is_not_enough(model_type):
+    approved_cohort(model_type.cohort, patients=10, diagnoses=DIAGNOSES[:1])
+    snapshot, error = build_error(model_type)
+    assert error.code == "too_few_labels"
+    assert DIAGNOSES[0][0] in snapshot.error
+
+
+def test_cases_of_two_deidentification_policies_are_refused(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    Case.objects.filter(pk=cases[0].pk).update(deid_policy_version="safe-harbor-1999.1")
+    snapshot, error = build_error(model_type)
+    assert error.code == "mixed_policy_versions"
+    assert "safe-harbor-1999.1" in snapshot.error
+
+
+def test_too_few_patients_for_three_splits_are_refused(model_type):
+    approved_cohort(model_type.cohort, patients=2, cases_per_patient=5)
+    snapshot, error = build_error(model_type)
+    assert error.code == "too_few_patients"
+    assert "validation" in snapshot.error or "test" in snapshot.error
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"validation_fraction": 0.5, "test_fraction": 0.5}, "invalid_fractions"),
+        ({"test_fraction": 0.0}, "invalid_fractions"),
+        ({"validation_fraction": -0.1}, "invalid_fractions"),
+        ({"min_quality": 1.5}, "invalid_quality"),
+        ({"encounter_after": dt.date(2026, 1, 1), "encounter_before": dt.date(2025, 1, 1)}, "invalid_date_range"),
+    ],
+)
+def test_bad_parameters_are_refused_before_anything_is_created(model_type, options, code):
+    with pytest.raises(InvalidRequest) as caught:
+        create_snapshot(model_type, by=None, **options)
+    assert caught.value.code == code
+    assert not DatasetSnapshot.objects.exists()
+
+
+# --- Failing closed ------------------------------------------------------------------------------
+
+
+def plant(case: Case, **changes) -> None:
+    """Simulate a de-identification bug: write the de-identified record directly."""
+    record = record_of(case)
+    record.update(changes)
+    Case.objects.filter(pk=case.pk).update(deidentified=record)
+
+
+def assert_no_identifier_in(snapshot: DatasetSnapshot, *identifiers: str) -> None:
+    stored = json.dumps({"error": snapshot.error, "scan_report": snapshot.scan_report})
+    for identifier in identifiers:
+        assert identifier not in stored
+
+
+def test_a_planted_name_and_mrn_fail_the_snapshot_with_case_field_and_kind_only(model_type, media_root):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[3]
+    name, mrn = leaky.patient["name"], leaky.patient["mrn"]
+    plant(
+        leaky,
+        symptoms=["cough", f"seen by {name}"],
+        diagnosis={"code": record_of(leaky)["diagnosis"]["code"], "label": f"Pneumonia ({mrn})"},
+    )
+    snapshot, error = build_error(model_type)
+
+    assert error.code == "residual_identifiers"
+    assert snapshot.status == DatasetSnapshot.Status.FAILED
+    findings = snapshot.scan_report["findings"]
+    assert {"case_id": leaky.pk, "field": "symptoms[1]", "kind": "NAME"} in findings
+    assert {"case_id": leaky.pk, "field": "label_text", "kind": "MRN"} in findings
+    assert {finding["case_id"] for finding in findings} == {leaky.pk}
+    assert snapshot.scan_report["clean"] is False
+    assert_no_identifier_in(snapshot, name, mrn, *name.split())
+    assert not snapshot.file
+    assert stored_files(media_root) == []
+    assert leftover_temporary_files(media_root) == []
+
+
+def test_an_identifier_in_a_findings_key_is_reported_by_position(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[0]
+    ssn = leaky.patient["ssn"]
+    plant(leaky, findings={"heart_rate": 90.0, f"note {ssn}": 1.0})
+    snapshot, error = build_error(model_type)
+    assert error.code == "residual_identifiers"
+    assert {"case_id": leaky.pk, "field": "findings[1].key", "kind": "SSN"} in snapshot.scan_report["findings"]
+    assert_no_identifier_in(snapshot, ssn)
+
+
+def test_a_raw_mrn_in_the_pseudonym_column_fails_the_snapshot(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[2]
+    mrn = leaky.patient["mrn"]
+    plant(leaky, patient_pseudonym=mrn)
+    Case.objects.filter(pk=leaky.pk).update(patient_pseudonym=mrn)
+    snapshot, error = build_error(model_type)
+    assert error.code == "residual_identifiers"
+    assert {"case_id": leaky.pk, "field": "patient_pseudonym", "kind": "PSEUDONYM_FORMAT"} in snapshot.scan_report[
+        "findings"
+    ]
+    assert_no_identifier_in(snapshot, mrn)
+
+
+def test_a_phone_number_shape_is_found_even_when_it_is_not_the_patients(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    plant(cases[1], symptoms=["call 617-555-0199 for results"])
+    snapshot, _ = build_error(model_type)
+    assert {"case_id": cases[1].pk, "field": "symptoms[0]", "kind": "PHONE"} in snapshot.scan_report["findings"]
+
+
+def test_an_unexpected_error_fails_the_snapshot_without_quoting_data(model_type, media_root, monkeypatch):
+    approved_cohort(model_type.cohort, patients=10)
+
+    def broken_scan(cases):
+        list(cases)
+        raise RuntimeError("could not read 'Jane Doe'")
+
+    monkeypatch.setattr(datasets, "scan_cases", broken_scan)
+    snapshot, error = build_error(model_type)
+    assert error.code == "build_error"
+    assert snapshot.status == DatasetSnapshot.Status.FAILED
+    assert "RuntimeError" in snapshot.error
+    assert "Jane Doe" not in snapshot.error
+    assert "Jane Doe" not in error.message
+    assert stored_files(media_root) == []
+    assert leftover_temporary_files(media_root) == []
+
+
+def test_a_failure_after_storing_removes_the_stored_file(model_type, media_root, monkeypatch):
+    approved_cohort(model_type.cohort, patients=10)
+
+    def refuse(self, **results):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(DatasetSnapshot, "mark_ready", refuse)
+    snapshot, error = build_error(model_type)
+    assert error.code == "build_error"
+    assert snapshot.status == DatasetSnapshot.Status.FAILED
+    assert stored_files(media_root) == []
+    assert leftover_temporary_files(media_root) == []
+
+
+def test_a_case_that_changes_during_the_build_fails_it(model_type, monkeypatch):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    real_split = datasets.split_cases
+
+    def split_then_relabel(*args, **kwargs):
+        assigned = real_split(*args, **kwargs)
+        plant(cases[0], diagnosis={"code": "Z00.0", "label": "Changed"})
+        return assigned
+
+    monkeypatch.setattr(datasets, "split_cases", split_then_relabel)
+    snapshot, error = build_error(model_type)
+    assert error.code == "cases_changed"
+    assert str(cases[0].pk) in snapshot.error
+
+
+# --- Immutability --------------------------------------------------------------------------------
+
+
+def test_a_ready_snapshot_cannot_change_its_manifest_hash_or_file(model_type):
+    approved_cohort(model_type.cohort, patients=10)
+    snapshot = build(model_type)
+
+    for field, value in (
+        ("manifest", {"train": [1], "validation": [], "test": []}),
+        ("content_hash", "0" * 64),
+        ("file", "datasets/other.parquet"),
+        ("label_counts", {}),
+    ):
+        fresh = DatasetSnapshot.objects.get(pk=snapshot.pk)
+        setattr(fresh, field, value)
+        with pytest.raises(ImmutableSnapshot):
+            fresh.save()
+    fresh = DatasetSnapshot.objects.get(pk=snapshot.pk)
+    assert (fresh.manifest, fresh.content_hash, fresh.file.name) == (
+        snapshot.manifest,
+        snapshot.content_hash,
+        snapshot.file.name,
+    )
+
+
+def test_a_snapshot_is_built_once(model_type):
+    approved_cohort(model_type.cohort, patients=10)
+    snapshot = build(model_type)
+    with pytest.raises(TransitionError):
+        build_snapshot(snapshot.pk)
+    failed, _ = build_error(ModelTypeFactory())
+    with pytest.raises(TransitionError):
+        build_snapshot(failed.pk)
+
+
+def test_the_factory_builds_a_ready_snapshot():
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(ready=True)  # type: ignore[assignment]
+    assert snapshot.status == DatasetSnapshot.Status.READY
+    assert snapshot.case_count >= snapshot.model_type.min_cases_to_train
+    building: DatasetSnapshot = DatasetSnapshotFactory()  # type: ignore[assignment]
+    assert building.status == DatasetSnapshot.Status.BUILDING
+
+
+# --- The scan's prefilter agrees with the exact matcher ------------------------------------------
+
+
+def renderings(patient: dict, born: dt.date) -> list[str]:
+    """The patient's identifiers in the forms people write them, and harmless clinical strings."""
+    name = patient["name"]
+    month = dt.date(2000, born.month, 1).strftime("%B")
+    digits = "".join(ch for ch in patient["phone"] if ch.isdigit())
+    return [
+        name,
+        name.upper(),
+        name.split()[-1],
+        f"seen by {name.split()[0]} today",
+        deid.fold(name),
+        patient["mrn"],
+        patient["mrn"].replace("-", " "),
+        patient["ssn"].replace("-", ""),
+        patient["phone"],
+        digits,
+        digits[-7:],
+        patient["email"],
+        patient["email"].split("@")[0],
+        patient["address"],
+        patient["address"].split(",")[0],
+        patient["zip"],
+        born.isoformat(),
+        f"{born.month}/{born.day}/{born.year % 100:02d}",
+        f"{month} {born.day}",
+        f"{born.day}th of {month[:3]}",
+        f"{born.year}{born.month:02d}{born.day:02d}",
+        "cough",
+        "40-49",
+        "J18.9",
+        "Pneumonia, unspecified organism",
+        "temperature_c",
+        "90+",
+        "female",
+        "train",
+    ]
+
+
+EXOTIC_PATIENTS = [
+    {
+        "mrn": "A12-B34-567",
+        "name": "Seán O'Brien-Smith",
+        "birth_date": "1931-09-09",
+        "sex": "male",
+        "zip": "02139-1234",
+        "phone": "(617) 555-0100 x12",
+        "email": "sean.ob@example.ie",
+        "address": "12½ Elm St., Apt 4, Cambridge, MA 02139",
+        "ssn": "123-45-6789",
+    },
+    {
+        "mrn": "12",
+        "name": "Łukasz Müller 3",
+        "birth_date": "1990-12-01",
+        "sex": "male",
+        "zip": "10115",
+        "phone": "+49 30 1234567",
+        "email": "lm@example.de",
+        "address": "Straße 7, 1-2, Berlin",
+        "ssn": "99",
+    },
+]
+
+
+@pytest.mark.parametrize("index", range(len(EXOTIC_PATIENTS) + 4))
+def test_the_scan_prefilter_never_hides_what_the_exact_matcher_finds(index):
+    from tests.cases.factories import record_dict
+
+    patient = EXOTIC_PATIENTS[index] if index < len(EXOTIC_PATIENTS) else record_dict()["patient"]
+    encounter = dt.date(2026, 5, 2)
+    born = dt.date.fromisoformat(patient["birth_date"])
+    scanner = scanning._Scanner(scanning.PSEUDONYM_FIELDS)
+    exact = deid._OwnIdentifiers(patient, encounter)
+    texts = renderings(patient, born)
+    texts += [f"{first} {second}" for first, second in itertools.pairwise(texts)]
+    for text in texts:
+        expected = set(exact.kinds_in(text))
+        assert {kind for _, kind in scanner.case_findings([("f", text)], patient, encounter)} == expected, text
+    clinical = [("label_text", "Pneumonia, unspecified organism"), ("symptoms[0]", "cough"), ("age_band", "40-49")]
+    assert scanner.case_findings(clinical, patient, encounter) == []
+
+
+def test_the_flat_row_interface_groups_rows_by_case(model_type):
+    cases = approved_cohort(model_type.cohort, patients=2)
+    first, second = cases
+    rows = [
+        (first.pk, "symptoms[0]", "cough"),
+        (first.pk, "label_text", f"by {first.patient['name']}"),
+        (second.pk, "symptoms[0]", "fever"),
+        (999_999, "symptoms[0]", "cough"),
+    ]
+    report = scanning.scan_dataset_rows(rows)
+    assert report.cases == 3
+    assert {"case_id": first.pk, "field": "label_text", "kind": "NAME"} in report.findings
+    assert {"case_id": 999_999, "field": "case_id", "kind": "UNKNOWN_CASE"} in report.findings
+    assert not any(finding["case_id"] == second.pk for finding in report.findings)
+
+
+def test_file_cases_reads_every_string_back(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    snapshot = build(model_type)
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as copy:
+        copy.write(stored_bytes(snapshot))
+        copy.flush()
+        read = dict(file_cases(copy.name))
+    case = cases[0]
+    fields = dict(read[case.pk])
+    record = record_of(case)
+    assert fields["patient_pseudonym"] == record["patient_pseudonym"]
+    assert fields["label_text"] == record["diagnosis"]["label"]
+    assert [fields[f"symptoms[{i}]"] for i in range(len(record["symptoms"]))] == record["symptoms"]
+    assert [fields[f"findings[{i}].key"] for i in range(len(record["findings"]))] == list(record["findings"])
+    assert len(read) == len(cases)
+
+
+# --- The command ---------------------------------------------------------------------------------
+
+
+def run(*args: str, verbosity: int = 1) -> str:
+    out = io.StringIO()
+    call_command("prepare_dataset", *args, stdout=out, verbosity=verbosity)
+    return out.getvalue()
+
+
+def test_prepare_dataset_builds_and_prints_a_summary(model_type, tmp_path):
+    approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    author = UserFactory(username="dana")
+    output = run("--model-type", model_type.slug, "--seed", "3", "--created-by", "dana", "--output", str(tmp_path))
+
+    snapshot = DatasetSnapshot.objects.get()
+    assert snapshot.status == DatasetSnapshot.Status.READY
+    assert snapshot.seed == 3
+    assert snapshot.created_by == author
+    assert "Selecting cases ..." in output
+    assert "Scanning for residual identifiers ..." in output
+    assert f"Dataset {snapshot.pk} is ready: 12 cases of 12 patients." in output
+    for code, _ in DIAGNOSES[:3]:
+        line = next(line for line in output.splitlines() if line.strip().startswith(code))
+        counts = [int(number) for number in line.split()[1:]]
+        assert counts == [snapshot.label_counts[split].get(code, 0) for split in ("train", "validation", "test")]
+    assert snapshot.content_hash in output
+    assert name_of(snapshot) in output
+    copy = tmp_path / Path(name_of(snapshot)).name
+    assert copy.read_bytes() == stored_bytes(snapshot)
+
+
+def test_prepare_dataset_quiet_prints_one_line_and_verbose_shows_progress(model_type):
+    approved_cohort(model_type.cohort, patients=10)
+    quiet = run("--model-type", model_type.slug, verbosity=0)
+    assert len(quiet.strip().splitlines()) == 1
+    assert "ready" in quiet
+    verbose = run("--model-type", model_type.slug, "--val-fraction", "0.2", "--test-fraction", "0.3", verbosity=2)
+    assert "10/10" in verbose
+    assert DatasetSnapshot.objects.latest("pk").validation_fraction == 0.2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model-type", "no-such-type"], "Unknown model type 'no-such-type'"),
+        (["--test-fraction", "0.5", "--val-fraction", "0.5"], "add up to 1"),
+        (["--test-fraction", "-0.2"], "must be at least 0"),
+        (["--test-fraction", "0"], "test fraction must be greater than 0"),
+        (["--min-quality", "2"], "must be between 0 and 1"),
+        (["--seed", "x"], "must be a whole number"),
+        (["--created-by", "nobody"], "Unknown user 'nobody'"),
+        (["--output", "/no/such/folder/file.parquet"], "does not exist"),
+    ],
+)
+def test_prepare_dataset_refuses_bad_arguments_clearly(model_type, args, message):
+    if args[0] != "--model-type":
+        args = ["--model-type", model_type.slug, *args]
+    with pytest.raises(CommandError, match=message):
+        run(*args)
+    assert not DatasetSnapshot.objects.exists()
+
+
+def test_prepare_dataset_reports_a_failed_build(model_type):
+    approved_cohort(model_type.cohort, patients=3)
+    with pytest.raises(CommandError, match=r"failed \(too_few_cases\): Too few cases"):
+        run("--model-type", model_type.slug)
+    assert DatasetSnapshot.objects.get().status == DatasetSnapshot.Status.FAILED
+
+
+def test_large_manifests_stay_compact_numpy_backed(model_type):
+    # The first pass keeps arrays, not records: 8 + 8 + 4 bytes a case.
+    approved_cohort(model_type.cohort, patients=10)
+    snapshot = create_snapshot(model_type, by=None)
+    selection = datasets._select(snapshot, lambda *args: None)
+    assert selection.ids.dtype == np.int64
+    assert selection.groups.dtype == np.uint64
+    assert selection.labels.dtype == np.int32
+    assert selection.ids.tolist() == sorted(selection.ids.tolist())

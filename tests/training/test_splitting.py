@@ -1,0 +1,155 @@
+"""The patient-grouped, label-stratified split, on generated cohorts (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from training.models.dataset import SPLITS
+from training.splitting import SPLIT_NAMES, TEST, TRAIN, VALIDATION, check_fractions, split_cases
+
+LABELS = ("J18.9", "J06.9", "J45.909", "J44.1", "C50.9")
+
+
+@st.composite
+def cohorts(draw, *, max_patients: int = 60, max_cases: int = 5):
+    """(case ids, patient pseudonyms, labels): patients with 1..max_cases cases, several labels."""
+    n_patients = draw(st.integers(min_value=1, max_value=max_patients))
+    n_labels = draw(st.integers(min_value=1, max_value=len(LABELS)))
+    ids, groups, labels = [], [], []
+    next_id = draw(st.integers(min_value=1, max_value=10_000))
+    for patient in range(n_patients):
+        pseudonym = f"{patient:04d}{draw(st.sampled_from('abcdef'))}" * 8  # 40 hex-ish characters
+        for _ in range(draw(st.integers(min_value=1, max_value=max_cases))):
+            ids.append(next_id)
+            next_id += draw(st.integers(min_value=1, max_value=3))
+            groups.append(pseudonym)
+            labels.append(LABELS[draw(st.integers(min_value=0, max_value=n_labels - 1))])
+    return np.array(ids, dtype=np.int64), np.array(groups), np.array(labels)
+
+
+fractions = st.sampled_from([(0.15, 0.2), (0.0, 0.25), (0.1, 0.1), (0.3, 0.3), (0.2, 0.5)])
+
+
+def split(cohort, fraction_pair=(0.15, 0.2), seed=0):
+    ids, groups, labels = cohort
+    validation, test = fraction_pair
+    return split_cases(ids, groups, labels, validation_fraction=validation, test_fraction=test, seed=seed)
+
+
+def test_split_names_match_the_snapshot_model():
+    assert SPLIT_NAMES == SPLITS
+    assert (SPLIT_NAMES[TRAIN], SPLIT_NAMES[VALIDATION], SPLIT_NAMES[TEST]) == ("train", "validation", "test")
+
+
+@settings(max_examples=150, deadline=None)
+@given(cohort=cohorts(), fraction_pair=fractions, seed=st.integers(min_value=0, max_value=2**31 - 1))
+def test_no_patient_is_in_two_splits(cohort, fraction_pair, seed):
+    assigned = split(cohort, fraction_pair, seed)
+    _, groups, _ = cohort
+    assert len(assigned) == len(groups)
+    for pseudonym in np.unique(groups):
+        assert len(np.unique(assigned[groups == pseudonym])) == 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(cohort=cohorts(), fraction_pair=fractions, seed=st.integers(min_value=0, max_value=1000), data=st.data())
+def test_same_inputs_and_seed_give_the_same_assignment_whatever_the_order(cohort, fraction_pair, seed, data):
+    ids, groups, labels = cohort
+    first = split(cohort, fraction_pair, seed)
+    order = np.array(data.draw(st.permutations(range(len(ids)))), dtype=np.int64)
+    shuffled = split((ids[order], groups[order], labels[order]), fraction_pair, seed)
+    assert dict(zip(ids[order].tolist(), shuffled.tolist(), strict=True)) == dict(
+        zip(ids.tolist(), first.tolist(), strict=True)
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(cohort=cohorts(), fraction_pair=fractions, seed=st.integers(min_value=0, max_value=1000))
+def test_every_split_with_a_fraction_gets_patients_when_there_are_enough(cohort, fraction_pair, seed):
+    _, groups, _ = cohort
+    assigned = split(cohort, fraction_pair, seed)
+    wanted = [TRAIN, TEST] + ([VALIDATION] if fraction_pair[0] > 0 else [])
+    if len(np.unique(groups)) >= len(wanted):
+        for code in wanted:
+            assert np.any(assigned == code), SPLIT_NAMES[code]
+    if fraction_pair[0] == 0:
+        assert not np.any(assigned == VALIDATION)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=20, max_value=400), min_size=2, max_size=4),
+    fraction_pair=fractions,
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_label_proportions_follow_the_fractions_when_patients_have_one_case(counts, fraction_pair, seed):
+    labels = np.array([LABELS[index] for index, count in enumerate(counts) for _ in range(count)])
+    ids = np.arange(len(labels), dtype=np.int64)
+    groups = np.array([f"patient-{i}" for i in range(len(labels))])
+    assigned = split((ids, groups, labels), fraction_pair, seed)
+    validation, test = fraction_pair
+    targets = (1 - validation - test, validation, test)
+    for index, count in enumerate(counts):
+        mine = assigned[labels == LABELS[index]]
+        for code, fraction in enumerate(targets):
+            # Whole cases: within a couple of cases of the exact share, for every label and split.
+            assert abs(np.count_nonzero(mine == code) - fraction * count) < 3
+
+
+def test_large_patients_are_kept_whole_and_the_rest_balance_around_them():
+    # One patient with 30 cases, 70 patients with one case each: the big one goes somewhere whole.
+    groups = np.array(["big"] * 30 + [f"p{i}" for i in range(70)])
+    labels = np.array(["A", "B"] * 50)
+    ids = np.arange(100)
+    assigned = split((ids, groups, labels), (0.15, 0.2), seed=3)
+    assert len(np.unique(assigned[:30])) == 1
+    assert np.count_nonzero(assigned == TRAIN) >= 50
+
+
+def test_a_different_seed_gives_a_different_assignment():
+    ids = np.arange(500)
+    groups = np.array([f"p{i // 2}" for i in range(500)])
+    labels = np.array([LABELS[i % 3] for i in range(500)])
+    first = split((ids, groups, labels), seed=1)
+    assert not np.array_equal(first, split((ids, groups, labels), seed=2))
+    assert np.array_equal(first, split((ids, groups, labels), seed=1))
+
+
+def test_integer_group_keys_split_like_strings_do():
+    ids = np.arange(300)
+    keys = np.array([(i // 3) * 7919 for i in range(300)], dtype=np.uint64)
+    labels = np.array([LABELS[i % 2] for i in range(300)])
+    assigned = split((ids, keys, labels))
+    for key in np.unique(keys):
+        assert len(np.unique(assigned[keys == key])) == 1
+    assert set(np.unique(assigned).tolist()) == {TRAIN, VALIDATION, TEST}
+
+
+def test_an_empty_cohort_gives_an_empty_assignment():
+    assert split((np.array([], dtype=np.int64), np.array([]), np.array([]))).size == 0
+
+
+def test_duplicate_case_ids_and_ragged_arrays_are_refused():
+    with pytest.raises(ValueError, match="unique"):
+        split((np.array([1, 1]), np.array(["a", "b"]), np.array(["x", "y"])))
+    with pytest.raises(ValueError, match="same length"):
+        split((np.array([1, 2]), np.array(["a"]), np.array(["x", "y"])))
+
+
+@pytest.mark.parametrize(
+    ("validation", "test", "message"),
+    [
+        (0.5, 0.5, "add up to 1"),
+        (0.6, 0.5, "add up to 1.1"),
+        (-0.1, 0.2, "validation fraction must be at least 0"),
+        (0.1, 0.0, "test fraction must be greater than 0"),
+        (0.1, 1.0, "test fraction must be at least 0 and less than 1"),
+        (float("nan"), 0.2, "must be a number"),
+    ],
+)
+def test_fractions_that_leave_no_training_split_are_refused(validation, test, message):
+    with pytest.raises(ValueError, match=message):
+        check_fractions(validation, test)
