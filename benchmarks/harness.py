@@ -1,0 +1,176 @@
+"""The benchmark harness: a throwaway database, a scale knob, a timer, and the result table.
+
+Adding a benchmark: create ``benchmarks/bench_<name>.py`` with ``run() -> list[Result]``, sized with
+``scaled(n)``. The runner imports the module only after Django is set up (project settings, a
+migrated temporary SQLite database), so top-level model imports are fine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+SCALE_ENV = "BENCH_SCALE"
+
+
+@dataclass
+class Result:
+    """One row of the table.
+
+    ``measured`` and ``baseline`` are in ``unit``; ``ratio`` is measured / baseline unless given.
+    A row with ``max_ratio`` passes when the ratio is at most that; a row without one is
+    informational.
+    """
+
+    name: str
+    measured: float
+    unit: str
+    baseline: float | None = None
+    ratio: float | None = None
+    max_ratio: float | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.baseline:
+            self.ratio = self.measured / self.baseline
+
+    @property
+    def goal(self) -> str:
+        return f"<= {self.max_ratio:g}x" if self.max_ratio is not None else "-"
+
+    @property
+    def passed(self) -> bool | None:
+        if self.max_ratio is None:
+            return None
+        return self.ratio is not None and self.ratio <= self.max_ratio
+
+
+def scale() -> float:
+    """The size factor of every benchmark (``BENCH_SCALE=0.1`` for a quick run)."""
+    raw = os.environ.get(SCALE_ENV, "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{SCALE_ENV} must be a number, got {raw!r}.") from None
+    if not 0 < value <= 100:
+        raise SystemExit(f"{SCALE_ENV} must be in (0, 100], got {raw!r}.")
+    return value
+
+
+def scaled(n: int) -> int:
+    """``n`` at the current scale, at least 1."""
+    return max(1, round(n * scale()))
+
+
+@dataclass
+class Timing:
+    """Wall-clock and process CPU seconds of one measured block.
+
+    Wall time is what the goals judge. CPU time is shown beside it: on a machine shared with other
+    busy processes it moves much less than wall time, since this process (and SQLite, which runs
+    inside it) waits less for the disk than for the CPU.
+    """
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextlib.contextmanager
+def timer() -> Iterator[Timing]:
+    """``with timer() as t: ...`` then ``t.wall`` and ``t.cpu`` are the elapsed seconds."""
+    timing = Timing()
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        yield timing
+    finally:
+        timing.wall = time.perf_counter() - wall
+        timing.cpu = time.process_time() - cpu
+
+
+_workdir: Path | None = None
+
+
+def workdir() -> Path:
+    """A temporary folder for this run (the database, generated files); removed at exit."""
+    if _workdir is None:
+        raise RuntimeError("django_environment() is not active.")
+    return _workdir
+
+
+@contextlib.contextmanager
+def django_environment() -> Iterator[Path]:
+    """Set Django up against a fresh, migrated SQLite file in a temporary folder.
+
+    The developer's database is never touched: DATABASE_URL is overridden, not defaulted. DEBUG
+    stays off (with DEBUG on Django records every query, which would distort the timings), so
+    the secrets get throwaway values unless the environment already has some.
+    """
+    global _workdir
+    folder = Path(tempfile.mkdtemp(prefix="learning-engine-bench-"))
+    _workdir = folder
+    try:
+        os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
+        os.environ["DEBUG"] = "0"
+        os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
+        os.environ.setdefault("PSEUDONYM_KEY", "bench-only-pseudonym-key-" + "y" * 16)
+        os.environ.setdefault("TASKS_BACKEND", "django.tasks.backends.dummy.DummyBackend")
+        os.environ["DJANGO_SETTINGS_MODULE"] = "learning_engine.settings"
+
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0, interactive=False)
+        yield folder
+    finally:
+        with contextlib.suppress(Exception):
+            from django.db import connections
+
+            connections.close_all()
+        shutil.rmtree(folder, ignore_errors=True)
+        _workdir = None
+
+
+def _figure(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value:.2f} s"
+    if abs(value) >= 1000:
+        return f"{value:,.0f} {unit}".strip()
+    return f"{value:.3g} {unit}".strip()
+
+
+def print_table(results: list[Result], out: TextIO = sys.stdout) -> None:
+    headers = ("benchmark", "measured", "baseline", "ratio", "goal", "result")
+    rows = [
+        (
+            r.name,
+            _figure(r.measured, r.unit),
+            _figure(r.baseline, r.unit),
+            f"{r.ratio:.2f}x" if r.ratio is not None else "-",
+            r.goal,
+            {True: "pass", False: "FAIL", None: "info"}[r.passed],
+        )
+        for r in results
+    ]
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip() + "\n"
+
+    out.write(line(headers))
+    out.write(line(tuple("-" * w for w in widths)))
+    for row in rows:
+        out.write(line(row))
+    notes = [f"  {r.name}: {r.note}" for r in results if r.note]
+    if notes:
+        out.write("\nNotes:\n" + "\n".join(notes) + "\n")
