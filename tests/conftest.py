@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
@@ -16,11 +16,11 @@ ROLE_NAMES = ("anonymous", *roles.ROLES)
 
 
 @pytest.fixture
-def make_user(db) -> Callable[..., object]:
+def make_user(db) -> Callable[..., User]:
     """make_user("clinician", username="alice"): a user in that role (None: no role)."""
 
-    def make(role: str | None = None, **kwargs: object) -> object:
-        user = UserFactory(**kwargs)
+    def make(role: str | None = None, **kwargs: object) -> User:
+        user = UserFactory.create(**kwargs)
         if role:
             user.groups.add(Group.objects.get(name=role))
         return user
@@ -53,11 +53,11 @@ def prediction_client(make_user):
     return make_user(roles.PREDICTION_CLIENT)
 
 
-def jwt_client(user: object | None) -> APIClient:
+def jwt_client(user: User | None) -> APIClient:
     """An API client that sends a real JWT access token for ``user`` (anonymous for None)."""
     client = APIClient()
     if user is not None:
-        token = RefreshToken.for_user(user).access_token  # type: ignore[arg-type]
+        token = RefreshToken.for_user(user).access_token
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     return client
 
@@ -78,3 +78,9 @@ def api_client_for(make_user) -> Callable[[str], APIClient]:
 def _fast_password_hashing(settings) -> None:
     # PBKDF2's deliberate slowness buys nothing in tests and costs seconds per user.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def _media_in_a_temporary_folder(settings, tmp_path) -> None:
+    # Dataset files and model artifacts written by tests never land in the checkout's media/.
+    settings.MEDIA_ROOT = tmp_path / "media"
