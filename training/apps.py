@@ -12,3 +12,8 @@ class TrainingConfig(AppConfig):
         from training.demo import on_demo_loaded
 
         demo_loaded.connect(on_demo_loaded, dispatch_uid="training_demo_model_types")
+
+        from learning_engine.health import HEALTH_CHECKS
+        from training.health import training_check
+
+        HEALTH_CHECKS["training"] = training_check

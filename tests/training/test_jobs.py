@@ -290,3 +290,16 @@ def test_the_periodic_reaper_chain_collapses_to_one(settings, django_capture_on_
     assert tasks.reap_stale_jobs_periodically.call(token)["requeued"] == []
     assert tasks.reap_stale_jobs_periodically.call(str(uuid.uuid4())) == {"outcome": "superseded"}
     assert PeriodicSchedule.objects.get().last_run_at is not None
+
+
+def test_health_reports_stale_running_jobs(model_type, engineer):
+    from rest_framework.test import APIClient
+
+    job = submit(model_type, engineer)
+    job.start(worker_id="dead")
+    body = APIClient().get("/api/v1/health/").json()
+    assert body["checks"]["training"] == {"ok": True, "queued": 0, "running": 1, "stale_running": 0}
+    _make_stale(job)
+    response = APIClient().get("/api/v1/health/")
+    assert response.status_code == 503
+    assert response.json()["checks"]["training"]["stale_running"] == 1
