@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,11 @@ MAX_FINDINGS = 200
 MAX_SYMPTOMS = 100
 MAX_SHORT_TEXT = 255
 MAX_CODE_LENGTH = 20
+MAX_KEY_LENGTH = 64
+# Unknown keys are kept verbatim; bound their nesting so a hostile line cannot exhaust the stack
+# when the record is hashed or stored.
+MAX_EXTRA_DEPTH = 20
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class RecordError(ValueError):
@@ -80,6 +86,16 @@ class CaseRecord:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _check_chars(value: str, name: str) -> None:
+    """Refuse text that a database cannot store: NUL (PostgreSQL) and lone surrogates (UTF-8)."""
+    if "\x00" in value:
+        raise RecordError(name, "must not contain NUL characters.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RecordError(name, "must be valid Unicode text (no lone surrogates).") from None
+
+
 def _text(value: Any, name: str, *, max_length: int, required: bool = False) -> str:
     if value is None:
         if required:
@@ -92,9 +108,15 @@ def _text(value: Any, name: str, *, max_length: int, required: bool = False) -> 
         raise RecordError(name, "must not be empty.")
     if len(value) > max_length:
         raise RecordError(name, f"is longer than {max_length} characters.")
-    if "\x00" in value:
-        raise RecordError(name, "must not contain NUL characters.")
+    _check_chars(value, name)
     return value
+
+
+def _key(key: Any, name: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise RecordError(name, f"keys must be names of 1 to {MAX_KEY_LENGTH} characters.")
+    _check_chars(key, name)
+    return key
 
 
 def parse_date(value: Any, name: str, *, required: bool = False) -> dt.date | None:
@@ -102,7 +124,8 @@ def parse_date(value: Any, name: str, *, required: bool = False) -> dt.date | No
         if required:
             raise RecordError(name, "is required.")
         return None
-    if not isinstance(value, str):
+    # fromisoformat alone would also take "20260502" and week dates ("2026-W18-6").
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise RecordError(name, "must be a date string (YYYY-MM-DD).")
     try:
         return dt.date.fromisoformat(value)
@@ -114,7 +137,10 @@ def _number(value: Any, name: str) -> float:
     # bool is an int subclass; "true" is not a heart rate.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(name, "must be a number.")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer literal too large for a float
+        raise RecordError(name, "must be a finite number.") from None
     if not math.isfinite(number):
         raise RecordError(name, "must be a finite number.")
     return number
@@ -142,11 +168,14 @@ def parse_patient(value: Any) -> dict[str, Any]:
                 patient[key] = text
         else:
             # Unknown patient keys are kept in the raw record (and dropped by de-identification).
-            if len(str(key)) > 64:
-                raise RecordError("patient", "has a key longer than 64 characters.")
-            if item is not None and not isinstance(item, (str, int, float, bool)):
+            _key(key, "patient")
+            if isinstance(item, str):
+                item = _text(item, name, max_length=MAX_SHORT_TEXT)
+            elif isinstance(item, (int, float)) and not isinstance(item, bool):
+                _number(item, name)
+            elif item is not None and not isinstance(item, bool):
                 raise RecordError(name, "must be a plain value.")
-            patient[str(key)] = item
+            patient[key] = item
     if not patient.get("mrn"):
         raise RecordError("patient.mrn", "is required.")
     return patient
@@ -161,8 +190,7 @@ def parse_findings(value: Any) -> dict[str, float]:
         raise RecordError("findings", f"has more than {MAX_FINDINGS} entries.")
     findings: dict[str, float] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not key or len(key) > 64:
-            raise RecordError("findings", "keys must be names of 1 to 64 characters.")
+        _key(key, "findings")
         findings[key] = _number(item, f"findings.{key}")
     return findings
 
@@ -192,6 +220,25 @@ def parse_diagnosis(value: Any) -> tuple[str, str]:
     return code, label
 
 
+def _check_extra(value: Any, name: str, depth: int = 0) -> None:
+    """Unknown keys are kept as they came, but only as JSON that every database can store."""
+    if depth > MAX_EXTRA_DEPTH:
+        raise RecordError(name, f"is nested deeper than {MAX_EXTRA_DEPTH} levels.")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _key(key, name)
+            _check_extra(item, f"{name}.{key}", depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_extra(item, f"{name}[{index}]", depth + 1)
+    elif isinstance(value, str):
+        _check_chars(value, name)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        _number(value, name)
+    elif value is not None and not isinstance(value, bool):
+        raise RecordError(name, "must be a JSON value.")
+
+
 def _slug(value: Any, name: str, *, max_length: int) -> str:
     text = _text(value, name, max_length=max_length, required=True)
     if any(ch.isspace() for ch in text):
@@ -205,6 +252,9 @@ def parse_record(obj: Any, *, default_source: str | None = None) -> CaseRecord:
         raise RecordError("", "A case must be a JSON object.")
     source = obj.get("source") or default_source
     extra = {key: value for key, value in obj.items() if key not in KNOWN_KEYS}
+    for key, value in extra.items():
+        _key(key, "extra")
+        _check_extra(value, key)
     diagnosis_code, diagnosis_label = parse_diagnosis(obj.get("diagnosis"))
     return CaseRecord(
         source=_slug(source, "source", max_length=MAX_SOURCE_LENGTH),
@@ -225,6 +275,7 @@ def parse_line(line: str | bytes, *, default_source: str | None = None) -> CaseR
     """One JSON Lines line to a record; bad JSON is a ``RecordError`` too."""
     try:
         obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: a line of ten thousand "[" is not JSON we can take either.
         raise RecordError("", f"Not valid JSON ({type(exc).__name__}).") from None
     return parse_record(obj, default_source=default_source)

@@ -1,10 +1,19 @@
 """Clinical cases and their review workflow.
 
-Concurrency policy: every transition claims the row with a conditional UPDATE on the status *and*
-the record's revision (``learning_engine.transitions.claim``), so it works the same on SQLite and
-PostgreSQL, a stale copy cannot overwrite a fresher change, and an approval can never certify a
-record that was edited after the reviewer read it. The audit row is written in the same
-transaction. Nothing slow happens inside the transaction.
+Concurrency policy: every transition and every edit claims the row with one conditional UPDATE
+on the status *and* the revision it read (``learning_engine.transitions.claim``): ``UPDATE ...
+WHERE id = %s AND status = <seen> AND revision = <seen>``, then checks that one row changed.
+
+- It works the same on SQLite and PostgreSQL, needs no row lock and so has no lock order to keep.
+- A stale copy cannot overwrite a fresher change: if another request approved, rejected, retracted
+  or edited the case since this copy was loaded, the claim matches no row and raises
+  ``TransitionError`` (HTTP 409); the first writer's result stands. Reload and retry.
+- An approval can never certify content the reviewer did not see: every edit bumps ``revision``,
+  so an edit made after the reviewer loaded the case makes the approval fail.
+- The audit row is written in the same transaction as the claim, so a transition and its audit
+  row commit (or roll back) together; a failed transition writes no audit row.
+- Nothing slow happens inside the transaction: de-identification and quality scoring run before
+  it, on the copy that the claim then proves current.
 """
 
 from __future__ import annotations
@@ -214,6 +223,8 @@ class Case(models.Model):
         check_allowed(self.TRANSITIONS, current=self.status, target=target, label=f"Case {self.pk}")
 
     def _check_reviewer(self, by: Any) -> None:
+        if by is None:
+            raise FourEyesViolation(f"Case {self.pk} needs a named reviewer.", code="reviewer_required")
         if self._is_author(by):
             raise FourEyesViolation(
                 f"Case {self.pk} was submitted or last edited by {by}; another clinician must review it.",
@@ -267,7 +278,7 @@ class Case(models.Model):
 
     def retract(self, *, by: Any, reason: str) -> None:
         """approved -> retracted: the case leaves future datasets. Snapshots already built keep it."""
-        if not reason.strip():
+        if not isinstance(reason, str) or not reason.strip():
             raise DomainError("Retracting a case needs a reason.", code="reason_required")
         self._check(self.Status.RETRACTED)
         source = self.status
@@ -298,7 +309,6 @@ class Case(models.Model):
             "status": target,
             "revision": self.revision + 1,
             "last_edited_by": by,
-            "updated_at": timezone.now(),
         }
         if source == self.Status.REJECTED:
             changes.update(reviewed_by=None, reviewed_at=None, rejection_reason="")
@@ -309,7 +319,8 @@ class Case(models.Model):
         return True
 
     def _claim(self, source: str, **changes: Any) -> None:
-        claim(self, expected={"status": source, "revision": self.revision}, **changes)
+        # A conditional UPDATE skips auto_now, so the modification time is set here.
+        claim(self, expected={"status": source, "revision": self.revision}, updated_at=timezone.now(), **changes)
 
 
 class CaseTransition(AuditEntry):

@@ -1,7 +1,8 @@
 """Quality score of a case: a number in 0..1 and the list of what lowered it.
 
 Each check has a weight; the score is the weighted share of checks passed. A check that does not
-apply (no birth date, so no age) is skipped only where another check already penalises the gap.
+apply (no birth date, or one after the encounter, so no meaningful age) is left out of the share
+only where another check already penalises the gap, so no single error is counted twice.
 Issue messages name fields and ranges, never patient values.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
+
+from django.utils import timezone
 
 from cases.interchange import CaseRecord
 
@@ -61,11 +64,19 @@ def age_at(birth: dt.date, on: dt.date) -> int:
 
 def assess(record: CaseRecord, *, today: dt.date | None = None) -> tuple[float, list[dict[str, str]]]:
     """Score a record. Returns ``(score, issues)`` with issues as JSON-ready dicts."""
-    today = today or dt.date.today()
+    # The site's calendar day (settings.TIME_ZONE), not the server's: "future" means after today there.
+    today = today or timezone.localdate()
     issues: list[QualityIssue] = []
     passed: dict[str, bool] = {}
 
-    missing = [f"patient.{name}" for name in REQUIRED_PATIENT_FIELDS if not record.patient.get(name)]
+    birth_raw: Any = record.patient.get("birth_date")
+    try:
+        birth = dt.date.fromisoformat(birth_raw) if birth_raw else None
+    except (TypeError, ValueError):  # not from parse_record (an admin edit, say): as good as missing
+        birth = None
+    present = {name: bool(record.patient.get(name)) for name in REQUIRED_PATIENT_FIELDS}
+    present["birth_date"] = birth is not None
+    missing = [f"patient.{name}" for name in REQUIRED_PATIENT_FIELDS if not present[name]]
     if not record.findings:
         missing.append("findings")
     for name in missing:
@@ -81,8 +92,6 @@ def assess(record: CaseRecord, *, today: dt.date | None = None) -> tuple[float, 
             issues.append(QualityIssue("implausible_value", f"findings.{key}", f"findings.{key} is outside {bound}."))
     passed["implausible_value"] = not implausible
 
-    birth_raw: Any = record.patient.get("birth_date")
-    birth = dt.date.fromisoformat(birth_raw) if birth_raw else None
     passed["future_encounter"] = record.encounter_date <= today
     if not passed["future_encounter"]:
         issues.append(QualityIssue("future_encounter", "encounter_date", "The encounter date is in the future."))
@@ -92,12 +101,14 @@ def assess(record: CaseRecord, *, today: dt.date | None = None) -> tuple[float, 
             issues.append(
                 QualityIssue("birth_after_encounter", "patient.birth_date", "The birth date is after the encounter.")
             )
-        age = age_at(birth, record.encounter_date)
-        passed["implausible_age"] = 0 <= age <= MAX_AGE_YEARS
-        if not passed["implausible_age"] and passed["birth_after_encounter"]:
-            issues.append(
-                QualityIssue("implausible_age", "patient.birth_date", f"The age is outside 0..{MAX_AGE_YEARS} years.")
-            )
+        else:  # A birth after the encounter is one error, not two: the age check applies only otherwise.
+            passed["implausible_age"] = age_at(birth, record.encounter_date) <= MAX_AGE_YEARS
+            if not passed["implausible_age"]:
+                issues.append(
+                    QualityIssue(
+                        "implausible_age", "patient.birth_date", f"The age is outside 0..{MAX_AGE_YEARS} years."
+                    )
+                )
 
     passed["missing_note"] = bool(record.note.strip())
     if not passed["missing_note"]:

@@ -12,8 +12,28 @@ class AppendOnlyError(Exception):
     pass
 
 
+class AppendOnlyQuerySet(models.QuerySet):
+    """Bulk writes would bypass ``save``/``delete`` on the model: refuse them here as well."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
+
+    delete.queryset_only = True  # type: ignore[attr-defined]  # as Django's own: not on the manager
+
+
 class AuditEntry(models.Model):
-    """Abstract. Concrete audit tables add the foreign key to what changed."""
+    """Abstract. Concrete audit tables add the foreign key to what changed.
+
+    Rows are append-only through the ORM: saving an existing row, deleting one, and bulk
+    ``update``/``delete`` on a queryset raise ``AppendOnlyError``. (A raw SQL statement can still
+    change them; the database user of a hardened site should lack UPDATE/DELETE on these tables.)
+    """
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -28,9 +48,14 @@ class AuditEntry(models.Model):
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
+    objects = AppendOnlyQuerySet.as_manager()
+
     class Meta:
         abstract = True
         ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '-'} -> {self.to_state}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -39,6 +64,3 @@ class AuditEntry(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
-
-    def __str__(self) -> str:
-        return f"{self.from_state or '-'} -> {self.to_state}"
