@@ -32,10 +32,11 @@ DEMO_MODEL_TYPES: list[dict[str, Any]] = [
 
 def ensure_demo_model_types() -> list[ModelType]:
     """Create or reset the demo model types (safe to run again)."""
-    return [
-        ModelType.objects.update_or_create(slug=spec["slug"], defaults={k: v for k, v in spec.items() if k != "slug"})[0]
-        for spec in DEMO_MODEL_TYPES
-    ]
+    types = []
+    for spec in DEMO_MODEL_TYPES:
+        defaults = {key: value for key, value in spec.items() if key != "slug"}
+        types.append(ModelType.objects.update_or_create(slug=spec["slug"], defaults=defaults)[0])
+    return types
 
 
 def on_demo_loaded(sender: Any, **kwargs: Any) -> str:

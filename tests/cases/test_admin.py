@@ -132,7 +132,7 @@ def phi_values(case: Case) -> list[str]:
 
 def test_approve_selected_shows_a_confirmation_page_first_and_changes_nothing(staff):
     client, _reviewer = staff(roles.CLINICIAN)
-    cases = [CaseFactory(), CaseFactory()]
+    cases = [CaseFactory.create(), CaseFactory.create()]
 
     response = action_post(client, "approve_selected", cases)
 
@@ -147,9 +147,9 @@ def test_approve_selected_shows_a_confirmation_page_first_and_changes_nothing(st
 
 def test_approve_selected_approves_after_confirmation_and_skips_the_rest_with_one_warning(staff):
     client, reviewer = staff(roles.CLINICIAN)
-    reviewable = CaseFactory()
-    own = CaseFactory(submitted_by=reviewer)
-    already = CaseFactory(approved=True)
+    reviewable = CaseFactory.create()
+    own = CaseFactory.create(submitted_by=reviewer)
+    already = CaseFactory.create(approved=True)
 
     response = confirm_post(client, "approve_selected", [reviewable, own, already], note="Checked the vitals.")
 
@@ -170,8 +170,8 @@ def test_approve_selected_approves_after_confirmation_and_skips_the_rest_with_on
 
 def test_the_confirmation_page_warns_which_cases_will_be_skipped(staff):
     client, reviewer = staff(roles.CLINICIAN)
-    own = CaseFactory(submitted_by=reviewer)
-    approved = CaseFactory(approved=True)
+    own = CaseFactory.create(submitted_by=reviewer)
+    approved = CaseFactory.create(approved=True)
 
     html = action_post(client, "approve_selected", [own, approved]).content.decode()
 
@@ -181,7 +181,7 @@ def test_the_confirmation_page_warns_which_cases_will_be_skipped(staff):
 
 def test_approval_skips_a_case_edited_after_the_confirmation_page(staff, second_clinician):
     client, _reviewer = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     shown_revision = case.revision
     record = case.to_record().to_json() | {"note": "Updated note after the page was shown."}
     from cases.interchange import parse_record
@@ -198,7 +198,7 @@ def test_approval_skips_a_case_edited_after_the_confirmation_page(staff, second_
 
 def test_reject_selected_requires_a_reason_and_a_note(staff):
     client, _reviewer = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = client.post(
         CHANGELIST,
@@ -213,7 +213,7 @@ def test_reject_selected_requires_a_reason_and_a_note(staff):
 
 def test_reject_selected_rejects_with_the_reason_and_note(staff):
     client, reviewer = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = confirm_post(
         client, "reject_selected", [case], reason=Case.RejectionReason.IMPLAUSIBLE, note="SpO2 of 9 is a typo?"
@@ -229,7 +229,7 @@ def test_reject_selected_rejects_with_the_reason_and_note(staff):
 
 def test_reject_selected_refuses_an_unknown_reason(staff):
     client, _reviewer = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     response = confirm_post(client, "reject_selected", [case], reason="because", note="x")
 
@@ -240,8 +240,8 @@ def test_reject_selected_refuses_an_unknown_reason(staff):
 
 def test_retract_selected_retracts_approved_cases_with_a_reason(staff):
     client, reviewer = staff(roles.CLINICIAN)
-    approved = CaseFactory(approved=True)
-    submitted = CaseFactory()
+    approved = CaseFactory.create(approved=True)
+    submitted = CaseFactory.create()
 
     response = confirm_post(client, "retract_selected", [approved, submitted], reason="Wrong patient linked.")
 
@@ -260,7 +260,7 @@ def test_retract_selected_retracts_approved_cases_with_a_reason(staff):
 @pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
 def test_a_user_without_review_permission_neither_sees_nor_can_run_the_actions(staff, role):
     client, _user = staff(role)
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     html = client.get(CHANGELIST).content.decode()
     assert "approve_selected" not in html
@@ -276,7 +276,7 @@ def test_a_user_without_review_permission_neither_sees_nor_can_run_the_actions(s
 
 def test_a_reviewer_can_approve_from_the_case_page(staff):
     client, _reviewer = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     url = change_url(case)
 
     page = client.post(url, {"CHANGE_FORM-action": "approve_selected", "_selected_action": [case.pk]})
@@ -306,7 +306,7 @@ def test_a_reviewer_can_approve_from_the_case_page(staff):
 
 def test_a_clinician_sees_the_raw_record_next_to_the_deidentified_one(staff):
     client, _user = staff(roles.CLINICIAN)
-    case = CaseFactory(approved=True)
+    case = CaseFactory.create(approved=True)
 
     html = htmllib.unescape(client.get(change_url(case)).content.decode())
 
@@ -314,12 +314,13 @@ def test_a_clinician_sees_the_raw_record_next_to_the_deidentified_one(staff):
     assert case.patient["name"] in html
     assert case.patient["mrn"] in html
     assert case.patient_pseudonym in html
+    assert case.deidentified is not None
     assert case.deidentified["note"] in html
 
 
 def test_a_clinician_sees_a_deidentified_preview_of_a_submitted_case(staff):
     client, _user = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     html = client.get(change_url(case)).content.decode()
 
@@ -330,9 +331,9 @@ def test_a_clinician_sees_a_deidentified_preview_of_a_submitted_case(staff):
 @pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
 def test_without_phi_permission_no_raw_value_appears_on_any_case_page(staff, role):
     client, _user = staff(role)
-    approved = CaseFactory(approved=True)
-    submitted = CaseFactory()
-    rejected = CaseFactory(rejected=True)
+    approved = CaseFactory.create(approved=True)
+    submitted = CaseFactory.create()
+    rejected = CaseFactory.create(rejected=True)
     pages = [
         client.get(CHANGELIST),
         client.get(CHANGELIST, {"status__exact": "approved"}),
@@ -351,6 +352,7 @@ def test_without_phi_permission_no_raw_value_appears_on_any_case_page(staff, rol
         assert "Please add vitals." not in html  # a reviewer's free-text note is not scrubbed
     approved_page = pages[2].content.decode()
     assert approved.patient_pseudonym in approved_page
+    assert approved.deidentified is not None
     assert approved.deidentified["note"] in approved_page  # "[NAME] presented with ..."
     assert "Raw record" not in approved_page
     assert "Not de-identified yet" in pages[3].content.decode()
@@ -358,7 +360,7 @@ def test_without_phi_permission_no_raw_value_appears_on_any_case_page(staff, rol
 
 def test_without_phi_permission_searching_phi_fields_finds_nothing(staff):
     client, _user = staff(roles.ML_ENGINEER)
-    case = CaseFactory(approved=True)
+    case = CaseFactory.create(approved=True)
 
     by_external_id = client.get(CHANGELIST, {"q": case.external_id})
     by_mrn = client.get(CHANGELIST, {"q": case.patient["mrn"]})
@@ -374,7 +376,7 @@ def test_without_phi_permission_searching_phi_fields_finds_nothing(staff):
 )
 def test_without_phi_permission_filtering_on_phi_fields_is_refused(staff, lookup):
     client, _user = staff(roles.ML_ENGINEER)
-    CaseFactory()
+    CaseFactory.create()
 
     response = client.get(CHANGELIST, {lookup: "a"})
 
@@ -383,8 +385,8 @@ def test_without_phi_permission_filtering_on_phi_fields_is_refused(staff, lookup
 
 def test_without_phi_permission_the_offered_filters_still_work(staff):
     client, _user = staff(roles.ML_ENGINEER)
-    approved = CaseFactory(approved=True)
-    CaseFactory()
+    approved = CaseFactory.create(approved=True)
+    CaseFactory.create()
 
     by_status = client.get(CHANGELIST, {"status__exact": "approved"})
     by_quality = client.get(CHANGELIST, {"quality": "complete", "cohort": "respiratory"})
@@ -395,8 +397,8 @@ def test_without_phi_permission_the_offered_filters_still_work(staff):
 
 def test_a_clinician_can_search_by_external_id_and_mrn(staff):
     client, _user = staff(roles.CLINICIAN)
-    case = CaseFactory()
-    CaseFactory()
+    case = CaseFactory.create()
+    CaseFactory.create()
 
     by_external_id = client.get(CHANGELIST, {"q": case.external_id})
     by_mrn = client.get(CHANGELIST, {"q": case.patient["mrn"]})
@@ -407,8 +409,8 @@ def test_a_clinician_can_search_by_external_id_and_mrn(staff):
 
 def test_the_quality_filter_selects_score_ranges(staff):
     client, _user = staff(roles.CLINICIAN)
-    complete = CaseFactory()
-    poor = CaseFactory(record=record_dict(findings={}, note="", diagnosis=None, patient={"mrn": "MRN-1"}))
+    complete = CaseFactory.create()
+    poor = CaseFactory.create(record=record_dict(findings={}, note="", diagnosis=None, patient={"mrn": "MRN-1"}))
     assert complete.quality_score == 1.0
     assert poor.quality_score < 0.5
 
@@ -430,10 +432,10 @@ def test_the_changelist_costs_the_same_number_of_queries_for_5_and_200_cases(sta
 
     # Distinct submitters and reviewers per case: a missing select_related would show.
     for index in range(5):
-        CaseFactory(approved=index % 2 == 0)
+        CaseFactory.create(approved=index % 2 == 0)
     few = queries()
     for index in range(195):
-        CaseFactory(approved=index % 2 == 0)
+        CaseFactory.create(approved=index % 2 == 0)
     many = queries()
 
     assert Case.objects.count() == 200
@@ -445,7 +447,7 @@ def test_the_changelist_costs_the_same_number_of_queries_for_5_and_200_cases(sta
 
 def test_editing_a_rejected_case_goes_through_revise_and_resubmits_it(staff):
     client, editor = staff(roles.CLINICIAN)
-    case = CaseFactory(rejected=True)
+    case = CaseFactory.create(rejected=True)
     data = form_data(client, change_url(case))
     findings = json.loads(data["findings"]) | {"spo2": 95}
     data |= {"findings": json.dumps(findings), "_save": "Save"}
@@ -466,7 +468,7 @@ def test_editing_a_rejected_case_goes_through_revise_and_resubmits_it(staff):
 
 def test_an_edit_recomputes_the_quality_score(staff):
     client, _editor = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     assert case.quality_score == 1.0
     data = form_data(client, change_url(case)) | {"note": "", "_save": "Save"}
 
@@ -479,7 +481,7 @@ def test_an_edit_recomputes_the_quality_score(staff):
 
 def test_workflow_fields_cannot_be_set_through_the_form(staff):
     client, _editor = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     data = form_data(client, change_url(case))
     assert "status" not in data
     assert "quality_score" not in data
@@ -495,7 +497,7 @@ def test_workflow_fields_cannot_be_set_through_the_form(staff):
 
 def test_an_edit_of_a_case_someone_changed_meanwhile_is_refused_and_kept_on_the_page(staff, second_clinician):
     client, _editor = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     data = form_data(client, change_url(case)) | {"note": "My edit.", "_save": "Save"}
     other = case.to_record().to_json() | {"note": "Their edit."}
     from cases.interchange import parse_record
@@ -513,9 +515,9 @@ def test_an_edit_of_a_case_someone_changed_meanwhile_is_refused_and_kept_on_the_
 
 def test_an_approved_case_page_is_read_only_and_a_late_save_is_refused_with_a_message(staff):
     client, _editor = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     data = form_data(client, change_url(case)) | {"note": "Too late.", "_save": "Save"}
-    case.approve(by=CaseFactory().submitted_by)
+    case.approve(by=CaseFactory.create().submitted_by)
 
     page = client.get(change_url(case)).content.decode()
     response = client.post(change_url(case), data, follow=True)
@@ -529,7 +531,7 @@ def test_an_approved_case_page_is_read_only_and_a_late_save_is_refused_with_a_me
 
 def test_an_invalid_edit_shows_the_field_error_and_changes_nothing(staff):
     client, _editor = staff(roles.CLINICIAN)
-    case = CaseFactory()
+    case = CaseFactory.create()
     data = form_data(client, change_url(case)) | {"patient": json.dumps({"name": "No MRN"}), "_save": "Save"}
 
     response = client.post(change_url(case), data)
@@ -577,7 +579,7 @@ def test_adding_a_case_goes_through_submit(staff):
 @pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
 def test_without_phi_permission_cases_cannot_be_added_or_edited(staff, role):
     client, _user = staff(role)
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     assert client.get(reverse("admin:cases_case_add")).status_code == 403
     response = client.post(change_url(case), {"note": "x", "_save": "Save"})
@@ -587,7 +589,7 @@ def test_without_phi_permission_cases_cannot_be_added_or_edited(staff, role):
 
 
 def test_cases_cannot_be_deleted_in_the_admin(admin_client):
-    case = CaseFactory()
+    case = CaseFactory.create()
 
     assert admin_client.get(reverse("admin:cases_case_delete", args=[case.pk])).status_code == 403
     assert "delete_selected" not in admin_client.get(CHANGELIST).content.decode()
@@ -596,7 +598,7 @@ def test_cases_cannot_be_deleted_in_the_admin(admin_client):
 
 def test_the_audit_trail_is_shown_inline_read_only(staff):
     client, _user = staff(roles.CLINICIAN)
-    case = CaseFactory(rejected=True)
+    case = CaseFactory.create(rejected=True)
 
     html = client.get(change_url(case)).content.decode()
 
@@ -611,9 +613,9 @@ def test_the_audit_trail_is_shown_inline_read_only(staff):
 
 def test_the_statistics_page_draws_an_svg_chart_without_any_cdn(staff):
     client, _user = staff(roles.ML_ENGINEER)
-    CaseFactory(approved=True)
-    CaseFactory(rejected=True)
-    CaseFactory()
+    CaseFactory.create(approved=True)
+    CaseFactory.create(rejected=True)
+    CaseFactory.create()
 
     response = client.get(STATISTICS)
 
@@ -661,7 +663,7 @@ def test_users_without_the_statistics_permission_see_no_link(staff):
 @pytest.mark.parametrize(("role", "shows_external_id"), [(roles.CLINICIAN, True), (roles.ML_ENGINEER, False)])
 def test_the_changelist_columns_depend_on_the_phi_permission(staff, role, shows_external_id):
     client, _user = staff(role)
-    CaseFactory()
+    CaseFactory.create()
 
     columns = client.get(CHANGELIST).context["cl"].list_display
 
@@ -674,7 +676,7 @@ def test_the_changelist_columns_depend_on_the_phi_permission(staff, role, shows_
 
 def test_the_changelist_does_not_read_the_raw_record_from_the_database(staff):
     client, _user = staff(roles.CLINICIAN)
-    CaseFactory()
+    CaseFactory.create()
 
     with CaptureQueriesContext(connection) as captured:
         client.get(CHANGELIST)

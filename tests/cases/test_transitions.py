@@ -24,7 +24,7 @@ S = Case.Status
 
 def make_case(state: str, *, submitter: Any) -> Case:
     traits = {} if state == S.SUBMITTED else {state: True}
-    return CaseFactory(submitted_by=submitter, **traits)
+    return CaseFactory.create(submitted_by=submitter, **traits)
 
 
 def edited(case: Case, **changes: Any) -> CaseRecord:
@@ -201,7 +201,7 @@ def test_the_last_editor_may_not_review_the_case(case, reviewer, action):
         act(case, action, by=reviewer)
 
     assert snapshot(case) == before
-    third = UserFactory()
+    third = UserFactory.create()
     act(case, action, by=third)  # a third clinician may
     assert Case.objects.get(pk=case.pk).reviewed_by == third
 
@@ -218,10 +218,10 @@ def test_can_review_is_false_for_the_authors_and_for_cases_not_under_review(case
     assert not case.can_review(clinician)
     case.revise(edited(case, note="Edited."), by=reviewer)
     assert not case.can_review(reviewer)
-    third = UserFactory()
+    third = UserFactory.create()
     assert case.can_review(third)
     case.approve(by=third)
-    assert not case.can_review(UserFactory())
+    assert not case.can_review(UserFactory.create())
 
 
 def test_can_edit_only_while_submitted_or_rejected(clinician):
@@ -239,7 +239,7 @@ def test_a_stale_copy_cannot_review_a_case_already_approved(case, reviewer, seco
     before = snapshot(case)
 
     with pytest.raises(TransitionError) as caught:
-        act(stale, second, by=UserFactory())
+        act(stale, second, by=UserFactory.create())
 
     assert caught.value.extra["current_status"] == S.APPROVED
     after = snapshot(case)
@@ -252,7 +252,7 @@ def test_a_stale_copy_cannot_approve_a_case_already_rejected(case, reviewer):
     fresh.reject(by=reviewer, reason=Case.RejectionReason.DUPLICATE)
 
     with pytest.raises(TransitionError):
-        stale.approve(by=UserFactory())
+        stale.approve(by=UserFactory.create())
 
     case.refresh_from_db()
     assert case.status == S.REJECTED
@@ -314,8 +314,8 @@ def test_of_two_concurrent_edits_the_second_is_refused(case, clinician, reviewer
 def test_of_many_simultaneous_approvals_exactly_one_wins():
     if connection.vendor != "postgresql":
         pytest.skip("real concurrency needs PostgreSQL (DATABASE_URL=postgres://...); SQLite serialises writers")
-    case = CaseFactory()
-    reviewers = [UserFactory() for _ in range(6)]
+    case = CaseFactory.create()
+    reviewers = [UserFactory.create() for _ in range(6)]
     barrier = threading.Barrier(len(reviewers))
     outcomes: list[str] = []
 
@@ -355,7 +355,7 @@ def test_submit_writes_the_first_audit_row(clinician):
 def test_each_transition_writes_one_audit_row_with_actor_states_and_reason(case, clinician, reviewer):
     case.reject(by=reviewer, reason=Case.RejectionReason.INCOMPLETE, note="No vitals.")
     case.revise(edited(case, note="Vitals: Temp 38.2."), by=clinician, reason="Added vitals.")
-    approver = UserFactory()
+    approver = UserFactory.create()
     case.approve(by=approver, note="Fine now.")
     case.retract(by=approver, reason="Consent withdrawn.")
 
@@ -456,7 +456,7 @@ def test_reject_takes_every_known_reason_code(case, reviewer, reason):
 
 
 def test_the_quality_score_is_recomputed_on_edit(clinician):
-    case = CaseFactory(submitted_by=clinician, record=record_dict(note="", diagnosis=None))
+    case = CaseFactory.create(submitted_by=clinician, record=record_dict(note="", diagnosis=None))
     assert {issue["code"] for issue in case.quality_issues} == {"missing_note", "missing_label"}
     low = case.quality_score
 

@@ -17,8 +17,8 @@ AUDIT_MODELS = [model for model in apps.get_models() if issubclass(model, AuditE
 
 @pytest.fixture
 def row() -> CaseTransition:
-    case = CaseFactory()
-    return CaseTransition.objects.create(case=case, actor=UserFactory(), from_state="submitted", to_state="x")
+    case = CaseFactory.create()
+    return CaseTransition.objects.create(case=case, actor=UserFactory.create(), from_state="submitted", to_state="x")
 
 
 def test_every_audit_table_is_append_only():

@@ -33,9 +33,7 @@ def test_anonymous_requests_get_401_with_a_code():
 @pytest.mark.django_db
 def test_a_body_over_the_limit_gets_413_not_500(clinician, settings):
     settings.MAX_REQUEST_BODY_BYTES = 1000
-    response = jwt_client(clinician).post(
-        "/api/v1/cases/", data="x" * 5000, content_type="application/json"
-    )
+    response = jwt_client(clinician).post("/api/v1/cases/", data="x" * 5000, content_type="application/json")
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
 
@@ -90,7 +88,8 @@ def test_swagger_ui_is_served_from_local_static_files(client):
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower()
-    assert "http://" not in html and "https://" not in html.replace("https://swagger.io", "")
+    assert "http://" not in html
+    assert "https://" not in html.replace("https://swagger.io", "")
 
 
 @pytest.mark.django_db
@@ -101,7 +100,9 @@ def test_schema_endpoint_serves_openapi_3(client):
 
 
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "PSEUDONYM_KEY", "DEBUG", "SECURE_SSL_REDIRECT"}}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "PSEUDONYM_KEY", "DEBUG", "SECURE_SSL_REDIRECT"}
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,

@@ -38,7 +38,8 @@ def test_logistic_regression_on_breast_cancer_wisconsin_reaches_093_through_the_
     assert job.status == TrainingJob.Status.COMPLETED
     assert job.evaluation["accuracy"] >= 0.93
     assert job.evaluation["test_size"] == len(snapshot.manifest["test"])
-    assert job.artifact and len(job.artifact_sha256) == 64
+    assert job.artifact
+    assert len(job.artifact_sha256) == 64
 
 
 def test_a_job_without_a_dataset_prepares_one_and_a_too_small_one_fails_clearly(breast_mass):

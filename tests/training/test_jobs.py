@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import cast
 
 import pytest
-from django.tasks import default_task_backend
+from django.tasks import default_task_backend as _default_backend
+from django.tasks.backends.dummy import DummyBackend
 from django.utils import timezone
 
 from learning_engine.exceptions import InvalidRequest, TransitionError
@@ -15,6 +17,7 @@ from training.reaper import reap_stale_jobs
 from training.signals import job_completed
 
 pytestmark = pytest.mark.django_db
+default_task_backend = cast(DummyBackend, _default_backend)  # the test settings' backend
 
 
 @pytest.fixture
