@@ -306,3 +306,28 @@ def test_health_reports_stale_running_jobs(model_type, engineer):
     response = APIClient().get("/api/v1/health/")
     assert response.status_code == 503
     assert response.json()["checks"]["training"]["stale_running"] == 1
+
+
+def test_the_database_queue_hands_out_higher_priority_first_then_first_in_first_out(
+    model_type, engineer, django_capture_on_commit_callbacks
+):
+    """The order db_worker claims training tasks in (django-tasks-db's ready queue)."""
+    from django.tasks import task_backends
+    from django_tasks_db.backend import DatabaseBackend
+    from django_tasks_db.models import DBTaskResult
+
+    dummy = task_backends["default"]
+    setattr(
+        task_backends._connections,
+        "default",
+        DatabaseBackend(alias="default", params={"QUEUES": ["default", "training"]}),
+    )
+    try:
+        jobs = {}
+        with django_capture_on_commit_callbacks(execute=True):
+            for name, priority in (("low-1", -10), ("normal-1", 0), ("urgent", 50), ("normal-2", 0), ("low-2", -10)):
+                jobs[submit(model_type, engineer, priority=priority).pk] = name
+    finally:
+        setattr(task_backends._connections, "default", dummy)
+    queue = DBTaskResult.objects.ready().filter(queue_name="training")
+    assert [jobs[row.args_kwargs["args"][0]] for row in queue] == ["urgent", "normal-1", "normal-2", "low-1", "low-2"]
