@@ -37,7 +37,9 @@ def claim(instance: models.Model, *, expected: Mapping[str, Any], **changes: Any
     model = type(instance)
     manager = model._default_manager
     if manager.filter(pk=instance.pk, **expected).update(**changes) != 1:
-        current = manager.filter(pk=instance.pk).values_list("status", flat=True).first()
+        # Report the state field the caller expected (the first key: "status", "approval_status"...).
+        state_field = next(iter(expected)).split("__", 1)[0]
+        current = manager.filter(pk=instance.pk).values_list(state_field, flat=True).first()
         raise TransitionError(
             f"{str(model._meta.verbose_name).capitalize()} {instance.pk} changed meanwhile "
             f"(it is now {current}); reload it and try again.",

@@ -81,6 +81,13 @@ def _fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _media_in_a_temporary_folder(settings, tmp_path) -> None:
-    # Dataset files and model artifacts written by tests never land in the checkout's media/.
+def _media_and_cache_in_a_temporary_folder(settings, tmp_path) -> None:
+    # Dataset files, model artifacts and cache entries written by tests never land in the checkout
+    # and never leak from one test into the next.
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }

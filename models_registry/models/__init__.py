@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from models_registry.models.version import (
+    ActivationHistory,
+    ModelVersion,
+    PerformanceRecord,
+    VersionTransition,
+)
+
+__all__ = ["ActivationHistory", "ModelVersion", "PerformanceRecord", "VersionTransition"]

@@ -1,0 +1,374 @@
+"""Model versions: every trained model, its approval and its deployment, with an audited history.
+
+Concurrency policy:
+- Approval transitions claim the row with a conditional UPDATE on the approval status.
+- Activation locks the model type row (``select_for_update``) for the whole switch, so two
+  activations of one model type queue behind each other on PostgreSQL; the conditional unique
+  constraint "one active version per model type" holds on every database, so even without the
+  lock (SQLite) a racing activation fails (409) instead of leaving two active versions.
+- Every change of the active version writes an ``ActivationHistory`` row in the same transaction
+  and bumps the serving generation on commit, so every process reloads its routing table.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from learning_engine.audit import AuditEntry
+from learning_engine.exceptions import ConcurrentUpdate, DomainError, FourEyesViolation, TransitionError
+from learning_engine.transitions import check_allowed, claim
+
+SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+
+
+class VersionQuerySet(models.QuerySet["ModelVersion"]):
+    def active(self) -> VersionQuerySet:
+        return self.filter(deployment_status=ModelVersion.Deployment.ACTIVE)
+
+
+class ModelVersion(models.Model):
+    class Approval(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    class Deployment(models.TextChoices):
+        INACTIVE = "inactive", "Inactive"
+        ACTIVE = "active", "Active"
+        ARCHIVED = "archived", "Archived"
+
+    APPROVAL_TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        Approval.APPROVED: frozenset({Approval.PENDING}),
+        Approval.REJECTED: frozenset({Approval.PENDING}),
+    }
+    DEPLOYMENT_TRANSITIONS: ClassVar[dict[str, frozenset[str]]] = {
+        Deployment.ACTIVE: frozenset({Deployment.INACTIVE}),
+        Deployment.INACTIVE: frozenset({Deployment.ACTIVE}),
+        Deployment.ARCHIVED: frozenset({Deployment.INACTIVE}),
+    }
+
+    model_type = models.ForeignKey("training.ModelType", on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=32, help_text="v1.0.0, v1.1.0, ... in order, or a client's own label.")
+    job = models.OneToOneField(
+        "training.TrainingJob", on_delete=models.PROTECT, null=True, blank=True, related_name="model_version"
+    )
+    dataset = models.ForeignKey(
+        "training.DatasetSnapshot", on_delete=models.PROTECT, null=True, blank=True, related_name="model_versions"
+    )
+    algorithm = models.CharField(max_length=32)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    artifact = models.CharField(max_length=500)
+    artifact_sha256 = models.CharField(max_length=64)
+    artifact_format = models.CharField(max_length=16, default="skops")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Headline metrics of the registry's own evaluation.")
+
+    approval_status = models.CharField(
+        max_length=16, choices=Approval.choices, default=Approval.PENDING, editable=False
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    approved_at = models.DateTimeField(null=True, blank=True, editable=False)
+    approval_note = models.TextField(blank=True, editable=False)
+    deployment_status = models.CharField(
+        max_length=16, choices=Deployment.choices, default=Deployment.INACTIVE, editable=False
+    )
+    deployed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    deactivated_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = VersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["model_type", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_type", "version"], name="version_unique_per_model_type"),
+            models.UniqueConstraint(
+                fields=["model_type"],
+                condition=models.Q(deployment_status="active"),
+                name="one_active_version_per_model_type",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(deployment_status="active") | models.Q(approval_status="approved"),
+                name="only_approved_versions_are_active",
+            ),
+        ]
+        permissions = [
+            ("approve_modelversion", "Can approve or reject model versions"),
+            ("deploy_modelversion", "Can activate, deactivate, archive and roll back model versions"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.version}"
+
+    # --- Creation --------------------------------------------------------------------------------
+
+    @staticmethod
+    def next_version(model_type: Any) -> str:
+        """The next minor version: v1.0.0 first, then v1.1.0, v1.2.0, ..."""
+        minors = [
+            int(match.group(2))
+            for label in ModelVersion.objects.filter(model_type=model_type).values_list("version", flat=True)
+            if (match := SEMVER.match(label)) and match.group(1) == "1"
+        ]
+        return f"v1.{max(minors) + 1}.0" if minors else "v1.0.0"
+
+    @classmethod
+    def register(cls, job: Any, *, version: str | None = None, metrics: dict[str, Any] | None = None) -> ModelVersion:
+        """A version for a completed job with an artifact (idempotent: one version per job)."""
+        existing = cls.objects.filter(job=job).first()
+        if existing is not None:
+            return existing
+        for _attempt in range(3):
+            label = version or cls.next_version(job.model_type)
+            try:
+                with transaction.atomic():
+                    created = cls.objects.create(
+                        model_type=job.model_type,
+                        version=label,
+                        job=job,
+                        dataset=job.dataset,
+                        algorithm=job.algorithm,
+                        hyperparameters=job.hyperparameters,
+                        artifact=job.artifact,
+                        artifact_sha256=job.artifact_sha256,
+                        artifact_format=job.artifact_format or "skops",
+                        metrics=metrics if metrics is not None else _headline(job.evaluation),
+                        created_by=job.created_by,
+                    )
+                    VersionTransition.objects.create(
+                        version=created, actor=None, from_state="", to_state="pending", reason=f"Job {job.pk}."
+                    )
+                return created
+            except IntegrityError:
+                if version is not None:
+                    raise DomainError(f"Version {version} already exists.", code="duplicate_version") from None
+                existing = cls.objects.filter(job=job).first()
+                if existing is not None:
+                    return existing
+        raise ConcurrentUpdate("Could not assign a version label; try again.")
+
+    # --- Approval --------------------------------------------------------------------------------
+
+    def _check_two_person(self, by: Any) -> None:
+        creator = self.job.created_by_id if self.job_id else self.created_by_id
+        if by is None or by.pk == creator:
+            raise FourEyesViolation(
+                f"{self.version} was trained by {by}; another person must approve it (two-person rule)."
+            )
+
+    def _audit(self, *, by: Any, source: str, target: str, reason: str = "") -> None:
+        VersionTransition.objects.create(version=self, actor=by, from_state=source, to_state=target, reason=reason)
+
+    def approve(self, *, by: Any, note: str = "") -> None:
+        """approval pending -> approved. The approver must not be the job's creator."""
+        check_allowed(self.APPROVAL_TRANSITIONS, current=self.approval_status, target="approved", label=self.version)
+        self._check_two_person(by)
+        with transaction.atomic():
+            claim(
+                self,
+                expected={"approval_status": self.Approval.PENDING},
+                approval_status=self.Approval.APPROVED,
+                approved_by=by,
+                approved_at=timezone.now(),
+                approval_note=note,
+            )
+            self._audit(by=by, source="pending", target="approved", reason=note)
+
+    def reject(self, *, by: Any, note: str = "") -> None:
+        """approval pending -> rejected."""
+        check_allowed(self.APPROVAL_TRANSITIONS, current=self.approval_status, target="rejected", label=self.version)
+        self._check_two_person(by)
+        with transaction.atomic():
+            claim(
+                self,
+                expected={"approval_status": self.Approval.PENDING},
+                approval_status=self.Approval.REJECTED,
+                approved_by=by,
+                approved_at=timezone.now(),
+                approval_note=note,
+            )
+            self._audit(by=by, source="pending", target="rejected", reason=note)
+
+    # --- Deployment ------------------------------------------------------------------------------
+
+    def activate(self, *, by: Any, reason: str = "") -> None:
+        """inactive -> active; the previously active version of the model type becomes inactive.
+
+        Only approved versions. Locks the model type row for the switch (see the module docstring).
+        """
+        from training.models import ModelType
+
+        if self.approval_status != self.Approval.APPROVED:
+            raise TransitionError(
+                f"{self.version} is {self.approval_status}; only an approved version can be activated.",
+                code="not_approved",
+            )
+        try:
+            with transaction.atomic():
+                ModelType.objects.select_for_update().get(pk=self.model_type_id)
+                fresh = type(self).objects.get(pk=self.pk)
+                check_allowed(
+                    self.DEPLOYMENT_TRANSITIONS,
+                    current=fresh.deployment_status,
+                    target="active",
+                    label=self.version,
+                )
+                previous = type(self).objects.active().filter(model_type_id=self.model_type_id).first()
+                now = timezone.now()
+                if previous is not None:
+                    claim(
+                        previous,
+                        expected={"deployment_status": self.Deployment.ACTIVE},
+                        deployment_status=self.Deployment.INACTIVE,
+                        deactivated_at=now,
+                    )
+                    previous._audit(by=by, source="active", target="inactive", reason=f"Replaced by {self.version}.")
+                claim(
+                    self,
+                    expected={"deployment_status": self.Deployment.INACTIVE, "approval_status": "approved"},
+                    deployment_status=self.Deployment.ACTIVE,
+                    deployed_at=now,
+                )
+                self._audit(by=by, source="inactive", target="active", reason=reason)
+                ActivationHistory.objects.create(
+                    model_type_id=self.model_type_id, from_version=previous, to_version=self, actor=by, reason=reason
+                )
+                transaction.on_commit(_bump_generation)
+        except IntegrityError:
+            # Another activation of this model type committed first (only possible without row
+            # locks, i.e. on SQLite): the constraint kept one active version; this one lost.
+            raise ConcurrentUpdate(
+                f"Another version of {self.model_type_id} was activated at the same time; reload and retry."
+            ) from None
+
+    def deactivate(self, *, by: Any, reason: str = "") -> None:
+        """active -> inactive: the model type has no active version afterwards."""
+        from training.models import ModelType
+
+        with transaction.atomic():
+            ModelType.objects.select_for_update().get(pk=self.model_type_id)
+            check_allowed(
+                self.DEPLOYMENT_TRANSITIONS, current=self.deployment_status, target="inactive", label=self.version
+            )
+            claim(
+                self,
+                expected={"deployment_status": self.Deployment.ACTIVE},
+                deployment_status=self.Deployment.INACTIVE,
+                deactivated_at=timezone.now(),
+            )
+            self._audit(by=by, source="active", target="inactive", reason=reason)
+            ActivationHistory.objects.create(
+                model_type_id=self.model_type_id, from_version=self, to_version=None, actor=by, reason=reason
+            )
+            transaction.on_commit(_bump_generation)
+
+    def archive(self, *, by: Any, reason: str = "") -> None:
+        """inactive -> archived (kept for the record, never served again)."""
+        check_allowed(
+            self.DEPLOYMENT_TRANSITIONS, current=self.deployment_status, target="archived", label=self.version
+        )
+        with transaction.atomic():
+            claim(
+                self,
+                expected={"deployment_status": self.Deployment.INACTIVE},
+                deployment_status=self.Deployment.ARCHIVED,
+            )
+            self._audit(by=by, source="inactive", target="archived", reason=reason)
+
+
+def _headline(evaluation: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "precision_macro",
+        "recall_macro",
+        "auroc_macro",
+        "brier",
+        "test_size",
+    )
+    return {key: evaluation[key] for key in keys if key in evaluation}
+
+
+def _bump_generation() -> None:
+    from models_registry.serving import bump_generation
+
+    bump_generation()
+
+
+class VersionTransition(AuditEntry):
+    """Audit of a version's approval and deployment changes."""
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="transitions")
+
+    class Meta(AuditEntry.Meta):
+        verbose_name = "model version transition"
+
+
+class ActivationHistory(models.Model):
+    """Append-only: which version was active for a model type, from when (``to_version`` None: none)."""
+
+    model_type = models.ForeignKey("training.ModelType", on_delete=models.PROTECT, related_name="activation_history")
+    from_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name_plural = "activation history"
+
+    def __str__(self) -> str:
+        return f"{self.from_version or '-'} -> {self.to_version or '-'}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        from learning_engine.audit import AppendOnlyError
+
+        if not self._state.adding:
+            raise AppendOnlyError("Activation history is append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        from learning_engine.audit import AppendOnlyError
+
+        raise AppendOnlyError("Activation history is append-only.")
+
+    @classmethod
+    def active_at(cls, model_type: Any, when: Any) -> ModelVersion | None:
+        """Which version of ``model_type`` was active at time ``when``."""
+        row = cls.objects.filter(model_type=model_type, created_at__lte=when).order_by("-created_at", "-id").first()
+        return row.to_version if row is not None else None
+
+
+class PerformanceRecord(models.Model):
+    """One evaluation of a version: offline on a test split, reported by a client, or live."""
+
+    class Source(models.TextChoices):
+        OFFLINE = "offline", "Offline (registry, test split)"
+        REPORTED = "reported", "Reported by a client"
+        LIVE = "live", "Live (clinician feedback)"
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="performance")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    dataset = models.ForeignKey("training.DatasetSnapshot", on_delete=models.PROTECT, null=True, blank=True)
+    metrics = models.JSONField(default=dict)
+    test_set_size = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.source} {self.created_at:%Y-%m-%d}"
