@@ -14,4 +14,6 @@ urlpatterns = [
     path("health/", HealthView.as_view(), name="health"),
     path("", include("cases.api_urls")),
     path("", include("training.api_urls")),
+    path("", include("models_registry.api_urls")),
+    path("", include("models_registry.serving_urls")),
 ]
