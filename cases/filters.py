@@ -12,7 +12,7 @@ For the same reason, ordering by ``external_id`` or ``encounter_date`` is for PH
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import django_filters
@@ -21,10 +21,11 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
-from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 
 from cases.models import Case
+from learning_engine.filters import StrictOrderingFilter
 from learning_engine.permissions import can_view_phi
 
 PHI_FILTERS = ("encounter_after", "encounter_before")
@@ -114,9 +115,8 @@ class CaseSearchFilter(SearchFilter):
         return super().to_html(request, queryset, view) if can_view_phi(request.user) else ""
 
 
-class CaseOrderingFilter(OrderingFilter):
-    """``?ordering=``: unknown fields are a 400 (DRF ignores them), and the id breaks ties so pages
-    never overlap."""
+class CaseOrderingFilter(StrictOrderingFilter):
+    """Strict ordering, and fields that would sort by an identifier only for PHI users."""
 
     phi_only_fields = frozenset({"external_id", "encounter_date"})
 
@@ -128,21 +128,3 @@ class CaseOrderingFilter(OrderingFilter):
         if request is not None and not can_view_phi(request.user):
             fields = [item for item in fields if item[0] not in self.phi_only_fields]
         return fields
-
-    def remove_invalid_fields(
-        self, queryset: QuerySet, fields: Iterable[str], view: Any, request: Request
-    ) -> list[str]:
-        valid = {item[0] for item in self.get_valid_fields(queryset, view, {"request": request})}
-        wanted = [term for term in fields if term]
-        invalid = [term for term in wanted if term.removeprefix("-") not in valid]
-        if invalid:
-            raise serializers.ValidationError(
-                {self.ordering_param: [f"Order by one or more of: {', '.join(sorted(valid))} (prefix - to reverse)."]}
-            )
-        return wanted
-
-    def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> Any:
-        ordering = super().get_ordering(request, queryset, view)
-        if ordering and not any(term.removeprefix("-") in {"id", "pk"} for term in ordering):
-            ordering = [*ordering, "-id"]
-        return ordering

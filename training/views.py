@@ -34,11 +34,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from learning_engine.exceptions import DomainError
+from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_DOWNLOAD_DATASET, PERM_REPORT_TRAINING
 from training.datasets import create_snapshot
-from training.filters import DatasetSnapshotFilter, StrictOrderingFilter, TrainingJobFilter
+from training.filters import DatasetSnapshotFilter, TrainingJobFilter
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.serializers import (
     DatasetCreateSerializer,
