@@ -450,8 +450,38 @@ class DatasetCreateForm(forms.ModelForm):
         return cleaned
 
 
+class LiveCreateAdminMixin:
+    """Admin pages whose objects are created by a model method and then change in the background.
+
+    A ``DomainError`` raised by the creating method (what the form let through but the model
+    refused) becomes an error message, never a 500; ``<id>/live/`` serves the fragment the page
+    polls (``live_view``) while the object is still being worked on.
+    """
+
+    live_url_name: str
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        except DomainError as exc:
+            # The atomic changeform view rolled back.
+            self.message_user(request, f"Nothing was created: {exc.message}", messages.ERROR)  # type: ignore[attr-defined]
+            return HttpResponseRedirect(request.path)
+
+    def get_urls(self) -> list[URLPattern]:
+        live = path(
+            "<path:object_id>/live/",
+            self.admin_site.admin_view(self.live_view),  # type: ignore[attr-defined]
+            name=self.live_url_name,
+        )
+        return [live, *super().get_urls()]  # type: ignore[misc]  # before the catch-all "<path:object_id>/"
+
+
 @admin.register(DatasetSnapshot)
-class DatasetSnapshotAdmin(admin.ModelAdmin):
+class DatasetSnapshotAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
+    live_url_name = "training_datasetsnapshot_live"
     list_display = (
         "id",
         "model_type",
@@ -650,27 +680,7 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
         )
         return HttpResponseRedirect(reverse("admin:training_datasetsnapshot_change", args=[obj.pk]))
 
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as exc:
-            # create_snapshot refused what the form let through; the atomic view rolled back.
-            self.message_user(request, f"Nothing was created: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(request.path)
-
-    # --- Live status while building --------------------------------------------------------------
-
-    def get_urls(self) -> list[URLPattern]:
-        custom = [
-            path(
-                "<path:object_id>/live/",
-                self.admin_site.admin_view(self.live_view),
-                name="training_datasetsnapshot_live",
-            )
-        ]
-        return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
+    # --- Live status while building: LiveCreateAdminMixin ---------------------------------------
 
     def live_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
         obj = self.get_queryset(request).defer(*DATASET_LIST_DEFERRED).filter(pk=_pk(object_id)).first()
@@ -795,7 +805,8 @@ class CancelForm(forms.Form):
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(admin.ModelAdmin):
+class TrainingJobAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
+    live_url_name = "training_trainingjob_live"
     list_display = (
         "id",
         "model_type",
@@ -984,27 +995,7 @@ class TrainingJobAdmin(admin.ModelAdmin):
         self.message_user(request, f"Job {obj.pk} is queued ({obj.algorithm}).", messages.SUCCESS)
         return HttpResponseRedirect(reverse("admin:training_trainingjob_change", args=[obj.pk]))
 
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except DomainError as exc:
-            # TrainingJob.submit refused what the form let through; the atomic view rolled back.
-            self.message_user(request, f"Nothing was created: {exc.message}", messages.ERROR)
-            return HttpResponseRedirect(request.path)
-
-    # --- Live progress ---------------------------------------------------------------------------
-
-    def get_urls(self) -> list[URLPattern]:
-        custom = [
-            path(
-                "<path:object_id>/live/",
-                self.admin_site.admin_view(self.live_view),
-                name="training_trainingjob_live",
-            )
-        ]
-        return custom + super().get_urls()  # before the catch-all "<path:object_id>/"
+    # --- Live progress: LiveCreateAdminMixin ---------------------------------------------------------
 
     def live_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
         """The progress, stage, latest metrics and curves of a job: what the page polls while it runs."""
