@@ -28,6 +28,7 @@ from rest_framework.settings import api_settings
 from cases.interchange import MAX_NOTE_LENGTH, SEXES, RecordError, parse_record
 from cases.models import Case
 from learning_engine.permissions import can_view_phi
+from learning_engine.serializers import ErrorSerializer
 
 MAX_REVIEW_TEXT = 10_000
 
@@ -323,15 +324,8 @@ class CaseStatisticsSerializer(serializers.Serializer):
     reviews_by_reviewer = CaseReviewerCountSerializer(many=True)
 
 
-class CaseErrorSerializer(serializers.Serializer):
+class CaseErrorSerializer(ErrorSerializer):
     """Every error of the case API: a machine-readable ``code`` and a message, sometimes more."""
 
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    errors = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Validation errors by field (code 'invalid').",
-    )
     report = CaseImportReportSerializer(required=False, help_text="The import report (code 'invalid_records').")
     current_status = serializers.CharField(required=False, help_text="The case's status (409 on a wrong state).")

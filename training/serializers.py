@@ -38,6 +38,7 @@ from rest_framework import serializers
 from rest_framework.settings import api_settings
 
 from learning_engine.permissions import can_view_phi
+from learning_engine.serializers import ErrorSerializer
 from training.algorithms import SPECS
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.splitting import SPLIT_NAMES, check_fractions
@@ -54,17 +55,9 @@ MAX_SEED = 2**31 - 1
 # --- Shared pieces --------------------------------------------------------------------------------
 
 
-class TrainingErrorSerializer(serializers.Serializer):
+class TrainingErrorSerializer(ErrorSerializer):
     """Every error of the training API: a machine-readable ``code`` and a message, sometimes more."""
 
-    code = serializers.CharField()
-    detail = serializers.CharField()
-    errors = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Validation errors by field (code 'invalid').",
-    )
-    current_status = serializers.CharField(required=False, help_text="The object's status (409 on a wrong state).")
     field = serializers.CharField(required=False, help_text="The bad hyperparameter (code 'invalid_hyperparameters').")
 
 

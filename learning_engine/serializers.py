@@ -1,0 +1,18 @@
+"""Serializers shared by every API (for the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every API error: a machine-readable ``code`` and a message, sometimes more (apps extend it)."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+    errors = serializers.DictField(  # type: ignore[assignment]  # DRF names its own `errors` property
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Validation errors by field (code 'invalid').",
+    )
+    current_status = serializers.CharField(required=False, help_text="The object's status (409 on a wrong state).")
