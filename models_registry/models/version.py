@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from learning_engine.audit import AuditEntry
+from learning_engine.audit import AppendOnlyError, AppendOnlyQuerySet, AuditEntry
 from learning_engine.exceptions import ConcurrentUpdate, DomainError, FourEyesViolation, TransitionError
 from learning_engine.transitions import check_allowed, claim
 
@@ -121,8 +121,21 @@ class ModelVersion(models.Model):
         return f"v1.{max(minors) + 1}.0" if minors else "v1.0.0"
 
     @classmethod
-    def register(cls, job: Any, *, version: str | None = None, metrics: dict[str, Any] | None = None) -> ModelVersion:
-        """A version for a completed job with an artifact (idempotent: one version per job)."""
+    def register(
+        cls,
+        job: Any,
+        *,
+        version: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        artifact: str | None = None,
+        artifact_sha256: str | None = None,
+        reason: str = "",
+    ) -> ModelVersion:
+        """A version for a completed job with an artifact (idempotent: one version per job).
+
+        ``artifact`` and ``artifact_sha256`` default to the job's; an external trainer's upload
+        (``models_registry.evaluation.register_upload``) passes the artifact it stored itself.
+        """
         existing = cls.objects.filter(job=job).first()
         if existing is not None:
             return existing
@@ -137,14 +150,18 @@ class ModelVersion(models.Model):
                         dataset=job.dataset,
                         algorithm=job.algorithm,
                         hyperparameters=job.hyperparameters,
-                        artifact=job.artifact,
-                        artifact_sha256=job.artifact_sha256,
+                        artifact=artifact if artifact is not None else job.artifact,
+                        artifact_sha256=artifact_sha256 if artifact_sha256 is not None else job.artifact_sha256,
                         artifact_format=job.artifact_format or "skops",
                         metrics=metrics if metrics is not None else _headline(job.evaluation),
                         created_by=job.created_by,
                     )
                     VersionTransition.objects.create(
-                        version=created, actor=None, from_state="", to_state="pending", reason=f"Job {job.pk}."
+                        version=created,
+                        actor=None,
+                        from_state="",
+                        to_state="pending",
+                        reason=reason or f"Job {job.pk}.",
                     )
                 return created
             except IntegrityError:
@@ -283,6 +300,103 @@ class ModelVersion(models.Model):
             )
             self._audit(by=by, source="inactive", target="archived", reason=reason)
 
+    @classmethod
+    def rollback(cls, model_type: Any, *, by: Any, reason: str = "") -> ModelVersion:
+        """Re-activate the version that was active before the current state of ``model_type``.
+
+        "Before" follows the activation history: the most recent version that became active and
+        is not the one active now (after a deactivation, the version that was deactivated). The
+        switch is an ordinary ``activate`` (same lock, audit row, history row and generation bump),
+        whose reason names the rollback. Rolling back twice therefore swaps back: the version
+        active before the first rollback is the "previous" one again.
+
+        Raises ``TransitionError`` (409) with code ``no_previous_version`` when the history names
+        no other version, and ``rollback_target_unavailable`` when that version has been archived
+        since (never skipping to an older one: which model serves patients is a decision for a
+        person, not a guess).
+        """
+        from training.models import ModelType
+
+        with transaction.atomic():
+            # Locked here already (activate locks again, in the same transaction) so that the
+            # "current" and "previous" read below cannot change before the switch.
+            ModelType.objects.select_for_update().get(pk=model_type.pk)
+            current = cls.objects.active().filter(model_type_id=model_type.pk).first()
+            rows = ActivationHistory.objects.filter(model_type_id=model_type.pk, to_version__isnull=False)
+            if current is not None:
+                rows = rows.exclude(to_version_id=current.pk)
+            previous_row = rows.select_related("to_version").order_by("-created_at", "-id").first()
+            if previous_row is None or previous_row.to_version is None:
+                raise TransitionError(
+                    f"{model_type} has no previously active version to roll back to.", code="no_previous_version"
+                )
+            target = previous_row.to_version
+            if target.deployment_status != cls.Deployment.INACTIVE:
+                raise TransitionError(
+                    f"The previously active version {target.version} is {target.deployment_status}; "
+                    "it cannot be re-activated. Activate a version explicitly instead.",
+                    code="rollback_target_unavailable",
+                    current_status=target.deployment_status,
+                )
+            label = f"Rollback from {current.version if current else 'no active version'} to {target.version}"
+            target.activate(by=by, reason=f"{label}: {reason}" if reason else f"{label}.")
+        return target
+
+    # --- Predicates (templates, admin) -----------------------------------------------------------
+
+    def can_decide(self) -> bool:
+        return self.approval_status == self.Approval.PENDING
+
+    def can_activate(self) -> bool:
+        return self.approval_status == self.Approval.APPROVED and self.deployment_status == self.Deployment.INACTIVE
+
+    def can_deactivate(self) -> bool:
+        return self.deployment_status == self.Deployment.ACTIVE
+
+    def can_archive(self) -> bool:
+        return self.deployment_status == self.Deployment.INACTIVE
+
+    # --- Artifact --------------------------------------------------------------------------------
+
+    def load_artifact(self, *, by: Any = None, purpose: str = "") -> Any:
+        """The version's fitted model (``training.artifacts.ModelArtifact``), checked before use.
+
+        ``training.artifacts.load_artifact`` checks the sha256 before anything parses the bytes,
+        then the trusted types. A refusal (changed bytes, untrusted types, an unreadable or
+        missing file) writes an ``ArtifactRejection`` row and raises ``ArtifactRefused`` (409,
+        with the refusal's code: ``artifact_integrity``, ``artifact_untrusted``,
+        ``artifact_invalid`` or ``artifact_missing``). ``purpose`` says who loaded it
+        ("compare", "serving", ...) for the audit row.
+
+        The audit row is written in its own transaction; a caller that wraps this in an atomic
+        block which then rolls back loses it, so call it outside one (loading is slow I/O anyway).
+        """
+        from training.artifacts import ArtifactError, load_artifact
+
+        try:
+            return load_artifact(self.artifact, self.artifact_sha256)
+        except ArtifactError as exc:
+            code, detail = exc.code, exc.message
+        except OSError as exc:  # the file is gone from storage
+            code, detail = "artifact_missing", f"The artifact {self.artifact!r} cannot be read: {exc.strerror or exc}"
+        ArtifactRejection.objects.create(version=self, code=code, detail=detail[:2000], purpose=purpose[:32], actor=by)
+        raise ArtifactRefused(
+            f"The artifact of {self.model_type.slug} {self.version} was refused: {detail}",
+            code=code,
+            version=self.version,
+        )
+
+
+class ArtifactRefused(DomainError):
+    """A version's stored artifact failed its checks; it was not deserialised (or not used)."""
+
+    code = "artifact_refused"
+
+
+def headline_metrics(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The metrics a version carries (``ModelVersion.metrics``) out of a full evaluation."""
+    return _headline(evaluation)
+
 
 def _headline(evaluation: dict[str, Any]) -> dict[str, Any]:
     keys = (
@@ -311,6 +425,40 @@ class VersionTransition(AuditEntry):
 
     class Meta(AuditEntry.Meta):
         verbose_name = "model version transition"
+
+
+class ArtifactRejection(models.Model):
+    """Audit (append-only): a version's stored artifact was refused when something loaded it.
+
+    Not a state change of the version, so not a ``VersionTransition``: the version stays what it
+    was, but every refusal (a changed byte, an untrusted type, a missing file) is on record with
+    who asked and why, for the security review that should follow.
+    """
+
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="artifact_rejections")
+    code = models.CharField(max_length=32, help_text="artifact_integrity, artifact_untrusted, artifact_invalid, ...")
+    detail = models.TextField()
+    purpose = models.CharField(max_length=32, blank=True, help_text="What loaded it: compare, serving, ...")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.code}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("Artifact rejections are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("Artifact rejections are append-only.")
 
 
 class ActivationHistory(models.Model):
