@@ -251,6 +251,10 @@ SPECTACULAR_SETTINGS = {
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
         "TrainingJobExecutorEnum": "training.models.TrainingJob.Executor",
         "ModelTypeAlgorithmEnum": "training.models.ModelType.Algorithm",
+        "ModelVersionApprovalEnum": "models_registry.models.ModelVersion.Approval",
+        "ModelVersionDeploymentEnum": "models_registry.models.ModelVersion.Deployment",
+        "PerformanceRecordSourceEnum": "models_registry.models.PerformanceRecord.Source",
+        "ComparisonVerdictEnum": "models_registry.compare.VERDICTS",
     },
 }
 

@@ -175,7 +175,7 @@ class ModelVersion(models.Model):
     # --- Approval --------------------------------------------------------------------------------
 
     def _check_two_person(self, by: Any) -> None:
-        creator = self.job.created_by_id if self.job_id else self.created_by_id
+        creator = self.job.created_by_id if self.job is not None else self.created_by_id
         if by is None or by.pk == creator:
             raise FourEyesViolation(
                 f"{self.version} was trained by {by}; another person must approve it (two-person rule)."

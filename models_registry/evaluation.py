@@ -1,0 +1,195 @@
+"""The registry's own evaluation of an artifact, and the upload of an external trainer's artifact.
+
+The registry never takes a client's word for how good a model is: an uploaded artifact is loaded
+(trusted types only, ``training.artifacts``), evaluated here on the test split of its job's
+dataset snapshot (``training.evaluation.evaluate``, the metrics of the training issue), and only
+that evaluation becomes the version's metrics and its "offline" performance record. What the
+client reported when it completed the job is kept next to it as a "reported" record, never used
+for a decision.
+
+Slow work (reading the snapshot, deserialising, evaluating) happens before any transaction opens;
+the registration itself is one short transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
+from models_registry.models import ModelVersion, PerformanceRecord
+from models_registry.models.version import headline_metrics
+from training.artifacts import (
+    DIRECTORY,
+    EXTENSION,
+    ArtifactError,
+    ArtifactUntrusted,
+    ModelArtifact,
+    delete_artifact,
+    loads_artifact,
+    sha256_of,
+)
+from training.dataset_format import DatasetFileChanged, read_rows_by_split
+from training.evaluation import evaluate, plain
+from training.models import DatasetSnapshot, ModelType, TrainingJob
+
+logger = logging.getLogger(__name__)
+
+# A version label a client may choose: it appears in URLs (model-types/{slug}/versions/{label}/).
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,31}$")
+# Labels that would collide with a route under versions/.
+RESERVED_LABELS = frozenset({"upload"})
+# Single-row latency calls of the registry's evaluation: the number is informative only, and
+# each call is a full predict on the request's time.
+LATENCY_CALLS = 20
+
+
+def holdout_rows(snapshot: DatasetSnapshot) -> Sequence[Mapping[str, Any]]:
+    """The test split of a ready snapshot (its file's sha256 checked), as dataset rows.
+
+    Raises ``DomainError`` (409) with a code when the snapshot cannot serve: not ready
+    (``dataset_not_ready``), its file changed (``dataset_file_changed``) or gone
+    (``dataset_file_missing``), or an empty test split (``empty_test_split``).
+    """
+    if snapshot.status != DatasetSnapshot.Status.READY:
+        raise DomainError(
+            f"Dataset {snapshot.pk} is {snapshot.status}; only a ready snapshot has a test split.",
+            code="dataset_not_ready",
+        )
+    try:
+        rows = read_rows_by_split(snapshot).get("test")
+    except DatasetFileChanged as exc:
+        raise DomainError(str(exc), code="dataset_file_changed") from None
+    except (OSError, ValueError):
+        # ValueError: a FileField without a file; OSError: the file is gone from storage.
+        logger.error("Dataset %s is ready but its file %r cannot be read", snapshot.pk, snapshot.file.name)
+        raise DomainError(f"Dataset {snapshot.pk}'s file cannot be read.", code="dataset_file_missing") from None
+    if rows is None or not len(rows):
+        raise DomainError(f"Dataset {snapshot.pk} has an empty test split.", code="empty_test_split")
+    return rows
+
+
+def evaluate_artifact(
+    artifact: ModelArtifact, snapshot: DatasetSnapshot, *, rows: Sequence[Mapping[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The full evaluation (``training.evaluation.evaluate``) of ``artifact`` on the snapshot's test split."""
+    rows = holdout_rows(snapshot) if rows is None else rows
+    result = evaluate(artifact.pipeline, rows, numeric_features=artifact.numeric_features, latency_calls=LATENCY_CALLS)
+    return plain({**result, "dataset": snapshot.pk, "evaluated_by": "registry"})
+
+
+def _uploaded_artifact(data: bytes) -> tuple[ModelArtifact, str]:
+    """Deserialise an upload, checked like any stored artifact (trusted types only): 400 if refused."""
+    sha256 = sha256_of(data)
+    try:
+        return loads_artifact(data, sha256), sha256
+    except ArtifactUntrusted as exc:
+        raise InvalidRequest(exc.message, code="artifact_untrusted", **exc.extra) from None
+    except ArtifactError as exc:
+        raise InvalidRequest(exc.message, code="artifact_invalid") from None
+
+
+def _check_job(job: TrainingJob) -> None:
+    if job.executor != TrainingJob.Executor.EXTERNAL:
+        raise DomainError(
+            f"Job {job.pk} is run by the built-in worker, which registers its own artifact.", code="worker_job"
+        )
+    if job.status != TrainingJob.Status.COMPLETED:
+        raise TransitionError(
+            f"Job {job.pk} is {job.status}; upload its artifact after completing it.",
+            code="job_not_completed",
+            current_status=job.status,
+        )
+    if ModelVersion.objects.filter(job=job).exists():
+        raise DomainError(f"Job {job.pk} already has a registered version.", code="already_registered")
+    if job.dataset_id is None:
+        raise DomainError(f"Job {job.pk} has no dataset to evaluate on.", code="no_dataset")
+
+
+def register_upload(
+    model_type: ModelType, *, job_id: int, data: bytes, by: Any, label: str | None = None
+) -> ModelVersion:
+    """Register an external trainer's artifact for its completed job, evaluated by the registry.
+
+    Order: check the job (exists for this model type: else 400 ``unknown_job``; external,
+    completed, not registered yet, with a dataset: else 409), deserialise the bytes with the
+    trusted-types check (400 ``artifact_untrusted`` / ``artifact_invalid``), evaluate on the
+    dataset's test split (400 ``artifact_unusable`` when the model cannot predict the rows),
+    store the bytes, then register the version with the registry's metrics, an "offline"
+    performance record and, when the client reported metrics, a "reported" one.
+    """
+    job = (
+        TrainingJob.objects.select_related("dataset", "model_type", "created_by")
+        .filter(pk=job_id, model_type=model_type)
+        .first()
+    )
+    if job is None:
+        raise InvalidRequest(f"{model_type.slug} has no training job {job_id}.", code="unknown_job")
+    _check_job(job)
+    if label is not None and (not LABEL.match(label) or label.lower() in RESERVED_LABELS):
+        raise InvalidRequest(f"{label!r} is not a usable version label.", code="invalid_label")
+    assert job.dataset is not None  # _check_job
+    rows = holdout_rows(job.dataset)  # before deserialising: a snapshot that cannot serve fails fast
+    artifact, sha256 = _uploaded_artifact(data)
+    try:
+        evaluation = evaluate_artifact(artifact, job.dataset, rows=rows)
+    except DomainError:
+        raise
+    except Exception as exc:
+        # The pipeline is the client's (made only of trusted types, but any shape): whatever makes
+        # it fail on the test rows (unfitted, wrong features, NaN probabilities) is the upload's fault.
+        raise InvalidRequest(
+            f"The artifact cannot predict the test split of dataset {job.dataset.pk}: {type(exc).__name__}: {exc}",
+            code="artifact_unusable",
+        ) from None
+
+    path = default_storage.save(
+        f"{DIRECTORY}/{model_type.slug}-job{job.pk}-{sha256[:12]}{EXTENSION}", ContentFile(data)
+    )
+    try:
+        with transaction.atomic():
+            version = ModelVersion.register(
+                job,
+                version=label,
+                metrics=headline_metrics(evaluation),
+                artifact=path,
+                artifact_sha256=sha256,
+                reason=f"Artifact of external job {job.pk} uploaded by {by}; evaluated by the registry.",
+            )
+            if version.artifact != path:  # a concurrent upload for the same job registered first
+                raise DomainError(f"Job {job.pk} already has a registered version.", code="already_registered")
+            PerformanceRecord.objects.create(
+                version=version,
+                source=PerformanceRecord.Source.OFFLINE,
+                dataset=job.dataset,
+                metrics=evaluation,
+                test_set_size=int(evaluation.get("n") or len(rows)),
+            )
+            reported = (job.evaluation or {}).get("reported_by_client")
+            if isinstance(reported, dict) and reported:
+                PerformanceRecord.objects.create(
+                    version=version,
+                    source=PerformanceRecord.Source.REPORTED,
+                    dataset=job.dataset,
+                    metrics=reported,
+                    test_set_size=_reported_size(reported),
+                )
+    except BaseException:
+        delete_artifact(path)  # nothing refers to it
+        raise
+    logger.info("Registered uploaded %s %s from job %s", model_type.slug, version.version, job.pk)
+    return version
+
+
+def _reported_size(metrics: Mapping[str, Any]) -> int:
+    for key in ("test_set_size", "test_size", "n"):
+        value = metrics.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31:
+            return value
+    return 0

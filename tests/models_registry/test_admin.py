@@ -1,0 +1,363 @@
+"""The registry admin through the HTTP client: version list, actions behind confirmation, compare page, records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.messages import get_messages
+from django.urls import reverse
+
+from learning_engine import roles
+from models_registry.admin import comparison_chart
+from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from models_registry.registration import register_completed_job
+from tests.models_registry import factories
+from tests.models_registry.registry_factories import ready_snapshot, trained_version
+from training.models import TrainingJob
+
+pytestmark = pytest.mark.django_db
+
+VERSIONS = reverse("admin:models_registry_modelversion_changelist")
+COMPARE = reverse("admin:models_registry_modelversion_compare")
+HISTORY = reverse("admin:models_registry_activationhistory_changelist")
+RECORDS = reverse("admin:models_registry_performancerecord_changelist")
+MODEL_TYPES = reverse("admin:training_modeltype_changelist")
+
+
+@pytest.fixture
+def staff(make_user, client):
+    """staff("clinical_lead"): a logged-in client for a fresh staff user of that role, and the user."""
+
+    def login(role: str | None) -> tuple[Any, Any]:
+        user = make_user(role, is_staff=True)
+        client.force_login(user)
+        return client, user
+
+    return login
+
+
+@pytest.fixture
+def engineer(make_user):
+    return make_user(roles.ML_ENGINEER)
+
+
+@pytest.fixture
+def other_lead(make_user):
+    return make_user(roles.CLINICAL_LEAD)
+
+
+def registered(by: Any, **kwargs: Any) -> ModelVersion:
+    job = factories.completed_job(by=by, **kwargs)
+    register_completed_job(sender=TrainingJob, job_id=job.pk)
+    return ModelVersion.objects.get(job=job)
+
+
+def approved(by: Any, lead: Any, **kwargs: Any) -> ModelVersion:
+    version = registered(by, **kwargs)
+    version.approve(by=lead)
+    return version
+
+
+def last_activation() -> ActivationHistory:
+    row = ActivationHistory.objects.order_by("created_at", "id").last()
+    assert row is not None
+    return row
+
+
+def last_audit(version: ModelVersion) -> VersionTransition:
+    row = VersionTransition.objects.filter(version=version).order_by("created_at", "id").last()
+    assert row is not None
+    return row
+
+
+def messages_of(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def action_post(client, action: str, versions: list[ModelVersion], **data: Any):
+    return client.post(VERSIONS, {"action": action, "index": "0", "_selected_action": [v.pk for v in versions], **data})
+
+
+def confirm_post(client, action: str, versions: list[ModelVersion], **data: Any):
+    payload = {"action": action, "post": "yes", "_selected_action": [v.pk for v in versions], **data}
+    return client.post(VERSIONS, payload, follow=True)
+
+
+def fresh(version: ModelVersion) -> ModelVersion:
+    return ModelVersion.objects.get(pk=version.pk)
+
+
+# --- The version list --------------------------------------------------------------------------------
+
+
+def test_the_version_list_shows_key_metrics_and_badges(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = approved(engineer, other_lead, accuracy=0.873)
+    version.activate(by=other_lead)
+    registered(engineer)
+
+    response = client.get(VERSIONS)
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "0.873" in html
+    assert 'class="version-badge version-approval-approved"' in html
+    assert 'class="version-badge version-deployment-active"' in html
+    assert 'class="version-badge version-approval-pending"' in html
+    for action in ("approve_selected", "activate_selected", "archive_selected", "compare_selected"):
+        assert f'value="{action}"' in html
+
+
+def test_an_ml_engineer_sees_versions_but_not_the_lead_actions(staff, engineer):
+    client, _user = staff(roles.ML_ENGINEER)
+    registered(engineer)
+    html = client.get(VERSIONS).content.decode()
+    assert "v1.0.0" in html
+    assert 'value="compare_selected"' in html
+    for action in ("approve_selected", "reject_selected", "activate_selected", "deactivate_selected"):
+        assert f'value="{action}"' not in html
+
+
+def test_a_clinician_cannot_open_the_registry(staff):
+    client, _user = staff(roles.CLINICIAN)
+    assert client.get(VERSIONS).status_code == 403
+
+
+def test_a_version_page_is_view_only_with_its_records(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = approved(engineer, other_lead)
+    response = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'name="_save"' not in html
+    assert "audit trail" in html.lower()
+    assert "offline" in html  # the performance record inline
+    assert client.get(reverse("admin:models_registry_modelversion_add")).status_code == 403
+
+
+# --- Actions behind a confirmation page ----------------------------------------------------------
+
+
+def test_approve_selected_asks_first_and_changes_nothing(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = registered(engineer)
+
+    response = action_post(client, "approve_selected", [version])
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Approve model versions" in html
+    assert 'name="post" value="yes"' in html
+    assert 'name="note"' in html
+    assert fresh(version).approval_status == "pending"
+
+
+def test_approve_selected_approves_and_skips_the_leads_own_version(staff, engineer):
+    client, lead = staff(roles.CLINICAL_LEAD)
+    theirs = registered(engineer)
+    own = registered(lead)
+
+    response = confirm_post(client, "approve_selected", [theirs, own], note="Evaluation reviewed.")
+
+    assert fresh(theirs).approval_status == "approved"
+    assert fresh(own).approval_status == "pending"
+    audit = last_audit(theirs)
+    assert (audit.to_state, audit.actor, audit.reason) == ("approved", lead, "Evaluation reviewed.")
+    texts = messages_of(response)
+    assert texts[0] == "Approved 1 model version."
+    assert texts[1].startswith("Skipped 1 model version:")
+    assert "two-person rule" in texts[1]
+
+
+def test_reject_selected_needs_a_note(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = registered(engineer)
+    response = confirm_post(client, "reject_selected", [version], note="")
+    assert "This field is required." in response.content.decode()
+    assert fresh(version).approval_status == "pending"
+    confirm_post(client, "reject_selected", [version], note="Overfits the training cohort.")
+    assert fresh(version).approval_status == "rejected"
+
+
+def test_activate_selected_switches_the_active_version_with_the_reason(staff, engineer, other_lead):
+    client, lead = staff(roles.CLINICAL_LEAD)
+    first = approved(engineer, other_lead)
+    second = approved(engineer, other_lead)
+    first.activate(by=other_lead)
+
+    response = confirm_post(client, "activate_selected", [second], reason="Better macro-F1.")
+
+    assert messages_of(response) == ["Activated 1 model version."]
+    assert ModelVersion.objects.active().get() == second
+    row = last_activation()
+    assert (row.from_version, row.to_version, row.actor, row.reason) == (first, second, lead, "Better macro-F1.")
+
+
+def test_activate_selected_skips_two_versions_of_one_model_type(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    first = approved(engineer, other_lead)
+    second = approved(engineer, other_lead)
+
+    response = confirm_post(client, "activate_selected", [first, second], reason="Both?")
+
+    assert not ModelVersion.objects.active().exists()
+    texts = messages_of(response)
+    assert len(texts) == 1
+    assert texts[0].startswith("Skipped 2 model versions:")
+
+
+def test_activate_selected_needs_a_reason_and_skips_unapproved_versions(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    pending = registered(engineer)
+    assert "This field is required." in confirm_post(client, "activate_selected", [pending], reason="").content.decode()
+    response = confirm_post(client, "activate_selected", [pending], reason="Try.")
+    assert "only an approved version can be activated" in messages_of(response)[0]
+    assert fresh(pending).deployment_status == "inactive"
+
+
+def test_deactivate_and_archive_selected(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = approved(engineer, other_lead)
+    version.activate(by=other_lead)
+
+    archive_first = confirm_post(client, "archive_selected", [version], reason="Old.")
+    assert messages_of(archive_first)[0].startswith("Skipped 1 model version:")
+    confirm_post(client, "deactivate_selected", [version], reason="Drift in the ward.")
+    assert fresh(version).deployment_status == "inactive"
+    assert last_activation().reason == "Drift in the ward."
+    confirm_post(client, "archive_selected", [version], reason="Superseded.")
+    assert fresh(version).deployment_status == "archived"
+
+
+def test_an_ml_engineer_cannot_run_a_lead_action_by_posting_it(staff, engineer, other_lead):
+    client, _user = staff(roles.ML_ENGINEER)
+    version = approved(engineer, other_lead)
+    confirm_post(client, "activate_selected", [version], reason="Sneaky.")
+    assert fresh(version).deployment_status == "inactive"
+
+
+# --- The compare page ----------------------------------------------------------------------------
+
+
+def test_compare_selected_needs_exactly_two_versions(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = registered(engineer)
+    response = client.post(
+        VERSIONS, {"action": "compare_selected", "index": "0", "_selected_action": [version.pk]}, follow=True
+    )
+    assert "Select exactly two versions" in messages_of(response)[0]
+
+
+def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
+    good = trained_version(snapshot, by=engineer)
+    PerformanceRecord.objects.create(version=good, source="live", metrics={"accuracy": 0.8125}, test_set_size=16)
+
+    redirect = client.post(
+        VERSIONS, {"action": "compare_selected", "index": "0", "_selected_action": [good.pk, chance.pk]}
+    )
+    assert redirect.status_code == 302
+    assert redirect["Location"] == f"{COMPARE}?a={chance.pk}&b={good.pk}"
+
+    response = client.get(redirect["Location"])
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f"<strong>{good.version}</strong> is better" in html
+    assert "McNemar" in html
+    assert "<svg" in html
+    assert "<script" not in html.split('id="content-main"')[1]
+    assert "0.813 (16 predictions)" in html
+    assert html.count("<rect") >= 12  # two bars per charted metric
+
+
+def test_the_compare_page_reports_an_error_instead_of_failing(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    first = registered(engineer)  # fake artifact path: cannot be loaded
+    second = registered(engineer)
+    response = client.get(f"{COMPARE}?a={first.pk}&b={second.pk}", follow=True)
+    assert response.redirect_chain[-1][0] == VERSIONS
+    assert "cannot be compared" in messages_of(response)[0]
+    for query in ("", "?a=x&b=1", f"?a={first.pk}&b=999999", f"?a={first.pk}&b={first.pk}"):
+        assert client.get(COMPARE + query).status_code == 302, query
+
+
+def test_the_compare_page_needs_the_view_permission(staff):
+    client, _user = staff(roles.CLINICIAN)
+    assert client.get(f"{COMPARE}?a=1&b=2").status_code == 403
+
+
+def test_the_comparison_chart_scales_values_to_the_plot():
+    chart = comparison_chart([("accuracy", 0.5, 1.0), ("f1_macro", None, 0.25)], names=("v1.0.0", "v1.1.0"))
+    plot = chart.baseline - chart.top
+    first, second = chart.groups
+    assert [bar.height for bar in first.bars] == [round(plot * 0.5, 2), round(plot, 2)]
+    assert second.bars[0].height == 0.0
+    assert second.bars[1].title == "v1.1.0 f1_macro: 0.250"
+
+
+# --- Read-only records, model types and the index ---------------------------------------------
+
+
+def test_the_activation_history_is_read_only(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = approved(engineer, other_lead)
+    version.activate(by=other_lead, reason="Go live.")
+    row = ActivationHistory.objects.get()
+
+    assert "Go live." in client.get(HISTORY).content.decode()
+    change_url = reverse("admin:models_registry_activationhistory_change", args=[row.pk])
+    page = client.get(change_url)
+    assert page.status_code == 200
+    assert 'name="_save"' not in page.content.decode()
+    client.post(change_url, {"reason": "Rewritten."})
+    assert ActivationHistory.objects.get().reason == "Go live."
+    assert client.get(reverse("admin:models_registry_activationhistory_add")).status_code == 403
+    assert client.get(reverse("admin:models_registry_activationhistory_delete", args=[row.pk])).status_code == 403
+
+
+def test_performance_records_are_read_only(staff, engineer):
+    client, _user = staff(roles.ML_ENGINEER)
+    version = registered(engineer, accuracy=0.912)
+    record = PerformanceRecord.objects.get(version=version)
+    assert "0.912" in client.get(RECORDS).content.decode()
+    assert client.get(reverse("admin:models_registry_performancerecord_add")).status_code == 403
+    assert client.get(reverse("admin:models_registry_performancerecord_delete", args=[record.pk])).status_code == 403
+
+
+def test_model_types_show_their_active_version(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = approved(engineer, other_lead)
+    factories.model_type("dormant", cohort="cardiology")
+    version.activate(by=other_lead)
+    html = client.get(MODEL_TYPES).content.decode()
+    assert "column-active_version" in html
+    assert '<td class="field-active_version">v1.0.0</td>' in html
+
+
+def test_the_admin_index_shows_each_model_types_active_version_and_live_accuracy(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = approved(engineer, other_lead)
+    version.activate(by=other_lead)
+    factories.model_type("dormant", cohort="cardiology")
+    PerformanceRecord.objects.create(version=version, source="live", metrics={"accuracy": 0.6}, test_set_size=10)
+    PerformanceRecord.objects.create(version=version, source="live", metrics={"accuracy": 0.75}, test_set_size=20)
+
+    html = client.get(reverse("admin:index")).content.decode()
+
+    assert "Active models" in html
+    block = html.split("app-registry-overview")[1].split("</table>")[0]
+    assert "diagnosis" in block
+    assert "v1.0.0" in block
+    assert "0.750 (20)" in block
+    assert "dormant" in block
+    assert "none" in block
+
+
+def test_the_index_block_is_hidden_from_those_who_cannot_view_versions(staff):
+    client, _user = staff(roles.CLINICIAN)
+    html = client.get(reverse("admin:index")).content.decode()
+    assert "Active models" not in html

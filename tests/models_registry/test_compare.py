@@ -1,0 +1,269 @@
+"""Comparing two versions: the statistics on constructed examples, then the endpoint on real models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import binomtest
+
+from models_registry import compare
+from models_registry.compare import PairedCases, mcnemar, pair, paired_bootstrap, verdict
+from models_registry.evaluation import evaluate_artifact
+from models_registry.models import ModelVersion, PerformanceRecord
+from tests.conftest import jwt_client
+from tests.models_registry.factories import model_type
+from tests.models_registry.registry_factories import ready_snapshot, trained_version
+
+# --- McNemar and the verdict ---------------------------------------------------------------------
+
+
+def correctness(both: int, a_only: int, b_only: int, neither: int) -> tuple[np.ndarray, np.ndarray]:
+    a = [True] * both + [True] * a_only + [False] * b_only + [False] * neither
+    b = [True] * both + [False] * a_only + [True] * b_only + [False] * neither
+    return np.array(a), np.array(b)
+
+
+def test_mcnemar_counts_the_discordant_pairs_and_matches_scipys_exact_binomial_test():
+    a, b = correctness(both=30, a_only=2, b_only=10, neither=8)
+    test = mcnemar(a, b)
+    assert (test.both_correct, test.a_only_correct, test.b_only_correct, test.both_wrong) == (30, 2, 10, 8)
+    assert test.p_value == pytest.approx(binomtest(10, 12, 0.5).pvalue)
+    # By hand: 2 * P(X <= 2) for X ~ Binomial(12, 1/2) = 2 * (1 + 12 + 66) / 4096.
+    assert test.p_value == pytest.approx(158 / 4096)
+    assert verdict(test) == "b_better"
+
+
+def test_mcnemar_favours_a_when_a_wins_the_discordant_pairs():
+    a, b = correctness(both=5, a_only=11, b_only=1, neither=0)
+    test = mcnemar(a, b)
+    assert test.p_value == pytest.approx(binomtest(1, 12, 0.5).pvalue)
+    assert verdict(test) == "a_better"
+
+
+def test_a_balanced_or_small_difference_is_not_significant():
+    a, b = correctness(both=40, a_only=4, b_only=6, neither=0)
+    assert verdict(mcnemar(a, b)) == "no_significant_difference"
+
+
+def test_without_discordant_pairs_the_p_value_is_one():
+    a, b = correctness(both=20, a_only=0, b_only=0, neither=5)
+    test = mcnemar(a, b)
+    assert test.p_value == 1.0
+    assert verdict(test) == "no_significant_difference"
+
+
+# --- The paired bootstrap --------------------------------------------------------------------------
+
+
+def test_identical_predictions_have_zero_differences_and_zero_width_intervals():
+    truth = ["x", "y"] * 20
+    probabilities = np.tile([[0.8, 0.2], [0.3, 0.7]], (20, 1))
+    predicted = ["x", "y"] * 20
+    cases = pair(truth, predicted, ["x", "y"], probabilities, predicted, ["x", "y"], probabilities)
+    result = paired_bootstrap(cases, resamples=200)
+    for metric in ("accuracy", "f1_macro", "brier"):
+        assert result[metric]["difference"] == 0.0
+        assert result[metric]["ci"] == [0.0, 0.0]
+
+
+def test_a_version_right_where_the_other_is_wrong_gets_an_interval_above_zero():
+    n = 60
+    truth = np.array([i % 2 for i in range(n)])
+    pred_b = truth.copy()  # always right
+    pred_a = truth.copy()
+    pred_a[::3] = 1 - pred_a[::3]  # wrong on a third of the cases
+    cases = PairedCases(
+        true_index=truth,
+        pred_a=pred_a,
+        pred_b=pred_b,
+        brier_a=(pred_a != truth).astype(float) * 2,
+        brier_b=np.zeros(n),
+        labels=["x", "y"],
+    )
+    result = paired_bootstrap(cases, resamples=500)
+    assert result["accuracy"]["difference"] == pytest.approx(1 / 3)
+    low, high = result["accuracy"]["ci"]
+    assert 0 < low <= 1 / 3 <= high
+    assert result["f1_macro"]["ci"][0] > 0
+    assert result["brier"]["ci"][1] < 0  # b's Brier score is lower: better
+
+
+def test_pair_codes_both_versions_over_the_union_of_labels():
+    cases = pair(
+        ["x", "z"],
+        ["x", "x"],
+        ["x", "y"],
+        np.array([[0.9, 0.1], [0.6, 0.4]]),
+        ["z", "z"],
+        ["z"],
+        np.array([[1.0], [1.0]]),
+    )
+    assert cases.labels == ["x", "y", "z"]
+    assert cases.true_index.tolist() == [0, 2]
+    assert cases.pred_b.tolist() == [2, 2]
+    # Row 2 for a: truth z (probability 0), x 0.6, y 0.4: 0.36 + 0.16 + 1.
+    assert cases.brier_a[1] == pytest.approx(1.52)
+    assert cases.brier_b[0] == pytest.approx(2.0)
+
+
+# --- The endpoint on real (tiny) models ------------------------------------------------------------
+
+
+@pytest.fixture
+def engineer(make_user):
+    return make_user("ml_engineer")
+
+
+@pytest.fixture
+def lead(make_user):
+    return make_user("clinical_lead")
+
+
+@pytest.fixture
+def snapshot(engineer):
+    return ready_snapshot(model_type(), by=engineer, seed=1)
+
+
+def compare_url(a: str, b: str, slug: str = "diagnosis") -> str:
+    return f"/api/v1/model-types/{slug}/compare/?a={a}&b={b}"
+
+
+@pytest.mark.django_db
+def test_on_one_snapshot_a_real_model_beats_one_trained_on_shuffled_labels(snapshot, engineer, lead):
+    chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
+    good = trained_version(snapshot, by=engineer)
+
+    response = jwt_client(lead).get(compare_url(chance.version, good.version))
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["test_set"] == {
+        "dataset": snapshot.pk,
+        "cases": 60,
+        "labels": ["J06.9", "J18.9"],
+        "same_snapshot": True,
+        "reevaluated": [],
+    }
+    # Same snapshot: the metrics on the shared cases are the registered ones.
+    assert body["a"]["metrics"]["accuracy"] == pytest.approx(chance.metrics["accuracy"])
+    assert body["b"]["metrics"]["accuracy"] == pytest.approx(good.metrics["accuracy"])
+    accuracy = next(row for row in body["differences"] if row["metric"] == "accuracy")
+    assert accuracy["difference"] == pytest.approx(good.metrics["accuracy"] - chance.metrics["accuracy"])
+    assert accuracy["ci"][0] > 0
+    mcnemar_body = body["mcnemar"]
+    assert mcnemar_body["b_only_correct"] > mcnemar_body["a_only_correct"]
+    assert mcnemar_body["p_value"] == pytest.approx(
+        binomtest(mcnemar_body["b_only_correct"], mcnemar_body["discordant"], 0.5).pvalue
+    )
+    assert body["verdict"] == "b_better"
+    assert (body["a"]["live"], body["b"]["live"]) == (None, None)
+
+
+@pytest.mark.django_db
+def test_the_order_of_a_and_b_flips_the_verdict(snapshot, engineer, lead):
+    chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
+    good = trained_version(snapshot, by=engineer)
+    body = jwt_client(lead).get(compare_url(good.version, chance.version)).json()
+    assert body["verdict"] == "a_better"
+
+
+@pytest.mark.django_db
+def test_two_equally_good_models_show_no_significant_difference(snapshot, engineer, lead):
+    first = trained_version(snapshot, by=engineer, C=1.0)
+    second = trained_version(snapshot, by=engineer, C=0.5)
+    body = jwt_client(lead).get(compare_url(first.version, second.version)).json()
+    assert body["verdict"] == "no_significant_difference"
+    assert body["mcnemar"]["p_value"] > 0.05
+
+
+@pytest.mark.django_db
+def test_versions_from_different_snapshots_are_both_evaluated_on_the_newer_test_split(engineer, lead):
+    kind = model_type()
+    older = ready_snapshot(kind, by=engineer, seed=1, first_id=1)
+    newer = ready_snapshot(kind, by=engineer, seed=2, first_id=1001)
+    old_version = trained_version(older, by=engineer)
+    new_version = trained_version(newer, by=engineer)
+
+    response = jwt_client(lead).get(compare_url(old_version.version, new_version.version))
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["test_set"]["dataset"] == newer.pk
+    assert body["test_set"]["same_snapshot"] is False
+    assert body["test_set"]["reevaluated"] == [old_version.version]
+    # The old version's numbers are its evaluation on the newer test split, not its registered ones.
+    on_newer = evaluate_artifact(old_version.load_artifact(), newer)
+    assert body["a"]["metrics"]["accuracy"] == pytest.approx(on_newer["accuracy"])
+    assert body["a"]["metrics"]["test_size"] == on_newer["test_size"] == 60
+    assert body["a"]["registered_metrics"] == old_version.metrics
+    assert body["b"]["metrics"]["accuracy"] == pytest.approx(new_version.metrics["accuracy"])
+    # Whatever the order, the newer snapshot is the one.
+    swapped = jwt_client(lead).get(compare_url(new_version.version, old_version.version)).json()
+    assert swapped["test_set"]["dataset"] == newer.pk
+
+
+@pytest.mark.django_db
+def test_live_accuracy_from_feedback_is_shown_when_there_is_some(snapshot, engineer, lead):
+    a = trained_version(snapshot, by=engineer)
+    b = trained_version(snapshot, by=engineer, C=0.5)
+    PerformanceRecord.objects.create(version=b, source="live", metrics={"accuracy": 0.5}, test_set_size=4)
+    PerformanceRecord.objects.create(version=b, source="live", metrics={"accuracy": 0.75}, test_set_size=8)
+
+    body = jwt_client(lead).get(compare_url(a.version, b.version)).json()
+
+    assert body["a"]["live"] is None
+    assert body["b"]["live"]["accuracy"] == 0.75
+    assert body["b"]["live"]["n"] == 8
+
+
+@pytest.mark.django_db
+def test_the_paired_evaluation_is_cached_per_pair_of_artifacts_and_snapshot(snapshot, engineer, lead, monkeypatch):
+    a = trained_version(snapshot, by=engineer)
+    b = trained_version(snapshot, by=engineer, C=0.5)
+    client = jwt_client(lead)
+    first = client.get(compare_url(a.version, b.version)).json()
+    assert first["cached"] is False
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a cached comparison must not load artifacts")
+
+    monkeypatch.setattr(ModelVersion, "load_artifact", no_loading)
+    second = client.get(compare_url(a.version, b.version)).json()
+    assert second["cached"] is True
+    assert second["differences"] == first["differences"]
+    assert second["verdict"] == first["verdict"]
+    assert compare.cache_key(a, b, snapshot) != compare.cache_key(b, a, snapshot)
+
+
+@pytest.mark.django_db
+def test_an_unknown_version_is_404_and_a_version_compared_with_itself_is_400(snapshot, engineer, lead):
+    version = trained_version(snapshot, by=engineer)
+    client = jwt_client(lead)
+
+    unknown = client.get(compare_url(version.version, "v9.9.9"))
+    assert unknown.status_code == 404
+    assert unknown.json()["code"] == "not_found"
+
+    itself = client.get(compare_url(version.version, version.version))
+    assert itself.status_code == 400
+    assert itself.json()["code"] == "same_version"
+
+    assert client.get(compare_url(version.version, "v1.1.0", slug="no-such-type")).status_code == 404
+
+
+@pytest.mark.django_db
+def test_missing_parameters_are_400(snapshot, engineer, lead):
+    response = jwt_client(lead).get("/api/v1/model-types/diagnosis/compare/?a=v1.0.0")
+    assert response.status_code == 400
+    assert "b" in response.json()["errors"]
+
+
+@pytest.mark.django_db
+def test_a_version_of_another_model_type_is_not_found(engineer, lead):
+    here = trained_version(ready_snapshot(model_type(), by=engineer, seed=1), by=engineer)
+    other_kind = model_type("other", cohort="cardiology")
+    trained_version(ready_snapshot(other_kind, by=engineer, seed=3), by=engineer)
+    trained_version(ready_snapshot(other_kind, by=engineer, seed=4), by=engineer)
+    # "v1.1.0" exists only under "other".
+    response = jwt_client(lead).get(compare_url(here.version, "v1.1.0"))
+    assert response.status_code == 404
