@@ -473,6 +473,8 @@ class ActivationHistory(models.Model):
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    objects = AppendOnlyQuerySet.as_manager()  # bulk update/delete refused too
+
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "activation history"

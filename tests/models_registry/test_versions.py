@@ -185,3 +185,13 @@ def test_activation_history_is_append_only(engineer, lead, django_capture_on_com
         row.save()
     with pytest.raises(AppendOnlyError):
         row.delete()
+
+
+def test_activation_history_refuses_bulk_changes_too(engineer, lead, django_capture_on_commit_callbacks):
+    version = approved(engineer, lead, django_capture_on_commit_callbacks)
+    version.activate(by=lead)
+    with pytest.raises(AppendOnlyError):
+        ActivationHistory.objects.update(reason="Rewritten.")
+    with pytest.raises(AppendOnlyError):
+        ActivationHistory.objects.all().delete()
+    assert ActivationHistory.objects.count() == 1
