@@ -24,6 +24,9 @@ PERM_VIEW_STATISTICS = "cases.view_case_statistics"
 PERM_DOWNLOAD_DATASET = "training.download_datasetsnapshot"
 # An external trainer drives a job through start / progress / complete / fail.
 PERM_REPORT_TRAINING = "training.report_trainingjob"
+# Serving: request predictions, and confirm (or correct) them afterwards.
+PERM_PREDICT = "models_registry.predict"
+PERM_GIVE_FEEDBACK = "models_registry.give_feedback"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: [
@@ -35,6 +38,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_IMPORT_CASES,
         PERM_VIEW_STATISTICS,
         "cases.view_casetransition",
+        PERM_PREDICT,
+        PERM_GIVE_FEEDBACK,
     ],
     ML_ENGINEER: [
         # De-identified cases only: no view_phi.
@@ -73,7 +78,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "models_registry.view_performancerecord",
         "models_registry.view_versiontransition",
     ],
-    PREDICTION_CLIENT: [],
+    PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK],
 }
 
 # Roles whose members work in the Django admin (is_staff is set for demo users of these roles).

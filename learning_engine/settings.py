@@ -182,7 +182,10 @@ else:
 # own, larger, bound. Django's own limit is set to the largest so it never answers first with 400.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 MAX_IMPORT_BODY_BYTES = env_int("MAX_IMPORT_BODY_BYTES", 20 * 1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BODY_BYTES, MAX_IMPORT_BODY_BYTES)
+# Serving: records per batch predict request, and that endpoint's own body limit.
+MAX_PREDICT_BATCH = env_int("MAX_PREDICT_BATCH", 1000)
+MAX_PREDICT_BODY_BYTES = env_int("MAX_PREDICT_BODY_BYTES", 10 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BODY_BYTES, MAX_IMPORT_BODY_BYTES, MAX_PREDICT_BODY_BYTES)
 MAX_IMPORT_RECORDS = env_int("MAX_IMPORT_RECORDS", 10_000)
 
 # Background work goes through django.tasks. The database queue is the default so that a plain

@@ -1,17 +1,73 @@
-"""The serving generation: a counter in the shared cache that every activation change bumps.
+"""Serving: the generation counter that invalidates every process's routing, and prediction input.
 
-Each process keeps its routing table (which version serves a model type) and its loaded models in
-memory, tagged with the generation it read. A request compares the cached generation (a cache
-read, not a database query) with its own and reloads the table when they differ, so an
-activation reaches every process within a request. With Redis as the cache (``REDIS_URL``) this
-works across machines; the default file cache works across the processes of one machine.
+The serving generation
+----------------------
+A counter in the shared cache that every activation change bumps. Each process keeps its routing
+table (which version serves a model type, ``models_registry.router``) and its loaded models
+(``models_registry.model_cache``) in memory, tagged with the generation it read. A request
+compares the cached generation (a cache read, not a database query) with its own and reloads the
+table when they differ, so an activation reaches every process within a request. With Redis as
+the cache (``REDIS_URL``) this works across machines; the default file cache works across the
+processes of one machine.
+
+Prediction input
+----------------
+``prediction_input`` is the one place a prediction record becomes what the model sees: the
+de-identified, dataset-shaped row (``training.features.row_from_record``) and the sha256 of its
+canonical JSON, which the prediction log keeps instead of the record. A record is either
+
+- a case interchange record with a ``patient`` block: it is de-identified by
+  ``cases.deid.deidentify`` exactly as an approved case is (age at the encounter, "90+" above 89,
+  scrubbed symptoms), with today as the encounter date when it has none. ``patient.mrn`` is
+  required, as everywhere in the interchange format; ``source``, ``external_id`` and ``cohort``
+  are not needed and are ignored, as are ``note``, ``diagnosis`` and unknown keys; or
+- only ``findings``, ``symptoms``, ``age`` (years, or "90+") and ``sex``: the same row built
+  directly, with the same rules (ages above 89 become "90+", symptoms scrubbed).
+
+Findings must be numbers and symptoms strings (``cases.interchange``'s own checks): a bad type is
+a ``RecordError`` naming the field, never echoing the value.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
 from django.core.cache import cache
+from django.utils import timezone
+
+from cases import deid
+from cases.interchange import (
+    SEXES,
+    CaseRecord,
+    RecordError,
+    parse_date,
+    parse_findings,
+    parse_patient,
+    parse_symptoms,
+)
+from cases.quality import MAX_AGE_YEARS
+from training.features import OLDEST_AGE, UNKNOWN, row_from_record
 
 GENERATION_KEY = "models_registry:serving_generation"
+
+# The "source" of a record that is only de-identified for a prediction (it feeds the patient
+# pseudonym, which a prediction never keeps).
+PREDICTION_SOURCE = "prediction"
+# The fixed "source" under which subject keys are pseudonymised (``cases.deid.pseudonym``).
+SUBJECT_SOURCE = "subject"
+SUBJECT_KEY = "subject_key"
+MAX_SUBJECT_KEY_LENGTH = 200
+# The row fields the model reads (``training.features.features``): the row a prediction keeps in
+# memory, and what the input hash covers.
+MODEL_FIELDS = ("age", "age_band", "sex", "findings", "symptoms")
+# Canonical JSON: sorted keys, no spaces (one encoder, not one per record).
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def current_generation() -> int:
@@ -29,3 +85,185 @@ def bump_generation() -> int:
     except ValueError:  # the key is missing (a cache flush): start again above any old value
         cache.add(GENERATION_KEY, 2, timeout=None)
         return int(cache.get(GENERATION_KEY, 2))
+
+
+# --- Prediction input --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionInput:
+    """One record as the model sees it. ``subject_pseudonym`` is "" without a subject key."""
+
+    row: dict[str, Any]
+    input_sha256: str
+    subject_pseudonym: str
+
+
+def prediction_input(obj: Any) -> PredictionInput:
+    """A prediction record (see the module docstring) -> its de-identified row, hash and subject.
+
+    Raises ``RecordError`` naming the first bad field.
+    """
+    if not isinstance(obj, dict):
+        raise RecordError("", "A record must be a JSON object.")
+    findings = parse_findings(obj.get("findings"))
+    symptoms = parse_symptoms(obj.get("symptoms"))
+    if obj.get("patient") is not None:
+        row = _row_from_patient_record(obj, findings, symptoms)
+    else:
+        row = _row_from_features(obj, findings, symptoms)
+    return PredictionInput(
+        row=row,
+        input_sha256=hashlib.sha256(_CANONICAL_JSON.encode(row).encode()).hexdigest(),
+        subject_pseudonym=subject_pseudonym(obj.get(SUBJECT_KEY)),
+    )
+
+
+def subject_pseudonym(value: Any) -> str:
+    """HMAC of a subject key (an encounter id, say) under the pseudonym key; "" for none."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or len(value) > MAX_SUBJECT_KEY_LENGTH or not value.strip():
+        raise RecordError(SUBJECT_KEY, f"must be a non-blank string of at most {MAX_SUBJECT_KEY_LENGTH} characters.")
+    return deid.pseudonym(SUBJECT_SOURCE, value, key=settings.PSEUDONYM_KEY)
+
+
+def _row_from_patient_record(obj: dict[str, Any], findings: dict[str, float], symptoms: list[str]) -> dict[str, Any]:
+    encounter = parse_date(obj.get("encounter_date"), "encounter_date") or timezone.localdate()
+    record = CaseRecord(
+        source=PREDICTION_SOURCE,
+        external_id="",
+        cohort="",
+        patient=parse_patient(obj["patient"]),
+        encounter_date=encounter,
+        findings=findings,
+        symptoms=symptoms,
+        note="",  # never read: no model reads text, and it is where identifiers hide
+        diagnosis_code="",
+        diagnosis_label="",
+    )
+    full = row_from_record(deid.deidentify(record, key=settings.PSEUDONYM_KEY))
+    # Only what the model reads: the patient pseudonym and the year are not kept, even in memory.
+    return {name: full[name] for name in MODEL_FIELDS}
+
+
+def _row_from_features(obj: dict[str, Any], findings: dict[str, float], symptoms: list[str]) -> dict[str, Any]:
+    age, band = _age(obj.get("age"))
+    sex = obj.get("sex")
+    if sex is not None:
+        if not isinstance(sex, str) or sex.strip().lower() not in SEXES:
+            raise RecordError("sex", f"must be one of {', '.join(sorted(SEXES))}.")
+        sex = sex.strip().lower()
+    # ``row_from_record``'s shape, built directly (this runs a thousand times per batch):
+    # "90+" is stored as 90, as in the dataset file.
+    return {
+        "age": OLDEST_AGE if age == deid.OLDEST_BAND else age,
+        "age_band": band,
+        "sex": sex or UNKNOWN,
+        "findings": findings,
+        "symptoms": [_scrubbed(symptom) for symptom in symptoms],
+    }
+
+
+def _age(value: Any) -> tuple[int | str | None, str | None]:
+    """(age, band) as ``cases.deid`` reports them: whole years, "90+" above 89."""
+    if value is None:
+        return None, None
+    if value == deid.OLDEST_BAND:
+        return deid.OLDEST_BAND, deid.OLDEST_BAND
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 <= value <= MAX_AGE_YEARS
+    ):
+        raise RecordError("age", f'must be a number of years from 0 to {MAX_AGE_YEARS}, or "{deid.OLDEST_BAND}".')
+    years = int(value)
+    return (deid.OLDEST_BAND if years > deid.AGE_CEILING else years), deid.age_band(years)
+
+
+# Symptoms already known to scrub to themselves. Only those are kept: a symptom in which the
+# scrubber found an identifier is never held beyond its request.
+_CLEAN_SYMPTOMS: set[str] = set()
+_MAX_CLEAN_SYMPTOMS = 10_000
+
+
+def _scrubbed(symptom: str) -> str:
+    """A symptom scrubbed as de-identification scrubs one (the common, clean ones remembered)."""
+    if symptom in _CLEAN_SYMPTOMS:
+        return symptom
+    scrubbed = deid.scrub_text(symptom, {})
+    if scrubbed == symptom and len(_CLEAN_SYMPTOMS) < _MAX_CLEAN_SYMPTOMS:
+        _CLEAN_SYMPTOMS.add(symptom)
+    return scrubbed
+
+
+# --- Answering ---------------------------------------------------------------------------------
+
+
+def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float) -> list[dict[str, Any]]:
+    """Predict ``inputs`` with ``route``'s arms, log one ``Prediction`` each, return the answers.
+
+    ``started`` is the request's ``time.perf_counter()`` at entry: the logged latency runs from
+    there to the probabilities (for a batch, divided by its size). One INSERT for the whole batch
+    (``PredictionQuerySet.log``).
+    """
+    from models_registry.model_cache import MODEL_CACHE
+    from models_registry.models import Prediction
+
+    by_arm: dict[Any, list[int]] = {}
+    for index, item in enumerate(inputs):
+        by_arm.setdefault(route.choose(subject=item.subject_pseudonym), []).append(index)
+
+    now = timezone.now()
+    rows: list[tuple[Any, ...]] = [()] * len(inputs)
+    answers: list[dict[str, Any]] = [{}] * len(inputs)
+    for arm, indices in by_arm.items():
+        model = MODEL_CACHE.get(arm)
+        probabilities = model.probabilities([inputs[i].row for i in indices])
+        latency_ms = (time.perf_counter() - started) * 1000 / len(indices)
+        best = probabilities.argmax(axis=1).tolist()
+        classes, arm_name = model.classes, arm.name or None
+        for index, row_best, row_probabilities in zip(indices, best, probabilities.tolist(), strict=True):
+            code = classes[row_best]
+            by_class = dict(zip(classes, row_probabilities, strict=True))
+            item = inputs[index]
+            rows[index] = (
+                route.model_type_id,
+                arm.version_id,
+                arm.name,
+                item.subject_pseudonym,
+                item.input_sha256,
+                code,
+                by_class,
+                latency_ms,
+                by.pk,
+                now,
+            )
+            answers[index] = {
+                "model_type": route.slug,
+                "model_version": arm.version,
+                "arm": arm_name,
+                "diagnosis": {"code": code, "label": model.label(code)},
+                "probabilities": by_class,
+            }
+    ids = Prediction.objects.log(rows)
+    return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
+
+
+def feedback_case_record(raw: dict[str, Any], *, cohort: str, diagnosis_code: str) -> CaseRecord:
+    """The case sent with feedback, parsed: cohort defaults to the model type's, the diagnosis
+    code to the confirmed one. Raises ``RecordError`` (its field prefixed with ``case.``)."""
+    from cases.interchange import parse_record
+
+    obj = dict(raw)
+    obj.setdefault("cohort", cohort)
+    diagnosis = obj.get("diagnosis")
+    if diagnosis is None:
+        obj["diagnosis"] = {"code": diagnosis_code}
+    elif isinstance(diagnosis, dict) and not diagnosis.get("code"):
+        obj["diagnosis"] = {**diagnosis, "code": diagnosis_code}
+    try:
+        return parse_record(obj)
+    except RecordError as exc:
+        raise RecordError(f"case.{exc.field}" if exc.field else "case", exc.message) from None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from models_registry.models.prediction import Feedback, Prediction
 from models_registry.models.version import (
     ActivationHistory,
     ModelVersion,
@@ -7,4 +8,11 @@ from models_registry.models.version import (
     VersionTransition,
 )
 
-__all__ = ["ActivationHistory", "ModelVersion", "PerformanceRecord", "VersionTransition"]
+__all__ = [
+    "ActivationHistory",
+    "Feedback",
+    "ModelVersion",
+    "PerformanceRecord",
+    "Prediction",
+    "VersionTransition",
+]

@@ -1,0 +1,249 @@
+"""Serving overhead: the predict endpoints versus a bare ``predict_proba`` of the same pipeline.
+
+A logistic regression is trained on synthetic respiratory encounters (the demo generator), saved,
+registered, approved and activated as on a real site. Then, in the same run and process:
+
+- single: the predict endpoint in-process (DRF test client, a real JWT, the prediction log
+  written) against the bare model on the same record: its feature dict (``training.features``,
+  from the de-identified row) and ``pipeline.predict_proba``. Median latency ratio; issue goal at
+  most 8x.
+- batch: ``predict/batch/`` with 1,000 records against the bare model on the same 1,000 rows
+  (feature dicts and one ``predict_proba``). The issue's goal is a throughput ratio (bare time /
+  endpoint time) of at least 0.25; the harness passes a row when measured / baseline <= max_ratio,
+  so the row shows endpoint time / bare time with max_ratio 4: the same goal.
+
+"Bare" includes making the feature dicts, as the evaluation's latency does: the pipeline's input
+is a feature dict, and there is no applying it to a record without one. Informational rows give
+the ratios against ``predict_proba`` alone (feature dicts ready-made), the strictest reading.
+
+The endpoint does everything a request does: JWT authentication, routing, validation and
+de-identification of each record, featurisation, the prediction, the input hash, the subject
+pseudonym, the INSERT of the log and the JSON in and out. Records are the compact form (findings,
+symptoms, age, sex); an informational row shows the batch with full interchange records (patient
+block and note), which adds ``cases.deid.deidentify`` per record.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from typing import Any
+
+from benchmarks.harness import Result, scaled, timer, workdir
+
+TRAINING_ROWS = 4000
+SINGLE_CALLS = 400
+BATCH_SIZE = 1000
+BATCH_RUNS = 7
+SINGLE_GOAL = 8.0
+BATCH_GOAL = 4.0  # endpoint time / bare time, i.e. a throughput ratio of at least 0.25
+SLUG = "bench-predict"
+
+
+def _rows_and_records(count: int, *, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Dataset-shaped rows (for training) and the interchange records they came from."""
+    from django.conf import settings
+
+    from cases.deid import deidentify
+    from cases.demo import respiratory_records
+    from cases.interchange import parse_record
+    from training.features import row_from_record
+
+    records = list(respiratory_records(count, seed=seed))
+    rows = []
+    for record in records:
+        row = row_from_record(deidentify(parse_record(record), key=settings.PSEUDONYM_KEY))
+        row["label"] = record["diagnosis"]["code"]
+        rows.append(row)
+    return rows, records
+
+
+def _active_version() -> Any:
+    """Train, register, approve and activate a version; returns a prediction client."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from learning_engine import roles
+    from models_registry.models import ModelVersion
+    from training.models import ModelType, TrainingJob
+    from training.trainer import train
+
+    users = get_user_model().objects
+    engineer = users.create_user("bench-predict-engineer")
+    lead = users.create_user("bench-predict-lead")
+    lead.groups.add(Group.objects.get(name=roles.CLINICAL_LEAD))
+    client_user = users.create_user("bench-predict-client")
+    client_user.groups.add(Group.objects.get(name=roles.PREDICTION_CLIENT))
+
+    rows, _ = _rows_and_records(scaled(TRAINING_ROWS), seed=11)
+    cut = len(rows) * 4 // 5
+    result = train(
+        {"train": rows[:cut], "validation": [], "test": rows[cut:]},
+        algorithm="logistic_regression",
+        hyperparameters={},
+        report=lambda progress: None,
+        artifact_name="bench-predict",
+    )
+    assert result.artifact_path is not None
+    assert result.artifact_sha256 is not None
+    model_type = ModelType.objects.create(slug=SLUG, name="Predict benchmark", cohort="respiratory")
+    job = TrainingJob.submit(model_type=model_type, by=engineer, algorithm="logistic_regression")
+    lease = job.start(worker_id="bench")
+    job.complete(
+        lease=lease, evaluation=result.evaluation, artifact=result.artifact_path, artifact_sha256=result.artifact_sha256
+    )  # autocommit: the registry registers the version on commit, right here
+    version = ModelVersion.objects.get(job=job)
+    version.approve(by=lead, note="Benchmark.")
+    version.activate(by=lead, reason="Benchmark.")
+    return client_user
+
+
+def _compact(record: dict[str, Any]) -> dict[str, Any]:
+    from cases.interchange import parse_date
+    from cases.quality import age_at
+
+    born = parse_date(record["patient"]["birth_date"], "birth_date")
+    encounter = parse_date(record["encounter_date"], "encounter_date")
+    assert born is not None
+    assert encounter is not None
+    return {
+        "findings": record["findings"],
+        "symptoms": record["symptoms"],
+        "age": age_at(born, encounter),
+        "sex": record["patient"]["sex"],
+    }
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _measure(client: Any) -> list[Result]:
+    from models_registry.model_cache import MODEL_CACHE
+    from models_registry.router import ROUTER
+    from models_registry.serving import prediction_input
+    from training.features import features
+
+    # secure=True on every request: DEBUG is off here, so plain http would be redirected.
+    url = f"/api/v1/model-types/{SLUG}/predict/"
+    batch_url = f"/api/v1/model-types/{SLUG}/predict/batch/"
+    _, records = _rows_and_records(max(BATCH_SIZE, 50), seed=12)
+    compact = [_compact(record) for record in records]
+    model = MODEL_CACHE.get(ROUTER.route(SLUG).choose())
+    pipeline, numeric = model.pipeline, model.numeric_features
+    # The bare model's input: each record's de-identified row, made outside every timer.
+    rows = [prediction_input(record).row for record in compact]
+    ready = [features(row, numeric) for row in rows]
+    single_bodies = [json.dumps(record).encode() for record in compact[:50]]
+    size = min(BATCH_SIZE, len(compact))
+    batch_bodies = {
+        "compact": json.dumps({"records": compact[:size]}).encode(),
+        "full": json.dumps({"records": records[:size]}).encode(),
+    }
+
+    def bare(batch: list[dict[str, Any]]) -> None:
+        pipeline.predict_proba([features(row, numeric) for row in batch])
+
+    def post(target: str, body: bytes) -> None:
+        # The body is encoded beforehand: what a request costs the server, not the test client.
+        response = client.post(target, body, content_type="application/json", secure=True)
+        if response.status_code != 200:
+            raise RuntimeError(f"{target} answered {response.status_code}: {response.content[:200]!r}")
+
+    for i in range(20):  # warm-up: routing table, model, code paths
+        post(url, single_bodies[i])
+        bare(rows[:1])
+
+    calls = scaled(SINGLE_CALLS)
+    single: dict[str, list[float]] = {"endpoint": [], "bare": [], "proba": []}
+    for i in range(calls):  # interleaved, so all three see the same machine
+        with timer() as elapsed:
+            post(url, single_bodies[i % 50])
+        single["endpoint"].append(elapsed.wall)
+        with timer() as elapsed:
+            bare(rows[i % 50 : i % 50 + 1])
+        single["bare"].append(elapsed.wall)
+        with timer() as elapsed:
+            pipeline.predict_proba(ready[i % 50 : i % 50 + 1])
+        single["proba"].append(elapsed.wall)
+
+    batch: dict[str, list[float]] = {"compact": [], "full": [], "bare": [], "proba": []}
+    for _ in range(BATCH_RUNS):
+        for kind, body in batch_bodies.items():
+            with timer() as elapsed:
+                post(batch_url, body)
+            batch[kind].append(elapsed.wall)
+        with timer() as elapsed:
+            bare(rows[:size])
+        batch["bare"].append(elapsed.wall)
+        with timer() as elapsed:
+            pipeline.predict_proba(ready[:size])
+        batch["proba"].append(elapsed.wall)
+
+    one = {key: _median_ms(values) for key, values in single.items()}
+    many = {key: _median_ms(values) for key, values in batch.items()}
+    return [
+        Result(
+            "predict endpoint vs bare model, one record (median)",
+            one["endpoint"],
+            "ms",
+            baseline=one["bare"],
+            max_ratio=SINGLE_GOAL,
+            note=f"{calls} calls each, interleaved. Endpoint: JWT, routing, validation, de-identification, "
+            "features, predict_proba, hash, log INSERT, JSON. Bare: features + predict_proba",
+        ),
+        Result(
+            "predict endpoint vs predict_proba alone, one record (median)",
+            one["endpoint"],
+            "ms",
+            baseline=one["proba"],
+            note="the feature dict ready-made: the strictest baseline",
+        ),
+        Result(
+            f"batch predict vs bare model, {size:,} records (median)",
+            many["compact"],
+            "ms",
+            baseline=many["bare"],
+            max_ratio=BATCH_GOAL,
+            note=f"throughput ratio (bare / endpoint) {many['bare'] / many['compact']:.2f}, goal >= 0.25; "
+            f"{BATCH_RUNS} runs of compact records (findings, symptoms, age, sex)",
+        ),
+        Result(
+            f"batch predict vs predict_proba alone, {size:,} records (median)",
+            many["compact"],
+            "ms",
+            baseline=many["proba"],
+            note=f"throughput ratio {many['proba'] / many['compact']:.2f}; feature dicts ready-made",
+        ),
+        Result(
+            f"batch predict of full interchange records vs bare model, {size:,} (median)",
+            many["full"],
+            "ms",
+            baseline=many["bare"],
+            note=f"throughput ratio {many['bare'] / many['full']:.2f}; adds cases.deid.deidentify per record",
+        ),
+    ]
+
+
+def run() -> list[Result]:
+    from django.test.utils import override_settings
+    from rest_framework.test import APIClient
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    from models_registry.model_cache import MODEL_CACHE
+    from models_registry.router import ROUTER
+
+    # The serving generation lives in this run's own file cache, never the developer's.
+    caches = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(workdir() / "cache"),
+        }
+    }
+    with override_settings(CACHES=caches, MEDIA_ROOT=str(workdir() / "media")):
+        ROUTER.reset()
+        MODEL_CACHE.clear()
+        client_user = _active_version()
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(client_user).access_token}")
+        return _measure(client)

@@ -1,0 +1,15 @@
+"""Give clinicians and prediction clients the serving permissions (learning_engine.roles)."""
+
+from __future__ import annotations
+
+from django.db import migrations
+
+from learning_engine.roles import sync_roles
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("models_registry", "0004_prediction_feedback"),
+    ]
+
+    operations = [migrations.RunPython(sync_roles, migrations.RunPython.noop)]

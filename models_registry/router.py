@@ -1,0 +1,201 @@
+"""Routing: which version answers a model type's predictions, without a query per request.
+
+Each process holds one routing table, every model type with the arms that serve it, tagged with
+the serving generation it was read under (``models_registry.serving``). A request reads the
+generation from the shared cache (not the database) and uses the table while the two agree; an
+activation change bumps the generation on commit, so the next request in every process reloads the
+table (two queries) and serves the new version. The generation is read before the table, so a
+change that commits during a reload leaves the table tagged older than the cache: it is reloaded
+again on the next request, never kept stale.
+
+If the cache cannot be read (Redis down), routing does not guess: every request reloads the table
+from the database until the cache answers again. Slower, never wrong.
+
+A/B tests (issue #5): ``_load_arms`` is where a running test's arms replace the single active
+version, and ``Route.choose`` picks the arm for a request (sticky per subject pseudonym). Until
+then a route has at most one arm, named "" (the answer's ``arm`` is null).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from learning_engine.exceptions import DomainError
+
+logger = logging.getLogger(__name__)
+
+# At most one warning per this many seconds while the cache cannot be read.
+CACHE_WARNING_INTERVAL_S = 60.0
+
+
+class NoActiveVersion(DomainError):
+    """The model type exists but no version serves it: 409."""
+
+    code = "no_active_version"
+
+
+class UnknownModelType(DomainError):
+    """No model type has this slug: 404."""
+
+    code = "not_found"
+    status_code = 404  # type: ignore[assignment]  # DomainError pins 409 as a Literal
+
+
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """A version that serves a model type; ``name`` is the A/B arm ("" outside a test)."""
+
+    name: str
+    version_id: int
+    version: str
+    artifact: str
+    artifact_sha256: str
+    dataset_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model_type_id: int
+    slug: str
+    cohort: str
+    arms: tuple[Arm, ...]
+
+    def choose(self, *, subject: str = "") -> Arm:
+        """The arm that answers a request (``subject``: its subject pseudonym, "" for none).
+
+        The A/B hook: with a running test this picks an arm (issue #5: deterministically from the
+        subject pseudonym, so one subject always sees one arm). Today there is one arm at most.
+        """
+        self.check_served()
+        return self.arms[0]
+
+    def check_served(self) -> None:
+        """Raise ``NoActiveVersion`` (409) when no version serves this model type."""
+        if not self.arms:
+            raise NoActiveVersion(
+                f"Model type {self.slug} has no active version; a clinical lead must activate one.",
+                model_type=self.slug,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingTable:
+    generation: int | None  # None: read while the cache was unreadable, so never trusted again
+    routes: dict[str, Route]
+
+    def version_ids(self) -> set[int]:
+        return {arm.version_id for route in self.routes.values() for arm in route.arms}
+
+
+def _load_arms(active_versions: Iterable[Mapping[str, Any]]) -> dict[int, tuple[Arm, ...]]:
+    """The arms per model type id: its active version (issue #5: or its running test's arms)."""
+    arms: dict[int, tuple[Arm, ...]] = {}
+    for row in active_versions:
+        arms[row["model_type_id"]] = (
+            Arm(
+                name="",
+                version_id=row["id"],
+                version=row["version"],
+                artifact=row["artifact"],
+                artifact_sha256=row["artifact_sha256"],
+                dataset_id=row["dataset_id"],
+            ),
+        )
+    return arms
+
+
+def load_routes() -> dict[str, Route]:
+    """Every model type and its arms, from the database (two queries)."""
+    from models_registry.models import ModelVersion
+    from training.models import ModelType
+
+    active = ModelVersion.objects.active().values(
+        "id", "model_type_id", "version", "artifact", "artifact_sha256", "dataset_id"
+    )
+    arms = _load_arms(active)
+    return {
+        slug: Route(model_type_id=pk, slug=slug, cohort=cohort, arms=arms.get(pk, ()))
+        for pk, slug, cohort in ModelType.objects.values_list("id", "slug", "cohort")
+    }
+
+
+class Router:
+    """The process's routing table (see the module docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        load: Callable[[], dict[str, Route]] = load_routes,
+        on_reload: Callable[[RoutingTable], None] | None = None,
+    ) -> None:
+        self._load = load
+        self._on_reload = on_reload
+        self._table: RoutingTable | None = None
+        self._lock = threading.Lock()
+        self._last_cache_warning = 0.0
+        self.reloads = 0  # for tests and the health page: how often this process reloaded
+
+    def route(self, slug: str) -> Route:
+        """The route of model type ``slug``; raises ``UnknownModelType`` (404)."""
+        table = self.table()
+        route = table.routes.get(slug)
+        if route is None:
+            route = self._missing(slug)
+        return route
+
+    def table(self) -> RoutingTable:
+        generation = self._generation()
+        table = self._table
+        if table is not None and generation is not None and table.generation == generation:
+            return table
+        with self._lock:
+            table = self._table  # another thread may have reloaded while this one waited
+            if table is None or generation is None or table.generation != generation:
+                table = RoutingTable(generation=generation, routes=self._load())
+                self._table = table
+                self.reloads += 1
+                if self._on_reload is not None:
+                    self._on_reload(table)
+        return table
+
+    def reset(self) -> None:
+        """Forget the table (tests; a process that wants a cold start)."""
+        with self._lock:
+            self._table = None
+
+    def _missing(self, slug: str) -> Route:
+        # A model type created after the table was read. It cannot have an active version yet
+        # without an activation, which would have bumped the generation: so it is 409, not a
+        # reason to reload. One query, only on this path.
+        from training.models import ModelType
+
+        found = ModelType.objects.filter(slug=slug).values_list("id", "cohort").first()
+        if found is None:
+            raise UnknownModelType(f"There is no model type {slug!r}.")
+        return Route(model_type_id=found[0], slug=slug, cohort=found[1], arms=())
+
+    def _generation(self) -> int | None:
+        from models_registry.serving import current_generation
+
+        try:
+            return current_generation()
+        except Exception:  # the cache backend is down: fall back to the database (see above)
+            now = time.monotonic()
+            if now - self._last_cache_warning >= CACHE_WARNING_INTERVAL_S:
+                self._last_cache_warning = now
+                logger.warning("Serving generation unreadable (cache down); routing reloads per request.")
+            return None
+
+
+def _retain_loaded_models(table: RoutingTable) -> None:
+    from models_registry.model_cache import MODEL_CACHE
+
+    MODEL_CACHE.retain(table.version_ids())
+
+
+ROUTER = Router(on_reload=_retain_loaded_models)

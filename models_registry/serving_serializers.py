@@ -1,0 +1,85 @@
+"""Serializers of the serving API: predict, batch predict, feedback.
+
+The prediction record itself is validated by ``models_registry.serving.prediction_input`` (the
+one conversion from a record to what the model sees, shared by single and batch requests, and
+fast enough for a thousand records); ``PredictRecordSerializer`` only documents its shape in the
+OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from models_registry.models import Feedback
+
+
+class PredictRecordSerializer(serializers.Serializer):
+    """One record: a case interchange record with a patient block, or only the four fields below."""
+
+    findings = serializers.DictField(child=serializers.FloatField(), required=False, help_text="Numeric findings.")
+    symptoms = serializers.ListField(child=serializers.CharField(), required=False)
+    age = serializers.JSONField(required=False, help_text='Years (0-120), or "90+". Without a patient block.')
+    sex = serializers.ChoiceField(choices=["female", "male", "other", "unknown"], required=False)
+    patient = serializers.DictField(
+        required=False,
+        help_text="The interchange patient block (mrn required). Age and sex then come from it; it is "
+        "de-identified in memory and never stored.",
+    )
+    encounter_date = serializers.DateField(required=False, help_text="With a patient block; default today.")
+    subject_key = serializers.CharField(
+        required=False,
+        max_length=200,
+        help_text="Your id of the subject (an encounter id, say). Stored only as an HMAC pseudonym.",
+    )
+
+
+class PredictBatchSerializer(serializers.Serializer):
+    records = serializers.ListField(child=PredictRecordSerializer(), help_text="At most MAX_PREDICT_BATCH records.")
+
+
+class DiagnosisSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    label = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.label, as DRF allows
+        help_text="The training data's text for the code (the code when it had none)."
+    )
+
+
+class PredictionAnswerSerializer(serializers.Serializer):
+    id = serializers.IntegerField(help_text="The prediction's id: give feedback on it later.")
+    model_type = serializers.CharField()
+    model_version = serializers.CharField()
+    arm = serializers.CharField(allow_null=True, help_text="The A/B arm, when a test routes this model type.")
+    diagnosis = DiagnosisSerializer()
+    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{diagnosis code: probability}")
+
+
+class FeedbackRequestSerializer(serializers.Serializer):
+    diagnosis_code = serializers.CharField(max_length=20, help_text="The confirmed diagnosis code.")
+    case = serializers.JSONField(
+        required=False,
+        help_text="The full case interchange record: submitted as a new case for review, by you. "
+        "cohort defaults to the model type's; a missing diagnosis code is the confirmed one.",
+    )
+
+    def validate_diagnosis_code(self, value: str) -> str:
+        code = value.strip().upper()
+        if not code:
+            raise serializers.ValidationError("Must not be blank.")
+        return code
+
+    def validate_case(self, value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise serializers.ValidationError("Must be a case interchange record (a JSON object).")
+        return value
+
+
+class FeedbackSerializer(serializers.ModelSerializer):
+    given_by = serializers.CharField(source="given_by.get_username", read_only=True)
+    case_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="The new case, if one was sent.")
+
+    class Meta:
+        model = Feedback
+        fields = ["id", "prediction", "diagnosis_code", "correct", "given_by", "created_at", "case_id"]
+        read_only_fields = fields

@@ -1,0 +1,290 @@
+"""The serving API: predict, batch predict, and feedback on a prediction.
+
+Who may do what
+---------------
+- Predict: users holding ``models_registry.predict`` (clinicians, prediction clients) and
+  superusers. Everyone else 403, anonymous 401.
+- Feedback: users holding ``models_registry.give_feedback`` (the same roles). Which predictions:
+  a prediction client (a hospital system) only on the predictions it requested itself, since one
+  site must not mark another's; a clinician (``cases.review_case``) or a superuser on any, since
+  the clinician who confirms a diagnosis is rarely the system that asked for the prediction.
+  Another user's prediction answers 404 to a prediction client, exactly like an id that does not
+  exist. The case sent with feedback is submitted for review with the feedback giver as the
+  submitter: the four-eyes rule of case review then applies to them as to anyone.
+
+The cost of a warm predict request
+----------------------------------
+Two SQL queries: the JWT user lookup and the prediction's INSERT. Routing reads the serving
+generation from the cache, not the database (``models_registry.router``); the model is in memory
+(``models_registry.model_cache``); and the permission check reads two flags that the user lookup
+itself computes (``ServingJWTAuthentication``), where ``user.has_perm`` would cost two more
+queries (the user's and their groups' permissions) on every request.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
+
+from cases.interchange import RecordError
+from learning_engine.exceptions import InvalidRequest
+from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
+from models_registry.models import Prediction
+from models_registry.router import ROUTER, Route
+from models_registry.serving import PredictionInput, feedback_case_record, prediction_input, serve
+from models_registry.serving_serializers import (
+    FeedbackRequestSerializer,
+    FeedbackSerializer,
+    PredictBatchSerializer,
+    PredictionAnswerSerializer,
+    PredictRecordSerializer,
+)
+
+# The serving permissions, as flags that ``ServingJWTAuthentication``'s user query computes.
+SERVING_FLAGS = {PERM_PREDICT: "serving_may_predict", PERM_GIVE_FEEDBACK: "serving_may_give_feedback"}
+
+
+def _through_table(model: Any, name: str) -> str:
+    """The table of a many-to-many field's through model."""
+    return str(model._meta.get_field(name).remote_field.through._meta.db_table)
+
+
+@functools.cache
+def _holds_sql() -> str:
+    """SQL for "the outer user holds (app label, codename) directly or through a group".
+
+    ModelBackend's rule, as raw SQL: the same test as ``Exists`` subqueries, but an ``Exists``
+    annotation costs the ORM ~5 ms of query building per request, which this endpoint pays on
+    every call; a ``RawSQL`` annotation costs almost nothing. Table names come from the models.
+    """
+    user_model = get_user_model()
+    quote = connection.ops.quote_name
+    user_table = quote(user_model._meta.db_table)
+    user_pk = quote(str(user_model._meta.get_field("id").column))
+    user_groups = _through_table(user_model, "groups")
+    user_perms = _through_table(user_model, "user_permissions")
+    group_perms = _through_table(Group, "permissions")
+    permission, content_type = Permission._meta.db_table, ContentType._meta.db_table
+    matches = (
+        f"JOIN {quote(permission)} p ON p.{quote('id')} = x.{quote('permission_id')} "
+        f"JOIN {quote(content_type)} ct ON ct.{quote('id')} = p.{quote('content_type_id')} "
+        f"WHERE p.{quote('codename')} = %s AND ct.{quote('app_label')} = %s"
+    )
+    # Only quoted table and column names of our own models are formatted in; values are parameters.
+    return (
+        f"(EXISTS (SELECT 1 FROM {quote(user_groups)} ug "  # noqa: S608
+        f"JOIN {quote(group_perms)} x ON x.{quote('group_id')} = ug.{quote('group_id')} {matches} "
+        f"AND ug.{quote('user_id')} = {user_table}.{user_pk}) "
+        f"OR EXISTS (SELECT 1 FROM {quote(user_perms)} x {matches} "
+        f"AND x.{quote('user_id')} = {user_table}.{user_pk}))"
+    )
+
+
+def _holds(permission: str) -> RawSQL:
+    app_label, codename = permission.split(".", 1)
+    return RawSQL(_holds_sql(), (codename, app_label, codename, app_label), output_field=BooleanField())  # noqa: S611
+
+
+def users_with_serving_flags() -> QuerySet:
+    return get_user_model().objects.annotate(**{flag: _holds(perm) for perm, flag in SERVING_FLAGS.items()})
+
+
+class _AnnotatedUserModel:
+    """What ``JWTAuthentication.get_user`` needs of the user model (``objects.get`` and
+    ``DoesNotExist``), with the serving flags annotated onto the one query it makes. Reusing
+    simplejwt's ``get_user`` keeps its checks (inactive users, revoked tokens) exactly as they are."""
+
+    def __init__(self) -> None:
+        model = get_user_model()
+        self.DoesNotExist = model.DoesNotExist
+
+    @property
+    def objects(self) -> QuerySet:
+        return users_with_serving_flags()
+
+
+class ServingJWTAuthentication(JWTAuthentication):
+    """JWT authentication whose user lookup also answers "may predict / may give feedback"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user_model = _AnnotatedUserModel()  # type: ignore[assignment]
+
+
+class ServingJWTScheme(SimpleJWTScheme):
+    """OpenAPI: the serving endpoints take the same bearer JWT as every other endpoint (a scheme
+    of its own name only because the schema generator wants one name per authentication class)."""
+
+    target_class = "models_registry.serving_views.ServingJWTAuthentication"
+    name = "servingJwtAuth"
+
+
+def serving_permission(permission: str) -> type[BasePermission]:
+    """Active users holding ``permission`` (superusers hold all), read from the auth flags when
+    ``ServingJWTAuthentication`` set them, else through ``has_perm`` (session authentication)."""
+    flag = SERVING_FLAGS[permission]
+
+    class _Serving(BasePermission):
+        message = "You do not have permission to perform this action."
+
+        def has_permission(self, request: Request, view: Any) -> bool:
+            user = request.user
+            if not (user and user.is_authenticated and user.is_active):
+                return False
+            if user.is_superuser:
+                return True
+            held = getattr(user, flag, None)
+            return bool(held) if held is not None else user.has_perm(permission)
+
+    _Serving.__name__ = f"Serving({permission})"
+    return _Serving
+
+
+AUTHENTICATION = [ServingJWTAuthentication, SessionAuthentication]
+ERRORS = {
+    400: OpenApiResponse(description="Invalid record (code 'invalid_record', with 'field'); batch too large."),
+    401: OpenApiResponse(description="Not authenticated."),
+    403: OpenApiResponse(description="Not a clinician or prediction client."),
+    404: OpenApiResponse(description="Unknown model type."),
+    409: OpenApiResponse(description="No active version (code 'no_active_version')."),
+}
+
+
+def _inputs(records: list[Any], *, prefix: str = "") -> list[PredictionInput]:
+    inputs = []
+    for index, record in enumerate(records):
+        try:
+            inputs.append(prediction_input(record))
+        except RecordError as exc:
+            where = f"{prefix}[{index}]" if prefix else ""
+            field = ".".join(part for part in (where, exc.field) if part)
+            raise InvalidRequest(
+                f"{field}: {exc.message}" if field else exc.message,
+                code="invalid_record",
+                field=field,
+                **({"index": index} if prefix else {}),
+            ) from None
+    return inputs
+
+
+def _served_route(slug: str) -> Route:
+    route = ROUTER.route(slug)
+    route.check_served()  # 409 before the body is read: without a version there is nothing to answer
+    return route
+
+
+class PredictView(APIView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [serving_permission(PERM_PREDICT)]
+
+    @extend_schema(
+        summary="Predict a diagnosis for one record",
+        description="The active version of the model type answers; the prediction is logged without any "
+        "identifier of the request (subject key as an HMAC pseudonym, input as a hash).",
+        request=PredictRecordSerializer,
+        responses={200: PredictionAnswerSerializer, **ERRORS},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        started = time.perf_counter()
+        route = _served_route(slug)
+        inputs = _inputs([request.data])
+        return Response(serve(route, inputs, by=request.user, started=started)[0])
+
+
+class PredictBatchView(APIView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [serving_permission(PERM_PREDICT)]
+    max_body_bytes = "MAX_PREDICT_BODY_BYTES"
+
+    @extend_schema(
+        summary="Predict diagnoses for a batch of records",
+        description="Up to MAX_PREDICT_BATCH records (default 1000); one answer and one logged prediction "
+        "per record, in order. One invalid record refuses the whole batch (400, with its index).",
+        request=PredictBatchSerializer,
+        responses={200: PredictionAnswerSerializer(many=True), **ERRORS},
+    )
+    def post(self, request: Request, slug: str) -> Response:
+        started = time.perf_counter()
+        route = _served_route(slug)
+        data = request.data
+        records = data.get("records") if isinstance(data, dict) else None
+        if not isinstance(records, list):
+            raise InvalidRequest('Send {"records": [...]}: a list of records.', code="invalid_batch")
+        if not records:
+            raise InvalidRequest("The batch has no records.", code="empty_batch")
+        limit = int(settings.MAX_PREDICT_BATCH)
+        if len(records) > limit:
+            raise InvalidRequest(
+                f"The batch has {len(records)} records; at most {limit} are taken per request.",
+                code="batch_too_large",
+                limit=limit,
+            )
+        inputs = _inputs(records, prefix="records")
+        return Response(serve(route, inputs, by=request.user, started=started))
+
+
+class FeedbackView(APIView):
+    authentication_classes = AUTHENTICATION
+    permission_classes = [serving_permission(PERM_GIVE_FEEDBACK)]
+
+    @extend_schema(
+        summary="Confirm the diagnosis of a prediction",
+        description="Marks the prediction right or wrong (once: a second feedback is 409 'feedback_exists'), "
+        "updates the version's live accuracy and, with 'case', submits the case for review.",
+        request=FeedbackRequestSerializer,
+        responses={
+            201: FeedbackSerializer,
+            400: OpenApiResponse(description="Invalid body or case ('invalid_case', 'diagnosis_mismatch')."),
+            401: OpenApiResponse(description="Not authenticated."),
+            403: OpenApiResponse(description="Not a clinician or prediction client."),
+            404: OpenApiResponse(description="No such prediction (or not yours, for a prediction client)."),
+            409: OpenApiResponse(description="Feedback given already; the case is on file already."),
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        body = FeedbackRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        prediction = self.get_prediction(request, pk)
+        code = body.validated_data["diagnosis_code"]
+        record = None
+        if body.validated_data.get("case") is not None:
+            try:
+                record = feedback_case_record(
+                    body.validated_data["case"], cohort=prediction.model_type.cohort, diagnosis_code=code
+                )
+            except RecordError as exc:
+                raise InvalidRequest(str(exc), code="invalid_case", field=exc.field) from None
+        feedback = prediction.give_feedback(diagnosis_code=code, by=request.user, case_record=record)
+        return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
+
+    def get_prediction(self, request: Request, pk: int) -> Prediction:
+        user = request.user
+        any_prediction = user.is_superuser or user.has_perm(PERM_REVIEW_CASE)
+        prediction = (
+            Prediction.objects.feedback_allowed_for(user, any_prediction=any_prediction)
+            .select_related("model_type")
+            .filter(pk=pk)
+            .first()
+        )
+        if prediction is None:
+            raise NotFound("No such prediction.")
+        return prediction

@@ -1,0 +1,145 @@
+"""Serving factories: a really trained, registered, approved and active version, and records.
+
+``served_version()`` trains a small logistic regression on synthetic rows (``training.trainer``,
+artifact saved in the default storage: the test's temporary MEDIA_ROOT), completes a job with it
+through the job's real transitions, lets the registry register it, has a clinical lead (not the
+job's creator) approve it and, unless ``activate=False``, activate it. The on-commit side effects
+(registration, the serving generation bump) run as they would after a real commit.
+
+The records are plain enough for a two-class model to tell apart: pneumonia (fever, low SpO2,
+high white cell count) and a common cold.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group
+from django.test import TestCase
+
+from learning_engine import roles
+from models_registry.model_cache import MODEL_CACHE
+from models_registry.models import ModelVersion
+from models_registry.router import ROUTER
+from tests.factories import UserFactory
+from tests.models_registry.factories import model_type as make_model_type
+from training.models import ModelType, TrainingJob
+from training.trainer import train
+
+PNEUMONIA = "J18.9"
+COLD = "J06.9"
+
+PNEUMONIA_FEATURES: dict[str, Any] = {
+    "findings": {"temperature_c": 39.4, "heart_rate": 118, "spo2": 89, "wbc": 16.2},
+    "symptoms": ["cough", "fever", "dyspnea"],
+    "age": 71,
+    "sex": "female",
+}
+COLD_FEATURES: dict[str, Any] = {
+    "findings": {"temperature_c": 37.1, "heart_rate": 76, "spo2": 98, "wbc": 6.8},
+    "symptoms": ["cough", "sore throat"],
+    "age": 34,
+    "sex": "male",
+}
+
+
+def user_in(role: str, **kwargs: Any) -> Any:
+    user = UserFactory.create(**kwargs)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Dataset-shaped rows (``training.dataset_format``), half pneumonia, half colds, with noise."""
+    rng = random.Random(seed)
+    rows = []
+    for index in range(count):
+        pneumonia = index % 2 == 0
+        base = PNEUMONIA_FEATURES if pneumonia else COLD_FEATURES
+        age = max(18, min(89, base["age"] + rng.randint(-15, 15)))
+        rows.append(
+            {
+                "case_id": index + 1,
+                "patient_pseudonym": f"p{index}",
+                "label": PNEUMONIA if pneumonia else COLD,
+                "label_text": "Pneumonia, unspecified organism" if pneumonia else "Acute upper respiratory infection",
+                "age": age,
+                "age_band": f"{age // 10 * 10}-{age // 10 * 10 + 9}",
+                "sex": rng.choice(["female", "male"]),
+                "encounter_year": 2026,
+                "findings": {key: value * rng.uniform(0.97, 1.03) for key, value in base["findings"].items()},
+                "symptoms": list(base["symptoms"]),
+            }
+        )
+    return rows
+
+
+def trained_artifact(*, seed: int = 0, rows: list[dict[str, Any]] | None = None) -> tuple[str, str, dict[str, Any]]:
+    """Train and save a model: (artifact path, sha256, evaluation)."""
+    rows = rows if rows is not None else synthetic_rows(60, seed=seed)
+    cut = len(rows) * 3 // 4
+    result = train(
+        {"train": rows[:cut], "validation": [], "test": rows[cut:]},
+        algorithm="logistic_regression",
+        hyperparameters={"seed": seed},
+        report=lambda progress: None,
+        artifact_name=f"serving-test-{uuid.uuid4().hex[:12]}",
+    )
+    assert result.artifact_path
+    assert result.artifact_sha256
+    return result.artifact_path, result.artifact_sha256, result.evaluation
+
+
+def served_version(
+    *,
+    model_type: ModelType | None = None,
+    engineer: Any = None,
+    lead: Any = None,
+    activate: bool = True,
+    seed: int = 0,
+    dataset: Any = None,
+    rows: list[dict[str, Any]] | None = None,
+) -> ModelVersion:
+    """A registered, approved (and by default active) version with a real artifact."""
+    model_type = model_type or make_model_type()
+    engineer = engineer or user_in(roles.ML_ENGINEER)
+    lead = lead or user_in(roles.CLINICAL_LEAD)
+    path, sha256, evaluation = trained_artifact(seed=seed, rows=rows)
+    # Each block ends as a commit would: its on-commit callbacks (registration, then the
+    # serving generation bump) run at the end of the block.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        job = TrainingJob.submit(model_type=model_type, by=engineer, dataset=dataset, algorithm="logistic_regression")
+        lease = job.start(worker_id="serving-test")
+        job.complete(lease=lease, evaluation=evaluation, artifact=path, artifact_sha256=sha256)
+    version = ModelVersion.objects.get(job=job)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        version.approve(by=lead, note="Evaluation reviewed.")
+        if activate:
+            version.activate(by=lead, reason="Serving test.")
+    version.refresh_from_db()
+    return version
+
+
+def activate(version: ModelVersion, *, by: Any) -> None:
+    """Activate with the generation bump on commit, as in production."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        version.activate(by=by, reason="Switch.")
+
+
+def reset_serving_state() -> None:
+    """Forget this process's routing table and loaded models (a cold process)."""
+    ROUTER.reset()
+    MODEL_CACHE.clear()
+
+
+@pytest.fixture
+def fresh_serving() -> Iterator[None]:
+    """Each test starts and ends with a cold serving state: the in-process table and models of a
+    previous test (whose database rows were rolled back) must not answer for this one."""
+    reset_serving_state()
+    yield
+    reset_serving_state()
