@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from models_registry.router import Arm
-from training.features import columns_from_rows, features
+from training.features import features
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ class LoadedModel:
             return np.asarray(self.pipeline.predict_proba([features(rows[0], self.numeric_features)]))
         from training.evaluation import predict_rows
 
-        # Columns made once here: ``predict_rows`` takes them as they are (``columns_of``).
-        columns: Any = columns_from_rows(rows)
-        return predict_rows(self.pipeline, columns, numeric_features=self.numeric_features).probabilities
+        return predict_rows(self.pipeline, rows, numeric_features=self.numeric_features).probabilities
 
 
 class ModelCache:
