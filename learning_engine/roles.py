@@ -61,6 +61,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "models_registry.view_performancerecord",
         "models_registry.add_performancerecord",
         "models_registry.view_versiontransition",
+        "models_registry.view_artifactrejection",
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
@@ -77,6 +78,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "models_registry.view_activationhistory",
         "models_registry.view_performancerecord",
         "models_registry.view_versiontransition",
+        "models_registry.view_artifactrejection",
     ],
     PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK],
 }
