@@ -82,9 +82,13 @@ def bump_generation() -> int:
     """Called on commit of every activation change."""
     try:
         return int(cache.incr(GENERATION_KEY))
-    except ValueError:  # the key is missing (a cache flush): start again above any old value
-        cache.add(GENERATION_KEY, 2, timeout=None)
-        return int(cache.get(GENERATION_KEY, 2))
+    except ValueError:
+        # The key is missing (a cache flush). Start again from the clock, not from a constant: a
+        # process may still hold a table tagged with the value the counter had before the flush,
+        # and must not find it again by coincidence (it would keep serving the old version).
+        restart = time.time_ns() // 1_000  # microseconds: fits any cache's 64-bit counter
+        cache.add(GENERATION_KEY, restart, timeout=None)
+        return int(cache.get(GENERATION_KEY, restart))
 
 
 # --- Prediction input --------------------------------------------------------------------------

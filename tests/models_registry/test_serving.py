@@ -379,3 +379,18 @@ def test_a_tampered_artifact_is_refused_before_loading_and_the_refusal_is_audite
     assert ArtifactRejection.objects.filter(version=version, purpose="serving", code="artifact_integrity").exists()
     assert not Prediction.objects.exists()
     assert len(MODEL_CACHE) == 0
+
+
+def test_a_cache_flush_between_two_activations_never_lets_a_stale_table_look_current(client, version):
+    from django.core.cache import cache
+
+    from models_registry.serving import bump_generation, current_generation
+
+    predict(client, PNEUMONIA_FEATURES)
+    cache.clear()
+    first = bump_generation()  # an activation after a flush
+    predict(client, PNEUMONIA_FEATURES)  # this process's table is now tagged `first`
+    cache.clear()
+    second = bump_generation()  # another activation after another flush
+    assert second != first
+    assert current_generation() == second
