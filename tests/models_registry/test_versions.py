@@ -158,7 +158,9 @@ def test_deactivate_then_archive(engineer, lead, django_capture_on_commit_callba
     version.archive(by=lead, reason="Superseded.")
     version.refresh_from_db()
     assert version.deployment_status == "archived"
-    assert ActivationHistory.objects.last().to_version is None
+    last = ActivationHistory.objects.last()
+    assert last is not None
+    assert last.to_version is None
     with pytest.raises(TransitionError):
         version.activate(by=lead)
 
