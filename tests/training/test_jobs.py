@@ -317,13 +317,14 @@ def test_the_database_queue_hands_out_higher_priority_first_then_first_in_first_
     from django_tasks_db.models import DBTaskResult
 
     dummy = task_backends["default"]
-    task_backends._connections.default = DatabaseBackend(alias="default", params={"QUEUES": ["default", "training"]})
+    connections = task_backends._connections  # type: ignore[attr-defined]  # the per-thread backend cache
+    connections.default = DatabaseBackend(alias="default", params={"QUEUES": ["default", "training"]})
     try:
         jobs = {}
         with django_capture_on_commit_callbacks(execute=True):
             for name, priority in (("low-1", -10), ("normal-1", 0), ("urgent", 50), ("normal-2", 0), ("low-2", -10)):
                 jobs[submit(model_type, engineer, priority=priority).pk] = name
     finally:
-        task_backends._connections.default = dummy
+        connections.default = dummy
     queue = DBTaskResult.objects.ready().filter(queue_name="training")
     assert [jobs[row.args_kwargs["args"][0]] for row in queue] == ["urgent", "normal-1", "normal-2", "low-1", "low-2"]
