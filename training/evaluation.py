@@ -19,6 +19,14 @@ Conventions:
   resample only through its confusion matrix, and resampling rows with replacement is the same as
   drawing the confusion matrix's cells from a multinomial with the observed cell frequencies, so
   1000 resamples cost one ``multinomial`` call of size 1000 x labels^2, whatever the test size.
+
+Cost: the whole test set and every subgroup are scored from index-coded labels with numpy:
+precision, recall and F1 from the confusion matrix, AUROC from ranks (one sort per label for the
+whole set, which the subgroups reuse), rather than through sklearn's metric functions, whose
+input checks cost more than the arithmetic. The tests compare every figure with sklearn's. Our
+pipelines get their matrix from the rows' columns (``training.features.feature_matrix``), not a
+feature dict per row; the single-row latency does go through ``features`` and the whole pipeline,
+as a prediction request does.
 """
 
 from __future__ import annotations
@@ -30,16 +38,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.pipeline import Pipeline
 
-from training.features import feature_dicts, features
+from training.features import RowColumns, columns_of, feature_dicts, feature_matrix, features
+
+Rows = Sequence[Mapping[str, Any]] | RowColumns
 
 BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
-LATENCY_CALLS = 50
+# Single-row predictions timed for the latency (about 1 ms each): enough for a median and a p95.
+LATENCY_CALLS = 20
 SUBGROUP_FIELDS = ("sex", "age_band")
-UNKNOWN = "unknown"
 
 
 def plain(value: Any) -> Any:
@@ -75,17 +86,54 @@ def model_classes(model: Any) -> list[str]:
     return [str(label) for label in model.classes_]
 
 
-def predict_rows(model: Any, rows: Sequence[Mapping[str, Any]], *, numeric_features: list[str]) -> Predictions:
-    """The model's predictions for ``rows`` (dataset-shaped; ``label`` may be absent)."""
+def _dense_vectorizer(model: Any) -> DictVectorizer | None:
+    """The leading dense ``DictVectorizer`` of a pipeline (ours all have one), else None."""
+    if isinstance(model, Pipeline) and model.steps:
+        first = model.steps[0][1]
+        if isinstance(first, DictVectorizer) and not first.sparse:
+            return first
+    return None
+
+
+def _probabilities(model: Any, rows: Rows, *, numeric_features: list[str]) -> np.ndarray:
+    """``model.predict_proba`` of the rows' feature dicts, as float64.
+
+    For our pipelines the vectorizer's matrix is built from the rows' columns instead
+    (``training.features.feature_matrix``: the same matrix, without a dict per row), then passed
+    through the remaining steps as ``Pipeline.predict_proba`` would.
+    """
     classes = model_classes(model)
-    if rows:
-        probabilities = np.asarray(model.predict_proba(feature_dicts(rows, numeric_features)), dtype=np.float64)
-    else:
-        probabilities = np.empty((0, len(classes)))
+    if not len(rows):
+        return np.empty((0, len(classes)))
+    vectorizer = _dense_vectorizer(model)
+    if vectorizer is None:
+        if isinstance(rows, RowColumns):
+            raise TypeError("Only a pipeline led by a dense DictVectorizer predicts from columns; pass row dicts.")
+        return np.asarray(model.predict_proba(feature_dicts(rows, numeric_features)), dtype=np.float64)
+    X = feature_matrix(columns_of(rows), vectorizer, numeric_features)
+    for _, step in model.steps[1:-1]:
+        if step is not None and step != "passthrough":
+            X = step.transform(X)
+    return np.asarray(model.steps[-1][1].predict_proba(X), dtype=np.float64)
+
+
+def _truth(label: Any) -> str:
+    return str(label) if label is not None else ""
+
+
+def predict_rows(model: Any, rows: Rows, *, numeric_features: list[str]) -> Predictions:
+    """The model's predictions for ``rows`` (dataset-shaped; ``label`` may be absent).
+
+    ``rows`` are row dicts, a dataset file's split (``read_rows_by_split``), or, for our
+    pipelines, ``RowColumns`` made once by the caller.
+    """
+    classes = model_classes(model)
+    probabilities = _probabilities(model, rows, numeric_features=numeric_features)
+    columns = columns_of(rows)
     predicted = np.argmax(probabilities, axis=1) if len(probabilities) else np.empty(0, dtype=np.int64)
     return Predictions(
-        case_ids=[row.get("case_id") for row in rows],
-        y_true=[str(row.get("label")) if row.get("label") is not None else "" for row in rows],
+        case_ids=columns.case_ids.tolist(),
+        y_true=columns.labels.mapped([_truth(value) for value in columns.labels.values]).tolist(),
         y_pred=[classes[i] for i in predicted],
         classes=classes,
         probabilities=probabilities,
@@ -97,6 +145,40 @@ def predict_rows(model: Any, rows: Sequence[Mapping[str, Any]], *, numeric_featu
 
 def _confusion(true_index: np.ndarray, pred_index: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(true_index * size + pred_index, minlength=size * size).reshape(size, size)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (sklearn's ``zero_division=0``)."""
+    return np.divide(numerator, denominator, out=np.zeros(np.shape(denominator)), where=denominator > 0)
+
+
+def _per_label(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall, F1 and support per label of a confusion matrix (truth in rows).
+
+    As sklearn's ``precision_recall_fscore_support(zero_division=0)``: F1 is 2TP / (2TP + FP + FN),
+    and each is 0 where undefined.
+    """
+    true_counts = confusion.sum(axis=1)
+    pred_counts = confusion.sum(axis=0)
+    hits = np.diagonal(confusion)
+    return (
+        _ratio(hits, pred_counts),
+        _ratio(hits, true_counts),
+        _ratio(2 * hits, true_counts + pred_counts),
+        true_counts,
+    )
+
+
+def _averages(confusion: np.ndarray) -> dict[str, float]:
+    """Macro and weighted precision, recall and F1 over the labels in the truth or predictions."""
+    precision, recall, f1, support = _per_label(confusion)
+    present = (support + confusion.sum(axis=0)) > 0
+    result: dict[str, float] = {}
+    for average in ("macro", "weighted"):
+        weights = present.astype(np.float64) if average == "macro" else support.astype(np.float64)
+        for name, values in (("precision", precision), ("recall", recall), ("f1", f1)):
+            result[f"{name}_{average}"] = float(np.sum(values * weights) / np.sum(weights))
+    return result
 
 
 def _accuracy_and_macro_f1(confusions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,16 +210,41 @@ def _bootstrap(confusion: np.ndarray, *, resamples: int, seed: int) -> tuple[lis
     )
 
 
-def _auroc(true_index: np.ndarray, scores: np.ndarray, labels: list[str]) -> tuple[list[float | None], float | None]:
-    per_label: list[float | None] = []
-    for j in range(len(labels)):
-        positive = true_index == j
-        if positive.all() or not positive.any():
-            per_label.append(None)  # undefined without both positives and negatives
-        else:
-            per_label.append(float(roc_auc_score(positive, scores[:, j])))
-    defined = [value for value in per_label if value is not None]
-    return per_label, (float(np.mean(defined)) if defined else None)
+def _auroc(true_index: np.ndarray, scores: np.ndarray, order: np.ndarray) -> tuple[list[float | None], float | None]:
+    """One-vs-rest AUROC per label (None where undefined) and their mean.
+
+    The Mann-Whitney form: the chance that a random positive scores above a random negative, a
+    tie counting one half, which is the area under the ROC curve (``roc_auc_score``; tests
+    compare). From the positives' average ranks, ties sharing theirs. ``order[:, j]`` lists the
+    rows by ascending score of label j (``_score_order``).
+    """
+    n, size = scores.shape
+    positives = np.bincount(true_index, minlength=size)[:size]
+    per_label: list[float | None] = [None] * size  # undefined without both positives and negatives
+    for j in np.flatnonzero((positives > 0) & (positives < n)):
+        rows = order[:, j]
+        ordered = scores[rows, j]
+        # Runs of equal scores: each run's rows share the average of the run's ranks (1-based).
+        starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+        ends = np.append(starts[1:], n)
+        positives_per_run = np.add.reduceat((true_index[rows] == j).astype(np.float64), starts)
+        rank_sum = float(np.dot((starts + ends + 1) / 2, positives_per_run))
+        pos = float(positives[j])
+        per_label[j] = (rank_sum - pos * (pos + 1) / 2) / (pos * (n - pos))
+    values = [value for value in per_label if value is not None]
+    return per_label, (float(np.mean(values)) if values else None)
+
+
+def _score_order(scores: np.ndarray) -> np.ndarray:
+    """Each label's rows by ascending score (a column per label)."""
+    return np.argsort(scores, axis=0)
+
+
+def _order_within(order: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """``_score_order`` of the member rows, from the whole set's: no sort, the order is kept."""
+    position = np.cumsum(member) - 1  # a member's row within the subgroup
+    kept = member[order].T  # per label, which rows of its order are members
+    return position[order.T[kept].reshape(order.shape[1], -1).T]
 
 
 def _brier(true_index: np.ndarray, scores: np.ndarray) -> float:
@@ -152,26 +259,19 @@ def _headline(
     scores: np.ndarray,
     labels: list[str],
     *,
+    order: np.ndarray,
     resamples: int,
     seed: int,
-) -> dict[str, Any]:
-    """The metrics reported for the whole test set and for each subgroup."""
-    true_labels = [labels[i] for i in true_index]
-    pred_labels = [labels[i] for i in pred_index]
-    averages: dict[str, Any] = {}
-    for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            true_labels, pred_labels, average=average, zero_division=0
-        )
-        averages |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
+) -> tuple[list[float | None], dict[str, Any]]:
+    """The metrics reported for the whole test set and for each subgroup, and the AUROC per label."""
     confusion = _confusion(true_index, pred_index, len(labels))
     accuracy_ci, f1_ci = _bootstrap(confusion, resamples=resamples, seed=seed)
-    _, auroc_macro = _auroc(true_index, scores, labels)
-    return {
+    auroc_per_label, auroc_macro = _auroc(true_index, scores, order)
+    return auroc_per_label, {
         "n": len(true_index),
-        "accuracy": float(np.mean(true_index == pred_index)),
+        "accuracy": float(np.trace(confusion) / len(true_index)),
         "accuracy_ci": accuracy_ci,
-        **averages,
+        **_averages(confusion),
         "f1_macro_ci": f1_ci,
         "auroc_macro": auroc_macro,
         "brier": _brier(true_index, scores),
@@ -180,10 +280,11 @@ def _headline(
 
 def _latency_ms(model: Any, rows: Sequence[Mapping[str, Any]], numeric_features: list[str], calls: int) -> dict:
     """Single-row prediction latency, featurisation included (what a predict request pays)."""
-    model.predict_proba([features(rows[0], numeric_features)])  # warm-up, not counted
+    sample = list(rows[: max(1, calls)])  # the row dicts exist before the clock runs, as in a request
+    model.predict_proba([features(sample[0], numeric_features)])  # warm-up, not counted
     timings = []
     for i in range(calls):
-        row = rows[i % len(rows)]
+        row = sample[i % len(sample)]
         start = time.perf_counter()
         model.predict_proba([features(row, numeric_features)])
         timings.append((time.perf_counter() - start) * 1000)
@@ -204,23 +305,29 @@ def evaluate(
     latency_calls: int = LATENCY_CALLS,
 ) -> dict[str, Any]:
     """Test-set metrics of a fitted pipeline (see the module docstring), as plain JSON."""
-    if not rows:
+    if not len(rows):
         raise ValueError("There are no rows to evaluate on.")
-    predictions = predict_rows(model, rows, numeric_features=numeric_features)
-    classes = predictions.classes
-    labels = classes + sorted(set(predictions.y_true) - set(classes))
+    columns = columns_of(rows)
+    classes = model_classes(model)
+    probabilities = _probabilities(model, rows, numeric_features=numeric_features)
+    if not np.all(np.isfinite(probabilities)):
+        raise ValueError("The model's probabilities are not all finite.")
+    truths = [_truth(value) for value in columns.labels.values]
+    used_truths = {_truth(value) for value in columns.labels.used_values()}
+    labels = classes + sorted(used_truths - set(classes))
     position = {label: i for i, label in enumerate(labels)}
-    true_index = np.array([position[label] for label in predictions.y_true], dtype=np.int64)
-    pred_index = np.array([position[label] for label in predictions.y_pred], dtype=np.int64)
+    true_index = columns.labels.mapped([position.get(truth, -1) for truth in truths], dtype=np.int64)
+    pred_index = np.argmax(probabilities, axis=1).astype(np.int64)
     # Columns for labels the model does not know: probability 0.
-    scores = np.zeros((len(rows), len(labels)))
-    scores[:, : len(classes)] = predictions.probabilities
+    scores = np.zeros((len(columns), len(labels)))
+    scores[:, : len(classes)] = probabilities
 
-    overall = _headline(true_index, pred_index, scores, labels, resamples=resamples, seed=seed)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        predictions.y_true, predictions.y_pred, labels=labels, average=None, zero_division=0
+    order = _score_order(scores)
+    auroc_per_label, overall = _headline(
+        true_index, pred_index, scores, labels, order=order, resamples=resamples, seed=seed
     )
-    auroc_per_label, _ = _auroc(true_index, scores, labels)
+    confusion = _confusion(true_index, pred_index, len(labels))
+    precision, recall, f1, support = _per_label(confusion)
     per_class = [
         {
             "label": label,
@@ -235,12 +342,18 @@ def evaluate(
 
     subgroups: dict[str, list[dict[str, Any]]] = {}
     for field_name in SUBGROUP_FIELDS:
-        values = np.array([str(row.get(field_name) or UNKNOWN) for row in rows], dtype=object)
+        coded = getattr(columns, field_name)  # str(value or "unknown") per row, coded
         groups = []
-        for value in sorted(set(values)):
-            member = values == value
-            metrics = _headline(
-                true_index[member], pred_index[member], scores[member], labels, resamples=resamples, seed=seed
+        for value in sorted(coded.used_values()):
+            member = coded.codes == coded.values.index(value)
+            _, metrics = _headline(
+                true_index[member],
+                pred_index[member],
+                scores[member],
+                labels,
+                order=_order_within(order, member),
+                resamples=resamples,
+                seed=seed,
             )
             groups.append({"value": value, **metrics})
         subgroups[field_name] = groups
@@ -251,7 +364,7 @@ def evaluate(
             "labels": labels,
             **overall,
             "per_class": per_class,
-            "confusion_matrix": {"labels": labels, "matrix": _confusion(true_index, pred_index, len(labels))},
+            "confusion_matrix": {"labels": labels, "matrix": confusion},
             "subgroups": subgroups,
             "bootstrap": {"resamples": resamples, "seed": seed, "confidence": CONFIDENCE, "method": "percentile"},
             "latency_ms": _latency_ms(model, rows, numeric_features, latency_calls),

@@ -1,14 +1,17 @@
 """The trainer: a scikit-learn pipeline fitted on a snapshot's splits, with live progress.
 
-``train`` is pure library code: rows in (``training.dataset_format`` row dicts, de-identified
-fields only), a fitted pipeline, metrics, history and evaluation out. The caller (the worker task)
+``train`` is pure library code: rows in (``training.dataset_format`` rows, de-identified fields
+only: a dataset file's splits from ``read_rows_by_split``, or lists of row dicts), a fitted
+pipeline, metrics, history and evaluation out. The caller (the worker task)
 passes ``report``, which receives a ``TrainingProgress`` at every stage and epoch; it writes the
 progress to the job row and raises when the job is no longer ours (``LeaseLost`` after a cancel
 or the reaper). That exception propagates straight out of ``train``: nothing is saved after it.
 
 Pipeline: ``DictVectorizer(sparse=False) -> SimpleImputer(median) -> StandardScaler -> classifier``.
 Dense, because sklearn 1.9's ``SGDClassifier`` rejects the vectorizer's sparse output (64-bit
-indices). The preprocessing is fitted on the train split only.
+indices). The preprocessing is fitted on the train split only, from the split's columns
+(``_fit_preprocessing``): the same fitted steps and matrices as ``fit_transform`` on a feature
+dict per row, without the dicts, which cost more than the fit itself on a large split.
 
 Epoch-based algorithms (SGD, MLP) train by real mini-batch epochs: each epoch shuffles the train
 split with the seed's generator and feeds it to ``partial_fit`` batch after batch, with every
@@ -23,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +45,7 @@ from learning_engine.exceptions import DomainError
 from training.algorithms import EPOCH_BASED, validate_hyperparameters
 from training.artifacts import save_artifact
 from training.evaluation import evaluate, plain
-from training.features import feature_dicts, labels, numeric_feature_names
+from training.features import RowColumns, columns_of, feature_matrix, fit_vectorizer
 
 SPLITS = ("train", "validation", "test")
 
@@ -167,6 +170,113 @@ def build_classifier(algorithm: str, params: Mapping[str, Any]) -> Any:
     raise TrainingError(f"Unknown algorithm {algorithm!r}.", code="invalid_algorithm")
 
 
+def _sequence(rows: Iterable[Mapping[str, Any]] | None) -> Sequence[Mapping[str, Any]]:
+    """A split as a sequence: as given when it is one (a dataset file's ``SplitRows``), else a list."""
+    if rows is None:
+        return []
+    return rows if isinstance(rows, Sequence) else list(rows)
+
+
+def _fit_preprocessing(preprocessing: Pipeline, columns: RowColumns, numeric_features: list[str]) -> np.ndarray:
+    """``preprocessing.fit_transform(feature_dicts(rows, numeric_features))``, from the columns.
+
+    The same fitted steps and the same matrix, bit for bit (tests pin both), at a fraction of the
+    cost: the vectorizer learns its vocabulary from the columns' distinct values and the matrix
+    comes from ``feature_matrix`` (see ``training.features``), the imputer's medians from
+    ``_column_medians``, and ``_transform`` applies the fitted steps without sklearn's per-call
+    checks and copies. The scaler fits as sklearn fits it.
+    """
+    vectorizer = preprocessing.steps[0][1]
+    fit_vectorizer(vectorizer, columns, numeric_features)
+    X = feature_matrix(columns, vectorizer, numeric_features)
+    # Every column but the numeric features' is 0/1 (one-hot, multi-hot), with no gaps.
+    binary = np.ones(X.shape[1], dtype=bool)
+    binary[[vectorizer.vocabulary_[name] for name in numeric_features if name in vectorizer.vocabulary_]] = False
+    for _, step in preprocessing.steps[1:]:
+        if _is_median_imputer(step):
+            _fit_median_imputer(step, X, binary=binary)
+        else:
+            step.fit(X)
+        X = _transform(step, X)
+    return X
+
+
+def _preprocess(preprocessing: Pipeline, columns: RowColumns, numeric_features: list[str]) -> np.ndarray:
+    """``preprocessing.transform(feature_dicts(rows, numeric_features))``, from the columns."""
+    X = feature_matrix(columns, preprocessing.steps[0][1], numeric_features)
+    for _, step in preprocessing.steps[1:]:
+        X = _transform(step, X)
+    return X
+
+
+def _transform(step: Any, X: np.ndarray) -> np.ndarray:
+    """``step.transform(X)`` of a fitted step, for a float matrix of ours (changed in place).
+
+    The median imputer fills each NaN with its column's statistic; the standard scaler subtracts
+    the mean and divides by the scale in place, as its ``transform`` does after copying and
+    checking its input. Same values (tests pin them); any other step transforms itself.
+    """
+    if _is_median_imputer(step):
+        np.copyto(X, np.broadcast_to(step.statistics_, X.shape), where=np.isnan(X))
+        return X
+    if type(step) is StandardScaler:
+        if step.with_mean:
+            X -= step.mean_.astype(X.dtype, copy=False)
+        if step.with_std:
+            X /= step.scale_.astype(X.dtype, copy=False)
+        return X
+    return step.transform(X)
+
+
+def _is_median_imputer(step: Any) -> bool:
+    return (
+        isinstance(step, SimpleImputer)
+        and step.strategy == "median"
+        and step.keep_empty_features
+        and not step.add_indicator
+        and isinstance(step.missing_values, float)
+        and math.isnan(step.missing_values)
+    )
+
+
+def _fit_median_imputer(imputer: SimpleImputer, X: np.ndarray, *, binary: np.ndarray | None = None) -> SimpleImputer:
+    """``imputer.fit(X)``, several times faster, to the same fitted state.
+
+    ``SimpleImputer`` takes its medians with ``np.ma.median``, a full sort of a masked copy of X
+    (70 ms of a 32,500 x 36 fit). ``_column_medians`` finds the same medians without it, and
+    fitting on the one row of them leaves the imputer as fitting on X would: the median of one
+    value is that value, a column without any value stays empty (imputed 0 with
+    ``keep_empty_features``), and the width and dtype are X's. A test pins the equality.
+    """
+    if len(X) == 0:
+        return imputer.fit(X)  # the imputer's own error for an empty matrix
+    return imputer.fit(_column_medians(X, binary=binary).reshape(1, -1))
+
+
+def _column_medians(X: np.ndarray, *, binary: np.ndarray | None = None) -> np.ndarray:
+    """Each column's median over its non-NaN values (NaN for a column without any).
+
+    The middle value, or the mean of the two middle values, of the sorted values, as
+    ``np.ma.median`` and ``np.nanmedian`` take it. A 0/1 column without gaps (one-hot,
+    multi-hot: most of ours) needs no sort: its count of zeros says what sits in the middle.
+    ``binary`` marks the columns known to be such; without it they are found.
+    """
+    n, width = X.shape
+    if binary is None:
+        binary = ((X == 0) | (X == 1)).all(axis=0)
+    medians = np.full(width, np.nan)
+    zeros = n - X.sum(axis=0)[binary]
+    low = (n - 1) // 2 >= zeros  # the sorted column's value at (n - 1) // 2 is 1
+    high = n // 2 >= zeros  # ... and at n // 2
+    medians[binary] = (low.astype(np.float64) + high.astype(np.float64)) / 2
+    others = np.flatnonzero(~binary)
+    for j, column in zip(others, X[:, others].T.copy(), strict=True):  # contiguous columns
+        values = column[~np.isnan(column)]
+        if len(values):
+            medians[j] = np.median(values)
+    return medians
+
+
 def _log_loss(probabilities: np.ndarray, y_index: np.ndarray) -> float | None:
     """Mean negative log-likelihood of the true classes; rows of unknown labels (-1) excluded."""
     known = y_index >= 0
@@ -183,12 +293,6 @@ def _split_metrics(classifier: Any, X: np.ndarray, y_index: np.ndarray) -> tuple
     probabilities = classifier.predict_proba(X)
     accuracy = float(np.mean(np.argmax(probabilities, axis=1) == y_index))
     return _log_loss(probabilities, y_index), accuracy
-
-
-def _index_of(y: Sequence[str], classes: list[str]) -> np.ndarray:
-    """Each label's column in ``classes``, -1 for a label the model cannot know."""
-    position = {label: i for i, label in enumerate(classes)}
-    return np.array([position.get(label, -1) for label in y], dtype=np.int64)
 
 
 def _check_finite(value: float | None, where: str) -> None:
@@ -290,31 +394,35 @@ def _train(
     reporter = _Reporter(report, progress_interval)
     reporter.send(0.0, "Preparing features")
 
-    train_rows = list(rows_by_split.get("train") or [])
-    validation_rows = list(rows_by_split.get("validation") or [])
-    test_rows = list(rows_by_split.get("test") or [])
-    if not train_rows:
+    train_rows = _sequence(rows_by_split.get("train"))
+    validation_rows = _sequence(rows_by_split.get("validation"))
+    test_rows = _sequence(rows_by_split.get("test"))
+    if not len(train_rows):
         raise TrainingError("The training split is empty.", code="empty_split")
-    if not test_rows:
+    if not len(test_rows):
         raise TrainingError("The test split is empty: there is nothing to evaluate the model on.", code="empty_split")
-    y_train = np.array(labels(train_rows), dtype=object)
-    classes = sorted(set(y_train))
+    train_columns = columns_of(train_rows)
+    validation_columns = columns_of(validation_rows)
+    if None in train_columns.labels.used_values():
+        raise TrainingError("Some rows of the training split have no label.", code="missing_label")
+    y_train = train_columns.label_strings()
+    classes = sorted({str(label) for label in train_columns.labels.used_values()})
     if len(classes) < 2:
         raise TrainingError(
             f"The training split has a single label ({classes[0]!r}); a classifier needs at least two.",
             code="single_label",
         )
 
-    numeric_features = numeric_feature_names(train_rows)
+    numeric_features = train_columns.numeric_feature_names()
     preprocessing = build_preprocessing()
-    X_train = preprocessing.fit_transform(feature_dicts(train_rows, numeric_features))
+    X_train = _fit_preprocessing(preprocessing, train_columns, numeric_features)
     X_validation = (
-        preprocessing.transform(feature_dicts(validation_rows, numeric_features))
-        if validation_rows
+        _preprocess(preprocessing, validation_columns, numeric_features)
+        if len(validation_columns)
         else np.empty((0, X_train.shape[1]))
     )
-    train_index = _index_of(list(y_train), classes)
-    validation_index = _index_of(labels(validation_rows), classes)
+    train_index = train_columns.label_index(classes)
+    validation_index = validation_columns.label_index(classes)
     classifier = build_classifier(algorithm, params)
 
     def split_metrics() -> dict[str, Any]:
@@ -356,8 +464,8 @@ def _train(
             "auroc_macro": evaluation["auroc_macro"],
             "brier": evaluation["brier"],
             **fit_metrics,
-            "train_size": len(train_rows),
-            "validation_size": len(validation_rows),
+            "train_size": len(train_columns),
+            "validation_size": len(validation_columns),
             "test_size": len(test_rows),
         }
     )

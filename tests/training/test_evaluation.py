@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from tests.training.test_trainer import Recorder, synthetic_splits
-from training.evaluation import evaluate, plain, predict_rows
+from tests.training.test_trainer import FAST, Recorder, file_splits, synthetic_splits
+from training.evaluation import LATENCY_CALLS, evaluate, plain, predict_rows
+from training.features import columns_from_rows, feature_dicts
 from training.trainer import train
 
 ID = "finding:id"
@@ -23,7 +24,10 @@ class StubModel:
         self.classes_ = np.array(classes, dtype=object)
         self.probabilities = np.array(probabilities, dtype=np.float32)  # float32: must not leak
 
+        self.batch_sizes: list[int] = []
+
     def predict_proba(self, feature_dicts: list[dict[str, float]]) -> np.ndarray:
+        self.batch_sizes.append(len(feature_dicts))
         return self.probabilities[[int(features[ID]) for features in feature_dicts]]
 
 
@@ -214,11 +218,14 @@ def test_the_evaluation_is_plain_json_even_from_float32_probabilities():
 
 
 def test_latency_is_measured_over_single_row_calls():
-    result = evaluate_stub()
+    model = StubModel(CLASSES, PROBABILITIES)
+
+    result = evaluate(model, stub_rows(TRUTH), numeric_features=[ID])
 
     latency = result["latency_ms"]
-    assert latency["calls"] == 50
+    assert latency["calls"] == LATENCY_CALLS >= 20
     assert 0 <= latency["median"] <= latency["p95"]
+    assert model.batch_sizes == [10] + [1] * (LATENCY_CALLS + 1)  # the test set, a warm-up, the timed calls
 
 
 def test_predict_rows_gives_paired_per_row_predictions():
@@ -254,3 +261,107 @@ def test_evaluation_of_a_trained_pipeline_agrees_with_its_predictions():
 
     assert result.evaluation["accuracy"] == pytest.approx(accuracy_score(predictions.y_true, predictions.y_pred))
     np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1.0)
+
+
+# --- The numpy metrics against sklearn's, on larger sets with ties, gaps and subgroups ------------
+
+
+def random_case(seed: int, size: int = 400) -> tuple[list[str], list[list[float]], list[str], list[str | None]]:
+    """Truth, probabilities (rounded: many ties), sexes and bands for ``size`` rows, about 70% right."""
+    rng = np.random.default_rng(seed)
+    truth = [CLASSES[i] for i in rng.integers(0, 3, size)]
+    probabilities = rng.dirichlet([1, 1, 1], size)
+    for row, label in zip(probabilities, truth, strict=True):
+        if rng.random() < 0.6:
+            row[CLASSES.index(label)] += 2
+    probabilities = (probabilities / probabilities.sum(axis=1, keepdims=True)).round(1)
+    sexes = [("female", "male", "Female ")[i] for i in rng.integers(0, 3, size)]
+    bands = [("30-39", "40-49", None, "90+")[i] for i in rng.integers(0, 4, size)]
+    return truth, probabilities.tolist(), sexes, bands
+
+
+def sklearn_metrics(truth: list[str], scores: np.ndarray) -> dict[str, Any]:
+    predicted = [CLASSES[i] for i in np.argmax(scores, axis=1)]
+    expected: dict[str, Any] = {"accuracy": accuracy_score(truth, predicted)}
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(truth, predicted, average=average, zero_division=0)
+        expected |= {f"precision_{average}": precision, f"recall_{average}": recall, f"f1_{average}": f1}
+    present = [j for j, label in enumerate(CLASSES) if 0 < truth.count(label) < len(truth)]
+    aurocs = [roc_auc_score([t == CLASSES[j] for t in truth], scores[:, j]) for j in present]
+    expected["auroc_macro"] = float(np.mean(aurocs)) if aurocs else None
+    onehot = np.array([[t == label for label in CLASSES] for t in truth], dtype=float)
+    expected["brier"] = float(np.mean(np.sum((scores - onehot) ** 2, axis=1)))
+    return expected
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_metric_of_the_set_and_of_each_subgroup_is_sklearns(seed):
+    truth, probabilities, sexes, bands = random_case(seed)
+    scores = np.array(probabilities, dtype=np.float32).astype(np.float64)  # what the stub returns
+
+    result = evaluate(
+        StubModel(CLASSES, probabilities), stub_rows(truth, sexes=sexes, bands=bands), numeric_features=[ID]
+    )
+
+    for key, value in sklearn_metrics(truth, scores).items():
+        assert result[key] == pytest.approx(value, abs=1e-12), key
+    per_class = {row["label"]: row for row in result["per_class"]}
+    for j, label in enumerate(CLASSES):
+        assert per_class[label]["auroc"] == pytest.approx(roc_auc_score([t == label for t in truth], scores[:, j]))
+    for field_name, values in (("sex", sexes), ("age_band", bands)):
+        groups = result["subgroups"][field_name]
+        assert [group["value"] for group in groups] == sorted({str(value or "unknown") for value in values})
+        for group in groups:
+            member = [i for i, value in enumerate(values) if str(value or "unknown") == group["value"]]
+            assert group["n"] == len(member)
+            expected = sklearn_metrics([truth[i] for i in member], scores[member])
+            for key, value in expected.items():
+                assert group[key] == pytest.approx(value, abs=1e-12), (field_name, group["value"], key)
+
+
+def test_averages_follow_sklearn_when_a_label_is_only_true_or_only_predicted():
+    truth = ["A", "A", "B", "B", "A", "B", "A", "B", "A", "B"]  # C only predicted
+    truth_with_d = [*truth[:-1], "D"]  # D only true (the model does not know it)
+    for labels in (truth, truth_with_d):
+        result = evaluate_stub(truth=labels)
+
+        for average in ("macro", "weighted"):
+            precision, recall, f1, _ = precision_recall_fscore_support(
+                labels, PREDICTED, average=average, zero_division=0
+            )
+            assert result[f"precision_{average}"] == pytest.approx(precision)
+            assert result[f"recall_{average}"] == pytest.approx(recall)
+            assert result[f"f1_{average}"] == pytest.approx(f1)
+        assert result["f1_macro_ci"][0] <= result["f1_macro"] <= result["f1_macro_ci"][1]
+
+
+def test_auroc_counts_a_tie_between_a_positive_and_a_negative_as_half():
+    truth = ["A", "B", "A", "B", "C", "C"]
+    probabilities = [[0.5, 0.5, 0.0]] * 4 + [[0.0, 0.0, 1.0]] * 2  # A and B rows all tie
+
+    result = evaluate_stub(truth=truth, probabilities=probabilities)
+
+    per_class = {row["label"]: row["auroc"] for row in result["per_class"]}
+    assert per_class["A"] == pytest.approx(roc_auc_score([t == "A" for t in truth], [p[0] for p in probabilities]))
+    assert per_class["C"] == 1.0
+
+
+@pytest.mark.parametrize("algorithm", ["logistic_regression", "sgd"])
+def test_predicting_from_columns_is_predicting_from_feature_dicts(algorithm):
+    splits = synthetic_splits()
+    result = train(splits, algorithm=algorithm, hyperparameters=FAST[algorithm], report=Recorder())
+    expected = result.pipeline.predict_proba(feature_dicts(splits["test"], result.numeric_features))
+    from_file = file_splits(splits)["test"]
+
+    for rows in (splits["test"], from_file, columns_from_rows(splits["test"]), from_file.columns):
+        predictions = predict_rows(result.pipeline, rows, numeric_features=result.numeric_features)
+
+        assert predictions.probabilities.tobytes() == expected.tobytes()
+        assert predictions.case_ids == [row["case_id"] for row in splits["test"]]
+        assert predictions.y_true == [row["label"] for row in splits["test"]]
+        assert all(type(case_id) is int for case_id in predictions.case_ids)
+
+
+def test_a_model_that_is_not_our_pipeline_needs_row_dicts():
+    with pytest.raises(TypeError, match="row dicts"):
+        predict_rows(StubModel(CLASSES, PROBABILITIES), columns_from_rows(stub_rows(TRUTH)), numeric_features=[ID])

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import load_breast_cancer
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.impute import SimpleImputer
 
 from cases.deid import deidentify
 from cases.interchange import parse_record
 from tests.cases.factories import record_dict
 from training import trainer
 from training.algorithms import SPECS
-from training.dataset_format import row_from_deidentified
-from training.features import feature_dicts, features, numeric_feature_names, row_from_record
+from training.dataset_format import SCHEMA, DatasetFileChanged, read_rows_by_split, row_from_deidentified
+from training.features import (
+    columns_from_rows,
+    feature_dicts,
+    feature_matrix,
+    features,
+    fit_vectorizer,
+    numeric_feature_names,
+    row_from_record,
+)
 from training.models import LeaseLost
 from training.trainer import TrainingError, TrainingProgress, build_classifier, build_preprocessing, train
 
@@ -107,6 +122,82 @@ def storage(settings, tmp_path):
     return tmp_path
 
 
+class _StoredFile:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def open(self, mode: str = "rb") -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+@dataclass
+class FileSnapshot:
+    """What ``read_rows_by_split`` reads of a snapshot: its file, recorded sha256 and id."""
+
+    file: _StoredFile
+    file_sha256: str
+    pk: int = 1
+
+
+def parquet_snapshot(rows: list[dict[str, Any]], *, row_group_size: int = 7) -> FileSnapshot:
+    """Rows written as a dataset file (``SCHEMA``, several row groups, as the builder writes)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buffer, row_group_size=row_group_size)
+    data = buffer.getvalue()
+    return FileSnapshot(_StoredFile(data), hashlib.sha256(data).hexdigest())
+
+
+def file_splits(splits: dict[str, list[dict[str, Any]]], **kwargs: Any) -> dict[str, Any]:
+    """``splits`` written to a dataset file and read back the way a worker reads it."""
+    return read_rows_by_split(parquet_snapshot([row for rows in splits.values() for row in rows], **kwargs))
+
+
+def edge_row(index: int, split: str, **fields: Any) -> dict[str, Any]:
+    """A file-shaped row; ``fields`` override the plain defaults."""
+    row = {
+        "case_id": index,
+        "split": split,
+        "patient_pseudonym": f"edge-{index}",
+        "label": ("J18.9", "J45.909")[index % 2],
+        "label_text": "",
+        "age": 40 + index,
+        "age_band": "40-49",
+        "sex": "female",
+        "encounter_year": 2025,
+        "findings": [("spo2", 95.0 - index), ("temperature_c", 37.0 + index / 10)],
+        "symptoms": ["cough"],
+    }
+    return row | fields
+
+
+def edge_splits() -> dict[str, list[dict[str, Any]]]:
+    """Rows that exercise every normalisation ``features`` applies, storable in a dataset file."""
+    train = [
+        edge_row(0, "train"),
+        edge_row(1, "train", findings=None, symptoms=None, sex=None, age_band=None, age=None),
+        edge_row(2, "train", sex=" Female ", symptoms=[" Cough", "cough", "", "  ", None, "WHEEZE"]),
+        edge_row(3, "train", sex="", findings=[("spo2", None), ("temperature_c", float("inf")), ("wbc", 0.0)]),
+        edge_row(4, "train", findings=[("lactate", float("nan"))], age=90, age_band="90+"),
+        edge_row(5, "train", symptoms=[], sex="male", age_band="50-59"),
+        edge_row(6, "train", findings=[("spo2", float("-inf"))], symptoms=["fever", "cough"]),
+    ]
+    validation = [edge_row(7, "validation", sex="MALE", symptoms=["fever"])]
+    test = [
+        edge_row(8, "test", findings=[("crp", 12.0), ("spo2", 91.0)], symptoms=["rash", "cough"]),
+        edge_row(9, "test", age_band="10-19", sex="other", findings=None),
+        edge_row(10, "test", symptoms=[None], age=None, age_band=None),
+    ]
+    return {"train": train, "validation": validation, "test": test}
+
+
+def assert_same_matrix(actual: np.ndarray, expected: np.ndarray) -> None:
+    """Equal bit for bit, NaN where NaN (``assert_array_equal`` would also pass -0.0 for 0.0)."""
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    assert np.array_equal(np.isnan(actual), np.isnan(expected))
+    assert actual.tobytes() == np.where(np.isnan(expected), actual, expected).tobytes()
+
+
 # --- Features ------------------------------------------------------------------------------------
 
 
@@ -166,6 +257,188 @@ def test_row_from_record_accepts_a_record_without_diagnosis():
 
     assert row["label"] is None
     assert features(row, ["age", "finding:spo2"])["age"] == 90.0
+
+
+# --- Columns: the whole-split path equals the per-row definition -------------------------------
+
+
+def test_the_feature_matrix_is_what_the_vectorizer_makes_of_the_feature_dicts():
+    splits = edge_splits()
+    # Values only row dicts can carry (a request's record): text, booleans, "90+", other key types.
+    splits["train"] += [
+        {"label": "J18.9", "age": "90+", "sex": "Male", "findings": {"spo2": "96.5", "heart_rate": True}},
+        {"label": "J45.909", "age": True, "findings": {"spo2": "n/a", 7: 1.0}, "symptoms": ("cough", 3)},
+    ]
+    splits["test"] += [{"label": "J06.9", "age": "unknown", "findings": {"heart_rate": 80, "spo2": None}}]
+    names = numeric_feature_names(splits["train"])
+    reference = DictVectorizer(sparse=False).fit(feature_dicts(splits["train"], names))
+    columns = columns_from_rows(splits["train"])
+
+    vectorizer = fit_vectorizer(DictVectorizer(sparse=False), columns, names)
+
+    assert columns.numeric_feature_names() == names
+    assert vectorizer.feature_names_ == reference.feature_names_
+    assert vectorizer.vocabulary_ == reference.vocabulary_
+    for rows in splits.values():
+        expected = reference.transform(feature_dicts(rows, names))
+        assert_same_matrix(feature_matrix(columns_from_rows(rows), vectorizer, names), expected)
+    assert "symptom:none" in vectorizer.vocabulary_  # str(None), as features() writes it
+    assert "symptom:rash" not in vectorizer.vocabulary_  # seen in the test split only
+
+
+def test_a_dataset_file_decodes_to_the_columns_of_its_rows():
+    splits = edge_splits()
+    by_split = file_splits(splits, row_group_size=3)  # row groups with their own dictionaries
+    names = numeric_feature_names(splits["train"])
+    reference = DictVectorizer(sparse=False).fit(feature_dicts(splits["train"], names))
+    vectorizer = fit_vectorizer(DictVectorizer(sparse=False), by_split["train"].columns, names)
+
+    assert by_split["train"].columns.numeric_feature_names() == names
+    assert vectorizer.vocabulary_ == reference.vocabulary_
+    for name, rows in splits.items():
+        columns = by_split[name].columns
+        as_dicts = [row | {"findings": dict(row["findings"] or [])} for row in rows]
+        assert json.dumps(list(by_split[name])) == json.dumps(as_dicts)  # NaN-safe equality
+        assert_same_matrix(feature_matrix(columns, vectorizer, names), reference.transform(feature_dicts(rows, names)))
+        assert columns.case_ids.tolist() == [row["case_id"] for row in rows]
+        assert columns.label_strings().tolist() == [row["label"] for row in rows]
+        assert columns.sex.mapped(columns.sex.values).tolist() == [str(row["sex"] or "unknown") for row in rows]
+
+
+def test_a_finding_repeated_within_a_row_counts_its_last_value_as_a_dict_does():
+    rows = [edge_row(0, "train", findings=[("spo2", 90.0), ("temperature_c", 38.0), ("spo2", 95.0)])]
+    rows.append(edge_row(1, "train"))
+    columns = file_splits({"train": rows})["train"].columns
+    names = ["age", "finding:spo2", "finding:temperature_c"]
+    vectorizer = fit_vectorizer(DictVectorizer(sparse=False), columns, names)
+
+    matrix = feature_matrix(columns, vectorizer, names)
+
+    assert matrix[0, vectorizer.vocabulary_["finding:spo2"]] == 95.0
+    assert features(rows[0] | {"findings": dict(rows[0]["findings"])}, names)["finding:spo2"] == 95.0
+
+
+def test_read_rows_by_split_makes_row_dicts_on_demand():
+    rows = [edge_row(i, ("train", "test", "holdout")[i % 3]) for i in range(20)]
+
+    by_split = read_rows_by_split(parquet_snapshot(rows, row_group_size=4))
+
+    assert list(by_split) == ["train", "validation", "test", "holdout"]
+    assert len(by_split["validation"]) == 0
+    assert list(by_split["validation"]) == []
+    train = [row | {"findings": dict(row["findings"])} for row in rows if row["split"] == "train"]
+    assert len(by_split["train"]) == len(train)
+    assert by_split["train"][0] == train[0]
+    assert by_split["train"][-1] == train[-1]
+    assert by_split["train"][2:5] == train[2:5]
+    assert by_split["train"][::3] == train[::3]
+    assert list(by_split["train"]) == train
+    with pytest.raises(IndexError):
+        by_split["train"][len(train)]
+
+
+def test_a_dataset_file_that_changed_is_refused():
+    snapshot = parquet_snapshot([edge_row(0, "train")])
+    snapshot.file_sha256 = "0" * 64
+
+    with pytest.raises(DatasetFileChanged):
+        read_rows_by_split(snapshot)
+
+
+def test_the_preprocessing_fitted_from_columns_is_the_pipeline_fitted_on_feature_dicts():
+    splits = synthetic_splits((301, 45, 60))  # an odd count: the medians' middle value
+    splits["train"][0] = {**splits["train"][0], "findings": [*splits["train"][0]["findings"], ("lactate", None)]}
+    names = numeric_feature_names(splits["train"])
+    reference = build_preprocessing()
+    expected_train = reference.fit_transform(feature_dicts(splits["train"], names))
+    preprocessing = build_preprocessing()
+
+    X_train = trainer._fit_preprocessing(preprocessing, columns_from_rows(splits["train"]), names)
+    X_validation = trainer._preprocess(preprocessing, columns_from_rows(splits["validation"]), names)
+
+    assert_same_matrix(X_train, expected_train)
+    assert_same_matrix(X_validation, reference.transform(feature_dicts(splits["validation"], names)))
+    for (_, ours), (_, theirs) in zip(preprocessing.steps, reference.steps, strict=True):
+        assert vars(ours).keys() == vars(theirs).keys()  # every fitted attribute, none missing
+        for attribute, value in vars(theirs).items():
+            if isinstance(value, np.ndarray):
+                assert_same_matrix(np.atleast_1d(vars(ours)[attribute]), np.atleast_1d(value))
+            elif isinstance(value, float) and math.isnan(value):
+                assert math.isnan(vars(ours)[attribute]), attribute
+            else:
+                assert vars(ours)[attribute] == value, attribute
+    assert preprocessing.named_steps["imputer"].statistics_[reference[0].vocabulary_["finding:lactate"]] == 0.0
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 8, 600, 601])
+def test_the_column_medians_are_the_imputers_medians(rows):
+    rng = np.random.default_rng(rows)
+    X = np.column_stack(
+        [
+            rng.normal(size=rows).round(1),  # ties
+            rng.integers(0, 2, rows).astype(float),  # a 0/1 column
+            np.zeros(rows),
+            np.ones(rows),
+            np.full(rows, np.nan),  # never observed
+            rng.integers(0, 3, rows).astype(float),
+            rng.normal(size=rows),
+        ]
+    )
+    X[rng.random(X.shape) < 0.3] = np.nan
+    X[:, 1:4] = np.nan_to_num(X[:, 1:4], nan=1.0)  # the 0/1 columns have no gaps
+    binary = np.array([False, True, True, True, False, False, False])
+    imputer = SimpleImputer(strategy="median", keep_empty_features=True)
+
+    expected = imputer.fit(X).statistics_
+    for hint in (binary, None):
+        medians = trainer._column_medians(X, binary=hint)
+        fitted = trainer._fit_median_imputer(SimpleImputer(strategy="median", keep_empty_features=True), X, binary=hint)
+
+        assert_same_matrix(medians[~np.isnan(medians)], expected[~np.isnan(medians)])
+        assert np.isnan(medians[4])
+        assert fitted.statistics_.tobytes() == expected.tobytes()
+        assert_same_matrix(trainer._transform(fitted, X.copy()), imputer.transform(X))
+
+
+def test_training_on_a_dataset_file_is_training_on_its_row_dicts():
+    splits = synthetic_splits()
+    from_file = file_splits(splits, row_group_size=50)
+    for algorithm in ("logistic_regression", "sgd"):
+        params = FAST[algorithm]
+
+        expected = train(splits, algorithm=algorithm, hyperparameters=params, report=Recorder())
+        result = train(from_file, algorithm=algorithm, hyperparameters=params, report=Recorder())
+
+        X = feature_dicts(splits["test"], expected.numeric_features)
+        assert result.numeric_features == expected.numeric_features
+        assert result.pipeline.predict_proba(X).tobytes() == expected.pipeline.predict_proba(X).tobytes()
+        assert result.history == expected.history
+        assert result.metrics == expected.metrics
+        assert {k: v for k, v in result.evaluation.items() if k != "latency_ms"} == {
+            k: v for k, v in expected.evaluation.items() if k != "latency_ms"
+        }
+
+
+def test_the_trained_pipeline_takes_feature_dicts_and_predicts_as_it_was_fitted():
+    splits = synthetic_splits()
+    result = train(splits, algorithm="logistic_regression", hyperparameters={}, report=Recorder())
+    preprocessing, classifier = result.pipeline[:-1], result.pipeline[-1]
+
+    matrix = trainer._preprocess(preprocessing, columns_from_rows(splits["test"]), result.numeric_features)
+
+    dicts = feature_dicts(splits["test"], result.numeric_features)
+    assert_same_matrix(preprocessing.transform(dicts), matrix)
+    assert result.pipeline.predict_proba(dicts).tobytes() == classifier.predict_proba(matrix).tobytes()
+
+
+def test_a_training_row_without_a_label_is_a_clear_error():
+    splits = synthetic_splits()
+    splits["train"][3] = {key: value for key, value in splits["train"][3].items() if key != "label"}
+
+    with pytest.raises(TrainingError) as caught:
+        train(splits, algorithm="logistic_regression", hyperparameters={}, report=Recorder())
+
+    assert caught.value.code == "missing_label"
 
 
 # --- Training ------------------------------------------------------------------------------------
