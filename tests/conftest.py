@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from learning_engine import roles
-from tests.factories import UserFactory
+from tests.factories import user_with_role
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)
 
@@ -20,10 +20,7 @@ def make_user(db) -> Callable[..., User]:
     """make_user("clinician", username="alice"): a user in that role (None: no role)."""
 
     def make(role: str | None = None, **kwargs: object) -> User:
-        user = UserFactory.create(**kwargs)
-        if role:
-            user.groups.add(Group.objects.get(name=role))
-        return user
+        return user_with_role(role, **kwargs)
 
     return make
 

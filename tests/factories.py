@@ -17,3 +17,18 @@ class UserFactory(factory.django.DjangoModelFactory[User]):
     email = factory.LazyAttribute(lambda user: f"{user.username}@hospital.test")
     password = factory.django.Password("pw-for-tests-only")
     is_active = True
+
+
+def user_with_role(role: str | None = None, **kwargs: object) -> User:
+    """A user in that role's group (None: no role)."""
+    from django.contrib.auth.models import Group
+
+    from learning_engine import roles
+
+    user = UserFactory.create(**kwargs)
+    if role:
+        if not Group.objects.filter(name=role).exists():
+            # A transactional test before this one flushed the tables the migrations filled.
+            roles.sync_roles()
+        user.groups.add(Group.objects.get(name=role))
+    return user

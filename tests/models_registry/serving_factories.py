@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import TestCase
 
 from learning_engine import roles
 from models_registry.model_cache import MODEL_CACHE
 from models_registry.models import ModelVersion
 from models_registry.router import ROUTER
-from tests.factories import UserFactory
+from tests.factories import user_with_role
 from tests.models_registry.factories import model_type as make_model_type
 from training.models import ModelType, TrainingJob
 from training.trainer import train
@@ -48,9 +47,7 @@ COLD_FEATURES: dict[str, Any] = {
 
 
 def user_in(role: str, **kwargs: Any) -> Any:
-    user = UserFactory.create(**kwargs)
-    user.groups.add(Group.objects.get(name=role))
-    return user
+    return user_with_role(role, **kwargs)
 
 
 def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
