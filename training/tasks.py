@@ -41,7 +41,10 @@ def enqueue_job(job_id: int, priority: int) -> None:
 
 @task(queue_name=TRAINING_QUEUE)
 def run_training_job(job_id: int) -> dict[str, Any]:
-    job = TrainingJob.objects.select_related("model_type", "dataset").filter(pk=job_id).first()
+    # The manifest (every case id of the snapshot) is not needed to train: do not decode it.
+    job = (
+        TrainingJob.objects.select_related("model_type", "dataset").defer("dataset__manifest").filter(pk=job_id).first()
+    )
     if job is None:
         return {"job": job_id, "outcome": "missing"}
     if job.status != TrainingJob.Status.QUEUED or job.executor != TrainingJob.Executor.WORKER:
