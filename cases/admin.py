@@ -21,7 +21,6 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError
 from django.db.models import Q, QuerySet
@@ -34,7 +33,7 @@ from cases import deid
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition
 from cases.statistics import compute_statistics
-from learning_engine.admin_helpers import bar_chart, confirm_and_apply
+from learning_engine.admin_helpers import DeferredListAdminMixin, bar_chart, confirm_and_apply
 from learning_engine.exceptions import DomainError
 from learning_engine.permissions import can_view_phi
 from learning_engine.roles import PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
@@ -95,11 +94,6 @@ class QualityRangeFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet[Case]) -> QuerySet[Case]:
         entry = self.RANGES.get(self.value() or "")
         return queryset.filter(entry[1]) if entry else queryset
-
-
-class CaseChangeList(ChangeList):
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Case]:
-        return super().get_queryset(request, exclude_parameters).defer(*LIST_DEFERRED)
 
 
 # --- Action forms --------------------------------------------------------------------------------
@@ -258,7 +252,8 @@ _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(DeferredListAdminMixin, admin.ModelAdmin):
+    list_deferred = LIST_DEFERRED
     form = CaseAdminForm
     list_display_links = ("id",)
     list_filter = ("status", "cohort", "diagnosis_code", "rejection_reason", QualityRangeFilter)
@@ -299,9 +294,6 @@ class CaseAdmin(admin.ModelAdmin):
             if root not in NON_PHI_LOOKUP_ROOTS and lookup not in simple_filters:
                 return False
         return super().lookup_allowed(lookup, value, request)
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return CaseChangeList
 
     @admin.display(description="quality", ordering="quality_score")
     def quality(self, obj: Case) -> str:

@@ -36,6 +36,7 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import model_ngettext
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -307,3 +308,18 @@ def bar_chart(
         total=sum(value for _label, value in pairs),
         value_label=value_label,
     )
+
+
+class DeferredListAdminMixin:
+    """A changelist that never loads ``list_deferred`` (large or PHI columns a list does not show)."""
+
+    list_deferred: tuple[str, ...] = ()
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        deferred = self.list_deferred
+
+        class DeferringChangeList(ChangeList):
+            def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+                return super().get_queryset(request, exclude_parameters).defer(*deferred)
+
+        return DeferringChangeList

@@ -27,7 +27,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -36,7 +35,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from learning_engine.admin_helpers import bar_chart, confirm_and_apply
+from learning_engine.admin_helpers import DeferredListAdminMixin, bar_chart, confirm_and_apply
 from learning_engine.charts import LineChart, line_chart
 from learning_engine.exceptions import DomainError, InvalidRequest
 from training.algorithms import SPECS, validate_hyperparameters
@@ -407,11 +406,6 @@ class JobTransitionInline(_AuditInline):
 DATASET_LIST_DEFERRED = ("manifest", "scan_report")
 
 
-class DatasetChangeList(ChangeList):
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[DatasetSnapshot]:
-        return super().get_queryset(request, exclude_parameters).defer(*DATASET_LIST_DEFERRED)
-
-
 class DatasetCreateForm(forms.ModelForm):
     """What ``training.datasets.create_snapshot`` takes; the build then runs in the background."""
 
@@ -480,7 +474,8 @@ class LiveCreateAdminMixin:
 
 
 @admin.register(DatasetSnapshot)
-class DatasetSnapshotAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
+class DatasetSnapshotAdmin(DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
+    list_deferred = DATASET_LIST_DEFERRED
     live_url_name = "training_datasetsnapshot_live"
     list_display = (
         "id",
@@ -537,9 +532,6 @@ class DatasetSnapshotAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
         return False  # jobs and model versions point at it; it is evidence of what was trained on
 
     # --- Lists -----------------------------------------------------------------------------------
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return DatasetChangeList
 
     def _split_count(self, obj: DatasetSnapshot, split: str) -> str:
         if obj.status != DatasetSnapshot.Status.READY:
@@ -698,11 +690,6 @@ class DatasetSnapshotAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
 JOB_LIST_DEFERRED = ("history", "evaluation", "error_log", "metrics", "hyperparameters")
 
 
-class JobChangeList(ChangeList):
-    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[TrainingJob]:
-        return super().get_queryset(request, exclude_parameters).defer(*JOB_LIST_DEFERRED)
-
-
 class DatasetChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         digest = obj.content_hash[:12] if obj.content_hash else "no hash"
@@ -805,7 +792,8 @@ class CancelForm(forms.Form):
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
+class TrainingJobAdmin(DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
+    list_deferred = JOB_LIST_DEFERRED
     live_url_name = "training_trainingjob_live"
     list_display = (
         "id",
@@ -865,9 +853,6 @@ class TrainingJobAdmin(LiveCreateAdminMixin, admin.ModelAdmin):
         return request.user.has_perm("training.change_trainingjob")
 
     # --- Lists -----------------------------------------------------------------------------------
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return JobChangeList
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: TrainingJob) -> str:
