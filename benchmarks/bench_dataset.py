@@ -10,13 +10,15 @@ snapshot of 200,000 cases (each a fresh ``python`` child, reporting its own ``ru
 the larger at most 1.5x the smaller, i.e. memory does not grow with the number of cases beyond the
 few bytes a case the split needs.
 
-Set-up: one cohort of 200,000 approved cases, bulk-created. De-identifying 200,000 records takes
-minutes (a regex compiled per patient), so a pool of real records is de-identified once per
-encounter year with ``cases.deid.deidentify`` and each case copies one of them with its own MRN,
-external id and pseudonym (the note, which names the MRN, is rewritten to match; the MRN never
+Set-up: one cohort of 200,000 approved cases, bulk-created. De-identifying 200,000 records would
+take over a minute (``bench_deid`` measures it), so a pool of real records is de-identified once
+per encounter year with ``cases.deid.deidentify`` and each case copies one of them with its own
+MRN, external id and pseudonym (the note, which names the MRN, is rewritten to match; the MRN never
 reaches the de-identified record). Quality score and content hash are the template's. Encounter
 years select the sizes: the first 20,000 cases are in one year, the next 80,000 in the next, the
 rest in a third, so the 20,000 and 100,000 builds are the 200,000 with an encounter-date filter.
+The scan cannot take a shortcut from the shared templates: it reads each case's own patient block
+and rules its identifiers out (or matches them) case by case.
 """
 
 from __future__ import annotations

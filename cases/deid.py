@@ -21,17 +21,37 @@ thousands separators. Decimal values ("Temp 38.6"), ratios ("BP 120/80") and per
 
 Bump ``POLICY_VERSION`` whenever the output of this module changes for the same input: every
 de-identified record and every dataset records the version that produced it.
+
+How the patient's own identifiers are matched (speed without a second definition). The
+definition is one regex per patient: every identifier text as an alternative (``_Spec.pattern``),
+the longest first, joined with ``|`` and applied with ``re.IGNORECASE`` (``_combined_regex``).
+Compiling it costs milliseconds a patient, so it is compiled only for the odd patient whose
+identifier could match an empty string. Everyone else gets ``_Matchers``, which find exactly the
+same matches: each alternative made of ASCII characters is matched by string search and a few
+shared, compiled separator patterns (``_Runs``, ``_Flex``, ``_Zip``); any other alternative by its
+own regex, compiled once per distinct text and cached (``_Regex``); and the leftmost match wins,
+the earliest alternative on a tie, as in the joined regex. ``tests/cases/test_deid.py`` holds the
+two to the same output on generated patients.
+
+Residual checks of many cases (``ResidualIndex``): a dataset scan asks, for every case, whether
+its own identifiers appear in its strings. The strings are mostly a small vocabulary, so each
+distinct string is indexed once (its pattern kinds, the fragments of its words and numbers); a
+patient whose identifier words and numbers occur nowhere in the index cannot match any string,
+and only the others are matched exactly. See ``ResidualIndex.might_hold_own`` for why that test
+never misses a match.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from cases.interchange import CaseRecord
 from cases.quality import age_at
@@ -106,35 +126,51 @@ _IPV6 = (
 )
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
-PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("EMAIL", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)),
+# What a text must contain for a pattern to match at all. Testing that first (a substring test)
+# skips most patterns for most texts, and changes nothing: a pattern that cannot match leaves the
+# text as it is. Every pattern below needs what its entry says (tests/cases/test_deid.py checks).
+_NEEDS_DIGIT, _NEEDS_DOTTED_DIGIT, _NEEDS_URL = "digit", "digit and dot", "url"
+
+_PATTERN_TABLE: list[tuple[str, str, re.Pattern[str]]] = [
+    ("EMAIL", "@", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)),
     # A URL does not end with the punctuation of the sentence around it.
-    ("URL", re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]", re.IGNORECASE)),
-    ("IP", re.compile(rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\d]|\.\d)")),
-    ("IP", re.compile(_IPV6, re.IGNORECASE)),
-    ("SSN", re.compile(r"(?<![\d.])\d{3}[-. ]\d{2}[-. ]\d{4}(?!\d|\.\d)")),
-    ("DATE", re.compile(r"(?<![\d.])\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?!\d|\.\d)")),
-    ("DATE", re.compile(r"(?<![\d.])\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})(?!\d|\.\d)")),
+    (
+        "URL",
+        _NEEDS_URL,
+        re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]", re.IGNORECASE),
+    ),
+    ("IP", _NEEDS_DOTTED_DIGIT, re.compile(rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\d]|\.\d)")),
+    ("IP", ":", re.compile(_IPV6, re.IGNORECASE)),
+    ("SSN", _NEEDS_DIGIT, re.compile(r"(?<![\d.])\d{3}[-. ]\d{2}[-. ]\d{4}(?!\d|\.\d)")),
+    ("DATE", _NEEDS_DIGIT, re.compile(r"(?<![\d.])\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?!\d|\.\d)")),
+    ("DATE", _NEEDS_DIGIT, re.compile(r"(?<![\d.])\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})(?!\d|\.\d)")),
     # "March 14, 1957", "Mar. 14 1957", "Mar-14-1957"
-    ("DATE", re.compile(rf"\b{_MONTHS}[\s./-]*\d{{1,2}}{_ORDINAL}(?:\s*,\s*|[\s./-]+)\d{{4}}\b", re.IGNORECASE)),
+    (
+        "DATE",
+        _NEEDS_DIGIT,
+        re.compile(rf"\b{_MONTHS}[\s./-]*\d{{1,2}}{_ORDINAL}(?:\s*,\s*|[\s./-]+)\d{{4}}\b", re.IGNORECASE),
+    ),
     # "14 March 1957", "14th of March, 1957", "14-Mar-1957", "14Mar1957", "14-Mar-57"
     (
         "DATE",
+        _NEEDS_DIGIT,
         re.compile(
             rf"\b\d{{1,2}}{_ORDINAL}[\s./-]*(?:of\s+)?{_MONTHS}(?:[\s,./-]*\d{{4}}|[./-]\d{{2}})\b", re.IGNORECASE
         ),
     ),
     (
         "MRN",
+        _NEEDS_DIGIT,
         re.compile(
             r"\b(?:MRN|MR#|medical record(?: number| no\.?)?|chart(?: number| no\.?| #))[\s:#-]*[A-Z0-9-]*\d[A-Z0-9-]*",
             re.IGNORECASE,
         ),
     ),
     # International numbers in groups of any size: "+33 1 23 45 67 89", "+44 (0)20 7946 0958".
-    ("PHONE", re.compile(r"(?<!\w)\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){3,6}(?!\w|\.\d)")),
+    ("PHONE", _NEEDS_DIGIT, re.compile(r"(?<!\w)\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){3,6}(?!\w|\.\d)")),
     (
         "PHONE",
+        _NEEDS_DIGIT,
         re.compile(
             r"(?<!\w)(?<!\d\.)(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,5}\)[\s.-]?|\d{2,5}[\s.-])\d{2,4}[\s.-]?\d{3,4}"
             r"(?!\w|\.\d)"
@@ -142,6 +178,7 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ),
     (
         "ADDRESS",
+        _NEEDS_DIGIT,
         re.compile(
             r"\b\d{1,6}\s+(?:[A-Z][\w'\u2019-]*\s+){1,3}(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|"
             r"Way|Ct|Court|Pl|Place|Ter|Terrace|Pkwy|Parkway|Sq|Square|Hwy|Highway)\b\.?"
@@ -150,14 +187,49 @@ PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     # Safe Harbor: an age over 89 is itself an identifier ("a 97-year-old", "aged 95").
     (
         "AGE",
+        _NEEDS_DIGIT,
         re.compile(
             r"(?<![\w.])(?:9\d|1[0-4]\d)(?=\s*-?\s*(?:years?|yrs?|y/?o\b|y\.o\.))"
             r"|(?:(?<=\bage )|(?<=\baged )|(?<=\bage: )|(?<=\bage:))(?:9\d|1[0-4]\d)\b",
             re.IGNORECASE,
         ),
     ),
-    ("ID", re.compile(r"\b[A-Z]{0,4}-?\d{6,}\b", re.IGNORECASE)),
+    ("ID", _NEEDS_DIGIT, re.compile(r"\b[A-Z]{0,4}-?\d{6,}\b", re.IGNORECASE)),
 ]
+PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, pattern) for kind, _needs, pattern in _PATTERN_TABLE]
+
+_ANY_DIGIT = re.compile(r"\d")
+_URL_START = re.compile(r"://|www\.", re.IGNORECASE)
+
+
+def _may_match(needs: str, text: str, has_digit: bool) -> bool:
+    if needs == _NEEDS_DIGIT:
+        return has_digit
+    if needs == _NEEDS_DOTTED_DIGIT:
+        return has_digit and "." in text
+    if needs == _NEEDS_URL:
+        return _URL_START.search(text) is not None
+    return needs in text
+
+
+def _replace_patterns(text: str) -> str:
+    has_digit = _ANY_DIGIT.search(text) is not None
+    for kind, needs, pattern in _PATTERN_TABLE:
+        if _may_match(needs, text, has_digit):
+            text, count = pattern.subn(f"[{kind}]", text)
+            if count and has_digit:  # placeholders hold no digits: a replacement may remove the last
+                has_digit = _ANY_DIGIT.search(text) is not None
+    return text
+
+
+def _pattern_kinds(text: str) -> list[str]:
+    """The kinds of ``PATTERNS`` found in ``text``, each once, in the table's order."""
+    has_digit = _ANY_DIGIT.search(text) is not None
+    found = [
+        kind for kind, needs, pattern in _PATTERN_TABLE if _may_match(needs, text, has_digit) and pattern.search(text)
+    ]
+    return list(dict.fromkeys(found))
+
 
 # --- The patient's own identifiers ---------------------------------------------------------------
 
@@ -208,14 +280,9 @@ def _loose(text: str) -> str:
     """A regex for ``text`` as people retype it: any accents, apostrophes, hyphens and spacing."""
     out: list[str] = []
     for ch in unicodedata.normalize("NFC", text):
-        if ch in _APOSTROPHES:
-            out.append(f"[{re.escape(_APOSTROPHES)}]?")
-        elif ch in _DASHES:
-            out.append(rf"[\s{re.escape(_DASHES)}]*")
-        elif ch.isspace():
-            out.append(r"\s+")
-        elif ch in ".,":
-            out.append(rf"{re.escape(ch)}?")
+        piece = _separator_piece(ch)
+        if piece is not None:
+            out.append(piece)
         else:
             # Also the forms that case mapping expands ("ß" -> "SS", "İ" -> "i̇"): IGNORECASE
             # compares one character with one character only.
@@ -224,6 +291,19 @@ def _loose(text: str) -> str:
             escaped = [re.escape(form) for form in forms]
             out.append(escaped[0] if len(escaped) == 1 else f"(?:{'|'.join(escaped)})")
     return "".join(out)
+
+
+def _separator_piece(ch: str) -> str | None:
+    """The regex ``_loose`` writes for a separator character, or None for any other character."""
+    if ch in _APOSTROPHES:
+        return f"[{re.escape(_APOSTROPHES)}]?"
+    if ch in _DASHES:
+        return rf"[\s{re.escape(_DASHES)}]*"
+    if ch.isspace():
+        return r"\s+"
+    if ch in ".,":
+        return rf"{re.escape(ch)}?"
+    return None
 
 
 def _flexible(chars: str, *, separators: str = r"[\s().+/-]*") -> str:
@@ -235,7 +315,8 @@ def _bounded(pattern: str) -> str:
     return rf"(?<!\w)(?:{pattern})(?!\w)"
 
 
-def _name_parts(name: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _name_parts(name: str) -> tuple[str, ...]:
     parts: list[str] = []
     for token in _NAME_SEPARATORS.split(name):
         # "O'Brien-Smith": the whole token, "O'Brien", "Smith", then "Brien" on its own.
@@ -249,12 +330,15 @@ def _name_parts(name: str) -> list[str]:
                 continue
             if part not in parts:
                 parts.append(part)
-    return parts
+    return tuple(parts)
+
+
+_EXTENSION = re.compile(r"(?i)\s*(?:x|ext\.?|extension)\s*\d")
 
 
 def _main_phone(phone: str) -> str:
     """The phone number without an extension ("617-555-0100 x1234" -> "617-555-0100")."""
-    return re.split(r"(?i)\s*(?:x|ext\.?|extension)\s*\d", phone, maxsplit=1)[0]
+    return _EXTENSION.split(phone, maxsplit=1)[0]
 
 
 def _parse_date(value: Any) -> dt.date | None:
@@ -264,117 +348,330 @@ def _parse_date(value: Any) -> dt.date | None:
         return None
 
 
-def _literal_alternatives(patient: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(kind, regex)`` for this patient's identifiers written as words, the longest first."""
-    literal: list[tuple[str, str, str]] = []  # (kind, text, regex)
+def _value(value: Any) -> str:
+    """A patient value as ``_own_specs`` reads it: ``str(value or "").strip()``."""
+    return value.strip() if value.__class__ is str else str(value or "").strip()
 
-    def add(kind: str, text: str, pattern: str | None = None) -> None:
-        literal.append((kind, text, pattern or _loose(text)))
 
-    name = str(patient.get("name") or "").strip()
+def _text_of(patient: dict[str, Any], key: str) -> str:
+    return _value(patient.get(key))
+
+
+class _Spec(NamedTuple):
+    """One alternative of a patient's own identifiers: a text and how it is matched.
+
+    ``mode``: "loose" (``_loose``: names and addresses), "literal" (the exact characters, any
+    letter case), "flex" (an MRN's letters and digits with any separators) or "zip" (the first
+    five ZIP digits, with or without the four more of ZIP+4).
+    """
+
+    kind: str
+    text: str
+    mode: str
+
+    @property
+    def pattern(self) -> str:
+        if self.mode == "loose":
+            return _bounded(_loose(self.text))
+        if self.mode == "literal":
+            return _bounded(re.escape(self.text))
+        if self.mode == "flex":
+            return rf"(?<![^\W_])(?:{_flexible(self.text, separators=r'[\s.:#/-]*')})(?![^\W_])"
+        return rf"(?<!\d){self.text}(?:[\s-]?\d{{4}})?(?!\d)"
+
+
+_ADDRESS_SEGMENTS = re.compile(r"[,\n;]")
+
+
+def _own_specs(patient: dict[str, Any]) -> list[_Spec]:
+    """This patient's identifiers as alternatives, in the order they are tried: words, the longest first."""
+    literal: list[_Spec] = []
+    name = _text_of(patient, "name")
     if name:
-        add("NAME", name)
-        for part in _name_parts(name):
-            add("NAME", part)
+        literal.append(_Spec("NAME", name, "loose"))
+        literal += [_Spec("NAME", part, "loose") for part in _name_parts(name)]
     for key, kind in (("mrn", "MRN"), ("ssn", "SSN"), ("phone", "PHONE")):
-        value = str(patient.get(key) or "").strip()
+        value = _text_of(patient, key)
         if value:
-            add(kind, value, re.escape(value))
-    email = str(patient.get("email") or "").strip()
+            literal.append(_Spec(kind, value, "literal"))
+    email = _text_of(patient, "email")
     if email:
-        add("EMAIL", email, re.escape(email))
+        literal.append(_Spec("EMAIL", email, "literal"))
         local = email.split("@", 1)[0]
         if len(local) >= 4:
-            add("EMAIL", local, re.escape(local))
-    address = str(patient.get("address") or "").strip()
+            literal.append(_Spec("EMAIL", local, "literal"))
+    address = _text_of(patient, "address")
     if address:
-        add("ADDRESS", address)
-        for segment in re.split(r"[,\n;]", address):
+        literal.append(_Spec("ADDRESS", address, "loose"))
+        for segment in _ADDRESS_SEGMENTS.split(address):
             segment = segment.strip()
             # Keep two-letter state codes: Safe Harbor allows the state.
             if len(segment) >= 3:
-                add("ADDRESS", segment)
-    zip_code = str(patient.get("zip") or "").strip()
+                literal.append(_Spec("ADDRESS", segment, "loose"))
+    zip_code = _text_of(patient, "zip")
     if zip_code:
-        add("ZIP", zip_code, re.escape(zip_code))
-    literal.sort(key=lambda item: len(item[1]), reverse=True)
-    alternatives = [(kind, _bounded(pattern)) for kind, _text, pattern in literal]
+        literal.append(_Spec("ZIP", zip_code, "literal"))
+    literal.sort(key=lambda spec: len(spec.text), reverse=True)
 
     # An MRN with letters, written with other separators or none ("MRN 448812", "mrn448812").
-    alnum = re.sub(r"[\W_]", "", str(patient.get("mrn") or ""))
+    alnum = _NOT_ALNUM.sub("", str(patient.get("mrn") or ""))
     if len(alnum) >= 4 and not alnum.isdigit():
-        alternatives.append(("MRN", rf"(?<![^\W_])(?:{_flexible(alnum, separators=r'[\s.:#/-]*')})(?![^\W_])"))
-    zip_digits = re.sub(r"\D", "", zip_code)
+        literal.append(_Spec("MRN", alnum, "flex"))
+    zip_digits = _NOT_DIGITS.sub("", zip_code)
     if len(zip_digits) >= 5:
-        alternatives.append(("ZIP", rf"(?<!\d){zip_digits[:5]}(?:[\s-]?\d{{4}})?(?!\d)"))
-    return alternatives
+        literal.append(_Spec("ZIP", zip_digits[:5], "zip"))
+    return literal
 
 
-def _number_forms(
-    patient: dict[str, Any], born: dt.date | None, encounter_date: dt.date | None
-) -> list[tuple[str, str]]:
-    """``(kind, digits)`` of this patient's numbers, to be found whatever separates the digits."""
-    mrn_digits = re.sub(r"\D", "", str(patient.get("mrn") or ""))
-    phone = re.sub(r"\D", "", _main_phone(str(patient.get("phone") or "")))
-    forms = [
-        ("PHONE", phone),
-        # Without the country code or trunk prefix, and the local number alone.
-        *(("PHONE", phone[-length:]) for length in (10, 7) if len(phone) > length),
-        ("SSN", re.sub(r"\D", "", str(patient.get("ssn") or ""))),
-        ("MRN", mrn_digits),
-    ]
-    forms = [(kind, digits) for kind, digits in forms if len(digits) >= 5]
-    if born is not None:
-        y, m, d = f"{born.year}", (f"{born.month:02d}", f"{born.month}"), (f"{born.day:02d}", f"{born.day}")
-        dates = {f"{y}{mm}{dd}" for mm in m for dd in d}
-        dates |= {f"{mm}{dd}{yy}" for mm in m for dd in d for yy in (y, y[2:])}
-        dates |= {f"{dd}{mm}{yy}" for mm in m for dd in d for yy in (y, y[2:])}
-        forms += [("DATE", digits) for digits in sorted(dates) if len(digits) >= 6]
-        # Safe Harbor: for a patient over 89 even the year of birth is an identifier.
-        if encounter_date is not None and age_at(born, encounter_date) > AGE_CEILING:
-            forms.append(("DATE", y))
-    forms = list(dict.fromkeys(forms))
-    forms.sort(key=lambda item: len(item[1]), reverse=True)
-    return forms
+@functools.lru_cache(maxsize=256)
+def _combined_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """The definition: every alternative in one regex, ``(?P<k0>...)|(?P<k1>...)|...``."""
+    return re.compile("|".join(f"(?P<k{index}>{pattern})" for index, pattern in enumerate(patterns)), re.IGNORECASE)
 
 
-# A run of digits with the separators people put into phone numbers, SSNs and dates.
-_NUMBER_RUN = re.compile(r"[(+]*\d(?:[\s().+/-]*\d)*")
-_DIGITS = re.compile(r"\d+")
-_MONTH_NUMBERS = {short: number for number, (short, _rest) in enumerate(_MONTH_NAMES, start=1)}
-_MONTH_DAY = re.compile(
-    rf"\b(?P<m1>{_MONTHS})[\s./,-]*(?P<d1>\d{{1,2}}){_ORDINAL}(?:[\s./,-]*(?P<y1>\d{{4}}|'?\d{{2}}))?\b"
-    rf"|\b(?P<d2>\d{{1,2}}){_ORDINAL}[\s./,-]*(?:of\s+)?(?P<m2>{_MONTHS})(?:[\s./,-]*(?P<y2>\d{{4}}|'?\d{{2}}))?\b",
-    re.IGNORECASE,
-)
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+# --- Matching the alternatives without the joined regex ------------------------------------------
+
+# The four non-ASCII characters that re.IGNORECASE takes for an ASCII letter (KELVIN SIGN, LONG S,
+# DOTLESS I, I WITH DOT ABOVE). With them replaced, ``str.lower`` keeps the length (only U+0130
+# changes it) and turns a character into an ASCII letter exactly when IGNORECASE would match that
+# letter there (tests/cases/test_deid.py checks every code point).
+_IGNORECASE_ASCII = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0131": "i", "\u0130": "i"})
+# Everything a run of ``_loose`` separators can consume: what may stand between two words.
+_SEPARATOR_RUN = re.compile(rf"[\s{re.escape(_APOSTROPHES + _DASHES)}.,]*")
+_FLEX_SEPARATORS = re.compile(r"[\s.:#/-]*")
+_ZIP_TAIL = re.compile(r"(?:[\s-]?\d{4})?(?!\d)")
+# The characters ``_separator_piece`` turns into a separator (whitespace is ``str.isspace``, as in ``\s``).
+_LOOSE_SEPARATORS = re.compile(rf"([\s{re.escape(_APOSTROPHES + _DASHES)}.,]+)")
+
+
+def _caseless(text: str) -> str:
+    """``text`` with ``caseless[i] == c`` (``c`` ASCII, lower case) iff IGNORECASE matches ``c`` at ``text[i]``."""
+    return text.lower() if text.isascii() else text.translate(_IGNORECASE_ASCII).lower()
+
+
+def _is_word(ch: str) -> bool:
+    """``\\w`` of ``re`` for str patterns, exactly."""
+    return ch.isalnum() or ch == "_"
+
+
+class _Runs:
+    """An ASCII alternative: runs of required characters, separator groups between them.
+
+    The required characters are ASCII and never separators, so at a given start each separator
+    group must take the whole run of separator characters up to the next required one: there is
+    at most one way to match, found with string search and the group's (shared) regex. A trailing
+    group is followed by ``(?!\\w)`` in the regex, so it keeps that regex's own backtracking.
+    """
+
+    __slots__ = ("anchor", "groups", "runs", "trailing")
+
+    def __init__(self, runs: list[str], groups: list[str], trailing: str | None) -> None:
+        self.runs = runs
+        self.groups = [_compiled(group) for group in groups]
+        self.trailing = _compiled(rf"(?:{trailing})(?!\w)") if trailing is not None else None
+        self.anchor = max(runs, key=len)
+
+    def first(self, text: str, caseless: str, pos: int) -> tuple[int, int] | None:
+        head = self.runs[0]
+        start = caseless.find(head, pos)
+        while start >= 0:
+            end = self._end(text, caseless, start)
+            if end >= 0:
+                return start, end
+            start = caseless.find(head, start + 1)
+        return None
+
+    def _end(self, text: str, caseless: str, start: int) -> int:
+        if start and _is_word(text[start - 1]):
+            return -1
+        position = start + len(self.runs[0])
+        for group, run in zip(self.groups, self.runs[1:], strict=True):
+            stop = _SEPARATOR_RUN.match(text, position).end()  # type: ignore[union-attr]
+            if group.fullmatch(text, position, stop) is None or not caseless.startswith(run, stop):
+                return -1
+            position = stop + len(run)
+        if self.trailing is not None:
+            tail = self.trailing.match(text, position)
+            return tail.end() if tail is not None else -1
+        if position < len(text) and _is_word(text[position]):
+            return -1
+        return position
+
+
+class _Flex:
+    """An MRN's ASCII letters and digits with any of ``[\\s.:#/-]`` between them."""
+
+    __slots__ = ("anchor", "chars")
+
+    def __init__(self, chars: str) -> None:
+        self.chars = chars
+        self.anchor = None
+
+    def first(self, text: str, caseless: str, pos: int) -> tuple[int, int] | None:
+        head = self.chars[0]
+        start = caseless.find(head, pos)
+        while start >= 0:
+            if not (start and text[start - 1].isalnum()):
+                position = start + 1
+                for ch in self.chars[1:]:
+                    position = _FLEX_SEPARATORS.match(text, position).end()  # type: ignore[union-attr]
+                    if caseless[position : position + 1] != ch:
+                        break
+                    position += 1
+                else:
+                    if position == len(text) or not text[position].isalnum():
+                        return start, position
+            start = caseless.find(head, start + 1)
+        return None
+
+
+class _Zip:
+    """Five ZIP digits not inside a longer number, with the four of ZIP+4 if they follow."""
+
+    __slots__ = ("anchor", "digits")
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+        self.anchor = digits
+
+    def first(self, text: str, caseless: str, pos: int) -> tuple[int, int] | None:
+        start = text.find(self.digits, pos)
+        while start >= 0:
+            if not (start and text[start - 1].isdecimal()):
+                tail = _ZIP_TAIL.match(text, start + len(self.digits))
+                if tail is not None:
+                    return start, tail.end()
+            start = text.find(self.digits, start + 1)
+        return None
+
+
+class _Regex:
+    """Any other alternative: its own regex, compiled once per distinct pattern."""
+
+    __slots__ = ("anchor", "regex")
+
+    def __init__(self, pattern: str) -> None:
+        self.regex = _compiled(pattern)
+        self.anchor = None
+
+    def first(self, text: str, caseless: str, pos: int) -> tuple[int, int] | None:
+        match = self.regex.search(text, pos)
+        return (match.start(), match.end()) if match is not None else None
+
+
+_Matcher = _Runs | _Flex | _Zip | _Regex
+
+
+@functools.lru_cache(maxsize=16384)
+def _may_be_empty(spec: _Spec) -> bool:
+    """Whether the alternative can match an empty string (a name of apostrophes, say)."""
+    return spec.mode == "loose" and all(
+        ch in _APOSTROPHES or ch in _DASHES or ch in ".," for ch in unicodedata.normalize("NFC", spec.text)
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def _matcher(spec: _Spec) -> _Matcher:
+    if spec.mode == "literal" and spec.text.isascii():
+        return _Runs([spec.text.lower()], [], None)
+    if spec.mode == "loose":
+        runs = _loose_runs(spec.text)
+        if runs is not None:
+            return runs
+    if spec.mode == "flex" and spec.text.isascii():
+        return _Flex(spec.text.lower())
+    if spec.mode == "zip" and spec.text.isascii():
+        return _Zip(spec.text)
+    return _Regex(spec.pattern)
+
+
+def _loose_runs(text: str) -> _Runs | None:
+    """``_loose(text)`` as runs and separator groups, or None unless every other character is ASCII."""
+    pieces = _LOOSE_SEPARATORS.split(unicodedata.normalize("NFC", text))
+    # [run, separators, run, ..., run, trailing separators]: split() puts "" first for a leading one.
+    runs, separators = pieces[0::2], pieces[1::2]
+    if not runs[0] or not all(run.isascii() for run in runs):
+        return None  # a leading separator (rare), or a letter only a regex can match loosely
+    trailing = None
+    if not runs[-1]:
+        runs.pop()
+        trailing = "".join(_separator_piece(ch) or "" for ch in separators.pop())
+    if not runs:
+        return None
+    groups = ["".join(_separator_piece(ch) or "" for ch in group) for group in separators]
+    return _Runs([run.lower() for run in runs], groups, trailing)
 
 
 class _OwnIdentifiers:
     """A patient's identifiers, prepared once per record.
 
-    Words (names, places, emails) become one compiled regex. Numbers are not turned into
-    regexes (compiling is the slow part): every digit run of the text is compared with the
-    patient's numbers, digit by digit, whatever separates the digits. The birth date written
-    with a month name is recognised by one shared regex and compared with the patient's.
+    Words (names, places, emails, the MRN, ZIP) are matched as the joined regex of ``_own_specs``
+    would match them (see the module docstring). Numbers are not turned into regexes: every digit
+    run of the text is compared with the patient's numbers, digit by digit, whatever separates the
+    digits. The birth date written with a month name is recognised by one shared regex and
+    compared with the patient's.
     """
 
     def __init__(self, patient: dict[str, Any], encounter_date: dt.date | None) -> None:
-        alternatives = _literal_alternatives(patient)
-        self.kinds = {f"k{index}": kind for index, (kind, _pattern) in enumerate(alternatives)}
-        self.regex: re.Pattern[str] | None = None
-        if alternatives:
-            joined = "|".join(f"(?P<k{index}>{pattern})" for index, (_kind, pattern) in enumerate(alternatives))
-            self.regex = re.compile(joined, re.IGNORECASE)
+        self.specs = _own_specs(patient)
+        self.matchers = [_matcher(spec) for spec in self.specs]
+        self.combined: re.Pattern[str] | None = None
+        if any(_may_be_empty(spec) for spec in self.specs):
+            # re.sub's rules for empty matches are not worth copying: use the definition itself.
+            self.combined = _combined_regex(tuple(spec.pattern for spec in self.specs))
         self.born = _parse_date(patient.get("birth_date"))
         self.numbers = _number_forms(patient, self.born, encounter_date)
 
-    def _literal(self, match: re.Match[str], found: list[str]) -> str:
-        kind = self.kinds[match.lastgroup or ""]
+    def _literals(self, text: str, found: list[str]) -> str:
+        if self.combined is not None:
+            return self.combined.sub(lambda match: self._placeholder(int((match.lastgroup or "k0")[1:]), found), text)
+        caseless = _caseless(text)
+        # [start, end, index, matcher]: each alternative's next match at or after the cursor.
+        pending: list[list[Any]] = []
+        for index, matcher in enumerate(self.matchers):
+            if matcher.anchor is not None and matcher.anchor not in caseless:
+                continue
+            hit = matcher.first(text, caseless, 0)
+            if hit is not None:
+                pending.append([hit[0], hit[1], index, matcher])
+        if not pending:
+            return text
+        pieces: list[str] = []
+        cursor = 0
+        while pending:
+            # The leftmost match wins; on a tie the earlier alternative, as in ``a|b``.
+            start, end, index, _ = min(pending, key=lambda item: (item[0], item[2]))
+            pieces += [text[cursor:start], self._placeholder(index, found)]
+            cursor = end
+            survivors = []
+            for item in pending:
+                if item[0] < end:  # overlaps the match: search on after it, as re.sub does
+                    hit = item[3].first(text, caseless, end)
+                    if hit is None:
+                        continue
+                    item[0], item[1] = hit
+                survivors.append(item)
+            pending = survivors
+        pieces.append(text[cursor:])
+        return "".join(pieces)
+
+    def _placeholder(self, index: int, found: list[str]) -> str:
+        kind = self.specs[index].kind
         found.append(kind)
         return f"[{kind}]"
 
     def _number_run(self, match: re.Match[str], found: list[str]) -> str:
         run = match.group()
+        # A form can only match the digits of consecutive groups: most runs (a temperature, a
+        # date of the encounter) hold none of the patient's forms at all.
+        digits_only = _NOT_DIGITS.sub("", run)
+        if not any(form in digits_only for _kind, form in self.numbers):
+            return run
         groups = [(group.start(), group.end()) for group in _DIGITS.finditer(run)]
         pieces: list[str] = []
         cursor = index = 0
@@ -411,28 +708,76 @@ class _OwnIdentifiers:
         return match.group()
 
     def _own(self, text: str, found: list[str]) -> str:
-        text = unicodedata.normalize("NFC", text)
-        if self.regex is not None:
-            text = self.regex.sub(lambda match: self._literal(match, found), text)
-        if self.born is not None:
-            text = _MONTH_DAY.sub(lambda match: self._month_day(match, found), text)
-        if self.numbers:
-            text = _NUMBER_RUN.sub(lambda match: self._number_run(match, found), text)
+        if not text.isascii():
+            text = unicodedata.normalize("NFC", text)
+        if self.specs:
+            text = self._literals(text, found)
+        # Both need a digit; most symptoms and labels have none.
+        if (self.born is not None or self.numbers) and _ANY_DIGIT.search(text):
+            if self.born is not None:
+                text = _MONTH_DAY.sub(lambda match: self._month_day(match, found), text)
+            if self.numbers:
+                text = _NUMBER_RUN.sub(lambda match: self._number_run(match, found), text)
         return text
 
     def scrub(self, text: str) -> str:
         if not text:
             return text
-        text = self._own(text, [])
-        for kind, pattern in PATTERNS:
-            text = pattern.sub(f"[{kind}]", text)
-        return text
+        return _replace_patterns(self._own(text, []))
 
-    def kinds_in(self, text: str) -> list[str]:
+    def own_kinds(self, text: str) -> list[str]:
         found: list[str] = []
         self._own(text, found)
-        found += [kind for kind, pattern in PATTERNS if pattern.search(text)]
-        return list(dict.fromkeys(found))
+        return found
+
+    def kinds_in(self, text: str) -> list[str]:
+        return list(dict.fromkeys([*self.own_kinds(text), *_pattern_kinds(text)]))
+
+
+def _number_forms(
+    patient: dict[str, Any], born: dt.date | None, encounter_date: dt.date | None
+) -> list[tuple[str, str]]:
+    """``(kind, digits)`` of this patient's numbers, to be found whatever separates the digits."""
+    mrn_digits = _NOT_DIGITS.sub("", str(patient.get("mrn") or ""))
+    phone = _NOT_DIGITS.sub("", _main_phone(str(patient.get("phone") or "")))
+    forms = [
+        ("PHONE", phone),
+        # Without the country code or trunk prefix, and the local number alone.
+        *(("PHONE", phone[-length:]) for length in (10, 7) if len(phone) > length),
+        ("SSN", _NOT_DIGITS.sub("", str(patient.get("ssn") or ""))),
+        ("MRN", mrn_digits),
+    ]
+    forms = [(kind, digits) for kind, digits in forms if len(digits) >= 5]
+    if born is not None:
+        forms += [("DATE", digits) for digits in _date_forms(born)]
+        # Safe Harbor: for a patient over 89 even the year of birth is an identifier.
+        if encounter_date is not None and age_at(born, encounter_date) > AGE_CEILING:
+            forms.append(("DATE", f"{born.year}"))
+    forms = list(dict.fromkeys(forms))
+    forms.sort(key=lambda item: len(item[1]), reverse=True)
+    return forms
+
+
+def _date_forms(born: dt.date) -> list[str]:
+    """The birth date as digits in the usual orders, with and without zero padding, sorted."""
+    y, m, d = f"{born.year}", (f"{born.month:02d}", f"{born.month}"), (f"{born.day:02d}", f"{born.day}")
+    dates = {f"{y}{mm}{dd}" for mm in m for dd in d}
+    dates |= {f"{mm}{dd}{yy}" for mm in m for dd in d for yy in (y, y[2:])}
+    dates |= {f"{dd}{mm}{yy}" for mm in m for dd in d for yy in (y, y[2:])}
+    return [digits for digits in sorted(dates) if len(digits) >= 6]
+
+
+# A run of digits with the separators people put into phone numbers, SSNs and dates.
+_NUMBER_RUN = re.compile(r"[(+]*\d(?:[\s().+/-]*\d)*")
+_DIGITS = re.compile(r"\d+")
+_NOT_DIGITS = re.compile(r"\D+")
+_NOT_ALNUM = re.compile(r"[\W_]+")
+_MONTH_NUMBERS = {short: number for number, (short, _rest) in enumerate(_MONTH_NAMES, start=1)}
+_MONTH_DAY = re.compile(
+    rf"\b(?P<m1>{_MONTHS})[\s./,-]*(?P<d1>\d{{1,2}}){_ORDINAL}(?:[\s./,-]*(?P<y1>\d{{4}}|'?\d{{2}}))?\b"
+    rf"|\b(?P<d2>\d{{1,2}}){_ORDINAL}[\s./,-]*(?:of\s+)?(?P<m2>{_MONTHS})(?:[\s./,-]*(?P<y2>\d{{4}}|'?\d{{2}}))?\b",
+    re.IGNORECASE,
+)
 
 
 # --- Public API ----------------------------------------------------------------------------------
@@ -519,4 +864,276 @@ def residual_identifiers(
     for field_name, text in texts:
         if text:
             findings += [{"field": field_name, "kind": kind} for kind in own.kinds_in(text)]
+    return findings
+
+
+# --- Residual checks of many cases ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StringFacts:
+    """What the residual check knows about one distinct string."""
+
+    kinds: tuple[str, ...]  # the kinds of ``PATTERNS`` found in it
+    plain: bool  # ASCII: ``ResidualIndex.might_hold_own`` can rule its patients out
+
+
+_WORDS = re.compile(r"[a-z0-9]+")
+_WORD2 = re.compile(r"[a-z0-9]{2,}")
+_WORD3 = re.compile(r"[a-z0-9]{3,}")
+_NOT_DIGIT_OR_MARK = re.compile(r"[^\d\x01]+")
+_FLEX_STRIP = re.compile(r"[\s.:#/-]+")
+_ALNUM_ASCII = "abcdefghijklmnopqrstuvwxyz0123456789"
+# For ASCII text, the same as the regexes above in a few C loops (bytes.translate with a table is
+# one): every character but lower-case letters and digits made a space (then split() gives the
+# words), or deleted but digits (and the "\x01" between fields), or deleted but letters and digits.
+_SPACE_OUT = bytes(code if chr(code) in _ALNUM_ASCII else 32 for code in range(256))
+_ALL_BUT_DIGITS = bytes(code for code in range(128) if not chr(code).isdigit() and code != 1)
+_ALL_BUT_ALNUM = bytes(code for code in range(128) if not chr(code).isalnum())
+# The shape of fields and address segments: letters and digits "a", the marks between them "|".
+_SHAPE = bytes(97 if chr(code) in _ALNUM_ASCII else 124 if chr(code) in "\x01,\n;" else 32 for code in range(256))
+# A name may have a part without a word of two letters: single letters joined by an apostrophe or
+# a hyphen ("O'B"), or a character other than letters, digits and the name separators.
+_JOINERS = str.maketrans({**dict.fromkeys(_APOSTROPHES, "'"), **dict.fromkeys(_DASHES, "-")})
+_NAME_CHARACTERS = (_ALNUM_ASCII + " \t\n\r\f\v,.;:()\"/'-").encode()
+_JOINED_LETTERS = re.compile(r"(?<![a-z0-9])[a-z0-9]['-]+[a-z0-9](?![a-z0-9])")
+# A field (between "\x01"s) or an address segment (between "," "\n" ";") whose letter-and-digit
+# runs are all shorter than three.
+_FIELD_WITHOUT_WORD3 = re.compile(r"(?:^|[\x01,\n;])(?:[^a-z0-9\x01,\n;]|[a-z0-9]{1,2}(?![a-z0-9]))*(?=[\x01,\n;]|$)")
+
+
+def _folded(text: str) -> str:
+    """Lower case without accents: the form whose ASCII words the index compares."""
+    return text.lower() if text.isascii() else fold(text.translate(_JOINERS)).casefold()
+
+
+def _words(folded: str) -> list[str]:
+    """The ASCII letter-and-digit runs of a folded text."""
+    return folded.encode().translate(_SPACE_OUT).decode().split() if folded.isascii() else _WORDS.findall(folded)
+
+
+def _may_lack_word3(folded: str) -> bool:
+    """Whether some field or address segment of the folded text may have no word of three."""
+    if not folded.isascii():
+        return _FIELD_WITHOUT_WORD3.search(folded) is not None
+    # Every run of three or more becomes "A"s; with the rest gone, a field without one shows as "||".
+    marks = folded.encode().translate(_SHAPE).replace(b"aaa", b"A").translate(None, b"a ")
+    return b"||" in b"|" + marks + b"|"
+
+
+def _email_key_text(email: str) -> str:
+    """The part of an email whose words stand for both its alternatives (the email, its local part).
+
+    The local part's words are in the email too, and are the patient's own (a domain's words are
+    everyone's); a local part too short to be an alternative without such a word leaves the
+    email's. A text without a word of three gets its patient checked exactly.
+    """
+    local = email.split("@", 1)[0]
+    if len(local) < 4 and not _WORD3.search(_folded(local)):
+        return email
+    return local
+
+
+_OTHER_KEYS = ("mrn", "ssn", "phone", "zip", "address", "email")
+
+
+class ResidualIndex:
+    """Distinct strings indexed for the residual check of many cases; see ``might_hold_own``.
+
+    ``add_all`` indexes a batch of strings (each distinct string once) and returns their
+    ``StringFacts``. ``might_hold_own(patient)`` answers False only when no own identifier of the
+    patient can match any indexed string (of a plain string; a case with another string needs the
+    exact check anyway), so a scan checks exactly only the cases it answers True for
+    (``case_findings`` does both). Memory is bounded: past ``limit`` strings the index starts afresh
+    with the batch being added.
+    """
+
+    def __init__(self, *, limit: int = 50_000) -> None:
+        self.limit = limit
+        self._clear()
+
+    def _clear(self) -> None:
+        self._facts: dict[str, StringFacts] = {}
+        self._fragments: set[str] = set()  # every piece of 2+ characters of every word
+        self._fragments3: set[str] = set()  # those of 3+
+        self._digit_fragments: set[str] = set()  # every piece of 4+ digits of every number's digits
+        self._digit_quads: set[str] = set()  # those of exactly four
+        self._longest_number = 0
+        self._flex: list[str] = []  # lower case without the MRN separators
+        self._flex_blob: str | None = ""
+        self._month_days: set[tuple[int, int]] = set()
+
+    def add_all(self, texts: Iterable[str]) -> dict[str, StringFacts]:
+        """Index these strings (a batch that ``might_hold_own`` is asked about next); their facts."""
+        texts = set(texts)
+        new = [text for text in texts if text not in self._facts]
+        if new and len(self._facts) + len(new) > self.limit:
+            self._clear()
+            new = list(texts)
+        for text in new:
+            self._facts[text] = self._index(text)
+        return {text: self._facts[text] for text in texts}
+
+    def _index(self, text: str) -> StringFacts:
+        facts = StringFacts(kinds=tuple(_pattern_kinds(text)), plain=text.isascii())
+        if not facts.plain:
+            return facts
+        lower = text.lower()
+        for word in set(_words(lower)):
+            size = len(word)
+            pieces = [word[i:j] for i in range(size - 1) for j in range(i + 2, size + 1)]
+            self._fragments.update(pieces)
+            self._fragments3.update(piece for piece in pieces if len(piece) >= 3)
+        if _ANY_DIGIT.search(text):
+            for run in _NUMBER_RUN.findall(text):
+                digits = _NOT_DIGITS.sub("", run)
+                size = len(digits)
+                if size >= 4:
+                    self._longest_number = max(self._longest_number, size)
+                    self._digit_fragments.update(digits[i:j] for i in range(size - 3) for j in range(i + 4, size + 1))
+                    self._digit_quads.update(digits[i : i + 4] for i in range(size - 3))
+            for match in _MONTH_DAY.finditer(text):
+                month = _MONTH_NUMBERS[(match["m1"] or match["m2"])[:3].lower()]
+                self._month_days.add((month, int(match["d1"] or match["d2"])))
+        self._flex.append(_FLEX_STRIP.sub("", lower))
+        self._flex_blob = None
+        return facts
+
+    def might_hold_own(self, patient: Any) -> bool:
+        """False only if no own identifier of ``patient`` can match any indexed plain string.
+
+        Why a False is safe (the exact matcher would find nothing in those strings):
+
+        - A word alternative (name, part, address, segment, email, local part, MRN, SSN, phone,
+          ZIP) matching an ASCII string covers characters whose lower case is the folded
+          identifier's (every ASCII form ``_loose`` allows folds to it; the tests check every code
+          point), with separators in between or dropped. So each ASCII word of the folded
+          identifier lies inside one word of the string, i.e. it is one of the index's fragments.
+          The test takes one word of each alternative: every name word of two or more letters
+          and every word of three or more of the other identifiers (of the email, its local
+          part's); an alternative without such a word (a name part "O'B", an address segment
+          "4 B") sends the patient to the exact check.
+        - An MRN's letters and digits with separators: they appear, lower case and contiguous, in
+          some string with the MRN separators removed.
+        - A number (phone, SSN, MRN, birth date, birth year, ZIP): its digits appear contiguous
+          in the digits of one number run of the string; every phone form ends with the last
+          seven digits, and every form has four digits or more.
+        - The birth date with a month name: the index keeps every (month, day) mentioned.
+        """
+        if not isinstance(patient, dict):
+            patient = {}
+        get = patient.get
+        name = _value(get("name"))
+        if name and self._name_match(name):
+            return True
+        mrn, ssn, phone, zip_code, address, email = map(_value, map(get, _OTHER_KEYS))
+        fields = [value for value in (mrn, ssn, phone, zip_code, _email_key_text(email)) if value]
+        if address:
+            fields.append(address)
+        if fields:
+            folded = _folded("\x01".join(fields))
+            if not self._fragments3.isdisjoint(_words(folded)):
+                return True
+            if _may_lack_word3(folded) and self._wordless(fields, address):
+                return True
+        if mrn and self._flex_match(mrn):
+            return True
+        if self._digit_quads and self._number_match(mrn, ssn, phone, zip_code):
+            return True
+        if self._digit_fragments or self._month_days:
+            return self._birth_match(get("birth_date"))
+        return False
+
+    def _name_match(self, name: str) -> bool:
+        folded = _folded(name)
+        words = _words(folded)
+        if max(map(len, words), default=0) < 2 or not self._fragments.isdisjoint(words):
+            return True
+        odd = not folded.isascii() or bool(folded.encode().translate(None, _NAME_CHARACTERS))
+        tricky = odd or (("'" in folded or "-" in folded) and _JOINED_LETTERS.search(folded))
+        return bool(tricky) and any(not _WORD2.search(_folded(part)) for part in _name_parts(name))
+
+    @staticmethod
+    def _wordless(fields: list[str], address: str) -> bool:
+        """A field, or an address segment matched on its own, without a word of three letters or digits."""
+        if any(not _WORD3.search(_folded(value)) for value in fields):
+            return True
+        segments = re.split(r"[,\n;]", address) if address else []
+        return any(len(segment.strip()) >= 3 and not _WORD3.search(_folded(segment)) for segment in segments)
+
+    def _flex_match(self, mrn: str) -> bool:
+        alnum = mrn.encode().translate(None, _ALL_BUT_ALNUM).decode() if mrn.isascii() else _NOT_ALNUM.sub("", mrn)
+        if len(alnum) < 4 or alnum.isdigit():
+            return False
+        key = _caseless(alnum)
+        if not key.isascii():
+            return False  # a character IGNORECASE cannot match in an ASCII string
+        if self._flex_blob is None:
+            self._flex_blob = "\x00".join(self._flex)
+        return key in self._flex_blob
+
+    def _number_match(self, mrn: str, ssn: str, phone: str, zip_code: str) -> bool:
+        # Each key is four digits or more, contiguous in its value's digits: unless the four
+        # first are one of the index's four-digit fragments, it is in no number of the index.
+        joined = "\x01".join((phone, ssn, mrn, zip_code))
+        if joined.isascii():
+            digits = joined.encode().translate(None, _ALL_BUT_DIGITS).decode()
+        else:
+            digits = _NOT_DIGIT_OR_MARK.sub("", joined)
+        if not any(map(digits.__contains__, self._digit_quads)):
+            return False
+        fragments = self._digit_fragments
+        phone_digits = _NOT_DIGITS.sub("", _main_phone(phone))
+        if len(phone_digits) >= 5 and phone_digits[-7:] in fragments:
+            return True
+        for value in (ssn, mrn):
+            value_digits = _NOT_DIGITS.sub("", value)
+            if len(value_digits) >= 5 and value_digits in fragments:
+                return True
+        zip_digits = _NOT_DIGITS.sub("", zip_code)
+        return len(zip_digits) >= 5 and zip_digits[:5] in fragments
+
+    def _birth_match(self, birth_date: Any) -> bool:
+        if (
+            birth_date.__class__ is str
+            and len(birth_date) == 10
+            and birth_date[4] == birth_date[7] == "-"
+            and birth_date[:4] not in self._digit_quads
+            and not self._month_days
+            and self._longest_number < 6
+        ):
+            return False  # an ISO date whose year no number of the index holds (the common case)
+        born = _parse_date(birth_date)
+        if born is None:
+            return False
+        if (born.month, born.day) in self._month_days:
+            return True
+        fragments = self._digit_fragments
+        if f"{born.year}" in fragments:  # the year alone is a form for patients over 89
+            return True
+        return self._longest_number >= 6 and any(form in fragments for form in _date_forms(born))
+
+    def case_findings(
+        self, texts: Sequence[tuple[str, str]], patient: Any, encounter_date: dt.date | None = None
+    ) -> list[tuple[str, str]]:
+        """``(field, kind)`` for one case's non-empty texts, as ``residual_identifiers`` finds them."""
+        facts = self.add_all(text for _, text in texts)
+        if all(facts[text].plain for _, text in texts) and not self.might_hold_own(patient):
+            return [(field_name, kind) for field_name, text in texts for kind in facts[text].kinds]
+        return exact_findings(texts, patient, encounter_date, facts)
+
+
+def exact_findings(
+    texts: Sequence[tuple[str, str]],
+    patient: Any,
+    encounter_date: dt.date | None = None,
+    facts: dict[str, StringFacts] | None = None,
+) -> list[tuple[str, str]]:
+    """``(field, kind)`` by the exact matcher, with the pattern kinds from ``facts`` when known."""
+    own = _OwnIdentifiers(patient if isinstance(patient, dict) else {}, encounter_date)
+    findings: list[tuple[str, str]] = []
+    for field_name, text in texts:
+        if text:
+            kinds = facts[text].kinds if facts is not None and text in facts else _pattern_kinds(text)
+            findings += [(field_name, kind) for kind in dict.fromkeys([*own.own_kinds(text), *kinds])]
     return findings

@@ -3,20 +3,17 @@
 A dataset file holds de-identified values only. This scan proves it for every string the file
 holds: it loads the raw patient block of each case (so it lives in ``cases``, the one app that may
 read PHI) and looks for that patient's own identifiers and for anything shaped like an identifier,
-with the very matchers de-identification uses (``cases.deid``). Its report names the case, the
-field and the kind of identifier, never the identifier itself. Any finding fails the dataset:
-the scan errs towards failing (fail closed).
+with de-identification's own matchers (``cases.deid``: this module knows nothing about what an
+identifier looks like). Its report names the case, the field and the kind of identifier, never the
+identifier itself. Any finding fails the dataset: the scan errs towards failing (fail closed).
 
-Speed. ``deid``'s matcher for one patient's identifiers is a large regex compiled per patient
-(milliseconds), far too slow to build for every case of a 100,000-case dataset. So each case first
-goes through a cheap, conservative prefilter that answers "could any of this patient's identifiers
-match any of these strings?". It never answers "no" when ``deid`` would find something: it checks
-necessary conditions of every kind of match ``deid._own_alternatives`` builds (see
-``_could_match``). Only a "maybe" builds the exact matcher, whose result is the one reported.
-The shape patterns (``deid.PATTERNS``) do not depend on the patient, so their result is memoised
-per distinct string: a dataset's strings are mostly a small vocabulary (symptoms, findings keys,
-diagnosis labels). ``tests/training/test_datasets.py`` checks that the prefilter and the exact
-scan agree.
+Speed. A dataset's strings are mostly a small vocabulary (labels, symptom names, finding keys, age
+bands), so the scan works on batches of cases (``CaseBatch``: column by column, as a file holds
+them) and hands each distinct string once to a ``deid.ResidualIndex``, which matches it against
+the identifier patterns and indexes its words and numbers. A case is then matched exactly against
+its own patient's identifiers only when the index cannot rule that patient out with set lookups
+(``ResidualIndex.might_hold_own``), or when one of its strings is not plain ASCII. The report is
+the exact matcher's either way.
 
 The pseudonym column is not matched against patterns: it is HMAC output (64 hex characters) that
 ``deid`` computes from the MRN under a secret key, and digit-run patterns (a ZIP code, a birth year)
@@ -27,13 +24,18 @@ name written into that column by mistake still fails the scan.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import json
 import re
-import unicodedata
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, overload
+
+import numpy as np
+from django.db.models import TextField
+from django.db.models.functions import Cast
 
 from cases import deid
 from cases.models import Case
@@ -42,33 +44,6 @@ CHUNK_SIZE = 2000  # cases whose patient blocks are loaded per query
 MAX_REPORTED_FINDINGS = 1000
 PSEUDONYM_FIELDS = frozenset({"patient_pseudonym"})
 PSEUDONYM_SHAPE = re.compile(r"[0-9a-f]{64}")
-
-# The patient keys ``deid`` derives identifiers from. Loose keys are matched with any spacing,
-# hyphens, apostrophes and accents (their words may be joined); the others literally.
-LOOSE_KEYS = ("name", "address")
-LITERAL_KEYS = ("mrn", "ssn", "phone", "email", "zip")
-_KEYS = (*LOOSE_KEYS, *LITERAL_KEYS)
-
-_WORD = re.compile(r"\w+")
-_ASCII_DIGITS = re.compile(r"[0-9]+")
-_LONG_DIGITS = re.compile(r"\d{5}")
-_NOT_DIGIT = re.compile(r"\D+")
-_NOT_ALNUM = re.compile(r"[\W_]+")
-# What ``deid`` lets stand between the digits of a number, and between the characters of an MRN.
-_NUMBER_SEPARATORS = re.compile(r"[\s().+/-]+")
-_MRN_SEPARATORS = re.compile(r"[\s.:#/-]+")
-# Characters a loose match may drop between two words ("O'Brien" ~ "OBrien", "Smith-Jones" ~
-# "SmithJones", "St." ~ "St"): words separated only by these may appear joined.
-_JOINABLE = deid._APOSTROPHES + deid._DASHES + ".,"
-_JOINED_WORDS = re.compile(rf"\w+(?:[{re.escape(_JOINABLE)}]+\w+)+")
-_DROP_JOINABLE = str.maketrans("", "", _JOINABLE)
-_JOINABLE_CHARS = re.compile(rf"[{re.escape(_JOINABLE)}]+")
-_SHORT_RUNS = re.compile(r"(?<!\d)\d{1,2}(?!\d)")
-_ADDRESS_SEGMENTS = re.compile(r"[,\n;]")
-_HAS_DIGIT = re.compile(r"\d")
-_ONLY_SHORT_NUMBERS = re.compile(r"\W*\d{1,2}(?:\W+\d{1,2})*\W*")
-
-_MEMO_LIMIT = 50_000
 
 
 @dataclass
@@ -101,6 +76,79 @@ class ScanReport:
         }
 
 
+@dataclass(frozen=True)
+class StringColumn:
+    """The strings of one column of a batch, dictionary-coded (as Arrow holds them).
+
+    String ``i`` is ``values[codes[i]]`` (absent for a negative code) and belongs to case
+    ``rows[i]``, a position in the batch's ``case_ids``; rows ascend (a case's strings together, in
+    order). ``fields`` names each string in the report (``"symptoms[1]"``; ``ItemFields`` makes
+    such names only when asked), or is one name for all. The scan touches each distinct value
+    once and finds occurrences with numpy: the strings themselves never become Python objects.
+    """
+
+    fields: str | Sequence[str]
+    rows: np.ndarray
+    codes: np.ndarray
+    values: Sequence[str]
+
+    @classmethod
+    def of(cls, fields: str | Sequence[str], rows: Sequence[int], texts: Sequence[str | None]) -> StringColumn:
+        """A column from plain strings (None for an absent one)."""
+        index: dict[str, int] = {}
+        codes = [-1 if text is None else index.setdefault(text, len(index)) for text in texts]
+        return cls(fields, np.asarray(rows, dtype=np.int64), np.asarray(codes, dtype=np.int64), list(index))
+
+    def field_of(self, position: int) -> str:
+        return self.fields if isinstance(self.fields, str) else self.fields[position]
+
+    def text_of(self, position: int) -> str | None:
+        code = int(self.codes[position])
+        return self.values[code] if code >= 0 else None
+
+    def subset(self, keep: np.ndarray) -> StringColumn:
+        fields = (
+            self.fields if isinstance(self.fields, str) else [self.fields[i] for i in np.flatnonzero(keep).tolist()]
+        )
+        return StringColumn(fields, self.rows[keep], self.codes[keep], self.values)
+
+
+class ItemFields(Sequence[str]):
+    """The names of list items or map entries, ``f"{name}[{position}]{suffix}"``, made when asked for."""
+
+    def __init__(self, name: str, positions: Sequence[int] | np.ndarray, suffix: str = "") -> None:
+        self.name = name
+        self.positions = positions
+        self.suffix = suffix
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return f"{self.name}[{self.positions[index]}]{self.suffix}"
+
+    def may_hold(self, names: Collection[str]) -> bool:
+        """Whether any of ``names`` can be one of these (without making them all)."""
+        prefix = f"{self.name}["
+        return any(name.startswith(prefix) and name.endswith(self.suffix) for name in names)
+
+
+@dataclass(frozen=True)
+class CaseBatch:
+    """A batch of cases and their strings, column by column (as a dataset file holds them)."""
+
+    case_ids: Sequence[int]
+    columns: Sequence[StringColumn]
+
+
 def scan_dataset_rows(
     rows: Iterable[tuple[int, str, Any]],
     *,
@@ -130,287 +178,159 @@ def scan_cases(
     A case id with no case behind it is a finding too (kind ``UNKNOWN_CASE``): nothing can vouch
     for its strings.
     """
+
+    def batches() -> Iterable[CaseBatch]:
+        iterator = iter(cases)
+        while chunk := list(itertools.islice(iterator, CHUNK_SIZE)):
+            fields: list[str] = []
+            rows: list[int] = []
+            texts: list[str | None] = []
+            for row, (_case_id, case_texts) in enumerate(chunk):
+                for field_name, value in case_texts:
+                    fields.append(field_name)
+                    rows.append(row)
+                    texts.append(None if value is None else value if value.__class__ is str else str(value))
+            yield CaseBatch([case_id for case_id, _ in chunk], [StringColumn.of(fields, rows, texts)])
+
+    return scan_batches(batches(), pseudonym_fields=pseudonym_fields, limit=limit)
+
+
+def scan_batches(
+    batches: Iterable[CaseBatch],
+    *,
+    pseudonym_fields: Collection[str] = PSEUDONYM_FIELDS,
+    limit: int = MAX_REPORTED_FINDINGS,
+) -> ScanReport:
+    """Scan batches of cases column by column; the fast path of a dataset build (see the module docstring).
+
+    Each batch's patient blocks are loaded with one query. Findings come in case order within a
+    batch.
+    """
     report = ScanReport(limit=limit)
-    scanner = _Scanner(frozenset(pseudonym_fields))
-    iterator = iter(cases)
-    while chunk := list(itertools.islice(iterator, CHUNK_SIZE)):
-        patients = {
-            case_id: (patient, encounter_date)
-            for case_id, patient, encounter_date in Case.objects.filter(pk__in={case_id for case_id, _ in chunk})
-            .order_by()
-            .values_list("id", "patient", "encounter_date")
-        }
-        for case_id, texts in chunk:
-            report.cases += 1
-            report.strings += len(texts)
-            found = patients.get(case_id)
-            if found is None:
-                report.add(case_id, "case_id", "UNKNOWN_CASE")
-                continue
-            for field_name, kind in scanner.case_findings(texts, *found):
-                report.add(case_id, field_name, kind)
+    index = deid.ResidualIndex()
+    pseudonyms = frozenset(pseudonym_fields)
+    for batch in batches:
+        _scan_batch(batch, report, index, pseudonyms)
     return report
 
 
-# --- Per string and per set of strings: memoised -------------------------------------------------
+def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex, pseudonyms: frozenset[str]) -> None:
+    case_ids = batch.case_ids
+    found: dict[int, dict[tuple[str, str], None]] = {}  # row -> ordered (field, kind)
+
+    def add(row: int, field_name: str, kind: str) -> None:
+        found.setdefault(int(row), {})[(field_name, kind)] = None
+
+    # Pseudonyms: the shape, nothing else. Every other string: each distinct one matched once.
+    columns: list[StringColumn] = []
+    for column in batch.columns:
+        report.strings += int(np.count_nonzero(column.codes >= 0))
+        pseudonym_part, rest = _split_pseudonyms(column, pseudonyms)
+        if pseudonym_part is not None:
+            bad = [code for code, text in enumerate(pseudonym_part.values) if not PSEUDONYM_SHAPE.fullmatch(text)]
+            for position in _positions(pseudonym_part, bad):
+                add(pseudonym_part.rows[position], pseudonym_part.field_of(position), "PSEUDONYM_FORMAT")
+        if rest is not None:
+            columns.append(rest)
+    facts = index.add_all(text for column in columns for text in column.values if text)
+
+    # Pattern-shaped strings, and the cases with a string only the exact matcher can judge.
+    exact_rows: set[int] = set()
+    for column in columns:
+        flagged = [
+            code for code, text in enumerate(column.values) if text and (facts[text].kinds or not facts[text].plain)
+        ]
+        for position in _positions(column, flagged):
+            fact = facts[column.values[column.codes[position]]]
+            row = int(column.rows[position])
+            for kind in fact.kinds:
+                add(row, column.field_of(position), kind)
+            if not fact.plain:
+                exact_rows.add(row)
+
+    # Each patient's own identifiers: exactly, unless the index rules them out.
+    patients = _patients(case_ids)
+    for row, case_id in enumerate(case_ids):
+        patient = patients.get(case_id)
+        if patient is None:
+            add(row, "case_id", "UNKNOWN_CASE")
+        elif row in exact_rows or index.might_hold_own(patient[0]):
+            texts = _texts_of(columns, row)
+            for field_name, kind in deid.exact_findings(texts, patient[0], _date(patient[1]), facts):
+                add(row, field_name, kind)
+
+    report.cases += len(case_ids)
+    for row in sorted(found):
+        for field_name, kind in found[row]:
+            report.add(case_ids[row], field_name, kind)
 
 
-@dataclass(frozen=True, slots=True)
-class _Profile:
-    """What the scan needs to know about one distinct string."""
-
-    kinds: tuple[str, ...]  # ``deid.PATTERNS`` kinds found in it
-    words: frozenset[str]  # its words (``\\w`` runs), folded and case-folded
-    digits: str  # without number separators: a number's digits appear contiguous
-    mrn_chars: str  # without MRN separators, case-folded
-    digit_runs: frozenset[str]  # maximal runs of ASCII digits
+def _positions(column: StringColumn, codes: list[int]) -> list[int]:
+    """Where in ``column`` these codes occur."""
+    if not codes:
+        return []
+    return np.flatnonzero(np.isin(column.codes, codes)).tolist()
 
 
-def _profile(text: str) -> _Profile:
-    # ``deid`` matches against the NFC form; ASCII is its own NFC form.
-    nfc = text if text.isascii() else unicodedata.normalize("NFC", text)
-    return _Profile(
-        kinds=tuple(dict.fromkeys(kind for kind, pattern in deid.PATTERNS if pattern.search(nfc))),
-        words=frozenset(_fold_words(_WORD.findall(nfc))),
-        digits=_NUMBER_SEPARATORS.sub("", nfc),
-        mrn_chars=_MRN_SEPARATORS.sub("", nfc).casefold(),
-        digit_runs=frozenset(_ASCII_DIGITS.findall(nfc)),
-    )
+def _split_pseudonyms(
+    column: StringColumn, pseudonyms: frozenset[str]
+) -> tuple[StringColumn | None, StringColumn | None]:
+    """``(its pseudonym strings, the others)`` of a column, each None when empty."""
+    if isinstance(column.fields, str):
+        return (column, None) if column.fields in pseudonyms else (None, column)
+    if isinstance(column.fields, ItemFields) and not column.fields.may_hold(pseudonyms):
+        return None, column
+    mask = np.array([name in pseudonyms for name in column.fields], dtype=bool)
+    if not mask.any():
+        return None, column
+    if mask.all():
+        return column, None
+    return column.subset(mask), column.subset(~mask)
 
 
-@dataclass(frozen=True, slots=True)
-class _Strings:
-    """The strings of one case taken together (cases share them: a vocabulary of symptoms, labels)."""
-
-    kinds: tuple[tuple[int, str], ...]  # (index of the string, pattern kind)
-    words: frozenset[str]
-    long_words: tuple[str, ...]  # words other than one- and two-digit numbers, joinables removed
-    short_numbers: frozenset[str]  # one- and two-digit numbers ("40", "9"): everywhere, weak evidence
-    digits: str  # the strings' digit skeletons, NUL-separated
-    long_digits: bool  # five digits in a row somewhere in ``digits``
-    mrn_chars: str
-    digit_runs: frozenset[str]
+def _texts_of(columns: Sequence[StringColumn], row: int) -> list[tuple[str, str]]:
+    """One case's non-empty strings, as ``(field, text)``."""
+    texts: list[tuple[str, str]] = []
+    for column in columns:
+        start, stop = np.searchsorted(column.rows, [row, row + 1])
+        for position in range(int(start), int(stop)):
+            text = column.text_of(position)
+            if text:
+                texts.append((column.field_of(position), text))
+    return texts
 
 
-def _strings(profiles: list[_Profile]) -> _Strings:
-    words = frozenset().union(*(p.words for p in profiles))
-    digits = "\x00".join(p.digits for p in profiles)
-    return _Strings(
-        kinds=tuple((index, kind) for index, p in enumerate(profiles) for kind in p.kinds),
-        words=words,
-        long_words=tuple({word.translate(_DROP_JOINABLE) for word in words if not _is_short_number(word)}),
-        short_numbers=frozenset(word for word in words if _is_short_number(word)),
-        digits=digits,
-        long_digits=_LONG_DIGITS.search(digits) is not None,
-        mrn_chars="\x00".join(p.mrn_chars for p in profiles),
-        digit_runs=frozenset().union(*(p.digit_runs for p in profiles)),
-    )
+def _patients(case_ids: Sequence[int]) -> dict[int, tuple[Any, Any]]:
+    """``{case_id: (patient, encounter_date text)}`` for the cases that exist.
 
-
-class _Scanner:
-    def __init__(self, pseudonym_fields: frozenset[str]) -> None:
-        self.pseudonym_fields = pseudonym_fields
-        self._profiles: dict[str, _Profile] = {}
-        self._strings: dict[tuple[str, ...], _Strings] = {}
-
-    def strings(self, texts: tuple[str, ...]) -> _Strings:
-        found = self._strings.get(texts)
-        if found is None:
-            if len(self._strings) >= _MEMO_LIMIT:  # bounded memory, whatever the data
-                self._strings.clear()
-            if len(self._profiles) >= _MEMO_LIMIT:
-                self._profiles.clear()
-            profiles = []
-            for text in texts:
-                profile = self._profiles.get(text)
-                if profile is None:
-                    profile = self._profiles[text] = _profile(text)
-                profiles.append(profile)
-            found = self._strings[texts] = _strings(profiles)
-        return found
-
-    def case_findings(
-        self, texts: Sequence[tuple[str, Any]], patient: Any, encounter_date: Any
-    ) -> list[tuple[str, str]]:
-        """``(field, kind)`` pairs for one case, as ``deid.residual_identifiers`` reports them."""
-        findings: list[tuple[str, str]] = []
-        scanned: list[tuple[str, str]] = []
-        for field_name, value in texts:
-            text = value if value.__class__ is str else str(value)
-            if field_name in self.pseudonym_fields:
-                if not PSEUDONYM_SHAPE.fullmatch(text):
-                    findings.append((field_name, "PSEUDONYM_FORMAT"))
-            elif text:
-                scanned.append((field_name, text))
-        if not scanned:
-            return findings
-        strings = self.strings(tuple([text for _, text in scanned]))
-        if _could_match(strings, patient if isinstance(patient, dict) else {}):
-            # The exact matcher, as de-identification uses it: its result is the report.
-            exact = deid.residual_identifiers(scanned, patient, encounter_date=encounter_date)
-            findings += [(item["field"], item["kind"]) for item in exact]
-        elif strings.kinds:
-            findings += [(scanned[index][0], kind) for index, kind in strings.kinds]
-        return list(dict.fromkeys(findings)) if findings else findings
-
-
-# --- The prefilter -------------------------------------------------------------------------------
-
-
-def _fold_word(word: str) -> str:
-    return word.casefold() if word.isascii() else deid.fold(word).casefold()
-
-
-def _fold_words(words: Iterable[str]) -> Iterator[str]:
-    """Words as ``deid``'s loose matching compares them: case-folded, accents off.
-
-    Folding may split a word ("½" becomes "1", FRACTION SLASH, "2"): then its parts count as words too.
+    Ids close together (a dataset of one cohort, read in id order) are read as one range of the
+    primary key, which costs the database less than a long ``IN`` list; scattered ids by that list.
+    The patient block comes as JSON text decoded here, which is the cheapest way on both databases:
+    SQLite's JSON functions parse the document again for each key, and on PostgreSQL key lookups
+    (``KT``) plus the type check they need (a number's text form there need not be Python's,
+    which ``deid`` matches) cost as much as the decoding. The encounter date comes as text, made a
+    date only for the few cases matched exactly.
     """
-    for word in words:
-        folded = _fold_word(word)
-        yield folded
-        if not folded.isascii():
-            parts = _WORD.findall(folded)
-            if parts != [folded]:
-                yield from parts
-
-
-def _fold_text(text: str) -> str:
-    return text.casefold() if text.isascii() else deid.fold(unicodedata.normalize("NFC", text)).casefold()
-
-
-def _is_short_number(word: str) -> bool:
-    return len(word) <= 2 and word.isdecimal()
-
-
-def _words_of(value: str, *, joined: bool = True) -> set[str]:
-    """The words of an identifier, and (``joined``) every run of words a loose match may join."""
-    nfc = value if value.isascii() else unicodedata.normalize("NFC", value)
-    words = set(_fold_words(_WORD.findall(nfc)))
-    if joined:
-        for group in _JOINED_WORDS.findall(nfc):
-            parts = [_fold_word(word) for word in _WORD.findall(group)]
-            for start in range(len(parts)):
-                for end in range(start + 2, len(parts) + 1):
-                    words.add("".join(parts[start:end]))
-    return words
-
-
-def _could_match(strings: _Strings, patient: dict[str, Any]) -> bool:
-    """False only if no own-identifier alternative of ``deid`` can match any of the strings.
-
-    Each test is a necessary condition of one family of ``deid._own_alternatives``:
-
-    - a literal (name, name part, address, address segment, MRN, SSN, phone, email, ZIP) is
-      matched between word boundaries, so each word of a match is a whole word of the string,
-      and is one of the identifier's words or several of them joined (loose matching drops
-      apostrophes, hyphens and dots); so some word of the strings is in the identifier's text;
-    - a number written with any separators (phone, SSN, MRN digits; ZIP) leaves its digits
-      contiguous once the separators are removed; an MRN's letters and digits likewise;
-    - the birth date, in any written form, shows the year as a word or a run of digits, or the
-      day and the month and the two-digit year as words, or eight digits in a row, or the day
-      leading a run of digits and the month's name inside a word.
-
-    The cheap substring tests come first; the word-level ones run only when those pass.
-    """
-    values = {key: _text_value(patient.get(key)) for key in _KEYS}
-    blob = "\n".join(values.values())
-    if blob.isascii():
-        haystack = _JOINABLE_CHARS.sub("", blob).lower()
+    wanted = set(case_ids)
+    if not wanted:
+        return {}
+    low, high = min(wanted), max(wanted)
+    queryset = Case.objects.order_by()
+    if high - low < 2 * len(wanted):
+        queryset = queryset.filter(pk__gte=low, pk__lte=high)
     else:
-        # Joinable characters go before folding too: one of them (ACUTE ACCENT) folds to a space.
-        haystack = _JOINABLE_CHARS.sub("", _fold_text(_JOINABLE_CHARS.sub("", blob)))
-    if any(word in haystack for word in strings.long_words) and _words_could_match(strings, values):
-        return True
-    if (
-        strings.short_numbers
-        and not strings.short_numbers.isdisjoint(_SHORT_RUNS.findall(haystack))
-        and strings.short_numbers & _short_numbers_alone(values)
-    ):
-        return True
-    if strings.long_digits and _number_could_match(strings, values):
-        return True
-    mrn_chars = _NOT_ALNUM.sub("", values["mrn"]).casefold()
-    if len(mrn_chars) >= 4 and not mrn_chars.isdigit() and mrn_chars in strings.mrn_chars:
-        return True
-    return _date_could_match(strings, deid._parse_date(patient.get("birth_date")))
+        queryset = queryset.filter(pk__in=wanted)
+    rows = queryset.values_list("id", Cast("patient", TextField()), Cast("encounter_date", TextField()))
+    loads = json.loads
+    return {
+        case_id: (loads(patient) if patient else {}, encounter_date)
+        for case_id, patient, encounter_date in rows
+        if case_id in wanted
+    }
 
 
-def _text_value(value: Any) -> str:
-    if value.__class__ is str:
-        return value.strip()
-    return "" if value is None else str(value).strip()
-
-
-def _literal_values(values: dict[str, str]) -> list[str]:
-    literal = [values[key] for key in LITERAL_KEYS if values[key]]
-    if "@" in values["email"]:
-        literal.append(values["email"].split("@", 1)[0])  # the local part alone
-    return literal
-
-
-def _words_could_match(strings: _Strings, values: dict[str, str]) -> bool:
-    """The word-level test behind the substring one (which only says a word occurs somewhere)."""
-    loose: set[str] = set()
-    for key in LOOSE_KEYS:
-        if values[key]:
-            loose |= _words_of(values[key])
-    if any(not _is_short_number(word) for word in strings.words & loose):
-        return True
-    # Matched literally (letter case aside): every word of the value is a word of the strings.
-    return any(_words_of(value, joined=False) <= strings.words for value in _literal_values(values))
-
-
-def _short_numbers_alone(values: dict[str, str]) -> set[str]:
-    """Words of one or two digits that can make up an identifier on their own.
-
-    Numbers like "40" are everywhere ("40-49" is an age band), so sharing one with a patient's
-    address is no evidence, unless an identifier can consist of such numbers alone: a name with a
-    number among its parts, an address segment of short numbers only, an MRN "12".
-    """
-    alone: set[str] = set()
-    name = values["name"]
-    if name and _HAS_DIGIT.search(name):
-        alone |= {word for word in _words_of(name) if _is_short_number(word)}
-    address = values["address"]
-    candidates = _literal_values(values)
-    if address:
-        candidates += [address, *_ADDRESS_SEGMENTS.split(address)]
-    for candidate in candidates:
-        if _ONLY_SHORT_NUMBERS.fullmatch(candidate):
-            alone |= _words_of(candidate)
-    return alone
-
-
-def _number_could_match(strings: _Strings, values: dict[str, str]) -> bool:
-    forms = []
-    phone = _NOT_DIGIT.sub("", deid._main_phone(values["phone"]))
-    if len(phone) >= 5:
-        forms.append(phone[-7:])  # every form deid tries (with or without prefixes) ends so
-    for key in ("ssn", "mrn"):
-        number = _NOT_DIGIT.sub("", values[key])
-        if len(number) >= 5:
-            forms.append(number)
-    zip_digits = _NOT_DIGIT.sub("", values["zip"])
-    if len(zip_digits) >= 5:
-        forms.append(zip_digits[:5])
-    return any(form in strings.digits for form in forms)
-
-
-def _date_could_match(strings: _Strings, born: Any) -> bool:
-    if born is None:
-        return False
-    words, runs = strings.words, strings.digit_runs
-    year, month, day = str(born.year), born.month, born.day
-    if year in words or year in runs:  # "1957-03-14", and the birth year alone (over 89)
-        return True
-    if {f"{year}{month:02d}{day:02d}", f"{month:02d}{day:02d}{year}", f"{day:02d}{month:02d}{year}"} & words:
-        return True
-    days = (str(day), f"0{day}")
-    if f"{born.year % 100:02d}" in words and words.intersection(days) and words & {str(month), f"0{month}"}:
-        return True  # "3/14/57", "14.03.57"
-    # "March 14", "14th of March", "Mar14": the day leads a run of digits, the month's name is in a word.
-    if not any(run.startswith(days) for run in runs):
-        return False
-    short_month = deid._MONTH_NAMES[month - 1][0]
-    return any(short_month in word for word in words)
+def _date(text: str | None) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if text else None
+    except ValueError:
+        return None

@@ -3,28 +3,35 @@
 ``create_snapshot`` records what is asked for (a row in status building); ``build_snapshot`` does
 the work and ends in ``ready`` or ``failed``. The build, in order:
 
-1. Select: approved cases of the model type's cohort with at least the minimum quality (and the
-   encounter date range, if any). A first pass reads only ids, pseudonyms and labels, into numpy
-   arrays; it never loads records.
+1. Read: approved cases of the model type's cohort with at least the minimum quality (and the
+   encounter date range, if any), in id order, ``CHUNK_SIZE`` at a time. Each de-identified record
+   is read once, as the JSON text the database holds: decoded into the rows of the file, which go
+   to a temporary Arrow file (no split yet), and hashed. Only ids, pseudonym keys, label codes and
+   a fingerprint of each record stay in memory, as numpy arrays.
 2. Validate: enough cases, at least two labels, no label with a single case, one de-identification
    policy for all. A refusal fails the snapshot with a clear message and raises
    ``DatasetBuildError`` (a ``DomainError``, so the API answers it with its code).
 3. Split by patient, stratified by label (``training.splitting``).
-4. Write: a second pass streams the de-identified records in id order, ``CHUNK_SIZE`` at a time,
-   into Parquet row groups in a temporary file, hashing each record's canonical JSON on the way.
-5. Scan: every string of the written file, read back from it, goes through the residual-identifier
-   scan (``cases.scanning``). Any finding fails the snapshot; the file never reaches storage.
-6. Store the file through Django's default storage as ``datasets/<id>-<hash12>.parquet`` and mark
+4. Write: the rows, read back from the temporary file, get their split and go into Parquet row
+   groups (Arrow to Parquet, no Python objects per row).
+5. Scan: every string of the written file, read back from it column by column, goes through the
+   residual-identifier scan (``cases.scanning``). Any finding fails the snapshot; the file never
+   reaches storage.
+6. Check: the selection is read again (record texts only) and every case must still be there with
+   the record it had when it was read; a case changed, retracted or re-labelled during the build
+   fails it ("cases_changed"): build again.
+7. Store the file through Django's default storage as ``datasets/<id>-<hash12>.parquet`` and mark
    the snapshot ready with its manifest, label counts, hashes and sizes, all in one UPDATE.
 
-The content hash is a sha256 over the seed, the fractions, the policy version and the label field,
-then, in case id order, each case's id, split and the sha256 of its canonical de-identified JSON
-(``canonical_json``): the same cases and seed give the same hash, whatever order the database
-returns them in and whatever the Parquet library's bytes. ``file_sha256`` pins the file itself.
+The content hash (``HASH_FORMAT`` v2) is a sha256 over the seed, the fractions, the policy version
+and the label field, then the case ids in id order, their split codes, and a sha256 of the cases'
+de-identified records as the database stores them (its JSON text, which stays the same while the
+row does): the same cases and seed give the same hash, whatever order the database returns them
+in and whatever the Parquet library's bytes. ``file_sha256`` pins the file itself.
 
-Memory: the first pass keeps three numpy arrays (8 + 8 + 4 bytes a case) and the manifest holds the
-ids once more; records only ever exist one chunk at a time. Any exception fails the snapshot with
-the reason, removes the temporary file and leaves nothing in storage.
+Memory: the arrays hold 8 + 8 + 4 + 8 bytes a case and the manifest holds the ids once more;
+records only ever exist one chunk at a time. Any exception fails the snapshot with the reason,
+removes the temporary files and leaves nothing in storage.
 
 Only de-identified data is read here: ``Case.deidentified`` and the columns used for selection.
 The scan, which needs the raw identifiers, lives in ``cases``.
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import hashlib
 import json
 import logging
@@ -49,19 +57,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db.models import TextField
 from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 
 from cases.models import Case
-from cases.scanning import ScanReport, scan_cases
+from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
-from training.dataset_format import SCHEMA, row_from_deidentified
+from training.dataset_format import SCHEMA
 from training.models import DatasetSnapshot, ModelType
 from training.splitting import SPLIT_NAMES, check_fractions, split_cases
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 2000
-HASH_FORMAT = "dataset-content-v1"
+HASH_FORMAT = "dataset-content-v2"
 STORAGE_FOLDER = "datasets"
 
 Progress = Callable[[str, int, int], None]
@@ -141,7 +151,11 @@ def _label_path(filters: dict[str, Any]) -> str:
 
 
 def _base_selection(filters: dict[str, Any]) -> Any:
-    """``selected_cases`` without the label tests, which the build applies in Python (cheaper)."""
+    """``selected_cases`` without the label tests (the build applies them in Python: cheaper)."""
+    return _selection(filters).annotate(dataset_label=KT(_label_path(filters)))
+
+
+def _selection(filters: dict[str, Any]) -> Any:
     queryset = Case.objects.filter(
         status=Case.Status.APPROVED, cohort=filters["cohort"], quality_score__gte=filters["min_quality"]
     )
@@ -149,10 +163,14 @@ def _base_selection(filters: dict[str, Any]) -> Any:
         queryset = queryset.filter(encounter_date__gte=filters["encounter_after"])
     if filters.get("encounter_before"):
         queryset = queryset.filter(encounter_date__lte=filters["encounter_before"])
-    return queryset.annotate(dataset_label=KT(_label_path(filters)))
+    return queryset
 
 
 # --- Building ------------------------------------------------------------------------------------
+
+# The file's columns but the split, which is only known once every case has been read.
+_ROW_SCHEMA = pa.schema([field for field in SCHEMA if field.name != "split"], metadata=SCHEMA.metadata)
+_SPLIT_VALUES = pa.array(SPLIT_NAMES, type=pa.string())
 
 
 @dataclass
@@ -162,6 +180,8 @@ class _Selection:
     labels: np.ndarray  # int32 codes into label_names
     label_names: list[str]
     policy_version: str
+    fingerprints: np.ndarray  # int64: hash() of each record's text, to notice a change during the build
+    records_sha256: bytes  # the record texts in id order
 
 
 def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> DatasetSnapshot:
@@ -177,35 +197,15 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
             current_status=snapshot.status,
         )
     report = progress or _no_progress
-    temporary: str | None = None
+    temporaries: list[str] = []
     stored: str | None = None
     try:
-        selection = _select(snapshot, report)
-        _validate(snapshot, selection)
-        report("Splitting", 0, len(selection.ids))
-        splits = split_cases(
-            selection.ids,
-            selection.groups,
-            selection.labels,
-            validation_fraction=snapshot.validation_fraction,
-            test_fraction=snapshot.test_fraction,
-            seed=snapshot.seed,
-        )
-        _check_splits(snapshot, splits)
-        handle, temporary = tempfile.mkstemp(prefix=f"dataset-{snapshot.pk}-", suffix=".parquet")
-        os.close(handle)
-        content_hash = _write(snapshot, selection, splits, temporary, report)
-        scan = _scan(temporary, len(selection.ids), report)
-        if not scan.clean:
-            raise DatasetBuildError(
-                f"The residual-identifier scan found {scan.total} identifier(s) in {_cases_in(scan)} case(s); "
-                "the dataset was not kept. The scan report lists each case, field and kind.",
-                code="residual_identifiers",
-                scan_report=scan.to_json(),
-            )
+        with _gc_paused():
+            path, selection, splits, scan = _build(snapshot, temporaries, report)
+        content_hash = _content_hash(snapshot, selection, splits)
         report("Saving", 0, 1)
-        file_sha256, file_size = _file_digest(temporary)
-        with open(temporary, "rb") as source:
+        file_sha256, file_size = _file_digest(path)
+        with open(path, "rb") as source:
             stored = default_storage.save(f"{STORAGE_FOLDER}/{snapshot.pk}-{content_hash[:12]}.parquet", File(source))
         snapshot.mark_ready(
             file=stored,
@@ -232,8 +232,63 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
             code="build_error",
         ) from error
     finally:
-        if temporary:
+        for temporary in temporaries:
             _remove(temporary)
+
+
+def _build(
+    snapshot: DatasetSnapshot, temporaries: list[str], report: Progress
+) -> tuple[str, _Selection, np.ndarray, ScanReport]:
+    """Steps 1 to 6: the path of the checked file, the selection, its splits and the scan report."""
+    rows_file = _temporary_file(snapshot, ".arrow", temporaries)
+    selection = _read(snapshot, rows_file, report)
+    _validate(snapshot, selection)
+    report("Splitting", 0, len(selection.ids))
+    splits = split_cases(
+        selection.ids,
+        selection.groups,
+        selection.labels,
+        validation_fraction=snapshot.validation_fraction,
+        test_fraction=snapshot.test_fraction,
+        seed=snapshot.seed,
+    )
+    _check_splits(snapshot, splits)
+    path = _temporary_file(snapshot, ".parquet", temporaries)
+    _write(rows_file, splits, path, report)
+    scan = _scan(path, len(selection.ids), report)
+    if not scan.clean:
+        raise DatasetBuildError(
+            f"The residual-identifier scan found {scan.total} identifier(s) in {_cases_in(scan)} case(s); "
+            "the dataset was not kept. The scan report lists each case, field and kind.",
+            code="residual_identifiers",
+            scan_report=scan.to_json(),
+        )
+    _check_unchanged(snapshot, selection, report)
+    return path, selection, splits, scan
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused, then restored as it was.
+
+    The passes allocate millions of short-lived dicts and lists, a chunk's worth of which live for
+    a while: the collector would traverse them again and again (a third of the read pass's time)
+    and find no cycle, for the build makes none. Reference counting still frees everything.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _temporary_file(snapshot: DatasetSnapshot, suffix: str, temporaries: list[str]) -> str:
+    handle, path = tempfile.mkstemp(prefix=f"dataset-{snapshot.pk}-", suffix=suffix)
+    os.close(handle)
+    temporaries.append(path)
+    return path
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -260,7 +315,51 @@ def _remove(path: str) -> None:
         os.remove(path)
 
 
-# --- 1. Select and validate ----------------------------------------------------------------------
+# --- 1. Read and validate ------------------------------------------------------------------------
+
+
+class _Rows:
+    """Up to ``CHUNK_SIZE`` rows of the file (but the split): the records, made columns at once.
+
+    The same values as ``row_from_deidentified`` gives (tests/training/test_datasets.py compares),
+    with the selection's label; a list comprehension per column costs less than a dict per row.
+    """
+
+    def __init__(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        self.case_ids: list[int] = []
+        self.records: list[dict[str, Any]] = []
+        self.labels: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def add(self, case_id: int, record: dict[str, Any], label: str) -> None:
+        self.case_ids.append(case_id)
+        self.records.append(record)
+        self.labels.append(label)
+
+    def batch(self) -> pa.RecordBatch:
+        records = self.records
+        columns = [
+            self.case_ids,
+            [record["patient_pseudonym"] for record in records],
+            self.labels,
+            [record["diagnosis"].get("label") or "" for record in records],
+            [90 if (age := record.get("age")) == "90+" else age for record in records],
+            [record.get("age_band") for record in records],
+            [record.get("sex") or "unknown" for record in records],
+            [record.get("encounter_year") for record in records],
+            [list(record.get("findings", {}).items()) for record in records],
+            [list(record.get("symptoms", [])) for record in records],
+        ]
+        self._clear()
+        return pa.RecordBatch.from_arrays(
+            [pa.array(column, type=field.type) for column, field in zip(columns, _ROW_SCHEMA, strict=True)],
+            schema=_ROW_SCHEMA,
+        )
 
 
 def _group_key(pseudonym: str) -> int:
@@ -275,27 +374,62 @@ def _group_key(pseudonym: str) -> int:
         return int.from_bytes(hashlib.blake2b(pseudonym.encode(), digest_size=8).digest(), "little")
 
 
-def _select(snapshot: DatasetSnapshot, report: Progress) -> _Selection:
-    # One pass, no count first: each extra query would evaluate the JSON label of every case again.
-    # Compact growable arrays (8 + 8 + 4 bytes a case) until numpy takes them over.
-    ids, groups, labels = array("q"), array("Q"), array("i")
+def _records(filters: dict[str, Any], *fields: Any) -> Any:
+    """The selected cases in id order, each with its de-identified record as the database's JSON text."""
+    return (
+        _selection(filters)
+        .order_by("id")
+        .values_list(*fields, Cast("deidentified", TextField()))
+        .iterator(chunk_size=CHUNK_SIZE)
+    )
+
+
+def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selection:
+    """One pass over the selection: the arrays for the split, and the rows into ``rows_file``.
+
+    An unlabelled case (no value at the label field) is left out: it cannot train a classifier.
+    """
+    label_path = snapshot.filters["label_field"].split(".")
+    # Compact growable arrays (8 + 8 + 4 + 8 bytes a case) until numpy takes them over.
+    ids, groups, labels, fingerprints = array("q"), array("Q"), array("i"), array("q")
     label_codes: dict[str, int] = {}
     policies: set[str] = set()
-    rows = (
-        _base_selection(snapshot.filters)
-        .order_by("id")
-        .values_list("id", "patient_pseudonym", "dataset_label", "deid_policy_version")
-    )
+    disagreeing: int | None = None  # a case whose record names another policy than its row
+    records = hashlib.sha256()
+    rows = _Rows()
+    texts: list[str] = []
+    loads = json.loads
     report("Selecting cases", 0, 0)
-    for case_id, pseudonym, label, policy in rows.iterator(chunk_size=CHUNK_SIZE * 5):
-        if label is None or label == "":  # unlabelled cases cannot train a classifier
-            continue
-        ids.append(case_id)
-        groups.append(_group_key(pseudonym))
-        labels.append(label_codes.setdefault(str(label), len(label_codes)))
-        policies.add(policy)
-        if len(ids) % (CHUNK_SIZE * 5) == 0:
+    with pa.OSFile(rows_file, "wb") as sink, pa.ipc.new_file(sink, _ROW_SCHEMA) as writer:
+
+        def flush() -> None:
+            writer.write_batch(rows.batch())
+            # Valid JSON text holds no raw control character: "\x1e" separates records unambiguously.
+            records.update(("\x1e".join(texts) + "\x1e").encode())
+            texts.clear()
             report("Selecting cases", len(ids), 0)
+
+        for case_id, policy, text in _records(snapshot.filters, "id", "deid_policy_version"):
+            record = loads(text) if text else None
+            label: Any = record
+            for part in label_path:
+                label = label.get(part) if isinstance(label, dict) else None
+            if label is None or label == "":
+                continue
+            label = label if label.__class__ is str else str(label)
+            ids.append(case_id)
+            groups.append(_group_key(record["patient_pseudonym"]))  # type: ignore[index]
+            labels.append(label_codes.setdefault(label, len(label_codes)))
+            fingerprints.append(hash(text))
+            policies.add(policy)
+            if disagreeing is None and record.get("policy_version") != policy:  # type: ignore[union-attr]
+                disagreeing = case_id
+            rows.add(case_id, record, label)  # type: ignore[arg-type]
+            texts.append(text)
+            if len(rows) == CHUNK_SIZE:
+                flush()
+        if len(rows):
+            flush()
     report("Selecting cases", len(ids), len(ids))
     if len(policies) > 1:
         raise DatasetBuildError(
@@ -303,12 +437,26 @@ def _select(snapshot: DatasetSnapshot, report: Progress) -> _Selection:
             "a dataset needs one. Narrow the filters (dates) or re-approve the older cases.",
             code="mixed_policy_versions",
         )
+    if disagreeing is not None:
+        raise _changed(disagreeing)
     return _Selection(
-        ids=np.frombuffer(ids, dtype=np.int64).copy() if ids else np.zeros(0, dtype=np.int64),
-        groups=np.frombuffer(groups, dtype=np.uint64).copy() if groups else np.zeros(0, dtype=np.uint64),
-        labels=np.frombuffer(labels, dtype=np.int32).copy() if labels else np.zeros(0, dtype=np.int32),
+        ids=_numpy(ids, np.int64),
+        groups=_numpy(groups, np.uint64),
+        labels=_numpy(labels, np.int32),
         label_names=list(label_codes),
         policy_version=policies.pop() if policies else "",
+        fingerprints=_numpy(fingerprints, np.int64),
+        records_sha256=records.digest(),
+    )
+
+
+def _numpy(values: array[Any], dtype: Any) -> np.ndarray:
+    return np.frombuffer(values, dtype=dtype).copy() if values else np.zeros(0, dtype=dtype)
+
+
+def _changed(case_id: int) -> DatasetBuildError:
+    return DatasetBuildError(
+        f"Case {case_id} changed or disappeared during the build; build the dataset again.", code="cases_changed"
     )
 
 
@@ -376,13 +524,6 @@ def _label_counts(selection: _Selection, splits: np.ndarray) -> dict[str, dict[s
 # --- 2. Write ------------------------------------------------------------------------------------
 
 
-def _label_of(record: dict[str, Any], path: list[str]) -> Any:
-    value: Any = record
-    for part in path:
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -391,9 +532,22 @@ def canonical_json(record: Any) -> bytes:
     return _CANONICAL.encode(record).encode()
 
 
-def _write(snapshot: DatasetSnapshot, selection: _Selection, splits: np.ndarray, path: str, report: Progress) -> str:
-    """Stream the records into ``path``; return the content hash."""
-    label_path = snapshot.filters["label_field"].split(".")
+def _write(rows_file: str, splits: np.ndarray, path: str, report: Progress) -> None:
+    """The rows of ``rows_file`` with their split (``splits`` in the same order), as Parquet into ``path``."""
+    total = len(splits)
+    written = 0
+    with pa.memory_map(rows_file) as source, pq.ParquetWriter(path, SCHEMA) as writer:
+        reader = pa.ipc.open_file(source)
+        for index in range(reader.num_record_batches):
+            batch = reader.get_batch(index)
+            codes = pa.array(splits[written : written + batch.num_rows], type=pa.int8())
+            split = pa.DictionaryArray.from_arrays(codes, _SPLIT_VALUES)
+            writer.write_table(pa.Table.from_arrays([batch.column(0), split, *batch.columns[1:]], schema=SCHEMA))
+            written += batch.num_rows
+            report("Writing", written, total)
+
+
+def _content_hash(snapshot: DatasetSnapshot, selection: _Selection, splits: np.ndarray) -> str:
     digest = hashlib.sha256(
         canonical_json(
             {
@@ -406,113 +560,97 @@ def _write(snapshot: DatasetSnapshot, selection: _Selection, splits: np.ndarray,
             }
         )
     )
-    total = len(selection.ids)
-    written = 0
-    with pq.ParquetWriter(path, SCHEMA) as writer:
-        for start in range(0, total, CHUNK_SIZE):
-            ids = selection.ids[start : start + CHUNK_SIZE]
-            expected = dict(
-                zip(
-                    ids.tolist(),
-                    zip(
-                        splits[start : start + CHUNK_SIZE].tolist(),
-                        selection.groups[start : start + CHUNK_SIZE].tolist(),
-                        selection.labels[start : start + CHUNK_SIZE].tolist(),
-                        strict=True,
-                    ),
-                    strict=True,
-                )
-            )
-            records = dict(Case.objects.filter(pk__in=list(expected)).order_by().values_list("id", "deidentified"))
-            rows: list[dict[str, Any]] = []
-            for case_id, (split_code, group, label_code) in expected.items():
-                record = records.get(case_id)
-                label = selection.label_names[label_code]
-                if (
-                    not isinstance(record, dict)
-                    or str(_label_of(record, label_path)) != label
-                    or _group_key(str(record.get("patient_pseudonym", ""))) != group
-                    or record.get("policy_version") != selection.policy_version
-                ):
-                    raise DatasetBuildError(
-                        f"Case {case_id} changed or disappeared during the build; build the dataset again.",
-                        code="cases_changed",
-                    )
-                split = SPLIT_NAMES[split_code]
-                row = row_from_deidentified(case_id, split, record)
-                row["label"] = label
-                rows.append(row)
-                digest.update(f"\n{case_id}\t{split}\t".encode())
-                digest.update(hashlib.sha256(canonical_json(record)).hexdigest().encode())
-            writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
-            written += len(ids)
-            report("Writing", written, total)
+    digest.update(selection.ids.astype("<i8").tobytes())
+    digest.update(np.asarray(splits, dtype=np.int8).tobytes())
+    digest.update(selection.records_sha256)
     return digest.hexdigest()
 
 
-def _file_digest(path: str) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as source:
-        while block := source.read(1 << 20):
-            digest.update(block)
-            size += len(block)
-    return digest.hexdigest(), size
+# --- 3. Scan and check ---------------------------------------------------------------------------
 
 
-# --- 3. Scan -------------------------------------------------------------------------------------
+def file_batches(path: str) -> Iterator[CaseBatch]:
+    """Every string value of a dataset file, column by column, ``CHUNK_SIZE`` cases a batch.
 
-
-def file_cases(path: str) -> Iterator[tuple[int, list[tuple[str, str]]]]:
-    """Every string value in a dataset file, per case: ``(case_id, [(field, text), ...])``.
-
-    Read back batch by batch. Every column of a string type is included, found from the file's own
-    schema, so a column added to the format later is scanned without anyone remembering to:
-    plain and dictionary strings, list items as ``field[i]``, map keys as ``field[i].key`` (the key
-    itself may be the leak, so the name says where, not what) and string map values as
-    ``field[i].value``.
+    Read back from the file. Every column of a string type is included, found from the file's own
+    schema, so a column added to the format later is scanned without anyone remembering to: plain
+    and dictionary strings, list items as ``field[i]``, map keys as ``field[i].key`` (the key itself
+    may be the leak, so the name says where, not what) and string map values as
+    ``field[i].value``; any other shape by walking its values.
     """
     parquet = pq.ParquetFile(path)
     fields = [f for f in parquet.schema_arrow if _has_strings(f.type)]
-    # Names of list items and map keys, made once: "symptoms[0]", "findings[0].key", ...
-    item_names: dict[str, list[str]] = {f.name: [] for f in fields}
-
-    def names(name: str, count: int, suffix: str) -> list[str]:
-        known = item_names[name]
-        while len(known) < count:
-            known.append(f"{name}[{len(known)}]{suffix}")
-        return known
-
     for batch in parquet.iter_batches(batch_size=CHUNK_SIZE, columns=["case_id", *(f.name for f in fields)]):
-        columns = [(f.name, f.type, _shape(f.type), batch.column(f.name).to_pylist()) for f in fields]
-        for row, case_id in enumerate(batch.column("case_id").to_pylist()):
-            texts: list[tuple[str, str]] = []
-            for name, data_type, shape, values in columns:
-                value = values[row]
-                if value is None:
-                    continue
-                if shape == "string":
-                    texts.append((name, value))
-                elif shape == "string_list":
-                    texts.extend(zip(names(name, len(value), ""), value, strict=False))
-                elif shape == "string_keys":
-                    texts.extend(zip(names(name, len(value), ".key"), (key for key, _ in value), strict=False))
-                else:
-                    texts.extend(_strings_in(name, value, data_type))
-            yield case_id, texts
+        columns: list[StringColumn] = []
+        for f in fields:
+            columns += _string_columns(f.name, f.type, batch.column(f.name))
+        yield CaseBatch(batch.column("case_id").to_pylist(), columns)
 
 
-def _shape(data_type: pa.DataType) -> str:
-    """How to read a column's values fast: the common shapes, else the general walk."""
-    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        return "string"
-    if pa.types.is_dictionary(data_type) and pa.types.is_string(data_type.value_type):
-        return "string"
-    if (pa.types.is_list(data_type) or pa.types.is_large_list(data_type)) and pa.types.is_string(data_type.value_type):
-        return "string_list"
-    if pa.types.is_map(data_type) and pa.types.is_string(data_type.key_type) and not _has_strings(data_type.item_type):
-        return "string_keys"
-    return "general"
+def file_cases(path: str) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """Every string value in a dataset file, per case: ``(case_id, [(field, text), ...])``."""
+    for batch in file_batches(path):
+        texts: list[list[tuple[str, str]]] = [[] for _ in batch.case_ids]
+        for column in batch.columns:
+            for position, row in enumerate(column.rows.tolist()):
+                text = column.text_of(position)
+                if text is not None:
+                    texts[row].append((column.field_of(position), text))
+        yield from zip(batch.case_ids, texts, strict=True)
+
+
+def _is_text(data_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(data_type):
+        return _is_text(data_type.value_type)
+    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+
+
+def _string_columns(name: str, data_type: pa.DataType, values: Any) -> list[StringColumn]:
+    if _is_text(data_type):
+        return [_coded(name, np.arange(len(values)), values)]
+    if (pa.types.is_list(data_type) or pa.types.is_large_list(data_type)) and _is_text(data_type.value_type):
+        rows, positions, take = _items(values)
+        return [_coded(ItemFields(name, positions), rows, values.values.take(take))]
+    if pa.types.is_map(data_type) and _is_text(data_type.key_type):
+        rows, positions, take = _items(values)
+        columns = [_coded(ItemFields(name, positions, ".key"), rows, values.keys.take(take))]
+        if _is_text(data_type.item_type):
+            columns.append(_coded(ItemFields(name, positions, ".value"), rows, values.items.take(take)))
+            return columns
+        if not _has_strings(data_type.item_type):
+            return columns
+    # Any other shape (structs, nested lists): walk each value.
+    names: list[str] = []
+    rows_of: list[int] = []
+    texts: list[str] = []
+    for row, value in enumerate(values.to_pylist()):
+        for field_name, text in _strings_in(name, value, data_type):
+            names.append(field_name)
+            rows_of.append(row)
+            texts.append(text)
+    return [StringColumn.of(names, rows_of, texts)]
+
+
+def _coded(fields: str | ItemFields, rows: np.ndarray, strings: Any) -> StringColumn:
+    """A string column as the scan takes it: codes into its distinct values (Arrow does the coding)."""
+    coded = strings if pa.types.is_dictionary(strings.type) else strings.dictionary_encode()
+    codes = coded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return StringColumn(fields, rows, codes, coded.dictionary.to_pylist())
+
+
+def _items(values: Any) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """A list (or map) column's items: ``(row of each, its index in its list, where it is in the child array)``.
+
+    From the offsets (the list compute kernels do not take maps); a null list has no items.
+    """
+    offsets = values.offsets.to_numpy()
+    lengths = np.diff(offsets)
+    if values.null_count:
+        lengths[values.is_null().to_numpy(zero_copy_only=False)] = 0
+    count = int(lengths.sum())
+    rows = np.repeat(np.arange(len(values)), lengths)
+    positions = np.arange(count) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, positions, pa.array(np.repeat(offsets[:-1], lengths) + positions)
 
 
 def _has_strings(data_type: pa.DataType) -> bool:
@@ -552,9 +690,42 @@ def _strings_in(name: str, value: Any, data_type: pa.DataType) -> Iterator[tuple
 
 def _scan(path: str, total: int, report: Progress) -> ScanReport:
     report("Scanning for residual identifiers", 0, total)
-    result = scan_cases(file_cases(path))
+    result = scan_batches(file_batches(path))
     report("Scanning for residual identifiers", result.cases, total)
     return result
+
+
+def _check_unchanged(snapshot: DatasetSnapshot, selection: _Selection, report: Progress) -> None:
+    """Every case of the snapshot is still selected, with the very record it was read with.
+
+    The record texts are compared by ``hash()`` (of this process: the build reads both).
+    """
+    expected = selection.ids.tolist()
+    fingerprints = selection.fingerprints.tolist()
+    total = len(expected)
+    report("Checking that no case changed", 0, total)
+    position = 0
+    for case_id, text in _records(snapshot.filters, "id"):
+        if position < total and expected[position] < case_id:
+            raise _changed(expected[position])  # retracted, or no longer matching the filters
+        if position < total and expected[position] == case_id:
+            if hash(text) != fingerprints[position]:
+                raise _changed(case_id)
+            position += 1
+        # Other cases (unlabelled, or approved since the build started) are not the snapshot's.
+    if position < total:
+        raise _changed(expected[position])
+    report("Checking that no case changed", total, total)
+
+
+def _file_digest(path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as source:
+        while block := source.read(1 << 20):
+            digest.update(block)
+            size += len(block)
+    return digest.hexdigest(), size
 
 
 def _cases_in(scan: ScanReport) -> int:

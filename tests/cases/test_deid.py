@@ -732,3 +732,274 @@ def test_unknown_patient_keys_and_unknown_record_keys_never_reach_the_deidentifi
         "diagnosis",
     }
     assert deidentified["policy_version"] == deid.POLICY_VERSION
+
+
+# --- The fast matchers against the definition ----------------------------------------------------
+#
+# deid matches a patient's own identifiers without compiling the joined regex of ``_own_specs``
+# (the definition); these tests hold the two to the same matches, and check the facts about
+# Unicode and ``re`` that the fast paths and the residual index rely on, for every code point.
+
+# Letters (with the four that re.IGNORECASE takes for ASCII ones), digits and every separator
+# and mark the matchers treat specially.
+TRICKY = [
+    *"abcdeklmnorsABKS0123459 -'`.,;:#/()_@+\n",
+    "\u212a",  # KELVIN SIGN
+    "\u017f",  # LATIN SMALL LETTER LONG S
+    "\u0131",  # dotless i
+    "\u0130",  # I with dot above
+    "é",
+    "ß",
+    "\u2019",
+    "\u2013",
+    "\u00a0",
+    "½",
+    "\u2105",  # CARE OF, folds to "c/o"
+    "Ø",
+]
+PATIENT_KEYS = ["name", "mrn", "ssn", "phone", "email", "address", "zip"]
+
+
+def by_definition(patient: dict[str, Any], text: str) -> tuple[str, list[str]]:
+    """The literal stage as the joined regex does it: ``(text with placeholders, kinds in order)``."""
+    specs = deid._own_specs(patient)
+    if not specs:
+        return text, []
+    found: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        kind = specs[int((match.lastgroup or "k0")[1:])].kind
+        found.append(kind)
+        return f"[{kind}]"
+
+    regex = deid._combined_regex(tuple(spec.pattern for spec in specs))
+    return regex.sub(placeholder, text), found
+
+
+def fast(patient: dict[str, Any], text: str) -> tuple[str, list[str]]:
+    found: list[str] = []
+    return deid._OwnIdentifiers(patient, None)._literals(text, found), found
+
+
+@st.composite
+def tricky_patients(draw: Any) -> tuple[dict[str, Any], list[str]]:
+    """Identifiers from tricky characters, and texts made of pieces of them, retyped."""
+    patient = draw(st.dictionaries(st.sampled_from(PATIENT_KEYS), st.text(TRICKY, max_size=14), max_size=7))
+    values = [value for value in patient.values() if value.strip()]
+    texts = []
+    for _ in range(draw(st.integers(1, 4))):
+        if values and draw(st.booleans()):
+            value = draw(st.sampled_from(values))
+            start = draw(st.integers(0, len(value) - 1))
+            piece = value[start : draw(st.integers(start + 1, len(value)))]
+            piece = draw(
+                st.sampled_from(
+                    [
+                        piece,
+                        piece.upper(),
+                        piece.lower(),
+                        piece.replace("-", ""),
+                        piece.replace(" ", "-"),
+                        deid.fold(piece),
+                    ]
+                )
+            )
+            texts.append(draw(st.text(TRICKY, max_size=3)) + piece + draw(st.text(TRICKY, max_size=3)))
+        else:
+            texts.append(draw(st.text(TRICKY, max_size=20)))
+    return patient, texts
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tricky_patients())
+def test_own_identifiers_are_matched_as_the_joined_regex_matches_them(generated):
+    patient, texts = generated
+    for text in texts:
+        text = unicodedata.normalize("NFC", text)
+        assert fast(patient, text) == by_definition(patient, text), (patient, text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(patients_with_notes())
+def test_names_addresses_and_numbers_in_notes_are_matched_as_the_joined_regex_matches_them(generated):
+    who, note = generated
+    patient = who.patient()
+    for text in (note, note.upper(), deid.fold(note), who.address.lower()):
+        text = unicodedata.normalize("NFC", text)
+        assert fast(patient, text) == by_definition(patient, text)
+
+
+def test_the_joined_regex_is_used_for_an_identifier_that_matches_the_empty_string():
+    patient = {"mrn": "MRN-1", "name": "'-'"}
+    own = deid._OwnIdentifiers(patient, None)
+    assert own.combined is not None
+    assert fast(patient, "a b") == by_definition(patient, "a b")
+
+
+ALL_CHARACTERS = "".join(chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF)
+
+
+def test_caseless_marks_exactly_where_ignorecase_matches_an_ascii_character():
+    caseless = deid._caseless(ALL_CHARACTERS)
+    assert len(caseless) == len(ALL_CHARACTERS)  # one character for one: positions carry over
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    marked: dict[str, set[str]] = {mark: set() for mark in alphabet}
+    for ch, mark in zip(ALL_CHARACTERS, caseless, strict=True):
+        if mark in marked:
+            marked[mark].add(ch)
+    for ascii_character in alphabet:
+        assert set(re.findall(f"[{ascii_character}]", ALL_CHARACTERS, re.IGNORECASE)) == marked[ascii_character]
+
+
+def test_is_word_is_the_regex_word_class():
+    assert set(re.findall(r"\w", ALL_CHARACTERS)) == {ch for ch in ALL_CHARACTERS if deid._is_word(ch)}
+
+
+def test_every_ascii_form_of_a_character_folds_like_the_character():
+    """Why the residual index may compare folded words: what matches ASCII text folds the same."""
+    special = set(deid._FOLD)
+    broken: list[object] = []
+    for ch in ALL_CHARACTERS:
+        expanded = [form for form in (ch.lower(), ch.upper()) if len(form) > 1]
+        # A character that neither decomposes nor case-expands has itself as its only form.
+        if not (expanded or ord(ch) in special or unicodedata.normalize("NFKD", ch) != ch):
+            if deid._caseless(ch).isascii() and deid._caseless(ch) != deid.fold(ch).casefold():
+                broken.append(hex(ord(ch)))
+            continue
+        if unicodedata.normalize("NFC", ch) != ch or deid._separator_piece(ch) is not None:
+            continue
+        for form in dict.fromkeys(form for form in (ch, deid.fold(ch), *expanded) if form):
+            marks = deid._caseless(form)
+            if marks.isascii() and marks != deid.fold(ch).casefold():
+                broken.append((hex(ord(ch)), form))
+    assert broken == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["www.", "http://", "ftp://", "@", ":", ".", "1", "9", "-", "/", " ", "a", "Z", "MRN", "St"]),
+        max_size=14,
+    ).map("".join)
+)
+def test_a_pattern_only_matches_a_text_that_has_what_it_needs(text):
+    has_digit = deid._ANY_DIGIT.search(text) is not None
+    for _kind, needs, pattern in deid._PATTERN_TABLE:
+        if pattern.search(text):
+            assert deid._may_match(needs, text, has_digit), (needs, text)
+
+
+def test_pattern_guards_hold_for_every_example_identifier():
+    examples = [
+        "j.smith+lab@clinic-mail.example.org",
+        "https://pacs.example.org/study?id=991",
+        "www.patientportal.example.com/login",
+        "192.168.10.254",
+        "2001:db8::ff00:42:8329",
+        "::1",
+        "078-05-1120",
+        "(212) 555-0147",
+        "+44 20 7946 0958",
+        "MRN: 55012877",
+        "3rd of Nov, 2025",
+        "44 Harbor View Road",
+        "A 97-year-old",
+        "ab1234567",
+    ]
+    for text in examples:
+        has_digit = deid._ANY_DIGIT.search(text) is not None
+        kinds = [kind for kind, needs, pattern in deid._PATTERN_TABLE if pattern.search(text)]
+        assert kinds, text
+        for _kind, needs, pattern in deid._PATTERN_TABLE:
+            if pattern.search(text):
+                assert deid._may_match(needs, text, has_digit), (needs, text)
+
+
+# --- The residual index never rules out what the exact matcher finds ------------------------------
+
+VOCABULARY_STRINGS = ["Pneumonia, unspecified organism", "cough", "40-49", "90+", "female", "J45.909", "temperature_c"]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    tricky_patients(),
+    st.sampled_from([None, ENCOUNTER]),
+    st.booleans(),
+    st.sampled_from([None, "1931-06-01", "1990-12-01"]),
+)
+def test_the_residual_index_only_rules_out_patients_the_exact_matcher_clears(generated, encounter, vocabulary, born):
+    patient, texts = generated
+    if born:
+        patient["birth_date"] = born
+        born_date = dt.date.fromisoformat(born)
+        texts.append(f"{born_date:%B} {born_date.day}, {born_date.year}")
+    index = deid.ResidualIndex()
+    if vocabulary:
+        index.add_all(VOCABULARY_STRINGS)
+    fields = [(f"f{position}", text) for position, text in enumerate(texts)]
+    assert index.case_findings(fields, patient, encounter) == deid.exact_findings(
+        [(name, text) for name, text in fields if text], patient, encounter
+    )
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(patients_with_notes())
+def test_the_residual_index_finds_every_mention_of_a_generated_patient(generated):
+    who, _note = generated
+    patient = who.patient()
+    index = deid.ResidualIndex()
+    index.add_all(VOCABULARY_STRINGS)
+    fields = [(f"mention{position}", mention) for position, mention in enumerate(who.mentions)]
+    found = index.case_findings(fields, patient, ENCOUNTER)
+    assert found == deid.exact_findings(fields, patient, ENCOUNTER)
+    assert {name for name, _kind in found} == {name for name, _text in fields}  # every mention is reported
+
+
+def test_the_residual_index_starts_afresh_past_its_limit_with_the_batch_it_is_given():
+    index = deid.ResidualIndex(limit=3)
+    index.add_all(["cough", "fever", "wheeze"])
+    index.add_all(["seen by Zarkov", "sputum"])  # past the limit: only this batch is indexed
+    patient = {"mrn": "MRN-1", "name": "Quentin Zarkov"}
+    assert index.might_hold_own(patient)
+    assert set(index._facts) == {"seen by Zarkov", "sputum"}
+
+
+def test_the_residual_index_reports_pattern_kinds_without_the_exact_matcher():
+    index = deid.ResidualIndex()
+    facts = index.add_all(["call 617-555-0199", "cough"])
+    assert "PHONE" in facts["call 617-555-0199"].kinds
+    assert facts["cough"] == deid.StringFacts(kinds=(), plain=True)
+    assert deid.ResidualIndex().add_all(["Zoë"])["Zoë"].plain is False
+
+
+@pytest.mark.parametrize(
+    ("patient", "text", "kind"),
+    [
+        ({"email": "@example.org"}, "reply to @example.org", "EMAIL"),  # an email with no local part
+        ({"email": "ab@x.io"}, "reply to ab@x.io", "EMAIL"),  # no word of three anywhere
+        ({"mrn": "AB-CD-123"}, "a:b:c:d:1:2:3", "MRN"),  # only the MRN's characters, spread out
+        ({"mrn": "\u017f1234"}, "s-1-2-3-4", "MRN"),  # LONG S: IGNORECASE takes it for "s"
+        ({"mrn": "12"}, "12", "MRN"),
+        ({"address": "12 Elm St, A B, Boston"}, "near a b today", "ADDRESS"),  # a segment of short words
+        ({"address": "Straße 7, Berlin"}, "STRASSE 7", "ADDRESS"),
+        ({"name": "O'B Quentin"}, "OB", "NAME"),  # a name part of single letters
+        ({"name": "Jo Li"}, "li", "NAME"),
+        ({"name": "A. B."}, "a b", "NAME"),
+        ({"name": "Łukasz Żółw"}, "LUKASZ", "NAME"),
+        ({"phone": "+1 617 555 0100"}, "555 0100", "PHONE"),
+        ({"phone": "+1 617 555 0100"}, "5-5-5-0-1-0-0", "PHONE"),  # digits only, one at a time
+        ({"ssn": "123-45-6789"}, "1/2/3/4/5/6/7/8/9", "SSN"),
+        ({"ssn": "123-45-6789"}, "123 45 6789", "SSN"),
+        ({"zip": "02139"}, "02139-4307", "ZIP"),
+        ({"birth_date": "1957-03-14"}, "March 14", "DATE"),
+        ({"birth_date": "1957-03-14"}, "03/14/1957", "DATE"),
+        ({"birth_date": "1931-06-01"}, "born 1931", "DATE"),  # over 89 at the encounter
+    ],
+)
+@pytest.mark.parametrize("vocabulary", [[], VOCABULARY_STRINGS])
+def test_the_residual_index_never_rules_out_an_identifier_written_oddly(patient, text, kind, vocabulary):
+    exact = deid.exact_findings([("f", text)], patient, ENCOUNTER)
+    assert ("f", kind) in exact  # the case is a real leak
+    index = deid.ResidualIndex()
+    index.add_all(vocabulary)
+    assert index.case_findings([("f", text)], patient, ENCOUNTER) == exact

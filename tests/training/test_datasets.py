@@ -396,11 +396,11 @@ def test_a_phone_number_shape_is_found_even_when_it_is_not_the_patients(model_ty
 def test_an_unexpected_error_fails_the_snapshot_without_quoting_data(model_type, media_root, monkeypatch):
     approved_cohort(model_type.cohort, patients=10)
 
-    def broken_scan(cases):
-        list(cases)
+    def broken_scan(batches):
+        list(batches)
         raise RuntimeError("could not read 'Jane Doe'")
 
-    monkeypatch.setattr(datasets, "scan_cases", broken_scan)
+    monkeypatch.setattr(datasets, "scan_batches", broken_scan)
     snapshot, error = build_error(model_type)
     assert error.code == "build_error"
     assert snapshot.status == DatasetSnapshot.Status.FAILED
@@ -557,15 +557,43 @@ def test_the_scan_prefilter_never_hides_what_the_exact_matcher_finds(index):
     patient = EXOTIC_PATIENTS[index] if index < len(EXOTIC_PATIENTS) else record_dict()["patient"]
     encounter = dt.date(2026, 5, 2)
     born = dt.date.fromisoformat(patient["birth_date"])
-    scanner = scanning._Scanner(scanning.PSEUDONYM_FIELDS)
     exact = deid._OwnIdentifiers(patient, encounter)
     texts = renderings(patient, born)
     texts += [f"{first} {second}" for first, second in itertools.pairwise(texts)]
     for text in texts:
         expected = set(exact.kinds_in(text))
-        assert {kind for _, kind in scanner.case_findings([("f", text)], patient, encounter)} == expected, text
+        # A fresh index holds this string alone: the prefilter decides on exactly what it sees.
+        residual = deid.ResidualIndex()
+        assert {kind for _, kind in residual.case_findings([("f", text)], patient, encounter)} == expected, text
     clinical = [("label_text", "Pneumonia, unspecified organism"), ("symptoms[0]", "cough"), ("age_band", "40-49")]
-    assert scanner.case_findings(clinical, patient, encounter) == []
+    assert deid.ResidualIndex().case_findings(clinical, patient, encounter) == []
+
+
+def test_the_scan_rules_out_an_ordinary_patient_without_the_exact_matcher(monkeypatch):
+    patient = {
+        "mrn": "MRN-448812",
+        "name": "Jane Q. Doe",
+        "birth_date": "1957-03-14",
+        "sex": "female",
+        "zip": "02139",
+        "phone": "+1 617 555 0100",
+        "email": "jane@example.org",
+        "address": "12 Elm St, Cambridge, MA",
+        "ssn": "123-45-6789",
+    }
+    residual = deid.ResidualIndex()
+    vocabulary = ["Pneumonia, unspecified organism", "J18.9", "cough", "40-49", "female", "temperature_c"]
+    residual.add_all(vocabulary)
+    assert not residual.might_hold_own(patient)
+
+    def exact(*args, **kwargs):
+        raise AssertionError("the exact matcher ran")
+
+    monkeypatch.setattr(deid, "exact_findings", exact)
+    assert residual.case_findings([("f", text) for text in vocabulary], patient, dt.date(2026, 5, 2)) == []
+    # Her own name among the strings: no set lookup can rule her out.
+    residual.add_all(["seen by Doe"])
+    assert residual.might_hold_own(patient)
 
 
 def test_the_flat_row_interface_groups_rows_by_case(model_type):
@@ -597,8 +625,10 @@ def test_file_cases_reads_every_string_back(model_type):
     assert fields["patient_pseudonym"] == record["patient_pseudonym"]
     assert fields["label_text"] == record["diagnosis"]["label"]
     assert [fields[f"symptoms[{i}]"] for i in range(len(record["symptoms"]))] == record["symptoms"]
-    # As a set: PostgreSQL's jsonb stores object keys in its own order.
-    assert {fields[f"findings[{i}].key"] for i in range(len(record["findings"]))} == set(record["findings"])
+    # The same keys: PostgreSQL's jsonb keeps object keys in an order of its own.
+    keys = [fields[f"findings[{i}].key"] for i in range(len(record["findings"]))]
+    assert sorted(keys) == sorted(record["findings"])
+    assert f"findings[{len(record['findings'])}].key" not in fields
     assert len(read) == len(cases)
 
 
@@ -671,12 +701,163 @@ def test_prepare_dataset_reports_a_failed_build(model_type):
     assert DatasetSnapshot.objects.get().status == DatasetSnapshot.Status.FAILED
 
 
-def test_large_manifests_stay_compact_numpy_backed(model_type):
-    # The first pass keeps arrays, not records: 8 + 8 + 4 bytes a case.
+def test_large_manifests_stay_compact_numpy_backed(model_type, tmp_path):
+    # The read pass keeps arrays, not records: 8 + 8 + 4 + 8 bytes a case; the rows go to a file.
     approved_cohort(model_type.cohort, patients=10)
     snapshot = create_snapshot(model_type, by=None)
-    selection = datasets._select(snapshot, lambda *args: None)
+    selection = datasets._read(snapshot, str(tmp_path / "rows.arrow"), lambda *args: None)
     assert selection.ids.dtype == np.int64
     assert selection.groups.dtype == np.uint64
     assert selection.labels.dtype == np.int32
+    assert selection.fingerprints.dtype == np.int64
     assert selection.ids.tolist() == sorted(selection.ids.tolist())
+    assert len(selection.ids) == 10
+
+
+def test_a_case_retracted_during_the_build_fails_it(model_type, monkeypatch):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    real_split = datasets.split_cases
+
+    def split_then_retract(*args, **kwargs):
+        assigned = real_split(*args, **kwargs)
+        cases[4].retract(by=UserFactory(), reason="Wrong patient.")
+        return assigned
+
+    monkeypatch.setattr(datasets, "split_cases", split_then_retract)
+    snapshot, error = build_error(model_type)
+    assert error.code == "cases_changed"
+    assert str(cases[4].pk) in snapshot.error
+
+
+def test_a_case_approved_during_the_build_is_left_for_the_next_one(model_type, monkeypatch):
+    approved_cohort(model_type.cohort, patients=10)
+    real_split = datasets.split_cases
+    late: list[Case] = []
+
+    def split_then_approve(*args, **kwargs):
+        assigned = real_split(*args, **kwargs)
+        late.extend(approved_cohort(model_type.cohort, patients=1))
+        return assigned
+
+    monkeypatch.setattr(datasets, "split_cases", split_then_approve)
+    snapshot = build(model_type)
+    assert snapshot.status == DatasetSnapshot.Status.READY
+    assert snapshot.case_count == 10
+    assert late[0].pk not in itertools.chain(*snapshot.manifest.values())
+
+
+def test_the_build_leaves_the_garbage_collector_as_it_found_it(model_type):
+    import gc
+
+    approved_cohort(model_type.cohort, patients=10)
+    assert gc.isenabled()
+    build(model_type)
+    assert gc.isenabled()
+    build_error(ModelTypeFactory())  # a failing build too
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        build(model_type)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_an_identifier_in_a_string_with_accents_is_found_by_the_exact_matcher(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[5]
+    surname = leaky.patient["name"].split()[-1]
+    plant(leaky, symptoms=["cough", f"Zoë saw {surname}"])
+    snapshot, error = build_error(model_type)
+    assert error.code == "residual_identifiers"
+    assert {"case_id": leaky.pk, "field": "symptoms[1]", "kind": "NAME"} in snapshot.scan_report["findings"]
+    assert_no_identifier_in(snapshot, surname)
+
+
+def test_file_batches_read_every_string_shape_of_a_file(tmp_path):
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "case_id": pa.array([1, 2, 3], pa.int64()),
+            "label": pa.array(["a", None, "a"]),
+            "split": pa.array(["train", "test", "train"]).dictionary_encode(),
+            "symptoms": pa.array([["x", "y"], None, []], pa.list_(pa.string())),
+            "notes": pa.array([[("k1", "v1")], [("k2", "v2"), ("k3", None)], None], pa.map_(pa.string(), pa.string())),
+            "findings": pa.array([[("f", 1.0)], None, [("g", 2.0)]], pa.map_(pa.string(), pa.float64())),
+            "extra": pa.array([{"who": "s"}, {"who": None}, None], pa.struct([("who", pa.string())])),
+            "count": pa.array([1, 2, 3], pa.int64()),
+        }
+    )
+    path = tmp_path / "shapes.parquet"
+    pq.write_table(table, path)
+    read = dict(file_cases(str(path)))
+    assert read == {
+        1: [
+            ("label", "a"),
+            ("split", "train"),
+            ("symptoms[0]", "x"),
+            ("symptoms[1]", "y"),
+            ("notes[0].key", "k1"),
+            ("notes[0].value", "v1"),
+            ("findings[0].key", "f"),
+            ("extra.who", "s"),
+        ],
+        2: [
+            ("split", "test"),
+            ("notes[0].key", "k2"),
+            ("notes[1].key", "k3"),
+            ("notes[0].value", "v2"),
+        ],
+        3: [("label", "a"), ("split", "train"), ("findings[0].key", "g")],
+    }
+
+
+def test_scan_batches_reports_pseudonyms_patterns_and_own_identifiers_by_field(model_type):
+    cases = approved_cohort(model_type.cohort, patients=3)
+    first, second, third = cases
+    good = record_of(first)["patient_pseudonym"]
+    columns = [
+        scanning.StringColumn.of("patient_pseudonym", [0, 1, 2], [good, "MRN-1", good]),
+        scanning.StringColumn.of(
+            scanning.ItemFields("symptoms", [0, 0, 1]),
+            [0, 1, 1],
+            ["cough", "cough", f"seen by {second.patient['name']}"],
+        ),
+        scanning.StringColumn.of("label_text", [0, 1, 2], ["Pneumonia", None, "call 617-555-0199"]),
+    ]
+    batch = scanning.CaseBatch([first.pk, second.pk, third.pk], columns)
+    report = scanning.scan_batches([batch])
+    assert report.cases == 3
+    assert report.strings == 8
+    assert sorted((f["case_id"], f["field"], f["kind"]) for f in report.findings) == sorted(
+        [
+            (second.pk, "patient_pseudonym", "PSEUDONYM_FORMAT"),
+            (second.pk, "symptoms[1]", "NAME"),
+            (third.pk, "label_text", "PHONE"),
+        ]
+    )
+
+
+def test_the_scan_reads_patient_identifiers_as_deidentification_reads_them(model_type):
+    cases = approved_cohort(model_type.cohort, patients=3)
+    numeric = {**cases[0].patient, "mrn": 44881, "zip": 2139.0, "vip": True}
+    Case.objects.filter(pk=cases[0].pk).update(patient=numeric)
+    Case.objects.filter(pk=cases[1].pk).update(patient={**cases[1].patient, "phone": None, "bed": 17})
+    loaded = scanning._patients([case.pk for case in cases] + [999_999])
+    assert set(loaded) == {case.pk for case in cases}
+    for case in cases:
+        case.refresh_from_db()
+        block, encounter = loaded[case.pk]
+        assert block == case.patient
+        assert encounter == case.encounter_date.isoformat()
+
+
+def test_a_numeric_mrn_in_a_string_fails_the_snapshot(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[7]
+    Case.objects.filter(pk=leaky.pk).update(patient={**leaky.patient, "mrn": 44881})
+    plant(leaky, symptoms=["cough", "ref 44881"])
+    snapshot, error = build_error(model_type)
+    assert error.code == "residual_identifiers"
+    assert {"case_id": leaky.pk, "field": "symptoms[1]", "kind": "MRN"} in snapshot.scan_report["findings"]
