@@ -27,6 +27,11 @@ PERM_REPORT_TRAINING = "training.report_trainingjob"
 # Serving: request predictions, and confirm (or correct) them afterwards.
 PERM_PREDICT = "models_registry.predict"
 PERM_GIVE_FEEDBACK = "models_registry.give_feedback"
+# A/B tests: ML engineers set them up (and may stop one); clinical leads conclude (and may stop).
+PERM_VIEW_AB_TEST = "models_registry.view_abtest"
+PERM_ADD_AB_TEST = "models_registry.add_abtest"
+PERM_STOP_AB_TEST = "models_registry.stop_abtest"
+PERM_CONCLUDE_AB_TEST = "models_registry.conclude_abtest"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: [
@@ -62,6 +67,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "models_registry.add_performancerecord",
         "models_registry.view_versiontransition",
         "models_registry.view_artifactrejection",
+        PERM_VIEW_AB_TEST,
+        PERM_ADD_AB_TEST,
+        PERM_STOP_AB_TEST,
+        "models_registry.view_abtesttransition",
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
@@ -79,6 +88,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "models_registry.view_performancerecord",
         "models_registry.view_versiontransition",
         "models_registry.view_artifactrejection",
+        PERM_VIEW_AB_TEST,
+        PERM_STOP_AB_TEST,
+        PERM_CONCLUDE_AB_TEST,
+        "models_registry.view_abtesttransition",
     ],
     PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK],
 }

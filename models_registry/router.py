@@ -4,21 +4,32 @@ Each process holds one routing table, every model type with the arms that serve 
 the serving generation it was read under (``models_registry.serving``). A request reads the
 generation from the shared cache (not the database) and uses the table while the two agree; an
 activation change bumps the generation on commit, so the next request in every process reloads the
-table (two queries) and serves the new version. The generation is read before the table, so a
+table (three queries) and serves the new version. The generation is read before the table, so a
 change that commits during a reload leaves the table tagged older than the cache: it is reloaded
 again on the next request, never kept stale.
 
 If the cache cannot be read (Redis down), routing does not guess: every request reloads the table
 from the database until the cache answers again. Slower, never wrong.
 
-A/B tests (issue #5): ``_load_arms`` is where a running test's arms replace the single active
-version, and ``Route.choose`` picks the arm for a request (sticky per subject pseudonym). Until
-then a route has at most one arm, named "" (the answer's ``arm`` is null).
+A/B tests: ``_load_arms`` replaces the single active version (one arm named "", the answer's
+``arm`` null) by a running test's two arms "a" and "b", whatever the active version is. Starting,
+stopping and concluding a test bump the generation like an activation does.
+
+- Split mode: ``Route.choose`` sends a subject to B when a hash of (test id, subject pseudonym),
+  read as a number in [0, 1), is below the test's ``traffic_split``: deterministic and sticky (the
+  same subject always sees the same arm, in every process, with no state), independent between
+  tests, and uniform, so the observed split matches the configured one. A request without a
+  subject key is assigned at random (its prediction row has no pseudonym, so it is counted as
+  such in the test's figures).
+- Shadow mode: A answers every request; ``Route.shadow`` is B, which ``serving.serve`` asks for
+  the same inputs afterwards and logs as shadow predictions (never returned).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -56,6 +67,29 @@ class Arm:
     artifact: str
     artifact_sha256: str
     dataset_id: int | None
+    ab_test_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TestRouting:
+    """A running A/B test as the router needs it."""
+
+    id: int
+    mode: str  # "split" or "shadow"
+    traffic_split: float  # share of subjects sent to B
+
+
+def b_share(test_id: int, subject: str) -> float:
+    """A subject's position in [0, 1) for a test: below the split means B (deterministic)."""
+    digest = hashlib.sha256(f"{test_id}:{subject}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_b(test_id: int, subject: str, traffic_split: float) -> bool:
+    """Whether a request goes to arm B: sticky per subject, at random without one."""
+    if subject:
+        return b_share(test_id, subject) < traffic_split
+    return random.random() < traffic_split  # an assignment, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,15 +98,26 @@ class Route:
     slug: str
     cohort: str
     arms: tuple[Arm, ...]
+    test: TestRouting | None = None
 
     def choose(self, *, subject: str = "") -> Arm:
         """The arm that answers a request (``subject``: its subject pseudonym, "" for none).
 
-        The A/B hook: with a running test this picks an arm (issue #5: deterministically from the
-        subject pseudonym, so one subject always sees one arm). Today there is one arm at most.
+        Without a test, the active version. In a split test, A or B (see the module docstring);
+        in a shadow test, always A.
         """
         self.check_served()
-        return self.arms[0]
+        test = self.test
+        if test is None or test.mode != "split" or len(self.arms) < 2:
+            return self.arms[0]
+        return self.arms[1] if assign_b(test.id, subject, test.traffic_split) else self.arms[0]
+
+    @property
+    def shadow(self) -> Arm | None:
+        """The arm that predicts every request silently (shadow tests: B), else None."""
+        if self.test is not None and self.test.mode == "shadow" and len(self.arms) == 2:
+            return self.arms[1]
+        return None
 
     def check_served(self) -> None:
         """Raise ``NoActiveVersion`` (409) when no version serves this model type."""
@@ -92,34 +137,57 @@ class RoutingTable:
         return {arm.version_id for route in self.routes.values() for arm in route.arms}
 
 
-def _load_arms(active_versions: Iterable[Mapping[str, Any]]) -> dict[int, tuple[Arm, ...]]:
-    """The arms per model type id: its active version (issue #5: or its running test's arms)."""
+VERSION_FIELDS = ("id", "model_type_id", "version", "artifact", "artifact_sha256", "dataset_id")
+
+
+def _arm(name: str, row: Mapping[str, Any], *, test_id: int | None = None, prefix: str = "") -> Arm:
+    return Arm(
+        name=name,
+        version_id=row[f"{prefix}id"],
+        version=row[f"{prefix}version"],
+        artifact=row[f"{prefix}artifact"],
+        artifact_sha256=row[f"{prefix}artifact_sha256"],
+        dataset_id=row[f"{prefix}dataset_id"],
+        ab_test_id=test_id,
+    )
+
+
+def _load_arms(
+    active_versions: Iterable[Mapping[str, Any]], running_tests: Iterable[Mapping[str, Any]] = ()
+) -> tuple[dict[int, tuple[Arm, ...]], dict[int, TestRouting]]:
+    """The arms per model type id: its running test's A and B, else its active version."""
     arms: dict[int, tuple[Arm, ...]] = {}
     for row in active_versions:
+        arms[row["model_type_id"]] = (_arm("", row),)
+    tests: dict[int, TestRouting] = {}
+    for row in running_tests:
+        test_id = row["id"]
         arms[row["model_type_id"]] = (
-            Arm(
-                name="",
-                version_id=row["id"],
-                version=row["version"],
-                artifact=row["artifact"],
-                artifact_sha256=row["artifact_sha256"],
-                dataset_id=row["dataset_id"],
-            ),
+            _arm("a", row, test_id=test_id, prefix="version_a__"),
+            _arm("b", row, test_id=test_id, prefix="version_b__"),
         )
-    return arms
+        tests[row["model_type_id"]] = TestRouting(
+            id=test_id, mode=row["mode"], traffic_split=float(row["traffic_split"])
+        )
+    return arms, tests
 
 
 def load_routes() -> dict[str, Route]:
-    """Every model type and its arms, from the database (two queries)."""
-    from models_registry.models import ModelVersion
+    """Every model type and its arms, from the database (three queries)."""
+    from models_registry.models import ABTest, ModelVersion
     from training.models import ModelType
 
-    active = ModelVersion.objects.active().values(
-        "id", "model_type_id", "version", "artifact", "artifact_sha256", "dataset_id"
+    active = ModelVersion.objects.active().values(*VERSION_FIELDS)
+    running = ABTest.objects.running().values(
+        "id",
+        "model_type_id",
+        "mode",
+        "traffic_split",
+        *(f"version_{arm}__{name}" for arm in "ab" for name in VERSION_FIELDS if name != "model_type_id"),
     )
-    arms = _load_arms(active)
+    arms, tests = _load_arms(active, running)
     return {
-        slug: Route(model_type_id=pk, slug=slug, cohort=cohort, arms=arms.get(pk, ()))
+        slug: Route(model_type_id=pk, slug=slug, cohort=cohort, arms=arms.get(pk, ()), test=tests.get(pk))
         for pk, slug, cohort in ModelType.objects.values_list("id", "slug", "cohort")
     }
 

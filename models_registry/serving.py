@@ -2,7 +2,8 @@
 
 The serving generation
 ----------------------
-A counter in the shared cache that every activation change bumps. Each process keeps its routing
+A counter in the shared cache that every activation change (and every start or end of an A/B
+test) bumps. Each process keeps its routing
 table (which version serves a model type, ``models_registry.router``) and its loaded models
 (``models_registry.model_cache``) in memory, tagged with the generation it read. A request
 compares the cached generation (a cache read, not a database query) with its own and reloads the
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -53,6 +55,8 @@ from cases.interchange import (
 )
 from cases.quality import MAX_AGE_YEARS
 from training.features import OLDEST_AGE, UNKNOWN, row_from_record
+
+logger = logging.getLogger(__name__)
 
 GENERATION_KEY = "models_registry:serving_generation"
 
@@ -79,7 +83,7 @@ def current_generation() -> int:
 
 
 def bump_generation() -> int:
-    """Called on commit of every activation change."""
+    """Called on commit of every activation change and every start or end of an A/B test."""
     try:
         return int(cache.incr(GENERATION_KEY))
     except ValueError:
@@ -210,7 +214,8 @@ def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float)
 
     ``started`` is the request's ``time.perf_counter()`` at entry: the logged latency runs from
     there to the probabilities (for a batch, divided by its size). One INSERT for the whole batch
-    (``PredictionQuerySet.log``).
+    (``PredictionQuerySet.log``). In a shadow test, B then predicts the same inputs and its rows
+    are logged in a second INSERT, pointing at the answered ones; the answers are A's alone.
     """
     from models_registry.model_cache import MODEL_CACHE
     from models_registry.models import Prediction
@@ -232,18 +237,7 @@ def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float)
             code = classes[row_best]
             by_class = dict(zip(classes, row_probabilities, strict=True))
             item = inputs[index]
-            rows[index] = (
-                route.model_type_id,
-                arm.version_id,
-                arm.name,
-                item.subject_pseudonym,
-                item.input_sha256,
-                code,
-                by_class,
-                latency_ms,
-                by.pk,
-                now,
-            )
+            rows[index] = _log_row(route, arm, item, code, by_class, latency_ms, by=by, now=now)
             answers[index] = {
                 "model_type": route.slug,
                 "model_version": arm.version,
@@ -252,7 +246,77 @@ def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float)
                 "probabilities": by_class,
             }
     ids = Prediction.objects.log(rows)
+    shadow = route.shadow
+    if shadow is not None:
+        _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now)
     return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
+
+
+def _log_row(
+    route: Any,
+    arm: Any,
+    item: PredictionInput,
+    code: str,
+    by_class: dict[str, float],
+    latency_ms: float,
+    *,
+    by: Any,
+    now: Any,
+    shadow_of: int | None = None,
+) -> tuple[Any, ...]:
+    """One row of the prediction log, in ``LOG_COLUMNS`` order."""
+    return (
+        route.model_type_id,
+        arm.version_id,
+        arm.name,
+        arm.ab_test_id,
+        shadow_of,
+        item.subject_pseudonym,
+        item.input_sha256,
+        code,
+        by_class,
+        latency_ms,
+        by.pk,
+        now,
+    )
+
+
+def _predict_in_shadow(
+    route: Any, arm: Any, inputs: list[PredictionInput], answered: list[int], *, by: Any, now: Any
+) -> None:
+    """B's silent predictions of the answered inputs: logged, compared later, never returned.
+
+    Best effort: the answers are A's and are already logged, so a failure here (B's artifact
+    refused, say) costs the comparison of these requests, never the answers.
+    """
+    from models_registry.model_cache import MODEL_CACHE
+    from models_registry.models import Prediction
+
+    try:
+        started = time.perf_counter()
+        model = MODEL_CACHE.get(arm)
+        probabilities = model.probabilities([item.row for item in inputs])
+        latency_ms = (time.perf_counter() - started) * 1000 / len(inputs)
+        best = probabilities.argmax(axis=1).tolist()
+        rows = [
+            _log_row(
+                route,
+                arm,
+                item,
+                model.classes[row_best],
+                dict(zip(model.classes, row_probabilities, strict=True)),
+                latency_ms,
+                by=by,
+                now=now,
+                shadow_of=answered_id,
+            )
+            for item, answered_id, row_best, row_probabilities in zip(
+                inputs, answered, best, probabilities.tolist(), strict=True
+            )
+        ]
+        Prediction.objects.log(rows)
+    except Exception:
+        logger.exception("Shadow predictions of %s %s failed; the answers were given.", route.slug, arm.version)
 
 
 def feedback_case_record(raw: dict[str, Any], *, cohort: str, diagnosis_code: str) -> CaseRecord:

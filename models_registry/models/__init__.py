@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from models_registry.models.abtest import ABTest, ABTestTransition
 from models_registry.models.prediction import Feedback, Prediction
 from models_registry.models.version import (
     ActivationHistory,
@@ -9,6 +10,8 @@ from models_registry.models.version import (
 )
 
 __all__ = [
+    "ABTest",
+    "ABTestTransition",
     "ActivationHistory",
     "Feedback",
     "ModelVersion",

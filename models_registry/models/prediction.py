@@ -3,7 +3,9 @@
 What a prediction row holds, and what it never holds
 ----------------------------------------------------
 Each answered prediction is one ``Prediction`` row: the model type, the version that answered, the
-A/B arm (blank until A/B tests route), the subject key pseudonymised with the HMAC key
+A/B arm and test (blank outside a test; in shadow mode B's silent prediction is a row of its
+own, ``shadow_of`` the answered one, never returned and never given feedback), the subject key
+pseudonymised with the HMAC key
 (``models_registry.serving.subject_pseudonym``: ``cases.deid.pseudonym`` under the HMAC key),
 the sha256 of the de-identified input (canonical JSON of what the model saw), the predicted code,
 the class probabilities, the latency and the requester. No raw value of the request is stored:
@@ -50,6 +52,8 @@ LOG_COLUMNS = (
     "model_type_id",
     "version_id",
     "arm",
+    "ab_test_id",
+    "shadow_of_id",
     "subject_pseudonym",
     "input_sha256",
     "predicted_code",
@@ -63,7 +67,9 @@ LOG_COLUMNS = (
 class PredictionQuerySet(models.QuerySet["Prediction"]):
     def feedback_allowed_for(self, user: Any, *, any_prediction: bool) -> PredictionQuerySet:
         """The predictions ``user`` may give feedback on: all, or only the ones they requested."""
-        return self if any_prediction else self.filter(requested_by=user)
+        # A shadow prediction was never returned to anyone: nobody gives feedback on it.
+        answered = self.filter(shadow_of__isnull=True)
+        return answered if any_prediction else answered.filter(requested_by=user)
 
     def log(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         """Insert prediction rows (tuples in ``LOG_COLUMNS`` order); returns their ids, in order.
@@ -130,6 +136,24 @@ class Prediction(models.Model):
         "models_registry.ModelVersion", on_delete=models.PROTECT, related_name="predictions", db_index=False
     )
     arm = models.CharField(max_length=32, blank=True, help_text="The A/B arm that answered; blank outside a test.")
+    ab_test = models.ForeignKey(
+        "models_registry.ABTest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="predictions",
+        db_index=False,  # the partial index below serves the test's figures
+        help_text="The A/B test that routed this prediction, if any.",
+    )
+    shadow_of = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="shadows",
+        db_index=False,
+        help_text="Shadow mode: the answered prediction (arm A) that B predicted silently; never returned.",
+    )
     subject_pseudonym = models.CharField(
         max_length=64, blank=True, db_index=True, help_text="HMAC-SHA256 of the request's subject key (if any)."
     )
@@ -147,6 +171,12 @@ class Prediction(models.Model):
         indexes = [
             models.Index(fields=["model_type", "created_at"], name="prediction_type_time"),
             models.Index(fields=["version", "created_at"], name="prediction_version_time"),
+            # Only predictions routed by a test pay for this one.
+            models.Index(
+                fields=["ab_test", "arm", "created_at"],
+                name="prediction_ab_test_arm",
+                condition=Q(ab_test__isnull=False),
+            ),
         ]
         permissions = [
             ("predict", "Can request predictions"),
