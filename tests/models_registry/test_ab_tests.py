@@ -59,7 +59,7 @@ def last_audit(test: ABTest) -> ABTestTransition:
 
 
 def last_history() -> ActivationHistory:
-    row = last_history()
+    row = ActivationHistory.objects.order_by("created_at", "id").last()
     assert row is not None
     return row
 
