@@ -71,7 +71,7 @@ class Arm:
 
 
 @dataclass(frozen=True, slots=True)
-class TestRouting:
+class RunningTest:
     """A running A/B test as the router needs it."""
 
     id: int
@@ -98,7 +98,7 @@ class Route:
     slug: str
     cohort: str
     arms: tuple[Arm, ...]
-    test: TestRouting | None = None
+    test: RunningTest | None = None
 
     def choose(self, *, subject: str = "") -> Arm:
         """The arm that answers a request (``subject``: its subject pseudonym, "" for none).
@@ -154,19 +154,19 @@ def _arm(name: str, row: Mapping[str, Any], *, test_id: int | None = None, prefi
 
 def _load_arms(
     active_versions: Iterable[Mapping[str, Any]], running_tests: Iterable[Mapping[str, Any]] = ()
-) -> tuple[dict[int, tuple[Arm, ...]], dict[int, TestRouting]]:
+) -> tuple[dict[int, tuple[Arm, ...]], dict[int, RunningTest]]:
     """The arms per model type id: its running test's A and B, else its active version."""
     arms: dict[int, tuple[Arm, ...]] = {}
     for row in active_versions:
         arms[row["model_type_id"]] = (_arm("", row),)
-    tests: dict[int, TestRouting] = {}
+    tests: dict[int, RunningTest] = {}
     for row in running_tests:
         test_id = row["id"]
         arms[row["model_type_id"]] = (
             _arm("a", row, test_id=test_id, prefix="version_a__"),
             _arm("b", row, test_id=test_id, prefix="version_b__"),
         )
-        tests[row["model_type_id"]] = TestRouting(
+        tests[row["model_type_id"]] = RunningTest(
             id=test_id, mode=row["mode"], traffic_split=float(row["traffic_split"])
         )
     return arms, tests
