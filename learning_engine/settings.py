@@ -192,11 +192,51 @@ MAX_IMPORT_RECORDS = env_int("MAX_IMPORT_RECORDS", 10_000)
 # Background work goes through django.tasks. The database queue is the default so that a plain
 # `manage.py db_worker` runs jobs on one machine (SQLite) or many (PostgreSQL). Never the
 # ImmediateBackend: it would run training inside the web request.
+# TASKS_BACKEND: "db" (default), "celery" (learning_engine/celery.py; needs CELERY_BROKER_URL),
+# "dummy" (tests), or a backend's dotted path. Workers: `manage.py db_worker --queue-name '*'`, or
+# `celery -A learning_engine worker -Q default,training` (docs/deployment.md).
+TASKS_BACKENDS = {
+    "db": "django_tasks_db.DatabaseBackend",
+    "celery": "learning_engine.celery.CeleryBackend",
+    "dummy": "django.tasks.backends.dummy.DummyBackend",
+}
+TASKS_BACKEND = os.environ.get("TASKS_BACKEND") or "db"
 TASKS = {
     "default": {
-        "BACKEND": os.environ.get("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "BACKEND": TASKS_BACKENDS.get(TASKS_BACKEND, TASKS_BACKEND),
         "QUEUES": ["default", "training"],
     }
+}
+USES_CELERY = TASKS["default"]["BACKEND"] == TASKS_BACKENDS["celery"]
+# Celery (read by learning_engine/celery.py; only used when TASKS_BACKEND is celery). Redis or
+# RabbitMQ (amqp://) as broker. Results go to the broker's Redis unless CELERY_RESULT_BACKEND
+# says otherwise; nothing depends on them (the job row is the truth), they serve get_result().
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+if USES_CELERY and not CELERY_BROKER_URL:
+    if not DEBUG:
+        raise ImproperlyConfigured("TASKS_BACKEND is celery: set CELERY_BROKER_URL (e.g. redis://host:6379/0).")
+    CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+)
+CELERY_RESULT_EXTENDED = True
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task is acknowledged when it ends, and one a dead worker held goes back to the queue; a
+# worker reserves one message at a time, so a long training run holds no other job back.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Ten priority levels on Redis (kombu's default is four); RabbitMQ queues get x-max-priority.
+CELERY_TASK_QUEUE_MAX_PRIORITY = 9
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "priority_steps": list(range(10)),
+    # An unacknowledged message (its worker died) is delivered again after this long.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
 }
 
 REST_FRAMEWORK = {
