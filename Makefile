@@ -12,14 +12,16 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3 python; do \
 	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	&& { echo $$c; break; }; done)
 
-.PHONY: help venv run test test-postgres lint format bench clean
+.PHONY: help venv run test test-postgres test-browser lint format bench clean
 
 help:
 	@echo "make run            install, migrate, load demo data, start the web server and a worker (SQLite)"
 	@echo "make test           install and run the whole test suite (SQLite)"
 	@echo "make test-postgres  the suite against PostgreSQL at $(POSTGRES_URL)"
+	@echo "make test-redis     the Redis-backed tests (Celery worker, Redis broker at 127.0.0.1:6379)"
 	@echo "make lint           ruff and mypy"
 	@echo "make bench          the benchmarks, printing ratios"
+	@echo "make test-browser   the admin in headless Chromium (Playwright); screenshots in artifacts/screenshots/"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@if [ -z "$(PYTHON)" ]; then echo "Python 3.12 or newer is needed (python3.12 not found)." >&2; exit 1; fi
@@ -48,6 +50,15 @@ test: venv
 test-postgres: venv
 	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest
 
+# The Redis-backed tests (marker "redis": tests/celery, a real `celery worker` with Redis as the
+# broker). They skip, with the reason, when Redis does not answer. They use and flush only the
+# Redis database CELERY_TEST_BROKER_URL names.
+CELERY_TEST_BROKER_URL ?= redis://127.0.0.1:6379/13
+
+.PHONY: test-redis
+test-redis: venv
+	CELERY_TEST_BROKER_URL=$(CELERY_TEST_BROKER_URL) $(PY) -m pytest -m redis
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -56,6 +67,27 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The browser tests (tests/browser): Playwright's Python client drives Debian's Chromium. Playwright's
+# own browser downloads are never used. Chromium is installed with apt when missing and run as root.
+CHROMIUM := /usr/bin/chromium
+
+$(VENV)/.installed-browser: requirements-browser.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-browser.txt
+	@touch $@
+
+test-browser: venv $(VENV)/.installed-browser
+	@if [ ! -x $(CHROMIUM) ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing Chromium: apt-get install -y chromium"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || exit 1; \
+		else \
+			echo "The browser tests need Chromium at $(CHROMIUM). Install it as root (Debian/Ubuntu:" \
+				"sudo apt-get install -y chromium) and run make test-browser again." >&2; \
+			exit 1; \
+		fi; \
+	fi
+	$(PY) -m pytest tests/browser -m browser
 
 bench: venv
 	$(PY) -m benchmarks
