@@ -1,4 +1,4 @@
-"""Registry routes (versions, performance, history, compare, rollback) under model-types/{slug}/.
+"""Registry routes (versions, performance, history, compare, rollback, A/B tests) under model-types/{slug}/.
 
 Versions nest under training's ``model-types/{slug}/`` prefix (see ``models_registry.views``).
 The model-type-level viewset serves only its extra actions (rollback, history, compare): it has no
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
+from models_registry.ab_views import ABTestViewSet
 from models_registry.views import ModelVersionViewSet, RegistryModelTypeViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
 router.include_format_suffixes = False  # version labels contain dots ("v1.2.0")
 router.register(r"model-types/(?P<slug>[-a-zA-Z0-9_]+)/versions", ModelVersionViewSet, basename="model-version")
+router.register(r"model-types/(?P<slug>[-a-zA-Z0-9_]+)/ab-tests", ABTestViewSet, basename="ab-test")
 router.register("model-types", RegistryModelTypeViewSet, basename="model-type-registry")
 
 urlpatterns = router.urls

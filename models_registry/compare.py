@@ -14,11 +14,13 @@ predictions:
   favouring b is Binomial(discordant, 1/2) (``scipy.stats.binomtest``, two-sided);
 - the verdict at ``ALPHA``: ``a_better`` / ``b_better`` when McNemar's p-value is below it (the
   version with more discordant wins), else ``no_significant_difference``;
-- live accuracy from clinicians' feedback (the latest "live" performance record), when there is some.
+- live accuracy from clinicians' feedback (the latest "live" performance record), when there is some;
+- the A/B test of the two versions (either way round): the running one, else the latest, with its
+  live figures and current decision (``models_registry.ab_figures``); None when they never met.
 
 The paired part is expensive (two artifact loads, the snapshot file, two evaluations) and depends
-only on the two artifacts and the snapshot, so it is cached under their hashes; live accuracy is
-read fresh every time.
+only on the two artifacts and the snapshot, so it is cached under their hashes; live accuracy and
+the A/B figures are read fresh every time.
 """
 
 from __future__ import annotations
@@ -359,4 +361,28 @@ def compare_versions(a: ModelVersion, b: ModelVersion, *, by: Any = None) -> dic
         "alpha": paired["alpha"],
         "bootstrap": paired["bootstrap"],
         "cached": cached,
+        "ab_test": ab_test_of(a, b),
     }
+
+
+def ab_test_of(a: ModelVersion, b: ModelVersion) -> dict[str, Any] | None:
+    """The running (else the latest) A/B test between ``a`` and ``b``, with its live figures."""
+    from django.db.models import Case, IntegerField, Q, Value, When
+
+    from models_registry.ab_serializers import ABTestSerializer
+    from models_registry.models import ABTest
+
+    test = (
+        ABTest.objects.filter(Q(version_a=a, version_b=b) | Q(version_a=b, version_b=a))
+        .select_related("model_type", "version_a", "version_b", "created_by", "concluded_by")
+        .annotate(
+            running_first=Case(
+                When(status=ABTest.Status.RUNNING, then=Value(0)), default=Value(1), output_field=IntegerField()
+            )
+        )
+        .order_by("running_first", "-started_at", "-id")
+        .first()
+    )
+    if test is None:
+        return None
+    return {**ABTestSerializer(test).data, "figures": test.evaluate()}

@@ -30,6 +30,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from learning_engine.serializers import ErrorSerializer
+from models_registry.ab_serializers import ComparedABTestSerializer
 from models_registry.compare import VERDICTS
 from models_registry.evaluation import LABEL, RESERVED_LABELS
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
@@ -347,3 +348,6 @@ class ComparisonSerializer(serializers.Serializer):
     alpha = serializers.FloatField()
     bootstrap = BootstrapSerializer()
     cached = serializers.BooleanField(help_text="Served from the comparison cache.")
+    ab_test = ComparedABTestSerializer(
+        allow_null=True, help_text="The running (else the latest) A/B test of the two versions, with live figures."
+    )

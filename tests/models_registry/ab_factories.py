@@ -11,6 +11,7 @@ Rows are bulk-inserted: figures for hundreds of predictions without hundreds of 
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from django.test import TestCase
@@ -71,7 +72,8 @@ def log_arm(
     version = test.version_a if arm == "a" else test.version_b
     rows = []
     for index in range(predicted):
-        subject = "" if unkeyed else f"{arm}-{test.pk}-{index % subjects if subjects else index}".ljust(64, "0")
+        key = f"{arm}-{test.pk}-{index % subjects if subjects else index}"
+        subject = "" if unkeyed else hashlib.sha256(key.encode()).hexdigest()
         rows.append(
             Prediction(
                 model_type_id=test.model_type_id,
