@@ -21,6 +21,7 @@ help:
 	@echo "make test-redis     the Redis-backed tests (Celery worker, Redis broker at 127.0.0.1:6379)"
 	@echo "make lint           ruff and mypy"
 	@echo "make bench          the benchmarks, printing ratios"
+	@echo "make fuzz           schemathesis over the OpenAPI schema, a longer run (FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES))"
 	@echo "make test-browser   the admin in headless Chromium (Playwright); screenshots in artifacts/screenshots/"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -88,6 +89,12 @@ test-browser: venv $(VENV)/.installed-browser
 		fi; \
 	fi
 	$(PY) -m pytest tests/browser -m browser
+
+# The fuzz tests run in `make test` too, with a few examples per operation; this is the long run.
+FUZZ_MAX_EXAMPLES ?= 100
+.PHONY: fuzz
+fuzz: venv
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_DERANDOMIZE=0 $(PY) -m pytest -m fuzz tests/fuzz
 
 bench: venv
 	$(PY) -m benchmarks

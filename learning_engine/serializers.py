@@ -10,9 +10,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField()
     detail = serializers.CharField()
-    errors = serializers.DictField(  # type: ignore[assignment]  # DRF names its own `errors` property
-        child=serializers.ListField(child=serializers.CharField()),
+    # By field (lists of messages, nested for nested fields), or a list for a list body: any JSON.
+    errors = serializers.JSONField(  # type: ignore[assignment]  # DRF names its own `errors` property
         required=False,
-        help_text="Validation errors by field (code 'invalid').",
+        help_text="Validation errors by field (code 'invalid'); nested like the body.",
     )
     current_status = serializers.CharField(required=False, help_text="The object's status (409 on a wrong state).")
