@@ -99,3 +99,17 @@ def test_the_prediction_client_gets_no_admin_at_all(site):
     page.goto("/admin/cases/case/")
     assert "/admin/login/" in page.url  # not signed in: every admin page sends it back to the login
     assert page.locator("#result_list").count() == 0
+
+
+def test_the_case_statistics_page_draws_its_charts_for_ml_staff(site):
+    page = site.login("demo-ml-engineer")
+    page.click('#content-main a[href="/admin/cases/case/statistics/"] >> nth=0')
+    page.wait_for_selector("svg.bar-chart-svg")
+    site.shoot(page, "case-statistics")
+    histogram = page.locator('svg.bar-chart-svg[aria-label="Quality score histogram"]')
+    assert histogram.is_visible()
+    assert histogram.locator("rect").count() > 0
+    approved = Case.objects.filter(status=Case.Status.APPROVED).count()
+    assert page.locator("table", has=page.locator("caption", has_text="By status")).locator(
+        "tr", has_text="Approved"
+    ).inner_text().split()[-1] == str(approved)
