@@ -633,3 +633,7 @@ class ModelTypeAdmin(TrainingModelTypeAdmin):
     @admin.display(description="active version")
     def active_version(self, obj: ModelType) -> str:
         return getattr(obj, "active_version_label", None) or "—"
+
+
+# The A/B test admin registers itself (kept in its own module).
+from models_registry import ab_admin  # noqa: E402, F401

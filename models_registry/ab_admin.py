@@ -1,0 +1,301 @@
+"""The admin of A/B tests: a form to start one, its page with live figures and a chart, stop and conclude.
+
+Who: ML engineers start tests (``add_abtest``) and may stop them; clinical leads conclude them
+(``conclude_abtest``, promoting B on ``ship_b``) and may stop them. Both actions go through
+``confirm_and_apply`` (a confirmation page with the reason, then ``ABTest.stop``/``conclude`` per
+test). Nothing is edited: a test changes only through its transitions.
+
+The test's page shows the live figures of ``models_registry.ab_figures`` (per arm, the sample ratio
+check, the difference's confidence sequence, the current decision) and the cumulative accuracy of
+each arm over the test's time, as an inline SVG line chart (``learning_engine.charts``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import ActionLocation
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
+
+from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.charts import line_chart
+from learning_engine.exceptions import DomainError
+from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
+from models_registry.ab_figures import accuracy_over_time
+from models_registry.models import ABTest, ABTestTransition, ModelVersion
+from models_registry.models.abtest import (
+    DEFAULT_MIN_LABELLED,
+    DEFAULT_SIGNIFICANCE,
+    MAX_DURATION_HOURS,
+    MAX_SIGNIFICANCE,
+)
+from training.models import ModelType
+
+_BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+REASON_MAX_LENGTH = 2000
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "—"
+    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
+
+
+def _fmt_interval(value: Any) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f"{_fmt(value[0])} to {_fmt(value[1])}"
+    return "—"
+
+
+class VersionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return f"{obj.model_type.slug} {obj.version} ({obj.deployment_status})"
+
+
+class StartTestForm(forms.Form):
+    model_type = forms.ModelChoiceField(queryset=ModelType.objects.order_by("slug"))
+    version_a = VersionChoiceField(
+        queryset=ModelVersion.objects.none(), help_text="A: the production version (normally the active one)."
+    )
+    version_b = VersionChoiceField(queryset=ModelVersion.objects.none(), help_text="B: the candidate.")
+    mode = forms.ChoiceField(choices=ABTest.Mode.choices, initial=ABTest.Mode.SPLIT)
+    traffic_split = forms.FloatField(
+        min_value=0.0, max_value=1.0, initial=0.5, help_text="Share of subjects sent to B (split mode)."
+    )
+    duration_hours = forms.IntegerField(min_value=1, max_value=MAX_DURATION_HOURS, initial=168)
+    min_labelled_per_arm = forms.IntegerField(
+        min_value=1,
+        initial=DEFAULT_MIN_LABELLED,
+        help_text="Predictions with feedback per arm before the decision can be anything but hold.",
+    )
+    significance_level = forms.FloatField(min_value=0.0, max_value=MAX_SIGNIFICANCE, initial=DEFAULT_SIGNIFICANCE)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Approved versions that can still serve; the model checks the rest (same type, not twice).
+        versions = (
+            ModelVersion.objects.filter(approval_status=ModelVersion.Approval.APPROVED)
+            .exclude(deployment_status=ModelVersion.Deployment.ARCHIVED)
+            .select_related("model_type")
+            .order_by("model_type__slug", "-created_at")
+        )
+        for name in ("version_a", "version_b"):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = versions
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=REASON_MAX_LENGTH,
+        help_text="Recorded on the test and in its audit trail.",
+    )
+
+
+class ABTestTransitionInline(admin.TabularInline):
+    model = ABTestTransition
+    fields = ("created_at", "actor", "from_state", "to_state", "reason")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name = "audit entry"
+    verbose_name_plural = "audit trail"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return super().get_queryset(request).select_related("actor")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ABTest)
+class ABTestAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "model_type",
+        "version_a",
+        "version_b",
+        "mode",
+        "traffic_split",
+        "status_badge",
+        "started_at",
+        "ends_at",
+        "decision",
+        "promoted",
+    )
+    list_display_links = ("id",)
+    list_filter = ("status", "mode", "model_type")
+    list_select_related = ("model_type", "version_a", "version_b")
+    actions = ["stop_selected", "conclude_selected"]
+    inlines = [ABTestTransitionInline]
+    fields = (
+        "model_type",
+        "version_a",
+        "version_b",
+        "mode",
+        "traffic_split",
+        "duration_hours",
+        "min_labelled_per_arm",
+        "significance_level",
+        "status_badge",
+        "started_at",
+        "ends_at",
+        "ended_at",
+        "created_by",
+        "concluded_by",
+        "reason",
+        "decision",
+        "promoted",
+    )
+    readonly_fields = fields
+
+    # --- Permissions -----------------------------------------------------------------------------
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERM_ADD_AB_TEST)
+
+    def has_change_permission(self, request: HttpRequest, obj: ABTest | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: ABTest | None = None) -> bool:
+        return False
+
+    def has_stop_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERM_STOP_AB_TEST)
+
+    def has_conclude_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERM_CONCLUDE_AB_TEST)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ABTest) -> str:
+        return format_html('<span class="version-badge ab-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    # --- Start (the add page) ----------------------------------------------------------------------
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        """A form that starts a test through ``ABTest.start`` (its checks, audit row and routing)."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = StartTestForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                test = ABTest.start(by=request.user, **data)
+            except DomainError as exc:  # a bad set-up (400) or a running test (409): say why
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(request, f"Started {test}.", messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:models_registry_abtest_change", args=[test.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Start an A/B test",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "form": form,
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/models_registry/abtest/start.html", context)
+
+    # --- The test's page: figures and chart --------------------------------------------------------
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        test = (
+            ABTest.objects.select_related("version_a", "version_b", "model_type").filter(pk=object_id).first()
+            if object_id.isdigit()
+            else None
+        )
+        extra = dict(extra_context or {})
+        if test is not None and self.has_view_permission(request, test):
+            figures = test.evaluate()
+            extra["figures"] = figures
+            extra["arm_rows"] = [
+                {
+                    "arm": arm.upper(),
+                    "version": row["version"],
+                    "assigned": row["assigned"],
+                    "predicted": row["predicted"],
+                    "unkeyed": row["unkeyed"],
+                    "labelled": row["labelled"],
+                    "correct": row["correct"],
+                    "accuracy": _fmt(row["accuracy"]),
+                    "interval": _fmt_interval(row["accuracy_interval"]),
+                    "p50": _fmt(row["latency_ms"]["p50"], 1),
+                    "p90": _fmt(row["latency_ms"]["p90"], 1),
+                    "p99": _fmt(row["latency_ms"]["p99"], 1),
+                }
+                for arm, row in figures["arms"].items()
+            ]
+            extra["difference"] = _fmt_interval(figures["difference"])
+            extra["srm_p"] = "—" if figures["srm"]["p_value"] is None else f"{figures['srm']['p_value']:.4g}"
+            extra["agreement"] = _fmt((figures["shadow"] or {}).get("agreement"))
+            extra["chart"] = line_chart(
+                accuracy_over_time(test),
+                title="Cumulative accuracy per arm (from clinicians' feedback)",
+                x_label="hours since the start",
+                y_label="accuracy",
+                y_min=0.0,
+                y_max=1.0,
+                integer_x=False,
+            )
+        return super().change_view(request, object_id, form_url, extra)
+
+    # --- Actions -----------------------------------------------------------------------------------
+
+    @admin.action(description="Stop selected A/B tests", permissions=["stop"], location=_BOTH_LOCATIONS)
+    def stop_selected(self, request: HttpRequest, queryset: QuerySet[ABTest]) -> HttpResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.select_related("version_a", "version_b", "model_type"),
+            title="Stop A/B tests",
+            done="Stopped",
+            form_class=ReasonForm,
+            question="Stop these tests? Nothing is promoted; each model type returns to its active version.",
+            describe=_describe,
+            apply=lambda test, data: test.stop(by=request.user, reason=data["reason"]),
+        )
+
+    @admin.action(description="Conclude selected A/B tests", permissions=["conclude"], location=_BOTH_LOCATIONS)
+    def conclude_selected(self, request: HttpRequest, queryset: QuerySet[ABTest]) -> HttpResponse | None:
+        return confirm_and_apply(
+            self,
+            request,
+            queryset.select_related("version_a", "version_b", "model_type"),
+            title="Conclude A/B tests",
+            done="Concluded",
+            form_class=ReasonForm,
+            question="Conclude these tests with the decision of this moment? A test whose decision is ship_b "
+            "promotes B (it becomes the active version); any other decision keeps A.",
+            describe=_describe_with_decision,
+            apply=lambda test, data: test.conclude(by=request.user, reason=data["reason"]),
+        )
+
+
+def _describe(test: ABTest) -> str:
+    return f"{test.model_type.slug}: {test} ({test.status})"
+
+
+def _describe_with_decision(test: ABTest) -> str:
+    if not test.is_running():
+        return _describe(test)
+    decision = test.evaluate()["decision"]
+    return f"{_describe(test)}: current decision {decision}"
