@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 from django.urls import include, path
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
 from learning_engine.health import HealthView
+from learning_engine.serializers import ErrorSerializer
+
+TOKEN_REFUSED = {
+    401: OpenApiResponse(
+        ErrorSerializer,
+        description="Wrong credentials or an inactive user (code 'no_active_account'), or a refresh token "
+        "that is invalid, expired, already rotated or blacklisted (code 'token_not_valid').",
+    )
+}
+
+
+# simplejwt's views, throttled per client address (scope "token", THROTTLE_TOKEN_RATE) so that
+# passwords and stolen refresh tokens cannot be tried at speed.
+@extend_schema(responses={200: TokenObtainPairView.serializer_class, **TOKEN_REFUSED})
+class TokenObtainView(TokenObtainPairView):
+    throttle_scope = "token"
+
+
+@extend_schema(responses={200: TokenRefreshView.serializer_class, **TOKEN_REFUSED})
+class TokenRefreshThrottledView(TokenRefreshView):
+    throttle_scope = "token"
+
+
+@extend_schema(responses={200: OpenApiResponse(description="The refresh token is blacklisted."), **TOKEN_REFUSED})
+class TokenBlacklistThrottledView(TokenBlacklistView):
+    throttle_scope = "token"
+
 
 urlpatterns = [
-    path("auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
-    path("auth/token/blacklist/", TokenBlacklistView.as_view(), name="token_blacklist"),
+    path("auth/token/", TokenObtainView.as_view(), name="token_obtain_pair"),
+    path("auth/token/refresh/", TokenRefreshThrottledView.as_view(), name="token_refresh"),
+    path("auth/token/blacklist/", TokenBlacklistThrottledView.as_view(), name="token_blacklist"),
     path("health/", HealthView.as_view(), name="health"),
     path("", include("cases.api_urls")),
     path("", include("training.api_urls")),

@@ -19,6 +19,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework.permissions import AllowAny
 
 from learning_engine.serializers import ErrorSerializer
+from learning_engine.throttling import scope_of
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -67,7 +68,7 @@ class AutoSchema(SpectacularAutoSchema):
         view = self.view
         codes = [400]
         permissions = [permission() for permission in getattr(view, "permission_classes", [])]
-        anonymous_allowed = bool(permissions) and all(isinstance(permission, AllowAny) for permission in permissions)
+        anonymous_allowed = all(isinstance(permission, AllowAny) for permission in permissions)
         if not anonymous_allowed:
             codes += [401, 403]
         elif getattr(view, "authentication_classes", None):
@@ -76,7 +77,7 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append(404)
         if self.method in BODY_METHODS:
             codes += [413, 415]
-        if getattr(view, "throttle_classes", None):
+        if scope_of(view):
             codes.append(429)
         return codes
 

@@ -259,9 +259,18 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "learning_engine.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "learning_engine.exceptions.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["learning_engine.throttling.ScopedCacheThrottle"],
+    # Proxies of ours in front of the web processes: X-Forwarded-For is believed only this deep.
+    # 0 (the default) ignores the header, so a client cannot pick its throttling identity.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 MAX_PAGE_SIZE = env_int("MAX_PAGE_SIZE", 500)
+# Requests per client and window (learning_engine.throttling); an empty value turns one off.
+THROTTLE_RATES = {
+    "token": os.environ.get("THROTTLE_TOKEN_RATE", "30/min"),
+    "predict": os.environ.get("THROTTLE_PREDICT_RATE", "6000/min"),
+}
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 5)),
