@@ -17,10 +17,12 @@ LINKS = {
     "training jobs": "/admin/training/trainingjob/",
     "add training job": "/admin/training/trainingjob/add/",
     "model versions": "/admin/models_registry/modelversion/",
+    "A/B tests": "/admin/models_registry/abtest/",
+    "start A/B test": "/admin/models_registry/abtest/add/",
     "users": "/admin/auth/user/",
 }
 CLINICAL = frozenset({"cases", "add case", "case statistics"})
-ML = frozenset({"cases", "case statistics", "datasets", "training jobs", "model versions"})
+ML = frozenset({"cases", "case statistics", "datasets", "training jobs", "model versions", "A/B tests"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,7 @@ ROLES = [
     Role("demo-admin", frozenset(LINKS), sees_phi=True),
     Role("demo-clinician", CLINICAL, sees_phi=True),
     Role("demo-reviewer", CLINICAL, sees_phi=True),
-    Role("demo-ml-engineer", ML | {"add training job"}, sees_phi=False),
+    Role("demo-ml-engineer", ML | {"add training job", "start A/B test"}, sees_phi=False),
     Role("demo-clinical-lead", ML, sees_phi=False),
 ]
 
