@@ -46,6 +46,8 @@ class RequestBodyLimitMiddleware:
         try:
             length = int(raw)
         except ValueError:
+            length = -1
+        if length < 0:
             return JsonResponse({"code": "bad_request", "detail": "Invalid Content-Length."}, status=400)
         limit = _view_limit(view_func)
         if limit is None:

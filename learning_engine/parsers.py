@@ -5,15 +5,40 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays more than ``limit`` deep (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser, but a body nested too deeply for Python's parser is a 400, not a 500."""
+    """DRF's JSON parser (strict: no NaN or Infinity), with a bound on nesting.
+
+    A body nested deeper than ``MAX_JSON_DEPTH`` (environment, default 32) is a 400 with code
+    ``parse_error`` (like any unreadable body), and so is one too deep for Python's parser itself
+    (rather than a 500). No
+    endpoint takes anything near that deep; the bound keeps hostile bodies out of JSON columns and
+    out of code that walks them recursively. Invalid UTF-8 and invalid JSON are 400 ``parse_error``
+    (DRF), a media type no parser of the view takes 415 ``unsupported_media_type``.
+    """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         try:
-            return super().parse(stream, media_type, parser_context)
+            data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
+        limit = int(settings.MAX_JSON_DEPTH)
+        if isinstance(data, dict | list) and json_depth_exceeds(data, limit):
+            raise ParseError(f"The body nests objects and arrays more than {limit} levels deep.")
+        return data

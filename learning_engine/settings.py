@@ -188,6 +188,8 @@ MAX_ARTIFACT_UPLOAD_BYTES = env_int("MAX_ARTIFACT_UPLOAD_BYTES", 100 * 1024 * 10
 MAX_PREDICT_BODY_BYTES = env_int("MAX_PREDICT_BODY_BYTES", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BODY_BYTES, MAX_IMPORT_BODY_BYTES, MAX_PREDICT_BODY_BYTES)
 MAX_IMPORT_RECORDS = env_int("MAX_IMPORT_RECORDS", 10_000)
+# Nesting of objects and arrays in a JSON body (learning_engine.parsers): deeper is a 400.
+MAX_JSON_DEPTH = env_int("MAX_JSON_DEPTH", 32)
 
 # Background work goes through django.tasks. The database queue is the default so that a plain
 # `manage.py db_worker` runs jobs on one machine (SQLite) or many (PostgreSQL). Never the
