@@ -250,11 +250,11 @@ class ABTestAdmin(admin.ModelAdmin):
             extra["chart"] = line_chart(
                 accuracy_over_time(test),
                 title="Cumulative accuracy per arm (from clinicians' feedback)",
-                x_label="hours since the start",
+                x_label="labelled predictions per arm",
                 y_label="accuracy",
                 y_min=0.0,
                 y_max=1.0,
-                integer_x=False,
+                integer_x=True,
             )
         return super().change_view(request, object_id, form_url, extra)
 

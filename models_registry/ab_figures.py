@@ -198,12 +198,14 @@ def live_figures(test: ABTest) -> dict[str, Any]:
 # --- Accuracy over time (the admin chart) -----------------------------------------------------------
 
 
-def _cumulative(events: Iterable[tuple[Any, bool]], start: Any) -> list[tuple[float, float]]:
+def _cumulative(events: Iterable[tuple[Any, bool]]) -> list[tuple[float, float]]:
+    # The x axis is the arm's labelled count, not wall time: it is what the sequential test reads
+    # after each feedback, and it stays legible when feedback arrives in bursts.
     points: list[tuple[float, float]] = []
     correct = 0
-    for labelled, (moment, right) in enumerate(events, start=1):
+    for labelled, (_moment, right) in enumerate(events, start=1):
         correct += int(bool(right))
-        points.append(((moment - start).total_seconds() / 3600, correct / labelled))
+        points.append((float(labelled), correct / labelled))
     if len(points) > MAX_CHART_POINTS:
         step = len(points) / MAX_CHART_POINTS
         thinned = [points[int(i * step)] for i in range(MAX_CHART_POINTS - 1)]
@@ -212,7 +214,7 @@ def _cumulative(events: Iterable[tuple[Any, bool]], start: Any) -> list[tuple[fl
 
 
 def accuracy_over_time(test: ABTest) -> list[tuple[str, list[tuple[float, float]]]]:
-    """Per arm, ``(hours since the start, cumulative accuracy)`` at each feedback, oldest first."""
+    """Per arm, ``(labelled predictions so far, cumulative accuracy)`` at each feedback, oldest first."""
     answered = (
         Feedback.objects.filter(prediction__ab_test=test, prediction__shadow_of__isnull=True)
         .order_by("created_at", "id")
@@ -230,4 +232,4 @@ def accuracy_over_time(test: ABTest) -> list[tuple[str, list[tuple[float, float]
         )
         by_arm["b"] = [(moment, code == truth) for moment, code, truth in silent.iterator(chunk_size=2000)]
     names = {"a": f"A {test.version_a.version}", "b": f"B {test.version_b.version}"}
-    return [(names[arm], _cumulative(by_arm[arm], test.started_at)) for arm in ARMS]
+    return [(names[arm], _cumulative(by_arm[arm])) for arm in ARMS]

@@ -709,6 +709,7 @@ class JobCreateForm(forms.ModelForm):
     learning_rate = forms.FloatField(required=False, min_value=0.0, help_text="Optional.")
     hyperparameters = forms.JSONField(
         required=False,
+        initial=dict,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),
         help_text='Optional JSON object, e.g. {"alpha": 0.0001}. Known names per algorithm: '
         + "; ".join(f"{name}: {', '.join(spec)}" for name, spec in SPECS.items())
