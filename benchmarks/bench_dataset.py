@@ -17,8 +17,10 @@ MRN, external id and pseudonym (the note, which names the MRN, is rewritten to m
 reaches the de-identified record). Quality score and content hash are the template's. Encounter
 years select the sizes: the first 20,000 cases are in one year, the next 80,000 in the next, the
 rest in a third, so the 20,000 and 100,000 builds are the 200,000 with an encounter-date filter.
-The scan cannot take a shortcut from the shared templates: it reads each case's own patient block
-and rules its identifiers out (or matches them) case by case.
+Each case also gets what approval stores beside its record (``deid.approval_columns``: the
+record's sha256, its dataset row, its patient's residual keys), computed for that case. The scan
+cannot take a shortcut from the shared templates: it rules each case's own identifiers out by its
+own keys, or matches them against its raw patient block, case by case.
 """
 
 from __future__ import annotations
@@ -99,13 +101,15 @@ def create_cases(total: int, sizes: tuple[int, int]) -> None:
         record, template, deidentified = templates[year][index % POOL]
         mrn = f"BENCH-{index + 1:09d}"
         pseudonym = deid.pseudonym(SOURCE, mrn, key=key)
+        patient = {**record.patient, "mrn": mrn}
+        case_record = {**deidentified, "patient_pseudonym": pseudonym}
         batch.append(
             Case(
                 source=SOURCE,
                 external_id=f"bench-dataset-{index + 1:09d}",
                 cohort=COHORT,
                 status=Case.Status.APPROVED,
-                patient={**record.patient, "mrn": mrn},
+                patient=patient,
                 encounter_date=record.encounter_date,
                 findings=record.findings,
                 symptoms=record.symptoms,
@@ -117,9 +121,11 @@ def create_cases(total: int, sizes: tuple[int, int]) -> None:
                 quality_issues=template.quality_issues,
                 submitted_by=submitter,
                 reviewed_by=reviewer,
-                deidentified={**deidentified, "patient_pseudonym": pseudonym},
+                deidentified=case_record,
                 deid_policy_version=deid.POLICY_VERSION,
                 patient_pseudonym=pseudonym,
+                # What approval stores beside the record, computed per case as approval does.
+                **deid.approval_columns(patient, case_record),
             )
         )
         if len(batch) == BATCH:

@@ -47,6 +47,7 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
@@ -851,6 +852,55 @@ def deidentify(record: CaseRecord, *, key: str | bytes) -> dict[str, Any]:
     }
 
 
+DATASET_ROW_FORMAT = "dr1"
+
+
+def record_sha256(deidentified: dict[str, Any]) -> str:
+    """sha256 (hex) of a de-identified record's canonical JSON (sorted keys, no spaces, UTF-8)."""
+    text = json.dumps(deidentified, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def dataset_row(deidentified: dict[str, Any]) -> str:
+    """The fields of a de-identified record that a dataset file holds, as one line of compact JSON.
+
+    ``{"v", "pseudonym", "code", "label", "age", "age_band", "sex", "year", "finding_keys",
+    "finding_values", "symptoms"}``: the age a number (90 standing for the "90+" band), findings
+    as two lists in the record's order. A projection of the record and nothing else (no note, no
+    ZIP), so a dataset build can read it without decoding whole records.
+    """
+    age = deidentified.get("age")
+    findings = deidentified.get("findings") or {}
+    diagnosis = deidentified.get("diagnosis") or {}
+    return json.dumps(
+        {
+            "v": DATASET_ROW_FORMAT,
+            "pseudonym": deidentified["patient_pseudonym"],
+            "code": diagnosis.get("code"),
+            "label": diagnosis.get("label") or "",
+            "age": 90 if age == OLDEST_BAND else age,
+            "age_band": deidentified.get("age_band"),
+            "sex": deidentified.get("sex") or "unknown",
+            "year": deidentified.get("encounter_year"),
+            "finding_keys": list(findings),
+            "finding_values": list(findings.values()),
+            "symptoms": list(deidentified.get("symptoms") or []),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def approval_columns(patient: dict[str, Any], deidentified: dict[str, Any]) -> dict[str, str]:
+    """What approval stores beside the de-identified record, computed once so that dataset builds
+    never recompute it per case: the record's sha256, its dataset row, the patient's residual keys."""
+    return {
+        "deid_sha256": record_sha256(deidentified),
+        "deid_dataset_row": dataset_row(deidentified),
+        "residual_keys": residual_keys(patient),
+    }
+
+
 def residual_identifiers(
     texts: Iterable[tuple[str, str]], patient: dict[str, Any], *, encounter_date: dt.date | None = None
 ) -> list[dict[str, str]]:
@@ -935,6 +985,78 @@ def _email_key_text(email: str) -> str:
 
 
 _OTHER_KEYS = ("mrn", "ssn", "phone", "zip", "address", "email")
+RESIDUAL_KEYS_FORMAT = "rk1"  # bump whenever ``residual_keys`` changes what it writes
+
+
+def residual_keys(patient: Any) -> str:
+    """The keys of a patient's own identifiers that ``ResidualIndex.might_hold_keys`` looks up.
+
+    Space-separated: the format, then ``!`` when some identifier has no key word (the patient is
+    always checked exactly), then ``n:`` name words, ``w:`` words of the other identifiers, ``f:``
+    the MRN's letters and digits, ``d:`` numbers (phone, SSN, MRN, ZIP, birth year and dates),
+    ``m:month-day`` of the birth date. Folded identifiers: PHI, kept in ``cases`` like the patient
+    block itself. Approval stores them (``Case.residual_keys``) so that a dataset scan need not load
+    and fold every patient block; ``might_hold_own`` computes them on the fly.
+    """
+    if not isinstance(patient, dict):
+        patient = {}
+    get = patient.get
+    keys = [RESIDUAL_KEYS_FORMAT]
+    exact = False
+    name = _value(get("name"))
+    if name:
+        folded = _folded(name)
+        words = _words(folded)
+        if max(map(len, words), default=0) < 2:
+            exact = True
+        keys += ["n:" + word for word in dict.fromkeys(words) if len(word) >= 2]
+        odd = not folded.isascii() or bool(folded.encode().translate(None, _NAME_CHARACTERS))
+        tricky = odd or (("'" in folded or "-" in folded) and _JOINED_LETTERS.search(folded))
+        if tricky and any(not _WORD2.search(_folded(part)) for part in _name_parts(name)):
+            exact = True
+    mrn, ssn, phone, zip_code, address, email = map(_value, map(get, _OTHER_KEYS))
+    fields = [value for value in (mrn, ssn, phone, zip_code, _email_key_text(email)) if value]
+    if address:
+        fields.append(address)
+    if fields:
+        folded = _folded("\x01".join(fields))
+        keys += ["w:" + word for word in dict.fromkeys(_words(folded)) if len(word) >= 3]
+        if _may_lack_word3(folded) and _wordless(fields, address):
+            exact = True
+    if mrn:
+        alnum = mrn.encode().translate(None, _ALL_BUT_ALNUM).decode() if mrn.isascii() else _NOT_ALNUM.sub("", mrn)
+        if len(alnum) >= 4 and not alnum.isdigit():
+            key = _caseless(alnum)
+            if key.isascii():  # else a character IGNORECASE cannot match in an ASCII string
+                keys.append("f:" + key)
+    numbers = []
+    phone_digits = _NOT_DIGITS.sub("", _main_phone(phone))
+    if len(phone_digits) >= 5:
+        numbers.append(phone_digits[-7:])
+    for value in (ssn, mrn):
+        value_digits = _NOT_DIGITS.sub("", value)
+        if len(value_digits) >= 5:
+            numbers.append(value_digits)
+    zip_digits = _NOT_DIGITS.sub("", zip_code)
+    if len(zip_digits) >= 5:
+        numbers.append(zip_digits[:5])
+    born = _parse_date(get("birth_date"))
+    if born is not None:
+        keys.append(f"m:{born.month}-{born.day}")
+        numbers.append(f"{born.year}")  # the year alone is a form for patients over 89
+        numbers += _date_forms(born)
+    keys += ["d:" + number for number in dict.fromkeys(numbers)]
+    if exact:
+        keys.insert(1, "!")
+    return " ".join(keys)
+
+
+def _wordless(fields: list[str], address: str) -> bool:
+    """A field, or an address segment matched on its own, without a word of three letters or digits."""
+    if any(not _WORD3.search(_folded(value)) for value in fields):
+        return True
+    segments = re.split(r"[,\n;]", address) if address else []
+    return any(len(segment.strip()) >= 3 and not _WORD3.search(_folded(segment)) for segment in segments)
 
 
 class ResidualIndex:
@@ -954,14 +1076,12 @@ class ResidualIndex:
 
     def _clear(self) -> None:
         self._facts: dict[str, StringFacts] = {}
-        self._fragments: set[str] = set()  # every piece of 2+ characters of every word
-        self._fragments3: set[str] = set()  # those of 3+
-        self._digit_fragments: set[str] = set()  # every piece of 4+ digits of every number's digits
-        self._digit_quads: set[str] = set()  # those of exactly four
-        self._longest_number = 0
         self._flex: list[str] = []  # lower case without the MRN separators
         self._flex_blob: str | None = ""
-        self._month_days: set[tuple[int, int]] = set()
+        # Every piece of 2+ characters of every word ("n:"), those of 3+ ("w:"), every piece of 4+
+        # digits of every number's digits ("d:"), every (month, day) mentioned ("m:month-day"):
+        # one set, named as ``residual_keys`` names the keys, so a case's keys are looked up at once.
+        self._tokens: set[str] = set()
 
     def add_all(self, texts: Iterable[str]) -> dict[str, StringFacts]:
         """Index these strings (a batch that ``might_hold_own`` is asked about next); their facts."""
@@ -982,25 +1102,35 @@ class ResidualIndex:
         for word in set(_words(lower)):
             size = len(word)
             pieces = [word[i:j] for i in range(size - 1) for j in range(i + 2, size + 1)]
-            self._fragments.update(pieces)
-            self._fragments3.update(piece for piece in pieces if len(piece) >= 3)
+            self._tokens.update("n:" + piece for piece in pieces)
+            self._tokens.update("w:" + piece for piece in pieces if len(piece) >= 3)
         if _ANY_DIGIT.search(text):
             for run in _NUMBER_RUN.findall(text):
                 digits = _NOT_DIGITS.sub("", run)
                 size = len(digits)
                 if size >= 4:
-                    self._longest_number = max(self._longest_number, size)
-                    self._digit_fragments.update(digits[i:j] for i in range(size - 3) for j in range(i + 4, size + 1))
-                    self._digit_quads.update(digits[i : i + 4] for i in range(size - 3))
+                    fragments = [digits[i:j] for i in range(size - 3) for j in range(i + 4, size + 1)]
+                    self._tokens.update("d:" + fragment for fragment in fragments)
             for match in _MONTH_DAY.finditer(text):
                 month = _MONTH_NUMBERS[(match["m1"] or match["m2"])[:3].lower()]
-                self._month_days.add((month, int(match["d1"] or match["d2"])))
+                day = int(match["d1"] or match["d2"])
+                self._tokens.add(f"m:{month}-{day}")
         self._flex.append(_FLEX_STRIP.sub("", lower))
         self._flex_blob = None
         return facts
 
     def might_hold_own(self, patient: Any) -> bool:
         """False only if no own identifier of ``patient`` can match any indexed plain string.
+
+        The same test as ``might_hold_keys(residual_keys(patient))``: the patient's identifiers are
+        reduced to keys (``residual_keys``, which approval also stores on the case) and the keys
+        are looked up in the index.
+        """
+        return self.might_hold_keys(residual_keys(patient))
+
+    def might_hold_keys(self, keys: str) -> bool:
+        """False only if no identifier that ``keys`` (``residual_keys``'s output) stand for can match
+        any indexed plain string. Keys of another format count as a possible match (fail closed).
 
         Why a False is safe (the exact matcher would find nothing in those strings):
 
@@ -1009,109 +1139,32 @@ class ResidualIndex:
           identifier's (every ASCII form ``_loose`` allows folds to it; the tests check every code
           point), with separators in between or dropped. So each ASCII word of the folded
           identifier lies inside one word of the string, i.e. it is one of the index's fragments.
-          The test takes one word of each alternative: every name word of two or more letters
-          and every word of three or more of the other identifiers (of the email, its local
-          part's); an alternative without such a word (a name part "O'B", an address segment
-          "4 B") sends the patient to the exact check.
-        - An MRN's letters and digits with separators: they appear, lower case and contiguous, in
-          some string with the MRN separators removed.
-        - A number (phone, SSN, MRN, birth date, birth year, ZIP): its digits appear contiguous
-          in the digits of one number run of the string; every phone form ends with the last
-          seven digits, and every form has four digits or more.
-        - The birth date with a month name: the index keeps every (month, day) mentioned.
+          The keys hold one word of each alternative: every name word of two or more letters
+          (``n:``) and every word of three or more of the other identifiers (``w:``; of the email,
+          its local part's); an alternative without such a word (a name part "O'B", an address
+          segment "4 B") makes the keys start with ``!``: the patient is checked exactly.
+        - An MRN's letters and digits with separators (``f:``): they appear, lower case and
+          contiguous, in some string with the MRN separators removed.
+        - A number (phone, SSN, MRN, birth date, birth year, ZIP; ``d:``): its digits appear
+          contiguous in the digits of one number run of the string; every phone form ends with the
+          last seven digits, and every form has four digits or more.
+        - The birth date with a month name (``m:month-day``): the index keeps every (month, day)
+          mentioned.
         """
-        if not isinstance(patient, dict):
-            patient = {}
-        get = patient.get
-        name = _value(get("name"))
-        if name and self._name_match(name):
+        parts = keys.split()
+        if not parts or parts[0] != RESIDUAL_KEYS_FORMAT:
             return True
-        mrn, ssn, phone, zip_code, address, email = map(_value, map(get, _OTHER_KEYS))
-        fields = [value for value in (mrn, ssn, phone, zip_code, _email_key_text(email)) if value]
-        if address:
-            fields.append(address)
-        if fields:
-            folded = _folded("\x01".join(fields))
-            if not self._fragments3.isdisjoint(_words(folded)):
-                return True
-            if _may_lack_word3(folded) and self._wordless(fields, address):
-                return True
-        if mrn and self._flex_match(mrn):
+        if len(parts) > 1 and parts[1] == "!":
             return True
-        if self._digit_quads and self._number_match(mrn, ssn, phone, zip_code):
+        if not self._tokens.isdisjoint(parts):
             return True
-        if self._digit_fragments or self._month_days:
-            return self._birth_match(get("birth_date"))
-        return False
-
-    def _name_match(self, name: str) -> bool:
-        folded = _folded(name)
-        words = _words(folded)
-        if max(map(len, words), default=0) < 2 or not self._fragments.isdisjoint(words):
-            return True
-        odd = not folded.isascii() or bool(folded.encode().translate(None, _NAME_CHARACTERS))
-        tricky = odd or (("'" in folded or "-" in folded) and _JOINED_LETTERS.search(folded))
-        return bool(tricky) and any(not _WORD2.search(_folded(part)) for part in _name_parts(name))
-
-    @staticmethod
-    def _wordless(fields: list[str], address: str) -> bool:
-        """A field, or an address segment matched on its own, without a word of three letters or digits."""
-        if any(not _WORD3.search(_folded(value)) for value in fields):
-            return True
-        segments = re.split(r"[,\n;]", address) if address else []
-        return any(len(segment.strip()) >= 3 and not _WORD3.search(_folded(segment)) for segment in segments)
-
-    def _flex_match(self, mrn: str) -> bool:
-        alnum = mrn.encode().translate(None, _ALL_BUT_ALNUM).decode() if mrn.isascii() else _NOT_ALNUM.sub("", mrn)
-        if len(alnum) < 4 or alnum.isdigit():
+        start = keys.find(" f:")  # at most one: the MRN's
+        if start < 0:
             return False
-        key = _caseless(alnum)
-        if not key.isascii():
-            return False  # a character IGNORECASE cannot match in an ASCII string
+        end = keys.find(" ", start + 3)
         if self._flex_blob is None:
             self._flex_blob = "\x00".join(self._flex)
-        return key in self._flex_blob
-
-    def _number_match(self, mrn: str, ssn: str, phone: str, zip_code: str) -> bool:
-        # Each key is four digits or more, contiguous in its value's digits: unless the four
-        # first are one of the index's four-digit fragments, it is in no number of the index.
-        joined = "\x01".join((phone, ssn, mrn, zip_code))
-        if joined.isascii():
-            digits = joined.encode().translate(None, _ALL_BUT_DIGITS).decode()
-        else:
-            digits = _NOT_DIGIT_OR_MARK.sub("", joined)
-        if not any(map(digits.__contains__, self._digit_quads)):
-            return False
-        fragments = self._digit_fragments
-        phone_digits = _NOT_DIGITS.sub("", _main_phone(phone))
-        if len(phone_digits) >= 5 and phone_digits[-7:] in fragments:
-            return True
-        for value in (ssn, mrn):
-            value_digits = _NOT_DIGITS.sub("", value)
-            if len(value_digits) >= 5 and value_digits in fragments:
-                return True
-        zip_digits = _NOT_DIGITS.sub("", zip_code)
-        return len(zip_digits) >= 5 and zip_digits[:5] in fragments
-
-    def _birth_match(self, birth_date: Any) -> bool:
-        if (
-            birth_date.__class__ is str
-            and len(birth_date) == 10
-            and birth_date[4] == birth_date[7] == "-"
-            and birth_date[:4] not in self._digit_quads
-            and not self._month_days
-            and self._longest_number < 6
-        ):
-            return False  # an ISO date whose year no number of the index holds (the common case)
-        born = _parse_date(birth_date)
-        if born is None:
-            return False
-        if (born.month, born.day) in self._month_days:
-            return True
-        fragments = self._digit_fragments
-        if f"{born.year}" in fragments:  # the year alone is a form for patients over 89
-            return True
-        return self._longest_number >= 6 and any(form in fragments for form in _date_forms(born))
+        return keys[start + 3 : end if end >= 0 else len(keys)] in self._flex_blob
 
     def case_findings(
         self, texts: Sequence[tuple[str, str]], patient: Any, encounter_date: dt.date | None = None

@@ -122,6 +122,13 @@ class Case(models.Model):
     deidentified = models.JSONField(null=True, blank=True, editable=False)
     deid_policy_version = models.CharField(max_length=32, blank=True, editable=False)
     patient_pseudonym = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
+    # Written with ``deidentified`` in the approval's UPDATE (``deid.approval_columns``), never
+    # changed after: an approved case's content is frozen. Dataset builds stream these instead of
+    # recomputing them per case. ``residual_keys`` are folded identifiers (PHI, like ``patient``):
+    # read only by the residual scan in ``cases.scanning``.
+    deid_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    deid_dataset_row = models.TextField(blank=True, editable=False)
+    residual_keys = models.TextField(blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -255,6 +262,7 @@ class Case(models.Model):
                 deidentified=deidentified,
                 deid_policy_version=deid.POLICY_VERSION,
                 patient_pseudonym=deidentified["patient_pseudonym"],
+                **deid.approval_columns(record.patient, deidentified),
             )
             self._audit(by=by, source=source, reason=note)
 

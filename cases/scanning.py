@@ -11,9 +11,12 @@ Speed. A dataset's strings are mostly a small vocabulary (labels, symptom names,
 bands), so the scan works on batches of cases (``CaseBatch``: column by column, as a file holds
 them) and hands each distinct string once to a ``deid.ResidualIndex``, which matches it against
 the identifier patterns and indexes its words and numbers. A case is then matched exactly against
-its own patient's identifiers only when the index cannot rule that patient out with set lookups
-(``ResidualIndex.might_hold_own``), or when one of its strings is not plain ASCII. The report is
-the exact matcher's either way.
+its own patient's raw identifiers (its patient block, loaded for it alone) only when the index
+cannot rule that patient out with set lookups of the case's residual keys
+(``ResidualIndex.might_hold_keys``: the folded words and numbers of its identifiers, which
+approval stores on the case, ``deid.residual_keys``; computed from the patient block for a case
+without them), or when one of its strings is not plain ASCII. The report is the exact matcher's
+either way.
 
 The pseudonym column is not matched against patterns: it is HMAC output (64 hex characters) that
 ``deid`` computes from the MRN under a secret key, and digit-run patterns (a ZIP code, a birth year)
@@ -248,16 +251,22 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
             if not fact.plain:
                 exact_rows.add(row)
 
-    # Each patient's own identifiers: exactly, unless the index rules them out.
-    patients = _patients(case_ids)
+    # Each patient's own identifiers: exactly, unless the index rules them out by the case's keys
+    # (stored at approval; computed here from the patient block for a case without them).
+    keys = _residual_keys(case_ids)
+    exact: list[int] = []
     for row, case_id in enumerate(case_ids):
-        patient = patients.get(case_id)
-        if patient is None:
+        case_keys = keys.get(case_id)
+        if case_keys is None:
             add(row, "case_id", "UNKNOWN_CASE")
-        elif row in exact_rows or index.might_hold_own(patient[0]):
-            texts = _texts_of(columns, row)
-            for field_name, kind in deid.exact_findings(texts, patient[0], _date(patient[1]), facts):
-                add(row, field_name, kind)
+        elif row in exact_rows or index.might_hold_keys(case_keys):
+            exact.append(row)
+    patients = _patients([case_ids[row] for row in exact])
+    for row in exact:
+        patient, encounter_date = patients[case_ids[row]]
+        texts = _texts_of(columns, row)
+        for field_name, kind in deid.exact_findings(texts, patient, _date(encounter_date), facts):
+            add(row, field_name, kind)
 
     report.cases += len(case_ids)
     for row in sorted(found):
@@ -300,11 +309,40 @@ def _texts_of(columns: Sequence[StringColumn], row: int) -> list[tuple[str, str]
     return texts
 
 
+def _in_batch(case_ids: Sequence[int]) -> Any:
+    """The cases of these ids. Ids close together (a dataset of one cohort, read in id order) are
+    read as one range of the primary key, which costs the database less than a long ``IN`` list."""
+    wanted = set(case_ids)
+    low, high = min(wanted), max(wanted)
+    queryset = Case.objects.order_by()
+    if high - low < 2 * len(wanted):
+        return queryset.filter(pk__gte=low, pk__lte=high)
+    return queryset.filter(pk__in=wanted)
+
+
+def _residual_keys(case_ids: Sequence[int]) -> dict[int, str]:
+    """``{case_id: residual keys}`` for the cases that exist (``deid.residual_keys``).
+
+    A case approved before the keys were stored (or written around ``Case.approve``) has none:
+    its keys are computed from its patient block here, so such a case is never ruled out unread.
+    """
+    wanted = set(case_ids)
+    if not wanted:
+        return {}
+    keys = {
+        case_id: case_keys
+        for case_id, case_keys in _in_batch(case_ids).values_list("id", "residual_keys")
+        if case_id in wanted
+    }
+    missing = [case_id for case_id, case_keys in keys.items() if not case_keys]
+    for case_id, (patient, _encounter_date) in _patients(missing).items():
+        keys[case_id] = deid.residual_keys(patient)
+    return keys
+
+
 def _patients(case_ids: Sequence[int]) -> dict[int, tuple[Any, Any]]:
     """``{case_id: (patient, encounter_date text)}`` for the cases that exist.
 
-    Ids close together (a dataset of one cohort, read in id order) are read as one range of the
-    primary key, which costs the database less than a long ``IN`` list; scattered ids by that list.
     The patient block comes as JSON text decoded here, which is the cheapest way on both databases:
     SQLite's JSON functions parse the document again for each key, and on PostgreSQL key lookups
     (``KT``) plus the type check they need (a number's text form there need not be Python's,
@@ -314,13 +352,7 @@ def _patients(case_ids: Sequence[int]) -> dict[int, tuple[Any, Any]]:
     wanted = set(case_ids)
     if not wanted:
         return {}
-    low, high = min(wanted), max(wanted)
-    queryset = Case.objects.order_by()
-    if high - low < 2 * len(wanted):
-        queryset = queryset.filter(pk__gte=low, pk__lte=high)
-    else:
-        queryset = queryset.filter(pk__in=wanted)
-    rows = queryset.values_list("id", Cast("patient", TextField()), Cast("encounter_date", TextField()))
+    rows = _in_batch(case_ids).values_list("id", Cast("patient", TextField()), Cast("encounter_date", TextField()))
     loads = json.loads
     return {
         case_id: (loads(patient) if patient else {}, encounter_date)

@@ -4,10 +4,14 @@
 the work and ends in ``ready`` or ``failed``. The build, in order:
 
 1. Read: approved cases of the model type's cohort with at least the minimum quality (and the
-   encounter date range, if any), in id order, ``CHUNK_SIZE`` at a time. Each de-identified record
-   is read once, as the JSON text the database holds: decoded into the rows of the file, which go
-   to a temporary Arrow file (no split yet), and hashed. Only ids, pseudonym keys, label codes and
-   a fingerprint of each record stay in memory, as numpy arrays.
+   encounter date range, if any), in id order, ``CHUNK_SIZE`` at a time. What the file needs of
+   each de-identified record was computed once, when the case was approved
+   (``cases.deid.approval_columns``): its dataset row (one line of JSON, the record's fields
+   that a file holds) and the record's sha256. The pass reads those two columns, not the records;
+   Arrow's JSON reader turns a chunk of rows into columns in C, and they go to a temporary Arrow
+   file (no split yet). Only ids, pseudonym keys, label codes and a fingerprint of each record
+   stay in memory, as numpy arrays. A case without the stored columns (approved before they
+   existed) gets them computed from its record here.
 2. Validate: enough cases, at least two labels, no label with a single case, one de-identification
    policy for all. A refusal fails the snapshot with a clear message and raises
    ``DatasetBuildError`` (a ``DomainError``, so the API answers it with its code).
@@ -17,23 +21,24 @@ the work and ends in ``ready`` or ``failed``. The build, in order:
 5. Scan: every string of the written file, read back from it column by column, goes through the
    residual-identifier scan (``cases.scanning``). Any finding fails the snapshot; the file never
    reaches storage.
-6. Check: the selection is read again (record texts only) and every case must still be there with
-   the record it had when it was read; a case changed, retracted or re-labelled during the build
+6. Check: the selection is read again (ids and record digests only) and every case must still be
+   there with the record it had when it was read; a case changed, retracted or re-labelled during the build
    fails it ("cases_changed"): build again.
 7. Store the file through Django's default storage as ``datasets/<id>-<hash12>.parquet`` and mark
    the snapshot ready with its manifest, label counts, hashes and sizes, all in one UPDATE.
 
-The content hash (``HASH_FORMAT`` v2) is a sha256 over the seed, the fractions, the policy version
-and the label field, then the case ids in id order, their split codes, and a sha256 of the cases'
-de-identified records as the database stores them (its JSON text, which stays the same while the
-row does): the same cases and seed give the same hash, whatever order the database returns them
-in and whatever the Parquet library's bytes. ``file_sha256`` pins the file itself.
+The content hash (``HASH_FORMAT`` v3) is a sha256 over the seed, the fractions, the policy version
+and the label field, then the case ids in id order, their split codes, and the sha256s of the
+cases' de-identified records (canonical JSON, stored at approval) in id order: the same cases and
+seed give the same hash, whatever order the database returns them in and whatever the Parquet
+library's bytes. ``file_sha256`` pins the file itself.
 
 Memory: the arrays hold 8 + 8 + 4 + 8 bytes a case and the manifest holds the ids once more;
 records only ever exist one chunk at a time. Any exception fails the snapshot with the reason,
 removes the temporary files and leaves nothing in storage.
 
-Only de-identified data is read here: ``Case.deidentified`` and the columns used for selection.
+Only de-identified data is read here: ``Case.deidentified``, the columns derived from it at
+approval (``deid_dataset_row``, ``deid_sha256``) and the columns used for selection.
 The scan, which needs the raw identifiers, lives in ``cases``.
 """
 
@@ -43,17 +48,22 @@ import contextlib
 import datetime as dt
 import gc
 import hashlib
+import io
+import itertools
 import json
 import logging
 import os
 import tempfile
+import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from django.core.files import File
 from django.core.files.storage import default_storage
@@ -61,6 +71,7 @@ from django.db.models import TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
+from cases import deid
 from cases.models import Case
 from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
@@ -71,7 +82,7 @@ from training.splitting import SPLIT_NAMES, check_fractions, split_cases
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 2000
-HASH_FORMAT = "dataset-content-v2"
+HASH_FORMAT = "dataset-content-v3"
 STORAGE_FOLDER = "datasets"
 
 Progress = Callable[[str, int, int], None]
@@ -180,8 +191,8 @@ class _Selection:
     labels: np.ndarray  # int32 codes into label_names
     label_names: list[str]
     policy_version: str
-    fingerprints: np.ndarray  # int64: hash() of each record's text, to notice a change during the build
-    records_sha256: bytes  # the record texts in id order
+    fingerprints: np.ndarray  # int64: each record's sha256, first 64 bits, to notice a change during the build
+    records_sha256: bytes  # of the records' sha256s in id order
 
 
 def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> DatasetSnapshot:
@@ -196,7 +207,8 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
             f"Dataset {snapshot.pk} is {snapshot.status}; only a building snapshot can be built.",
             current_status=snapshot.status,
         )
-    report = progress or _no_progress
+    snapshot.beat()  # the build has started: from now on the reaper judges it by its heartbeat
+    report = _beating(snapshot, progress or _no_progress)
     temporaries: list[str] = []
     stored: str | None = None
     try:
@@ -295,6 +307,26 @@ def _no_progress(stage: str, done: int, total: int) -> None:
     return None
 
 
+HEARTBEAT_INTERVAL_S = 10.0
+
+
+def _beating(snapshot: DatasetSnapshot, report: Progress) -> Progress:
+    """``report``, moving the snapshot's heartbeat at most every ``HEARTBEAT_INTERVAL_S`` on the way.
+
+    A snapshot the reaper failed meanwhile raises ``BuildAbandoned`` here, which stops the build.
+    """
+    last = time.monotonic()
+
+    def beating(stage: str, done: int, total: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= HEARTBEAT_INTERVAL_S:
+            snapshot.beat()
+            last = time.monotonic()
+        report(stage, done, total)
+
+    return beating
+
+
 def _fail(snapshot: DatasetSnapshot, error: Exception) -> None:
     if isinstance(error, DatasetBuildError):
         message, scan_report = error.message, error.scan_report
@@ -318,48 +350,24 @@ def _remove(path: str) -> None:
 # --- 1. Read and validate ------------------------------------------------------------------------
 
 
-class _Rows:
-    """Up to ``CHUNK_SIZE`` rows of the file (but the split): the records, made columns at once.
-
-    The same values as ``row_from_deidentified`` gives (tests/training/test_datasets.py compares),
-    with the selection's label; a list comprehension per column costs less than a dict per row.
-    """
-
-    def __init__(self) -> None:
-        self._clear()
-
-    def _clear(self) -> None:
-        self.case_ids: list[int] = []
-        self.records: list[dict[str, Any]] = []
-        self.labels: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self.case_ids)
-
-    def add(self, case_id: int, record: dict[str, Any], label: str) -> None:
-        self.case_ids.append(case_id)
-        self.records.append(record)
-        self.labels.append(label)
-
-    def batch(self) -> pa.RecordBatch:
-        records = self.records
-        columns = [
-            self.case_ids,
-            [record["patient_pseudonym"] for record in records],
-            self.labels,
-            [record["diagnosis"].get("label") or "" for record in records],
-            [90 if (age := record.get("age")) == "90+" else age for record in records],
-            [record.get("age_band") for record in records],
-            [record.get("sex") or "unknown" for record in records],
-            [record.get("encounter_year") for record in records],
-            [list(record.get("findings", {}).items()) for record in records],
-            [list(record.get("symptoms", [])) for record in records],
-        ]
-        self._clear()
-        return pa.RecordBatch.from_arrays(
-            [pa.array(column, type=field.type) for column, field in zip(columns, _ROW_SCHEMA, strict=True)],
-            schema=_ROW_SCHEMA,
-        )
+# What a case's stored dataset row (``cases.deid.dataset_row``) holds, parsed by Arrow's JSON reader.
+_ROW_JSON_SCHEMA = pa.schema(
+    [
+        pa.field("v", pa.string()),
+        pa.field("pseudonym", pa.string()),
+        pa.field("code", pa.string()),
+        pa.field("label", pa.string()),
+        pa.field("age", pa.int16()),
+        pa.field("age_band", pa.string()),
+        pa.field("sex", pa.string()),
+        pa.field("year", pa.int16()),
+        pa.field("finding_keys", pa.list_(pa.string())),
+        pa.field("finding_values", pa.list_(pa.float64())),
+        pa.field("symptoms", pa.list_(pa.string())),
+    ]
+)
+_ROW_JSON_OPTIONS = pa_json.ParseOptions(explicit_schema=_ROW_JSON_SCHEMA, unexpected_field_behavior="error")
+_DEFAULT_LABEL_FIELD = "diagnosis.code"  # the one the stored row carries ("code")
 
 
 def _group_key(pseudonym: str) -> int:
@@ -374,62 +382,93 @@ def _group_key(pseudonym: str) -> int:
         return int.from_bytes(hashlib.blake2b(pseudonym.encode(), digest_size=8).digest(), "little")
 
 
-def _records(filters: dict[str, Any], *fields: Any) -> Any:
-    """The selected cases in id order, each with its de-identified record as the database's JSON text."""
-    return (
-        _selection(filters)
-        .order_by("id")
-        .values_list(*fields, Cast("deidentified", TextField()))
-        .iterator(chunk_size=CHUNK_SIZE)
+def _fingerprint(digest: str) -> int:
+    """The first 64 bits of a record's sha256 (hex), as a signed int64."""
+    value = int(digest[:16], 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _chunks(filters: dict[str, Any], *fields: Any) -> Iterator[list[tuple[Any, ...]]]:
+    """The selected cases in id order, ``CHUNK_SIZE`` rows of ``fields`` at a time."""
+    rows = _selection(filters).order_by("id").values_list(*fields).iterator(chunk_size=CHUNK_SIZE)
+    while chunk := list(itertools.islice(rows, CHUNK_SIZE)):
+        yield chunk
+
+
+def _fill_in(ids: Sequence[int], rows: list[str], digests: list[str]) -> None:
+    """The dataset row and digest of cases that have none stored (approved before they were
+    stored, or written around ``Case.approve``), computed from the de-identified record."""
+    missing = [
+        position for position, (row, digest) in enumerate(zip(rows, digests, strict=True)) if not row or not digest
+    ]
+    if not missing:
+        return
+    records = dict(
+        Case.objects.filter(pk__in=[ids[position] for position in missing]).values_list("id", "deidentified")
     )
+    for position in missing:
+        record = records.get(ids[position])
+        if not isinstance(record, dict) or "patient_pseudonym" not in record:
+            raise _changed(ids[position])
+        rows[position] = deid.dataset_row(record)
+        digests[position] = deid.record_sha256(record)
 
 
 def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selection:
     """One pass over the selection: the arrays for the split, and the rows into ``rows_file``.
 
-    An unlabelled case (no value at the label field) is left out: it cannot train a classifier.
+    Each case's dataset row and record digest were computed when it was approved
+    (``cases.deid.approval_columns``): the pass reads those, not the records, and Arrow's JSON
+    reader makes a chunk of rows columns in C. An unlabelled case (no value at the label field)
+    is left out: it cannot train a classifier.
     """
-    label_path = snapshot.filters["label_field"].split(".")
-    # Compact growable arrays (8 + 8 + 4 + 8 bytes a case) until numpy takes them over.
+    filters = snapshot.filters
+    by_code = filters["label_field"] == _DEFAULT_LABEL_FIELD
+    fields: list[Any] = ["id", "deid_policy_version", "deid_dataset_row", "deid_sha256"]
+    if not by_code:
+        fields.append(Cast(KT(_label_path(filters)), TextField()))
     ids, groups, labels, fingerprints = array("q"), array("Q"), array("i"), array("q")
     label_codes: dict[str, int] = {}
     policies: set[str] = set()
-    disagreeing: int | None = None  # a case whose record names another policy than its row
     records = hashlib.sha256()
-    rows = _Rows()
-    texts: list[str] = []
-    loads = json.loads
     report("Selecting cases", 0, 0)
     with pa.OSFile(rows_file, "wb") as sink, pa.ipc.new_file(sink, _ROW_SCHEMA) as writer:
-
-        def flush() -> None:
-            writer.write_batch(rows.batch())
-            # Valid JSON text holds no raw control character: "\x1e" separates records unambiguously.
-            records.update(("\x1e".join(texts) + "\x1e").encode())
-            texts.clear()
-            report("Selecting cases", len(ids), 0)
-
-        for case_id, policy, text in _records(snapshot.filters, "id", "deid_policy_version"):
-            record = loads(text) if text else None
-            label: Any = record
-            for part in label_path:
-                label = label.get(part) if isinstance(label, dict) else None
-            if label is None or label == "":
+        for chunk in _chunks(filters, *fields):
+            columns = list(zip(*chunk, strict=True))
+            chunk_ids, rows, digests = list(columns[0]), list(columns[2]), list(columns[3])
+            _fill_in(chunk_ids, rows, digests)
+            table = pa_json.read_json(
+                io.BytesIO("\n".join(rows).encode()),
+                read_options=_json_read_options(len(rows)),
+                parse_options=_ROW_JSON_OPTIONS,
+            )
+            if len(table) != len(rows) or set(table.column("v").unique().to_pylist()) != {deid.DATASET_ROW_FORMAT}:
+                raise DatasetBuildError("A stored dataset row has an unknown format.", code="bad_dataset_row")
+            label = table.column("code") if by_code else pa.array(columns[4], type=pa.string())
+            keep = pc.fill_null(pc.not_equal(label, ""), False)
+            if not pc.all(keep).as_py():
+                table, label = table.filter(keep), pc.filter(label, keep)
+                kept = np.flatnonzero(keep.to_numpy(zero_copy_only=False)).tolist()
+                chunk_ids = [chunk_ids[i] for i in kept]
+                digests = [digests[i] for i in kept]
+                policies.update(columns[1][i] for i in kept)
+            else:
+                policies.update(columns[1])
+            if not len(table):
                 continue
-            label = label if label.__class__ is str else str(label)
-            ids.append(case_id)
-            groups.append(_group_key(record["patient_pseudonym"]))  # type: ignore[index]
-            labels.append(label_codes.setdefault(label, len(label_codes)))
-            fingerprints.append(hash(text))
-            policies.add(policy)
-            if disagreeing is None and record.get("policy_version") != policy:  # type: ignore[union-attr]
-                disagreeing = case_id
-            rows.add(case_id, record, label)  # type: ignore[arg-type]
-            texts.append(text)
-            if len(rows) == CHUNK_SIZE:
-                flush()
-        if len(rows):
-            flush()
+            coded = pc.dictionary_encode(label).combine_chunks()
+            codes = np.array(
+                [label_codes.setdefault(name, len(label_codes)) for name in coded.dictionary.to_pylist()],
+                dtype=np.int32,
+            )
+            labels.frombytes(codes[coded.indices.to_numpy(zero_copy_only=False)].tobytes())
+            ids.extend(chunk_ids)
+            groups.extend(map(_group_key, table.column("pseudonym").to_pylist()))
+            fingerprints.extend(map(_fingerprint, digests))
+            # A digest is 64 hex characters: the concatenation separates them unambiguously.
+            records.update("".join(digests).encode())
+            writer.write_batch(_row_batch(chunk_ids, table, label))
+            report("Selecting cases", len(ids), 0)
     report("Selecting cases", len(ids), len(ids))
     if len(policies) > 1:
         raise DatasetBuildError(
@@ -437,8 +476,6 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
             "a dataset needs one. Narrow the filters (dates) or re-approve the older cases.",
             code="mixed_policy_versions",
         )
-    if disagreeing is not None:
-        raise _changed(disagreeing)
     return _Selection(
         ids=_numpy(ids, np.int64),
         groups=_numpy(groups, np.uint64),
@@ -447,6 +484,37 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
         policy_version=policies.pop() if policies else "",
         fingerprints=_numpy(fingerprints, np.int64),
         records_sha256=records.digest(),
+    )
+
+
+def _json_read_options(rows: int) -> pa_json.ReadOptions:
+    # One block for the chunk (rows are a few hundred bytes), one thread: the machine's cores are
+    # the web process's and other workers' too.
+    return pa_json.ReadOptions(use_threads=False, block_size=max(4 << 20, rows * 2048))
+
+
+def _row_batch(case_ids: list[int], table: pa.Table, label: Any) -> pa.RecordBatch:
+    """The file's row columns (but the split) from a chunk of parsed dataset rows."""
+    keys = table.column("finding_keys").combine_chunks()
+    values = table.column("finding_values").combine_chunks()
+    if not pc.all(pc.equal(pc.list_value_length(keys), pc.list_value_length(values))).as_py():
+        raise DatasetBuildError("A stored dataset row has findings keys and values of different lengths.")
+    findings = pa.MapArray.from_arrays(keys.offsets, keys.flatten(), values.flatten())
+    columns = [
+        pa.array(case_ids, type=pa.int64()),
+        table.column("pseudonym"),
+        label,
+        table.column("label"),
+        table.column("age"),
+        table.column("age_band"),
+        table.column("sex"),
+        table.column("year"),
+        findings,
+        table.column("symptoms"),
+    ]
+    arrays = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in columns]
+    return pa.RecordBatch.from_arrays(
+        [array.cast(field.type) for array, field in zip(arrays, _ROW_SCHEMA, strict=True)], schema=_ROW_SCHEMA
     )
 
 
@@ -698,21 +766,25 @@ def _scan(path: str, total: int, report: Progress) -> ScanReport:
 def _check_unchanged(snapshot: DatasetSnapshot, selection: _Selection, report: Progress) -> None:
     """Every case of the snapshot is still selected, with the very record it was read with.
 
-    The record texts are compared by ``hash()`` (of this process: the build reads both).
+    The records are compared by the first 64 bits of their sha256 (stored at approval).
     """
     expected = selection.ids.tolist()
     fingerprints = selection.fingerprints.tolist()
     total = len(expected)
     report("Checking that no case changed", 0, total)
     position = 0
-    for case_id, text in _records(snapshot.filters, "id"):
-        if position < total and expected[position] < case_id:
-            raise _changed(expected[position])  # retracted, or no longer matching the filters
-        if position < total and expected[position] == case_id:
-            if hash(text) != fingerprints[position]:
-                raise _changed(case_id)
-            position += 1
-        # Other cases (unlabelled, or approved since the build started) are not the snapshot's.
+    for chunk in _chunks(snapshot.filters, "id", "deid_dataset_row", "deid_sha256"):
+        chunk_ids = [row[0] for row in chunk]
+        rows, digests = [row[1] for row in chunk], [row[2] for row in chunk]
+        _fill_in(chunk_ids, rows, digests)
+        for case_id, digest in zip(chunk_ids, digests, strict=True):
+            if position < total and expected[position] < case_id:
+                raise _changed(expected[position])  # retracted, or no longer matching the filters
+            if position < total and expected[position] == case_id:
+                if _fingerprint(digest) != fingerprints[position]:
+                    raise _changed(case_id)
+                position += 1
+            # Other cases (unlabelled, or approved since the build started) are not the snapshot's.
     if position < total:
         raise _changed(expected[position])
     report("Checking that no case changed", total, total)

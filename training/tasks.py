@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import traceback
 import uuid
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.tasks import task
 
 from learning_engine.exceptions import DomainError, TransitionError
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 TRAINING_QUEUE = "training"
 REAPER_SCHEDULE = "reap_stale_jobs"
+BUILD_HEARTBEAT_S = 10.0  # the job's heartbeat while it prepares its dataset
 
 
 def worker_identity() -> str:
@@ -121,7 +123,16 @@ def _prepare_dataset(job: TrainingJob, lease: uuid.UUID) -> DatasetSnapshot:
     snapshot = create_snapshot(job.model_type, by=job.created_by)
     # Attach before building, so the job row shows which snapshot it is waiting for.
     job._leased_update(lease, dataset=snapshot)
-    return build_snapshot(snapshot.pk)
+    last = time.monotonic()
+
+    def heartbeat(stage: str, done: int, total: int) -> None:
+        # A long build must not look like a dead worker to the reaper.
+        nonlocal last
+        if time.monotonic() - last >= BUILD_HEARTBEAT_S:
+            job.heartbeat(lease=lease)
+            last = time.monotonic()
+
+    return build_snapshot(snapshot.pk, progress=heartbeat)
 
 
 def _fail(job: TrainingJob, lease: uuid.UUID, exc: BaseException) -> None:
@@ -131,10 +142,18 @@ def _fail(job: TrainingJob, lease: uuid.UUID, exc: BaseException) -> None:
         # The traceback names code locations; training reads de-identified data only, so no PHI.
         reason = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc, limit=8))}"
     logger.warning("Job %s failed: %s", job.pk, reason.splitlines()[0])
+    if isinstance(exc, DatabaseError | InterfaceError) and not connection.in_atomic_block:
+        # The database connection was lost (a server restart, a failover): drop it so that the
+        # failure is recorded on a fresh one. Otherwise recording it fails too, the error leaves
+        # the task, the worker process dies recording the task's result, and the job stays running.
+        connection.close_if_unusable_or_obsolete()
     try:
         job.fail(lease=lease, reason=reason)
     except (LeaseLost, TransitionError):
         logger.info("Job %s: could not record the failure (lease lost).", job.pk)
+    except (DatabaseError, InterfaceError):
+        # Still no database: the job keeps its stale heartbeat, and the reaper requeues it.
+        logger.warning("Job %s: could not record the failure (database unavailable).", job.pk)
 
 
 # --- The reaper's periodic chain -----------------------------------------------------------------

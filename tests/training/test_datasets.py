@@ -87,6 +87,15 @@ def record_of(case: Case) -> dict[str, Any]:
     return dict(case.deidentified)
 
 
+def store(case: Case, *, deidentified: dict[str, Any] | None = None, patient: dict[str, Any] | None = None) -> None:
+    """Write an approved case's record or patient block directly, with the columns approval derives
+    from them (as a re-approval would store them)."""
+    case.refresh_from_db()
+    record = record_of(case) if deidentified is None else deidentified
+    block = case.patient if patient is None else patient
+    Case.objects.filter(pk=case.pk).update(deidentified=record, patient=block, **deid.approval_columns(block, record))
+
+
 def read_file(snapshot: DatasetSnapshot):
     return pq.read_table(io.BytesIO(stored_bytes(snapshot)))
 
@@ -183,7 +192,7 @@ def test_the_content_hash_covers_the_records_and_their_splits(model_type):
     # The same cases with one record changed (a finding corrected at the source, say).
     record = record_of(cases[0])
     record["findings"]["heart_rate"] = record["findings"].get("heart_rate", 0) + 1
-    Case.objects.filter(pk=cases[0].pk).update(deidentified=record)
+    store(cases[0], deidentified=record)
     changed = build(model_type)
     assert changed.manifest == first.manifest
     assert changed.content_hash != first.content_hash
@@ -325,10 +334,11 @@ def test_bad_parameters_are_refused_before_anything_is_created(model_type, optio
 
 
 def plant(case: Case, **changes) -> None:
-    """Simulate a de-identification bug: write the de-identified record directly."""
+    """Simulate a de-identification bug: a de-identified record (and what approval derives from it)
+    that still holds an identifier."""
     record = record_of(case)
     record.update(changes)
-    Case.objects.filter(pk=case.pk).update(deidentified=record)
+    store(case, deidentified=record)
 
 
 def assert_no_identifier_in(snapshot: DatasetSnapshot, *identifiers: str) -> None:
@@ -856,8 +866,61 @@ def test_the_scan_reads_patient_identifiers_as_deidentification_reads_them(model
 def test_a_numeric_mrn_in_a_string_fails_the_snapshot(model_type):
     cases = approved_cohort(model_type.cohort, patients=10)
     leaky = cases[7]
-    Case.objects.filter(pk=leaky.pk).update(patient={**leaky.patient, "mrn": 44881})
+    store(leaky, patient={**leaky.patient, "mrn": 44881})
     plant(leaky, symptoms=["cough", "ref 44881"])
     snapshot, error = build_error(model_type)
     assert error.code == "residual_identifiers"
     assert {"case_id": leaky.pk, "field": "symptoms[1]", "kind": "MRN"} in snapshot.scan_report["findings"]
+
+
+# --- What approval stores for the build ----------------------------------------------------------
+
+
+def test_approval_stores_the_record_digest_dataset_row_and_residual_keys(model_type):
+    cases = approved_cohort(model_type.cohort, patients=3)
+    for case in cases:
+        case.refresh_from_db()
+        assert case.deid_sha256 == deid.record_sha256(record_of(case))
+        assert case.deid_dataset_row == deid.dataset_row(record_of(case))
+        assert case.residual_keys == deid.residual_keys(case.patient)
+        assert case.residual_keys.startswith(deid.RESIDUAL_KEYS_FORMAT + " ")
+
+
+def test_cases_without_the_stored_columns_build_the_same_snapshot(model_type):
+    cases = approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    first = build(model_type)
+    Case.objects.filter(pk__in=[case.pk for case in cases[:5]]).update(
+        deid_sha256="", deid_dataset_row="", residual_keys=""
+    )
+    second = build(model_type)
+    assert (second.manifest, second.content_hash, second.file_sha256) == (
+        first.manifest,
+        first.content_hash,
+        first.file_sha256,
+    )
+
+
+def test_a_case_without_stored_keys_is_still_scanned_against_its_patient(model_type):
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[3]
+    leaky.refresh_from_db()
+    plant(leaky, symptoms=["cough", f"seen with {leaky.patient['name']}"])
+    Case.objects.filter(pk=leaky.pk).update(residual_keys="")
+    snapshot, error = build_error(model_type)
+    assert error.code == "residual_identifiers"
+    assert {(f["case_id"], f["kind"]) for f in snapshot.scan_report["findings"]} >= {(leaky.pk, "NAME")}
+
+
+def test_residual_keys_of_an_unknown_format_are_never_ruled_out():
+    index = deid.ResidualIndex()
+    index.add_all(["cough", "fever"])
+    assert index.might_hold_keys("rk0 n:zzzz") is True
+    assert index.might_hold_keys("") is True
+    assert index.might_hold_keys(deid.RESIDUAL_KEYS_FORMAT + " n:zzzz") is False
+    assert index.might_hold_keys(deid.RESIDUAL_KEYS_FORMAT + " n:cough") is True
+
+
+def test_the_build_moves_the_snapshots_heartbeat(model_type):
+    approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    snapshot = build(model_type)
+    assert snapshot.heartbeat_at is not None

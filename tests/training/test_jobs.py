@@ -245,7 +245,53 @@ def test_the_reaper_leaves_fresh_and_finished_jobs_alone(model_type, engineer):
     lease = finished.start(worker_id="w")
     finished.complete(lease=lease, evaluation={}, artifact="", artifact_sha256="")
     _make_stale(finished)
-    assert reap_stale_jobs() == {"requeued": [], "failed": [], "skipped": []}
+    assert reap_stale_jobs() == {"requeued": [], "failed": [], "skipped": [], "datasets_failed": []}
+
+
+def _building_snapshot(model_type, *, heartbeat_age=None, age=0):
+    from training.models import DatasetSnapshot
+
+    snapshot = DatasetSnapshot.objects.create(model_type=model_type, filters={"cohort": model_type.cohort})
+    now = timezone.now()
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(
+        created_at=now - dt.timedelta(seconds=age),
+        heartbeat_at=None if heartbeat_age is None else now - dt.timedelta(seconds=heartbeat_age),
+    )
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def test_the_reaper_fails_a_dataset_build_whose_heartbeat_stopped_and_stops_its_late_worker(model_type):
+    from training.models import BuildAbandoned, DatasetTransition
+
+    dead = _building_snapshot(model_type, heartbeat_age=3600, age=3600)
+    alive = _building_snapshot(model_type, heartbeat_age=1, age=3600)
+    waiting = _building_snapshot(model_type, age=3600)  # its build has not started: it may be queued
+    workers_copy = type(dead).objects.get(pk=dead.pk)
+    assert reap_stale_jobs()["datasets_failed"] == [dead.pk]
+    dead.refresh_from_db()
+    assert dead.status == "failed"
+    assert "no heartbeat for more than" in dead.error
+    assert DatasetTransition.objects.filter(dataset=dead, to_state="failed", reason=dead.error).exists()
+    for snapshot in (alive, waiting):
+        snapshot.refresh_from_db()
+        assert snapshot.status == "building"
+    with pytest.raises(BuildAbandoned):
+        workers_copy.beat()  # the slow worker's next heartbeat stops its build
+
+
+def test_the_reaper_fails_a_dataset_build_that_never_started_after_the_queued_limit(model_type, settings):
+    settings.DATASET_QUEUED_LIMIT_SECONDS = 600
+    lost = _building_snapshot(model_type, age=3600)
+    recent = _building_snapshot(model_type, age=60)
+    assert reap_stale_jobs(dry_run=True)["datasets_failed"] == [lost.pk]
+    lost.refresh_from_db()
+    assert lost.status == "building"  # a dry run changes nothing
+    assert reap_stale_jobs()["datasets_failed"] == [lost.pk]
+    lost.refresh_from_db()
+    recent.refresh_from_db()
+    assert (lost.status, recent.status) == ("failed", "building")
+    assert "never started" in lost.error
 
 
 def test_a_heartbeat_between_the_reapers_read_and_write_saves_the_job(model_type, engineer):

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from training.models.dataset import DatasetSnapshot, DatasetTransition, ImmutableSnapshot
+from training.models.dataset import BuildAbandoned, DatasetSnapshot, DatasetTransition, ImmutableSnapshot
 from training.models.job import AttemptsExhausted, JobTransition, LeaseLost, TrainingJob
 from training.models.model_type import ModelType
 from training.models.schedule import PeriodicSchedule
 
 __all__ = [
     "AttemptsExhausted",
+    "BuildAbandoned",
     "DatasetSnapshot",
     "DatasetTransition",
     "ImmutableSnapshot",

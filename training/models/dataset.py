@@ -14,7 +14,7 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from learning_engine.audit import AuditEntry
-from learning_engine.exceptions import DomainError
+from learning_engine.exceptions import DomainError, TransitionError
 from learning_engine.transitions import check_allowed, claim
 from training.models.model_type import ModelType
 
@@ -23,6 +23,12 @@ SPLITS = ("train", "validation", "test")
 
 class ImmutableSnapshot(DomainError):
     code = "snapshot_immutable"
+
+
+class BuildAbandoned(DomainError):
+    """The snapshot being built was failed meanwhile (by the reaper): the build must stop."""
+
+    code = "dataset_build_abandoned"
 
 
 class DatasetSnapshot(models.Model):
@@ -70,6 +76,9 @@ class DatasetSnapshot(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when a build starts and moved as it goes (``beat``): the reaper fails a building snapshot
+    # whose heartbeat stopped (its worker died), so none stays "building" forever.
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -97,6 +106,37 @@ class DatasetSnapshot(models.Model):
 
     def split_ids(self, split: str) -> list[int]:
         return list(self.manifest.get(split, []))
+
+    def beat(self) -> None:
+        """The build is alive: move the heartbeat. Raises ``BuildAbandoned`` if it is no longer building.
+
+        A conditional UPDATE: once the reaper has failed the snapshot, the worker that was only
+        slow learns it here and stops (as a reaped job's worker does on its next write).
+        """
+        now = timezone.now()
+        if not type(self).objects.filter(pk=self.pk, status=self.Status.BUILDING).update(heartbeat_at=now):
+            raise BuildAbandoned(f"Dataset {self.pk} is no longer building (failed by the reaper?); build stopped.")
+        self.heartbeat_at = now
+
+    def reap(self, *, stale_before: Any, reason: str) -> None:
+        """building -> failed for a build whose heartbeat (or, never started, creation) is older than
+        ``stale_before``. Raises ``TransitionError`` if it moved in the meantime."""
+        check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.FAILED, label=f"Dataset {self.pk}")
+        stale = models.Q(heartbeat_at__lt=stale_before) | models.Q(
+            heartbeat_at__isnull=True, created_at__lt=stale_before
+        )
+        with transaction.atomic():
+            updated = (
+                type(self)
+                .objects.filter(stale, pk=self.pk, status=self.Status.BUILDING)
+                .update(status=self.Status.FAILED, finished_at=timezone.now(), error=reason)
+            )
+            if updated != 1:
+                raise TransitionError(f"Dataset {self.pk} moved since it was read; not reaped.")
+            self.status, self.error = self.Status.FAILED, reason
+            DatasetTransition.objects.create(
+                dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.FAILED, reason=reason
+            )
 
     def mark_ready(self, **results: Any) -> None:
         """building -> ready, storing the build's results in the same UPDATE."""
