@@ -39,6 +39,9 @@ CHECKS = [not_a_server_error, status_code_conformance, response_schema_conforman
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
 
 
+# The case import also takes JSON Lines (documented as a string body): send it as text.
+schemathesis.serializer.alias(["application/x-ndjson", "application/jsonl"], "text/plain")
+
 # Loaded at collection (the schema view needs no database). schemathesis' lazy fixture loader
 # (``schemathesis.pytest.from_fixture``) does not work with pytest 9 (it sets a private node id).
 schema: schemathesis.BaseSchema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", application)
