@@ -866,7 +866,8 @@ def dataset_row(deidentified: dict[str, Any]) -> str:
 
     ``{"v", "pseudonym", "code", "label", "age", "age_band", "sex", "year", "finding_keys",
     "finding_values", "symptoms"}``: the age a number (90 standing for the "90+" band), findings
-    as two lists in the record's order. A projection of the record and nothing else (no note, no
+    as two lists in key order (the same whatever order the database keeps a record's keys in:
+    PostgreSQL's jsonb reorders them). A projection of the record and nothing else (no note, no
     ZIP), so a dataset build can read it without decoding whole records.
     """
     age = deidentified.get("age")
@@ -882,8 +883,8 @@ def dataset_row(deidentified: dict[str, Any]) -> str:
             "age_band": deidentified.get("age_band"),
             "sex": deidentified.get("sex") or "unknown",
             "year": deidentified.get("encounter_year"),
-            "finding_keys": list(findings),
-            "finding_values": list(findings.values()),
+            "finding_keys": sorted(findings),
+            "finding_values": [findings[key] for key in sorted(findings)],
             "symptoms": list(deidentified.get("symptoms") or []),
         },
         separators=(",", ":"),
