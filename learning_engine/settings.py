@@ -127,6 +127,10 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+        # With persistent connections, check one before reusing it: after a database restart a
+        # long-lived process (a db_worker waiting for work) reconnects instead of dying on the
+        # first query. Costs a query per request or task only when DATABASE_CONN_MAX_AGE > 0.
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
