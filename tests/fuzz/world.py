@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from cases.models import Case
 from learning_engine import roles
-from models_registry.models import ModelVersion, Prediction
+from models_registry.models import ABTest, ModelVersion, Prediction
 from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
@@ -42,6 +42,7 @@ class World:
     jobs: list[TrainingJob]
     versions: list[ModelVersion]
     predictions: list[Prediction]
+    ab_tests: list[ABTest]
     tokens: dict[str, str] = field(default_factory=dict)
 
     def client(self, role: str) -> APIClient:
@@ -59,6 +60,8 @@ class World:
         if name == "version":
             return [version.version for version in self.versions]
         if name in {"id", "pk"}:
+            if "/ab-tests/" in path:
+                return [test.pk for test in self.ab_tests]
             if "/cases/" in path:
                 return [case.pk for case in self.cases]
             if "/datasets/" in path:
@@ -136,6 +139,16 @@ def build_world() -> World:
         assert response.status_code == 200, response.content
         predictions.append(Prediction.objects.get(pk=response.json()["id"]))
 
+    with TestCase.captureOnCommitCallbacks(execute=True):  # its arms serve from the next request
+        ab_test = ABTest.start(
+            model_type=model_type,
+            version_a=active,
+            version_b=approved,
+            traffic_split=0.5,
+            duration_hours=24,
+            by=engineer,
+        )
+
     world = World(
         users=users,
         model_type=model_type,
@@ -144,6 +157,7 @@ def build_world() -> World:
         jobs=jobs,
         versions=[active, approved, pending],
         predictions=predictions,
+        ab_tests=[ab_test],
     )
     for role, user in users.items():
         if user is not None:
