@@ -307,6 +307,7 @@ SPECTACULAR_SETTINGS = {
         "CaseStatusEnum": "cases.models.Case.Status",
         "RejectionReasonEnum": "cases.models.Case.RejectionReason",
         "DatasetSnapshotStatusEnum": "training.models.DatasetSnapshot.Status",
+        "ABTestStatusEnum": "models_registry.models.ABTest.Status",
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
         "TrainingJobExecutorEnum": "training.models.TrainingJob.Executor",
         "ModelTypeAlgorithmEnum": "training.models.ModelType.Algorithm",
@@ -359,5 +360,9 @@ TRAINING_THREADS = env_int("TRAINING_THREADS", 1)
 # looks every REAPER_INTERVAL_SECONDS. Workers heartbeat every few seconds while they train.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 120)
 REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 30)
+# A dataset build that never started (its task lost) is failed after this long.
+DATASET_QUEUED_LIMIT_SECONDS = env_int("DATASET_QUEUED_LIMIT_SECONDS", 24 * 3600)
+# How often the periodic task concludes A/B tests that are past their duration (without promotion).
+AB_TEST_CHECK_INTERVAL_SECONDS = env_int("AB_TEST_CHECK_INTERVAL_SECONDS", 300)
 
 ENGINE_VERSION = "0.1.0"

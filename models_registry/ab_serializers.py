@@ -143,9 +143,7 @@ class ABTestSerializer(serializers.ModelSerializer):
         slug_field="username", read_only=True, help_text="Who concluded or stopped it; null for the periodic task."
     )
     decision = serializers.CharField(read_only=True, help_text="The decision when the test ended; '' while running.")
-    # A plain string in the schema: an enum named "status" would collide with the other status enums
-    # unless the settings' ENUM_NAME_OVERRIDES named it.
-    status = serializers.CharField(read_only=True, help_text="running, concluded or stopped.")
+    status = serializers.ChoiceField(choices=ABTest.Status.choices, read_only=True)
 
     class Meta:
         model = ABTest
