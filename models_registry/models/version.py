@@ -2,6 +2,7 @@
 
 Concurrency policy:
 - Approval transitions claim the row with a conditional UPDATE on the approval status.
+- Registration assigns the next version label under the model type row lock.
 - Activation locks the model type row (``select_for_update``) for the whole switch, so two
   activations of one model type queue behind each other on PostgreSQL; the conditional unique
   constraint "one active version per model type" holds on every database, so even without the
@@ -136,13 +137,20 @@ class ModelVersion(models.Model):
         ``artifact`` and ``artifact_sha256`` default to the job's; an external trainer's upload
         (``models_registry.evaluation.register_upload``) passes the artifact it stored itself.
         """
+        from training.models import ModelType
+
         existing = cls.objects.filter(job=job).first()
         if existing is not None:
             return existing
         for _attempt in range(3):
-            label = version or cls.next_version(job.model_type)
             try:
                 with transaction.atomic():
+                    # Labels follow each other per model type, so workers completing jobs at once
+                    # would all compute the same next label: the model type row lock (the same one
+                    # activation takes) makes them take turns. SQLite's IMMEDIATE transactions
+                    # serialise them anyway.
+                    ModelType.objects.select_for_update().get(pk=job.model_type_id)
+                    label = version or cls.next_version(job.model_type)
                     created = cls.objects.create(
                         model_type=job.model_type,
                         version=label,

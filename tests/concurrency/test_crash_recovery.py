@@ -214,6 +214,7 @@ def test_a_database_outage_under_a_running_worker_never_leaves_the_job_running(
     next_id = TrainingJob.submit(
         model_type=snapshot.model_type, by=snapshot.created_by, dataset=snapshot, algorithm="logistic_regression"
     ).pk
+
     def next_finished() -> TrainingJob | None:
         assert worker.poll() is None, site.log("worker-outage")[-3000:]
         return finished(next_id)

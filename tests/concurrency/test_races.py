@@ -22,7 +22,10 @@ from tests.cases.factories import CaseFactory
 from tests.factories import user_with_role
 from tests.models_registry.factories import completed_job, model_type
 from training.models import TrainingJob
+from training.signals import job_completed
 
+REGISTRARS = 6
+REGISTRATIONS_EACH = 25
 ACTIVATORS = 8
 ACTIVATIONS_EACH = 100
 VERSIONS = 5
@@ -158,3 +161,24 @@ def test_of_several_processes_approving_the_same_cases_exactly_one_wins_each_cas
         assert case.deidentified is not None
     approvals = Counter(CaseTransition.objects.filter(to_state="approved").values_list("case_id", flat=True))
     assert approvals == dict.fromkeys(winners, 1)
+
+
+def test_versions_registered_at_once_by_several_processes_all_get_distinct_labels(site):
+    """Several workers completing jobs of one model type at once: every job gets its version."""
+    engineer = user_with_role(roles.ML_ENGINEER)
+    kind = model_type("diagnosis")
+    # Completed jobs whose on-commit registration does not run here: the actors register them.
+    job_completed.disconnect(dispatch_uid="register_completed_job")
+    try:
+        jobs = [completed_job(by=engineer, model_type_=kind) for _ in range(REGISTRARS * REGISTRATIONS_EACH)]
+    finally:
+        job_completed.connect(register_completed_job, dispatch_uid="register_completed_job")
+    assert not ModelVersion.objects.exists()
+    shares = [jobs[index::REGISTRARS] for index in range(REGISTRARS)]
+
+    results = site.actors("register", [{"job_ids": [job.pk for job in share]} for share in shares])
+
+    assert [result["errors"] for result in results] == [[]] * REGISTRARS
+    labels = sorted(ModelVersion.objects.values_list("version", flat=True), key=lambda label: int(label.split(".")[1]))
+    assert labels == [f"v1.{minor}.0" for minor in range(len(jobs))]
+    assert set(ModelVersion.objects.values_list("job_id", flat=True)) == {job.pk for job in jobs}
