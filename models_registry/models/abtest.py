@@ -222,9 +222,17 @@ class ABTest(models.Model):
             "significance_level": float(significance_level),
         }
         cls.check_setup(**setup)
-        now = timezone.now()
+        from models_registry.models.version import ModelVersion
+        from training.models import ModelType
+
         try:
             with transaction.atomic():
+                # The model type's row first, as activation, deactivation and archiving do: a version
+                # cannot be archived or deactivated between the check below and the test's start.
+                ModelType.objects.select_for_update().get(pk=model_type.pk)
+                fresh = {v.pk: v for v in ModelVersion.objects.filter(pk__in=[version_a.pk, version_b.pk])}
+                cls.check_setup(**{**setup, "version_a": fresh[version_a.pk], "version_b": fresh[version_b.pk]})
+                now = timezone.now()
                 test = cls.objects.create(
                     **setup,
                     started_at=now,

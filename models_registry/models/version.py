@@ -274,12 +274,36 @@ class ModelVersion(models.Model):
                 f"Another version of {self.model_type_id} was activated at the same time; reload and retry."
             ) from None
 
+    def _refuse_if_in_running_test(self, verb: str) -> None:
+        """A version that serves an arm of a running A/B test stays until the test ends (409).
+
+        Called with the model type row locked, the lock ``ABTest.start`` takes too.
+        """
+        from models_registry.models.abtest import ABTest
+
+        running = (
+            ABTest.objects.running()
+            .filter(models.Q(version_a_id=self.pk) | models.Q(version_b_id=self.pk))
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if running is not None:
+            raise TransitionError(
+                f"{self.version} serves an arm of the running A/B test {running}; stop or conclude the test "
+                f"before you {verb} it.",
+                code="version_in_ab_test",
+            )
+
     def deactivate(self, *, by: Any, reason: str = "") -> None:
-        """active -> inactive: the model type has no active version afterwards."""
+        """active -> inactive: the model type has no active version afterwards.
+
+        Refused (409) while the version is an arm of a running A/B test.
+        """
         from training.models import ModelType
 
         with transaction.atomic():
             ModelType.objects.select_for_update().get(pk=self.model_type_id)
+            self._refuse_if_in_running_test("deactivate")
             check_allowed(
                 self.DEPLOYMENT_TRANSITIONS, current=self.deployment_status, target="inactive", label=self.version
             )
@@ -296,11 +320,18 @@ class ModelVersion(models.Model):
             transaction.on_commit(_bump_generation)
 
     def archive(self, *, by: Any, reason: str = "") -> None:
-        """inactive -> archived (kept for the record, never served again)."""
+        """inactive -> archived (kept for the record, never served again).
+
+        Refused (409) while the version is an arm of a running A/B test.
+        """
+        from training.models import ModelType
+
         check_allowed(
             self.DEPLOYMENT_TRANSITIONS, current=self.deployment_status, target="archived", label=self.version
         )
         with transaction.atomic():
+            ModelType.objects.select_for_update().get(pk=self.model_type_id)
+            self._refuse_if_in_running_test("archive")
             claim(
                 self,
                 expected={"deployment_status": self.Deployment.INACTIVE},

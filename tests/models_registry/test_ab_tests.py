@@ -438,3 +438,42 @@ def test_the_active_version_is_untouched_while_a_test_runs(test, pair):
     a, b = pair
     assert ModelVersion.objects.active().get() == a
     assert fresh(b).deployment_status == "inactive"
+
+
+# --- The arms of a running test stay deployable until it ends -------------------------------------
+
+
+def test_an_arm_of_a_running_test_cannot_be_deactivated_or_archived(test, pair, lead):
+    a, b = pair
+    a = fresh(a)
+    assert a.deployment_status == ModelVersion.Deployment.ACTIVE
+
+    with pytest.raises(TransitionError) as deactivating:
+        a.deactivate(by=lead, reason="switch off")
+    with pytest.raises(TransitionError) as archiving:
+        fresh(b).archive(by=lead, reason="tidy up")
+
+    assert deactivating.value.code == archiving.value.code == "version_in_ab_test"
+    assert fresh(a).deployment_status == ModelVersion.Deployment.ACTIVE
+    assert fresh(b).deployment_status == ModelVersion.Deployment.INACTIVE
+
+
+def test_once_the_test_is_stopped_its_arms_can_be_archived_again(test, pair, lead):
+    _a, b = pair
+    test.stop(by=lead, reason="enough")
+
+    fresh(b).archive(by=lead, reason="tidy up")
+
+    assert fresh(b).deployment_status == ModelVersion.Deployment.ARCHIVED
+
+
+def test_a_test_cannot_start_on_a_version_archived_since_it_was_read(pair, engineer, lead):
+    a, b = pair
+    stale_b = fresh(b)
+    fresh(b).archive(by=lead, reason="retired")
+
+    with pytest.raises(InvalidRequest) as refused:
+        start_test(a, stale_b, by=engineer)
+
+    assert refused.value.code == "version_archived"
+    assert not ABTest.objects.exists()
