@@ -167,6 +167,20 @@ STORAGES = {
     "default": {"BACKEND": os.environ.get("STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage")},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+if os.environ.get("STORAGE_BUCKET"):
+    if "storages.backends" not in STORAGES["default"]["BACKEND"]:
+        raise ImproperlyConfigured(
+            "STORAGE_BUCKET needs STORAGE_BACKEND=storages.backends.s3.S3Storage (django-storages)."
+        )
+    # django-storages (S3-compatible): private objects, never overwritten (a taken name gets a new
+    # one, so an artifact is never replaced under its recorded sha256). Credentials, region and
+    # endpoint come from boto3's own AWS_* environment variables.
+    STORAGES["default"]["OPTIONS"] = {
+        "bucket_name": os.environ["STORAGE_BUCKET"],
+        "default_acl": None,
+        "querystring_auth": True,
+        "file_overwrite": False,
+    }
 
 # The shared cache carries the serving generation (models_registry.serving): Redis when
 # REDIS_URL is set (many machines), else a file cache that the processes of one machine share.

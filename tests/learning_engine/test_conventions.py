@@ -142,3 +142,10 @@ def test_check_deploy_is_clean_with_production_like_settings(tmp_path):
         },
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_storage_bucket_without_an_object_storage_backend_is_refused():
+    result = _manage("check", env={"DEBUG": "1", "STORAGE_BUCKET": "clinical-engine-artifacts"})
+    assert result.returncode != 0
+    assert "STORAGE_BUCKET needs STORAGE_BACKEND" in result.stderr
+    assert "Traceback" not in result.stderr
