@@ -43,10 +43,12 @@ never misses a match.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import functools
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import unicodedata
@@ -930,6 +932,7 @@ class StringFacts:
 
 
 _WORDS = re.compile(r"[a-z0-9]+")
+_MRN_KEY = re.compile(r" f:(\S*)")  # an MRN key in joined keys (as ``might_hold_keys`` finds it): its text
 _WORD2 = re.compile(r"[a-z0-9]{2,}")
 _WORD3 = re.compile(r"[a-z0-9]{3,}")
 _NOT_DIGIT_OR_MARK = re.compile(r"[^\d\x01]+")
@@ -1166,6 +1169,49 @@ class ResidualIndex:
         if self._flex_blob is None:
             self._flex_blob = "\x00".join(self._flex)
         return keys[start + 3 : end if end >= 0 else len(keys)] in self._flex_blob
+
+    def rows_that_might_hold(self, keys: Sequence[str]) -> list[int]:
+        """The positions ``i`` for which ``might_hold_keys(keys[i])`` is True, in order: the same
+        answers for a batch of cases (or more, for keys ``residual_keys`` never writes: two MRN
+        keys), found with a few passes over all their keys at once.
+
+        The keys of the whole batch are looked up in one set intersection. A key found there, or an
+        MRN key (``f:``) found in the indexed text, is then traced back to the cases whose keys
+        hold it, by searching for the whole key (space before and after) in the batch's keys
+        joined with spaces; a keys string of another format or with ``!`` is answered by
+        ``might_hold_keys`` itself. Keys with any whitespace but the space (the joined text would
+        not separate them the same way) make every case of the batch go through
+        ``might_hold_keys``.
+        """
+        if not keys:
+            return []
+        joined = " ".join(keys)
+        if not joined.isprintable():  # a tab, a line break, another separator: one case at a time
+            return [row for row, case_keys in enumerate(keys) if self.might_hold_keys(case_keys)]
+        prefix = RESIDUAL_KEYS_FORMAT + " "
+        rows = {
+            row
+            for row, case_keys in enumerate(keys)
+            if not case_keys.startswith(prefix) or "!" in case_keys
+            if self.might_hold_keys(case_keys)
+        }
+        found = [word for word in self._tokens.intersection(joined.split()) if word != RESIDUAL_KEYS_FORMAT]
+        mrn_keys = set(_MRN_KEY.findall(joined))
+        if mrn_keys:
+            if self._flex_blob is None:
+                self._flex_blob = "\x00".join(self._flex)
+            blob = self._flex_blob
+            found += ["f:" + key for key in mrn_keys if key in blob]
+        if found:
+            text = " " + joined + " "
+            starts = list(itertools.accumulate((len(case_keys) + 1 for case_keys in keys), initial=1))
+            for word in found:
+                needle = f" {word} "
+                position = text.find(needle)
+                while position >= 0:
+                    rows.add(bisect.bisect_right(starts, position + 1) - 1)
+                    position = text.find(needle, position + 1)
+        return sorted(rows)
 
     def case_findings(
         self, texts: Sequence[tuple[str, str]], patient: Any, encounter_date: dt.date | None = None

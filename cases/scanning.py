@@ -15,8 +15,10 @@ its own patient's raw identifiers (its patient block, loaded for it alone) only 
 cannot rule that patient out with set lookups of the case's residual keys
 (``ResidualIndex.might_hold_keys``: the folded words and numbers of its identifiers, which
 approval stores on the case, ``deid.residual_keys``; computed from the patient block for a case
-without them), or when one of its strings is not plain ASCII. The report is the exact matcher's
-either way.
+without them), or when one of its strings is not plain ASCII. The keys of a whole batch are
+looked up at once (``ResidualIndex.rows_that_might_hold``: one set intersection, then only the
+cases holding a key that hit). The report is the exact matcher's either way. Pseudonym shapes are
+checked for a whole column at once too, one by one only when some value is not one.
 
 The pseudonym column is not matched against patterns: it is HMAC output (64 hex characters) that
 ``deid`` computes from the MRN under a secret key, and digit-run patterns (a ZIP code, a birth year)
@@ -230,7 +232,7 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
         report.strings += int(np.count_nonzero(column.codes >= 0))
         pseudonym_part, rest = _split_pseudonyms(column, pseudonyms)
         if pseudonym_part is not None:
-            bad = [code for code, text in enumerate(pseudonym_part.values) if not PSEUDONYM_SHAPE.fullmatch(text)]
+            bad = _not_pseudonyms(pseudonym_part.values)
             for position in _positions(pseudonym_part, bad):
                 add(pseudonym_part.rows[position], pseudonym_part.field_of(position), "PSEUDONYM_FORMAT")
         if rest is not None:
@@ -254,13 +256,14 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
     # Each patient's own identifiers: exactly, unless the index rules them out by the case's keys
     # (stored at approval; computed here from the patient block for a case without them).
     keys = _residual_keys(case_ids)
-    exact: list[int] = []
+    known: list[int] = []
     for row, case_id in enumerate(case_ids):
-        case_keys = keys.get(case_id)
-        if case_keys is None:
+        if case_id in keys:
+            known.append(row)
+        else:
             add(row, "case_id", "UNKNOWN_CASE")
-        elif row in exact_rows or index.might_hold_keys(case_keys):
-            exact.append(row)
+    held = index.rows_that_might_hold([keys[case_ids[row]] for row in known])
+    exact = sorted(exact_rows.intersection(known).union(known[position] for position in held))
     patients = _patients([case_ids[row] for row in exact])
     for row in exact:
         patient, encounter_date = patients[case_ids[row]]
@@ -272,6 +275,22 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
     for row in sorted(found):
         for field_name, kind in found[row]:
             report.add(case_ids[row], field_name, kind)
+
+
+_HEX_DIGITS = b"0123456789abcdef"
+
+
+def _not_pseudonyms(values: Sequence[str]) -> list[int]:
+    """The codes of the values that are not pseudonym-shaped (``PSEUDONYM_SHAPE``).
+
+    All of them at once when they all are (every one 64 characters long, all of them lower-case
+    hex digits together: a few C loops); one by one otherwise.
+    """
+    if set(map(len, values)) <= {64}:
+        joined = "".join(values)
+        if joined.isascii() and not joined.encode().translate(None, _HEX_DIGITS):
+            return []
+    return [code for code, text in enumerate(values) if not PSEUDONYM_SHAPE.fullmatch(text)]
 
 
 def _positions(column: StringColumn, codes: list[int]) -> list[int]:

@@ -388,6 +388,20 @@ def _fingerprint(digest: str) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+def _fingerprints(digests: Sequence[str], joined: str | None = None) -> np.ndarray:
+    """``_fingerprint`` of each digest, as int64: decoded all at once when each is 64 hex digits
+    (``joined`` is their concatenation, if already made)."""
+    joined = "".join(digests) if joined is None else joined
+    if len(joined) == 64 * len(digests) and all(len(digest) == 64 for digest in digests):
+        try:
+            raw = np.frombuffer(bytes.fromhex(joined), dtype=">i8").reshape(-1, 4)
+        except ValueError:  # not hex: the per-digest conversion raises for the one that is not
+            pass
+        else:
+            return raw[:, 0].astype(np.int64)
+    return np.array([_fingerprint(digest) for digest in digests], dtype=np.int64)
+
+
 def _chunks(filters: dict[str, Any], *fields: Any) -> Iterator[list[tuple[Any, ...]]]:
     """The selected cases in id order, ``CHUNK_SIZE`` rows of ``fields`` at a time."""
     rows = _selection(filters).order_by("id").values_list(*fields).iterator(chunk_size=CHUNK_SIZE)
@@ -395,14 +409,15 @@ def _chunks(filters: dict[str, Any], *fields: Any) -> Iterator[list[tuple[Any, .
         yield chunk
 
 
-def _fill_in(ids: Sequence[int], rows: list[str], digests: list[str]) -> None:
+def _fill_in(ids: Sequence[int], rows: list[str] | None, digests: list[str]) -> None:
     """The dataset row and digest of cases that have none stored (approved before they were
-    stored, or written around ``Case.approve``), computed from the de-identified record."""
-    missing = [
-        position for position, (row, digest) in enumerate(zip(rows, digests, strict=True)) if not row or not digest
-    ]
-    if not missing:
+    stored, or written around ``Case.approve``), computed from the de-identified record. Without
+    ``rows``, only the digests."""
+    if all(digests) and (rows is None or all(rows)):
         return
+    missing = [
+        position for position, digest in enumerate(digests) if not digest or (rows is not None and not rows[position])
+    ]
     records = dict(
         Case.objects.filter(pk__in=[ids[position] for position in missing]).values_list("id", "deidentified")
     )
@@ -410,7 +425,8 @@ def _fill_in(ids: Sequence[int], rows: list[str], digests: list[str]) -> None:
         record = records.get(ids[position])
         if not isinstance(record, dict) or "patient_pseudonym" not in record:
             raise _changed(ids[position])
-        rows[position] = deid.dataset_row(record)
+        if rows is not None:
+            rows[position] = deid.dataset_row(record)
         digests[position] = deid.record_sha256(record)
 
 
@@ -464,9 +480,10 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
             labels.frombytes(codes[coded.indices.to_numpy(zero_copy_only=False)].tobytes())
             ids.extend(chunk_ids)
             groups.extend(map(_group_key, table.column("pseudonym").to_pylist()))
-            fingerprints.extend(map(_fingerprint, digests))
             # A digest is 64 hex characters: the concatenation separates them unambiguously.
-            records.update("".join(digests).encode())
+            joined = "".join(digests)
+            fingerprints.frombytes(_fingerprints(digests, joined).tobytes())
+            records.update(joined.encode())
             writer.write_batch(_row_batch(chunk_ids, table, label))
             report("Selecting cases", len(ids), 0)
     report("Selecting cases", len(ids), len(ids))
@@ -773,15 +790,15 @@ def _check_unchanged(snapshot: DatasetSnapshot, selection: _Selection, report: P
     total = len(expected)
     report("Checking that no case changed", 0, total)
     position = 0
-    for chunk in _chunks(snapshot.filters, "id", "deid_dataset_row", "deid_sha256"):
+    for chunk in _chunks(snapshot.filters, "id", "deid_sha256"):
         chunk_ids = [row[0] for row in chunk]
-        rows, digests = [row[1] for row in chunk], [row[2] for row in chunk]
-        _fill_in(chunk_ids, rows, digests)
-        for case_id, digest in zip(chunk_ids, digests, strict=True):
+        digests = [row[1] for row in chunk]
+        _fill_in(chunk_ids, None, digests)
+        for case_id, fingerprint in zip(chunk_ids, _fingerprints(digests).tolist(), strict=True):
             if position < total and expected[position] < case_id:
                 raise _changed(expected[position])  # retracted, or no longer matching the filters
             if position < total and expected[position] == case_id:
-                if _fingerprint(digest) != fingerprints[position]:
+                if fingerprint != fingerprints[position]:
                     raise _changed(case_id)
                 position += 1
             # Other cases (unlabelled, or approved since the build started) are not the snapshot's.

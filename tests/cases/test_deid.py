@@ -1003,3 +1003,47 @@ def test_the_residual_index_never_rules_out_an_identifier_written_oddly(patient,
     index = deid.ResidualIndex()
     index.add_all(vocabulary)
     assert index.case_findings([("f", text)], patient, ENCOUNTER) == exact
+
+
+_KEY_WORDS = ["n:co", "n:ug", "n:xx", "w:pai", "w:zzz", "d:2021", "d:9999", "m:1-5", "m:2-6", "f:ab1234", "f:zz99"]
+_ODD_WORDS = ["f:", "!", "rk1", "rk0", "\t", "n:a\tb", "n:co\u2003w:zzz"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([deid.RESIDUAL_KEYS_FORMAT, deid.RESIDUAL_KEYS_FORMAT, "rk0", ""]),
+            st.lists(st.sampled_from(_KEY_WORDS + _ODD_WORDS), max_size=5, unique=True),
+            st.sampled_from([" ", "  "]),
+        ),
+        max_size=8,
+    )
+)
+def test_rows_that_might_hold_answers_as_might_hold_keys_case_by_case(cases):
+    index = deid.ResidualIndex()
+    index.add_all(["cough", "fever 2021", "jan 5", "ab-12 34", "chest pain", "mrnab1234 here", "Zoë"])
+    keys = [separator.join([head, *words]) for head, words, separator in cases]
+    expected = [row for row, case_keys in enumerate(keys) if index.might_hold_keys(case_keys)]
+    got = index.rows_that_might_hold(keys)
+    # More only for keys that ``residual_keys`` never writes: two MRN keys (fail closed).
+    assert set(expected) <= set(got)
+    assert all(keys[row].count(" f:") > 1 for row in set(got) - set(expected))
+    assert got == sorted(got)
+
+
+def test_rows_that_might_hold_finds_the_patients_of_a_batch_whose_identifiers_are_indexed():
+    patients = [
+        {"name": "Ada Quimby", "mrn": "QX-77310", "phone": "555-201-8841"},
+        {"name": "Bo Rask", "mrn": "ZR-11223"},
+        {"name": "Cy Tolle", "mrn": "WV-90001"},
+    ]
+    keys = [deid.residual_keys(patient) for patient in patients]
+    index = deid.ResidualIndex()
+    index.add_all(["cough", "fever"])
+    assert index.rows_that_might_hold(keys) == []
+    index.add_all(["quimbyish rash"])  # a name word inside a word
+    assert index.rows_that_might_hold(keys) == [0]
+    index.add_all(["ref wv90001"])  # the third patient's MRN, separators dropped
+    assert index.rows_that_might_hold(keys) == [0, 2]
+    assert index.rows_that_might_hold([]) == []

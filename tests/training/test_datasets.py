@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import itertools
 import json
@@ -920,6 +921,26 @@ def test_residual_keys_of_an_unknown_format_are_never_ruled_out():
     assert index.might_hold_keys("") is True
     assert index.might_hold_keys(deid.RESIDUAL_KEYS_FORMAT + " n:zzzz") is False
     assert index.might_hold_keys(deid.RESIDUAL_KEYS_FORMAT + " n:cough") is True
+
+
+def test_pseudonym_shapes_are_checked_all_at_once_and_one_by_one_alike():
+    from cases.scanning import _not_pseudonyms
+
+    good = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5)]
+    assert _not_pseudonyms(good) == []
+    for bad in ["A" * 64, "0" * 63, "0" * 65, "g" * 64, "\u0660" * 64, "MRN-1234", ""]:
+        assert _not_pseudonyms([*good[:2], bad, *good[2:]]) == [2]
+    assert _not_pseudonyms(["0" * 63 + "00", "0" * 63]) == [0, 1]  # the lengths add up to 128
+
+
+def test_record_fingerprints_are_decoded_all_at_once_and_one_by_one_alike():
+    from training.datasets import _fingerprint, _fingerprints
+
+    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(50)] + ["f" * 64, "0" * 64]
+    assert _fingerprints(digests).tolist() == [_fingerprint(digest) for digest in digests]
+    with pytest.raises(ValueError):
+        _fingerprints([digests[0], "z" * 64])
+    assert _fingerprints([]).tolist() == []
 
 
 def test_the_build_moves_the_snapshots_heartbeat(model_type):
