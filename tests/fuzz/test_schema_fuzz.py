@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -53,8 +55,19 @@ if os.environ.get("FUZZ_PATH_REGEX"):  # fuzz some operations only: FUZZ_PATH_RE
 @pytest.fixture
 def world(db) -> Iterator[World]:
     reset_serving_state()
-    yield build_world()
-    reset_serving_state()
+    world = build_world()
+    # Requests go through Django's real WSGI handler, whose request signals close the database
+    # connection after each request: that would end the test's transaction (PostgreSQL). Django's
+    # test client disconnects the same receiver while it runs a request (and reconnects it, so
+    # only after the world is built).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield world
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+        reset_serving_state()
 
 
 def known_objects(case: Any, world: World) -> None:
