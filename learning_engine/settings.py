@@ -8,6 +8,7 @@ with a message that names the variable (see ``_require``).
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -287,10 +288,20 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 MAX_PAGE_SIZE = env_int("MAX_PAGE_SIZE", 500)
+
+
 # Requests per client and window (learning_engine.throttling); an empty value turns one off.
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate such as '30/min' (per s, min, hour or day); empty turns the throttle off."""
+    value = os.environ.get(name, default).strip()
+    if value and not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must look like 30/min (per s, min, hour or day), got {value!r}.")
+    return value
+
+
 THROTTLE_RATES = {
-    "token": os.environ.get("THROTTLE_TOKEN_RATE", "30/min"),
-    "predict": os.environ.get("THROTTLE_PREDICT_RATE", "6000/min"),
+    "token": env_rate("THROTTLE_TOKEN_RATE", "30/min"),
+    "predict": env_rate("THROTTLE_PREDICT_RATE", "6000/min"),
 }
 
 SIMPLE_JWT = {
