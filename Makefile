@@ -54,8 +54,8 @@ test-postgres: venv
 
 # Concurrency and crash recovery with real processes (tests/concurrency) on PostgreSQL. They are
 # part of test-postgres too; this runs them alone. CONCURRENCY_JOBS=2000 for the issue's full queue
-# of worker jobs (several minutes on two cores; the default is what takes about two).
-CONCURRENCY_JOBS ?= 300
+# of worker jobs (about 3.5 minutes on two cores; the default is what takes about two).
+CONCURRENCY_JOBS ?= 1000
 
 .PHONY: test-concurrency
 test-concurrency: venv
