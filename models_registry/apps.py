@@ -8,7 +8,8 @@ class ModelsRegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
-        from models_registry.registration import register_completed_job
-        from training.signals import job_completed
+        from models_registry.registration import register_completed_job, register_missed_jobs
+        from training.signals import job_completed, sweep
 
         job_completed.connect(register_completed_job, dispatch_uid="register_completed_job")
+        sweep.connect(register_missed_jobs, dispatch_uid="register_missed_jobs")

@@ -26,3 +26,30 @@ def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
             test_set_size=int(job.evaluation.get("test_size") or 0),
         )
     logger.info("Registered %s %s from job %s", job.model_type.slug, version.version, job.pk)
+
+
+def register_missed_jobs(sender: Any, **kwargs: Any) -> dict[str, list[int]]:
+    """The reaper's sweep: register completed jobs with an artifact that have no version yet.
+
+    Registration runs on commit after a job completes; a worker killed in between leaves the job
+    completed without its version. Registration is idempotent per job, so repeating it is safe.
+    """
+    from training.models import TrainingJob
+
+    missed = (
+        TrainingJob.objects.filter(status=TrainingJob.Status.COMPLETED)
+        .exclude(artifact="")
+        .filter(model_version__isnull=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    registered: list[int] = []
+    for job_id in missed.iterator(chunk_size=100):
+        try:
+            register_completed_job(sender, job_id=job_id)
+        except Exception:
+            # One bad job must not stop the others (nor the reaper): it is retried next pass.
+            logger.exception("Could not register the missed job %s", job_id)
+            continue
+        registered.append(job_id)
+    return {"versions_registered": registered}

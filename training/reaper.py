@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from learning_engine.exceptions import TransitionError
 from training.models import DatasetSnapshot, TrainingJob
+from training.signals import sweep
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,14 @@ def reap_stale_jobs(*, now: dt.datetime | None = None, dry_run: bool = False) ->
     now = now or timezone.now()
     summary = _reap_jobs(now - stale_limit(), dry_run=dry_run)
     summary["datasets_failed"] = reap_stale_datasets(now=now, dry_run=dry_run)
+    if not dry_run:
+        # Other apps' repairs (training never imports them): e.g. the registry registers a
+        # completed job whose worker died between the commit and the registration hook.
+        for _receiver, result in sweep.send_robust(sender=TrainingJob, now=now):
+            if isinstance(result, BaseException):
+                logger.error("A reaper sweep receiver failed: %r", result)
+            elif isinstance(result, dict):
+                summary.update(result)
     return summary
 
 

@@ -54,6 +54,27 @@ def test_registration_is_idempotent_per_job(engineer, django_capture_on_commit_c
     assert ModelVersion.objects.count() == 1
 
 
+def test_the_reaper_registers_a_completed_job_whose_worker_died_before_the_registration_hook(
+    engineer, django_capture_on_commit_callbacks
+):
+    from training.reaper import reap_stale_jobs
+
+    # The completion committed but its on-commit registration never ran (the worker was killed).
+    with django_capture_on_commit_callbacks(execute=False):
+        job = completed_job(by=engineer)
+    with django_capture_on_commit_callbacks(execute=False):
+        completed_job(by=engineer, artifact="")  # nothing to register
+    assert not ModelVersion.objects.exists()
+
+    assert reap_stale_jobs(dry_run=True).get("versions_registered") is None
+    summary = reap_stale_jobs()
+
+    assert summary["versions_registered"] == [job.pk]
+    version = ModelVersion.objects.get(job=job)
+    assert PerformanceRecord.objects.filter(version=version, source="offline").count() == 1
+    assert reap_stale_jobs()["versions_registered"] == []
+
+
 def test_a_job_completed_without_an_artifact_is_not_registered(engineer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         completed_job(by=engineer, artifact="")

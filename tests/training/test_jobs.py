@@ -245,7 +245,13 @@ def test_the_reaper_leaves_fresh_and_finished_jobs_alone(model_type, engineer):
     lease = finished.start(worker_id="w")
     finished.complete(lease=lease, evaluation={}, artifact="", artifact_sha256="")
     _make_stale(finished)
-    assert reap_stale_jobs() == {"requeued": [], "failed": [], "skipped": [], "datasets_failed": []}
+    assert reap_stale_jobs() == {
+        "requeued": [],
+        "failed": [],
+        "skipped": [],
+        "datasets_failed": [],
+        "versions_registered": [],
+    }
 
 
 def _building_snapshot(model_type, *, heartbeat_age=None, age=0):
