@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from learning_engine import roles
 from models_registry.models import ABTest, ABTestTransition
-from tests.models_registry.ab_factories import log_arm, start_test, version_pair
+from tests.models_registry.ab_factories import log_arm
 
 pytestmark = pytest.mark.django_db
 
@@ -30,26 +30,6 @@ def staff(make_user, client):
         return client, user
 
     return login
-
-
-@pytest.fixture
-def engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
-
-
-@pytest.fixture
-def pair(engineer, lead):
-    return version_pair(engineer=engineer, lead=lead)
-
-
-@pytest.fixture
-def running(pair, engineer):
-    return start_test(*pair, by=engineer)
 
 
 def messages_of(response) -> list[str]:

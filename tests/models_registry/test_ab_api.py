@@ -22,26 +22,6 @@ LEADS = {roles.CLINICAL_LEAD}
 VIEWERS = ENGINEERS | LEADS
 
 
-@pytest.fixture
-def engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
-
-
-@pytest.fixture
-def pair(engineer, lead):
-    return version_pair(engineer=engineer, lead=lead)
-
-
-@pytest.fixture
-def running(pair, engineer):
-    return start_test(*pair, by=engineer)
-
-
 def state() -> tuple[int, int, int]:
     return ABTest.objects.count(), ABTestTransition.objects.count(), ActivationHistory.objects.count()
 

@@ -15,7 +15,6 @@ from django.tasks.backends.dummy import DummyBackend
 from django.test import TestCase
 from django.utils import timezone
 
-from learning_engine import roles
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory, ModelVersion
 from models_registry.serving import current_generation
@@ -25,21 +24,6 @@ from tests.models_registry.factories import model_type as make_model_type
 pytestmark = pytest.mark.django_db
 
 default_task_backend = cast(DummyBackend, _default_backend)  # the test settings' backend
-
-
-@pytest.fixture
-def engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
-
-
-@pytest.fixture
-def pair(engineer, lead):
-    return version_pair(engineer=engineer, lead=lead)
 
 
 @pytest.fixture
