@@ -49,8 +49,10 @@ run: venv
 test: venv
 	$(PY) -m pytest
 
+# Fewer fuzz examples here: the SQLite pass has already fuzzed every operation, and a request costs
+# more on PostgreSQL.
 test-postgres: venv
-	DATABASE_URL=$(POSTGRES_URL) $(PY) -m pytest
+	DATABASE_URL=$(POSTGRES_URL) FUZZ_MAX_EXAMPLES=$${FUZZ_MAX_EXAMPLES:-5} $(PY) -m pytest
 
 # Concurrency and crash recovery with real processes (tests/concurrency) on PostgreSQL. They are
 # part of test-postgres too; this runs them alone. The worker queue holds the issue's 2,000 jobs
