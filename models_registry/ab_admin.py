@@ -12,7 +12,7 @@ each arm over the test's time, as an inline SVG line chart (``learning_engine.ch
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -34,6 +34,7 @@ from models_registry.models.abtest import (
     DEFAULT_MIN_LABELLED,
     DEFAULT_SIGNIFICANCE,
     MAX_DURATION_HOURS,
+    MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
 )
 from training.models import ModelType
@@ -72,6 +73,7 @@ class StartTestForm(forms.Form):
     duration_hours = forms.IntegerField(min_value=1, max_value=MAX_DURATION_HOURS, initial=168)
     min_labelled_per_arm = forms.IntegerField(
         min_value=1,
+        max_value=MAX_MIN_LABELLED,
         initial=DEFAULT_MIN_LABELLED,
         help_text="Predictions with feedback per arm before the decision can be anything but hold.",
     )
@@ -98,6 +100,26 @@ class ReasonForm(forms.Form):
         max_length=REASON_MAX_LENGTH,
         help_text="Recorded on the test and in its audit trail.",
     )
+
+
+class ConcludeForm(ReasonForm):
+    """The reason, and (hidden) the decision of each test as the confirmation page showed it."""
+
+    initial_decisions: ClassVar[dict[str, str]] = {}
+    decisions = forms.JSONField(widget=forms.HiddenInput, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["decisions"].initial = self.initial_decisions
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        value = cleaned.get("decisions")
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            # Shown as the form's own error: without the decisions that were shown, nothing is concluded.
+            self.add_error(None, "The confirmation page is out of date; run the action again.")
+            cleaned["decisions"] = {}
+        return cleaned
 
 
 class ABTestTransitionInline(admin.TabularInline):
@@ -276,17 +298,30 @@ class ABTestAdmin(admin.ModelAdmin):
 
     @admin.action(description="Conclude selected A/B tests", permissions=["conclude"], location=_BOTH_LOCATIONS)
     def conclude_selected(self, request: HttpRequest, queryset: QuerySet[ABTest]) -> HttpResponse | None:
+        queryset = queryset.select_related("version_a", "version_b", "model_type")
+        if request.POST.get("post") == "yes":
+            form_class: type[forms.Form] = ConcludeForm
+        else:
+            # The decisions shown on the confirmation page travel with it: a decision that changed
+            # before the post (new feedback) skips that test instead of promoting on unseen figures.
+            shown = {str(test.pk): test.evaluate()["decision"] for test in queryset if test.is_running()}
+            form_class = type("ConcludeFormShown", (ConcludeForm,), {"initial_decisions": shown})
+
+        def conclude(test: ABTest, data: dict[str, Any]) -> None:
+            expected = data["decisions"].get(str(test.pk))
+            test.conclude(by=request.user, reason=data["reason"], expected_decision=expected)
+
         return confirm_and_apply(
             self,
             request,
-            queryset.select_related("version_a", "version_b", "model_type"),
+            queryset,
             title="Conclude A/B tests",
             done="Concluded",
-            form_class=ReasonForm,
+            form_class=form_class,
             question="Conclude these tests with the decision of this moment? A test whose decision is ship_b "
             "promotes B (it becomes the active version); any other decision keeps A.",
             describe=_describe_with_decision,
-            apply=lambda test, data: test.conclude(by=request.user, reason=data["reason"]),
+            apply=conclude,
         )
 
 

@@ -19,11 +19,11 @@ from models_registry.models.abtest import (
     DEFAULT_MIN_LABELLED,
     DEFAULT_SIGNIFICANCE,
     MAX_DURATION_HOURS,
+    MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
 )
 
 MAX_REASON_LENGTH = 2000
-MAX_MIN_LABELLED = 1_000_000
 DECISIONS = ("ship_b", "rollback", "hold", "invalid")
 
 
@@ -59,6 +59,14 @@ class ABTestCreateSerializer(serializers.Serializer):
 
 class ABTestEndSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=MAX_REASON_LENGTH, help_text="Recorded on the test and its audit trail.")
+
+
+class ABTestConcludeSerializer(ABTestEndSerializer):
+    expected_decision = serializers.ChoiceField(
+        choices=DECISIONS,
+        required=False,
+        help_text="The decision you saw. If it has changed since, nothing happens (409 decision_changed).",
+    )
 
 
 # --- Figures (documentation of ab_figures.live_figures) ------------------------------------------

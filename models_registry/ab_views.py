@@ -33,6 +33,7 @@ from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST, PERM_VIEW_AB_TEST
 from models_registry.ab_serializers import (
+    ABTestConcludeSerializer,
     ABTestCreateSerializer,
     ABTestDetailSerializer,
     ABTestEndSerializer,
@@ -176,11 +177,16 @@ class ABTestViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.RetrieveModel
         "promotes B through the registry's activation (an activation history row whose reason names the "
         "test); any other decision keeps A.",
         parameters=[SLUG, TEST_ID],
-        request=ABTestEndSerializer,
-        responses={200: ABTestDetailSerializer, **ERRORS, **NOT_FOUND, **conflict(WRONG_STATE)},
+        request=ABTestConcludeSerializer,
+        responses={
+            200: ABTestDetailSerializer,
+            **ERRORS,
+            **NOT_FOUND,
+            **conflict(WRONG_STATE + " Or 'decision_changed': expected_decision is not the decision of now."),
+        },
     )
     @action(detail=True, methods=["post"])
     def conclude(self, request: Request, slug: str, pk: str) -> Response:
-        obj, body = self.get_object(), validated(ABTestEndSerializer, request.data)
-        obj.conclude(by=request.user, reason=body["reason"])
+        obj, body = self.get_object(), validated(ABTestConcludeSerializer, request.data)
+        obj.conclude(by=request.user, reason=body["reason"], expected_decision=body.get("expected_decision"))
         return self.present(obj)

@@ -41,7 +41,13 @@ def conclude_expired_ab_tests_periodically(token: str) -> dict[str, Any]:
     next_run = PeriodicSchedule.claim_run(SCHEDULE, token)
     if next_run is None:
         return {"outcome": "superseded"}
-    summary = ABTest.conclude_expired()
-    delay = max(1.0, (next_run - timezone.now()).total_seconds())
-    conclude_expired_ab_tests_periodically.using(run_after=timezone.now() + dt.timedelta(seconds=delay)).enqueue(token)
+    try:
+        summary = ABTest.conclude_expired()
+    finally:
+        # Re-arm even when this run failed (the database away for a moment): a broken chain
+        # would leave expired tests routing until somebody starts another test.
+        delay = max(1.0, (next_run - timezone.now()).total_seconds())
+        conclude_expired_ab_tests_periodically.using(run_after=timezone.now() + dt.timedelta(seconds=delay)).enqueue(
+            token
+        )
     return {"outcome": "ran", **summary}

@@ -24,6 +24,7 @@ behind each other and cannot deadlock.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -40,6 +41,9 @@ MAX_DURATION_HOURS = 24 * 366
 DEFAULT_MIN_LABELLED = 100
 DEFAULT_SIGNIFICANCE = 0.05
 MAX_SIGNIFICANCE = 0.2
+MAX_MIN_LABELLED = 1_000_000
+
+logger = logging.getLogger(__name__)
 
 
 class ABTestQuerySet(models.QuerySet["ABTest"]):
@@ -283,8 +287,14 @@ class ABTest(models.Model):
             self._audit(by=by, source=self.Status.RUNNING, target=self.Status.STOPPED, reason=reason)
             transaction.on_commit(_routing_changed)
 
-    def conclude(self, *, by: Any, reason: str = "", promote: bool = True) -> None:
+    def conclude(
+        self, *, by: Any, reason: str = "", promote: bool = True, expected_decision: str | None = None
+    ) -> None:
         """running -> concluded with the decision of this moment; ``ship_b`` promotes B (if ``promote``).
+
+        ``expected_decision``: the decision the person saw when they chose to conclude. If feedback
+        arriving since has changed it, nothing happens (409 ``decision_changed``): a promotion is
+        never made on figures nobody looked at.
 
         Promotion is ``version_b.activate`` in the same transaction: its audit row and an
         activation history row whose reason names this test; the previously active version
@@ -296,6 +306,13 @@ class ABTest(models.Model):
         # Read before the transaction: the figures are aggregate queries that lock nothing.
         evaluation = self.evaluate()
         decision = evaluation["decision"]
+        if expected_decision is not None and expected_decision != decision:
+            raise DomainError(
+                f"The decision is now {decision}, not {expected_decision} as when you looked; review the "
+                "figures and conclude again.",
+                code="decision_changed",
+                decision=decision,
+            )
         with transaction.atomic():
             # The activation's own first lock, taken before the test row: see the module docstring.
             ModelType.objects.select_for_update().get(pk=self.model_type_id)
@@ -353,6 +370,11 @@ class ABTest(models.Model):
                     promote=False,
                 )
             except DomainError:
+                skipped.append(test.pk)  # another process ended it meanwhile
+            except Exception:
+                # One test's failure (a lost connection, a bad row) must not leave the others
+                # routing past their end: log it, go on; the next run retries it.
+                logger.exception("Could not conclude the expired A/B test %s", test.pk)
                 skipped.append(test.pk)
             else:
                 concluded.append(test.pk)

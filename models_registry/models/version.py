@@ -227,7 +227,8 @@ class ModelVersion(models.Model):
     def activate(self, *, by: Any, reason: str = "") -> None:
         """inactive -> active; the previously active version of the model type becomes inactive.
 
-        Only approved versions. Locks the model type row for the switch (see the module docstring).
+        Only approved versions, and not while the model type has a running A/B test (409). Locks the
+        model type row for the switch (see the module docstring).
         """
         from training.models import ModelType
 
@@ -239,6 +240,7 @@ class ModelVersion(models.Model):
         try:
             with transaction.atomic():
                 ModelType.objects.select_for_update().get(pk=self.model_type_id)
+                self._refuse_during_a_running_test()
                 fresh = type(self).objects.get(pk=self.pk)
                 check_allowed(
                     self.DEPLOYMENT_TRANSITIONS,
@@ -292,6 +294,23 @@ class ModelVersion(models.Model):
                 f"{self.version} serves an arm of the running A/B test {running}; stop or conclude the test "
                 f"before you {verb} it.",
                 code="version_in_ab_test",
+            )
+
+    def _refuse_during_a_running_test(self) -> None:
+        """While a test runs, its arms serve and its conclusion decides what is active next (409).
+
+        Activating another version meanwhile would silently replace A, so that a conclusion that
+        "keeps A" (or a stop) would hand every patient to a version nobody chose. The promotion of
+        B runs after the test has left ``running``, in the conclusion's own transaction.
+        """
+        from models_registry.models.abtest import ABTest
+
+        running = ABTest.objects.running().filter(model_type_id=self.model_type_id).values_list("pk", flat=True).first()
+        if running is not None:
+            raise TransitionError(
+                f"The model type has a running A/B test ({running}); stop or conclude it before you activate "
+                f"{self.version}.",
+                code="ab_test_running",
             )
 
     def deactivate(self, *, by: Any, reason: str = "") -> None:

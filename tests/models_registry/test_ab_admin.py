@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
 from typing import Any
 
 import pytest
@@ -9,7 +12,7 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from learning_engine import roles
-from models_registry.models import ABTest, ABTestTransition
+from models_registry.models import ABTest, ABTestTransition, ModelVersion
 from tests.models_registry.ab_factories import log_arm
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +33,13 @@ def staff(make_user, client):
         return client, user
 
     return login
+
+
+def shown_decisions(html: str) -> dict[str, str]:
+    """The decisions the confirmation page carries in its hidden field."""
+    match = re.search(r'name="decisions" value="([^"]*)"', html)
+    assert match is not None
+    return json.loads(unescape(match.group(1)))
 
 
 def messages_of(response) -> list[str]:
@@ -164,9 +174,14 @@ def test_conclude_shows_the_current_decision_and_promotes_on_ship_b(staff, runni
     selection = {"action": "conclude_selected", "_selected_action": [running.pk]}
 
     page = client.post(TESTS, {**selection, "index": "0"})
-    assert "current decision ship_b" in page.content.decode()
+    html = page.content.decode()
+    assert "current decision ship_b" in html
+    shown = shown_decisions(html)
+    assert shown == {str(running.pk): "ship_b"}
 
-    response = client.post(TESTS, {**selection, "post": "yes", "reason": "Clear win."}, follow=True)
+    response = client.post(
+        TESTS, {**selection, "post": "yes", "reason": "Clear win.", "decisions": json.dumps(shown)}, follow=True
+    )
 
     stored = ABTest.objects.get(pk=running.pk)
     assert (stored.status, stored.decision, stored.promoted, stored.concluded_by) == (
@@ -180,10 +195,44 @@ def test_conclude_shows_the_current_decision_and_promotes_on_ship_b(staff, runni
     assert any("Concluded 1" in m for m in messages_of(response))
 
 
+def test_a_decision_that_changed_since_the_confirmation_page_concludes_nothing(staff, running, engineer, pair):
+    a, b = pair
+    client, _user = staff(roles.CLINICAL_LEAD)
+    selection = {"action": "conclude_selected", "_selected_action": [running.pk]}
+    shown = shown_decisions(client.post(TESTS, {**selection, "index": "0"}).content.decode())
+    assert shown == {str(running.pk): "hold"}  # no feedback yet: the lead means "keep A"
+    # Feedback arrives before the confirmed post: the decision becomes ship_b.
+    log_arm(running, "a", predicted=300, labelled=300, correct=180, by=engineer)
+    log_arm(running, "b", predicted=300, labelled=300, correct=270, by=engineer)
+
+    response = client.post(
+        TESTS, {**selection, "post": "yes", "reason": "Keep A.", "decisions": json.dumps(shown)}, follow=True
+    )
+
+    assert any("Skipped 1" in m and "decision" in m for m in messages_of(response))
+    assert ABTest.objects.get(pk=running.pk).status == "running"
+    assert ModelVersion.objects.get(pk=b.pk).deployment_status == "inactive"
+    assert ModelVersion.objects.get(pk=a.pk).deployment_status == "active"
+
+
+def test_a_conclusion_posted_without_the_shown_decisions_is_refused(staff, running):
+    client, _user = staff(roles.CLINICAL_LEAD)
+    payload = {"action": "conclude_selected", "post": "yes", "reason": "Forged.", "_selected_action": [running.pk]}
+    response = client.post(TESTS, payload)
+    assert "out of date" in response.content.decode()
+    assert ABTest.objects.get(pk=running.pk).status == "running"
+
+
 def test_ending_an_ended_test_is_skipped_with_the_reason(staff, running, lead):
     running.stop(by=lead, reason="Earlier.")
     client, _user = staff(roles.CLINICAL_LEAD)
-    payload = {"action": "conclude_selected", "post": "yes", "reason": "Late.", "_selected_action": [running.pk]}
+    payload = {
+        "action": "conclude_selected",
+        "post": "yes",
+        "reason": "Late.",
+        "_selected_action": [running.pk],
+        "decisions": "{}",
+    }
     response = client.post(TESTS, payload, follow=True)
     assert any("Skipped 1" in m for m in messages_of(response))
     assert ABTest.objects.get(pk=running.pk).status == "stopped"

@@ -271,3 +271,28 @@ def test_the_comparison_includes_the_running_or_latest_test_of_the_pair(engineer
     second.stop(by=lead, reason="Done.")
     shown = client.get(url).json()["ab_test"]
     assert shown["id"] == second.pk  # the latest when none runs
+
+
+def test_conclude_with_an_expected_decision_that_changed_is_409(running, engineer, lead):
+    log_arm(running, "a", predicted=300, labelled=300, correct=180, by=engineer)
+    log_arm(running, "b", predicted=300, labelled=300, correct=270, by=engineer)
+    url = BASE + f"{running.pk}/conclude/"
+
+    response = jwt_client(lead).post(url, {"reason": "Keep A.", "expected_decision": "hold"}, format="json")
+
+    assert response.status_code == 409
+    assert (response.json()["code"], response.json()["decision"]) == ("decision_changed", "ship_b")
+    assert ABTest.objects.get(pk=running.pk).status == "running"
+    response = jwt_client(lead).post(url, {"reason": "Win.", "expected_decision": "ship_b"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["promoted"] is True
+
+
+def test_activating_another_version_while_a_test_runs_is_409(running, engineer, lead, pair):
+    a, _b = pair
+    third = registered(engineer, a.model_type)
+    third.approve(by=lead)
+    url = f"/api/v1/model-types/diagnosis/versions/{third.version}/activate/"
+    response = jwt_client(lead).post(url, {"reason": "Meanwhile."}, format="json")
+    assert response.status_code == 409
+    assert response.json()["code"] == "ab_test_running"

@@ -461,3 +461,57 @@ def test_a_test_cannot_start_on_a_version_archived_since_it_was_read(pair, engin
 
     assert refused.value.code == "version_archived"
     assert not ABTest.objects.exists()
+
+
+def test_no_version_can_be_activated_while_a_test_runs(test, engineer, lead, pair):
+    a, b = pair
+    third = registered(engineer, a.model_type)
+    third.approve(by=lead)
+
+    for version in (fresh(b), fresh(third)):
+        with pytest.raises(TransitionError) as refused:
+            version.activate(by=lead, reason="Meanwhile.")
+        assert refused.value.code == "ab_test_running"
+    with pytest.raises(TransitionError):
+        ModelVersion.rollback(a.model_type, by=lead, reason="Meanwhile.")
+
+    assert list(ModelVersion.objects.active().values_list("pk", flat=True)) == [a.pk]
+    # A conclusion that keeps A leaves A serving.
+    test.conclude(by=lead, reason="Not enough evidence.")
+    assert list(ModelVersion.objects.active().values_list("pk", flat=True)) == [a.pk]
+
+
+def test_a_conclusion_on_a_decision_that_changed_since_it_was_read_does_nothing(test, engineer, lead, pair):
+    _a, b = pair
+    seen = test.evaluate()["decision"]
+    assert seen == "hold"
+    b_wins(test, engineer)  # feedback arrives while the lead reads
+
+    with pytest.raises(DomainError) as refused:
+        test.conclude(by=lead, reason="Keep A.", expected_decision=seen)
+
+    assert refused.value.code == "decision_changed"
+    assert fresh(test).status == "running"
+    assert fresh(b).deployment_status == "inactive"
+    test.conclude(by=lead, reason="Clear win.", expected_decision="ship_b")
+    assert fresh(b).deployment_status == "active"
+
+
+def test_one_failing_expired_test_does_not_stop_the_others(test, engineer, lead, monkeypatch):
+    other_a, other_b = version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))
+    other = start_test(other_a, other_b, by=engineer)
+    expire(test)
+    expire(other)
+    real_conclude = ABTest.conclude
+
+    def flaky(self, **kwargs):
+        if self.pk == test.pk:
+            raise RuntimeError("connection lost")
+        return real_conclude(self, **kwargs)
+
+    monkeypatch.setattr(ABTest, "conclude", flaky)
+    summary = ABTest.conclude_expired()
+
+    assert summary == {"concluded": [other.pk], "skipped": [test.pk]}
+    assert fresh(other).status == "concluded"
+    assert fresh(test).status == "running"
