@@ -334,6 +334,7 @@ SPECTACULAR_SETTINGS = {
         "RejectionReasonEnum": "cases.models.Case.RejectionReason",
         "DatasetSnapshotStatusEnum": "training.models.DatasetSnapshot.Status",
         "ABTestStatusEnum": "models_registry.models.ABTest.Status",
+        "ABTestDecisionEnum": "models_registry.ab_serializers.DECISIONS",
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
         "TrainingJobExecutorEnum": "training.models.TrainingJob.Executor",
         "ModelTypeAlgorithmEnum": "training.models.ModelType.Algorithm",
