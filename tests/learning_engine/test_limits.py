@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from learning_engine.parsers import json_depth_exceeds
+from learning_engine.parsers import json_depth_exceeds, raw_json_depth
 from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.models_registry.serving_factories import PNEUMONIA_FEATURES, reset_serving_state, served_version
@@ -212,6 +212,26 @@ def test_the_depth_check_counts_objects_and_arrays():
     assert not json_depth_exceeds({"a": [{"b": 1}]}, 3)
     assert json_depth_exceeds({"a": [{"b": []}]}, 3)
     assert not json_depth_exceeds([1, "x", None], 1)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": [{"b": 1}]},
+        {"a": [{"b": []}]},
+        [1, "x", None],
+        {"note": '[[[[{{{{ brackets in a string ]]]] \\" still a string [[['},
+        {'k"[': ["]\\", {"x": "\\\\["}]},
+        [],
+        "plain",
+    ],
+)
+def test_the_raw_depth_of_the_bytes_matches_the_parsed_value(value):
+    body = json.dumps(value).encode()
+    depth = raw_json_depth(body)
+    assert not json_depth_exceeds(value, depth) if depth else not isinstance(value, dict | list)
+    if depth:
+        assert json_depth_exceeds(value, depth - 1)
 
 
 # --- Encodings and media types --------------------------------------------------------------------
