@@ -16,19 +16,16 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import sqlite3
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import Database, Deployment
+
 BROKER_URL = os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")
 
 
@@ -54,176 +51,28 @@ def flush_broker() -> None:
     redis.Redis.from_url(BROKER_URL).flushdb()  # this test's Redis database only
 
 
-class Database:
-    """The site's database: a SQLite file, or a fresh database on the suite's PostgreSQL server."""
+CELERY_WORKER = ["-m", "celery", "-A", "learning_engine", "worker", "-Q", "default,training", "--concurrency", "1"]
+
+
+class Site(Deployment):
+    """A throwaway deployment on Celery: its own database (on PostgreSQL when the suite is), broker DB."""
 
     def __init__(self, folder: Path) -> None:
-        from django.conf import settings
-
-        self.server: dict[str, Any] = dict(settings.DATABASES["default"])
-        self.postgres = "postgresql" in self.server["ENGINE"]
-        self.sqlite_path = folder / "celery.sqlite3"
-        self.name = f"celery_e2e_{uuid.uuid4().hex[:12]}"
-        if self.postgres:
-            self._admin(f'CREATE DATABASE "{self.name}"')
-
-    def _connect(self, dbname: str, **options: Any) -> Any:
-        import psycopg
-
-        server = self.server
-        return psycopg.connect(
-            host=server.get("HOST") or "127.0.0.1",
-            port=server.get("PORT") or 5432,
-            user=server.get("USER") or None,
-            password=server.get("PASSWORD") or None,
-            dbname=dbname,
-            **options,
+        super().__init__(
+            folder,
+            Database(folder, prefix="celery_e2e", postgres=True),
+            TASKS_BACKEND="celery",
+            CELERY_BROKER_URL=BROKER_URL,
+            REAPER_INTERVAL_SECONDS="2",
         )
-
-    def _admin(self, sql: str) -> None:
-        with self._connect("postgres", autocommit=True) as connection:
-            connection.execute(sql)
-
-    @property
-    def url(self) -> str:
-        if not self.postgres:
-            return f"sqlite:///{self.sqlite_path}"
-        server = self.server
-        credentials = server["USER"] + (f":{server['PASSWORD']}" if server.get("PASSWORD") else "")
-        return f"postgres://{credentials}@{server['HOST'] or '127.0.0.1'}:{server['PORT'] or 5432}/{self.name}"
-
-    def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        """Rows as dicts; ``sql`` uses %s placeholders."""
-        if self.postgres:
-            from psycopg.rows import dict_row
-
-            with self._connect(self.name, row_factory=dict_row) as connection:
-                return list(connection.execute(sql, params).fetchall())
-        with sqlite3.connect(self.sqlite_path, timeout=30) as connection:
-            connection.row_factory = sqlite3.Row
-            return [dict(row) for row in connection.execute(sql.replace("%s", "?"), params).fetchall()]
-
-    def drop(self) -> None:
-        if self.postgres:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value  # text on SQLite, jsonb on PostgreSQL
-
-
-class Site:
-    """A throwaway deployment on Celery: its own database, media, cache and broker DB."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.database = Database(folder)
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "learning_engine.settings",
-            "DEBUG": "0",
-            "SECURE_SSL_REDIRECT": "0",
-            "DATABASE_URL": self.database.url,
-            "MEDIA_ROOT": str(folder / "media"),
-            "CACHE_DIR": str(folder / "cache"),
-            "TASKS_BACKEND": "celery",
-            "CELERY_BROKER_URL": BROKER_URL,
-            "REAPER_INTERVAL_SECONDS": "2",
-            "LOG_LEVEL": "WARNING",
-            "PYTHONUNBUFFERED": "1",
-        }
-        self.workers: list[subprocess.Popen[bytes]] = []
-
-    def manage(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def python(self, code: str) -> Any:
-        """Run ``code`` in `manage.py shell`; it must print one JSON line last."""
-        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
         """`celery worker` on both queues, one training process (jobs run one at a time)."""
-        log = (self.folder / f"{name}.log").open("ab")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "learning_engine",
-                "worker",
-                "-Q",
-                "default,training",
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--hostname",
-                f"{name}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its pool processes go with it (see stop_worker)
-        )
-        log.close()
-        self.workers.append(worker)
-        return worker
+        options = ["--loglevel", "INFO", "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle"]
+        return self.start([*CELERY_WORKER, *options], name=name)
 
     def stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)  # warm shutdown: reserved messages go back
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(timeout=10)
-
-    def log(self, name: str) -> str:
-        path = self.folder / f"{name}.log"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def query(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        return self.database.query(sql, *params)
-
-    def job(self, job_id: int) -> dict[str, Any]:
-        job = self.query("SELECT * FROM training_trainingjob WHERE id = %s", job_id)[0]
-        job["history"] = _json(job["history"])
-        job["evaluation"] = _json(job["evaluation"])
-        return job
-
-    def wait_for(
-        self, job_id: int, condition: Callable[[dict[str, Any]], bool], *, worker: str, timeout: float = 240
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        job = self.job(job_id)
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
-            if condition(job):
-                return job
-            time.sleep(0.1)
-        raise AssertionError(
-            f"Job {job_id} never reached the condition; last state: {job['status']} {job['stage']}\n"
-            f"worker log:\n{self.log(worker)}"
-        )
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            self.stop_worker(worker)
-        self.database.drop()
+        self.stop_process(worker)  # warm shutdown: reserved messages go back to the broker
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +127,7 @@ def test_queued_jobs_start_in_priority_order(site: Site) -> None:
     high = submit(site, "sgd", priority=50, epochs=2)
     worker = site.start_worker("priorities")
     try:
-        jobs = [site.wait_for(job_id, finished, worker="priorities") for job_id in (low, middle, high)]
+        jobs = [site.wait_for(job_id, finished, log="priorities") for job_id in (low, middle, high)]
     finally:
         site.stop_worker(worker)
     assert [job["status"] for job in jobs] == ["completed"] * 3, [job["error_log"] for job in jobs]
@@ -290,7 +139,7 @@ def test_a_celery_worker_runs_a_job_on_the_demo_cohort_epoch_by_epoch(site: Site
     job_id = submit(site, "", batch_size=32, epochs=10)  # the default algorithm: SGD
     worker = site.start_worker("sgd")
     try:
-        job = site.wait_for(job_id, finished, worker="sgd")
+        job = site.wait_for(job_id, finished, log="sgd")
         outcome = task_outcome(site, job_id)
     finally:
         site.stop_worker(worker)
@@ -310,7 +159,7 @@ def test_a_running_job_shows_its_progress_and_stops_when_cancelled(site: Site) -
     job_id = submit(site, "mlp", batch_size=8, epochs=1000, hidden_layers=[128, 128])
     worker = site.start_worker("cancel")
     try:
-        running = site.wait_for(job_id, lambda j: j["status"] == "running" and len(j["history"]) >= 2, worker="cancel")
+        running = site.wait_for(job_id, lambda j: j["status"] == "running" and len(j["history"]) >= 2, log="cancel")
         assert 0 < running["progress"] < 100
         site.python(
             "import json\n"
@@ -327,7 +176,7 @@ def test_a_running_job_shows_its_progress_and_stops_when_cancelled(site: Site) -
             outcome = task_outcome(site, job_id)
         # The worker is free again: the next job runs to the end.
         after = submit(site, "sgd", epochs=2)
-        assert site.wait_for(after, finished, worker="cancel")["status"] == "completed"
+        assert site.wait_for(after, finished, log="cancel")["status"] == "completed"
     finally:
         site.stop_worker(worker)
     assert outcome == {"status": "SUCCESSFUL", "value": {"job": job_id, "outcome": "stopped"}}, site.log("cancel")

@@ -9,99 +9,33 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.processes import Database, Deployment
+
 pytestmark = pytest.mark.slow
 
+WORKER = ["manage.py", "db_worker", "--queue-name", "*", "--no-reload", "--interval", "0.2", "--no-startup-delay"]
 
-class Site:
-    """A throwaway deployment: its own database file, media folder and worker processes."""
+
+class Site(Deployment):
+    """A throwaway deployment on the database queue: a SQLite file, `db_worker` processes."""
 
     def __init__(self, folder: Path) -> None:
-        self.db_path = folder / "e2e.sqlite3"
-        self.env = {
-            **os.environ,
-            "DEBUG": "0",
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
-            "MEDIA_ROOT": str(folder / "media"),
-            "TASKS_BACKEND": "django_tasks_db.DatabaseBackend",
-            "JOB_STALE_SECONDS": "3",
-            "LOG_LEVEL": "WARNING",
-        }
-        self.workers: list[subprocess.Popen[bytes]] = []
-
-    def manage(self, *args: str, timeout: float = 300) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        super().__init__(
+            folder,
+            Database(folder, prefix="e2e"),
+            TASKS_BACKEND="django_tasks_db.DatabaseBackend",
+            JOB_STALE_SECONDS="3",
         )
-        assert result.returncode == 0, result.stdout + result.stderr
-        return result.stdout
-
-    def python(self, code: str) -> dict:
-        """Run ``code`` in `manage.py shell`; it must print one JSON line last."""
-        return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
     def start_worker(self) -> subprocess.Popen[bytes]:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "db_worker",
-                "--queue-name",
-                "*",
-                "--no-reload",
-                "--interval",
-                "0.2",
-                "--no-startup-delay",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.workers.append(worker)
-        return worker
-
-    def job(self, job_id: int) -> dict:
-        with sqlite3.connect(self.db_path, timeout=30) as connection:
-            connection.row_factory = sqlite3.Row
-            row = connection.execute("SELECT * FROM training_trainingjob WHERE id = ?", (job_id,)).fetchone()
-        job = dict(row)
-        job["history"] = json.loads(job["history"])
-        job["evaluation"] = json.loads(job["evaluation"])
-        return job
-
-    def wait_for(self, job_id: int, condition, *, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
-            if condition(job):
-                return job
-            time.sleep(0.1)
-        raise AssertionError(f"Job {job_id} never reached the condition; last state: {job['status']} {job['stage']}")
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+        return self.start(WORKER, name=f"worker-{len(self.processes)}")
 
 
 @pytest.fixture(scope="module")
