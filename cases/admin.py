@@ -68,7 +68,18 @@ NON_PHI_LOOKUP_ROOTS = frozenset(
 NOTE_MAX_LENGTH = 2000
 # Columns the changelist never shows. Deferred there: a page of 100 cases should not read 100 notes,
 # and raw PHI then never even leaves the database for a list.
-LIST_DEFERRED = ("patient", "findings", "symptoms", "note", "extra", "deidentified", "quality_issues")
+# The raw record, the folded identifiers (PHI) and the large derived columns stay in the database.
+LIST_DEFERRED = (
+    "patient",
+    "findings",
+    "symptoms",
+    "note",
+    "extra",
+    "deidentified",
+    "quality_issues",
+    "residual_keys",
+    "deid_dataset_row",
+)
 
 
 def _pretty_json(value: Any) -> str:

@@ -199,7 +199,6 @@ _PATTERN_TABLE: list[tuple[str, str, re.Pattern[str]]] = [
     ),
     ("ID", _NEEDS_DIGIT, re.compile(r"\b[A-Z]{0,4}-?\d{6,}\b", re.IGNORECASE)),
 ]
-PATTERNS: list[tuple[str, re.Pattern[str]]] = [(kind, pattern) for kind, _needs, pattern in _PATTERN_TABLE]
 
 _ANY_DIGIT = re.compile(r"\d")
 _URL_START = re.compile(r"://|www\.", re.IGNORECASE)
@@ -226,7 +225,7 @@ def _replace_patterns(text: str) -> str:
 
 
 def _pattern_kinds(text: str) -> list[str]:
-    """The kinds of ``PATTERNS`` found in ``text``, each once, in the table's order."""
+    """The kinds of ``_PATTERN_TABLE`` found in ``text``, each once, in the table's order."""
     has_digit = _ANY_DIGIT.search(text) is not None
     found = [
         kind for kind, needs, pattern in _PATTERN_TABLE if _may_match(needs, text, has_digit) and pattern.search(text)
@@ -927,7 +926,7 @@ def residual_identifiers(
 class StringFacts:
     """What the residual check knows about one distinct string."""
 
-    kinds: tuple[str, ...]  # the kinds of ``PATTERNS`` found in it
+    kinds: tuple[str, ...]  # the kinds of ``_PATTERN_TABLE`` found in it
     plain: bool  # ASCII: ``ResidualIndex.might_hold_own`` can rule its patients out
 
 

@@ -250,6 +250,7 @@ class Case(models.Model):
         self._check_reviewer(by)
         record = self.to_record()
         deidentified = deid.deidentify(record, key=settings.PSEUDONYM_KEY)
+        derived = deid.approval_columns(record.patient, deidentified)  # slow work before the transaction
         source = self.status
         with transaction.atomic():
             self._claim(
@@ -262,7 +263,7 @@ class Case(models.Model):
                 deidentified=deidentified,
                 deid_policy_version=deid.POLICY_VERSION,
                 patient_pseudonym=deidentified["patient_pseudonym"],
-                **deid.approval_columns(record.patient, deidentified),
+                **derived,
             )
             self._audit(by=by, source=source, reason=note)
 

@@ -328,4 +328,3 @@ class CaseErrorSerializer(ErrorSerializer):
     """Every error of the case API: a machine-readable ``code`` and a message, sometimes more."""
 
     report = CaseImportReportSerializer(required=False, help_text="The import report (code 'invalid_records').")
-    current_status = serializers.CharField(required=False, help_text="The case's status (409 on a wrong state).")

@@ -74,6 +74,7 @@ RAW_COLUMNS = (
     "encounter_date",
     "diagnosis_label",
     "review_note",
+    "residual_keys",  # folded identifiers: PHI like ``patient``
 )
 # The states in which a case has a de-identified record: what users without PHI access can see.
 DEIDENTIFIED_STATES = (Case.Status.APPROVED, Case.Status.RETRACTED)

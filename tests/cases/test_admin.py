@@ -686,3 +686,4 @@ def test_the_changelist_does_not_read_the_raw_record_from_the_database(staff):
     for sql in list_queries:
         assert '"cases_case"."patient"' not in sql
         assert '"cases_case"."note"' not in sql
+        assert '"cases_case"."residual_keys"' not in sql

@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from cases.models import Case, CaseTransition
 from tests.cases.factories import CaseFactory, record_dict
@@ -265,6 +267,22 @@ def test_retrieve_gives_an_ml_engineer_only_the_deidentified_record(ml_engineer)
     assert body["encounter_year"] == case.encounter_date.year
     assert body["deidentified"]["findings"] == case.findings
     assert body["patient_pseudonym"] == case.patient_pseudonym
+
+
+@pytest.mark.parametrize("path", ["list", "detail"])
+def test_an_ml_engineer_request_never_loads_the_raw_record_or_the_folded_identifiers(ml_engineer, path):
+    case = CaseFactory.create(approved=True)
+    assert case.residual_keys  # approval stored them
+
+    with CaptureQueriesContext(connection) as captured:
+        response = jwt_client(ml_engineer).get(URL if path == "list" else detail(case))
+
+    assert response.status_code == 200
+    case_queries = [q["sql"] for q in captured.captured_queries if 'FROM "cases_case"' in q["sql"]]
+    assert case_queries
+    for sql in case_queries:
+        for column in ("patient", "note", "residual_keys", "external_id"):
+            assert f'"cases_case"."{column}"' not in sql
 
 
 @pytest.mark.parametrize("state", ["submitted", "rejected"])

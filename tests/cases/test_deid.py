@@ -1047,3 +1047,26 @@ def test_rows_that_might_hold_finds_the_patients_of_a_batch_whose_identifiers_ar
     index.add_all(["ref wv90001"])  # the third patient's MRN, separators dropped
     assert index.rows_that_might_hold(keys) == [0, 2]
     assert index.rows_that_might_hold([]) == []
+
+
+def test_the_stored_residual_keys_of_a_known_patient_are_frozen():
+    """Approved cases keep the keys written at approval, and the residual scan trusts them: a change
+    to what ``residual_keys`` writes must come with a new ``RESIDUAL_KEYS_FORMAT`` (which sends
+    every stored key to the exact check) and a new expected string here."""
+    patient = {
+        "mrn": "MRN-448812",
+        "name": "Jane Q. Doe",
+        "birth_date": "1957-03-14",
+        "sex": "female",
+        "zip": "02139",
+        "phone": "+1 617 555 0100",
+        "email": "jane@example.org",
+        "address": "12 Elm St, Cambridge, MA",
+        "ssn": "123-45-6789",
+    }
+    assert deid.RESIDUAL_KEYS_FORMAT == "rk1"
+    assert deid.residual_keys(patient) == (
+        "rk1 n:jane n:doe w:mrn w:448812 w:123 w:6789 w:617 w:555 w:0100 w:02139 w:jane w:elm w:cambridge "
+        "f:mrn448812 m:3-14 d:5550100 d:123456789 d:448812 d:02139 d:1957 d:03141957 d:031457 d:14031957 "
+        "d:140357 d:1431957 d:19570314 d:1957314 d:3141957"
+    )
