@@ -24,7 +24,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
 from learning_engine.charts import line_chart
 from learning_engine.exceptions import DomainError
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
@@ -41,18 +41,6 @@ from training.models import ModelType
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 REASON_MAX_LENGTH = 2000
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "—"
-    return str(value) if isinstance(value, int) else f"{value:.{digits}f}"
-
-
-def _fmt_interval(value: Any) -> str:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f"{_fmt(value[0])} to {_fmt(value[1])}"
-    return "—"
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -258,17 +246,17 @@ class ABTestAdmin(admin.ModelAdmin):
                     "unkeyed": row["unkeyed"],
                     "labelled": row["labelled"],
                     "correct": row["correct"],
-                    "accuracy": _fmt(row["accuracy"]),
-                    "interval": _fmt_interval(row["accuracy_interval"]),
-                    "p50": _fmt(row["latency_ms"]["p50"], 1),
-                    "p90": _fmt(row["latency_ms"]["p90"], 1),
-                    "p99": _fmt(row["latency_ms"]["p99"], 1),
+                    "accuracy": fmt(row["accuracy"]),
+                    "interval": fmt_interval(row["accuracy_interval"], missing="—"),
+                    "p50": fmt(row["latency_ms"]["p50"], 1),
+                    "p90": fmt(row["latency_ms"]["p90"], 1),
+                    "p99": fmt(row["latency_ms"]["p99"], 1),
                 }
                 for arm, row in figures["arms"].items()
             ]
-            extra["difference"] = _fmt_interval(figures["difference"])
+            extra["difference"] = fmt_interval(figures["difference"], missing="—")
             extra["srm_p"] = "—" if figures["srm"]["p_value"] is None else f"{figures['srm']['p_value']:.4g}"
-            extra["agreement"] = _fmt((figures["shadow"] or {}).get("agreement"))
+            extra["agreement"] = fmt((figures["shadow"] or {}).get("agreement"))
             extra["chart"] = line_chart(
                 accuracy_over_time(test),
                 title="Cumulative accuracy per arm (from clinicians' feedback)",
@@ -299,13 +287,19 @@ class ABTestAdmin(admin.ModelAdmin):
     @admin.action(description="Conclude selected A/B tests", permissions=["conclude"], location=_BOTH_LOCATIONS)
     def conclude_selected(self, request: HttpRequest, queryset: QuerySet[ABTest]) -> HttpResponse | None:
         queryset = queryset.select_related("version_a", "version_b", "model_type")
+        shown: dict[str, str] = {}
         if request.POST.get("post") == "yes":
             form_class: type[forms.Form] = ConcludeForm
         else:
-            # The decisions shown on the confirmation page travel with it: a decision that changed
-            # before the post (new feedback) skips that test instead of promoting on unseen figures.
+            # The decisions shown on the confirmation page travel with it (one evaluation per test,
+            # so what is shown is what is carried): a decision that changed before the post (new
+            # feedback) skips that test instead of promoting on figures nobody saw.
             shown = {str(test.pk): test.evaluate()["decision"] for test in queryset if test.is_running()}
             form_class = type("ConcludeFormShown", (ConcludeForm,), {"initial_decisions": shown})
+
+        def describe(test: ABTest) -> str:
+            decision = shown.get(str(test.pk))
+            return f"{_describe(test)}: current decision {decision}" if decision else _describe(test)
 
         def conclude(test: ABTest, data: dict[str, Any]) -> None:
             expected = data["decisions"].get(str(test.pk))
@@ -320,17 +314,10 @@ class ABTestAdmin(admin.ModelAdmin):
             form_class=form_class,
             question="Conclude these tests with the decision of this moment? A test whose decision is ship_b "
             "promotes B (it becomes the active version); any other decision keeps A.",
-            describe=_describe_with_decision,
+            describe=describe,
             apply=conclude,
         )
 
 
 def _describe(test: ABTest) -> str:
     return f"{test.model_type.slug}: {test} ({test.status})"
-
-
-def _describe_with_decision(test: ABTest) -> str:
-    if not test.is_running():
-        return _describe(test)
-    decision = test.evaluate()["decision"]
-    return f"{_describe(test)}: current decision {decision}"

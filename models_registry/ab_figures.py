@@ -25,13 +25,14 @@ The decision is ``ab_stats.evaluate`` on those counts, computed on every read.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
+from models_registry import ab_stats
 from models_registry.models import ABTest, Feedback, Prediction
 
 # Latency percentiles are computed on at most this many recent predictions per arm.
@@ -89,27 +90,15 @@ def _shadow_counts(test: ABTest) -> dict[str, int]:
     return {key: int(value or 0) for key, value in found.items()}
 
 
-def _interval(value: Any) -> list[float] | None:
-    """An interval of ``ab_stats`` as ``[low, high]`` (None when it has none)."""
-    if value is None:
+def _interval(interval: ab_stats.Interval) -> list[float] | None:
+    """An interval of ``ab_stats`` as plain JSON ``[low, high]`` (None when it has none)."""
+    if interval.low is None or interval.high is None:
         return None
-    if isinstance(value, Mapping):
-        low, high = value.get("low", value.get("lower")), value.get("high", value.get("upper"))
-    elif isinstance(value, (list, tuple)) and len(value) == 2:
-        low, high = value
-    else:
-        low, high = getattr(value, "low", None), getattr(value, "high", None)
-    if low is None or high is None:
-        return None
-    low, high = float(low), float(high)
-    if not (math.isfinite(low) and math.isfinite(high)):
-        return None
-    return [low, high]
+    return [float(interval.low), float(interval.high)]
 
 
 def live_figures(test: ABTest) -> dict[str, Any]:
     """The test's live figures and current decision, as plain JSON (see the module docstring)."""
-    from models_registry import ab_stats
 
     counts = _counts(test)
     answered = Prediction.objects.filter(ab_test=test, shadow_of__isnull=True)

@@ -14,6 +14,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from models_registry.ab_stats import Decision
 from models_registry.models import ABTest, ABTestTransition
 from models_registry.models.abtest import (
     DEFAULT_MIN_LABELLED,
@@ -24,7 +25,7 @@ from models_registry.models.abtest import (
 )
 
 MAX_REASON_LENGTH = 2000
-DECISIONS = ("ship_b", "rollback", "hold", "invalid")
+DECISIONS = tuple(decision.value for decision in Decision)
 
 
 # --- Input ----------------------------------------------------------------------------------------

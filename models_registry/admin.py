@@ -32,7 +32,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
@@ -47,21 +47,6 @@ NOTE_MAX_LENGTH = 2000
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 # Metrics of the comparison chart: all on 0..1 with higher better (the Brier score is in the table).
 CHART_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "auroc_macro")
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A metric for a table: fixed decimals, "—" when missing or not a finite number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return "—"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.{digits}f}" if math.isfinite(value) else "—"
-
-
-def fmt_interval(value: Any) -> str:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f"{fmt(value[0])} to {fmt(value[1])}"
-    return ""
 
 
 def _metric(obj: ModelVersion, key: str) -> Any:

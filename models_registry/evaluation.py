@@ -169,7 +169,7 @@ def register_upload(
                 source=PerformanceRecord.Source.OFFLINE,
                 dataset=job.dataset,
                 metrics=evaluation,
-                test_set_size=int(evaluation.get("n") or len(rows)),
+                test_set_size=int(evaluation.get("test_size") or len(rows)),
             )
             reported = (job.evaluation or {}).get("reported_by_client")
             if isinstance(reported, dict) and reported:

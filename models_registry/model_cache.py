@@ -122,20 +122,20 @@ def label_texts(dataset_id: int | None) -> dict[str, str]:
     """
     if dataset_id is None:
         return {}
-    import hashlib
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from training.dataset_format import DatasetFileChanged, read_bytes
     from training.models import DatasetSnapshot
 
     try:
         snapshot = DatasetSnapshot.objects.get(pk=dataset_id)
         if not snapshot.file:
             return {}
-        with snapshot.file.open("rb") as handle:
-            data = handle.read()
-        if snapshot.file_sha256 and hashlib.sha256(data).hexdigest() != snapshot.file_sha256:
+        try:
+            data = read_bytes(snapshot)
+        except DatasetFileChanged:
             logger.warning("Dataset %s's file does not match its sha256; answers carry codes only.", dataset_id)
             return {}
         table = pq.read_table(pa.BufferReader(data), columns=["label", "label_text"])

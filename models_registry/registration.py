@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
+
 logger = logging.getLogger(__name__)
 
 
@@ -16,15 +18,20 @@ def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
     if job.status != TrainingJob.Status.COMPLETED or not job.artifact:
         # An external trainer's completion without an artifact: nothing to serve, nothing to register.
         return
-    version = ModelVersion.register(job)
-    if not version.performance.filter(source=PerformanceRecord.Source.OFFLINE).exists():
-        PerformanceRecord.objects.create(
-            version=version,
-            source=PerformanceRecord.Source.OFFLINE,
-            dataset=job.dataset,
-            metrics=job.evaluation,
-            test_set_size=int(job.evaluation.get("test_size") or 0),
-        )
+    # The version and its offline record commit together: a crash between them would leave a
+    # version without its evaluation, which the reaper's sweep (it looks for jobs without a
+    # version) would never repair. The version row lock serialises the hook and the sweep.
+    with transaction.atomic():
+        version = ModelVersion.register(job)
+        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()
+        if not version.performance.filter(source=PerformanceRecord.Source.OFFLINE).exists():
+            PerformanceRecord.objects.create(
+                version=version,
+                source=PerformanceRecord.Source.OFFLINE,
+                dataset=job.dataset,
+                metrics=job.evaluation,
+                test_set_size=int(job.evaluation.get("test_size") or 0),
+            )
     logger.info("Registered %s %s from job %s", job.model_type.slug, version.version, job.pk)
 
 

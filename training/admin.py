@@ -19,7 +19,6 @@ seconds with a small same-origin script that fetches a fragment (``<id>/live/``)
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -35,7 +34,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from learning_engine.admin_helpers import DeferredListAdminMixin, bar_chart, confirm_and_apply
+from learning_engine.admin_helpers import (
+    DeferredListAdminMixin,
+    bar_chart,
+    confirm_and_apply,
+    finite_number,
+    fmt,
+    fmt_interval,
+)
 from learning_engine.charts import LineChart, line_chart
 from learning_engine.exceptions import DomainError, InvalidRequest
 from training.algorithms import SPECS, validate_hyperparameters
@@ -58,35 +64,9 @@ _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 # --- Presentation helpers (pure functions of stored JSON; every key may be missing) --------------
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float range, written by an external trainer
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _count(value: Any) -> int:
-    number = _number(value)
+    number = finite_number(value)
     return int(number) if number is not None else 0
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A metric for a table: fixed decimals for floats, integers as they are, "—" when missing."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    number = _number(value)
-    return "—" if number is None else f"{number:.{digits}f}"
-
-
-def fmt_interval(value: Any, digits: int = 3) -> str:
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_number(v) is not None for v in value):
-        return f"{fmt(value[0], digits)} to {fmt(value[1], digits)}"
-    return ""
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -206,7 +186,9 @@ def history_charts(history: Iterable[Any]) -> tuple[LineChart | None, LineChart 
         return None, None
 
     def points(key: str) -> list[tuple[float, Any]]:
-        return [(float(_number(entry.get("epoch")) or index), entry.get(key)) for index, entry in enumerate(epochs, 1)]
+        return [
+            (float(finite_number(entry.get("epoch")) or index), entry.get(key)) for index, entry in enumerate(epochs, 1)
+        ]
 
     loss = line_chart(
         [("train loss", points("train_loss")), ("validation loss", points("val_loss"))],

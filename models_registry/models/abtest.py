@@ -35,6 +35,7 @@ from django.utils import timezone
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, InvalidRequest
 from learning_engine.transitions import check_allowed, claim
+from models_registry.ab_stats import Decision
 
 # Bounds of a test's set-up (the API's serializer and the admin form state them too).
 MAX_DURATION_HOURS = 24 * 366
@@ -326,7 +327,7 @@ class ABTest(models.Model):
                 decision=decision,
                 evaluation=evaluation,
             )
-            promoted = promote and decision == SHIP_B
+            promoted = promote and decision == Decision.SHIP_B
             summary = f"Decision {decision}: " + (
                 f"{self.version_b} promoted." if promoted else f"{self.version_a} kept."
             )
@@ -398,9 +399,6 @@ class ABTest(models.Model):
 
     def can_conclude(self) -> bool:
         return self.is_running()
-
-
-SHIP_B = "ship_b"
 
 
 def _schedule_expiry_checks() -> None:
