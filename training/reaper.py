@@ -49,7 +49,11 @@ def reap_stale_jobs(*, now: dt.datetime | None = None, dry_run: bool = False) ->
             if isinstance(result, BaseException):
                 logger.error("A reaper sweep receiver failed: %r", result)
             elif isinstance(result, dict):
-                summary.update(result)
+                for key, value in result.items():
+                    if key in summary:  # a receiver may add to the summary, never rewrite the reaper's counts
+                        logger.error("A reaper sweep receiver reported %r, which the reaper reports itself", key)
+                    else:
+                        summary[key] = value
     return summary
 
 

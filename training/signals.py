@@ -6,7 +6,7 @@ model registry registers the version.
 ``sweep(sender=TrainingJob, now=datetime)`` is sent by every reaper pass (not on a dry run). A
 receiver repairs what a crash between a commit and its on-commit hook could leave behind (the
 registry: a completed job whose worker died before its version was registered) and returns a
-plain-JSON summary that the reaper reports under the receiver's key.
+plain-JSON dict whose keys the reaper adds to its summary (never replacing its own).
 """
 
 from __future__ import annotations

@@ -380,3 +380,20 @@ def test_the_database_queue_hands_out_higher_priority_first_then_first_in_first_
         connections.default = dummy
     queue = DBTaskResult.objects.ready().filter(queue_name="training")
     assert [jobs[row.args_kwargs["args"][0]] for row in queue] == ["urgent", "normal-1", "normal-2", "low-1", "low-2"]
+
+
+def test_a_sweep_receiver_adds_to_the_reaper_summary_but_never_rewrites_its_counts(caplog):
+    from training.signals import sweep
+
+    def receiver(sender, **kwargs):
+        return {"failed": ["not mine"], "extra_repairs": [7]}
+
+    sweep.connect(receiver, dispatch_uid="test-sweep-receiver")
+    try:
+        summary = reap_stale_jobs()
+    finally:
+        sweep.disconnect(dispatch_uid="test-sweep-receiver")
+
+    assert summary["failed"] == []
+    assert summary["extra_repairs"] == [7]
+    assert "'failed'" in caplog.text
