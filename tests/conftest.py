@@ -13,6 +13,19 @@ from learning_engine import roles
 from tests.factories import user_with_role
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)
+POSTGRES_ONLY = "real concurrency needs PostgreSQL (DATABASE_URL=postgres://...); SQLite serialises writers"
+
+
+@pytest.hookimpl(trylast=True)  # after folder conftests have added their markers
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` are skipped, with the reason, unless the suite runs on PostgreSQL."""
+    from django.conf import settings
+
+    if "postgresql" in settings.DATABASES["default"]["ENGINE"]:
+        return
+    for item in items:
+        if item.get_closest_marker("postgres") is not None:
+            item.add_marker(pytest.mark.skip(reason=POSTGRES_ONLY))
 
 
 @pytest.fixture

@@ -591,8 +591,6 @@ def test_a_json_body_on_the_upload_is_415(engineer):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_activations_never_leave_two_active_versions_nor_answer_500(make_user):
-    if connection.vendor != "postgresql":
-        pytest.skip("real concurrency needs PostgreSQL (DATABASE_URL=postgres://...); SQLite serialises writers")
     engineer, lead = make_user("ml_engineer"), make_user("clinical_lead")
     versions = [approved(engineer, lead) for _ in range(6)]
     clients = [jwt_client(make_user("clinical_lead")) for _ in versions]

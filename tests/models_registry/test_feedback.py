@@ -6,7 +6,6 @@ import threading
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from cases.interchange import parse_record
 from cases.models import Case, CaseTransition
@@ -232,8 +231,6 @@ def test_a_clinician_gives_feedback_on_any_prediction(client, make_user, version
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_feedback_is_taken_once_per_prediction_and_no_live_count_is_lost(make_user):
-    if connection.vendor != "postgresql":
-        pytest.skip("real concurrency needs PostgreSQL (DATABASE_URL=postgres://...); SQLite serialises writers")
     version = served_version()
     clients = [jwt_client(make_user(roles.CLINICIAN)) for _ in range(6)]
     distinct = [predicted(clients[0]) for _ in clients]

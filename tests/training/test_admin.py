@@ -640,7 +640,9 @@ def test_users_without_training_roles_are_refused_every_training_page(staff, mod
     job = submit(model_type, owner)
     dataset = ready_dataset(model_type, owner)
 
-    for url in (JOBS, job_url(job), live_url(job), JOB_ADD, DATASETS, dataset_url(dataset), DATASET_ADD, MODEL_TYPES):
+    dataset_live = reverse("admin:training_datasetsnapshot_live", args=[dataset.pk])
+    pages = (JOBS, job_url(job), live_url(job), JOB_ADD, DATASETS, dataset_url(dataset), dataset_live, DATASET_ADD)
+    for url in (*pages, MODEL_TYPES):
         assert client.get(url).status_code == 403, url
     response = confirm_post(client, "cancel_selected", [job], reason="x")
     assert response.status_code == 403
