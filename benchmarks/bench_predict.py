@@ -239,10 +239,8 @@ def run() -> list[Result]:
 
     # The serving generation lives in this run's own file cache, never the developer's.
     caches = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(workdir() / "cache"),
-        }
+        alias: {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(workdir() / alias)}
+        for alias in ("default", "throttle")
     }
     with override_settings(CACHES=caches, MEDIA_ROOT=str(workdir() / "media")):
         ROUTER.reset()

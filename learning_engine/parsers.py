@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,38 +11,27 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-
-def json_depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests objects and arrays more than ``limit`` deep (iterative: no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
-# A JSON string literal (the unrolled form: linear, no backtracking). Removing them leaves only the
-# structure, so brackets inside strings never count.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_OPENERS = (ord("{"), ord("["))
-_CLOSERS = (ord("}"), ord("]"))
+_STEPS = np.zeros(256, dtype=np.int8)
+_STEPS[[ord("{"), ord("[")]] = 1
+_STEPS[[ord("}"), ord("]")]] = -1
+_QUOTE = ord('"')
 
 
 def raw_json_depth(body: bytes) -> int:
     """How deep a JSON text nests objects and arrays, read off the bytes before parsing.
 
-    All in C (a regular expression and numpy), so a 1,000-record batch costs well under a
-    millisecond where walking the parsed value cost several; and a hostile body is refused before
-    the parser ever recurses into it.
+    Vectorised (numpy, a few bytes of memory per body byte): escaped backslashes and quotes are
+    dropped, a running count of quotes marks what is inside strings, and only the brackets outside
+    them count. A hostile body is refused before the parser ever recurses into it.
     """
-    if body.count(b"{") + body.count(b"[") == 0:
+    if b"{" not in body and b"[" not in body:
         return 0
-    skeleton = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
-    steps = np.isin(skeleton, _OPENERS).astype(np.int32) - np.isin(skeleton, _CLOSERS)
-    return int(steps.cumsum().max(initial=0))
+    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    codes = np.frombuffer(plain, dtype=np.uint8)
+    in_string = (np.cumsum(codes == _QUOTE, dtype=np.uint8) & 1).astype(bool)
+    steps = _STEPS[codes]
+    steps[in_string] = 0
+    return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
 class SafeJSONParser(JSONParser):

@@ -170,7 +170,7 @@ STORAGES: dict[str, dict[str, Any]] = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 if os.environ.get("STORAGE_BUCKET"):
-    if "storages.backends" not in STORAGES["default"]["BACKEND"]:
+    if not STORAGES["default"]["BACKEND"].startswith("storages.backends.s3"):
         raise ImproperlyConfigured(
             "STORAGE_BUCKET needs STORAGE_BACKEND=storages.backends.s3.S3Storage (django-storages)."
         )
@@ -186,16 +186,21 @@ if os.environ.get("STORAGE_BUCKET"):
 
 # The shared cache carries the serving generation (models_registry.serving): Redis when
 # REDIS_URL is set (many machines), else a file cache that the processes of one machine share.
+# Throttle counters ("throttle") are kept apart: one new entry per client and window would make a
+# file cache cull at random, and the serving generation must never be culled.
+CACHES: dict[str, dict[str, Any]]
 if os.environ.get("REDIS_URL"):
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_URL"]}
-    }
+    _REDIS = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["REDIS_URL"]}
+    CACHES = {"default": _REDIS, "throttle": {**_REDIS, "KEY_PREFIX": "throttle"}}
 else:
+    _CACHE_DIR = Path(os.environ.get("CACHE_DIR", str(BASE_DIR / "var" / "cache")))
     CACHES = {
-        "default": {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(_CACHE_DIR)},
+        "throttle": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": os.environ.get("CACHE_DIR", str(BASE_DIR / "var" / "cache")),
-        }
+            "LOCATION": str(_CACHE_DIR / "throttle"),
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        },
     }
 
 # Request size limits. The middleware answers 413 (JSON) above these; the import endpoint has its
@@ -277,14 +282,16 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "learning_engine.filters.StrictOrderingFilter",  # an unknown ?ordering= is a 400, not ignored
     ],
     "DEFAULT_SCHEMA_CLASS": "learning_engine.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "learning_engine.exceptions.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": ["learning_engine.throttling.ScopedCacheThrottle"],
     # Proxies of ours in front of the web processes: X-Forwarded-For is believed only this deep.
-    # 0 (the default) ignores the header, so a client cannot pick its throttling identity.
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
+    # 0 ignores the header, so a client cannot pick its throttling identity; behind our TLS proxy
+    # the default is 1, else every client would share the proxy's address (and one client's
+    # throttle would lock everybody out of logging in).
+    "NUM_PROXIES": env_int("NUM_PROXIES", 1 if env_bool("BEHIND_TLS_PROXY", default=False) else 0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 MAX_PAGE_SIZE = env_int("MAX_PAGE_SIZE", 500)

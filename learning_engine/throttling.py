@@ -1,6 +1,6 @@
 """Request throttling for the endpoints worth attacking: token issue and predictions.
 
-One fixed-window counter per client and scope in the shared cache (``cache.add`` then
+One fixed-window counter per client and scope in the shared "throttle" cache (``cache.add`` then
 ``cache.incr``: two cache operations, no SQL, so the predict endpoint's query budget is unchanged
 and every web process counts against the same limit when the cache is Redis). A window allows
 up to twice the rate across its boundary; that is the price of O(1) work per request, where
@@ -21,17 +21,11 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-# Views of apps that do not name their own scope (``throttle_scope``), by dotted class name.
-VIEW_SCOPES = {
-    "models_registry.serving_views.PredictView": "predict",
-    "models_registry.serving_views.PredictBatchView": "predict",
-}
 
 
 def _now() -> float:
@@ -41,7 +35,7 @@ def _now() -> float:
 def scope_of(view: Any) -> str | None:
     """The throttle scope of a view (instance or class), or None when it is not throttled."""
     cls = view if isinstance(view, type) else type(view)
-    return getattr(cls, "throttle_scope", None) or VIEW_SCOPES.get(f"{cls.__module__}.{cls.__qualname__}")
+    return getattr(cls, "throttle_scope", None)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -74,6 +68,7 @@ class ScopedCacheThrottle(BaseThrottle):
         now = _now()
         index = int(now // window)
         key = f"throttle:{scope}:{self.client_key(request)}:{window}:{index}"
+        cache = caches["throttle"]  # never the serving generation's cache (see settings.CACHES)
         cache.add(key, 0, timeout=window + 1)
         try:
             count = cache.incr(key)

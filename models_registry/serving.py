@@ -77,8 +77,11 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
 def current_generation() -> int:
     value = cache.get(GENERATION_KEY)
     if value is None:
-        cache.add(GENERATION_KEY, 1, timeout=None)
-        value = cache.get(GENERATION_KEY, 1)
+        # First use, or the key was lost (a flush, an eviction): start from the clock, for the
+        # reason ``bump_generation`` gives.
+        restart = time.time_ns() // 1_000
+        cache.add(GENERATION_KEY, restart, timeout=None)
+        value = cache.get(GENERATION_KEY, restart)
     return int(value)
 
 

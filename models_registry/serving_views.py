@@ -195,6 +195,7 @@ def _served_route(slug: str) -> Route:
 class PredictView(APIView):
     authentication_classes = AUTHENTICATION
     permission_classes = [serving_permission(PERM_PREDICT)]
+    throttle_scope = "predict"  # THROTTLE_PREDICT_RATE (learning_engine.throttling)
 
     @extend_schema(
         summary="Predict a diagnosis for one record",
@@ -213,6 +214,7 @@ class PredictView(APIView):
 class PredictBatchView(APIView):
     authentication_classes = AUTHENTICATION
     permission_classes = [serving_permission(PERM_PREDICT)]
+    throttle_scope = "predict"
     max_body_bytes = "MAX_PREDICT_BODY_BYTES"
 
     @extend_schema(

@@ -96,8 +96,9 @@ def _media_and_cache_in_a_temporary_folder(settings, tmp_path) -> None:
     # and never leak from one test into the next.
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.CACHES = {
-        "default": {
+        alias: {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache"),
+            "LOCATION": str(tmp_path / "cache" / alias),
         }
+        for alias in ("default", "throttle")
     }

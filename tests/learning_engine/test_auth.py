@@ -234,13 +234,14 @@ def test_behind_one_proxy_the_client_is_the_address_that_proxy_added(clinician, 
 
 
 @pytest.mark.django_db
-def test_predict_is_throttled_per_user_and_by_the_cache_not_the_database(settings, make_user):
+@pytest.mark.parametrize("kind", ["predict/", "predict/batch/"])
+def test_predict_is_throttled_per_user_and_by_the_cache_not_the_database(settings, make_user, kind):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "predict": "2/min"}
     first, second = make_user("prediction_client"), make_user("prediction_client")
-    url = "/api/v1/model-types/no-such-type/predict/"
+    url = f"/api/v1/model-types/no-such-type/{kind}"
     client = jwt_client(first)
 
     answers = [client.post(url, {}, format="json").status_code for _ in range(2)]
@@ -258,6 +259,11 @@ def test_throttled_endpoints_document_429():
     from drf_spectacular.generators import SchemaGenerator
 
     spec = SchemaGenerator().get_schema(request=None, public=True)
-    for path in ("/api/v1/auth/token/", "/api/v1/auth/token/refresh/", "/api/v1/model-types/{slug}/predict/"):
+    for path in (
+        "/api/v1/auth/token/",
+        "/api/v1/auth/token/refresh/",
+        "/api/v1/model-types/{slug}/predict/",
+        "/api/v1/model-types/{slug}/predict/batch/",
+    ):
         assert "429" in spec["paths"][path]["post"]["responses"], path
     assert "429" not in spec["paths"]["/api/v1/cases/"]["get"]["responses"]

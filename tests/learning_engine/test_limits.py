@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
-from learning_engine.parsers import json_depth_exceeds, raw_json_depth
+from learning_engine.parsers import raw_json_depth
 from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.models_registry.serving_factories import PNEUMONIA_FEATURES, reset_serving_state, served_version
@@ -202,10 +205,23 @@ def test_a_body_nested_deeper_than_max_json_depth_is_400_anywhere(clinician, ml_
     assert "8" in body["detail"]
 
 
-def test_a_body_too_deep_for_the_json_parser_itself_is_400(clinician_client):
+def test_a_body_too_deep_for_the_json_parser_itself_is_400(clinician_client, settings):
+    settings.MAX_JSON_DEPTH = 10**9  # past the pre-check: Python's parser itself gives up
     response = clinician_client.post(CASES, nested(100_000), content_type="application/json")
 
     refused(response, 400, "parse_error")
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """The oracle: whether a parsed value nests objects and arrays more than ``limit`` deep."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def test_the_depth_check_counts_objects_and_arrays():
@@ -270,3 +286,22 @@ def test_an_import_in_json_lines_with_invalid_utf8_reports_the_line(clinician_cl
     assert response.status_code == 200
     assert report["created"] == 1
     assert report["errors"][0]["line"] == 2
+
+
+_JSON_TEXT = st.text(alphabet=st.sampled_from(list('ab"\\[]{}é \n')), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | _JSON_TEXT,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_JSON_TEXT, children, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings_(max_examples=300, deadline=None)
+@given(value=_JSON_VALUES, ascii_only=st.booleans())
+def test_the_raw_depth_equals_the_parsed_depth_for_any_json(value, ascii_only):
+    depth = raw_json_depth(json.dumps(value, ensure_ascii=ascii_only).encode())
+    if isinstance(value, dict | list):
+        assert not json_depth_exceeds(value, depth)
+        assert json_depth_exceeds(value, depth - 1)
+    else:
+        assert depth == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -394,3 +395,32 @@ def test_a_cache_flush_between_two_activations_never_lets_a_stale_table_look_cur
     second = bump_generation()  # another activation after another flush
     assert second != first
     assert current_generation() == second
+
+
+def test_a_lost_generation_is_read_again_from_the_clock_not_from_a_small_constant():
+    from django.core.cache import cache
+
+    from models_registry.serving import GENERATION_KEY, current_generation
+
+    before = current_generation()
+    cache.delete(GENERATION_KEY)  # evicted, or a flush
+    after = current_generation()
+    assert after > 10**15  # microseconds since 1970: no old small value is met again
+    assert after != before
+
+
+def test_throttle_counters_never_touch_the_serving_generations_cache(client, version, settings):
+    import learning_engine.settings as configured
+
+    for caches in (configured.CACHES, settings.CACHES):  # as deployed, and in this test
+        assert caches["throttle"]["LOCATION"] != caches["default"]["LOCATION"]
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "predict": "1000/min"}
+    predict(client, PNEUMONIA_FEATURES)  # warm: routing and the generation are in the cache
+    default_dir = Path(settings.CACHES["default"]["LOCATION"])
+    before = sorted(default_dir.glob("*.djcache"))
+
+    for _ in range(3):
+        predict(client, PNEUMONIA_FEATURES)
+
+    assert sorted(default_dir.glob("*.djcache")) == before
+    assert list(Path(settings.CACHES["throttle"]["LOCATION"]).glob("*.djcache"))
