@@ -5,16 +5,19 @@ In each case the job ends completed, requeued or failed with a reason, never stu
 and no dataset, version or audit row is lost or duplicated. The training job is a small MLP run
 for many epochs on a tiny snapshot: slow enough (seconds) to be interrupted mid-training.
 
-The database "restart" is simulated by terminating the worker's server connections
-(``pg_terminate_backend`` on its ``application_name``): that is what a worker sees when the server
-restarts or fails over, without stopping a server that other test runs may be using.
+The database outage comes two ways: the worker's server connections terminated
+(``pg_terminate_backend`` on its ``application_name``, what a worker sees on a failover), and a
+real restart of the local PostgreSQL server (``pg_ctlcluster ... restart``, when this process is
+root on the server's machine and no other test process runs beside it).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +25,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from learning_engine import roles
 from models_registry.models import ModelVersion
@@ -220,4 +223,78 @@ def test_a_database_outage_under_a_running_worker_never_leaves_the_job_running(
         return finished(next_id)
 
     after = wait_until(next_finished, timeout=300, what="the next job")
+    assert after.status == TrainingJob.Status.COMPLETED, after.error_log
+
+
+def local_cluster() -> tuple[str, str] | None:
+    """(version, name) of the Debian PostgreSQL cluster this suite runs on, when this process may
+    restart it (root, pg_ctlcluster, the server on this machine); else None."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if os.geteuid() != 0 or shutil.which("pg_ctlcluster") is None or shutil.which("pg_lsclusters") is None:
+        return None
+    if (database.get("HOST") or "localhost") not in {"localhost", "127.0.0.1", "::1"}:
+        return None
+    port = str(database.get("PORT") or 5432)
+    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] == port and fields[3] == "online":
+            return fields[0], fields[1]
+    return None
+
+
+def server_answers() -> bool:
+    import psycopg
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    try:
+        psycopg.connect(
+            host=database.get("HOST") or None,
+            port=database.get("PORT") or None,
+            user=database.get("USER") or None,
+            dbname=database["NAME"],
+            connect_timeout=2,
+        ).close()
+    except psycopg.Error:
+        return False
+    return True
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("PYTEST_XDIST_WORKER")), reason="restarts the server: never beside other test processes"
+)
+def test_a_real_postgresql_restart_under_a_running_worker_never_leaves_the_job_running(
+    site: Site, database_queue: None, fast_reaper: None, snapshot: DatasetSnapshot
+) -> None:
+    cluster = local_cluster()
+    if cluster is None:
+        pytest.skip("restarting PostgreSQL needs root, pg_ctlcluster and the server on this machine")
+    job_id = submit(snapshot).pk
+    worker = site.start(worker_args(), name="worker-restart", DATABASE_CONN_MAX_AGE="600")
+    wait_until(lambda: training(job_id), timeout=300, what="the worker to train")
+
+    connections.close_all()  # this process's own connection goes down with the server too
+    restart = subprocess.run(
+        ["pg_ctlcluster", *cluster, "restart", "-m", "fast"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert restart.returncode == 0, restart.stdout + restart.stderr
+    wait_until(server_answers, timeout=60, what="PostgreSQL to answer again", every=0.5)
+
+    # Completed (the worker reconnected between epochs), failed with the connection error, or
+    # requeued by the reaper and completed on a later attempt: never left running.
+    done = wait_until(lambda: finished(job_id), timeout=600, what="the job to end after the restart", every=0.5)
+    assert done.status in {TrainingJob.Status.COMPLETED, TrainingJob.Status.FAILED}
+    if done.status == TrainingJob.Status.FAILED:
+        assert "connection" in done.error_log.lower() or "terminat" in done.error_log.lower(), done.error_log
+    assert_nothing_lost_or_duplicated(job_id)
+
+    # The same worker survived the restart and takes the next job.
+    assert worker.poll() is None, site.log("worker-restart")[-3000:]
+    next_id = TrainingJob.submit(
+        model_type=snapshot.model_type, by=snapshot.created_by, dataset=snapshot, algorithm="logistic_regression"
+    ).pk
+    after = wait_until(lambda: finished(next_id), timeout=300, what="the next job after the restart")
     assert after.status == TrainingJob.Status.COMPLETED, after.error_log
