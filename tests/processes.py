@@ -118,6 +118,23 @@ class Deployment:
         """Run ``code`` in `manage.py shell`; it must print one JSON line last."""
         return json.loads(self.manage("shell", "-c", code).strip().splitlines()[-1])
 
+    def submit(self, algorithm: str | None, *, priority: int = 0, **hyperparameters: object) -> int:
+        """A training job of the demo ``diagnosis`` model type, submitted as the demo ML engineer
+        through the model, as the web process would; its id."""
+        spec = json.dumps({"algorithm": algorithm, "hyperparameters": hyperparameters, "priority": priority})
+        return int(
+            self.python(
+                "import json\n"
+                "from django.contrib.auth import get_user_model\n"
+                "from training.models import ModelType, TrainingJob\n"
+                f"spec = json.loads({spec!r})\n"
+                "job = TrainingJob.submit(model_type=ModelType.objects.get(slug='diagnosis'),"
+                " by=get_user_model().objects.get(username='demo-ml-engineer'), algorithm=spec['algorithm'] or None,"
+                " hyperparameters=spec['hyperparameters'], priority=spec['priority'], max_attempts=3)\n"
+                "print(json.dumps({'id': job.pk}))"
+            )["id"]
+        )
+
     def start(self, args: list[str], *, name: str) -> subprocess.Popen[bytes]:
         """``python <args>`` in the checkout, in a session of its own (its children go with it)."""
         log = (self.folder / f"{name}.log").open("ab")

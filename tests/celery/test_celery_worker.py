@@ -14,7 +14,6 @@ Skipped, with the reason, when celery is not importable or Redis does not answer
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import time
@@ -26,7 +25,9 @@ import pytest
 
 from tests.processes import Database, Deployment
 
-BROKER_URL = os.environ.get("CELERY_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")
+# One Redis database per pytest-xdist worker (gw0 -> 13, gw1 -> 14, ...): each flushes its own.
+_XDIST = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+BROKER_URL = os.environ.get("CELERY_TEST_BROKER_URL", f"redis://127.0.0.1:6379/{13 + int(_XDIST or 0) % 3}")
 
 
 def _unavailable() -> str | None:
@@ -88,22 +89,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         flush_broker()
 
 
-def submit(site: Site, algorithm: str, *, priority: int = 0, **hyperparameters: object) -> int:
-    spec = json.dumps({"algorithm": algorithm, "hyperparameters": hyperparameters, "priority": priority})
-    return int(
-        site.python(
-            "import json\n"
-            "from django.contrib.auth import get_user_model\n"
-            "from training.models import ModelType, TrainingJob\n"
-            f"spec = json.loads({spec!r})\n"
-            "job = TrainingJob.submit(model_type=ModelType.objects.get(slug='diagnosis'),"
-            " by=get_user_model().objects.get(username='demo-ml-engineer'), algorithm=spec['algorithm'] or None,"
-            " hyperparameters=spec['hyperparameters'], priority=spec['priority'], max_attempts=3)\n"
-            "print(json.dumps({'id': job.pk}))"
-        )["id"]
-    )
-
-
 def task_outcome(site: Site, job_id: int) -> Any:
     """What the job's task returned, read back through django.tasks (the Celery result backend)."""
     return site.python(
@@ -122,9 +107,9 @@ def finished(job: dict[str, Any]) -> bool:
 
 def test_queued_jobs_start_in_priority_order(site: Site) -> None:
     # Submitted lowest first while no worker runs; one training process then takes the highest.
-    low = submit(site, "sgd", priority=-50, epochs=2)
-    middle = submit(site, "sgd", priority=0, epochs=2)
-    high = submit(site, "sgd", priority=50, epochs=2)
+    low = site.submit("sgd", priority=-50, epochs=2)
+    middle = site.submit("sgd", priority=0, epochs=2)
+    high = site.submit("sgd", priority=50, epochs=2)
     worker = site.start_worker("priorities")
     try:
         jobs = [site.wait_for(job_id, finished, log="priorities") for job_id in (low, middle, high)]
@@ -136,7 +121,7 @@ def test_queued_jobs_start_in_priority_order(site: Site) -> None:
 
 
 def test_a_celery_worker_runs_a_job_on_the_demo_cohort_epoch_by_epoch(site: Site) -> None:
-    job_id = submit(site, "", batch_size=32, epochs=10)  # the default algorithm: SGD
+    job_id = site.submit("", batch_size=32, epochs=10)  # the default algorithm: SGD
     worker = site.start_worker("sgd")
     try:
         job = site.wait_for(job_id, finished, log="sgd")
@@ -156,7 +141,7 @@ def test_a_celery_worker_runs_a_job_on_the_demo_cohort_epoch_by_epoch(site: Site
 
 
 def test_a_running_job_shows_its_progress_and_stops_when_cancelled(site: Site) -> None:
-    job_id = submit(site, "mlp", batch_size=8, epochs=1000, hidden_layers=[128, 128])
+    job_id = site.submit("mlp", batch_size=8, epochs=1000, hidden_layers=[128, 128])
     worker = site.start_worker("cancel")
     try:
         running = site.wait_for(job_id, lambda j: j["status"] == "running" and len(j["history"]) >= 2, log="cancel")
@@ -175,7 +160,7 @@ def test_a_running_job_shows_its_progress_and_stops_when_cancelled(site: Site) -
             time.sleep(0.5)
             outcome = task_outcome(site, job_id)
         # The worker is free again: the next job runs to the end.
-        after = submit(site, "sgd", epochs=2)
+        after = site.submit("sgd", epochs=2)
         assert site.wait_for(after, finished, log="cancel")["status"] == "completed"
     finally:
         site.stop_worker(worker)
@@ -190,7 +175,7 @@ def test_a_running_job_shows_its_progress_and_stops_when_cancelled(site: Site) -
 def test_the_reaper_chain_runs_again_and_again_through_eta_messages(site: Site) -> None:
     # Every submit ensures the chain; with REAPER_INTERVAL_SECONDS=2 each run re-enqueues the next
     # with run_after (a Celery ETA).
-    submit(site, "sgd", epochs=1)
+    site.submit("sgd", epochs=1)
     worker = site.start_worker("reaper")
     try:
         seen: set[str] = set()

@@ -105,7 +105,6 @@ def main() -> None:
     action, payload = sys.argv[1], json.loads(sys.argv[2])
     _setup()
     result = ACTIONS[action](payload)
-    result["finished_at"] = time.time()
     print(json.dumps(result), flush=True)
 
 

@@ -148,7 +148,6 @@ class Site:
             what=f"the {action} actors to get ready",
         )
         go.touch()
-        self.released_at = time.time()
         results = []
         deadline = time.monotonic() + timeout
         for index, process in enumerate(processes):

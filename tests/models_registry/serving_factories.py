@@ -46,10 +46,6 @@ COLD_FEATURES: dict[str, Any] = {
 }
 
 
-def user_in(role: str, **kwargs: Any) -> Any:
-    return user_with_role(role, **kwargs)
-
-
 def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
     """Dataset-shaped rows (``training.dataset_format``), half pneumonia, half colds, with noise."""
     rng = random.Random(seed)
@@ -103,8 +99,8 @@ def served_version(
 ) -> ModelVersion:
     """A registered, approved (and by default active) version with a real artifact."""
     model_type = model_type or make_model_type()
-    engineer = engineer or user_in(roles.ML_ENGINEER)
-    lead = lead or user_in(roles.CLINICAL_LEAD)
+    engineer = engineer or user_with_role(roles.ML_ENGINEER)
+    lead = lead or user_with_role(roles.CLINICAL_LEAD)
     path, sha256, evaluation = trained_artifact(seed=seed, rows=rows)
     # Each block ends as a commit would: its on-commit callbacks (registration, then the
     # serving generation bump) run at the end of the block.

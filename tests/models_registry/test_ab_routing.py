@@ -11,6 +11,7 @@ from learning_engine import roles
 from models_registry.models import ABTest, Prediction
 from models_registry.router import Arm, Route, RunningTest, assign_b, b_share
 from tests.conftest import jwt_client
+from tests.factories import user_with_role
 from tests.models_registry.ab_factories import start_test
 from tests.models_registry.serving_factories import (
     COLD,
@@ -20,7 +21,6 @@ from tests.models_registry.serving_factories import (
     fresh_serving,  # noqa: F401  (fixture)
     served_version,
     synthetic_rows,
-    user_in,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
@@ -101,12 +101,12 @@ def flipped_rows() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def lead():
-    return user_in(roles.CLINICAL_LEAD)
+    return user_with_role(roles.CLINICAL_LEAD)
 
 
 @pytest.fixture
 def engineer():
-    return user_in(roles.ML_ENGINEER)
+    return user_with_role(roles.ML_ENGINEER)
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def versions(lead, engineer):
 
 @pytest.fixture
 def client_user():
-    return user_in(roles.PREDICTION_CLIENT)
+    return user_with_role(roles.PREDICTION_CLIENT)
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ def test_feedback_on_a_shadow_prediction_is_404(client, versions, engineer):
     start_test(a, b, by=engineer, mode="shadow")
     body = predict(client, PNEUMONIA_FEATURES)
     shadow = Prediction.objects.get(shadow_of_id=body["id"])
-    clinician = jwt_client(user_in(roles.CLINICIAN))
+    clinician = jwt_client(user_with_role(roles.CLINICIAN))
     response = clinician.post(FEEDBACK.format(pk=shadow.pk), {"diagnosis_code": PNEUMONIA}, format="json")
     assert response.status_code == 404
     assert clinician.post(FEEDBACK.format(pk=body["id"]), {"diagnosis_code": PNEUMONIA}).status_code == 201
@@ -217,7 +217,7 @@ def test_feedback_on_a_shadow_prediction_is_404(client, versions, engineer):
 def test_shadow_figures_compare_both_arms_on_the_feedback_given_to_a(client, versions, engineer):
     a, b = versions
     test = start_test(a, b, by=engineer, mode="shadow")
-    clinician = jwt_client(user_in(roles.CLINICIAN))
+    clinician = jwt_client(user_with_role(roles.CLINICIAN))
     for features, truth in ((PNEUMONIA_FEATURES, PNEUMONIA), (COLD_FEATURES, COLD), (COLD_FEATURES, None)):
         body = predict(client, features)
         if truth:

@@ -15,6 +15,7 @@ from models_registry.router import ROUTER
 from models_registry.serving import prediction_input
 from tests.cases.factories import record_dict
 from tests.conftest import jwt_client
+from tests.factories import user_with_role
 from tests.models_registry.factories import model_type
 from tests.models_registry.serving_factories import (
     COLD,
@@ -25,7 +26,6 @@ from tests.models_registry.serving_factories import (
     fresh_serving,  # noqa: F401  (fixture)
     reset_serving_state,
     served_version,
-    user_in,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
@@ -83,7 +83,7 @@ def test_a_cold_record_is_predicted_as_a_cold(client, version):
 
 
 def test_activating_another_version_routes_the_next_request_to_it(client, version):
-    lead = user_in(roles.CLINICAL_LEAD)
+    lead = user_with_role(roles.CLINICAL_LEAD)
     second = served_version(model_type=version.model_type, activate=False, seed=1, lead=lead)
     assert predict(client, PNEUMONIA_FEATURES).json()["model_version"] == "v1.0.0"
 
@@ -109,7 +109,7 @@ def test_a_deactivated_version_no_longer_answers(client, version):
     from django.test import TestCase
 
     with TestCase.captureOnCommitCallbacks(execute=True):
-        version.deactivate(by=user_in(roles.CLINICAL_LEAD), reason="Withdrawn.")
+        version.deactivate(by=user_with_role(roles.CLINICAL_LEAD), reason="Withdrawn.")
     response = predict(client, PNEUMONIA_FEATURES)
     assert (response.status_code, response.json()["code"]) == (409, "no_active_version")
 

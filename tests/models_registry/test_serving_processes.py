@@ -29,12 +29,13 @@ SETUP = """
 import json
 from rest_framework_simplejwt.tokens import RefreshToken
 from learning_engine import roles
-from tests.models_registry.serving_factories import served_version, user_in
+from tests.factories import user_with_role
+from tests.models_registry.serving_factories import served_version
 
-lead = user_in(roles.CLINICAL_LEAD)
+lead = user_with_role(roles.CLINICAL_LEAD)
 first = served_version(lead=lead)
 second = served_version(model_type=first.model_type, lead=lead, activate=False, seed=1)
-client = user_in(roles.PREDICTION_CLIENT)
+client = user_with_role(roles.PREDICTION_CLIENT)
 print(json.dumps({
     "first": first.version, "second": second.version, "second_id": second.pk, "lead_id": lead.pk,
     "token": str(RefreshToken.for_user(client).access_token),

@@ -6,7 +6,6 @@ Each test builds its own SQLite file database with `migrate` and `load_demo`, st
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -47,22 +46,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
     site.stop()
 
 
-def submit(site: Site, algorithm: str, **hyperparameters: object) -> int:
-    spec = json.dumps({"algorithm": algorithm, "hyperparameters": hyperparameters})
-    return site.python(
-        "import json\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from training.models import ModelType, TrainingJob\n"
-        f"spec = json.loads({spec!r})\n"
-        "job = TrainingJob.submit(model_type=ModelType.objects.get(slug='diagnosis'),"
-        " by=get_user_model().objects.get(username='demo-ml-engineer'), algorithm=spec['algorithm'] or None,"
-        " hyperparameters=spec['hyperparameters'], max_attempts=3)\n"
-        "print(json.dumps({'id': job.pk}))"
-    )["id"]
-
-
 def test_a_worker_runs_a_job_on_the_demo_cohort_epoch_by_epoch(site):
-    job_id = submit(site, "", batch_size=32, epochs=10)  # the original specification's payload
+    job_id = site.submit("", batch_size=32, epochs=10)  # the original specification's payload
     worker = site.start_worker()
     try:
         job = site.wait_for(job_id, lambda j: j["status"] in {"completed", "failed"})
@@ -79,7 +64,7 @@ def test_a_worker_runs_a_job_on_the_demo_cohort_epoch_by_epoch(site):
 
 
 def test_a_killed_worker_leaves_a_job_that_the_reaper_requeues_and_a_second_worker_completes(site):
-    job_id = submit(site, "mlp", batch_size=8, epochs=40, hidden_layers=[128, 128])
+    job_id = site.submit("mlp", batch_size=8, epochs=40, hidden_layers=[128, 128])
     first = site.start_worker()
     running = site.wait_for(job_id, lambda j: j["status"] == "running" and len(j["history"]) >= 1)
     os.kill(first.pid, signal.SIGKILL)
