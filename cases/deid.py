@@ -854,6 +854,9 @@ def deidentify(record: CaseRecord, *, key: str | bytes) -> dict[str, Any]:
 
 
 DATASET_ROW_FORMAT = "dr1"
+# How every row of the current format begins (``dataset_row`` writes "v" first): a stored row that
+# does not is of an older format and is computed again from the record.
+DATASET_ROW_PREFIX = f'{{"v":"{DATASET_ROW_FORMAT}",'
 
 
 def record_sha256(deidentified: dict[str, Any]) -> str:

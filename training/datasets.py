@@ -411,12 +411,19 @@ def _chunks(filters: dict[str, Any], *fields: Any) -> Iterator[list[tuple[Any, .
 
 def _fill_in(ids: Sequence[int], rows: list[str] | None, digests: list[str]) -> None:
     """The dataset row and digest of cases that have none stored (approved before they were
-    stored, or written around ``Case.approve``), computed from the de-identified record. Without
-    ``rows``, only the digests."""
-    if all(digests) and (rows is None or all(rows)):
+    stored, or written around ``Case.approve``) or a row of an older format, computed from the
+    de-identified record. Without ``rows``, only the digests."""
+    prefix = deid.DATASET_ROW_PREFIX
+
+    def current(row: str | None) -> bool:
+        return bool(row and row.startswith(prefix))
+
+    if all(digests) and (rows is None or all(current(row) for row in rows)):
         return
     missing = [
-        position for position, digest in enumerate(digests) if not digest or (rows is not None and not rows[position])
+        position
+        for position, digest in enumerate(digests)
+        if not digest or (rows is not None and not current(rows[position]))
     ]
     records = dict(
         Case.objects.filter(pk__in=[ids[position] for position in missing]).values_list("id", "deidentified")

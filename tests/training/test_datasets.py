@@ -903,6 +903,21 @@ def test_cases_without_the_stored_columns_build_the_same_snapshot(model_type):
     )
 
 
+def test_stored_rows_of_an_older_format_are_computed_again_not_refused(model_type):
+    cases = approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    first = build(model_type)
+    for case in cases[:4]:
+        case.refresh_from_db()
+        older = case.deid_dataset_row.replace(f'"v":"{deid.DATASET_ROW_FORMAT}"', '"v":"dr0"', 1)
+        Case.objects.filter(pk=case.pk).update(deid_dataset_row=older)
+    second = build(model_type)
+    assert (second.manifest, second.content_hash, second.file_sha256) == (
+        first.manifest,
+        first.content_hash,
+        first.file_sha256,
+    )
+
+
 def test_a_case_without_stored_keys_is_still_scanned_against_its_patient(model_type):
     cases = approved_cohort(model_type.cohort, patients=10)
     leaky = cases[3]
