@@ -44,14 +44,14 @@ class LoadedModel:
         """Class probabilities of dataset-shaped rows, ``[i, j]`` for ``classes[j]``.
 
         One row takes the definition's path (``features`` then ``predict_proba``); a batch takes
-        the column path of ``training.evaluation.predict_rows`` (the same matrix, built without a
+        the column path of ``training.evaluation.probabilities_of`` (the same matrix, built without a
         dict per row; training's tests pin the equality).
         """
         if len(rows) == 1:
             return np.asarray(self.pipeline.predict_proba([features(rows[0], self.numeric_features)]))
-        from training.evaluation import predict_rows
+        from training.evaluation import probabilities_of
 
-        return predict_rows(self.pipeline, rows, numeric_features=self.numeric_features).probabilities
+        return probabilities_of(self.pipeline, rows, numeric_features=self.numeric_features)
 
 
 class ModelCache:

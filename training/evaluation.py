@@ -95,7 +95,7 @@ def _dense_vectorizer(model: Any) -> DictVectorizer | None:
     return None
 
 
-def _probabilities(model: Any, rows: Rows, *, numeric_features: list[str]) -> np.ndarray:
+def probabilities_of(model: Any, rows: Rows, *, numeric_features: list[str]) -> np.ndarray:
     """``model.predict_proba`` of the rows' feature dicts, as float64.
 
     For our pipelines the vectorizer's matrix is built from the rows' columns instead
@@ -128,8 +128,9 @@ def predict_rows(model: Any, rows: Rows, *, numeric_features: list[str]) -> Pred
     pipelines, ``RowColumns`` made once by the caller.
     """
     classes = model_classes(model)
-    probabilities = _probabilities(model, rows, numeric_features=numeric_features)
-    columns = columns_of(rows)
+    columns = columns_of(rows)  # once: the matrix and the labels both come from it
+    source = columns if _dense_vectorizer(model) is not None else rows
+    probabilities = probabilities_of(model, source, numeric_features=numeric_features)
     predicted = np.argmax(probabilities, axis=1) if len(probabilities) else np.empty(0, dtype=np.int64)
     return Predictions(
         case_ids=columns.case_ids.tolist(),
@@ -309,7 +310,7 @@ def evaluate(
         raise ValueError("There are no rows to evaluate on.")
     columns = columns_of(rows)
     classes = model_classes(model)
-    probabilities = _probabilities(model, rows, numeric_features=numeric_features)
+    probabilities = probabilities_of(model, rows, numeric_features=numeric_features)
     if not np.all(np.isfinite(probabilities)):
         raise ValueError("The model's probabilities are not all finite.")
     truths = [_truth(value) for value in columns.labels.values]
