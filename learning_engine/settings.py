@@ -394,6 +394,9 @@ TRAINING_THREADS = env_int("TRAINING_THREADS", 1)
 # looks every REAPER_INTERVAL_SECONDS. Workers heartbeat every few seconds while they train.
 JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 120)
 REAPER_INTERVAL_SECONDS = env_int("REAPER_INTERVAL_SECONDS", 30)
+# How long a worker whose database went away waits for it to record a job's failure (a restart or
+# failover takes seconds); after that the job is left to the reaper.
+DATABASE_OUTAGE_WAIT_SECONDS = env_int("DATABASE_OUTAGE_WAIT_SECONDS", 60)
 # A dataset build that never started (its task lost) is failed after this long.
 DATASET_QUEUED_LIMIT_SECONDS = env_int("DATASET_QUEUED_LIMIT_SECONDS", 24 * 3600)
 # How often the periodic task concludes A/B tests that are past their duration (without promotion).

@@ -142,18 +142,29 @@ def _fail(job: TrainingJob, lease: uuid.UUID, exc: BaseException) -> None:
         # The traceback names code locations; training reads de-identified data only, so no PHI.
         reason = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc, limit=8))}"
     logger.warning("Job %s failed: %s", job.pk, reason.splitlines()[0])
-    if isinstance(exc, DatabaseError | InterfaceError) and not connection.in_atomic_block:
-        # The database connection was lost (a server restart, a failover): drop it so that the
-        # failure is recorded on a fresh one. Otherwise recording it fails too, the error leaves
-        # the task, the worker process dies recording the task's result, and the job stays running.
-        connection.close_if_unusable_or_obsolete()
-    try:
-        job.fail(lease=lease, reason=reason)
-    except (LeaseLost, TransitionError):
-        logger.info("Job %s: could not record the failure (lease lost).", job.pk)
-    except (DatabaseError, InterfaceError):
-        # Still no database: the job keeps its stale heartbeat, and the reaper requeues it.
-        logger.warning("Job %s: could not record the failure (database unavailable).", job.pk)
+    lost_database = isinstance(exc, DatabaseError | InterfaceError)
+    # The database connection was lost (a server restart, a failover): record the failure on a
+    # fresh connection, waiting for the server for up to DATABASE_OUTAGE_WAIT_SECONDS. Returning
+    # earlier would not help: the worker then records the task's own result, fails the same way
+    # and dies, leaving the job running until another worker's reaper finds it.
+    deadline = time.monotonic() + int(settings.DATABASE_OUTAGE_WAIT_SECONDS)
+    pause = 0.5
+    while True:
+        if lost_database and not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+        try:
+            job.fail(lease=lease, reason=reason)
+        except (LeaseLost, TransitionError):
+            logger.info("Job %s: could not record the failure (lease lost).", job.pk)
+        except (DatabaseError, InterfaceError):
+            lost_database = True
+            if time.monotonic() < deadline:
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            # Still no database: the job keeps its stale heartbeat, and the reaper requeues it.
+            logger.warning("Job %s: could not record the failure (database unavailable).", job.pk)
+        return
 
 
 # --- The reaper's periodic chain -----------------------------------------------------------------

@@ -397,3 +397,52 @@ def test_a_sweep_receiver_adds_to_the_reaper_summary_but_never_rewrites_its_coun
     assert summary["failed"] == []
     assert summary["extra_repairs"] == [7]
     assert "'failed'" in caplog.text
+
+
+@pytest.mark.parametrize("outage_checks", [2, 0])
+def test_a_failure_during_a_database_outage_is_recorded_once_the_database_is_back(
+    model_type, engineer, settings, monkeypatch, outage_checks
+):
+    from django.db import OperationalError
+
+    from training import tasks
+
+    settings.DATABASE_OUTAGE_WAIT_SECONDS = 30
+    monkeypatch.setattr(tasks.time, "sleep", lambda seconds: None)
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="w")
+    real_fail = TrainingJob.fail
+    calls = []
+
+    def flaky(self, **kwargs):
+        calls.append(1)
+        if len(calls) <= outage_checks:
+            raise OperationalError("the database system is starting up")
+        return real_fail(self, **kwargs)
+
+    monkeypatch.setattr(TrainingJob, "fail", flaky)
+    tasks._fail(job, lease, OperationalError("terminating connection due to administrator command"))
+
+    job.refresh_from_db()
+    assert len(calls) == outage_checks + 1
+    assert job.status == "failed"
+    assert "terminating connection" in job.error_log
+
+
+def test_a_failure_is_left_to_the_reaper_when_the_database_stays_away(model_type, engineer, settings, monkeypatch):
+    from django.db import OperationalError
+
+    from training import tasks
+
+    settings.DATABASE_OUTAGE_WAIT_SECONDS = 0
+    job = submit(model_type, engineer)
+    lease = job.start(worker_id="w")
+
+    def down(self, **kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(TrainingJob, "fail", down)
+    tasks._fail(job, lease, OperationalError("terminating connection"))
+
+    job.refresh_from_db()
+    assert job.status == "running"  # the stale heartbeat lets the reaper requeue it
