@@ -12,10 +12,11 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3 python; do \
 	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	&& { echo $$c; break; }; done)
 
-.PHONY: help venv run test test-postgres test-browser lint format bench clean
+.PHONY: help venv env run test test-postgres test-browser lint format bench clean
 
 help:
-	@echo "make run            install, migrate, load demo data, start the web server and a worker (SQLite)"
+	@echo "make run            install, write .env, migrate, load demo data, start the web server and a worker (SQLite)"
+	@echo "make env            write .env for this checkout: DEBUG=1 and keys generated here (kept if present)"
 	@echo "make test           install and run the whole test suite (SQLite)"
 	@echo "make test-postgres  the suite against PostgreSQL at $(POSTGRES_URL)"
 	@echo "make test-concurrency  concurrency and crash recovery with real processes on PostgreSQL (CONCURRENCY_JOBS=200: quick)"
@@ -34,17 +35,22 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-run: venv
-	DEBUG=1 $(PY) manage.py migrate --no-input
-	DEBUG=1 $(PY) manage.py load_demo
+# The developer checkout's settings: DEBUG=1 and keys generated for it (git-ignored .env, read by
+# settings), so `manage.py` works as written. Keys already in the file are kept.
+env: venv
+	$(PY) -m learning_engine.devenv
+
+run: env
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py load_demo
 	@echo
 	@echo "  Admin:    http://$(HOST):$(PORT)/admin/"
 	@echo "  API docs: http://$(HOST):$(PORT)/api/docs/"
 	@echo "  API:      http://$(HOST):$(PORT)/api/v1/"
 	@echo
-	@DEBUG=1 $(PY) manage.py db_worker --queue-name '*' & worker=$$!; \
+	@$(PY) manage.py db_worker --queue-name '*' & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	DEBUG=1 $(PY) manage.py runserver --noreload $(HOST):$(PORT)
+	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
 
 test: venv
 	$(PY) -m pytest
@@ -72,10 +78,11 @@ CELERY_TEST_BROKER_URL ?= redis://127.0.0.1:6379/13
 test-redis: venv
 	CELERY_TEST_BROKER_URL=$(CELERY_TEST_BROKER_URL) $(PY) -m pytest -m redis
 
-lint: venv
+# mypy's Django plugin loads the settings, which need keys: .env gives them.
+lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	DEBUG=1 $(VENV)/bin/mypy .
+	$(VENV)/bin/mypy .
 
 format: venv
 	$(VENV)/bin/ruff format .

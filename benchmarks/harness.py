@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -111,7 +112,8 @@ def django_environment() -> Iterator[Path]:
 
     The developer's database is never touched: DATABASE_URL is overridden, not defaulted. DEBUG
     stays off (with DEBUG on Django records every query, which would distort the timings), so
-    the secrets get throwaway values unless the environment already has some.
+    the secrets get values generated for this run unless the environment already has some
+    (never a developer's .env: ENV_FILE is emptied, as in the tests).
     """
     global _workdir
     folder = Path(tempfile.mkdtemp(prefix="learning-engine-bench-"))
@@ -119,8 +121,9 @@ def django_environment() -> Iterator[Path]:
     try:
         os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
         os.environ["DEBUG"] = "0"
-        os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-" + "x" * 40)
-        os.environ.setdefault("PSEUDONYM_KEY", "bench-only-pseudonym-key-" + "y" * 16)
+        os.environ["ENV_FILE"] = ""
+        os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
+        os.environ.setdefault("PSEUDONYM_KEY", secrets.token_urlsafe(48))
         os.environ.setdefault("TASKS_BACKEND", "django.tasks.backends.dummy.DummyBackend")
         os.environ["DJANGO_SETTINGS_MODULE"] = "learning_engine.settings"
 

@@ -1,20 +1,23 @@
 """Settings, read from the environment in this one place.
 
-Every knob a deployment turns is an environment variable; defaults are for a developer's machine
-and are only allowed while ``DEBUG`` is on. With ``DEBUG`` off a missing secret stops start-up
-with a message that names the variable (see ``_require``).
+Every knob a deployment turns is an environment variable (a developer checkout's ``.env`` fills in
+what the environment does not set). Secrets have no default anywhere: a missing, short or published
+one stops start-up with a message that names the variable (see ``_require_secret``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,32 +50,63 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+# A developer checkout keeps its settings in a git-ignored .env that `make env` (run by `make run`)
+# writes: DEBUG=1 and keys generated for this checkout only. Read before anything else, so the
+# README's `manage.py` commands work as written. The environment wins over the file; ENV_FILE names
+# another file, and an empty ENV_FILE reads none (the test suite, so a developer's .env never leaks
+# into it). python-dotenv: quoting, `export` lines and comments as shells write them.
+_ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if _ENV_FILE:
+    if not Path(_ENV_FILE).is_file() and "ENV_FILE" in os.environ:
+        raise ImproperlyConfigured(f"ENV_FILE names {_ENV_FILE}, which is not a file.")
+    load_dotenv(_ENV_FILE, override=False, interpolate=False)
+
 DEBUG = env_bool("DEBUG", default=False)
 
-# Development-only fallbacks. They are long enough for HS256 (PyJWT warns under 32 bytes) and are
-# refused outright when DEBUG is off, so they can never protect real data.
-_DEV_SECRET_KEY = "dev-only-secret-key-not-for-production-use-0123456789abcdef"
-_DEV_PSEUDONYM_KEY = "dev-only-pseudonym-key-not-for-production-0123456789abcdef"
+
+def _published_key_digests() -> frozenset[str]:
+    """sha256 digests of every key that was ever published (pyproject.toml, one list)."""
+    try:
+        config = tomllib.loads((BASE_DIR / "pyproject.toml").read_text(encoding="utf-8"))
+        return frozenset(config["tool"]["learning-engine"]["published-key-sha256"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+        # Fail closed: without the list a leaked key would be accepted silently.
+        raise ImproperlyConfigured(
+            f"Cannot read the published-key list ([tool.learning-engine] published-key-sha256 in "
+            f"{BASE_DIR / 'pyproject.toml'}): {exc}"
+        ) from exc
 
 
-def _require(name: str, dev_default: str, *, min_length: int = 32) -> str:
+def _require_secret(name: str, *, min_length: int = 32) -> str:
+    """A secret from the environment (or .env). There is no default, in development either: a
+    default in the source is a published key (anyone could sign a session or a JWT with it)."""
     value = os.environ.get(name, "")
     if not value:
         if DEBUG:
-            return dev_default
+            raise ImproperlyConfigured(
+                f"{name} is not set. For a developer checkout run `make env` (or `make run`): it writes "
+                f"keys generated for this checkout to .env, which settings read."
+            )
         raise ImproperlyConfigured(
             f"{name} is not set. It is required when DEBUG is off; "
             f"set it to a random string of at least {min_length} characters."
         )
+    if hashlib.sha256(value.encode()).hexdigest() in _published_key_digests():
+        raise ImproperlyConfigured(
+            f"{name} is a published key (it appeared in this project's source), so anyone could use it. "
+            f"Generate a new one (a developer checkout: remove it from .env and run `make env`)."
+        )
     if len(value) < min_length:
         raise ImproperlyConfigured(f"{name} must be at least {min_length} characters long.")
+    if len(set(value)) < 10:
+        raise ImproperlyConfigured(f"{name} has fewer than 10 distinct characters: use a random string.")
     return value
 
 
-SECRET_KEY = _require("SECRET_KEY", _DEV_SECRET_KEY, min_length=50)
+SECRET_KEY = _require_secret("SECRET_KEY", min_length=50)
 # The key of the patient pseudonym (HMAC-SHA256). It lives only in the environment, never in the
 # database, so a database dump alone cannot re-identify a pseudonym by brute force over MRNs.
-PSEUDONYM_KEY = _require("PSEUDONYM_KEY", _DEV_PSEUDONYM_KEY)
+PSEUDONYM_KEY = _require_secret("PSEUDONYM_KEY")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -99,6 +100,10 @@ def test_schema_endpoint_serves_openapi_3(client):
     assert response.json()["openapi"].startswith("3.")
 
 
+def fresh_keys() -> dict[str, str]:
+    return {"SECRET_KEY": secrets.token_urlsafe(48), "PSEUDONYM_KEY": secrets.token_urlsafe(48)}
+
+
 def _manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     clean = {
         k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "PSEUDONYM_KEY", "DEBUG", "SECURE_SSL_REDIRECT"}
@@ -122,7 +127,7 @@ def test_missing_secrets_stop_start_up_with_a_clear_message_when_debug_is_off():
 
 
 def test_a_short_pseudonym_key_is_refused():
-    result = _manage("check", env={"DEBUG": "0", "SECRET_KEY": "s" * 60, "PSEUDONYM_KEY": "short"})
+    result = _manage("check", env={"DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(48), "PSEUDONYM_KEY": "short"})
     assert result.returncode != 0
     assert "PSEUDONYM_KEY must be at least" in result.stderr
 
@@ -135,8 +140,8 @@ def test_check_deploy_is_clean_with_production_like_settings(tmp_path):
         "WARNING",
         env={
             "DEBUG": "0",
-            "SECRET_KEY": "k3y-" + "Zq8#pL0@x" * 8,
-            "PSEUDONYM_KEY": "p" * 48,
+            "SECRET_KEY": secrets.token_urlsafe(48),
+            "PSEUDONYM_KEY": secrets.token_urlsafe(48),
             "ALLOWED_HOSTS": "engine.hospital.example",
             "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         },
@@ -145,7 +150,7 @@ def test_check_deploy_is_clean_with_production_like_settings(tmp_path):
 
 
 def test_a_storage_bucket_without_an_object_storage_backend_is_refused():
-    result = _manage("check", env={"DEBUG": "1", "STORAGE_BUCKET": "clinical-engine-artifacts"})
+    result = _manage("check", env={"DEBUG": "1", "STORAGE_BUCKET": "clinical-engine-artifacts", **fresh_keys()})
     assert result.returncode != 0
     assert "STORAGE_BUCKET needs STORAGE_BACKEND" in result.stderr
     assert "Traceback" not in result.stderr
