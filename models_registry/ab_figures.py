@@ -19,7 +19,10 @@ Shadow mode: arm A is every answered request; arm B is B's silent predictions of
 code; on the requests that got feedback, each arm's accuracy is judged against the same confirmed
 diagnosis (feedback is given on A's answer; B's silent prediction is scored against it).
 
-The decision is ``ab_stats.evaluate`` on those counts, computed on every read.
+The decision is ``ab_stats.evaluate`` on those counts and on the units of assignment with feedback
+(``_observations``): per subject (or per request without a subject key), in the order of its first
+feedback, the share of its labelled predictions that were correct; in shadow mode, the share B got
+right minus the share A got right on the same requests. Computed on every read.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from models_registry import ab_stats
@@ -90,6 +93,66 @@ def _shadow_counts(test: ABTest) -> dict[str, int]:
     return {key: int(value or 0) for key, value in found.items()}
 
 
+def _ordered(units: list[tuple[int, float]]) -> np.ndarray:
+    """The values of ``(first feedback id, value)`` units, oldest first feedback first."""
+    return np.asarray([value for _, value in sorted(units)], dtype=np.float64)
+
+
+def _observations(test: ABTest) -> ab_stats.Observations:
+    """The units of assignment with feedback, as the sequential test reads them (``ab_stats.Observations``).
+
+    A subject is one unit, whatever the number of its predictions: its share of correct ones. A request
+    without a subject key was assigned on its own, so it is a unit of one. The order is that of each
+    unit's first feedback (the feedback id: it only grows), fixed once the unit exists.
+    """
+    if test.mode == ABTest.Mode.SHADOW:
+        silent = Prediction.objects.filter(ab_test=test, shadow_of__isnull=False, shadow_of__feedback__isnull=False)
+        a_right = Q(shadow_of__feedback__correct=True)
+        b_right = Q(predicted_code=F("shadow_of__feedback__diagnosis_code"))
+        paired: list[tuple[int, float]] = []
+        keyed = (
+            silent.exclude(shadow_of__subject_pseudonym="")
+            .values("shadow_of__subject_pseudonym")
+            .annotate(
+                first=Min("shadow_of__feedback__id"),
+                labelled=Count("id"),
+                a_correct=Count("id", filter=a_right),
+                b_correct=Count("id", filter=b_right),
+            )
+            .order_by()
+        )
+        for shadow_row in keyed:
+            row: dict[str, Any] = dict(shadow_row)
+            paired.append((row["first"], (row["b_correct"] - row["a_correct"]) / row["labelled"]))
+        unkeyed = silent.filter(shadow_of__subject_pseudonym="").values_list(
+            "shadow_of__feedback__id",
+            "shadow_of__feedback__correct",
+            "predicted_code",
+            "shadow_of__feedback__diagnosis_code",
+        )
+        for first, a_correct, code, truth in unkeyed.iterator(chunk_size=2000):
+            paired.append((first, float(code == truth) - float(bool(a_correct))))
+        return ab_stats.Observations(paired=_ordered(paired))
+
+    answered = Feedback.objects.filter(prediction__ab_test=test, prediction__shadow_of__isnull=True)
+    units: dict[str, list[tuple[int, float]]] = {arm: [] for arm in ARMS}
+    keyed_rows = (
+        answered.exclude(prediction__subject_pseudonym="")
+        .values("prediction__arm", "prediction__subject_pseudonym")
+        .annotate(first=Min("id"), labelled=Count("id"), correct=Count("id", filter=Q(correct=True)))
+        .order_by()
+    )
+    for keyed_row in keyed_rows:
+        found: dict[str, Any] = dict(keyed_row)
+        if found["prediction__arm"] in units:
+            units[found["prediction__arm"]].append((found["first"], found["correct"] / found["labelled"]))
+    unkeyed_rows = answered.filter(prediction__subject_pseudonym="").values_list("prediction__arm", "id", "correct")
+    for arm, first, correct in unkeyed_rows.iterator(chunk_size=2000):
+        if arm in units:
+            units[arm].append((first, float(bool(correct))))
+    return ab_stats.Observations(a=_ordered(units["a"]), b=_ordered(units["b"]))
+
+
 def _interval(interval: ab_stats.Interval) -> list[float] | None:
     """An interval of ``ab_stats`` as plain JSON ``[low, high]`` (None when it has none)."""
     if interval.low is None or interval.high is None:
@@ -116,7 +179,6 @@ def live_figures(test: ABTest) -> dict[str, Any]:
             "latency_ms": _latency(answered.filter(arm=arm)),
         }
     shadow = None
-    agreement = None
     if shadow_mode:
         found = _shadow_counts(test)
         agreement = ab_stats.Agreement(
@@ -160,11 +222,11 @@ def live_figures(test: ABTest) -> dict[str, Any]:
         alpha=test.significance_level,
         min_labelled=test.min_labelled_per_arm,
         mode=test.mode,
-        agreement=agreement,
+        observations=_observations(test),
     )
     arms["a"]["accuracy_interval"] = _interval(evaluation.accuracy_a)
     arms["b"]["accuracy_interval"] = _interval(evaluation.accuracy_b)
-    srm_p = evaluation.srm_p_value
+    srm_p, srm_e = evaluation.srm_p_value, evaluation.srm_e_value
     return {
         "mode": test.mode,
         "traffic_split": test.traffic_split,
@@ -173,8 +235,11 @@ def live_figures(test: ABTest) -> dict[str, Any]:
         "difference": _interval(evaluation.difference),
         "srm": {
             "p_value": None if srm_p is None or not math.isfinite(float(srm_p)) else float(srm_p),
+            "e_value": None if srm_e is None or not math.isfinite(srm_e) else float(srm_e),
             "failed": bool(evaluation.srm_failed),
+            "level": ab_stats.SRM_LEVEL,
             "expected_share_b": None if shadow_mode else test.traffic_split,
+            "method": None if shadow_mode else ab_stats.SRM_METHOD,
         },
         "min_labelled_reached": bool(evaluation.min_labelled_reached),
         "decision": str(evaluation.decision),

@@ -108,9 +108,18 @@ class ShadowFiguresSerializer(serializers.Serializer):
 
 
 class SampleRatioSerializer(serializers.Serializer):
-    p_value = serializers.FloatField(allow_null=True, help_text="Chi-square test of the assignment counts.")
-    failed = serializers.BooleanField(help_text="p < 0.001: the test is invalid.")
+    p_value = serializers.FloatField(
+        allow_null=True,
+        help_text="Anytime-valid p-value of the assignment counts against the split (Dirichlet-multinomial "
+        "mixture, Lindon and Malek 2022): valid however often it is read. Null in shadow mode.",
+    )
+    e_value = serializers.FloatField(
+        allow_null=True, help_text="The mixture's e-value (1 / p-value before the cap at 1); null if infinite."
+    )
+    failed = serializers.BooleanField(help_text="p-value at most `level`: the test is invalid.")
+    level = serializers.FloatField(help_text="0.01: an honest split is flagged in at most 1% of tests, ever.")
     expected_share_b = serializers.FloatField(allow_null=True)
+    method = serializers.CharField(allow_null=True)
 
 
 class ABFiguresSerializer(serializers.Serializer):
@@ -121,7 +130,8 @@ class ABFiguresSerializer(serializers.Serializer):
     difference = serializers.ListField(
         child=serializers.FloatField(),
         allow_null=True,
-        help_text="Accuracy of B minus A: the anytime-valid confidence sequence's bounds.",
+        help_text="Accuracy of B minus A, per subject: the bounds of the anytime-valid confidence sequence "
+        "(betting, Waudby-Smith and Ramdas 2024).",
     )
     srm = SampleRatioSerializer()
     min_labelled_reached = serializers.BooleanField()

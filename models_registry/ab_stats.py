@@ -1,96 +1,66 @@
-"""The statistics of an A/B test between two model versions: figures in, a decision out. No models.
+"""The statistics of an A/B test between two model versions: observations in, a decision out. No models.
 
 Arms: A is the production version, B the candidate. ``traffic_split`` is the share of requests
-routed to B (A gets ``1 - traffic_split``). In shadow mode every request is answered by A and
-predicted silently by B, so there is no split and no sample ratio check.
+routed to B. In shadow mode every request is answered by A and predicted silently by B, so there is
+no split and no sample ratio check. The reasoning, the assumptions and the simulation figures are in
+``docs/statistics.md``; in short:
 
-What ``evaluate`` reports
--------------------------
-- Each arm's accuracy on the predictions with clinician feedback, with a 95% Wilson score interval
-  (fixed-sample: a description of the arm, not the basis of the decision).
-- Sample ratio mismatch (split mode): Pearson's chi-square test of the assigned counts against
-  ``(1 - traffic_split, traffic_split)``, one degree of freedom. p < ``SRM_THRESHOLD`` (0.001) means
-  the assignment is broken (a bug, a bot, a crash that hits one arm), every comparison is suspect,
-  and the decision is ``invalid`` whatever the accuracies say. This check is a fixed-sample test:
-  read at every one of 200 reads of an honest test it fires at some read about 2% of the time
-  (``benchmarks/bench_ab.py``), so an ``invalid`` that appears once and goes away is weak evidence;
-  one that persists is not.
-- The difference ``acc_B - acc_A`` with an anytime-valid confidence sequence at level
-  ``1 - alpha``: bounds that contain the true difference at *every* read simultaneously with
-  probability at least ``1 - alpha``, however often and whenever anybody looks, so a daily (or
-  per-feedback) glance at the dashboard does not inflate false positives.
-
-The confidence sequence
------------------------
-A normal-mixture boundary (Robbins' method of mixtures) on the difference of the two accuracies,
-the boundary of the mixture sequential probability ratio test in
-
-- Johari, Koomen, Pekelis, Walsh, "Always Valid Inference: Continuous Monitoring of A/B Tests",
-  Operations Research 70(3), 2022 (arXiv:1512.04922), with the two-sided normal mixture of
-- Howard, Ramdas, McAuliffe, Sekhon, "Time-uniform, nonparametric, nonasymptotic confidence
-  sequences", Annals of Statistics 49(2), 2021 (arXiv:1810.08240), and justified for plug-in
-  variances as an asymptotic confidence sequence by
-- Waudby-Smith, Arbour, Sinha, Kennedy, Ramdas, "Time-uniform central limit theory and asymptotic
-  confidence sequences", Annals of Statistics, 2024 (arXiv:2103.06476).
-
-With ``d`` the observed difference, ``v`` its estimated variance (unpaired in split mode:
-``p_A(1 - p_A)/n_A + p_B(1 - p_B)/n_B``) and ``tau`` the mixture scale, the bounds are
-
-    d +/- sqrt( v (v + tau^2) / tau^2 * (2 log(1/alpha) + log(1 + tau^2 / v)) )
-
-In the normal approximation ``d ~ N(delta, v)``; the likelihood ratio of "the difference is
-``delta + theta``" against "it is ``delta``", mixed over ``theta ~ N(0, tau^2)``, is
-
-    L = sqrt(v / (v + tau^2)) * exp(tau^2 (d - delta)^2 / (2 v (v + tau^2)))
-
-a nonnegative martingale with mean 1 when the difference is ``delta`` (exactly for Gaussian
-increments of known variance; asymptotically, with the variance estimated, for Bernoulli ones: the
-asymptotic confidence sequences of Waudby-Smith et al.). By Ville's inequality the chance that it
-*ever* reaches ``1/alpha`` is at most ``alpha``, and the ``delta`` where it has not are exactly the
-interval above. The variances use add-one smoothed accuracies (``(correct + 1) / (labelled + 2)``) so that
-an arm at 0% or 100% early on cannot claim zero variance.
-
-``tau`` (``MIXTURE_SCALE``, 0.04 = 4 accuracy points) is the spread of true differences the test
-is tuned for: the boundary is tightest when the standard error of the difference is about
-``tau / 2.8``, here about 1.4 points, which at 80% accuracy is about 1,500 labelled predictions
-per arm. Validity does not depend on
-the choice (any ``tau > 0`` gives a valid sequence); only power does, and it is flat between 0.03
-and 0.05. ``benchmarks/bench_ab.py`` measures the result: of 1,000 A/A tests read after every 20
-feedbacks up to 2,000 per arm, about 1.5% ever reach ``ship_b`` or ``rollback`` (goal at most
-alpha = 5%; the boundary is conservative, as it also covers the reads nobody makes); with a true
-80% vs 85%, about 92% reach ``ship_b`` by 2,000 per arm (goal at least 80%), at a median of 850.
-
-Shadow mode
------------
-Both versions answer the same requests, so their correctness is paired. Given the discordant
-counts (``Agreement``: requests with feedback that only A, or only B, got right) the variance of
-the difference is that of the per-request difference ``Y_B - Y_A``, which is far smaller when the
-versions mostly agree. Without them the unpaired variance is used: conservative (still valid)
-whenever the two versions' errors are positively correlated, as two models of the same cases are.
-
-Decision rule (``evaluate``)
-----------------------------
-``invalid`` when the sample ratio check fails; else ``hold`` until each arm has ``min_labelled``
-predictions with feedback; else ``ship_b`` when the lower bound of the difference is above 0,
-``rollback`` when the upper bound is below 0, otherwise ``hold``.
+- The unit of analysis is the unit of assignment: a subject (all its predictions go to one arm), or a
+  request without a subject key. Each unit with feedback contributes the share of its labelled
+  predictions that were correct (``Observations``), in the order of its first feedback, so a patient
+  seen twenty times counts once and their correlated answers cannot pass for twenty independent ones.
+- Split mode groups the two arms' units into blocks, each one unit of the smaller arm with the
+  split's ratio of units of the larger one (``blocks``): a block's difference ``Z`` lies in [-1, 1]
+  and has mean ``acc_B - acc_A`` whatever the split. Shadow mode's ``Z`` is the unit's paired
+  difference (B's share right minus A's, on the same requests).
+- The difference gets a confidence sequence by betting (Waudby-Smith and Ramdas, JRSS-B 2024): for
+  each candidate mean ``m``, a gambler bets against ``m`` on every block, with a stake set from the
+  blocks before it only (predictable), mixed over a prior on the effect size (``log_wealth``). Under
+  ``m`` the wealth is a nonnegative martingale, so by Ville's inequality it ever reaches ``2/alpha``
+  with probability at most ``alpha/2``: that holds exactly for bounded outcomes, at every read,
+  however often anybody looks, whatever the split and the accuracy (no normal approximation).
+- ``ship_b`` when the wealth betting on "B is better" reaches ``2/alpha`` at ``m = 0`` (the lower
+  bound is above 0), ``rollback`` for the mirror bet; each direction errs at most ``alpha/2``.
+- Sample ratio mismatch: the Dirichlet-multinomial mixture of Lindon and Malek (NeurIPS 2022) on the
+  assignment counts, an e-value whose reciprocal is an anytime-valid p-value: at ``SRM_LEVEL`` (0.01)
+  an honest test is flagged with probability at most 1% over its whole life, however often it is read.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.stats import chi2, norm
+from scipy.special import betaln
+from scipy.stats import norm
 
 CONFIDENCE = 0.95  # of the per-arm accuracy intervals
-SRM_THRESHOLD = 0.001
-MIXTURE_SCALE = 0.04
 MODES = ("split", "shadow")
+
+# Sample ratio check: the level of the anytime-valid test, and the Dirichlet prior's concentration
+# (the prior is Beta(k (1 - split), k split): centred on the configured split; k = 100 as in Lindon
+# and Malek's examples). Caught: 0.47 against 0.50 by 10,000 units in about 99% of tests.
+SRM_LEVEL = 0.01
+SRM_CONCENTRATION = 100.0
+
+# The betting confidence sequence. EFFECT_SCALE: the prior's spread of the standardised effect
+# (difference / sd of a block); the boundary is tightest near 8 / EFFECT_SCALE^2 = 1,600 blocks.
+# Validity holds for any choice; these set where the power goes (docs/statistics.md).
+EFFECT_SCALE = 0.07
+PRIOR_POINTS = 32  # the half-normal prior, discretised
+PRIOR_SPAN = 5.0  # up to this many EFFECT_SCALEs
+BET_CAP = 0.75  # the most of its wealth one block can cost a bet
+PRIOR_VARIANCE = 0.25  # one pseudo-block of this variance starts the predictable variance
+BOUND_TOLERANCE = 1e-4  # bisection of the bounds, in accuracy (0.01 percentage points)
+
+# The methods as the API states them.
+DIFFERENCE_METHOD = "betting confidence sequence (Waudby-Smith and Ramdas 2024) over per-subject blocks"
+SRM_METHOD = "Dirichlet-multinomial mixture (Lindon and Malek 2022): anytime-valid p-value"
 
 
 class Decision(StrEnum):
@@ -109,12 +79,12 @@ HOLD, SHIP_B, ROLLBACK, INVALID = range(4)
 class ArmFigures:
     """One arm's counts. In shadow mode both arms have the same requests and the same feedback."""
 
-    assigned: int  # requests routed to the arm
+    assigned: int  # units of assignment routed to the arm (subjects, plus requests without a key)
     labelled: int  # predictions with clinician feedback
     correct: int  # of those, correct
 
     def __post_init__(self) -> None:
-        if min(self.assigned, self.labelled, self.correct) < 0:
+        if self.assigned < 0 or self.labelled < 0 or self.correct < 0:
             raise ValueError(f"Counts cannot be negative: {self}.")
         if self.correct > self.labelled:
             raise ValueError(f"More correct than labelled predictions: {self}.")
@@ -140,7 +110,8 @@ class Agreement:
     only_b_correct: int
 
     def __post_init__(self) -> None:
-        if min(self.compared, self.agreed, self.labelled, self.only_a_correct, self.only_b_correct) < 0:
+        counts = (self.compared, self.agreed, self.labelled, self.only_a_correct, self.only_b_correct)
+        if any(count < 0 for count in counts):
             raise ValueError(f"Counts cannot be negative: {self}.")
         if self.agreed > self.compared or self.labelled > self.compared:
             raise ValueError(f"Agreed and labelled are parts of the compared requests: {self}.")
@@ -168,6 +139,50 @@ def shadow_agreement(pairs: Iterable[tuple[Any, Any, Any]]) -> Agreement:
     return Agreement(compared, agreed, labelled, only_a, only_b)
 
 
+def _unit_values(values: ArrayLike, name: str) -> NDArray[np.float64]:
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if not np.all((array >= -1.0) & (array <= 1.0)):  # also refuses NaN
+        raise ValueError(f"{name}: every unit's value must be a number in [0, 1] ([-1, 1] for paired differences).")
+    return array
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the sequential test reads, per unit of assignment with feedback, oldest first feedback first.
+
+    Split mode: ``a`` and ``b``, each unit's share of correct labelled predictions in that arm (a
+    subject's mean; a request without a subject key is a unit of one). Shadow mode: ``paired``, each
+    unit's share B got right minus the share A got right on the same requests.
+    """
+
+    a: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    b: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    paired: NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+
+    def __post_init__(self) -> None:
+        for name in ("a", "b", "paired"):
+            values = _unit_values(getattr(self, name), name)
+            if name != "paired" and np.any(values < 0):
+                raise ValueError(f"{name}: a share of correct predictions is in [0, 1].")
+            object.__setattr__(self, name, values)
+
+    @classmethod
+    def of_predictions(cls, correct_a: Iterable[bool], correct_b: Iterable[bool]) -> Observations:
+        """Split mode with one prediction per unit (no repeat subjects): each answer is a unit."""
+        return cls(
+            a=np.fromiter((float(bool(v)) for v in correct_a), dtype=np.float64),
+            b=np.fromiter((float(bool(v)) for v in correct_b), dtype=np.float64),
+        )
+
+
+def spread(labelled: int, correct: int) -> NDArray[np.float64]:
+    """``labelled`` single-prediction units with ``correct`` ones spread evenly (for constructed examples)."""
+    if not 0 <= correct <= labelled:
+        raise ValueError(f"{correct} correct of {labelled} labelled is impossible.")
+    positions = np.arange(1, labelled + 1)
+    return np.diff(np.floor(positions * correct / labelled), prepend=0.0) if labelled else np.zeros(0)
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate and its bounds; all None when there is nothing to estimate from."""
@@ -184,20 +199,30 @@ class Interval:
 class Evaluation:
     decision: Decision
     reason: str  # one sentence a clinician understands
-    accuracy_a: Interval  # point estimate and 95% Wilson interval
+    accuracy_a: Interval  # point estimate and 95% Wilson interval (per prediction)
     accuracy_b: Interval
-    difference: Interval  # acc_B - acc_A with the anytime-valid confidence sequence's bounds
-    srm_p_value: float | None  # None in shadow mode or before any assignment
-    srm_failed: bool  # srm_p_value < SRM_THRESHOLD
+    difference: Interval  # mean block difference with the confidence sequence's bounds
+    srm_p_value: float | None  # anytime-valid; None in shadow mode or before any assignment
+    srm_failed: bool  # srm_p_value <= SRM_LEVEL
     min_labelled_reached: bool  # both arms have at least min_labelled predictions with feedback
-    observed_split: float | None = None  # share of assigned requests that went to B (split mode)
+    observed_split: float | None = None  # share of assigned units that went to B (split mode)
     alpha: float = 0.05
     mode: str = "split"
+    srm_e_value: float | None = None  # the mixture's e-value (1 / p-value before the cap at 1)
+    units_a: int = 0  # units of assignment with feedback in each arm (split mode) or paired units
+    units_b: int = 0
+    blocks: int = 0  # complete blocks the confidence sequence has read
+    evidence_for_b: float = 1.0  # the wealth of the bet "B is better" at 0; ship_b at 2 / alpha
+    evidence_for_a: float = 1.0  # the wealth of the bet "A is better" at 0; rollback at 2 / alpha
+    method: str = DIFFERENCE_METHOD
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain JSON: str, int, float, bool and None only."""
+        """Plain JSON: str, int, float, bool and None only (an infinite e-value becomes None)."""
         data = asdict(self)
         data["decision"] = self.decision.value
+        for key in ("srm_e_value", "evidence_for_b", "evidence_for_a"):
+            value = data[key]
+            data[key] = None if value is None or not math.isfinite(value) else float(value)
         return data
 
 
@@ -213,75 +238,253 @@ def wilson_interval(correct: int, labelled: int, *, confidence: float = CONFIDEN
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half))
 
 
-def srm_p_values(assigned_a: ArrayLike, assigned_b: ArrayLike, traffic_split: float) -> NDArray[np.float64]:
-    """Chi-square p-values of the assigned counts against the split (NaN where nothing is assigned).
+# --- Sample ratio mismatch ------------------------------------------------------------------------
 
-    With a split of 0 or 1 one arm expects nothing: any request there is a mismatch (p = 0).
+
+def srm_log_e_values(
+    assigned_a: ArrayLike, assigned_b: ArrayLike, traffic_split: float, *, concentration: float = SRM_CONCENTRATION
+) -> NDArray[np.float64]:
+    """Log of the Dirichlet-multinomial mixture's e-value of the assignment counts against the split.
+
+    The Beta(k (1 - s), k s) mixture of the binomial likelihood over the likelihood at the split s:
+    ``log B(k(1-s) + n_A, k s + n_B) - log B(k(1-s), k s) - n_A log(1 - s) - n_B log s``, a function of
+    the counts alone (the order of the assignments does not matter). With a split of 0 or 1 one arm
+    expects nothing: any unit there is a certain mismatch (+inf), none is no evidence (0).
     """
     a = np.asarray(assigned_a, dtype=np.float64)
     b = np.asarray(assigned_b, dtype=np.float64)
-    total = a + b
-    expected_a, expected_b = total * (1 - traffic_split), total * traffic_split
-    with np.errstate(divide="ignore", invalid="ignore"):
-        statistic = (a - expected_a) ** 2 / expected_a + (b - expected_b) ** 2 / expected_b
-    p = chi2.sf(statistic, df=1)
     if traffic_split in (0.0, 1.0):
         stray = b if traffic_split == 0.0 else a
-        p = np.where(stray > 0, 0.0, 1.0)
-    return np.where(total > 0, p, np.nan)
+        return np.asarray(np.where(stray > 0, np.inf, 0.0), dtype=np.float64)
+    prior_a, prior_b = concentration * (1 - traffic_split), concentration * traffic_split
+    log_e = (
+        betaln(prior_a + a, prior_b + b)
+        - betaln(prior_a, prior_b)
+        - a * math.log(1 - traffic_split)
+        - b * math.log(traffic_split)
+    )
+    return np.asarray(log_e, dtype=np.float64)
 
 
-def unpaired_variance(
-    correct_a: ArrayLike, labelled_a: ArrayLike, correct_b: ArrayLike, labelled_b: ArrayLike
-) -> NDArray[np.float64]:
-    """Estimated variance of ``acc_B - acc_A`` from two independent arms (add-one smoothed)."""
+def srm_p_values(assigned_a: ArrayLike, assigned_b: ArrayLike, traffic_split: float) -> NDArray[np.float64]:
+    """Anytime-valid p-values of the assignment counts (``min(1, 1 / e)``); NaN where nothing is assigned.
 
-    def arm(correct: ArrayLike, labelled: ArrayLike) -> NDArray[np.float64]:
-        n = np.asarray(labelled, dtype=np.float64)
-        p = (np.asarray(correct, dtype=np.float64) + 1) / (n + 2)
-        return np.asarray(p * (1 - p) / np.maximum(n, 1), dtype=np.float64)
-
-    return arm(correct_a, labelled_a) + arm(correct_b, labelled_b)
-
-
-def paired_variance(agreement: Agreement) -> float:
-    """Estimated variance of ``acc_B - acc_A`` from paired answers: var(Y_B - Y_A) / n.
-
-    Floored at one discordant pair's worth (1 / (n + 2) per request), the paired analogue of the
-    add-one smoothing: no discordance yet is not proof that there never will be any.
+    Whatever the reading schedule, an honest assignment gives a p-value of at most ``x`` at some read
+    with probability at most ``x`` (Ville's inequality on the mixture martingale).
     """
-    n = agreement.labelled
-    discordant = (agreement.only_a_correct + agreement.only_b_correct) / max(n, 1)
-    difference = (agreement.only_b_correct - agreement.only_a_correct) / max(n, 1)
-    per_request = max(discordant - difference * difference, 1 / (n + 2))
-    return per_request / max(n, 1)
+    a = np.asarray(assigned_a, dtype=np.float64)
+    b = np.asarray(assigned_b, dtype=np.float64)
+    p = np.minimum(1.0, np.exp(-srm_log_e_values(a, b, traffic_split)))
+    return np.asarray(np.where(a + b > 0, p, np.nan), dtype=np.float64)
 
 
-def cs_radius(variance: ArrayLike, *, alpha: float, mixture_scale: float = MIXTURE_SCALE) -> NDArray[np.float64]:
-    """Half-width of the two-sided normal-mixture confidence sequence (see the module docstring)."""
-    v = np.asarray(variance, dtype=np.float64)
-    t2 = mixture_scale * mixture_scale
-    return np.asarray(np.sqrt(v * (v + t2) / t2 * (2 * math.log(1 / alpha) + np.log1p(t2 / v))), dtype=np.float64)
+# --- Blocks: the observations the confidence sequence bets on ---------------------------------------
+
+
+def _ratio(traffic_split: float) -> tuple[float, bool]:
+    """Units of the larger arm per unit of the smaller one, and whether B is the smaller arm."""
+    b_smaller = traffic_split <= 0.5
+    small = traffic_split if b_smaller else 1 - traffic_split
+    return (1 - small) / small, b_smaller
+
+
+def _boundaries(count: int, ratio: float) -> NDArray[np.int64]:
+    """Where block k's share of the larger arm ends (k = 1..count): floor(k * ratio), k rounded first.
+
+    The schedule is fixed by the split alone, never by the data: block k takes the larger arm's
+    units floor((k-1) ratio) + 1 .. floor(k ratio), so their number alternates (2, 2, 3, ... at 0.3).
+    """
+    positions = np.arange(1, count + 1, dtype=np.float64) * ratio
+    return np.floor(positions + 1e-9).astype(np.int64)
+
+
+def complete_blocks(units_a: ArrayLike, units_b: ArrayLike, traffic_split: float) -> NDArray[np.int64]:
+    """How many blocks are complete with ``units_a`` and ``units_b`` units in the arms (vectorised)."""
+    a = np.asarray(units_a, dtype=np.int64)
+    b = np.asarray(units_b, dtype=np.int64)
+    if traffic_split <= 0.0 or traffic_split >= 1.0:
+        return np.zeros(np.broadcast(a, b).shape, dtype=np.int64)
+    ratio, b_smaller = _ratio(traffic_split)
+    small, large = (b, a) if b_smaller else (a, b)
+    top = int(np.max(small, initial=0))
+    ends = _boundaries(top, ratio)
+    return np.asarray(np.minimum(small, np.searchsorted(ends, large, side="right")), dtype=np.int64)
+
+
+def blocks(values_a: ArrayLike, values_b: ArrayLike, traffic_split: float) -> NDArray[np.float64]:
+    """Each complete block's ``Z``: the smaller arm's unit minus the mean of its share of the larger arm.
+
+    Signed as B minus A. ``values_*`` are units in order along the last axis (a leading axis of
+    independent tests is kept, for simulations). Each ``Z`` lies in [-1, 1] with mean ``acc_B - acc_A``
+    and the blocks are independent of each other: what the bet needs.
+    """
+    a = np.asarray(values_a, dtype=np.float64)
+    b = np.asarray(values_b, dtype=np.float64)
+    if traffic_split <= 0.0 or traffic_split >= 1.0:
+        return np.zeros((*a.shape[:-1], 0))
+    ratio, b_smaller = _ratio(traffic_split)
+    small, large, sign = (b, a, 1.0) if b_smaller else (a, b, -1.0)
+    count = int(complete_blocks(a.shape[-1], b.shape[-1], traffic_split))
+    ends = _boundaries(count, ratio)
+    starts = np.concatenate(([0], ends[:-1]))
+    sums = np.concatenate((np.zeros((*large.shape[:-1], 1)), np.cumsum(large, axis=-1)), axis=-1)
+    share = (sums[..., ends] - sums[..., starts]) / (ends - starts)
+    return np.asarray(sign * (small[..., :count] - share), dtype=np.float64)
+
+
+# --- The betting confidence sequence ---------------------------------------------------------------
+
+
+def _prior(scale: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Grid points of the half-normal prior on the standardised effect, and their log weights."""
+    step = PRIOR_SPAN * scale / PRIOR_POINTS
+    points = np.asarray((np.arange(PRIOR_POINTS) + 0.5) * step, dtype=np.float64)
+    weights = np.asarray(2 * norm.pdf(points, scale=scale) * step, dtype=np.float64)
+    return points, np.log(weights / weights.sum())
+
+
+def predictable_sd(z: ArrayLike) -> NDArray[np.float64]:
+    """Before each block, the spread of the blocks before it (the last axis): the stake's scale.
+
+    ``sqrt((PRIOR_VARIANCE + sum of squared deviations so far) / (blocks so far + 1))``: one
+    pseudo-block of variance PRIOR_VARIANCE, so the first bets are modest and no spread is zero.
+    Only earlier blocks enter, which is what keeps the wealth a martingale.
+    """
+    values = np.asarray(z, dtype=np.float64)
+    count = np.arange(1, values.shape[-1] + 1, dtype=np.float64)
+    sums = np.cumsum(values, axis=-1)
+    deviations = np.maximum(np.cumsum(values * values, axis=-1) - sums * sums / count, 0.0)
+    variance = (PRIOR_VARIANCE + deviations) / (count + 1)
+    before = np.concatenate((np.full((*values.shape[:-1], 1), PRIOR_VARIANCE), variance[..., :-1]), axis=-1)
+    return np.asarray(np.sqrt(before), dtype=np.float64)
+
+
+def _log_factors(
+    z: NDArray[np.float64], sd: NDArray[np.float64], m: float, side: int, scale: float
+) -> NDArray[np.float64]:
+    """log(1 + side * stake * (Z - m)) per prior point (leading axis) and block; ``sd``: ``predictable_sd(z)``."""
+    points, _ = _prior(scale)
+    # The stake never risks more than BET_CAP of the wealth on one block: Z - m can be as bad as
+    # -(1 + m) for the upward bet and 1 - m for the downward one.
+    room = 1.0 + side * m
+    cap = BET_CAP / room if room > 0 else math.inf
+    stakes = np.minimum(points.reshape((PRIOR_POINTS,) + (1,) * z.ndim) / sd, cap)
+    return np.asarray(np.log1p(side * stakes * (z - m)), dtype=np.float64)
+
+
+def log_wealth(z: ArrayLike, *, m: float = 0.0, side: int = 1, scale: float = EFFECT_SCALE) -> NDArray[np.float64]:
+    """The log wealth after each block (the last axis) of betting that the mean is above ``m`` (side 1)
+    or below it (side -1), mixed over the effect prior.
+
+    Each prior point's wealth is a product of ``1 + stake * (Z - m)`` with a stake fixed before the
+    block; if the mean is ``m`` (or on the other side of it) every factor has expectation at most 1,
+    so the mixture is a nonnegative supermartingale starting at 1.
+    """
+    if side not in (1, -1):
+        raise ValueError(f"side is 1 (mean above m) or -1 (below), got {side}.")
+    values = np.asarray(z, dtype=np.float64)
+    paths = np.cumsum(_log_factors(values, predictable_sd(values), m, side, scale), axis=-1)
+    return _mix(paths, _prior(scale)[1])
+
+
+def _mix(log_wealths: NDArray[np.float64], log_weights: NDArray[np.float64]) -> NDArray[np.float64]:
+    """log of the prior-weighted sum over the leading axis of the wealths (log-sum-exp, stably)."""
+    weighted = log_wealths + log_weights.reshape((PRIOR_POINTS,) + (1,) * (log_wealths.ndim - 1))
+    top = weighted.max(axis=0)
+    return np.asarray(top + np.log(np.exp(weighted - top).sum(axis=0)), dtype=np.float64)
+
+
+def threshold(alpha: float) -> float:
+    """The log wealth at which one side rejects: log(2 / alpha), so each direction errs at most alpha / 2."""
+    return math.log(2 / alpha)
+
+
+class _Wealth:
+    """The final log wealth of one sequence of blocks at any ``m`` (the spread computed once)."""
+
+    def __init__(self, z: NDArray[np.float64], scale: float) -> None:
+        self.z, self.scale = z, scale
+        self.sd = predictable_sd(z)
+        self.log_weights = _prior(scale)[1]
+
+    def __call__(self, m: float, side: int) -> float:
+        factors = _log_factors(self.z, self.sd, m, side, self.scale)
+        return float(_mix(np.sum(factors, axis=-1), self.log_weights))
+
+
+def _bound(wealth: _Wealth, *, side: int, alpha: float) -> float:
+    """The lower (side 1) or upper (side -1) end of the confidence sequence.
+
+    The wealth of the upward bet falls as ``m`` rises (every factor does), so the values it rejects
+    form an interval ending at the bound. Found by regula falsi (Illinois) on the log wealth, with
+    the bracket starting at 0, so that the bound and the decision (which reads the wealth at 0)
+    always agree: the bound returned is the end of the bracket that is not rejected.
+    """
+    limit = threshold(alpha)
+    at_zero = wealth(0.0, side) - limit
+    # ``outside``: a value rejected (excess >= 0); ``inside``: one that is not (excess < 0).
+    if at_zero >= 0:
+        outside, inside = 0.0, float(side)
+        excess_out, excess_in = at_zero, wealth(inside, side) - limit
+    else:
+        outside, inside = -float(side), 0.0
+        excess_out, excess_in = wealth(outside, side) - limit, at_zero
+        if excess_out < 0:
+            return outside  # nothing is rejected on this side yet
+    if excess_in >= 0:  # cannot happen (the factors at m = +-1 are at most 1); kept safe
+        return inside
+    kept = 0
+    while abs(inside - outside) > BOUND_TOLERANCE:
+        middle = outside + (inside - outside) * excess_out / (excess_out - excess_in)
+        # Guard against a step that lands on an end (rounding): bisect instead.
+        if not min(inside, outside) < middle < max(inside, outside):
+            middle = (inside + outside) / 2
+        excess = wealth(middle, side) - limit
+        if excess >= 0:
+            outside, excess_out = middle, excess
+            if kept == 1:
+                excess_in /= 2  # Illinois: the same end kept twice, halve the other's weight
+            kept = 1
+        else:
+            inside, excess_in = middle, excess
+            if kept == -1:
+                excess_out /= 2
+            kept = -1
+    return inside
+
+
+def confidence_sequence(z: ArrayLike, *, alpha: float, scale: float = EFFECT_SCALE) -> Interval:
+    """The mean of the blocks and the confidence sequence's bounds at this read (None without blocks)."""
+    values = np.asarray(z, dtype=np.float64).reshape(-1)
+    if not len(values):
+        return Interval(None, None, None)
+    wealth = _Wealth(values, scale)
+    return Interval(float(values.mean()), _bound(wealth, side=1, alpha=alpha), _bound(wealth, side=-1, alpha=alpha))
 
 
 def decide(
-    difference: ArrayLike,
-    radius: ArrayLike,
+    wealth_for_b: ArrayLike,
+    wealth_for_a: ArrayLike,
     *,
+    alpha: float,
     ready: ArrayLike,
     srm_failed: ArrayLike = False,
 ) -> NDArray[np.int8]:
     """The decision rule, vectorised: indices into ``DECISIONS``.
 
-    ``ready``: both arms have the minimum labelled count; ``srm_failed``: the split check failed.
+    ``wealth_for_b`` / ``wealth_for_a``: the log wealth at ``m = 0`` of the bets that B is better
+    and that A is; ``ready``: both arms have the minimum labelled count; ``srm_failed``: the split
+    check failed. Both bets winning at once (possible only by a fluke) is no decision.
     """
-    d, r = np.asarray(difference, dtype=np.float64), np.asarray(radius, dtype=np.float64)
-    codes = np.where(d - r > 0, SHIP_B, np.where(d + r < 0, ROLLBACK, HOLD))
+    limit = threshold(alpha)
+    for_b = np.asarray(wealth_for_b, dtype=np.float64) >= limit
+    for_a = np.asarray(wealth_for_a, dtype=np.float64) >= limit
+    codes = np.where(for_b & ~for_a, SHIP_B, np.where(for_a & ~for_b, ROLLBACK, HOLD))
     codes = np.where(np.asarray(ready, dtype=bool), codes, HOLD)
-    return np.where(np.asarray(srm_failed, dtype=bool), INVALID, codes).astype(np.int8)
+    return np.asarray(np.where(np.asarray(srm_failed, dtype=bool), INVALID, codes), dtype=np.int8)
 
 
-def _check(traffic_split: float, alpha: float, min_labelled: int, mode: str, mixture_scale: float) -> None:
+def _check(traffic_split: float, alpha: float, min_labelled: int, mode: str, scale: float) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}.")
     if not 0 <= traffic_split <= 1:
@@ -290,8 +493,8 @@ def _check(traffic_split: float, alpha: float, min_labelled: int, mode: str, mix
         raise ValueError(f"alpha must be in (0, 1), got {alpha}.")
     if min_labelled < 1:
         raise ValueError(f"min_labelled must be at least 1, got {min_labelled}.")
-    if not mixture_scale > 0:
-        raise ValueError(f"mixture_scale must be positive, got {mixture_scale}.")
+    if not scale > 0:
+        raise ValueError(f"scale must be positive, got {scale}.")
 
 
 def _points(value: float) -> str:
@@ -307,24 +510,25 @@ def _reason(
     min_labelled: int,
     traffic_split: float,
     observed_split: float | None,
+    srm_p: float | None,
     alpha: float,
 ) -> str:
     if decision is Decision.INVALID:
         assert observed_split is not None
+        assert srm_p is not None
         return (
-            f"The test is invalid: the candidate (B) received {observed_split:.1%} of requests where "
-            f"{traffic_split:.1%} were configured, more than chance explains (p < {SRM_THRESHOLD:g}), "
-            "so the arms may not see comparable patients; fix the assignment before trusting any result."
+            f"The test is invalid: the candidate (B) received {observed_split:.1%} of subjects where "
+            f"{traffic_split:.1%} were configured, more than chance explains however often the split is checked "
+            f"(p = {srm_p:.2g}, at most {SRM_LEVEL:g}), so the arms may not see comparable patients; fix the "
+            "assignment before trusting any result."
         )
-    if difference.estimate is None or min(a.labelled, b.labelled) < min_labelled:
+    if min(a.labelled, b.labelled) < min_labelled:
         return (
             f"Not enough feedback yet: each version needs at least {min_labelled} predictions checked by "
             f"a clinician before any decision (A has {a.labelled}, B has {b.labelled})."
         )
-    assert difference.low is not None
-    assert difference.high is not None
-    assert a.accuracy is not None
-    assert b.accuracy is not None
+    if difference.low is None or difference.high is None or a.accuracy is None or b.accuracy is None:
+        return "Not enough feedback yet to compare the versions on the same kind of patients."
     accuracies = (
         f"{b.accuracy:.1%} of its checked predictions were correct against {a.accuracy:.1%} for the current version (A)"
     )
@@ -344,42 +548,44 @@ def evaluate(
     a: ArmFigures,
     b: ArmFigures,
     *,
+    observations: Observations,
     traffic_split: float,
     alpha: float = 0.05,
     min_labelled: int = 100,
     mode: str = "split",
-    agreement: Agreement | None = None,
-    mixture_scale: float = MIXTURE_SCALE,
+    scale: float = EFFECT_SCALE,
 ) -> Evaluation:
     """The figures and decision of an A/B test (see the module docstring for the method).
 
-    ``traffic_split``: the configured share of requests routed to B (ignored in shadow mode).
-    ``agreement``: shadow mode's paired figures; when given, the difference uses the paired variance.
+    ``a`` / ``b``: each arm's counts (the ratio check, the minimum, the per-arm accuracies);
+    ``observations``: the units the confidence sequence reads (``a`` and ``b`` in split mode,
+    ``paired`` in shadow mode). ``traffic_split``: the configured share to B (ignored in shadow mode).
     Raises ValueError on an unknown mode or a parameter out of range.
     """
-    _check(traffic_split, alpha, min_labelled, mode, mixture_scale)
+    _check(traffic_split, alpha, min_labelled, mode, scale)
     srm_p: float | None = None
+    srm_e: float | None = None
     observed_split: float | None = None
     if mode == "split" and a.assigned + b.assigned > 0:
+        log_e = float(srm_log_e_values(a.assigned, b.assigned, traffic_split))
+        srm_e = math.exp(log_e) if log_e < 700 else math.inf
         srm_p = float(srm_p_values(a.assigned, b.assigned, traffic_split))
         observed_split = b.assigned / (a.assigned + b.assigned)
-    srm_failed = srm_p is not None and srm_p < SRM_THRESHOLD
+    srm_failed = srm_p is not None and srm_p <= SRM_LEVEL
 
-    difference = Interval(None, None, None)
-    estimate, radius = 0.0, math.inf
-    if a.labelled and b.labelled:
-        estimate = b.correct / b.labelled - a.correct / a.labelled
-        if mode == "shadow" and agreement is not None and agreement.labelled:
-            variance = paired_variance(agreement)
-        else:
-            variance = float(unpaired_variance(a.correct, a.labelled, b.correct, b.labelled))
-        radius = float(cs_radius(variance, alpha=alpha, mixture_scale=mixture_scale))
-        difference = Interval(estimate, max(-1.0, estimate - radius), min(1.0, estimate + radius))
+    if mode == "shadow":
+        z = observations.paired
+        units_a = units_b = len(z)
+    else:
+        z = blocks(observations.a, observations.b, traffic_split)
+        units_a, units_b = len(observations.a), len(observations.b)
+    difference = confidence_sequence(z, alpha=alpha, scale=scale)
+    wealth = _Wealth(z, scale)
+    for_b, for_a = (wealth(0.0, 1), wealth(0.0, -1)) if len(z) else (0.0, 0.0)
 
     ready = min(a.labelled, b.labelled) >= min_labelled
     # The same vectorised rule the benchmark's simulations apply.
-    code = decide(estimate, radius, ready=ready and a.labelled > 0 and b.labelled > 0, srm_failed=srm_failed)
-    decision = DECISIONS[int(code)]
+    decision = DECISIONS[int(decide(for_b, for_a, alpha=alpha, ready=ready, srm_failed=srm_failed))]
 
     return Evaluation(
         decision=decision,
@@ -391,6 +597,7 @@ def evaluate(
             min_labelled=min_labelled,
             traffic_split=traffic_split,
             observed_split=observed_split,
+            srm_p=srm_p,
             alpha=alpha,
         ),
         accuracy_a=wilson_interval(a.correct, a.labelled),
@@ -402,4 +609,10 @@ def evaluate(
         observed_split=observed_split,
         alpha=alpha,
         mode=mode,
+        srm_e_value=srm_e,
+        units_a=units_a,
+        units_b=units_b,
+        blocks=len(z),
+        evidence_for_b=math.exp(min(for_b, 700.0)),
+        evidence_for_a=math.exp(min(for_a, 700.0)),
     )
