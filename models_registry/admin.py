@@ -28,6 +28,7 @@ from django.contrib.admin.options import ActionLocation
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -38,6 +39,7 @@ from models_registry.compare import compare_versions
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
 from models_registry.models.version import ArtifactRejection
 from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
+from training.admin import calibration_chart
 from training.models import ModelType
 
 APPROVE = "models_registry.approve_modelversion"
@@ -46,6 +48,11 @@ VIEW_VERSION = "models_registry.view_modelversion"
 NOTE_MAX_LENGTH = 2000
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 # Metrics of the comparison chart: all on 0..1 with higher better (the Brier score is in the table).
+METRIC_LABELS = {
+    "brier": "brier (0 is perfect)",
+    "ece": "expected calibration error",
+    "ece_ci": "expected calibration error, 95% interval",
+}
 CHART_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "auroc_macro")
 
 
@@ -254,7 +261,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
     inlines = [PerformanceRecordInline, VersionTransitionInline, ArtifactRejectionInline]
     fieldsets = (
         (None, {"fields": ("model_type", "version", "algorithm", "hyperparameters", "job", "dataset")}),
-        ("Evaluation (the registry's own)", {"fields": ("metrics_table",)}),
+        ("Evaluation (the registry's own)", {"fields": ("metrics_table", "calibration_diagram")}),
         (
             "Approval and deployment",
             {
@@ -279,6 +286,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "job",
         "dataset",
         "metrics_table",
+        "calibration_diagram",
         "approval_badge",
         "approved_by",
         "approved_at",
@@ -345,10 +353,26 @@ class ModelVersionAdmin(admin.ModelAdmin):
         metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
         if not metrics:
             return "—"
-        rows = format_html_join(
-            "", "<tr><th>{}</th><td class='num'>{}</td></tr>", ((key, fmt(value)) for key, value in metrics.items())
+        shown = [
+            (METRIC_LABELS.get(key, key), fmt_interval(value) if key.endswith("_ci") else fmt(value))
+            for key, value in metrics.items()
+            if key not in ("calibration", "brier_definition")
+        ]
+        rows = format_html_join("", "<tr><th>{}</th><td class='num'>{}</td></tr>", shown)
+        definition = metrics.get("brier_definition")
+        note = format_html('<p class="help">Brier score: {}.</p>', definition) if definition else ""
+        return format_html('<table class="version-metrics"><tbody>{}</tbody></table>{}', rows, note)
+
+    @admin.display(description="calibration")
+    def calibration_diagram(self, obj: ModelVersion) -> str:
+        metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
+        chart = calibration_chart(metrics)
+        if chart is None:
+            return "—"
+        return render_to_string(
+            "admin/models_registry/modelversion/calibration.html",
+            {"chart": chart, "ece": fmt(metrics.get("ece")), "ece_ci": fmt_interval(metrics.get("ece_ci"))},
         )
-        return format_html('<table class="version-metrics"><tbody>{}</tbody></table>', rows)
 
     # --- Actions ---------------------------------------------------------------------------------
 
@@ -481,6 +505,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "b": fmt(row["b"]),
                 "difference": fmt(row["difference"]),
                 "ci": fmt_interval(row["ci"]),
+                "method": row.get("interval_method") or "",
                 "better": _better(row),
             }
             for row in comparison["differences"]
@@ -504,6 +529,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             "rows": rows,
             "chart": chart,
             "p_value": f"{comparison['mcnemar']['p_value']:.4g}",
+            "margin": f"{comparison['sample_size']['difference'] * 100:g}",
+            "power": f"{comparison['sample_size']['power'] * 100:g}",
             "live_a": comparison["a"]["live"],
             "live_b": comparison["b"]["live"],
         }

@@ -6,14 +6,20 @@ cases it may never have seen, and both answer for exactly the same cases). On th
 predictions:
 
 - each version's metrics (``training.evaluation.evaluate``: the definitions of the training issue);
-- the differences b - a of accuracy, macro-F1 and Brier score with 95% intervals from a paired
-  bootstrap: each resample draws test cases with replacement and scores both versions on the same
-  draw, so the interval reflects the pairing (far narrower than two independent intervals);
+- the difference b - a of accuracy with an exact interval from the discordant pairs
+  (``paired_accuracy_interval``), which excludes 0 exactly when McNemar's test rejects; the
+  differences of macro-F1 and Brier score with 95% intervals from a paired bootstrap (each resample
+  draws test cases with replacement and scores both versions on the same draw), reported only from
+  ``MIN_BOOTSTRAP_CASES`` cases up (below that a percentile bootstrap shrinks towards a point);
 - McNemar's exact test on the discordant pairs (cases exactly one version gets right): under "no
   difference" each discordant case is equally likely to favour either version, so the count
   favouring b is Binomial(discordant, 1/2) (``scipy.stats.binomtest``, two-sided);
 - the verdict at ``ALPHA``: ``a_better`` / ``b_better`` when McNemar's p-value is below it (the
-  version with more discordant wins), else ``no_significant_difference``;
+  version with more discordant wins); otherwise ``no_significant_difference`` only when the accuracy
+  interval rules out a difference of ``MARGIN`` (5 points) either way, and ``insufficient_evidence``
+  when it does not (too few cases, or too few discordant ones: with 5 or fewer McNemar cannot reach
+  0.05 at all), with the number of test cases that would detect ``MARGIN`` with 80% power
+  (``cases_needed``);
 - live accuracy from clinicians' feedback (the latest "live" performance record), when there is some;
 - the A/B test of the two versions (either way round): the running one, else the latest, with its
   live figures and current decision (``models_registry.ab_figures``); None when they never met.
@@ -31,13 +37,13 @@ from typing import Any
 
 import numpy as np
 from django.core.cache import cache
-from scipy.stats import binomtest
+from scipy.stats import beta, binomtest, norm
 
 from learning_engine.exceptions import DomainError, InvalidRequest
 from models_registry.evaluation import evaluate_artifact, holdout_rows
 from models_registry.models import ModelVersion, PerformanceRecord
 from models_registry.models.version import headline_metrics
-from training.evaluation import plain, predict_rows
+from training.evaluation import brier_per_case, plain, predict_rows
 from training.models import DatasetSnapshot
 
 ALPHA = 0.05
@@ -45,7 +51,10 @@ CONFIDENCE = 0.95
 RESAMPLES = 1000
 SEED = 0
 CACHE_SECONDS = 7 * 24 * 3600
-CACHE_FORMAT = 1  # bump when the cached shape or the statistics change
+CACHE_FORMAT = 2  # bump when the cached shape or the statistics change
+MARGIN = 0.05  # the accuracy difference a comparison must be able to detect or rule out
+POWER = 0.8  # of the sample size said to be needed for MARGIN
+MIN_BOOTSTRAP_CASES = 30
 # Bootstrap indices drawn per chunk (resamples x cases): bounds memory on a large test split.
 _CHUNK_CELLS = 2_000_000
 
@@ -59,7 +68,9 @@ METRICS: tuple[tuple[str, bool], ...] = (
     ("auroc_macro", True),
     ("brier", False),
 )
-VERDICTS = ("a_better", "b_better", "no_significant_difference")
+VERDICTS = ("a_better", "b_better", "no_significant_difference", "insufficient_evidence")
+ACCURACY_INTERVAL_METHOD = "exact, from the discordant pairs (Clopper-Pearson, projected)"
+BOOTSTRAP_INTERVAL_METHOD = "paired percentile bootstrap"
 
 
 # --- Statistics on paired predictions (pure functions, tested on constructed examples) -----------
@@ -103,10 +114,59 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     )
 
 
-def verdict(test: McNemar, *, alpha: float = ALPHA) -> str:
+def clopper_pearson(successes: int, trials: int, *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a binomial proportion; [0, 1] without trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    tail = (1 - confidence) / 2
+    low = float(beta.ppf(tail, successes, trials - successes + 1)) if successes > 0 else 0.0
+    high = float(beta.ppf(1 - tail, successes + 1, trials - successes)) if successes < trials else 1.0
+    return low, high
+
+
+def paired_accuracy_interval(test: McNemar, *, confidence: float = CONFIDENCE) -> list[float]:
+    """An interval of acc_b - acc_a that agrees with McNemar's exact test (docs/statistics.md).
+
+    The difference is ``psi (2 pi - 1)``: ``psi`` the share of discordant cases, ``pi`` the share
+    of those b gets right. ``pi``'s Clopper-Pearson interval excludes 1/2 exactly when the exact
+    test rejects (the two-sided binomial p-value at 1/2 is twice the smaller tail); ``psi``'s
+    interval scales it, taking whichever end moves the bound outwards. So the interval excludes 0
+    exactly when the verdict is a_better / b_better, and a test set with no discordant case still
+    gets a wide interval, never a point. Coverage is at least ``confidence`` squared, and at least
+    ``confidence`` in simulation (tests/models_registry/test_compare.py).
+    """
+    discordant = test.a_only_correct + test.b_only_correct
+    n = test.both_correct + test.both_wrong + discordant
+    if n == 0:
+        return [-1.0, 1.0]
+    pi_low, pi_high = clopper_pearson(test.b_only_correct, discordant, confidence=confidence)
+    psi_low, psi_high = clopper_pearson(discordant, n, confidence=confidence)
+    low, high = 2 * pi_low - 1, 2 * pi_high - 1
+    return [low * (psi_high if low < 0 else psi_low), high * (psi_high if high > 0 else psi_low)]
+
+
+def cases_needed(test: McNemar, *, difference: float = MARGIN, alpha: float = ALPHA, power: float = POWER) -> int:
+    """Test cases for McNemar's test to detect ``difference`` with ``power`` (Connor 1987).
+
+    ``n = (z_(1 - alpha/2) sqrt(psi) + z_power sqrt(psi - d^2))^2 / d^2`` with ``psi`` the share of
+    discordant cases, taken from this comparison but at least ``d`` (a difference of d needs at
+    least that much discordance).
+    """
+    n = test.both_correct + test.both_wrong + test.a_only_correct + test.b_only_correct
+    psi = max((test.a_only_correct + test.b_only_correct) / n if n else 0.0, difference)
+    z_alpha, z_power = float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+    root = z_alpha * (psi**0.5) + z_power * max(psi - difference * difference, 0.0) ** 0.5
+    return int(np.ceil(root * root / (difference * difference)))
+
+
+def verdict(test: McNemar, *, alpha: float = ALPHA, margin: float = MARGIN) -> str:
+    """``a_better`` / ``b_better`` when McNemar rejects; else whether the evidence rules out ``margin``."""
     if test.p_value < alpha and test.a_only_correct != test.b_only_correct:
         return "b_better" if test.b_only_correct > test.a_only_correct else "a_better"
-    return "no_significant_difference"
+    low, high = paired_accuracy_interval(test, confidence=1 - alpha)
+    if -margin < low and high < margin:
+        return "no_significant_difference"
+    return "insufficient_evidence"
 
 
 def _macro_f1(confusions: np.ndarray) -> np.ndarray:
@@ -182,6 +242,39 @@ def paired_bootstrap(cases: PairedCases, *, resamples: int = RESAMPLES, seed: in
     return result
 
 
+def difference_rows(
+    cases: PairedCases, test: McNemar, metrics_a: Mapping[str, Any], metrics_b: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The side-by-side rows: each metric of a and b, b - a, and its interval where there is one.
+
+    Accuracy: the exact interval of ``paired_accuracy_interval``. Macro-F1 and Brier: the paired
+    bootstrap, from ``MIN_BOOTSTRAP_CASES`` cases up. Other metrics: no interval.
+    """
+    intervals = paired_bootstrap(cases) if cases.n >= MIN_BOOTSTRAP_CASES else {}
+    rows = []
+    for metric, higher_is_better in METRICS:
+        value_a, value_b = metrics_a.get(metric), metrics_b.get(metric)
+        difference = value_b - value_a if value_a is not None and value_b is not None else None
+        ci, method = None, None
+        if metric == "accuracy":
+            difference = (test.b_only_correct - test.a_only_correct) / cases.n if cases.n else None
+            ci, method = paired_accuracy_interval(test), ACCURACY_INTERVAL_METHOD
+        elif metric in intervals:
+            difference, ci, method = intervals[metric]["difference"], intervals[metric]["ci"], BOOTSTRAP_INTERVAL_METHOD
+        rows.append(
+            {
+                "metric": metric,
+                "a": value_a,
+                "b": value_b,
+                "difference": difference,
+                "ci": ci,
+                "interval_method": method,
+                "higher_is_better": higher_is_better,
+            }
+        )
+    return rows
+
+
 def pair(
     y_true: Sequence[str],
     pred_a: Sequence[str],
@@ -197,11 +290,11 @@ def pair(
     true_index = np.array([position[label] for label in y_true], dtype=np.int64)
 
     def brier(classes: Sequence[str], probabilities: np.ndarray) -> np.ndarray:
-        # Multiclass Brier per case over all labels; a label the model lacks has probability 0.
+        # Per case over all labels (a label the model lacks has probability 0), as the evaluation
+        # defines it (training.evaluation.BRIER_DEFINITION).
         scores = np.zeros((len(true_index), len(labels)))
         scores[:, [position[label] for label in classes]] = probabilities
-        scores[np.arange(len(true_index)), true_index] -= 1.0
-        return np.sum(scores**2, axis=1)
+        return brier_per_case(true_index, scores)
 
     return PairedCases(
         true_index=true_index,
@@ -252,26 +345,7 @@ def _paired_evaluation(a: ModelVersion, b: ModelVersion, snapshot: DatasetSnapsh
     pa, pb = predictions["a"], predictions["b"]
     cases = pair(pa.y_true, pa.y_pred, pa.classes, pa.probabilities, pb.y_pred, pb.classes, pb.probabilities)
     test = mcnemar(cases.pred_a == cases.true_index, cases.pred_b == cases.true_index)
-    intervals = paired_bootstrap(cases)
-    differences = []
-    for metric, higher_is_better in METRICS:
-        value_a, value_b = metrics["a"].get(metric), metrics["b"].get(metric)
-        bootstrapped = intervals.get(metric)
-        difference = (
-            bootstrapped["difference"]
-            if bootstrapped is not None
-            else (value_b - value_a if value_a is not None and value_b is not None else None)
-        )
-        differences.append(
-            {
-                "metric": metric,
-                "a": value_a,
-                "b": value_b,
-                "difference": difference,
-                "ci": bootstrapped["ci"] if bootstrapped is not None else None,
-                "higher_is_better": higher_is_better,
-            }
-        )
+    differences = difference_rows(cases, test, metrics["a"], metrics["b"])
     return plain(
         {
             "test_set": {
@@ -283,6 +357,12 @@ def _paired_evaluation(a: ModelVersion, b: ModelVersion, snapshot: DatasetSnapsh
             "differences": differences,
             "mcnemar": test.as_dict(),
             "verdict": verdict(test),
+            "sample_size": {
+                "difference": MARGIN,
+                "power": POWER,
+                "cases_needed": cases_needed(test),
+                "method": "McNemar's test, Connor (1987), at the observed share of discordant cases",
+            },
             "alpha": ALPHA,
             "bootstrap": {
                 "resamples": RESAMPLES,
@@ -358,6 +438,7 @@ def compare_versions(a: ModelVersion, b: ModelVersion, *, by: Any = None) -> dic
         "differences": paired["differences"],
         "mcnemar": paired["mcnemar"],
         "verdict": paired["verdict"],
+        "sample_size": paired["sample_size"],
         "alpha": paired["alpha"],
         "bootstrap": paired["bootstrap"],
         "cached": cached,

@@ -40,7 +40,7 @@ MAX_METRICS = 50
 MAX_METRIC_NAME = 64
 MAX_TEST_SET_SIZE = 2**31 - 1
 # Metrics shown in version lists (the rest are in the detail).
-KEY_METRICS = ("accuracy", "f1_macro", "auroc_macro", "brier", "test_size")
+KEY_METRICS = ("accuracy", "f1_macro", "auroc_macro", "brier", "ece", "test_size")
 
 
 class RegistryErrorSerializer(ErrorSerializer):
@@ -59,7 +59,14 @@ class KeyMetricsSerializer(serializers.Serializer):
     accuracy = serializers.FloatField(required=False, allow_null=True)
     f1_macro = serializers.FloatField(required=False, allow_null=True)
     auroc_macro = serializers.FloatField(required=False, allow_null=True)
-    brier = serializers.FloatField(required=False, allow_null=True)
+    brier = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="scikit-learn's brier_score_loss: 0-1 for two labels, Brier's sum over labels (0-2) for more.",
+    )
+    ece = serializers.FloatField(
+        required=False, allow_null=True, help_text="Expected calibration error (top label, 10 bins)."
+    )
     test_size = serializers.IntegerField(required=False, allow_null=True)
 
 
@@ -279,12 +286,30 @@ class LiveAccuracySerializer(serializers.Serializer):
     recorded_at = serializers.DateTimeField()
 
 
+class CalibrationBinSerializer(serializers.Serializer):
+    low = serializers.FloatField()
+    high = serializers.FloatField()
+    count = serializers.IntegerField()
+    confidence = serializers.FloatField(allow_null=True, help_text="Mean probability of the predicted label.")
+    accuracy = serializers.FloatField(allow_null=True)
+
+
+class CalibrationSerializer(serializers.Serializer):
+    bins = CalibrationBinSerializer(many=True, help_text="The reliability diagram: 10 equal-width bins.")
+    ece = serializers.FloatField()
+    ece_ci = serializers.ListField(child=serializers.FloatField(), help_text="95% bootstrap interval.")
+    method = serializers.CharField()
+
+
 class ComparedMetricsSerializer(KeyMetricsSerializer):
     f1_weighted = serializers.FloatField(required=False, allow_null=True)
     precision_macro = serializers.FloatField(required=False, allow_null=True)
     recall_macro = serializers.FloatField(required=False, allow_null=True)
     accuracy_ci = serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True)
     f1_macro_ci = serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True)
+    ece_ci = serializers.ListField(child=serializers.FloatField(), required=False, allow_null=True)
+    brier_definition = serializers.CharField(required=False)
+    calibration = CalibrationSerializer(required=False)
 
 
 class ComparedVersionSerializer(serializers.Serializer):
@@ -315,8 +340,12 @@ class DifferenceSerializer(serializers.Serializer):
     b = serializers.FloatField(allow_null=True)
     difference = serializers.FloatField(allow_null=True, help_text="b - a.")
     ci = serializers.ListField(
-        child=serializers.FloatField(), allow_null=True, help_text="95% paired bootstrap interval of b - a."
+        child=serializers.FloatField(),
+        allow_null=True,
+        help_text="95% interval of b - a: exact from the discordant pairs for accuracy (it excludes 0 exactly when "
+        "McNemar's test rejects); a paired bootstrap for macro-F1 and Brier (null below 30 cases).",
     )
+    interval_method = serializers.CharField(allow_null=True, help_text="How `ci` was computed; null without one.")
     higher_is_better = serializers.BooleanField()
 
 
@@ -337,6 +366,15 @@ class BootstrapSerializer(serializers.Serializer):
     method = serializers.CharField()
 
 
+class SampleSizeSerializer(serializers.Serializer):
+    difference = serializers.FloatField(help_text="The accuracy difference the comparison should detect (0.05).")
+    power = serializers.FloatField()
+    cases_needed = serializers.IntegerField(
+        help_text="Test cases McNemar's test needs to detect `difference` with `power` at this rate of disagreement."
+    )
+    method = serializers.CharField()
+
+
 class ComparisonSerializer(serializers.Serializer):
     model_type = serializers.CharField()
     a = ComparedVersionSerializer()
@@ -344,7 +382,13 @@ class ComparisonSerializer(serializers.Serializer):
     test_set = ComparedTestSetSerializer()
     differences = DifferenceSerializer(many=True)
     mcnemar = McNemarSerializer()
-    verdict = serializers.ChoiceField(choices=VERDICTS)
+    verdict = serializers.ChoiceField(
+        choices=VERDICTS,
+        help_text="a_better / b_better: McNemar's exact test rejects at alpha. no_significant_difference: it does not, "
+        "and the accuracy interval rules out a 5-point difference. insufficient_evidence: it does not, and the "
+        "test set is too small to rule one out (see sample_size).",
+    )
+    sample_size = SampleSizeSerializer()
     alpha = serializers.FloatField()
     bootstrap = BootstrapSerializer()
     cached = serializers.BooleanField(help_text="Served from the comparison cache.")

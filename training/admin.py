@@ -86,7 +86,8 @@ HEADLINE_METRICS = (
     ("Precision (weighted)", "precision_weighted", None),
     ("Recall (weighted)", "recall_weighted", None),
     ("AUROC (macro, one-vs-rest)", "auroc_macro", None),
-    ("Brier score (0 is perfect)", "brier", None),
+    ("Brier score (0 is perfect; scikit-learn's brier_score_loss: 0-1 for two labels, 0-2 for more)", "brier", None),
+    ("Expected calibration error (10 bins; 0 is perfect)", "ece", "ece_ci"),
 )
 SUBGROUP_TITLES = {"sex": "By sex", "age_band": "By age band"}
 
@@ -110,6 +111,28 @@ def headline_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+def calibration_chart(evaluation: Mapping[str, Any]) -> LineChart | None:
+    """The reliability diagram of an evaluation's ``calibration``: accuracy against mean probability
+    per bin, beside the diagonal of perfect calibration; None when the evaluation has none."""
+    bins = [row for row in _list(_dict(evaluation.get("calibration")).get("bins")) if isinstance(row, Mapping)]
+    points = [
+        (float(row["confidence"]), float(row["accuracy"]))
+        for row in bins
+        if row.get("count") and row.get("confidence") is not None and row.get("accuracy") is not None
+    ]
+    if not points:
+        return None
+    return line_chart(
+        [("the model (per bin)", points), ("perfect calibration", [(0.0, 0.0), (1.0, 1.0)])],
+        title="Reliability diagram: accuracy per bin of the predicted label's probability",
+        x_label="mean predicted probability",
+        y_label="accuracy",
+        y_min=0.0,
+        y_max=1.0,
+        integer_x=False,
+    )
 
 
 def confusion_table(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -947,6 +970,7 @@ class TrainingJobAdmin(DeferredListAdminMixin, LiveCreateAdminMixin, admin.Model
                     "per_class": per_class_rows(evaluation),
                     "subgroups": subgroup_tables(evaluation),
                     "bootstrap": _dict(evaluation.get("bootstrap")),
+                    "calibration_chart": calibration_chart(evaluation),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)

@@ -13,8 +13,14 @@ Conventions:
 - AUROC is one-vs-rest per label, defined only where the label has both positives and negatives;
   the macro AUROC averages the defined ones (``None`` when there are none). For two classes both
   one-vs-rest curves are the same curve, so the macro equals the usual binary AUROC.
-- Brier score: the multiclass form, mean over rows of the squared distance between the probability
-  vector and the one-hot truth (0 is perfect, 2 the worst; for two classes, twice the binary form).
+- Brier score as scikit-learn's ``brier_score_loss`` defines it (``BRIER_DEFINITION``): for two
+  labels the conventional binary form, the mean squared error of the probability of the outcome
+  (0 is perfect, 1 the worst); for more, Brier's original sum over the labels of the squared
+  error, averaged over rows (0 to 2).
+- Calibration (``calibration``): top-label reliability, the rows grouped into 10 equal-width bins of
+  the predicted label's probability, each bin's mean probability against its accuracy, and the
+  expected calibration error (ECE: the bins' |accuracy - mean probability| weighted by their share of
+  rows; Guo et al. 2017) with a 95% percentile bootstrap interval over resampled rows.
 - 95% bootstrap intervals (percentile method) for accuracy and macro-F1. Both depend on a
   resample only through its confusion matrix, and resampling rows with replacement is the same as
   drawing the confusion matrix's cells from a multinomial with the observed cell frequencies, so
@@ -248,10 +254,85 @@ def _order_within(order: np.ndarray, member: np.ndarray) -> np.ndarray:
     return position[order.T[kept].reshape(order.shape[1], -1).T]
 
 
-def _brier(true_index: np.ndarray, scores: np.ndarray) -> float:
+BRIER_DEFINITION = (
+    "scikit-learn's brier_score_loss: for two labels the mean squared error of the outcome's probability "
+    "(0 to 1); for more, the sum over labels of the squared error, averaged over cases (0 to 2)"
+)
+CALIBRATION_BINS = 10
+CALIBRATION_METHOD = "top-label reliability, 10 equal-width bins; ECE (Guo et al. 2017), 95% bootstrap interval"
+# Bootstrap draws per chunk (resamples x rows): bounds memory on a large test split.
+_CHUNK_CELLS = 2_000_000
+
+
+def brier_per_case(true_index: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Each row's Brier score (``BRIER_DEFINITION``); their mean is ``brier_score_loss``."""
     onehot = np.zeros_like(scores)
     onehot[np.arange(len(true_index)), true_index] = 1.0
-    return float(np.mean(np.sum((scores - onehot) ** 2, axis=1)))
+    squared = np.sum((scores - onehot) ** 2, axis=1)
+    # Two labels: both columns carry the same error, so the sum is twice the binary form.
+    return squared / 2 if scores.shape[1] == 2 else squared
+
+
+def _brier(true_index: np.ndarray, scores: np.ndarray) -> float:
+    return float(np.mean(brier_per_case(true_index, scores)))
+
+
+def _ece(counts: np.ndarray, confidence: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """ECE from per-bin row counts, sums of confidence and sums of correct ones (..., bins)."""
+    total = counts.sum(axis=-1)
+    return np.abs(correct - confidence).sum(axis=-1) / np.maximum(total, 1)
+
+
+def calibration(
+    true_index: np.ndarray, scores: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> dict[str, Any]:
+    """The reliability diagram (``CALIBRATION_BINS`` bins) and the ECE with its bootstrap interval.
+
+    A row's confidence is the probability of the label predicted (the highest); it is right when
+    that label is the truth. Bin ``b`` holds confidences in [b/10, (b+1)/10), the last bin 1.0 too.
+    """
+    n = len(true_index)
+    confidence = scores.max(axis=1)
+    correct = (np.argmax(scores, axis=1) == true_index).astype(np.float64)
+    bins = np.minimum((confidence * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    counts = np.bincount(bins, minlength=CALIBRATION_BINS).astype(np.float64)
+    sum_confidence = np.bincount(bins, weights=confidence, minlength=CALIBRATION_BINS)
+    sum_correct = np.bincount(bins, weights=correct, minlength=CALIBRATION_BINS)
+    ece = float(_ece(counts, sum_confidence, sum_correct))
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(resamples, _CHUNK_CELLS // max(n, 1)))
+    values: list[np.ndarray] = []
+    done = 0
+    while done < resamples:
+        count = min(chunk, resamples - done)
+        drawn = rng.integers(0, n, size=(count, n))
+        offsets = (np.arange(count) * CALIBRATION_BINS)[:, None]
+        codes = (offsets + bins[drawn]).ravel()
+
+        def per_bin(weights: np.ndarray | None, size: int = count) -> np.ndarray:
+            found = np.bincount(codes, weights=weights, minlength=size * CALIBRATION_BINS)
+            return found.reshape(size, CALIBRATION_BINS)
+
+        values.append(_ece(per_bin(None), per_bin(confidence[drawn].ravel()), per_bin(correct[drawn].ravel())))
+        done += count
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(np.concatenate(values), [tail, 100 - tail])
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    return {
+        "bins": [
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": int(counts[b]),
+                "confidence": float(sum_confidence[b] / counts[b]) if counts[b] else None,
+                "accuracy": float(sum_correct[b] / counts[b]) if counts[b] else None,
+            }
+            for b in range(CALIBRATION_BINS)
+        ],
+        "ece": ece,
+        "ece_ci": [float(low), float(high)],
+        "method": CALIBRATION_METHOD,
+    }
 
 
 def _headline(
@@ -329,6 +410,7 @@ def evaluate(
     )
     confusion = _confusion(true_index, pred_index, len(labels))
     precision, recall, f1, support = _per_label(confusion)
+    calibrated = calibration(true_index, scores, resamples=resamples, seed=seed)
     per_class = [
         {
             "label": label,
@@ -364,6 +446,10 @@ def evaluate(
             "test_size": overall.pop("n"),
             "labels": labels,
             **overall,
+            "brier_definition": BRIER_DEFINITION,
+            "ece": calibrated["ece"],
+            "ece_ci": calibrated["ece_ci"],
+            "calibration": calibrated,
             "per_class": per_class,
             "confusion_matrix": {"labels": labels, "matrix": confusion},
             "subgroups": subgroups,

@@ -465,6 +465,10 @@ def _headline(evaluation: dict[str, Any]) -> dict[str, Any]:
         "recall_macro",
         "auroc_macro",
         "brier",
+        "brier_definition",
+        "ece",
+        "ece_ci",
+        "calibration",
         "test_size",
     )
     return {key: evaluation[key] for key in keys if key in evaluation}

@@ -12,6 +12,7 @@ from learning_engine import roles
 from models_registry.admin import comparison_chart
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
 from models_registry.registration import register_completed_job
+from tests.conftest import jwt_client
 from tests.models_registry import factories
 from tests.models_registry.registry_factories import ready_snapshot, trained_version
 from training.models import TrainingJob
@@ -134,6 +135,23 @@ def test_a_version_page_is_view_only_with_its_records(staff, engineer, other_lea
     assert "audit trail" in html.lower()
     assert "offline" in html  # the performance record inline
     assert client.get(reverse("admin:models_registry_modelversion_add")).status_code == 403
+
+
+def test_a_version_page_shows_its_calibration(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    version = trained_version(snapshot, by=engineer)
+    assert {"ece", "ece_ci", "calibration", "brier_definition"} <= set(version.metrics)
+
+    html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
+
+    assert "Expected calibration error" in html
+    assert "Reliability diagram" in html
+    assert "expected calibration error, 95% interval" in html
+    assert "brier_score_loss" in html
+    body = jwt_client(engineer).get(f"/api/v1/model-types/diagnosis/versions/{version.version}/").json()
+    assert body["key_metrics"]["ece"] == version.metrics["ece"]
+    assert len(body["metrics"]["calibration"]["bins"]) == 10
 
 
 # --- Actions behind a confirmation page ----------------------------------------------------------
@@ -272,6 +290,20 @@ def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, e
     assert "<script" not in html.split('id="content-main"')[1]
     assert "0.813 (16 predictions)" in html
     assert html.count("<rect") >= 12  # two bars per charted metric
+    assert "exact, from the discordant pairs" in html
+
+
+def test_the_compare_page_says_when_the_evidence_is_insufficient(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    first = trained_version(snapshot, by=engineer, C=1.0)
+    second = trained_version(snapshot, by=engineer, C=0.5)
+
+    html = client.get(f"{COMPARE}?a={first.pk}&b={second.pk}").content.decode()
+
+    assert "Not enough evidence" in html
+    assert "not a sign that they are equivalent" in html
+    assert "No significant difference" not in html
 
 
 def test_the_compare_page_reports_an_error_instead_of_failing(staff, engineer):

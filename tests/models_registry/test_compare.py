@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import binomtest
+from statsmodels.stats.proportion import proportion_confint
 
 from models_registry import compare
-from models_registry.compare import PairedCases, mcnemar, pair, paired_bootstrap, verdict
+from models_registry.compare import (
+    McNemar,
+    PairedCases,
+    cases_needed,
+    clopper_pearson,
+    mcnemar,
+    pair,
+    paired_accuracy_interval,
+    paired_bootstrap,
+    verdict,
+)
 from models_registry.evaluation import evaluate_artifact
 from models_registry.models import ModelVersion, PerformanceRecord
 from tests.conftest import jwt_client
@@ -40,16 +51,81 @@ def test_mcnemar_favours_a_when_a_wins_the_discordant_pairs():
     assert verdict(test) == "a_better"
 
 
-def test_a_balanced_or_small_difference_is_not_significant():
-    a, b = correctness(both=40, a_only=4, b_only=6, neither=0)
-    assert verdict(mcnemar(a, b)) == "no_significant_difference"
+def table(both: int, a_only: int, b_only: int, neither: int) -> McNemar:
+    return mcnemar(*correctness(both=both, a_only=a_only, b_only=b_only, neither=neither))
 
 
-def test_without_discordant_pairs_the_p_value_is_one():
-    a, b = correctness(both=20, a_only=0, b_only=0, neither=5)
-    test = mcnemar(a, b)
-    assert test.p_value == 1.0
+def test_a_balanced_difference_on_fifty_cases_is_insufficient_evidence():
+    assert verdict(table(40, 4, 6, 0)) == "insufficient_evidence"
+
+
+def test_a_balanced_difference_on_many_cases_is_no_significant_difference():
+    test = table(9000, 100, 100, 800)
+    low, high = paired_accuracy_interval(test)
+    assert -0.05 < low < 0 < high < 0.05
     assert verdict(test) == "no_significant_difference"
+
+
+def test_without_discordant_pairs_the_p_value_is_one_and_the_interval_is_not_a_point():
+    test = table(20, 0, 0, 5)
+    assert test.p_value == 1.0
+    assert verdict(test) == "insufficient_evidence"
+    low, high = paired_accuracy_interval(test)
+    # No case told the versions apart, but 25 cases cannot show they never would.
+    assert low == pytest.approx(-clopper_pearson(0, 25)[1])
+    assert high == pytest.approx(clopper_pearson(0, 25)[1])
+
+
+def test_one_case_gives_a_wide_interval_not_a_point():
+    # The bootstrap said [1.0, 1.0]. One discordant case of one: pi in [0.025, 1], psi in [0.025, 1].
+    low, high = paired_accuracy_interval(table(0, 0, 1, 0))
+    assert (low, high) == pytest.approx((-0.95, 1.0))
+
+
+def test_five_discordant_cases_can_never_be_significant():
+    # The table 95/0/5/0: every discordant case favours b, p = 2 / 32 > 0.05.
+    test = table(95, 0, 5, 0)
+    assert test.p_value == pytest.approx(2 / 32)
+    assert verdict(test) == "insufficient_evidence"
+    low, high = paired_accuracy_interval(test)
+    assert low < 0 < high  # the interval agrees with the test (the bootstrap's was [0.01, 0.09])
+
+
+def test_the_accuracy_interval_excludes_zero_exactly_when_mcnemar_rejects():
+    for a_only in range(0, 16):
+        for b_only in range(0, 16):
+            test = table(50, a_only, b_only, 10)
+            low, high = paired_accuracy_interval(test)
+            assert (low > 0 or high < 0) == (test.p_value < 0.05), (a_only, b_only)
+            assert low <= (b_only - a_only) / (60 + a_only + b_only) <= high
+
+
+def test_clopper_pearson_matches_statsmodels():
+    for successes, trials in [(0, 5), (5, 5), (3, 10), (37, 120), (1, 1), (999, 1000)]:
+        low, high = proportion_confint(successes, trials, alpha=0.05, method="beta")
+        assert clopper_pearson(successes, trials) == pytest.approx((low, high), abs=1e-12)
+    assert clopper_pearson(0, 0) == (0.0, 1.0)
+
+
+def test_the_accuracy_interval_covers_the_true_difference_in_simulation():
+    rng = np.random.default_rng(5)
+    for n, discordance, share_b in [(20, 0.1, 0.5), (60, 0.3, 0.7), (200, 0.05, 0.8), (1000, 0.2, 0.5)]:
+        truth = discordance * (2 * share_b - 1)
+        covered = 0
+        for _ in range(400):
+            d = int(rng.binomial(n, discordance))
+            b_only = int(rng.binomial(d, share_b))
+            low, high = paired_accuracy_interval(McNemar(n - d, d - b_only, b_only, 0, 1.0))
+            covered += low <= truth <= high
+        assert covered / 400 >= 0.93  # at least 95% expected: Monte-Carlo slack of about 2.5 s.e.
+
+
+def test_cases_needed_by_hand():
+    # psi = 0.05 (at least the difference), d = 0.05: (1.96 sqrt(.05) + 0.8416 sqrt(.0475))^2 / .0025 = 154.6
+    assert cases_needed(table(95, 0, 5, 0)) == 155
+    # psi = 0.2: (1.95996 * 0.44721 + 0.84162 * 0.44441)^2 / 0.0025 = 625.6
+    assert cases_needed(table(80, 10, 10, 0)) == 626
+    assert cases_needed(table(80, 10, 10, 0), difference=0.1) == 155
 
 
 # --- The paired bootstrap --------------------------------------------------------------------------
@@ -168,12 +244,17 @@ def test_the_order_of_a_and_b_flips_the_verdict(snapshot, engineer, lead):
 
 
 @pytest.mark.django_db
-def test_two_equally_good_models_show_no_significant_difference(snapshot, engineer, lead):
+def test_two_equally_good_models_on_sixty_cases_are_insufficient_evidence(snapshot, engineer, lead):
     first = trained_version(snapshot, by=engineer, C=1.0)
     second = trained_version(snapshot, by=engineer, C=0.5)
     body = jwt_client(lead).get(compare_url(first.version, second.version)).json()
-    assert body["verdict"] == "no_significant_difference"
+    assert body["verdict"] == "insufficient_evidence"
     assert body["mcnemar"]["p_value"] > 0.05
+    assert body["sample_size"]["cases_needed"] > 60
+    accuracy = next(row for row in body["differences"] if row["metric"] == "accuracy")
+    low, high = accuracy["ci"]
+    assert low < 0 < high
+    assert high - low > 0.1  # sixty cases cannot pin a difference down
 
 
 @pytest.mark.django_db

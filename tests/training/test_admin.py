@@ -534,6 +534,11 @@ def test_the_job_page_shows_the_evaluation_confusion_matrix_and_subgroups(staff,
     assert "Single-row prediction latency" in html
     assert "Per class" in html
     assert "No per-epoch history" in html
+    # Calibration: the ECE with its interval in the table, and the reliability diagram.
+    assert "Expected calibration error" in html
+    assert "Reliability diagram" in html
+    assert response.context["calibration_chart"] is not None
+    assert "brier_score_loss" in html
 
 
 def test_a_failed_job_page_shows_the_error_log_without_an_evaluation(staff, model_type, owner):

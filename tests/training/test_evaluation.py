@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 from tests.training.test_trainer import FAST, Recorder, file_splits, synthetic_splits
 from training.evaluation import LATENCY_CALLS, evaluate, plain, predict_rows
@@ -128,12 +136,64 @@ def test_binary_auroc_is_the_usual_auroc():
     assert result["auroc_macro"] == pytest.approx(roc_auc_score([t == "pos" for t in truth], positive))
 
 
-def test_brier_score_is_the_multiclass_squared_distance():
+def test_brier_score_is_sklearns_brier_score_loss_multiclass():
     result = evaluate_stub()
 
-    onehot = np.array([[t == label for label in CLASSES] for t in TRUTH], dtype=float)
-    expected = np.mean(np.sum((np.array(PROBABILITIES, dtype=np.float32) - onehot) ** 2, axis=1))
+    probabilities = np.array(PROBABILITIES, dtype=np.float32).astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # float32 rows sum to 1 only within 1e-7
+        expected = brier_score_loss(TRUTH, probabilities, labels=CLASSES)
     assert result["brier"] == pytest.approx(expected)
+    assert result["brier_definition"].startswith("scikit-learn's brier_score_loss")
+
+
+def test_the_binary_brier_score_is_the_conventional_one_not_twice_it():
+    truth = ["neg", "neg", "pos", "pos", "neg", "pos"]
+    positive = [0.1, 0.6, 0.7, 0.4, 0.2, 0.9]
+    result = evaluate_stub(truth=truth, probabilities=[[1 - p, p] for p in positive], classes=["neg", "pos"])
+
+    # By hand: (0.01 + 0.36 + 0.09 + 0.36 + 0.04 + 0.01) / 6 = 0.145.
+    assert result["brier"] == pytest.approx(0.145, abs=1e-6)
+    assert result["brier"] == pytest.approx(brier_score_loss([t == "pos" for t in truth], positive), abs=1e-6)
+
+
+def test_calibration_bins_and_ece_by_hand():
+    result = evaluate_stub()
+    calibration = result["calibration"]
+
+    # Confidences (the top probability, as the stub's float32 gives them: 0.7 is 0.69999999) and
+    # whether the top label is right, from PROBABILITIES; bin b holds [b/10, (b+1)/10).
+    confidence = np.float32([0.8, 0.6, 0.7, 0.8, 0.5, 0.8, 0.6, 0.6, 0.7, 0.5]).astype(np.float64)
+    right = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1, 1])
+    member_bins = [int(np.floor(c * 10)) for c in confidence]
+    bins = calibration["bins"]
+    assert len(bins) == 10
+    assert [b["count"] for b in bins] == [member_bins.count(b) for b in range(10)]
+    assert [(b["low"], b["high"]) for b in bins][5] == pytest.approx((0.5, 0.6))
+    assert bins[5]["confidence"] == pytest.approx(0.5)
+    assert bins[5]["accuracy"] == pytest.approx(0.5)  # rows 5 and 10: one right
+    assert bins[0]["confidence"] is None
+    expected = 0.0
+    for b in set(member_bins):
+        members = [i for i, found in enumerate(member_bins) if found == b]
+        gap = abs(right[members].mean() - confidence[members].mean())
+        expected += len(members) / 10 * gap
+    assert result["ece"] == pytest.approx(expected, abs=1e-6)
+    low, high = result["ece_ci"]
+    assert 0 <= low <= high
+    assert calibration["ece_ci"] == result["ece_ci"]
+
+
+def test_a_perfectly_calibrated_model_has_an_ece_near_zero():
+    rng = np.random.default_rng(3)
+    chance = rng.uniform(0.5, 1.0, 4000)
+    truth = ["pos" if rng.random() < p else "neg" for p in chance]
+    result = evaluate_stub(truth=truth, probabilities=[[1 - p, p] for p in chance], classes=["neg", "pos"])
+
+    assert result["ece"] < 0.03
+    assert result["ece_ci"][0] < 0.02
+    for row in result["calibration"]["bins"][5:]:
+        assert abs(row["accuracy"] - row["confidence"]) < 0.06
 
 
 def test_bootstrap_intervals_contain_the_point_estimates_and_are_reproducible():
@@ -289,8 +349,9 @@ def sklearn_metrics(truth: list[str], scores: np.ndarray) -> dict[str, Any]:
     present = [j for j, label in enumerate(CLASSES) if 0 < truth.count(label) < len(truth)]
     aurocs = [roc_auc_score([t == CLASSES[j] for t in truth], scores[:, j]) for j in present]
     expected["auroc_macro"] = float(np.mean(aurocs)) if aurocs else None
-    onehot = np.array([[t == label for label in CLASSES] for t in truth], dtype=float)
-    expected["brier"] = float(np.mean(np.sum((scores - onehot) ** 2, axis=1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the rounded probabilities do not sum to 1 exactly
+        expected["brier"] = float(brier_score_loss(truth, scores, labels=CLASSES))
     return expected
 
 
