@@ -308,12 +308,12 @@ def calibration(
         drawn = rng.integers(0, n, size=(count, n))
         offsets = (np.arange(count) * CALIBRATION_BINS)[:, None]
         codes = (offsets + bins[drawn]).ravel()
-
-        def per_bin(weights: np.ndarray | None, size: int = count) -> np.ndarray:
-            found = np.bincount(codes, weights=weights, minlength=size * CALIBRATION_BINS)
-            return found.reshape(size, CALIBRATION_BINS)
-
-        values.append(_ece(per_bin(None), per_bin(confidence[drawn].ravel()), per_bin(correct[drawn].ravel())))
+        size = count * CALIBRATION_BINS
+        sums = [
+            np.bincount(codes, weights=weights, minlength=size).reshape(count, CALIBRATION_BINS)
+            for weights in (None, confidence[drawn].ravel(), correct[drawn].ravel())
+        ]
+        values.append(_ece(*sums))
         done += count
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(np.concatenate(values), [tail, 100 - tail])
