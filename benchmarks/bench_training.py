@@ -42,7 +42,7 @@ def create_cases(total: int) -> None:
     from django.contrib.auth import get_user_model
 
     from cases import deid
-    from cases.demo import PROFILES_BY_CODE, sample_findings, sample_symptoms
+    from cases.demo_respiratory import PROFILES_BY_CODE, sample_findings, sample_symptoms
     from cases.models import Case
 
     users = get_user_model().objects

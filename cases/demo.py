@@ -26,6 +26,16 @@ from django.db import transaction
 from faker import Faker
 
 from cases.deid import RESTRICTED_ZIP3
+from cases.demo_respiratory import (
+    HEART_RATE_PATIENT_SD,
+    P_OVER_89,
+    PREVALENCE,
+    RESPIRATORY_PROFILES,
+    SPO2_PATIENT_SD,
+    DiagnosisProfile,
+    noisy_label,
+    sample_encounter,
+)
 from cases.models import Case
 from learning_engine import roles
 from learning_engine.exceptions import DomainError
@@ -233,187 +243,8 @@ RESPIRATORY_SOURCE = "respiratory-demo"
 RESPIRATORY_COHORT = "respiratory"
 DEFAULT_RESPIRATORY_CASES = 3000
 
-# Findings drawn from a log-normal: the (median, sigma of the log). The others are normal (mean, sd).
-LOG_NORMAL_FINDINGS = frozenset({"crp", "nt_probnp"})
-# Generation bounds (what a real emergency department records), and the decimals kept.
-FINDING_BOUNDS: dict[str, tuple[float, float, int]] = {
-    "temperature_c": (35.0, 41.5, 1),
-    "heart_rate": (40.0, 180.0, 0),
-    "respiratory_rate": (8.0, 45.0, 0),
-    "spo2": (70.0, 100.0, 0),
-    "systolic_bp": (70.0, 220.0, 0),
-    "wbc": (1.0, 40.0, 1),
-    "crp": (0.1, 400.0, 1),
-    "nt_probnp": (5.0, 35000.0, 0),
-}
-RESPIRATORY_FINDINGS = tuple(FINDING_BOUNDS)
-
-
-@dataclass(frozen=True, slots=True)
-class DiagnosisProfile:
-    """How one diagnosis shows: prevalence, who gets it, findings and symptom probabilities.
-
-    The distributions overlap on purpose (pneumonia and COVID-19, asthma and COPD), so a model
-    can learn them but not perfectly.
-    """
-
-    code: str
-    label: str
-    prevalence: float
-    age: tuple[float, float]  # mean, sd (adults: 18..)
-    p_female: float
-    chronic: bool  # chronic conditions bring the same patient back with the same diagnosis
-    findings: dict[str, tuple[float, float]]
-    symptoms: dict[str, float]
-
-
-RESPIRATORY_PROFILES: tuple[DiagnosisProfile, ...] = (
-    DiagnosisProfile(
-        "J18.9",
-        "Pneumonia, unspecified organism",
-        0.22,
-        (62, 18),
-        0.48,
-        False,
-        {
-            "temperature_c": (38.5, 0.8),
-            "heart_rate": (104, 15),
-            "respiratory_rate": (24, 5),
-            "spo2": (91.5, 3.0),
-            "systolic_bp": (122, 18),
-            "wbc": (14.0, 4.0),
-            "crp": (110, 0.7),
-            "nt_probnp": (300, 1.0),
-        },
-        {
-            "cough": 0.85,
-            "fever": 0.75,
-            "dyspnea": 0.6,
-            "sputum": 0.6,
-            "pleuritic_chest_pain": 0.35,
-            "fatigue": 0.5,
-            "chills": 0.4,
-        },
-    ),
-    DiagnosisProfile(
-        "J45.909",
-        "Unspecified asthma, uncomplicated",
-        0.14,
-        (34, 14),
-        0.6,
-        True,
-        {
-            "temperature_c": (36.9, 0.4),
-            "heart_rate": (98, 14),
-            "respiratory_rate": (22, 4),
-            "spo2": (95.0, 2.5),
-            "systolic_bp": (128, 15),
-            "wbc": (9.0, 2.5),
-            "crp": (5, 0.8),
-            "nt_probnp": (80, 0.8),
-        },
-        {"wheeze": 0.85, "dyspnea": 0.8, "cough": 0.6, "chest_tightness": 0.6, "fatigue": 0.2},
-    ),
-    DiagnosisProfile(
-        "J44.1",
-        "Chronic obstructive pulmonary disease with (acute) exacerbation",
-        0.15,
-        (69, 9),
-        0.42,
-        True,
-        {
-            "temperature_c": (37.2, 0.6),
-            "heart_rate": (100, 14),
-            "respiratory_rate": (24, 5),
-            "spo2": (89.5, 3.5),
-            "systolic_bp": (135, 18),
-            "wbc": (11.0, 3.0),
-            "crp": (25, 0.9),
-            "nt_probnp": (350, 1.0),
-        },
-        {"dyspnea": 0.9, "cough": 0.75, "sputum": 0.7, "wheeze": 0.6, "fatigue": 0.5, "fever": 0.15},
-    ),
-    DiagnosisProfile(
-        "J06.9",
-        "Acute upper respiratory infection, unspecified",
-        0.24,
-        (38, 16),
-        0.55,
-        False,
-        {
-            "temperature_c": (37.5, 0.6),
-            "heart_rate": (86, 12),
-            "respiratory_rate": (16, 3),
-            "spo2": (97.8, 1.2),
-            "systolic_bp": (124, 14),
-            "wbc": (8.0, 2.2),
-            "crp": (8, 0.8),
-            "nt_probnp": (60, 0.8),
-        },
-        {
-            "sore_throat": 0.7,
-            "rhinorrhea": 0.75,
-            "cough": 0.6,
-            "fever": 0.35,
-            "headache": 0.35,
-            "fatigue": 0.3,
-            "myalgia": 0.2,
-        },
-    ),
-    DiagnosisProfile(
-        "U07.1",
-        "COVID-19",
-        0.14,
-        (52, 19),
-        0.5,
-        False,
-        {
-            "temperature_c": (38.1, 0.8),
-            "heart_rate": (96, 14),
-            "respiratory_rate": (21, 5),
-            "spo2": (94.0, 3.0),
-            "systolic_bp": (124, 15),
-            "wbc": (6.2, 2.2),
-            "crp": (45, 0.9),
-            "nt_probnp": (150, 1.0),
-        },
-        {
-            "fever": 0.7,
-            "cough": 0.7,
-            "fatigue": 0.7,
-            "myalgia": 0.5,
-            "headache": 0.4,
-            "anosmia": 0.35,
-            "dyspnea": 0.4,
-            "sore_throat": 0.3,
-        },
-    ),
-    DiagnosisProfile(
-        "I50.9",
-        "Heart failure, unspecified",
-        0.11,
-        (74, 10),
-        0.45,
-        True,
-        {
-            "temperature_c": (36.8, 0.4),
-            "heart_rate": (96, 18),
-            "respiratory_rate": (22, 4),
-            "spo2": (92.0, 3.0),
-            "systolic_bp": (138, 25),
-            "wbc": (8.0, 2.5),
-            "crp": (10, 0.9),
-            "nt_probnp": (3000, 1.0),
-        },
-        {"dyspnea": 0.9, "orthopnea": 0.6, "leg_swelling": 0.7, "fatigue": 0.6, "cough": 0.3},
-    ),
-)
-PROFILES_BY_CODE = {profile.code: profile for profile in RESPIRATORY_PROFILES}
-_PREVALENCE = np.array([profile.prevalence for profile in RESPIRATORY_PROFILES])
-_PREVALENCE = _PREVALENCE / _PREVALENCE.sum()
 _RESTRICTED = sorted(RESTRICTED_ZIP3)
 
-P_OVER_89 = 0.015  # share of patients aged 90..101 (Safe Harbor's "90+" band)
 P_RESTRICTED_ZIP = 0.02  # share of patients living in a restricted three-digit ZIP area
 P_FAHRENHEIT = 0.01  # data-entry errors the quality score should catch (and reviewers reject)
 P_SPO2_FRACTION = 0.005
@@ -424,32 +255,8 @@ _RESPIRATORY_NOTES = (
     "ED visit {date}. Pt {name} (DOB {dob}, MRN {mrn}) reports {symptoms}. Vitals: temp {temperature_c}, "
     "pulse {heart_rate}, resp {respiratory_rate}, sat {spo2}%. Address on file: {address}.",
     "Seen today: {name}, MRN {mrn}. Complains of {symptoms}. Exam: RR {respiratory_rate}, SpO2 {spo2}%, "
-    "HR {heart_rate}. Labs drawn (WBC {wbc}, CRP {crp}). Results will be sent to {email}; phone {phone}.",
+    "HR {heart_rate}. {labs} Results will be sent to {email}; phone {phone}.",
 )
-
-
-def sample_findings(profile: DiagnosisProfile, rng: np.random.Generator, *, age: int = 50) -> dict[str, float]:
-    """One encounter's findings for a diagnosis (no patient effect, no data-entry errors)."""
-    findings: dict[str, float] = {}
-    for name, (centre, spread) in profile.findings.items():
-        if name in LOG_NORMAL_FINDINGS:
-            value = float(np.exp(rng.normal(np.log(centre), spread)))
-        else:
-            value = float(rng.normal(centre, spread))
-        if name == "spo2":
-            value -= 0.03 * max(0, age - 50)  # older lungs saturate a little less
-        low, high, decimals = FINDING_BOUNDS[name]
-        value = min(high, max(low, value))
-        findings[name] = round(value, decimals) if decimals else round(value)
-    return findings
-
-
-def sample_symptoms(profile: DiagnosisProfile, rng: np.random.Generator) -> list[str]:
-    """The symptoms of one encounter: each with its probability, at least one."""
-    names = list(profile.symptoms)
-    draws = rng.random(len(names))
-    chosen = [name for name, draw in zip(names, draws, strict=True) if draw < profile.symptoms[name]]
-    return chosen or [max(names, key=profile.symptoms.__getitem__)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +274,7 @@ class _Patient:
 
 def _respiratory_patient(seed: int, index: int) -> _Patient:
     rng = np.random.default_rng([seed, 2, index])
-    primary = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=_PREVALENCE))]
+    primary = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=PREVALENCE))]
     if rng.random() < P_OVER_89:
         age = int(rng.integers(90, 102))
     else:
@@ -489,8 +296,8 @@ def _respiratory_patient(seed: int, index: int) -> _Patient:
         sex=sex,
         first_encounter=first,
         encounters=encounters,
-        spo2_offset=float(rng.normal(0, 1.0)),
-        heart_rate_offset=float(rng.normal(0, 6.0)),
+        spo2_offset=float(rng.normal(0, SPO2_PATIENT_SD)),
+        heart_rate_offset=float(rng.normal(0, HEART_RATE_PATIENT_SD)),
         restricted_zip=restricted,
     )
 
@@ -546,17 +353,16 @@ def _respiratory_encounter(
     if visit == 0 or rng.random() < same:
         profile = patient.primary
     else:
-        profile = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=_PREVALENCE))]
+        profile = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=PREVALENCE))]
     age = patient.age + (encounter - patient.first_encounter).days // 365
-    findings = sample_findings(profile, rng, age=age)
-    findings["spo2"] = int(min(100, max(70, findings["spo2"] + round(patient.spo2_offset))))
-    findings["heart_rate"] = int(min(180, max(40, findings["heart_rate"] + round(patient.heart_rate_offset))))
+    offsets = {"spo2": patient.spo2_offset, "heart_rate": patient.heart_rate_offset}
+    findings, symptoms = sample_encounter(profile, rng, age=age, offsets=offsets)
+    recorded = noisy_label(profile, rng)
     error = rng.random()
     if error < P_FAHRENHEIT:
         findings["temperature_c"] = round(findings["temperature_c"] * 9 / 5 + 32, 1)
     elif error < P_FAHRENHEIT + P_SPO2_FRACTION:
         findings["spo2"] = round(findings["spo2"] / 100, 2)
-    symptoms = sample_symptoms(profile, rng)
     note = str(fake.random_element(_RESPIRATORY_NOTES)).format(
         name=identity["name"],
         age=age,
@@ -568,6 +374,7 @@ def _respiratory_encounter(
         phone=identity["phone"],
         email=identity["email"],
         address=identity["address"],
+        labs=f"Labs drawn (WBC {findings['wbc']}, CRP {findings['crp']})." if "wbc" in findings else "No labs drawn.",
         **findings,
     )
     return {
@@ -579,7 +386,7 @@ def _respiratory_encounter(
         "findings": findings,
         "symptoms": symptoms,
         "note": note,
-        "diagnosis": {"code": profile.code, "label": profile.label},
+        "diagnosis": {"code": recorded.code, "label": recorded.label},
     }
 
 
