@@ -23,6 +23,7 @@ help:
 	@echo "make test-redis     the Redis-backed tests (Celery worker, Redis broker at 127.0.0.1:6379)"
 	@echo "make lint           ruff and mypy"
 	@echo "make bench          the benchmarks, printing ratios"
+	@echo "make mutation       mutation testing of the statistics modules (mutmut; survivors argued in the README)"
 	@echo "make fuzz           schemathesis over the OpenAPI schema, a longer run (FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES))"
 	@echo "make test-browser   the admin in headless Chromium (Playwright); screenshots in artifacts/screenshots/"
 
@@ -117,6 +118,15 @@ fuzz: venv
 
 bench: venv
 	$(PY) -m benchmarks
+
+# Mutation testing (mutmut 3) of the statistics modules against their unit tests; what is mutated and
+# which tests run are in pyproject.toml ([tool.mutmut]). Each surviving mutant is either killed by a
+# new test or argued equivalent in the README. `mutmut show NAME` shows one mutant's diff.
+.PHONY: mutation
+mutation: venv
+	rm -rf mutants
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
