@@ -410,6 +410,7 @@ def test_impossible_counts_and_values_are_rejected() -> None:
 # --- Reduced simulations (the benchmark's full grids are the figures to report) ---------------------
 
 
+@pytest.mark.simulation
 def test_a_small_arm_with_an_accurate_model_keeps_the_a_a_rate_below_alpha() -> None:
     # The worst cell: B at 10%, both 97% accurate, read after every feedback.
     null = simulate_split(0.97, 0.97, split=0.1, tests=150, seed=11, small_arm=1000)
@@ -418,6 +419,7 @@ def test_a_small_arm_with_an_accurate_model_keeps_the_a_a_rate_below_alpha() -> 
     assert np.mean(null.rollback) <= 0.025 + 0.01
 
 
+@pytest.mark.simulation
 def test_a_five_point_improvement_is_found_by_two_thousand_per_arm() -> None:
     alternative = simulate_split(0.80, 0.85, split=0.5, tests=150, seed=12, small_arm=2000, until_both=2000)
 
@@ -425,11 +427,13 @@ def test_a_five_point_improvement_is_found_by_two_thousand_per_arm() -> None:
     assert not alternative.rollback.any()
 
 
+@pytest.mark.simulation
 def test_the_ratio_check_catches_047_and_rarely_flags_an_honest_split() -> None:
     assert srm_flagged(tests=100, seed=13, configured=0.5, true=0.47, units=10_000) >= 0.85
     assert srm_flagged(tests=200, seed=14, configured=0.3, true=0.3, units=5_000) <= 0.01 + 0.01
 
 
+@pytest.mark.simulation
 def test_repeat_subjects_analysed_per_subject_hold_the_rate_and_per_prediction_would_not() -> None:
     per_subject = simulate_clusters(0.8, 0.8, split=0.5, tests=30, seed=15)
     per_prediction = simulate_clusters(0.8, 0.8, split=0.5, tests=30, seed=15, per_prediction=True)
