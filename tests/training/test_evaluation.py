@@ -163,7 +163,7 @@ def test_calibration_bins_and_ece_by_hand():
 
     # Confidences (the top probability, as the stub's float32 gives them: 0.7 is 0.69999999) and
     # whether the top label is right, from PROBABILITIES; bin b holds [b/10, (b+1)/10).
-    confidence = np.float32([0.8, 0.6, 0.7, 0.8, 0.5, 0.8, 0.6, 0.6, 0.7, 0.5]).astype(np.float64)
+    confidence = np.array([0.8, 0.6, 0.7, 0.8, 0.5, 0.8, 0.6, 0.6, 0.7, 0.5], dtype=np.float32).astype(np.float64)
     right = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1, 1])
     member_bins = [int(np.floor(c * 10)) for c in confidence]
     bins = calibration["bins"]
