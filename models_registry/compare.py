@@ -307,6 +307,9 @@ def pair(
 
 
 # --- The comparison of two versions ----------------------------------------------------------------
+# Loading, caching and looking things up in the database: not statistics, and covered by the endpoint
+# tests, which need a database; `make mutation` leaves this part out.
+# pragma: no mutate start
 
 
 def comparison_snapshot(a: ModelVersion, b: ModelVersion) -> DatasetSnapshot:
@@ -467,3 +470,6 @@ def ab_test_of(a: ModelVersion, b: ModelVersion) -> dict[str, Any] | None:
     if test is None:
         return None
     return {**ABTestSerializer(test).data, "figures": test.evaluate()}
+
+
+# pragma: no mutate end

@@ -9,10 +9,13 @@ from statsmodels.stats.proportion import proportion_confint
 
 from models_registry import compare
 from models_registry.compare import (
+    ACCURACY_INTERVAL_METHOD,
+    BOOTSTRAP_INTERVAL_METHOD,
     McNemar,
     PairedCases,
     cases_needed,
     clopper_pearson,
+    difference_rows,
     mcnemar,
     pair,
     paired_accuracy_interval,
@@ -126,6 +129,66 @@ def test_cases_needed_by_hand():
     # psi = 0.2: (1.95996 * 0.44721 + 0.84162 * 0.44441)^2 / 0.0025 = 625.6
     assert cases_needed(table(80, 10, 10, 0)) == 626
     assert cases_needed(table(80, 10, 10, 0), difference=0.1) == 155
+
+
+def test_mcnemar_as_dict_states_the_table_and_the_test():
+    assert table(30, 2, 10, 8).as_dict() == {
+        "both_correct": 30,
+        "a_only_correct": 2,
+        "b_only_correct": 10,
+        "both_wrong": 8,
+        "discordant": 12,
+        "p_value": pytest.approx(158 / 4096),
+        "test": "exact McNemar (two-sided binomial test on the discordant pairs)",
+    }
+
+
+def _cases(n: int) -> tuple[PairedCases, McNemar]:
+    truth = np.array([i % 2 for i in range(n)])
+    pred_a = truth.copy()
+    pred_a[::3] = 1 - pred_a[::3]  # a wrong on a third of the cases, b always right
+    cases = PairedCases(
+        true_index=truth,
+        pred_a=pred_a,
+        pred_b=truth.copy(),
+        brier_a=(pred_a != truth).astype(float),
+        brier_b=np.zeros(n),
+        labels=["x", "y"],
+    )
+    return cases, mcnemar(pred_a == truth, truth == truth)
+
+
+def test_difference_rows_use_the_exact_accuracy_interval_and_the_bootstrap_for_the_rest():
+    cases, test = _cases(60)
+    metrics_a = {"accuracy": 2 / 3, "f1_macro": 0.6, "auroc_macro": 0.7, "brier": 1 / 3}
+    metrics_b = {"accuracy": 1.0, "f1_macro": 1.0, "auroc_macro": 1.0, "brier": 0.0}
+
+    rows = {row["metric"]: row for row in difference_rows(cases, test, metrics_a, metrics_b)}
+
+    assert list(rows) == [metric for metric, _ in compare.METRICS]
+    accuracy = rows["accuracy"]
+    assert (accuracy["a"], accuracy["b"], accuracy["difference"]) == (2 / 3, 1.0, pytest.approx(1 / 3))
+    assert accuracy["ci"] == paired_accuracy_interval(test)
+    assert accuracy["interval_method"] == ACCURACY_INTERVAL_METHOD
+    assert accuracy["higher_is_better"] is True
+    assert rows["f1_macro"]["interval_method"] == BOOTSTRAP_INTERVAL_METHOD
+    assert rows["f1_macro"]["ci"][0] > 0
+    assert rows["brier"]["difference"] == pytest.approx(-1 / 3)
+    assert rows["brier"]["ci"][1] < 0
+    assert rows["brier"]["higher_is_better"] is False
+    # No interval method for AUROC: the difference of the two figures, nothing more.
+    assert rows["auroc_macro"]["difference"] == pytest.approx(0.3)
+    assert (rows["auroc_macro"]["ci"], rows["auroc_macro"]["interval_method"]) == (None, None)
+    assert (rows["f1_weighted"]["a"], rows["f1_weighted"]["difference"]) == (None, None)
+
+
+def test_below_thirty_cases_there_is_no_bootstrap_interval():
+    cases, test = _cases(29)
+    rows = {row["metric"]: row for row in difference_rows(cases, test, {"f1_macro": 0.5}, {"f1_macro": 0.9})}
+    assert rows["f1_macro"]["ci"] is None
+    assert rows["f1_macro"]["difference"] == pytest.approx(0.4)
+    assert rows["accuracy"]["ci"] == paired_accuracy_interval(test)  # the exact one needs no minimum
+    assert rows["accuracy"]["difference"] == pytest.approx(10 / 29)
 
 
 # --- The paired bootstrap --------------------------------------------------------------------------
