@@ -304,12 +304,42 @@ def test_shadow_mode_skips_the_ratio_check_and_reads_the_paired_differences() ->
 
 
 def test_shadow_agreement_counts_agreement_and_discordant_pairs() -> None:
-    pairs = [("flu", "flu", "flu"), ("flu", "cold", "cold"), ("cold", "flu", "cold"), ("flu", "cold", None)]
+    pairs = [
+        ("flu", "flu", "flu"),
+        ("flu", "cold", None),  # no feedback: compared, not labelled (and the counting goes on)
+        ("flu", "cold", "cold"),
+        ("cold", "flu", "cold"),
+        ("cold", "flu", "cold"),
+        ("flu", "cold", "cold"),
+        ("flu", "cold", "cold"),
+    ]
 
     agreement = shadow_agreement(pairs)
 
-    assert agreement == Agreement(compared=4, agreed=1, labelled=3, only_a_correct=1, only_b_correct=1)
-    assert agreement.rate == 0.25
+    assert agreement == Agreement(compared=7, agreed=1, labelled=6, only_a_correct=2, only_b_correct=3)
+    assert agreement.rate == pytest.approx(1 / 7)
+
+
+def test_an_empty_agreement_is_valid_and_has_no_rate() -> None:
+    assert Agreement(0, 0, 0, 0, 0).rate is None
+    assert shadow_agreement([]) == Agreement(0, 0, 0, 0, 0)
+
+
+def test_observations_of_predictions_are_one_unit_per_answer() -> None:
+    observations = Observations.of_predictions([True, False, True], [0, 1])
+    assert observations.a.tolist() == [1.0, 0.0, 1.0]
+    assert observations.b.tolist() == [0.0, 1.0]
+    assert observations.paired.tolist() == []
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "excludes"),
+    [(0.01, 0.2, True), (-0.2, -0.01, True), (-0.1, 0.1, False), (0.0, 0.1, False), (-0.1, 0.0, False)],
+)
+def test_an_interval_excludes_zero_only_strictly(low: float, high: float, excludes: bool) -> None:
+    assert Interval(0.05, low, high).excludes_zero() is excludes
+    assert Interval(None, None, None).excludes_zero() is False
+    assert Interval(0.1, 0.05, None).excludes_zero() is False
 
 
 @pytest.mark.parametrize(

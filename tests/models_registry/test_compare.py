@@ -129,6 +129,10 @@ def test_cases_needed_by_hand():
     # psi = 0.2: (1.95996 * 0.44721 + 0.84162 * 0.44441)^2 / 0.0025 = 625.6
     assert cases_needed(table(80, 10, 10, 0)) == 626
     assert cases_needed(table(80, 10, 10, 0), difference=0.1) == 155
+    # The share of discordant cases counts every case: 20 of 200 (psi 0.1) needs more than 20 of 100.
+    assert cases_needed(table(80, 10, 10, 100)) == 312
+    # No case at all: psi is taken as the difference itself.
+    assert cases_needed(McNemar(0, 0, 0, 0, 1.0)) == 155
 
 
 def test_mcnemar_as_dict_states_the_table_and_the_test():
