@@ -326,7 +326,7 @@ def test_an_empty_agreement_is_valid_and_has_no_rate() -> None:
 
 
 def test_observations_of_predictions_are_one_unit_per_answer() -> None:
-    observations = Observations.of_predictions([True, False, True], [0, 1])
+    observations = Observations.of_predictions([True, False, True], [False, True])
     assert observations.a.tolist() == [1.0, 0.0, 1.0]
     assert observations.b.tolist() == [0.0, 1.0]
     assert observations.paired.tolist() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
 from django.apps import apps
@@ -10,12 +11,17 @@ from django.apps import apps
 from models_registry.models import ModelVersion, PerformanceRecord
 from tests.models_registry import factories
 from tests.models_registry.registry_factories import ready_snapshot, trained_version
+from training.models import TrainingJob
 
 migration = importlib.import_module("models_registry.migrations.0008_conventional_brier")
 
 
 def test_a_two_label_evaluation_is_halved_subgroups_too_and_marked():
-    evaluation = {"labels": ["a", "b"], "brier": 0.0595, "subgroups": {"sex": [{"value": "f", "brier": 0.08}]}}
+    evaluation: dict[str, Any] = {
+        "labels": ["a", "b"],
+        "brier": 0.0595,
+        "subgroups": {"sex": [{"value": "f", "brier": 0.08}]},
+    }
     assert migration._convert(evaluation, None)
     assert evaluation["brier"] == pytest.approx(0.02975)
     assert evaluation["subgroups"]["sex"][0]["brier"] == pytest.approx(0.04)
@@ -44,8 +50,9 @@ def test_the_migration_rewrites_jobs_records_and_versions(make_user):
     old = {key: value for key, value in version.metrics.items() if key != "brier_definition"}
     ModelVersion.objects.filter(pk=version.pk).update(metrics={**old, "brier": 2 * new})
     job = version.job
+    assert job is not None
     evaluation = {key: value for key, value in job.evaluation.items() if key != "brier_definition"}
-    type(job).objects.filter(pk=job.pk).update(evaluation={**evaluation, "brier": 2 * new})
+    TrainingJob.objects.filter(pk=job.pk).update(evaluation={**evaluation, "brier": 2 * new})
     record = PerformanceRecord.objects.get(version=version, source="offline")
     PerformanceRecord.objects.filter(pk=record.pk).update(metrics={**evaluation, "brier": 2 * new})
 
