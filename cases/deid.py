@@ -9,10 +9,18 @@ Policy (HIPAA Safe Harbor, see DESIGN.md):
 - dates become years; the age at the encounter is kept, with every age over 89 reported as the
   single band "90+"; ZIP becomes its first three digits, or "000" for restricted prefixes;
 - free text (the note, the diagnosis label and the symptoms) is scrubbed of the patient's own
-  identifiers and of anything that looks like one, each replaced by a typed placeholder such as
-  ``[NAME]``. The patient's own identifiers are matched loosely: in any letter case, with or
+  identifiers and of anything that looks like one (``cases.phi_patterns``: other people's names
+  after a kinship or role word, dates and ages over 89 with digits or in words, addresses, phone,
+  account, device, vehicle and licence numbers, ...), each replaced by a typed placeholder such
+  as ``[NAME]``. The patient's own identifiers are matched loosely: in any letter case, with or
   without accents, apostrophes and hyphens, numbers with any separators, the birth date in the
-  usual written forms, and for patients over 89 the birth year alone.
+  usual written forms, the initials, and for patients over 89 the birth year alone;
+- all matching runs on the normal form of ``cases.textnorm`` (invisible characters removed,
+  compatibility forms and accents undone, look-alike letters folded onto their TR39 skeleton),
+  and replaces the characters as written, so the clinical text around an identifier is kept;
+- findings keys are passed on as they are, so a key that holds an identifier of the case is
+  refused when the case is submitted (``finding_key_identifiers``), and the residual scan
+  checks keys as words (``key_words``).
 
 Scrubbing errs on the side of privacy: a bare number of six or more digits is taken for an
 identifier (it may be an MRN or an account number), even when it was a lab value written without
@@ -54,12 +62,16 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cases.interchange import CaseRecord
+from cases import phi_patterns, textnorm
+from cases.phi_patterns import Span, masked
 from cases.quality import age_at
 
-POLICY_VERSION = "safe-harbor-2026.2"
+if TYPE_CHECKING:
+    from cases.interchange import CaseRecord
+
+POLICY_VERSION = "safe-harbor-2026.3"
 
 # Three-digit ZIP prefixes whose area holds 20,000 people or fewer (HHS guidance on the Safe
 # Harbor method, 2000 Census). Safe Harbor turns them into "000". The one list; update it here.
@@ -87,150 +99,15 @@ RESTRICTED_ZIP3 = frozenset(
 AGE_CEILING = 89  # ages above this are reported only as "90+"
 OLDEST_BAND = "90+"
 
-# --- Patterns for identifiers in free text -------------------------------------------------------
-# Order matters: longer, more specific shapes first, so an email is not half-eaten as a URL.
-_MONTH_NAMES = (
-    ("jan", "uary"),
-    ("feb", "ruary"),
-    ("mar", "ch"),
-    ("apr", "il"),
-    ("may", ""),
-    ("jun", "e"),
-    ("jul", "y"),
-    ("aug", "ust"),
-    ("sep", "tember"),
-    ("oct", "ober"),
-    ("nov", "ember"),
-    ("dec", "ember"),
-)
+# --- Identifiers found by their shape: ``cases.phi_patterns`` ------------------------------------
 
-
-def _month_pattern(short: str, rest: str) -> str:
-    if short == "sep":
-        return r"sep(?:t(?:ember)?)?\.?"
-    return rf"{short}(?:{rest})?\.?" if rest else short
-
-
-_MONTHS = "(?:" + "|".join(_month_pattern(short, rest) for short, rest in _MONTH_NAMES) + ")"
-_ORDINAL = r"(?:st|nd|rd|th)?"
-_HEX = r"[0-9a-f]{1,4}"
-_IPV6 = (
-    r"(?<![\w:.])(?:"
-    rf"(?:{_HEX}:){{7}}{_HEX}"
-    rf"|(?:{_HEX}:){{1,7}}:"
-    rf"|(?:{_HEX}:){{1,6}}:{_HEX}"
-    rf"|(?:{_HEX}:){{1,5}}(?::{_HEX}){{1,2}}"
-    rf"|(?:{_HEX}:){{1,4}}(?::{_HEX}){{1,3}}"
-    rf"|(?:{_HEX}:){{1,3}}(?::{_HEX}){{1,4}}"
-    rf"|(?:{_HEX}:){{1,2}}(?::{_HEX}){{1,5}}"
-    rf"|{_HEX}:(?::{_HEX}){{1,6}}"
-    rf"|:(?::{_HEX}){{1,7}}"
-    r")(?![\w:])"
-)
-_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-
-# What a text must contain for a pattern to match at all. Testing that first (a substring test)
-# skips most patterns for most texts, and changes nothing: a pattern that cannot match leaves the
-# text as it is. Every pattern below needs what its entry says (tests/cases/test_deid.py checks).
-_NEEDS_DIGIT, _NEEDS_DOTTED_DIGIT, _NEEDS_URL = "digit", "digit and dot", "url"
-
-_PATTERN_TABLE: list[tuple[str, str, re.Pattern[str]]] = [
-    ("EMAIL", "@", re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)),
-    # A URL does not end with the punctuation of the sentence around it.
-    (
-        "URL",
-        _NEEDS_URL,
-        re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]", re.IGNORECASE),
-    ),
-    ("IP", _NEEDS_DOTTED_DIGIT, re.compile(rf"(?<![\d.])(?:{_OCTET}\.){{3}}{_OCTET}(?![\d]|\.\d)")),
-    ("IP", ":", re.compile(_IPV6, re.IGNORECASE)),
-    ("SSN", _NEEDS_DIGIT, re.compile(r"(?<![\d.])\d{3}[-. ]\d{2}[-. ]\d{4}(?!\d|\.\d)")),
-    ("DATE", _NEEDS_DIGIT, re.compile(r"(?<![\d.])\d{4}[-/.]\d{1,2}[-/.]\d{1,2}(?!\d|\.\d)")),
-    ("DATE", _NEEDS_DIGIT, re.compile(r"(?<![\d.])\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})(?!\d|\.\d)")),
-    # "March 14, 1957", "Mar. 14 1957", "Mar-14-1957"
-    (
-        "DATE",
-        _NEEDS_DIGIT,
-        re.compile(rf"\b{_MONTHS}[\s./-]*\d{{1,2}}{_ORDINAL}(?:\s*,\s*|[\s./-]+)\d{{4}}\b", re.IGNORECASE),
-    ),
-    # "14 March 1957", "14th of March, 1957", "14-Mar-1957", "14Mar1957", "14-Mar-57"
-    (
-        "DATE",
-        _NEEDS_DIGIT,
-        re.compile(
-            rf"\b\d{{1,2}}{_ORDINAL}[\s./-]*(?:of\s+)?{_MONTHS}(?:[\s,./-]*\d{{4}}|[./-]\d{{2}})\b", re.IGNORECASE
-        ),
-    ),
-    (
-        "MRN",
-        _NEEDS_DIGIT,
-        re.compile(
-            r"\b(?:MRN|MR#|medical record(?: number| no\.?)?|chart(?: number| no\.?| #))[\s:#-]*[A-Z0-9-]*\d[A-Z0-9-]*",
-            re.IGNORECASE,
-        ),
-    ),
-    # International numbers in groups of any size: "+33 1 23 45 67 89", "+44 (0)20 7946 0958".
-    ("PHONE", _NEEDS_DIGIT, re.compile(r"(?<!\w)\+\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){3,6}(?!\w|\.\d)")),
-    (
-        "PHONE",
-        _NEEDS_DIGIT,
-        re.compile(
-            r"(?<!\w)(?<!\d\.)(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,5}\)[\s.-]?|\d{2,5}[\s.-])\d{2,4}[\s.-]?\d{3,4}"
-            r"(?!\w|\.\d)"
-        ),
-    ),
-    (
-        "ADDRESS",
-        _NEEDS_DIGIT,
-        re.compile(
-            r"\b\d{1,6}\s+(?:[A-Z][\w'\u2019-]*\s+){1,3}(?:St|Street|Ave|Avenue|Rd|Road|Blvd|Boulevard|Ln|Lane|Dr|Drive|"
-            r"Way|Ct|Court|Pl|Place|Ter|Terrace|Pkwy|Parkway|Sq|Square|Hwy|Highway)\b\.?"
-        ),
-    ),
-    # Safe Harbor: an age over 89 is itself an identifier ("a 97-year-old", "aged 95").
-    (
-        "AGE",
-        _NEEDS_DIGIT,
-        re.compile(
-            r"(?<![\w.])(?:9\d|1[0-4]\d)(?=\s*-?\s*(?:years?|yrs?|y/?o\b|y\.o\.))"
-            r"|(?:(?<=\bage )|(?<=\baged )|(?<=\bage: )|(?<=\bage:))(?:9\d|1[0-4]\d)\b",
-            re.IGNORECASE,
-        ),
-    ),
-    ("ID", _NEEDS_DIGIT, re.compile(r"\b[A-Z]{0,4}-?\d{6,}\b", re.IGNORECASE)),
-]
-
-_ANY_DIGIT = re.compile(r"\d")
-_URL_START = re.compile(r"://|www\.", re.IGNORECASE)
-
-
-def _may_match(needs: str, text: str, has_digit: bool) -> bool:
-    if needs == _NEEDS_DIGIT:
-        return has_digit
-    if needs == _NEEDS_DOTTED_DIGIT:
-        return has_digit and "." in text
-    if needs == _NEEDS_URL:
-        return _URL_START.search(text) is not None
-    return needs in text
-
-
-def _replace_patterns(text: str) -> str:
-    has_digit = _ANY_DIGIT.search(text) is not None
-    for kind, needs, pattern in _PATTERN_TABLE:
-        if _may_match(needs, text, has_digit):
-            text, count = pattern.subn(f"[{kind}]", text)
-            if count and has_digit:  # placeholders hold no digits: a replacement may remove the last
-                has_digit = _ANY_DIGIT.search(text) is not None
-    return text
+_ANY_DIGIT = phi_patterns.ANY_DIGIT
+_MONTHS, _ORDINAL = phi_patterns.MONTHS, phi_patterns.ORDINAL
 
 
 def _pattern_kinds(text: str) -> list[str]:
-    """The kinds of ``_PATTERN_TABLE`` found in ``text``, each once, in the table's order."""
-    has_digit = _ANY_DIGIT.search(text) is not None
-    found = [
-        kind for kind, needs, pattern in _PATTERN_TABLE if _may_match(needs, text, has_digit) and pattern.search(text)
-    ]
-    return list(dict.fromkeys(found))
+    """The kinds of ``phi_patterns.PATTERNS`` found in ``text`` (normalised first), each once."""
+    return phi_patterns.pattern_kinds(textnorm.normal_text(text))
 
 
 # --- The patient's own identifiers ---------------------------------------------------------------
@@ -249,27 +126,7 @@ _NAME_STOPWORDS = frozenset(
 # name is still matched as a whole. Capitalised, they may be a name ("Van Morrison").
 _NAME_PARTICLES = frozenset({"de", "da", "del", "della", "di", "du", "la", "le", "van", "der", "den", "von", "ter"})
 # Letters that Unicode decomposition does not reduce to ASCII but that people type without.
-_FOLD = str.maketrans(
-    {
-        "ß": "ss",
-        "ẞ": "SS",
-        "æ": "ae",
-        "Æ": "AE",
-        "œ": "oe",
-        "Œ": "OE",
-        "ø": "o",
-        "Ø": "O",
-        "ł": "l",
-        "Ł": "L",
-        "đ": "d",
-        "Đ": "D",
-        "ð": "d",
-        "Ð": "D",
-        "þ": "th",
-        "Þ": "TH",
-        "\u0131": "i",  # dotless i
-    }
-)
+_FOLD = str.maketrans(textnorm.SPECIAL_LETTERS)
 
 
 def fold(text: str) -> str:
@@ -353,6 +210,23 @@ def _parse_date(value: Any) -> dt.date | None:
 def _value(value: Any) -> str:
     """A patient value as ``_own_specs`` reads it: ``str(value or "").strip()``."""
     return value.strip() if value.__class__ is str else str(value or "").strip()
+
+
+_IDENTIFIER_KEYS = ("name", "mrn", "ssn", "phone", "email", "address", "zip")
+
+
+def normalised_patient(patient: Any) -> dict[str, Any]:
+    """The patient block with its identifiers in the normal form of ``cases.textnorm``: what the
+    matchers and the residual keys are made from, so that they agree with each other."""
+    if not isinstance(patient, dict):
+        return {}
+    changed: dict[str, Any] | None = None
+    for key in _IDENTIFIER_KEYS:
+        value = patient.get(key)
+        if value.__class__ is str and not textnorm.is_plain(value):
+            changed = changed if changed is not None else dict(patient)
+            changed[key] = textnorm.normalise(value).text
+    return changed if changed is not None else patient
 
 
 def _text_of(patient: dict[str, Any], key: str) -> str:
@@ -610,16 +484,22 @@ def _loose_runs(text: str) -> _Runs | None:
 
 
 class _OwnIdentifiers:
-    """A patient's identifiers, prepared once per record.
+    """A patient's identifiers, prepared once per record, matched in normalised text.
 
     Words (names, places, emails, the MRN, ZIP) are matched as the joined regex of ``_own_specs``
     would match them (see the module docstring). Numbers are not turned into regexes: every digit
     run of the text is compared with the patient's numbers, digit by digit, whatever separates the
     digits. The birth date written with a month name is recognised by one shared regex and
-    compared with the patient's.
+    compared with the patient's. The patient's initials ("J.D.", "JQD") are scrubbed but not
+    reported by the residual checks (``own_kinds``): a few capitals prove no leak, and the
+    residual index keeps no key for them.
+
+    Everything is matched in the normal form of ``cases.textnorm`` (of the text and of the
+    patient's identifiers alike) and replaced in the text as written.
     """
 
     def __init__(self, patient: dict[str, Any], encounter_date: dt.date | None) -> None:
+        patient = normalised_patient(patient)
         self.specs = _own_specs(patient)
         self.matchers = [_matcher(spec) for spec in self.specs]
         self.combined: re.Pattern[str] | None = None
@@ -628,10 +508,17 @@ class _OwnIdentifiers:
             self.combined = _combined_regex(tuple(spec.pattern for spec in self.specs))
         self.born = _parse_date(patient.get("birth_date"))
         self.numbers = _number_forms(patient, self.born, encounter_date)
+        self.initials = _initials_regex(_initials(_text_of(patient, "name")))
 
-    def _literals(self, text: str, found: list[str]) -> str:
+    def _literal_spans(self, text: str) -> list[Span]:
+        """Where the alternatives of ``_own_specs`` match, as ``re.finditer`` of their joined regex
+        would find them (empty matches left out: they replace nothing)."""
         if self.combined is not None:
-            return self.combined.sub(lambda match: self._placeholder(int((match.lastgroup or "k0")[1:]), found), text)
+            return [
+                (match.start(), match.end(), self.specs[int((match.lastgroup or "k0")[1:])].kind)
+                for match in self.combined.finditer(text)
+                if match.end() > match.start()
+            ]
         caseless = _caseless(text)
         # [start, end, index, matcher]: each alternative's next match at or after the cursor.
         pending: list[list[Any]] = []
@@ -641,41 +528,32 @@ class _OwnIdentifiers:
             hit = matcher.first(text, caseless, 0)
             if hit is not None:
                 pending.append([hit[0], hit[1], index, matcher])
-        if not pending:
-            return text
-        pieces: list[str] = []
-        cursor = 0
+        spans: list[Span] = []
         while pending:
             # The leftmost match wins; on a tie the earlier alternative, as in ``a|b``.
             start, end, index, _ = min(pending, key=lambda item: (item[0], item[2]))
-            pieces += [text[cursor:start], self._placeholder(index, found)]
-            cursor = end
+            spans.append((start, end, self.specs[index].kind))
             survivors = []
             for item in pending:
-                if item[0] < end:  # overlaps the match: search on after it, as re.sub does
+                if item[0] < end:  # overlaps the match: search on after it, as re.finditer does
                     hit = item[3].first(text, caseless, end)
                     if hit is None:
                         continue
                     item[0], item[1] = hit
                 survivors.append(item)
             pending = survivors
-        pieces.append(text[cursor:])
-        return "".join(pieces)
+        return spans
 
-    def _placeholder(self, index: int, found: list[str]) -> str:
-        kind = self.specs[index].kind
-        found.append(kind)
-        return f"[{kind}]"
-
-    def _number_run(self, match: re.Match[str], found: list[str]) -> str:
+    def _number_spans(self, match: re.Match[str]) -> list[Span]:
         run = match.group()
         # A form can only match the digits of consecutive groups: most runs (a temperature, a
         # date of the encounter) hold none of the patient's forms at all.
         digits_only = _NOT_DIGITS.sub("", run)
         if not any(form in digits_only for _kind, form in self.numbers):
-            return run
+            return []
+        base = match.start()
         groups = [(group.start(), group.end()) for group in _DIGITS.finditer(run)]
-        pieces: list[str] = []
+        spans: list[Span] = []
         cursor = index = 0
         while index < len(groups):
             for kind, form in self.numbers:
@@ -690,50 +568,142 @@ class _OwnIdentifiers:
                         run[start - 1] == "+" or (run[start - 1] == "(" and ")" in run[start:stop])
                     ):
                         start -= 1
-                    pieces += [run[cursor:start], f"[{kind}]"]
+                    spans.append((base + start, base + stop, kind))
                     cursor, index = stop, end
-                    found.append(kind)
                     break
             else:
                 index += 1
-        return "".join([*pieces, run[cursor:]]) if pieces else run
+        return spans
 
-    def _month_day(self, match: re.Match[str], found: list[str]) -> str:
+    def _is_birthday(self, match: re.Match[str]) -> bool:
         born = self.born
         assert born is not None
         month = _MONTH_NUMBERS[(match["m1"] or match["m2"])[:3].lower()]
         day = int(match["d1"] or match["d2"])
         year = (match["y1"] or match["y2"] or "").lstrip("'")
-        if (month, day) == (born.month, born.day) and year in ("", str(born.year), f"{born.year % 100:02d}"):
-            found.append("DATE")
-            return "[DATE]"
-        return match.group()
+        return (month, day) == (born.month, born.day) and year in ("", str(born.year), f"{born.year % 100:02d}")
 
-    def _own(self, text: str, found: list[str]) -> str:
-        if not text.isascii():
-            text = unicodedata.normalize("NFC", text)
+    def own_spans(self, text: str, *, initials: bool = True) -> tuple[str, list[Span]]:
+        """The patient's identifiers in a normalised ``text``, and the text with them masked
+        (``phi_patterns.masked``), each stage after the ones before it have taken theirs."""
+        spans: list[Span] = []
         if self.specs:
-            text = self._literals(text, found)
+            found = self._literal_spans(text)
+            if found:
+                found = _with_adjacent_initials(text, found)
+                spans += found
+                text = masked(text, found)
+        if initials and self.initials is not None:
+            found = [(match.start(), match.end(), "NAME") for match in self.initials.finditer(text)]
+            if found:
+                spans += found
+                text = masked(text, found)
         # Both need a digit; most symptoms and labels have none.
         if (self.born is not None or self.numbers) and _ANY_DIGIT.search(text):
             if self.born is not None:
-                text = _MONTH_DAY.sub(lambda match: self._month_day(match, found), text)
+                found = [(m.start(), m.end(), "DATE") for m in _MONTH_DAY.finditer(text) if self._is_birthday(m)]
+                if found:
+                    spans += found
+                    text = masked(text, found)
             if self.numbers:
-                text = _NUMBER_RUN.sub(lambda match: self._number_run(match, found), text)
-        return text
+                found = [span for match in _NUMBER_RUN.finditer(text) for span in self._number_spans(match)]
+                if found:
+                    spans += found
+                    text = masked(text, found)
+        return text, spans
 
     def scrub(self, text: str) -> str:
         if not text:
             return text
-        return _replace_patterns(self._own(text, []))
+        normal = textnorm.normalise(text)
+        work, spans = self.own_spans(normal.text)
+        spans += phi_patterns.pattern_spans(work)
+        return _replaced(text, normal, spans)
 
     def own_kinds(self, text: str) -> list[str]:
-        found: list[str] = []
-        self._own(text, found)
-        return found
+        _, spans = self.own_spans(textnorm.normal_text(text), initials=False)
+        return [kind for _start, _end, kind in spans]
 
     def kinds_in(self, text: str) -> list[str]:
         return list(dict.fromkeys([*self.own_kinds(text), *_pattern_kinds(text)]))
+
+
+def _replaced(text: str, normal: textnorm.Normalised, spans: list[Span]) -> str:
+    """``text`` with the characters that made each span of its normal form replaced by a placeholder.
+
+    Spans that overlap (a URL that swallowed a name) become one, named after the longest.
+    """
+    if not spans:
+        return text
+    merged: list[list[Any]] = []
+    for start, end, kind in sorted(spans):
+        start, end = textnorm.original_span(normal, start, end)
+        if merged and start < merged[-1][1]:
+            last = merged[-1]
+            if end - start > last[1] - last[0]:
+                last[2] = kind
+            last[1] = max(last[1], end)
+        else:
+            merged.append([start, end, kind])
+    pieces: list[str] = []
+    cursor = 0
+    for start, end, kind in merged:
+        pieces += [text[cursor:start], f"[{kind}]"]
+        cursor = end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+# Initials next to a name of the patient ("J. Doe", "Maria L."): part of the name.
+_INITIALS_BEFORE = re.compile(r"(?<![\w.])(?:[A-Z]\.\s?){1,3}\Z")
+_INITIAL_AFTER = re.compile(r"\s[A-Z]\.(?![\w])")
+
+
+def _with_adjacent_initials(text: str, spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for start, end, kind in spans:
+        if kind == "NAME":
+            before = _INITIALS_BEFORE.search(text, max(0, start - 9), start)
+            if before is not None:
+                start = before.start()
+            after = _INITIAL_AFTER.match(text, end)
+            if after is not None:
+                end = after.end()
+        out.append((start, end, kind))
+    return out
+
+
+def _initials(name: str) -> tuple[str, ...]:
+    """The patient's initials as people write them: all of them ("JQD") and first and last ("JD")."""
+    words = [
+        word
+        for word in re.findall(r"[^\W\d_][\w'\u2019-]*", name)
+        if word.lower() not in _NAME_STOPWORDS and not (word.lower() in _NAME_PARTICLES and word == word.lower())
+    ]
+    letters = [word[0].upper() for word in words if word[0].upper().isascii()]
+    if len(letters) < 2:
+        return ()
+    return tuple(dict.fromkeys(["".join(letters), letters[0] + letters[-1]]))
+
+
+@functools.lru_cache(maxsize=4096)
+def _initials_regex(sequences: tuple[str, ...]) -> re.Pattern[str] | None:
+    """Initials in capitals: dotted ("J.D.", "J. Q. D."); undotted if three or more ("JQD"); two
+    undotted ("JD") only where the text says they are someone's ("pt JD", "initials: JD", "(JD)"),
+    since two capitals are often an abbreviation ("MS", "CK", "AF")."""
+    alternatives: list[str] = []
+    for letters in sequences:
+        alternatives.append(r"(?<![\w.])" + r"\.\s?".join(letters) + r"\.?(?!\w)")
+        if len(letters) >= 3:
+            alternatives.append(rf"(?<![\w.]){letters}(?!\w)")
+        else:
+            after = "|".join(
+                f"(?<={re.escape(word)})"
+                for word in ("pt ", "Pt ", "PT ", "pt. ", "patient ", "Patient ", "initials ", "initials: ")
+                + ("Initials: ", "Initials ", "re: ", "Re: ", "RE: ", "(")
+            )
+            alternatives.append(rf"(?:{after}){letters}(?!\w)")
+    return re.compile("|".join(alternatives)) if alternatives else None
 
 
 def _number_forms(
@@ -774,7 +744,7 @@ _NUMBER_RUN = re.compile(r"[(+]*\d(?:[\s().+/-]*\d)*")
 _DIGITS = re.compile(r"\d+")
 _NOT_DIGITS = re.compile(r"\D+")
 _NOT_ALNUM = re.compile(r"[\W_]+")
-_MONTH_NUMBERS = {short: number for number, (short, _rest) in enumerate(_MONTH_NAMES, start=1)}
+_MONTH_NUMBERS = {short: number for number, (short, _rest) in enumerate(phi_patterns.MONTH_NAMES, start=1)}
 _MONTH_DAY = re.compile(
     rf"\b(?P<m1>{_MONTHS})[\s./,-]*(?P<d1>\d{{1,2}}){_ORDINAL}(?:[\s./,-]*(?P<y1>\d{{4}}|'?\d{{2}}))?\b"
     rf"|\b(?P<d2>\d{{1,2}}){_ORDINAL}[\s./,-]*(?:of\s+)?(?P<m2>{_MONTHS})(?:[\s./,-]*(?P<y2>\d{{4}}|'?\d{{2}}))?\b",
@@ -819,6 +789,37 @@ def scrub_text(text: str, patient: dict[str, Any], *, encounter_date: dt.date | 
     birth is scrubbed too.
     """
     return _OwnIdentifiers(patient, encounter_date).scrub(text)
+
+
+# "\w" joins "doe_score" into one word, so a key is checked for identifiers as the words it is
+# made of: separators and underscores become spaces, and camelCase is split ("doeScore").
+_KEY_SEPARATORS = re.compile(r"[\W_]+")
+_CAMEL_CASE = re.compile(r"(?<=[a-z])(?=[A-Z])")
+
+
+def key_words(key: str) -> str:
+    """A findings key as the words it is made of, in normal form: "doe_score" -> "doe score"."""
+    return _KEY_SEPARATORS.sub(" ", _CAMEL_CASE.sub(" ", textnorm.normal_text(key))).strip()
+
+
+def finding_key_identifiers(
+    keys: Iterable[str], patient: dict[str, Any], *, encounter_date: dt.date | None = None
+) -> list[tuple[int, list[str]]]:
+    """``(position, kinds)`` of the findings keys that hold an identifier: one of the patient's own,
+    or anything shaped like one (``phi_patterns``), looked for in ``key_words(key)``.
+
+    Findings keys reach de-identified records and datasets as they are (until a data dictionary
+    names the findings), so such a key is refused when a case is submitted, and the residual scan
+    of a dataset checks keys the same way.
+    """
+    own = _OwnIdentifiers(patient, encounter_date)
+    found: list[tuple[int, list[str]]] = []
+    for position, key in enumerate(keys):
+        words = key_words(key)
+        kinds = own.kinds_in(words) if words else []
+        if kinds:
+            found.append((position, kinds))
+    return found
 
 
 def deidentify(record: CaseRecord, *, key: str | bytes) -> dict[str, Any]:
@@ -929,8 +930,8 @@ def residual_identifiers(
 class StringFacts:
     """What the residual check knows about one distinct string."""
 
-    kinds: tuple[str, ...]  # the kinds of ``_PATTERN_TABLE`` found in it
-    plain: bool  # ASCII: ``ResidualIndex.might_hold_own`` can rule its patients out
+    kinds: tuple[str, ...]  # the kinds of ``phi_patterns.PATTERNS`` found in it
+    plain: bool  # its own normal form (ASCII): ``ResidualIndex.might_hold_own`` can rule its patients out
 
 
 _WORDS = re.compile(r"[a-z0-9]+")
@@ -991,7 +992,7 @@ def _email_key_text(email: str) -> str:
 
 
 _OTHER_KEYS = ("mrn", "ssn", "phone", "zip", "address", "email")
-RESIDUAL_KEYS_FORMAT = "rk1"  # bump whenever ``residual_keys`` changes what it writes
+RESIDUAL_KEYS_FORMAT = "rk2"  # bump whenever ``residual_keys`` changes what it writes
 
 
 def residual_keys(patient: Any) -> str:
@@ -1004,8 +1005,7 @@ def residual_keys(patient: Any) -> str:
     block itself. Approval stores them (``Case.residual_keys``) so that a dataset scan need not load
     and fold every patient block; ``might_hold_own`` computes them on the fly.
     """
-    if not isinstance(patient, dict):
-        patient = {}
+    patient = normalised_patient(patient)
     get = patient.get
     keys = [RESIDUAL_KEYS_FORMAT]
     exact = False
@@ -1101,7 +1101,7 @@ class ResidualIndex:
         return {text: self._facts[text] for text in texts}
 
     def _index(self, text: str) -> StringFacts:
-        facts = StringFacts(kinds=tuple(_pattern_kinds(text)), plain=text.isascii())
+        facts = StringFacts(kinds=tuple(_pattern_kinds(text)), plain=textnorm.is_plain(text))
         if not facts.plain:
             return facts
         lower = text.lower()

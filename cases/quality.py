@@ -14,7 +14,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from cases.interchange import CaseRecord
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cases.interchange import CaseRecord
 
 # Physiological ranges of the findings we know. Outside them a value is implausible (a typo or a
 # unit error), not impossible to record; the case stays, with a lower score. Findings we do not

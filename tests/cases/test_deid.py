@@ -21,9 +21,10 @@ from faker import Faker
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cases import deid
+from cases import deid, phi_patterns
 from cases.interchange import CaseRecord, parse_record
 from tests.cases.factories import record_dict
+from tests.cases.phi_examples import PATTERN_EXAMPLES
 
 KEY = "test-pseudonym-key-for-deid-tests"
 ENCOUNTER = dt.date(2026, 3, 10)
@@ -760,25 +761,22 @@ TRICKY = [
 PATIENT_KEYS = ["name", "mrn", "ssn", "phone", "email", "address", "zip"]
 
 
-def by_definition(patient: dict[str, Any], text: str) -> tuple[str, list[str]]:
-    """The literal stage as the joined regex does it: ``(text with placeholders, kinds in order)``."""
-    specs = deid._own_specs(patient)
+def by_definition(patient: dict[str, Any], text: str) -> list[tuple[int, int, str]]:
+    """The literal stage as the joined regex finds it: ``(start, end, kind)`` of each non-empty match
+    (the alternatives made from the patient in normal form, as ``_OwnIdentifiers`` makes them)."""
+    specs = deid._own_specs(deid.normalised_patient(patient))
     if not specs:
-        return text, []
-    found: list[str] = []
-
-    def placeholder(match: re.Match[str]) -> str:
-        kind = specs[int((match.lastgroup or "k0")[1:])].kind
-        found.append(kind)
-        return f"[{kind}]"
-
+        return []
     regex = deid._combined_regex(tuple(spec.pattern for spec in specs))
-    return regex.sub(placeholder, text), found
+    return [
+        (match.start(), match.end(), specs[int((match.lastgroup or "k0")[1:])].kind)
+        for match in regex.finditer(text)
+        if match.end() > match.start()
+    ]
 
 
-def fast(patient: dict[str, Any], text: str) -> tuple[str, list[str]]:
-    found: list[str] = []
-    return deid._OwnIdentifiers(patient, None)._literals(text, found), found
+def fast(patient: dict[str, Any], text: str) -> list[tuple[int, int, str]]:
+    return deid._OwnIdentifiers(patient, None)._literal_spans(text)
 
 
 @st.composite
@@ -875,18 +873,30 @@ def test_every_ascii_form_of_a_character_folds_like_the_character():
     assert broken == []
 
 
-@settings(max_examples=500, deadline=None)
-@given(
-    st.lists(
-        st.sampled_from(["www.", "http://", "ftp://", "@", ":", ".", "1", "9", "-", "/", " ", "a", "Z", "MRN", "St"]),
-        max_size=14,
-    ).map("".join)
-)
+# Pieces of text that the cheap tests of ``phi_patterns`` look for, and the shapes around them.
+GUARD_PIECES = [
+    *["www.", "http://", "ftp://", "@", ":", ".", "1", "9", "-", "/", " ", "a", "Z", "MRN", "St", "#", "'", "\n"],
+    *["May", "may", "March", "mar", "24", "24th", "the", "of", "on", "since", "Christmas", "New Year's", "90s"],
+    *["ninety", "seven", "years", "old", "aged", "hundred", "and", "nonagenarian", "nineties", "her", "in"],
+    *["Daughter", "son", "sons", "Maria", "Lopez", "(", ")", ",", "Dr", "Mr", "Mrs.", "NOK", "name", "lives", "with"],
+    *["works", "at", "Acme", "twelve", "Elm", "Street", "Flat", "Apt", "P.O. Box", "box", "Springfield", "moved"],
+    *["account", "VIN", "SN", "ID", "plate", "serial", "no.", "A-4471", "7XYZ123", "00:1b:44:11:3a:b7", "\u00e9"],
+    *["co-worker", "mother-in-law", "Apartment", "ste", "date", "dated", "5/24", "the patient's", "late"],
+]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(GUARD_PIECES), max_size=14).map("".join))
 def test_a_pattern_only_matches_a_text_that_has_what_it_needs(text):
-    has_digit = deid._ANY_DIGIT.search(text) is not None
-    for _kind, needs, pattern in deid._PATTERN_TABLE:
-        if pattern.search(text):
-            assert deid._may_match(needs, text, has_digit), (needs, text)
+    """The cheap tests and the anchors never hide a match: every pattern finds with them (each on
+    the text as it is) exactly what a plain search finds."""
+    with_tests = phi_patterns.pattern_kinds(text)
+    plain = list(dict.fromkeys(kind for kind, _needs, pattern in phi_patterns.PATTERNS if pattern.search(text)))
+    assert with_tests == plain, text
+    for _kind, needs, pattern in phi_patterns.PATTERNS:
+        for match in pattern.finditer(text):
+            if needs.anchors and match.end() > match.start():
+                assert any(text.lower().startswith(anchor, match.start()) for anchor in needs.anchors), (text, match)
 
 
 def test_pattern_guards_hold_for_every_example_identifier():
@@ -905,14 +915,13 @@ def test_pattern_guards_hold_for_every_example_identifier():
         "44 Harbor View Road",
         "A 97-year-old",
         "ab1234567",
+        *PATTERN_EXAMPLES,
     ]
     for text in examples:
-        has_digit = deid._ANY_DIGIT.search(text) is not None
-        kinds = [kind for kind, needs, pattern in deid._PATTERN_TABLE if pattern.search(text)]
-        assert kinds, text
-        for _kind, needs, pattern in deid._PATTERN_TABLE:
-            if pattern.search(text):
-                assert deid._may_match(needs, text, has_digit), (needs, text)
+        assert phi_patterns.pattern_kinds(text), text
+        assert phi_patterns.pattern_kinds(text) == list(
+            dict.fromkeys(kind for kind, _needs, pattern in phi_patterns.PATTERNS if pattern.search(text))
+        ), text
 
 
 # --- The residual index never rules out what the exact matcher finds ------------------------------
@@ -1064,9 +1073,9 @@ def test_the_stored_residual_keys_of_a_known_patient_are_frozen():
         "address": "12 Elm St, Cambridge, MA",
         "ssn": "123-45-6789",
     }
-    assert deid.RESIDUAL_KEYS_FORMAT == "rk1"
+    assert deid.RESIDUAL_KEYS_FORMAT == "rk2"
     assert deid.residual_keys(patient) == (
-        "rk1 n:jane n:doe w:mrn w:448812 w:123 w:6789 w:617 w:555 w:0100 w:02139 w:jane w:elm w:cambridge "
+        "rk2 n:jane n:doe w:mrn w:448812 w:123 w:6789 w:617 w:555 w:0100 w:02139 w:jane w:elm w:cambridge "
         "f:mrn448812 m:3-14 d:5550100 d:123456789 d:448812 d:02139 d:1957 d:03141957 d:031457 d:14031957 "
         "d:140357 d:1431957 d:19570314 d:1957314 d:3141957"
     )
