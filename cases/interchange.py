@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from cases import deid
+
 KNOWN_KEYS = frozenset(
     {"external_id", "source", "cohort", "patient", "encounter_date", "findings", "symptoms", "note", "diagnosis"}
 )
@@ -195,6 +197,25 @@ def parse_findings(value: Any) -> dict[str, float]:
     return findings
 
 
+def check_finding_keys(findings: dict[str, float], patient: dict[str, Any], encounter_date: dt.date | None) -> None:
+    """Refuse a findings key that holds an identifier of the case (``deid.finding_key_identifiers``).
+
+    Keys reach de-identified records and datasets as they are, until a data dictionary names the
+    findings. The message names the key's position and the kind, never the key: it holds PHI.
+    """
+    if not findings:
+        return
+    found = deid.finding_key_identifiers(findings, patient, encounter_date=encounter_date)
+    if found:
+        position, kinds = found[0]
+        raise RecordError(
+            "findings",
+            f"key {position + 1} (of {len(findings)}) holds an identifier of the patient or something shaped "
+            f"like one ({', '.join(kinds)}). Findings keys are passed on as they are: name the measurement, "
+            "not the person, date or number.",
+        )
+
+
 def parse_symptoms(value: Any) -> list[str]:
     if value is None:
         return []
@@ -256,13 +277,17 @@ def parse_record(obj: Any, *, default_source: str | None = None) -> CaseRecord:
         _key(key, "extra")
         _check_extra(value, key)
     diagnosis_code, diagnosis_label = parse_diagnosis(obj.get("diagnosis"))
+    patient = parse_patient(obj.get("patient"))
+    encounter_date = parse_date(obj.get("encounter_date"), "encounter_date", required=True)
+    findings = parse_findings(obj.get("findings"))
+    check_finding_keys(findings, patient, encounter_date)
     return CaseRecord(
         source=_slug(source, "source", max_length=MAX_SOURCE_LENGTH),
         external_id=_text(obj.get("external_id"), "external_id", max_length=MAX_ID_LENGTH, required=True),
         cohort=_slug(obj.get("cohort"), "cohort", max_length=MAX_COHORT_LENGTH),
-        patient=parse_patient(obj.get("patient")),
-        encounter_date=parse_date(obj.get("encounter_date"), "encounter_date", required=True),  # type: ignore[arg-type]
-        findings=parse_findings(obj.get("findings")),
+        patient=patient,
+        encounter_date=encounter_date,  # type: ignore[arg-type]
+        findings=findings,
         symptoms=parse_symptoms(obj.get("symptoms")),
         note=_text(obj.get("note"), "note", max_length=MAX_NOTE_LENGTH),
         diagnosis_code=diagnosis_code,

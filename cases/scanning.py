@@ -20,6 +20,10 @@ looked up at once (``ResidualIndex.rows_that_might_hold``: one set intersection,
 cases holding a key that hit). The report is the exact matcher's either way. Pseudonym shapes are
 checked for a whole column at once too, one by one only when some value is not one.
 
+Map keys (``findings[3].key``) are checked as the words they are made of (``deid.key_words``:
+"doe_score" is "doe score"), the form in which a findings key is refused at submission: as one
+word, "doe_score" would hide the name "Doe" from every matcher.
+
 The pseudonym column is not matched against patterns: it is HMAC output (64 hex characters) that
 ``deid`` computes from the MRN under a secret key, and digit-run patterns (a ZIP code, a birth year)
 would occasionally "find" an identifier in random hex, about once per 100,000 patients: a build
@@ -49,6 +53,7 @@ CHUNK_SIZE = 2000  # cases whose patient blocks are loaded per query
 MAX_REPORTED_FINDINGS = 1000
 PSEUDONYM_FIELDS = frozenset({"patient_pseudonym"})
 PSEUDONYM_SHAPE = re.compile(r"[0-9a-f]{64}")
+KEY_SUFFIX = ".key"  # how a map key's field is named (``findings[3].key``)
 
 
 @dataclass
@@ -226,7 +231,8 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
     def add(row: int, field_name: str, kind: str) -> None:
         found.setdefault(int(row), {})[(field_name, kind)] = None
 
-    # Pseudonyms: the shape, nothing else. Every other string: each distinct one matched once.
+    # Pseudonyms: the shape, nothing else. Map keys: as the words they are made of. Every other
+    # string: each distinct one matched once.
     columns: list[StringColumn] = []
     for column in batch.columns:
         report.strings += int(np.count_nonzero(column.codes >= 0))
@@ -236,7 +242,7 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
             for position in _positions(pseudonym_part, bad):
                 add(pseudonym_part.rows[position], pseudonym_part.field_of(position), "PSEUDONYM_FORMAT")
         if rest is not None:
-            columns.append(rest)
+            columns += _keys_as_words(rest)
     facts = index.add_all(text for column in columns for text in column.values if text)
 
     # Pattern-shaped strings, and the cases with a string only the exact matcher can judge.
@@ -314,6 +320,30 @@ def _split_pseudonyms(
     if mask.all():
         return column, None
     return column.subset(mask), column.subset(~mask)
+
+
+def _is_key(name: str) -> bool:
+    return name.endswith(KEY_SUFFIX)
+
+
+def _keys_as_words(column: StringColumn) -> list[StringColumn]:
+    """The column with its map keys (fields named ``...].key``) written as the words they are made
+    of (``deid.key_words``), so that a key is checked as a findings key is checked at submission."""
+    fields = column.fields
+    if isinstance(fields, ItemFields):
+        return [_with_key_words(column)] if fields.suffix == KEY_SUFFIX else [column]
+    if isinstance(fields, str):
+        return [_with_key_words(column)] if _is_key(fields) else [column]
+    keys = np.array([_is_key(name) for name in fields], dtype=bool)
+    if not keys.any():
+        return [column]
+    if keys.all():
+        return [_with_key_words(column)]
+    return [_with_key_words(column.subset(keys)), column.subset(~keys)]
+
+
+def _with_key_words(column: StringColumn) -> StringColumn:
+    return StringColumn(column.fields, column.rows, column.codes, [deid.key_words(value) for value in column.values])
 
 
 def _texts_of(columns: Sequence[StringColumn], row: int) -> list[tuple[str, str]]:

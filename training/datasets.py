@@ -12,6 +12,8 @@ the work and ends in ``ready`` or ``failed``. The build, in order:
    file (no split yet). Only ids, pseudonym keys, label codes and a fingerprint of each record
    stay in memory, as numpy arrays. A case without the stored columns (approved before they
    existed) gets them computed from its record here.
+   A case de-identified under an older policy than the current one is first de-identified again
+   (``cases.redeid``, which reads its raw record in ``cases``), so a build never mixes policies.
 2. Validate: enough cases, at least two labels, no label with a single case, one de-identification
    policy for all. A refusal fails the snapshot with a clear message and raises
    ``DatasetBuildError`` (a ``DomainError``, so the API answers it with its code).
@@ -71,7 +73,7 @@ from django.db.models import TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-from cases import deid
+from cases import deid, redeid
 from cases.models import Case
 from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
@@ -253,6 +255,10 @@ def _build(
 ) -> tuple[str, _Selection, np.ndarray, ScanReport]:
     """Steps 1 to 6: the path of the checked file, the selection, its splits and the scan report."""
     rows_file = _temporary_file(snapshot, ".arrow", temporaries)
+    # Cases de-identified under an older policy are made again under the current one first (in
+    # ``cases``: it reads their raw records), so the build reads current rows only.
+    report("Updating cases of an older de-identification policy", 0, 0)
+    redeid.redeidentify_stale(_selection(snapshot.filters))
     selection = _read(snapshot, rows_file, report)
     _validate(snapshot, selection)
     report("Splitting", 0, len(selection.ids))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from django.conf import settings as django_settings
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -301,12 +302,24 @@ def test_a_single_label_is_not_enough(model_type):
     assert DIAGNOSES[0][0] in snapshot.error
 
 
-def test_cases_of_two_deidentification_policies_are_refused(model_type):
+def test_cases_of_an_older_policy_are_deidentified_again_before_the_build(model_type):
+    """A record made under an older policy may hold what the current one removes: the build makes it
+    again from the raw record instead of refusing the mix or passing it on."""
     cases = approved_cohort(model_type.cohort, patients=10)
-    Case.objects.filter(pk=cases[0].pk).update(deid_policy_version="safe-harbor-1999.1")
-    snapshot, error = build_error(model_type)
-    assert error.code == "mixed_policy_versions"
-    assert "safe-harbor-1999.1" in snapshot.error
+    old = cases[0]
+    name = old.patient["name"]
+    plant(old, symptoms=["cough", f"daughter {name.split()[0]} worried"])
+    Case.objects.filter(pk=old.pk).update(deid_policy_version="safe-harbor-1999.1", residual_keys="rk0 n:x")
+
+    snapshot = build(model_type)
+
+    old.refresh_from_db()
+    assert snapshot.status == DatasetSnapshot.Status.READY
+    assert snapshot.policy_version == deid.POLICY_VERSION
+    assert old.deid_policy_version == deid.POLICY_VERSION
+    assert old.deidentified == deid.deidentify(old.to_record(), key=django_settings.PSEUDONYM_KEY)
+    assert old.residual_keys == deid.residual_keys(old.patient)
+    assert old.deid_dataset_row == deid.dataset_row(old.deidentified)
 
 
 def test_too_few_patients_for_three_splits_are_refused(model_type):
@@ -383,6 +396,21 @@ def test_an_identifier_in_a_findings_key_is_reported_by_position(model_type):
     assert error.code == "residual_identifiers"
     assert {"case_id": leaky.pk, "field": "findings[1].key", "kind": "SSN"} in snapshot.scan_report["findings"]
     assert_no_identifier_in(snapshot, ssn)
+
+
+def test_a_findings_key_that_joins_the_patients_surname_to_a_word_fails_the_snapshot(model_type):
+    """``\\w`` joins "doe_score" into one word that no name matches: keys are scanned as words."""
+    cases = approved_cohort(model_type.cohort, patients=10)
+    leaky = cases[1]
+    surname = leaky.patient["name"].split()[-1]
+    plant(leaky, findings={"heart_rate": 90.0, f"{surname.lower()}_score": 1.0, f"x{surname}Level": 2.0})
+    snapshot, error = build_error(model_type)
+    assert error.code == "residual_identifiers"
+    findings = snapshot.scan_report["findings"]
+    keys = {f["field"] for f in findings if f["case_id"] == leaky.pk and f["field"].endswith(".key")}
+    assert len(keys) == 2
+    assert all(f["kind"] == "NAME" for f in findings if f["field"] in keys)
+    assert_no_identifier_in(snapshot, surname, surname.lower())
 
 
 def test_a_raw_mrn_in_the_pseudonym_column_fails_the_snapshot(model_type):
