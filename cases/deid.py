@@ -655,7 +655,7 @@ def _replaced(text: str, normal: textnorm.Normalised, spans: list[Span]) -> str:
 
 
 # Initials next to a name of the patient ("J. Doe", "Maria L."): part of the name.
-_INITIALS_BEFORE = re.compile(r"(?<![\w.])(?:[A-Z]\.\s?){1,3}\Z")
+_INITIALS_BEFORE = re.compile(r"(?<![^\s(])(?:[A-Z]\.\s?){1,3}\Z")
 _INITIAL_AFTER = re.compile(r"\s[A-Z]\.(?![\w])")
 
 

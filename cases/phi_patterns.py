@@ -34,26 +34,23 @@ class Needs(NamedTuple):
     """What a text must hold for a regex to match at all, tested first because it is cheap.
 
     ``digit``: a digit; ``dot``: a "."; ``url``: "://" or "www."; ``literal``: that string;
-    ``words``: one of these whole words (runs of letters) of the lower-case text; ``anchors``:
+    ``words``: one of these strings in the lower-case text (each regex's own, in its every match); ``anchors``:
     every match starts where one of these strings starts in the lower-case text, so the regex is
-    tried only there (``re.match`` at each place, instead of a search of the whole text).
+    tried only there (``re.match`` at each place, instead of a search of the whole text);
+    ``context``: a regex that every match ends with, looked for first, and the regex searched only
+    in the ``CONTEXT_WINDOW`` characters before each place it matches.
     """
 
     digit: bool = False
     dot: bool = False
     url: bool = False
     literal: str = ""
-    words: frozenset[str] = frozenset()
+    words: tuple[str, ...] = ()
     anchors: tuple[str, ...] = ()
+    context: str = ""
 
 
 _NEEDS_DIGIT = Needs(digit=True)
-
-
-def _words(*groups: str) -> frozenset[str]:
-    """Space-separated words, each also with a plural "s"."""
-    words = {word for group in groups for word in group.split()}
-    return frozenset(words | {word + "s" for word in words})
 
 
 # --- Building blocks ------------------------------------------------------------------------------
@@ -83,9 +80,16 @@ def _month_pattern(short: str, rest: str) -> str:
 # Any letter case: the birth date's month (``cases.deid``) and the dates with a year.
 MONTHS = "(?:" + "|".join(_month_pattern(short, rest) for short, rest in MONTH_NAMES) + ")"
 ORDINAL = r"(?:st|nd|rd|th)?"
-# A month that may stand without a year: "may" is a month only as "May" (or "MAY").
+# A month that may stand without a year: "may" is a month only as "May" (or "MAY"); a dot is an
+# abbreviation's ("Aug."), never the full stop after a whole name ("in August. 6 Minute Walk").
 _MONTH = (
-    "(?:(?i:" + "|".join(_month_pattern(short, rest) for short, rest in MONTH_NAMES if short != "may") + r")|May|MAY)"
+    "(?:(?i:"
+    + "|".join(
+        r"sep(?:tember|t\.?|\.)?" if short == "sep" else rf"{short}(?:{rest}|\.)?"
+        for short, rest in MONTH_NAMES
+        if short != "may"
+    )
+    + r")|May|MAY)"
 )
 # A month on its own ("in March"): written with a capital.
 _MONTH_CAPITALISED = (
@@ -113,13 +117,19 @@ _AGE_WORDS = (
 )
 
 # A name: capitalised words ("Maria", "O'Brien", "McDonald", "Mary-Jane") and initials ("J."),
-# not all capitals (an abbreviation: "ICU", "EMS") and not a word that starts a sentence or a
-# clause after a kinship word ("daughter. She", "son, Who").
-_NOT_A_NAME = (
+# not all capitals (an abbreviation: "ICU", "EMS"). Function words are never part of one; the
+# words that start a clause after a kinship word ("daughter. She", "son, Who") or name a disease in
+# a family history ("father, Parkinson disease") are not its first word, but may be a surname after
+# a first name ("Amy Barrett").
+_FUNCTION_WORDS = (
     "The|This|That|These|Those|She|He|They|We|It|His|Her|Hers|Their|Our|My|Your|Is|Was|Were|Are|Has|Had|"
     "Have|And|But|Or|Not|No|Yes|Also|Who|Whom|Which|What|When|Where|While|Why|How|At|In|On|Of|To|From|For|"
     "With|By|As|If|So|Then|Than|Today|Tonight|Yesterday|Tomorrow|Here|There|Now|Please|Will|Would|Can|"
-    "Could|Should|May|Might|Must|Did|Does|Do|Says|Said|States|Stated|Reports|Reported|Notes|Noted|Denies|"
+    "Could|Should|May|Might|Must|Did|Does|Do"
+)
+_NOT_A_NAME = (
+    _FUNCTION_WORDS + "|"
+    "Says|Said|States|Stated|Reports|Reported|Notes|Noted|Denies|"
     "Present|Called|Visited|Came|Brought|Arrived|Left|Patient|Pt|Per|Family|Home|Bedside|Unknown|None|"
     "All|Both|Each|Any|Some|Everyone|Nobody|Alive|Deceased|Died|Passed|Age|Aged|Years|Mother|Father|"
     "Daughter|Son|Wife|Husband|Sister|Brother|Partner|Friend|However|Although|Because|After|Before|"
@@ -137,8 +147,14 @@ _NOT_A_NAME = (
     "Noncontributory|Myocardial|Coronary|Congestive|Chronic|Acute|Sudden|Early|Late|Unremarkable|"
     "January|February|March|April|June|July|August|September|October|November|December"
 )
-_NAME_WORD = rf"(?!(?:{_NOT_A_NAME})\b)(?:[A-Z](?:[a-z]+(?:['\u2019-]?[A-Z][a-z]+)*|['\u2019][A-Z][a-z]+|\.))"
-_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,2}}(?![\w'\u2019-])"
+# A run of FILL is a name part an earlier stage took (the patient's own first name in "contact:
+# Jennifer Rose"): the rest of the name still follows it.
+_CAPITALISED = r"(?:[A-Z](?:[a-z]+(?:['\u2019-]?[A-Z][a-z]+)*|['\u2019][A-Z][a-z]+|\.)|\x00+)"
+_NAME_WORD = rf"(?!(?:{_NOT_A_NAME})\b){_CAPITALISED}"
+_NAME_WORD_NEXT = rf"(?!(?:{_FUNCTION_WORDS})\b){_CAPITALISED}"
+_NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD_NEXT}){{0,2}}(?![\w'\u2019-])"
+# After a title ("Dr. Graves") a capitalised word is a name, eponym or not.
+_TITLED_NAME = rf"{_NAME_WORD_NEXT}(?:\s+{_NAME_WORD_NEXT}){{0,2}}(?![\w'\u2019-])"
 _NAMES = rf"{_NAME}(?:\s*(?:,|and|&)\s*{_NAME}){{0,3}}"
 # Kinship and household words, then the lists the regex and its cheap tests are made of.
 _KIN_PHRASES = (
@@ -154,8 +170,10 @@ _KIN = (
     + "|".join(sorted(_KIN_PHRASES, key=len, reverse=True))
     + ")s?"
 )
-_KIN_WORDS = _words(" ".join(_KIN_PHRASES), "co")
 _POSSESSIVE = r"(?i:her|his|their|the\s+patient['\u2019]s|patient['\u2019]s|pt['\u2019]s)"
+# What follows a name to say whose it is: "Rosa (sister)", "Ana, her daughter".
+_KIN_AFTER_A_NAME = rf"\(\s*(?:{_POSSESSIVE}\s+)?(?i:{_KIN})\s*\)|,\s*{_POSSESSIVE}\s+(?i:{_KIN})\b"
+CONTEXT_WINDOW = 80  # a name of three words and the space before its context fit in this
 _TITLES = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Doctor|Nurse|Rev|Sr|Fr)"
 _ROLE_LABELS = (
     r"(?i:(?:patient|pt)\s+name|name|next\s+of\s+kin|nok|emergency\s+contact|contact\s+person|contact|"
@@ -167,7 +185,7 @@ _ROLE_PHRASES = (
 )
 _EMPLOYER = r"(?i:works\s+(?:at|for)|working\s+(?:at|for)|employed\s+(?:at|by)|employer(?:\s+is)?\s*:?|job\s+at)"
 _ORGANISATION_WORD = rf"(?!(?:{_NOT_A_NAME})\b)[A-Z][A-Za-z&'\u2019.-]*"
-_ORGANISATION = rf"{_ORGANISATION_WORD}(?:\s+(?:&\s+)?{_ORGANISATION_WORD}){{0,3}}"
+_ORGANISATION = rf"{_ORGANISATION_WORD}(?:(?:,?\s+(?:(?:and|&)\s+)?|\s*&\s*){_ORGANISATION_WORD}){{0,4}}"
 # Places below a state: a town after "lives in" (a state may stay: Safe Harbor allows it).
 _STATES = (
     "Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|"
@@ -241,10 +259,10 @@ _IPV6 = (
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
 _I = re.IGNORECASE
-_MONTH_TOKENS = _words(
-    "jan january feb february mar march apr april may jun june jul july aug august sep sept september "
-    "oct october nov november dec december"
-)
+# Every month's first three letters ("sept" holds "sep"): in every date written with a month name.
+_MONTH_WORDS = tuple(short for short, _rest in MONTH_NAMES)
+_WEEKDAY_ANCHORS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_MONTH_ANCHORS = tuple(short for short, _rest in MONTH_NAMES)
 _NUMBER_ANCHORS = (
     "one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty thirty forty fifty "
     "sixty seventy eighty"
@@ -276,7 +294,7 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
     # "March 14, 1957", "Mar. 14 1957", "Mar-14-1957"
     (
         "DATE",
-        Needs(digit=True, words=_MONTH_TOKENS),
+        Needs(digit=True, words=_MONTH_WORDS),
         re.compile(rf"\b{MONTHS}[\s./-]*\d{{1,2}}{ORDINAL}(?:\s*,\s*|[\s./-]+)\d{{4}}\b", _I),
     ),
     # "14 March 1957", "14th of March, 1957", "14-Mar-1957", "14Mar1957", "14-Mar-57"
@@ -285,22 +303,29 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
         Needs(digit=True),
         re.compile(rf"\b\d{{1,2}}{ORDINAL}[\s./-]*(?:of\s+)?{MONTHS}(?:[\s,./-]*\d{{4}}|[./-]\d{{2}})\b", _I),
     ),
-    # Dates without a year, or in words: "May 24th", "Monday, May 24", "24th of May", "the
-    # twenty-fourth of May", "May twenty-fourth, 2024", "March 2024".
+    # Dates without a year, or in words, month first: "May 24th", "Monday, May 24", "May
+    # twenty-fourth, 2024", "March 2024".
     (
         "DATE",
-        Needs(words=_MONTH_TOKENS),
+        Needs(words=_MONTH_WORDS, anchors=(*_WEEKDAY_ANCHORS, *_MONTH_ANCHORS)),
         re.compile(
             rf"\b(?:{_WEEKDAY},?\s+)?{_MONTH}(?![A-Za-z])[\s-]*(?:(?i:the)\s+)?{_DAY}(?:(?:\s*,\s*|[\s./-]+){_YEAR})?"
-            rf"|\b(?:{_WEEKDAY},?\s+)?(?:(?i:the)\s+)?(?<![\d.,]){_DAY}(?:\s+(?i:of)\s+|[\s/-]*|\.(?!\s))"
-            rf"{_MONTH}(?![A-Za-z])(?:[\s,./-]*{_YEAR})?"
             rf"|\b{_MONTH}(?![A-Za-z])[\s,./-]+{_YEAR}"
+        ),
+    ),
+    # Day first: "24th of May", "the twenty-fourth of May", "24 May 2024" (searched just before a month).
+    (
+        "DATE",
+        Needs(words=_MONTH_WORDS, context=rf"{_MONTH}(?![A-Za-z])"),
+        re.compile(
+            rf"\b(?:{_WEEKDAY},?\s+)?(?:(?i:the)\s+)?(?<![\d.,]){_DAY}(?:\s+(?i:of)\s+|[\s/-]*|\.(?!\s))"
+            rf"{_MONTH}(?:[\s,./-]*{_YEAR}|(?![A-Za-z0-9]))"
         ),
     ),
     # A month on its own where the words before make it a date: "since March", "in May".
     (
         "DATE",
-        Needs(words=_MONTH_TOKENS),
+        Needs(words=_MONTH_WORDS),
         re.compile(
             r"\b(?i:in|on|since|during|until|till|by|from|early|late|mid|last|next|this|before|after|through|"
             rf"between|around|end\s+of|beginning\s+of|start\s+of)[\s-]+(?P<id>{_MONTH_CAPITALISED})(?![\w'\u2019])"
@@ -372,11 +397,11 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
         Needs(digit=True, anchors=("flat", "apt", "apartment", "suite", "ste", "unit")),
         re.compile(rf"\b{_UNIT}\s*#?\s*\d+[A-Za-z]?\b"),
     ),
-    ("ADDRESS", Needs(digit=True, words=frozenset({"box"})), re.compile(r"\b(?i:p\.?\s*o\.?\s*box)\s*\d+\b")),
+    ("ADDRESS", Needs(digit=True, words=("box",)), re.compile(r"\b(?i:p\.?\s*o\.?\s*box)\s*\d+\b")),
     # A street without a number: "lives on Elm Street".
     (
         "ADDRESS",
-        Needs(words=_words(_STREET_FULL_SUFFIX.strip("(?:)").replace("|", " ").lower())),
+        Needs(words=tuple(_STREET_FULL_SUFFIX.strip("(?:)").lower().split("|"))),
         re.compile(
             rf"\b(?i:on|at|off|near|in|from|to)\s+(?P<id>(?:(?!(?:{_NOT_A_NAME})\b)[A-Z][\w'\u2019-]*\s+){{1,3}}"
             rf"{_STREET_FULL_SUFFIX})\b"
@@ -401,7 +426,7 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
     ),
     (
         "AGE",
-        Needs(words=_words("ninety hundred nonagenarian centenarian supercentenarian nineties")),
+        Needs(words=("ninety", "hundred", "nonagenarian", "centenarian", "nineties")),
         re.compile(
             rf"\b(?P<id>{_AGE_WORDS})(?=[\s-]*(?:years?|yrs?|y/?o\b|y\.o\.))(?![\s-]*years?\s+ago)"
             rf"|\b(?:aged?|age:)\s+(?P<id2>{_AGE_WORDS})\b"
@@ -420,13 +445,13 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
     ),
     (
         "NAME",
-        Needs(words=_KIN_WORDS),
-        re.compile(rf"(?P<id>{_NAME})\s*(?:\(\s*(?:{_POSSESSIVE}\s+)?(?i:{_KIN})\s*\)|,\s*{_POSSESSIVE}\s+(?i:{_KIN})\b)"),
+        Needs(context=_KIN_AFTER_A_NAME),
+        re.compile(rf"(?<![^\s(\x00])(?P<id>{_NAME})\s*(?:{_KIN_AFTER_A_NAME})"),
     ),
     (
         "NAME",
         Needs(anchors=("mr", "ms", "miss", "mx", "dr", "prof", "doctor", "nurse", "rev", "sr", "fr")),
-        re.compile(rf"\b{_TITLES}\.?\s+(?P<id>{_NAME})"),
+        re.compile(rf"\b{_TITLES}\.?\s+(?P<id>{_TITLED_NAME})"),
     ),
     (
         "NAME",
@@ -467,7 +492,7 @@ def _anchor_start(anchor: str) -> str:
 class _Rule:
     """One entry of ``PATTERNS`` with its cheap tests laid out for the loop of ``_find``."""
 
-    __slots__ = ("anchors_by_start", "digit", "dot", "kind", "literal", "needs", "pattern", "url", "words")
+    __slots__ = ("anchors_by_start", "context", "digit", "dot", "kind", "literal", "needs", "pattern", "url", "words")
 
     def __init__(self, kind: str, needs: Needs, pattern: re.Pattern[str]) -> None:
         self.kind, self.needs, self.pattern = kind, needs, pattern
@@ -478,6 +503,7 @@ class _Rule:
             needs.literal,
             needs.words,
         )
+        self.context = re.compile(needs.context) if needs.context else None
         self.anchors_by_start: dict[str, list[str]] = {}
         for anchor in needs.anchors:
             self.anchors_by_start.setdefault(_anchor_start(anchor), []).append(anchor)
@@ -499,7 +525,6 @@ def _find(text: str, *, mask: bool, first: bool) -> list[Span]:
     found: list[Span] = []
     lower = text.lower()
     has_digit = ANY_DIGIT.search(text) is not None
-    words: set[str] | None = None
     starts: set[str] | None = None
     for rule in _RULES:
         if rule.digit and not has_digit:
@@ -510,15 +535,12 @@ def _find(text: str, *, mask: bool, first: bool) -> list[Span]:
             continue
         if rule.url and _URL_START.search(text) is None:
             continue
-        if rule.words or rule.anchors_by_start:
-            if words is None:
-                words = set(_LETTER_RUNS.findall(lower))
-            if rule.words and rule.words.isdisjoint(words):
-                continue
+        if rule.words and not any(word in lower for word in rule.words):
+            continue
         pattern = rule.pattern
         if rule.anchors_by_start and len(lower) == len(text):  # lower() lengthens a rare letter
             if starts is None:
-                assert words is not None
+                words = _LETTER_RUNS.findall(lower)
                 starts = {word[:3] for word in words} | {word[:2] for word in words} | {""}
             places: set[int] = set()
             for start in starts.intersection(rule.anchors_by_start):
@@ -539,6 +561,22 @@ def _find(text: str, *, mask: bool, first: bool) -> list[Span]:
                         if first:
                             break
                         end = match.end() if match.end() > place else place + 1  # as finditer does
+        elif rule.context is not None:
+            matches = []
+            end = 0
+            for place in rule.context.finditer(text):
+                position = max(end, place.start() - CONTEXT_WINDOW)
+                # A match in the window must also be one in the whole text (the window's end would
+                # pass a lookahead that the text after it fails): matched again from its start.
+                while (candidate := pattern.search(text, position, place.end())) is not None:
+                    match = pattern.match(text, candidate.start())
+                    if match is not None and match.end() > match.start():
+                        matches.append(match)
+                        end = match.end()
+                        break
+                    position = candidate.start() + 1
+                if first and matches:
+                    break
         elif first:
             match = pattern.search(text)
             matches = [match] if match is not None else []
@@ -556,7 +594,7 @@ def _find(text: str, *, mask: bool, first: bool) -> list[Span]:
             text = masked(text, spans)
             lower = text.lower()
             has_digit = has_digit and ANY_DIGIT.search(text) is not None
-            words = starts = None
+            starts = None
     return found
 
 

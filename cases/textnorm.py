@@ -77,6 +77,10 @@ def is_plain(text: str) -> bool:
     return text.isascii() and ASCII_CONTROLS.search(text) is None
 
 
+# Where a text stops being plain: a character outside printable ASCII and its whitespace.
+_NOT_PLAIN = re.compile(r"[^\t\n\x0b\x0c\r\x1c-\x1f -~]+")
+
+
 def normalise(text: str) -> Normalised:
     """``text`` in the normal form of the module docstring, with the index map back."""
     if is_plain(text):
@@ -84,16 +88,25 @@ def normalise(text: str) -> Normalised:
     forms = _FORMS
     pieces: list[str] = []
     origin: list[int] = []
-    for index, ch in enumerate(text):
-        form = forms.get(ch)
-        if form is None:
-            form = forms[ch] = _form(ch)
-        if form:
-            pieces.append(form)
-            if len(form) == 1:
-                origin.append(index)
-            else:
-                origin += [index] * len(form)
+    cursor = 0
+    # Runs of plain characters are copied as they are; only the others are looked at one by one.
+    for run in _NOT_PLAIN.finditer(text):
+        start, end = run.span()
+        if start > cursor:
+            pieces.append(text[cursor:start])
+            origin.extend(range(cursor, start))
+        for index in range(start, end):
+            ch = text[index]
+            form = forms.get(ch)
+            if form is None:
+                form = forms[ch] = _form(ch)
+            if form:
+                pieces.append(form)
+                origin.extend([index] * len(form))
+        cursor = end
+    if cursor < len(text):
+        pieces.append(text[cursor:])
+        origin.extend(range(cursor, len(text)))
     return Normalised("".join(pieces), origin, len(text))
 
 

@@ -882,6 +882,7 @@ GUARD_PIECES = [
     *["works", "at", "Acme", "twelve", "Elm", "Street", "Flat", "Apt", "P.O. Box", "box", "Springfield", "moved"],
     *["account", "VIN", "SN", "ID", "plate", "serial", "no.", "A-4471", "7XYZ123", "00:1b:44:11:3a:b7", "\u00e9"],
     *["co-worker", "mother-in-law", "Apartment", "ste", "date", "dated", "5/24", "the patient's", "late"],
+    *["August.", "9MAY979", "Monday, ", "twenty-fourth", "Aug.", "2024", "Sept", "first", "licence plate"],
 ]
 
 
@@ -893,6 +894,13 @@ def test_a_pattern_only_matches_a_text_that_has_what_it_needs(text):
     with_tests = phi_patterns.pattern_kinds(text)
     plain = list(dict.fromkeys(kind for kind, _needs, pattern in phi_patterns.PATTERNS if pattern.search(text)))
     assert with_tests == plain, text
+    every_match = [
+        (*phi_patterns.id_span(match), kind)
+        for kind, _needs, pattern in phi_patterns.PATTERNS
+        for match in pattern.finditer(text)
+        if match.end() > match.start() and phi_patterns.id_span(match)[1] > phi_patterns.id_span(match)[0]
+    ]
+    assert phi_patterns._find(text, mask=False, first=False) == every_match, text
     for _kind, needs, pattern in phi_patterns.PATTERNS:
         for match in pattern.finditer(text):
             if needs.anchors and match.end() > match.start():
