@@ -53,7 +53,7 @@ def baseline_module() -> types.ModuleType | None:
     root = Path(__file__).resolve().parent.parent
     try:
         source = subprocess.run(
-            ["git", "show", f"{BASELINE_COMMIT}:cases/deid.py"],  # noqa: S607
+            ["git", "show", f"{BASELINE_COMMIT}:cases/deid.py"],
             cwd=root,
             capture_output=True,
             text=True,
@@ -64,7 +64,7 @@ def baseline_module() -> types.ModuleType | None:
         return None
     module = types.ModuleType("benchmarks._baseline_deid")
     sys.modules[module.__name__] = module  # dataclasses look their module up while being made
-    exec(compile(source, f"{BASELINE_COMMIT[:7]}:cases/deid.py", "exec"), module.__dict__)  # noqa: S102
+    exec(compile(source, f"{BASELINE_COMMIT[:7]}:cases/deid.py", "exec"), module.__dict__)
     return module
 
 
@@ -143,8 +143,9 @@ def run() -> list[Result]:
         recall_note += f", {before.recall:.4f} before ({BASELINE_POLICY}, commit {BASELINE_COMMIT[:7]})"
     else:
         recall_note += f"; no baseline ({BASELINE_POLICY} needs the git history)"
-    recall_note += f"; goal >= {RECALL_GOAL}; {tokens:,} identifier tokens in {len(notes):,} notes; lowest: " + ", ".join(
-        f"{category} {after.recall_of(category):.3f}" for category in weakest
+    recall_note += (
+        f"; goal >= {RECALL_GOAL}; {tokens:,} identifier tokens in {len(notes):,} notes; lowest: "
+        + ", ".join(f"{category} {after.recall_of(category):.3f}" for category in weakest)
     )
     results = [
         Result(

@@ -149,7 +149,7 @@ def notes(n: int, *, seed: int = SEED) -> Iterator[Note]:
     """``n`` notes, each with a few clinical sentences and a handful of planted identifiers."""
     rng = random.Random(seed)
     pools = _Pools(seed)
-    for i in range(n):
+    for _ in range(n):
         first, middle, last = rng.choice(pools.first), rng.choice(pools.first), rng.choice(pools.last)
         encounter = dt.date(2026, 1, 1) + dt.timedelta(days=rng.randint(0, 300))
         years = rng.choice([rng.randint(20, 89), rng.randint(90, 104)])
@@ -240,14 +240,21 @@ def _plant(
         return rng.choice(
             [
                 [("Lives at ", None), (f"{rng.choice(_NUMBER_WORDS)} {street}", category), (".", None)],
-                [("Moved to ", None), (f"Flat {rng.randint(1, 40)}", category), (", ", None), (f"{rng.randint(2, 300)} {street}", category), (".", None)],
+                [
+                    ("Moved to ", None),
+                    (f"Flat {rng.randint(1, 40)}", category),
+                    (", ", None),
+                    (f"{rng.randint(2, 300)} {street}", category),
+                    (".", None),
+                ],
                 [("Lives on ", None), (f"{rng.choice(pools.street)} Street", category), (" with family.", None)],
                 [("Lives in ", None), (rng.choice(pools.cities), category), (" now.", None)],
                 [("Post to ", None), (f"PO Box {rng.randint(10, 999)}", category), (".", None)],
             ]
         )
     if category == "vehicle number":
-        plate = f"{rng.randint(1, 9)}{''.join(rng.choice('ABCDEFGHJKLMNPRSTUVWXYZ') for _ in range(3))}{rng.randint(100, 999)}"
+        letters = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(3))
+        plate = f"{rng.randint(1, 9)}{letters}{rng.randint(100, 999)}"
         return rng.choice(
             [
                 [("Car VIN ", None), (_vin(rng), category), (" noted by police.", None)],
@@ -260,7 +267,11 @@ def _plant(
                 [("Pacemaker serial ", None), (f"SN-{rng.randint(1000, 9999)}-XK", category), (" checked.", None)],
                 [("Phone IMEI ", None), (f"35{rng.randint(10**12, 10**13 - 1)}", category), (" logged.", None)],
                 [("Device ID ", None), (f"D-{rng.randint(10000, 99999)}", category), (" recorded.", None)],
-                [("Hub MAC address ", None), (":".join(f"{rng.randint(0, 255):02X}" for _ in range(6)), category), (".", None)],
+                [
+                    ("Hub MAC address ", None),
+                    (":".join(f"{rng.randint(0, 255):02X}" for _ in range(6)), category),
+                    (".", None),
+                ],
             ]
         )
     if category == "account number":
@@ -268,7 +279,11 @@ def _plant(
             [
                 [("Billing account #", None), (f"A-{rng.randint(1000, 9999)}", category), (" closed.", None)],
                 [("Member ID ", None), (f"W{rng.randint(10**8, 10**9 - 1)}", category), (" verified.", None)],
-                [("Medicare ", None), (f"1EG4-TE{rng.randint(1, 9)}-MK{rng.randint(10, 99)}", category), (" on file.", None)],
+                [
+                    ("Medicare ", None),
+                    (f"1EG4-TE{rng.randint(1, 9)}-MK{rng.randint(10, 99)}", category),
+                    (" on file.", None),
+                ],
                 [("Policy number ", None), (f"XYZ{rng.randint(100000, 999999)}", category), (" active.", None)],
             ]
         )
@@ -293,7 +308,10 @@ def _plant(
         return [(_disguise(rng.choice([first, last]), rng), category), (" seen today.", None)]
     if category == "disguised MRN":
         cut = rng.randint(1, len(mrn_digits) - 1)
-        return [(f"MRN {mrn_digits[:cut]}{rng.choice(_INVISIBLE)}{mrn_digits[cut:]}", category), (" on the wristband.", None)]
+        return [
+            (f"MRN {mrn_digits[:cut]}{rng.choice(_INVISIBLE)}{mrn_digits[cut:]}", category),
+            (" on the wristband.", None),
+        ]
     if category == "patient name":
         return [(rng.choice([f"{first} {last}", last, first]), category), (" agreed to the plan.", None)]
     if category == "patient phone or email":

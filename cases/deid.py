@@ -699,8 +699,10 @@ def _initials_regex(sequences: tuple[str, ...]) -> re.Pattern[str] | None:
         else:
             after = "|".join(
                 f"(?<={re.escape(word)})"
-                for word in ("pt ", "Pt ", "PT ", "pt. ", "patient ", "Patient ", "initials ", "initials: ")
-                + ("Initials: ", "Initials ", "re: ", "Re: ", "RE: ", "(")
+                for word in (
+                    *("pt ", "Pt ", "PT ", "pt. ", "patient ", "Patient ", "initials ", "initials: "),
+                    *("Initials: ", "Initials ", "re: ", "Re: ", "RE: ", "("),
+                )
             )
             alternatives.append(rf"(?:{after}){letters}(?!\w)")
     return re.compile("|".join(alternatives)) if alternatives else None

@@ -157,14 +157,71 @@ _NAME = rf"{_NAME_WORD}(?:\s+{_NAME_WORD_NEXT}){{0,2}}(?![\w'\u2019-])"
 _TITLED_NAME = rf"{_NAME_WORD_NEXT}(?:\s+{_NAME_WORD_NEXT}){{0,2}}(?![\w'\u2019-])"
 _NAMES = rf"{_NAME}(?:\s*(?:,|and|&)\s*{_NAME}){{0,3}}"
 # Kinship and household words, then the lists the regex and its cheap tests are made of.
-_KIN_PHRASES = (
-    "granddaughter grandson grandmother grandfather grandchild grandma grandpa granny stepdaughter stepson "
-    "stepmother stepfather stepsister stepbrother godmother godfather goddaughter godson daughter son wife "
-    "husband spouse partner mother father mom mum mommy mummy dad daddy sister brother sibling twin aunt "
-    "auntie uncle niece nephew cousin fiance fiancee boyfriend girlfriend friend neighbor neighbour carer "
-    "caregiver caretaker guardian roommate flatmate housemate landlord landlady employer boss supervisor "
-    "coworker colleague"
-).split()
+_KIN_PHRASES = [
+    "granddaughter",
+    "grandson",
+    "grandmother",
+    "grandfather",
+    "grandchild",
+    "grandma",
+    "grandpa",
+    "granny",
+    "stepdaughter",
+    "stepson",
+    "stepmother",
+    "stepfather",
+    "stepsister",
+    "stepbrother",
+    "godmother",
+    "godfather",
+    "goddaughter",
+    "godson",
+    "daughter",
+    "son",
+    "wife",
+    "husband",
+    "spouse",
+    "partner",
+    "mother",
+    "father",
+    "mom",
+    "mum",
+    "mommy",
+    "mummy",
+    "dad",
+    "daddy",
+    "sister",
+    "brother",
+    "sibling",
+    "twin",
+    "aunt",
+    "auntie",
+    "uncle",
+    "niece",
+    "nephew",
+    "cousin",
+    "fiance",
+    "fiancee",
+    "boyfriend",
+    "girlfriend",
+    "friend",
+    "neighbor",
+    "neighbour",
+    "carer",
+    "caregiver",
+    "caretaker",
+    "guardian",
+    "roommate",
+    "flatmate",
+    "housemate",
+    "landlord",
+    "landlady",
+    "employer",
+    "boss",
+    "supervisor",
+    "coworker",
+    "colleague",
+]
 _KIN = (
     r"(?:(?:mother|father|daughter|son|sister|brother)[\s-]in[\s-]law|co-worker|"
     + "|".join(sorted(_KIN_PHRASES, key=len, reverse=True))
@@ -195,7 +252,9 @@ _STATES = (
     "Rhode\\s+Island|South\\s+Carolina|South\\s+Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington\\s+State|"
     "West\\s+Virginia|Wisconsin|Wyoming|the\\s+US|the\\s+USA|America|Canada|Mexico|England|Scotland|Wales"
 )
-_PLACE = rf"(?!(?:{_STATES})(?![\w-]))(?!(?:{_NOT_A_NAME})\b)[A-Z][a-z]+(?:[\s-](?!(?:{_NOT_A_NAME})\b)[A-Z][a-z]+){{0,2}}"
+_PLACE = (
+    rf"(?!(?:{_STATES})(?![\w-]))(?!(?:{_NOT_A_NAME})\b)[A-Z][a-z]+(?:[\s-](?!(?:{_NOT_A_NAME})\b)[A-Z][a-z]+){{0,2}}"
+)
 _LIVES = r"(?i:lives|living|resides|residing|resident|moved|relocated|moving|relocating|originally|hometown)"
 
 # Street types (USPS and British), without those that end clinical phrases with a number before
@@ -263,16 +322,93 @@ _I = re.IGNORECASE
 _MONTH_WORDS = tuple(short for short, _rest in MONTH_NAMES)
 _WEEKDAY_ANCHORS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _MONTH_ANCHORS = tuple(short for short, _rest in MONTH_NAMES)
-_NUMBER_ANCHORS = (
-    "one two three four five six seven eight nine ten eleven twelve thirteen fifteen twenty thirty forty fifty "
-    "sixty seventy eighty"
-).split()
-_ID_ANCHORS = (
-    "licen number plate registration vehicle vin serial s/n device udi imei meid implant account acct a/c policy "
-    "member subscriber beneficiary insurance health plan group medicare medicaid mbi hicn nhs claim card credit "
-    "iban routing driver certificate cert passport dea npi badge employee staff permit social patient pt hospital "
-    "encounter visit accession specimen sample order requisition reference ref booking confirmation sn dl id"
-).split()
+_NUMBER_ANCHORS = [
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fifteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+]
+_ID_ANCHORS = [
+    "licen",
+    "number",
+    "plate",
+    "registration",
+    "vehicle",
+    "vin",
+    "serial",
+    "s/n",
+    "device",
+    "udi",
+    "imei",
+    "meid",
+    "implant",
+    "account",
+    "acct",
+    "a/c",
+    "policy",
+    "member",
+    "subscriber",
+    "beneficiary",
+    "insurance",
+    "health",
+    "plan",
+    "group",
+    "medicare",
+    "medicaid",
+    "mbi",
+    "hicn",
+    "nhs",
+    "claim",
+    "card",
+    "credit",
+    "iban",
+    "routing",
+    "driver",
+    "certificate",
+    "cert",
+    "passport",
+    "dea",
+    "npi",
+    "badge",
+    "employee",
+    "staff",
+    "permit",
+    "social",
+    "patient",
+    "pt",
+    "hospital",
+    "encounter",
+    "visit",
+    "accession",
+    "specimen",
+    "sample",
+    "order",
+    "requisition",
+    "reference",
+    "ref",
+    "booking",
+    "confirmation",
+    "sn",
+    "dl",
+    "id",
+]
 
 # Order matters: longer, more specific shapes first, so an email is not half-eaten as a URL; a
 # later regex never matches inside what an earlier one took (``pattern_spans`` masks it).
@@ -439,9 +575,7 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
     (
         "NAME",
         Needs(anchors=(*_KIN_PHRASES, "co-worker")),
-        re.compile(
-            rf"\b(?i:{_KIN})\b\s*(?:[,(]\s*)?(?:(?i:named|called|(?:whose\s+)?name\s+is)\s+)?(?P<id>{_NAMES})"
-        ),
+        re.compile(rf"\b(?i:{_KIN})\b\s*(?:[,(]\s*)?(?:(?i:named|called|(?:whose\s+)?name\s+is)\s+)?(?P<id>{_NAMES})"),
     ),
     (
         "NAME",
@@ -457,7 +591,21 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
         "NAME",
         Needs(
             anchors=(
-                *"patient pt name next nok emergency contact health proxy power poa guarantor informant".split(),
+                *[
+                    "patient",
+                    "pt",
+                    "name",
+                    "next",
+                    "nok",
+                    "emergency",
+                    "contact",
+                    "health",
+                    "proxy",
+                    "power",
+                    "poa",
+                    "guarantor",
+                    "informant",
+                ],
                 "initials",
             )
         ),
@@ -465,7 +613,20 @@ PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
     ),
     (
         "NAME",
-        Needs(anchors=tuple("accompanied lives living staying visited brought escorted cared married engaged".split())),
+        Needs(
+            anchors=(
+                "accompanied",
+                "lives",
+                "living",
+                "staying",
+                "visited",
+                "brought",
+                "escorted",
+                "cared",
+                "married",
+                "engaged",
+            )
+        ),
         re.compile(rf"\b{_ROLE_PHRASES}\s+(?P<id>{_NAMES})"),
     ),
     (
@@ -564,11 +725,11 @@ def _find(text: str, *, mask: bool, first: bool) -> list[Span]:
         elif rule.context is not None:
             matches = []
             end = 0
-            for place in rule.context.finditer(text):
-                position = max(end, place.start() - CONTEXT_WINDOW)
+            for context in rule.context.finditer(text):
+                position = max(end, context.start() - CONTEXT_WINDOW)
                 # A match in the window must also be one in the whole text (the window's end would
                 # pass a lookahead that the text after it fails): matched again from its start.
-                while (candidate := pattern.search(text, position, place.end())) is not None:
+                while (candidate := pattern.search(text, position, context.end())) is not None:
                     match = pattern.match(text, candidate.start())
                     if match is not None and match.end() > match.start():
                         matches.append(match)

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cases.interchange import CaseRecord

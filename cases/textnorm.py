@@ -8,10 +8,10 @@ regex. ``normalise`` removes the difference, one character at a time:
   non-joiner, soft hyphen, word joiner, BOM, bidirectional controls, variation selectors, tag
   characters, ...), every other format (Cf) and control character but the ASCII whitespace;
 - other whitespace becomes a space, and decimal digits of any script their ASCII digit;
-- compatibility forms are decomposed (NFKD: fullwidth "Ｊ" is "J", the ligature "ﬁ" is "fi") and
+- compatibility forms are decomposed (NFKD: a fullwidth J is "J", the ligature fi is "fi") and
   combining marks dropped ("é" is "e", "e" + U+0301 too);
 - a letter that still is not ASCII becomes its confusable skeleton (Unicode TR39, from ICU's
-  ``SpoofChecker``: Cyrillic "а" is "a", Greek "Ο" is "O"), spelled in ASCII when the skeleton
+  ``SpoofChecker``: a Cyrillic a is "a", a Greek capital omicron "O"), spelled in ASCII when the skeleton
   is ASCII. TR39 gives the look-alikes of "I", "l", "1" and "|" one skeleton, "l" (and "O" to "0"
   and "O"): the ASCII character of that class chosen is the one of the same kind (an upper-case
   letter becomes "I", a lower-case one "l").

@@ -18,6 +18,7 @@ OLD = "safe-harbor-1999.1"
 
 def aged(case: Case, note: str) -> None:
     """Make ``case`` look approved under an older policy whose record let ``note`` through."""
+    assert case.deidentified is not None
     record = {**case.deidentified, "policy_version": OLD, "note": note}
     Case.objects.filter(pk=case.pk).update(
         deidentified=record, deid_policy_version=OLD, deid_sha256="old", residual_keys="rk1 n:x"
@@ -32,6 +33,7 @@ def test_an_older_record_is_made_again_from_the_raw_record():
 
     case.refresh_from_db()
     assert case.deid_policy_version == deid.POLICY_VERSION
+    assert case.deidentified is not None
     assert case.deidentified["note"] == "Daughter [NAME] called on [DATE]."
     assert case.deidentified == deid.deidentify(case.to_record(), key=settings.PSEUDONYM_KEY)
     assert case.deid_sha256 == deid.record_sha256(case.deidentified)

@@ -39,8 +39,9 @@ def test_clinical_words_stay_as_written(text):
 
 def test_the_text_around_a_disguised_identifier_keeps_its_own_characters():
     """Matching runs on the normal form; the replacement is made in the text as written."""
-    note = "Ｆｅｖｅｒ ３８.６ — Jo\u200bhn Do\u0301e, café au lait spots, ½ tablet."
-    assert deid.scrub_text(note, PATIENT) == "Ｆｅｖｅｒ ３８.６ — [NAME] [NAME], café au lait spots, ½ tablet."
+    fever = "\uff26\uff45\uff56\uff45\uff52 \uff13\uff18.\uff16"  # fullwidth "Fever 38.6"
+    note = f"{fever} \u2014 Jo\u200bhn Do\u0301e, caf\u00e9 au lait spots, \u00bd tablet."
+    assert deid.scrub_text(note, PATIENT) == f"{fever} \u2014 [NAME] [NAME], caf\u00e9 au lait spots, \u00bd tablet."
 
 
 def test_the_residual_scan_finds_what_the_old_scrubber_let_through():
