@@ -12,8 +12,9 @@ the work and ends in ``ready`` or ``failed``. The build, in order:
    file (no split yet). Only ids, pseudonym keys, label codes and a fingerprint of each record
    stay in memory, as numpy arrays. A case without the stored columns (approved before they
    existed) gets them computed from its record here.
-   A case de-identified under an older policy than the current one is first de-identified again
-   (``cases.redeid``, which reads its raw record in ``cases``), so a build never mixes policies.
+   A case de-identified under an older policy than the current one is de-identified again as its
+   chunk is read (``cases.redeid``, which reads its raw record in ``cases``), so a build never
+   mixes policies.
 2. Validate: enough cases, at least two labels, no label with a single case, one de-identification
    policy for all. A refusal fails the snapshot with a clear message and raises
    ``DatasetBuildError`` (a ``DomainError``, so the API answers it with its code).
@@ -255,10 +256,6 @@ def _build(
 ) -> tuple[str, _Selection, np.ndarray, ScanReport]:
     """Steps 1 to 6: the path of the checked file, the selection, its splits and the scan report."""
     rows_file = _temporary_file(snapshot, ".arrow", temporaries)
-    # Cases de-identified under an older policy are made again under the current one first (in
-    # ``cases``: it reads their raw records), so the build reads current rows only.
-    report("Updating cases of an older de-identification policy", 0, 0)
-    redeid.redeidentify_stale(_selection(snapshot.filters))
     selection = _read(snapshot, rows_file, report)
     _validate(snapshot, selection)
     report("Splitting", 0, len(selection.ids))
@@ -463,6 +460,7 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
     report("Selecting cases", 0, 0)
     with pa.OSFile(rows_file, "wb") as sink, pa.ipc.new_file(sink, _ROW_SCHEMA) as writer:
         for chunk in _chunks(filters, *fields):
+            chunk = _current_policy(filters, fields, chunk)
             columns = list(zip(*chunk, strict=True))
             chunk_ids, rows, digests = list(columns[0]), list(columns[2]), list(columns[3])
             _fill_in(chunk_ids, rows, digests)
@@ -515,6 +513,19 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
         fingerprints=_numpy(fingerprints, np.int64),
         records_sha256=records.digest(),
     )
+
+
+def _current_policy(filters: dict[str, Any], fields: list[Any], chunk: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The chunk, with its cases of an older de-identification policy de-identified again under the
+    current one (``cases.redeid``, which reads their raw records in ``cases``) and read again, so a
+    build reads current rows only. ``fields`` start with the id and the policy."""
+    stale = [row[0] for row in chunk if row[1] != deid.POLICY_VERSION]
+    if not stale:
+        return chunk
+    redeid.redeidentify(stale)
+    fresh = {row[0]: row for row in _selection(filters).filter(pk__in=stale).values_list(*fields)}
+    # A case that left the selection meanwhile keeps its old row and policy: the build fails as mixed.
+    return [fresh.get(row[0], row) for row in chunk]
 
 
 def _json_read_options(rows: int) -> pa_json.ReadOptions:
