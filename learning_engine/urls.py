@@ -4,8 +4,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from learning_engine.landing import ApiRootView, landing
+
+admin.site.site_header = "Clinical diagnosis engine"
+admin.site.site_title = "Clinical diagnosis engine"
+admin.site.index_title = "Administration"
+
 urlpatterns = [
+    path("", landing, name="landing"),
     path("admin/", admin.site.urls),
+    path("api/v1/", ApiRootView.as_view(), name="api-root"),
     path("api/v1/", include("learning_engine.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

@@ -39,6 +39,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/auth/token/"): ANYONE,
     ("POST", "/api/v1/auth/token/refresh/"): ANYONE,
     ("POST", "/api/v1/auth/token/blacklist/"): ANYONE,
+    ("GET", "/api/v1/"): ANYONE,
     ("GET", "/api/v1/health/"): ANYONE,
     ("GET", "/api/schema/"): ANYONE,
     ("GET", "/api/docs/"): ANYONE,

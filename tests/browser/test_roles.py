@@ -115,3 +115,18 @@ def test_the_case_statistics_page_draws_its_charts_for_ml_staff(site):
     assert page.locator("table", has=page.locator("caption", has_text="By status")).locator(
         "tr", has_text="Approved"
     ).inner_text().split()[-1] == str(approved)
+
+
+def test_the_landing_page_and_the_admins_view_site_link_lead_somewhere(site):
+    page = site.page()
+    page.goto("/")
+    assert page.locator("h1").first.inner_text() == "Self-learning clinical diagnosis engine"
+    for name in ("Administration", "API documentation", "API", "Health check"):
+        assert page.get_by_role("link", name=name, exact=True).count() == 1
+    site.shoot(page, "landing")
+    signed_in = site.login("demo-clinician")
+    signed_in.get_by_role("link", name="View site").click()
+    signed_in.wait_for_load_state()
+    assert signed_in.url.rstrip("/") == site.url.rstrip("/")
+    assert "Page not found" not in signed_in.content()
+    site.shoot(signed_in, "view-site")
