@@ -26,10 +26,13 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from cases import deid, quality
+from cases.dictionary.models import Cohort, DataDictionary, DictionaryTransition
 from cases.interchange import CaseRecord
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, FourEyesViolation, TransitionError
 from learning_engine.transitions import check_allowed, claim
+
+__all__ = ["Case", "CaseTransition", "Cohort", "DataDictionary", "DictionaryTransition"]
 
 # The columns of a case that hold its clinical content: what an edit may change.
 CONTENT_FIELDS = (

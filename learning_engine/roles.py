@@ -21,6 +21,17 @@ PERM_VIEW_PHI = "cases.view_phi"
 PERM_REVIEW_CASE = "cases.review_case"
 PERM_IMPORT_CASES = "cases.import_cases"
 PERM_VIEW_STATISTICS = "cases.view_case_statistics"
+# Data dictionaries: everyone who works with cases reads them (REST clients validate against the
+# published JSON Schema); clinical leads own their content.
+PERM_PUBLISH_DICTIONARY = "cases.publish_datadictionary"
+DICTIONARY_READ = ["cases.view_cohort", "cases.view_datadictionary", "cases.view_dictionarytransition"]
+DICTIONARY_WRITE = [
+    "cases.add_cohort",
+    "cases.change_cohort",
+    "cases.add_datadictionary",
+    "cases.change_datadictionary",
+    PERM_PUBLISH_DICTIONARY,
+]
 PERM_DOWNLOAD_DATASET = "training.download_datasetsnapshot"
 # An external trainer drives a job through start / progress / complete / fail.
 PERM_REPORT_TRAINING = "training.report_trainingjob"
@@ -45,6 +56,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "cases.view_casetransition",
         PERM_PREDICT,
         PERM_GIVE_FEEDBACK,
+        *DICTIONARY_READ,
     ],
     ML_ENGINEER: [
         # De-identified cases only: no view_phi.
@@ -71,6 +83,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_ADD_AB_TEST,
         PERM_STOP_AB_TEST,
         "models_registry.view_abtesttransition",
+        *DICTIONARY_READ,
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
@@ -92,8 +105,10 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_STOP_AB_TEST,
         PERM_CONCLUDE_AB_TEST,
         "models_registry.view_abtesttransition",
+        *DICTIONARY_READ,
+        *DICTIONARY_WRITE,
     ],
-    PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK],
+    PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK, "cases.view_cohort", "cases.view_datadictionary"],
 }
 
 # Roles whose members work in the Django admin (is_staff is set for demo users of these roles).
