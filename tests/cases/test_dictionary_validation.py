@@ -35,23 +35,23 @@ def test_a_record_inside_the_dictionary_has_no_errors_or_issues():
 
 
 def test_unknown_finding_keys_are_named_by_position_never_by_text():
-    result = check(findings={"heart_rate": 80, "smith_john_bp": 120, "temperature_c": 37, "x_1984": 1})
+    result = check(findings={"heart_rate": 80, "zz_private_bp": 120, "temperature_c": 37, "qq_marker": 1})
     assert [(issue.code, issue.position) for issue in result.errors] == [
         ("unknown_finding", 1),
         ("unknown_finding", 3),
     ]
     text = str(result.errors_json())
-    assert "smith" not in text
-    assert "1984" not in text
+    assert "zz_private" not in text
+    assert "qq_marker" not in text
     assert result.errors[0].message == "Entry 2 (of 4) is not a finding of this cohort's dictionary."
 
 
 def test_unknown_symptoms_are_named_by_position():
-    result = check(symptoms=["fever", "doe_family_history", "cough"])
+    result = check(symptoms=["fever", "zz_family_history", "cough"])
     assert [(issue.code, issue.field, issue.position) for issue in result.errors] == [
         ("unknown_symptom", "symptoms", 1)
     ]
-    assert "doe" not in str(result.errors_json())
+    assert "zz_family" not in str(result.errors_json())
 
 
 @pytest.mark.parametrize(
