@@ -34,6 +34,7 @@ from cases.interchange import KNOWN_KEYS, RecordError, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition
 from cases.statistics import compute_statistics
 from learning_engine.admin_helpers import DeferredListAdminMixin, bar_chart, confirm_and_apply
+from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
 from learning_engine.permissions import can_view_phi
 from learning_engine.roles import PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
@@ -263,7 +264,7 @@ _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
 
 @admin.register(Case)
-class CaseAdmin(DeferredListAdminMixin, admin.ModelAdmin):
+class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
     list_deferred = LIST_DEFERRED
     form = CaseAdminForm
     list_display_links = ("id",)

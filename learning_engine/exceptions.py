@@ -102,6 +102,12 @@ def _is_api(request: HttpRequest) -> bool:
     return request.path.startswith("/api/")
 
 
+def _is_admin(request: HttpRequest) -> bool:
+    """An admin page read by a signed-in staff member: the refusal keeps the admin's navigation."""
+    user = getattr(request, "user", None)
+    return request.path.startswith("/admin/") and bool(user and user.is_active and user.is_staff)
+
+
 def json_error(code: str, detail: str, status_code: int) -> JsonResponse:
     return JsonResponse({"code": code, "detail": detail}, status=status_code)
 
@@ -125,6 +131,10 @@ def handler400(request: HttpRequest, exception: Exception | None = None):
 def handler403(request: HttpRequest, exception: Exception | None = None):
     if _is_api(request):
         return json_error("permission_denied", "You do not have permission to perform this action.", 403)
+    if _is_admin(request):
+        from learning_engine.admin_links import admin_permission_denied
+
+        return admin_permission_denied(request, exception)
     from django.views.defaults import permission_denied
 
     return permission_denied(request, exception)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
+from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
 from learning_engine.exceptions import DomainError
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
@@ -135,7 +136,7 @@ class ABTestTransitionInline(admin.TabularInline):
 
 
 @admin.register(ABTest)
-class ABTestAdmin(admin.ModelAdmin):
+class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "model_type",

@@ -34,6 +34,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
+from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
@@ -231,7 +232,7 @@ def comparison_chart(rows: list[tuple[str, Any, Any]], *, names: tuple[str, str]
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
     list_display = (
         "version",
         "model_type",
@@ -561,7 +562,7 @@ def _better(row: dict[str, Any]) -> str:
 # --- Append-only records -------------------------------------------------------------------------
 
 
-class _ReadOnlyAdmin(admin.ModelAdmin):
+class _ReadOnlyAdmin(RelatedLinksMixin, admin.ModelAdmin):
     """View only: append-only records are never added, changed or deleted here."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

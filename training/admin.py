@@ -42,6 +42,7 @@ from learning_engine.admin_helpers import (
     fmt,
     fmt_interval,
 )
+from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import LineChart, line_chart
 from learning_engine.exceptions import DomainError, InvalidRequest
 from training.algorithms import SPECS, validate_hyperparameters
@@ -335,7 +336,7 @@ class ModelTypeForm(forms.ModelForm):
 
 
 @admin.register(ModelType)
-class ModelTypeAdmin(admin.ModelAdmin):
+class ModelTypeAdmin(RelatedLinksMixin, admin.ModelAdmin):
     form = ModelTypeForm
     list_display = (
         "slug",
@@ -479,7 +480,7 @@ class LiveCreateAdminMixin:
 
 
 @admin.register(DatasetSnapshot)
-class DatasetSnapshotAdmin(DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
+class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
     list_deferred = DATASET_LIST_DEFERRED
     live_url_name = "training_datasetsnapshot_live"
     list_display = (
@@ -798,7 +799,7 @@ class CancelForm(forms.Form):
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
+class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
     list_deferred = JOB_LIST_DEFERRED
     live_url_name = "training_trainingjob_live"
     list_display = (
