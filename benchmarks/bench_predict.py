@@ -232,8 +232,8 @@ def _measure(client: Any) -> list[Result]:
 def run() -> list[Result]:
     from django.test.utils import override_settings
     from rest_framework.test import APIClient
-    from rest_framework_simplejwt.tokens import RefreshToken
 
+    from learning_engine.tokens import RefreshToken
     from models_registry.model_cache import MODEL_CACHE
     from models_registry.router import ROUTER
 

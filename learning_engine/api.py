@@ -8,25 +8,31 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairVi
 
 from learning_engine.health import HealthView
 from learning_engine.serializers import ErrorSerializer
+from learning_engine.tokens import TokenObtainSerializer, TokenRotateSerializer
 
 TOKEN_REFUSED = {
     401: OpenApiResponse(
         ErrorSerializer,
         description="Wrong credentials or an inactive user (code 'no_active_account'), or a refresh token "
-        "that is invalid, expired, already rotated or blacklisted (code 'token_not_valid').",
+        "that is invalid, expired, already rotated or blacklisted (code 'token_not_valid'), whose login is "
+        "older than JWT_SESSION_HOURS (code 'session_expired'), or whose user's password, status or roles "
+        "changed since the login (code 'credentials_changed').",
     )
 }
 
 
 # simplejwt's views, throttled per client address (scope "token", THROTTLE_TOKEN_RATE) so that
 # passwords and stolen refresh tokens cannot be tried at speed.
-@extend_schema(responses={200: TokenObtainPairView.serializer_class, **TOKEN_REFUSED})
+# The tokens are bound to the login and the user's credentials (learning_engine.tokens).
+@extend_schema(responses={200: TokenObtainSerializer, **TOKEN_REFUSED})
 class TokenObtainView(TokenObtainPairView):
+    serializer_class = TokenObtainSerializer
     throttle_scope = "token"
 
 
-@extend_schema(responses={200: TokenRefreshView.serializer_class, **TOKEN_REFUSED})
+@extend_schema(responses={200: TokenRotateSerializer, **TOKEN_REFUSED})
 class TokenRefreshThrottledView(TokenRefreshView):
+    serializer_class = TokenRotateSerializer
     throttle_scope = "token"
 
 

@@ -302,7 +302,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "learning_engine.tokens.SessionJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["learning_engine.permissions.DenyAll"],
@@ -354,7 +354,13 @@ SIMPLE_JWT = {
     "SIGNING_KEY": SECRET_KEY,
     "ALGORITHM": "HS256",
     "CHECK_USER_IS_ACTIVE": True,
+    # Tokens bound to one login and to the user's credentials (learning_engine/tokens.py).
+    "TOKEN_OBTAIN_SERIALIZER": "learning_engine.tokens.TokenObtainSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "learning_engine.tokens.TokenRotateSerializer",
 }
+# A login lasts this long whatever the rotations: no token expires later than its auth_time plus
+# this, and then the user gives the password again.
+JWT_SESSION_LIFETIME = timedelta(hours=env_int("JWT_SESSION_HOURS", 12))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Self-learning clinical diagnosis engine",

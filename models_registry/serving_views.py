@@ -43,11 +43,11 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from cases.interchange import RecordError
 from learning_engine.exceptions import InvalidRequest
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
+from learning_engine.tokens import SessionJWTAuthentication
 from models_registry.models import Prediction
 from models_registry.router import ROUTER, Route
 from models_registry.serving import PredictionInput, feedback_case_record, prediction_input, serve
@@ -108,26 +108,12 @@ def users_with_serving_flags() -> QuerySet:
     return get_user_model().objects.annotate(**{flag: _holds(perm) for perm, flag in SERVING_FLAGS.items()})
 
 
-class _AnnotatedUserModel:
-    """What ``JWTAuthentication.get_user`` needs of the user model (``objects.get`` and
-    ``DoesNotExist``), with the serving flags annotated onto the one query it makes. Reusing
-    simplejwt's ``get_user`` keeps its checks (inactive users, revoked tokens) exactly as they are."""
+class ServingJWTAuthentication(SessionJWTAuthentication):
+    """JWT authentication whose user lookup also answers "may predict / may give feedback"; the
+    session and credential checks of ``SessionJWTAuthentication`` stay exactly as they are."""
 
-    def __init__(self) -> None:
-        model = get_user_model()
-        self.DoesNotExist = model.DoesNotExist
-
-    @property
-    def objects(self) -> QuerySet:
+    def user_queryset(self) -> QuerySet:
         return users_with_serving_flags()
-
-
-class ServingJWTAuthentication(JWTAuthentication):
-    """JWT authentication whose user lookup also answers "may predict / may give feedback"."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user_model = _AnnotatedUserModel()  # type: ignore[assignment]
 
 
 class ServingJWTScheme(SimpleJWTScheme):

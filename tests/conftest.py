@@ -7,9 +7,9 @@ from collections.abc import Callable
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from learning_engine import roles
+from learning_engine.tokens import RefreshToken
 from tests.factories import user_with_role
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)

@@ -12,10 +12,10 @@ from collections import Counter
 from typing import Any
 
 from django.db import connection
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from cases.models import Case, CaseTransition
 from learning_engine import roles
+from learning_engine.tokens import RefreshToken
 from models_registry.models import ActivationHistory, ModelVersion, VersionTransition
 from models_registry.registration import register_completed_job
 from tests.cases.factories import CaseFactory

@@ -94,7 +94,7 @@ def registered_version(model_type: ModelType, engineer: User | None, *, seed: in
 
 
 def build_world() -> World:
-    from rest_framework_simplejwt.tokens import RefreshToken
+    from learning_engine.tokens import RefreshToken
 
     users: dict[str, User | None] = {"anonymous": None}
     for role in roles.ROLES:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 SETUP = """
 import json
-from rest_framework_simplejwt.tokens import RefreshToken
+from learning_engine.tokens import RefreshToken
 from learning_engine import roles
 from tests.factories import user_with_role
 from tests.models_registry.serving_factories import served_version
