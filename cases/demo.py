@@ -83,6 +83,7 @@ DEMO_USERS: tuple[DemoUser, ...] = (
 )
 SUBMITTER = "demo-clinician"
 REVIEWER = "demo-reviewer"
+DICTIONARY_OWNER = "demo-clinical-lead"  # publishes the demo cohorts' dictionaries
 
 
 class DemoSetupError(Exception):

@@ -351,3 +351,11 @@ def test_notes_of_patients_over_89_lose_the_exact_age(respiratory):
         deidentified = deid.deidentify(parse_record(record), key="k")
         if deidentified["age"] == deid.OLDEST_BAND:
             assert not re.search(r"\b(?:9\d|1[01]\d)-year-old\b", deidentified["note"]), record["external_id"]
+
+
+def test_the_demo_cohorts_get_their_published_dictionaries(loaded):
+    from cases.models import Cohort
+
+    assert "dictionaries: breast-mass: version 1 (published), created" in loaded
+    published = {cohort.slug: cohort.current_dictionary().published_by.username for cohort in Cohort.objects.all()}
+    assert published == {"breast-mass": demo.DICTIONARY_OWNER, "respiratory": demo.DICTIONARY_OWNER}

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from cases import demo
+from cases.dictionary.files import DictionaryFileError, load_demo_dictionaries
 from cases.importing import ImportReport, import_objects
 from cases.signals import demo_loaded
 
@@ -60,6 +61,12 @@ class Command(BaseCommand):
         except demo.DemoSetupError as error:
             raise CommandError(str(error)) from None
         summary = f"{len(users)} demo users"
+        # The cohorts' dictionaries first: cases are validated against them.
+        try:
+            loaded = load_demo_dictionaries(by=users.get(demo.DICTIONARY_OWNER))
+        except DictionaryFileError as error:
+            raise CommandError(str(error)) from None
+        summary += "; dictionaries: " + ", ".join(result.summary() for result in loaded)
 
         if not skip_cases:
             submitter = users[demo.SUBMITTER]
