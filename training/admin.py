@@ -47,7 +47,7 @@ from learning_engine.charts import LineChart, line_chart
 from learning_engine.exceptions import DomainError, InvalidRequest
 from training.algorithms import SPECS, validate_hyperparameters
 from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
-from training.models.dataset import SPLITS
+from training.models.dataset import SPLITS, date_range_errors
 from training.splitting import check_fractions
 from training.tasks import enqueue_dataset_build
 
@@ -415,14 +415,24 @@ DATASET_LIST_DEFERRED = ("manifest", "scan_report")
 class DatasetCreateForm(forms.ModelForm):
     """What ``training.datasets.create_snapshot`` takes; the build then runs in the background."""
 
+    # Set by ``DatasetSnapshotAdmin.get_form`` to the user asking: the date range rule depends on
+    # whether they may see PHI. Unset, the form judges as for a user without that permission.
+    requesting_user: Any = None
+
     min_quality = forms.FloatField(
         required=False,
         min_value=0.0,
         max_value=1.0,
         help_text="Minimum quality score of the cases (0 to 1). Empty: the model type's default.",
     )
-    encounter_after = forms.DateField(required=False, help_text="Optional: only encounters on or after this date.")
-    encounter_before = forms.DateField(required=False, help_text="Optional: only encounters on or before this date.")
+    encounter_after = forms.DateField(
+        required=False,
+        help_text="Optional: only encounters on or after this date. Without the PHI permission: a 1 January.",
+    )
+    encounter_before = forms.DateField(
+        required=False,
+        help_text="Optional: only encounters on or before this date. Without the PHI permission: a 31 December.",
+    )
 
     class Meta:
         model = DatasetSnapshot
@@ -444,9 +454,12 @@ class DatasetCreateForm(forms.ModelForm):
                 message = str(exc)
                 target = "validation_fraction" if message.startswith("The validation fraction") else "test_fraction"
                 self.add_error(target, message)
+        # The domain's rule (create_snapshot enforces it too), asked here so each error stands
+        # beside its field: without the PHI permission a range covers whole years.
         after, before = cleaned.get("encounter_after"), cleaned.get("encounter_before")
-        if after and before and after > before:
-            self.add_error("encounter_before", "The date range ends before it starts.")
+        for field, errors in date_range_errors(after, before, by=self.requesting_user).items():
+            for error in errors:
+                self.add_error(field, error)
         return cleaned
 
 
@@ -580,7 +593,10 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
             kwargs["form"] = self.add_form
-        return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None:
+            return type(form.__name__, (form,), {"requesting_user": request.user})
+        return form
 
     def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         return super().get_inline_instances(request, obj) if obj is not None else []

@@ -80,6 +80,7 @@ from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from training.dataset_format import SCHEMA
 from training.models import DatasetSnapshot, ModelType
+from training.models.dataset import check_date_range, is_whole_years
 from training.splitting import SPLIT_NAMES, check_fractions, split_cases
 
 logger = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def create_snapshot(
 ) -> DatasetSnapshot:
     """A snapshot in status building, with the filters it will use. ``build_snapshot`` builds it.
 
-    Bad parameters raise ``InvalidRequest`` (HTTP 400) and create nothing.
+    Bad parameters raise ``InvalidRequest`` (HTTP 400) and create nothing; so does an encounter
+    date range finer than whole years unless ``by`` may see PHI (``check_date_range``).
     """
     try:
         check_fractions(validation_fraction, test_fraction)
@@ -127,8 +129,7 @@ def create_snapshot(
     quality = model_type.min_quality if min_quality is None else min_quality
     if not 0.0 <= quality <= 1.0:
         raise InvalidRequest(f"The minimum quality must be between 0 and 1, got {quality:g}.", code="invalid_quality")
-    if encounter_after and encounter_before and encounter_after > encounter_before:
-        raise InvalidRequest("The encounter date range ends before it starts.", code="invalid_date_range")
+    check_date_range(encounter_after, encounter_before, by=by)
     filters = {
         "cohort": model_type.cohort,
         "label_field": model_type.label_field,
@@ -572,6 +573,9 @@ def _changed(case_id: int) -> DatasetBuildError:
 def _validate(snapshot: DatasetSnapshot, selection: _Selection) -> None:
     model_type = snapshot.model_type
     count = len(selection.ids)
+    if not is_whole_years(snapshot.filters):
+        _validate_quietly(snapshot, selection)
+        return
     where = f"cohort {model_type.cohort!r} (approved, quality >= {snapshot.filters['min_quality']:g}"
     where += _date_range_text(snapshot.filters) + ")"
     if count == 0:
@@ -595,6 +599,24 @@ def _validate(snapshot: DatasetSnapshot, selection: _Selection) -> None:
             f"{', ...' if len(single) > 10 else ''}): a label needs cases on both sides of the split. "
             "Add cases, or leave those out of the cohort.",
             code="single_case_label",
+        )
+
+
+def _validate_quietly(snapshot: DatasetSnapshot, selection: _Selection) -> None:
+    """``_validate`` for a date range finer than whole years: the same refusals, one message.
+
+    The snapshot's error is shown to ML staff, who may not see PHI. A count or a label name for a
+    day-wide range (or the difference of two such builds) would tell who was seen that day, so the
+    message says only that the selection does not allow a dataset, whatever the reason.
+    """
+    counts = np.bincount(selection.labels, minlength=len(selection.label_names))
+    too_few = len(selection.ids) < max(snapshot.model_type.min_cases_to_train, 1)
+    if too_few or len(selection.label_names) < 2 or bool((counts == 1).any()):
+        raise DatasetBuildError(
+            "The cases in this encounter date range do not allow a dataset (too few cases, too few labels or "
+            "a label with a single case); for a range finer than whole years the counts are not shown. "
+            "Widen the range.",
+            code="selection_too_small",
         )
 
 

@@ -37,10 +37,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
-from learning_engine.permissions import can_view_phi
 from learning_engine.serializers import ErrorSerializer
 from training.algorithms import SPECS
 from training.models import DatasetSnapshot, ModelType, TrainingJob
+from training.models.dataset import date_range_errors
 from training.splitting import SPLIT_NAMES, check_fractions
 
 HYPERPARAMETER_NAMES = frozenset(name for spec in SPECS.values() for name in spec)
@@ -270,19 +270,13 @@ class DatasetCreateSerializer(serializers.Serializer):
                 check_fractions(validation, test)  # the builder's own rule, whatever it says beyond ours
             except ValueError as error:
                 errors["test_fraction"] = [str(error)]
-        after, before = attrs.get("encounter_after"), attrs.get("encounter_before")
-        if after and before and after > before:
-            errors["encounter_before"] = ["Must not be before encounter_after."]
+        # The domain's rule (also enforced by create_snapshot), asked here so each error stands
+        # beside its field: whole years only without the PHI permission.
         request = self.context.get("request")
-        if not can_view_phi(getattr(request, "user", None)):
-            # Under Safe Harbor a date finer than the year is an identifier: a day-wide range and
-            # the snapshot's manifest would tell which cases were seen that day. The case list
-            # refuses exact date filters to these users for the same reason (cases.filters).
-            message = "Without the PHI permission a date range covers whole years: {}."
-            if after and (after.month, after.day) != (1, 1):
-                errors.setdefault("encounter_after", []).append(message.format("a 1 January"))
-            if before and (before.month, before.day) != (12, 31):
-                errors.setdefault("encounter_before", []).append(message.format("a 31 December"))
+        for field, messages in date_range_errors(
+            attrs.get("encounter_after"), attrs.get("encounter_before"), by=getattr(request, "user", None)
+        ).items():
+            errors.setdefault(field, []).extend(messages)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

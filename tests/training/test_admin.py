@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
@@ -856,6 +857,33 @@ def test_the_dataset_add_form_rejects_bad_parameters_with_a_form_error(staff, mo
     assert response.status_code == 200
     assert error in response.content.decode()
     assert not DatasetSnapshot.objects.exists()
+
+
+def test_the_dataset_add_form_refuses_a_day_wide_range_beside_its_fields_without_phi(staff, model_type):
+    client, _user = staff(roles.ML_ENGINEER)
+
+    response = client.post(
+        DATASET_ADD, dataset_form(model_type, encounter_after="2024-05-11", encounter_before="2024-05-11")
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "a 1 January" in errors["encounter_after"][0]
+    assert "a 31 December" in errors["encounter_before"][0]
+    assert not DatasetSnapshot.objects.exists()
+
+
+def test_the_dataset_add_form_takes_a_day_wide_range_from_a_user_who_may_see_phi(make_user, client, model_type):
+    user = make_user(roles.ML_ENGINEER, is_staff=True)
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    client.force_login(user)
+
+    response = client.post(
+        DATASET_ADD, dataset_form(model_type, encounter_after="2024-05-11", encounter_before="2024-05-11")
+    )
+
+    assert response.status_code == 302
+    assert DatasetSnapshot.objects.get().filters["encounter_before"] == "2024-05-11"
 
 
 # --- Model types ----------------------------------------------------------------------------------

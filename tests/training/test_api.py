@@ -10,7 +10,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from django.contrib.auth.models import Group
 
+from learning_engine import roles
 from tests.conftest import jwt_client
 from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, diagnosis_model_type, task_queue
 from tests.training.factories import ModelTypeFactory, approved_cohort
@@ -584,6 +586,16 @@ def test_without_phi_permission_a_dataset_date_range_covers_whole_years(client, 
     assert set(day.json()["errors"]) == {"encounter_after", "encounter_before"}
     assert years.status_code == 202, years.json()
     assert years.json()["filters"]["encounter_after"] == "2025-01-01"
+
+
+def test_a_user_who_may_see_phi_may_ask_for_a_day_wide_dataset_range(ml_engineer, model_type):
+    ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    body = {"model_type": "diagnosis", "encounter_after": "2026-03-14", "encounter_before": "2026-03-14"}
+
+    response = jwt_client(ml_engineer).post(DATASETS, body, format="json")
+
+    assert response.status_code == 202, response.json()
+    assert response.json()["filters"]["encounter_before"] == "2026-03-14"
 
 
 @pytest.fixture

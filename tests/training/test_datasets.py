@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from cases import deid, scanning
 from cases.models import Case
+from learning_engine import roles
 from learning_engine.exceptions import InvalidRequest, TransitionError
-from tests.factories import UserFactory
+from tests.factories import UserFactory, user_with_role
 from tests.training.factories import (
     DIAGNOSES,
     DatasetSnapshotFactory,
@@ -260,10 +261,10 @@ def test_filters_select_by_quality_date_status_and_cohort(model_type):
     assert chosen == {case.pk for case in kept}
     assert snapshot.filters["encounter_after"] == "2010-01-01"
 
-    only_old, error = build_error(model_type, min_quality=0.0, encounter_before=dt.date(2002, 1, 1))
+    only_old, error = build_error(model_type, min_quality=0.0, encounter_before=dt.date(2001, 12, 31))
     assert error.code == "too_few_cases"  # the two old cases alone
-    assert "has 2" in only_old.error
-    assert "encounters until 2002-01-01" in only_old.error
+    assert "has 2" in only_old.error  # whole years: the count may be told
+    assert "encounters until 2001-12-31" in only_old.error
 
 
 # --- Refusals ------------------------------------------------------------------------------------
@@ -344,6 +345,74 @@ def test_bad_parameters_are_refused_before_anything_is_created(model_type, optio
         create_snapshot(model_type, by=None, **options)
     assert caught.value.code == code
     assert not DatasetSnapshot.objects.exists()
+
+
+# --- The encounter date range: whole years without the PHI permission --------------------------
+
+
+@pytest.mark.parametrize("author", [None, roles.ML_ENGINEER, roles.CLINICAL_LEAD])
+def test_a_date_range_finer_than_whole_years_is_refused_without_the_phi_permission(model_type, author):
+    by = user_with_role(author) if author else None
+    with pytest.raises(InvalidRequest) as caught:
+        create_snapshot(model_type, by=by, encounter_after=dt.date(2024, 5, 11), encounter_before=dt.date(2024, 5, 11))
+
+    assert caught.value.code == "date_range_too_fine"
+    assert set(caught.value.extra["errors"]) == {"encounter_after", "encounter_before"}
+    assert not DatasetSnapshot.objects.exists()
+
+
+def test_whole_years_are_allowed_to_anyone_and_a_finer_range_to_a_phi_user(model_type):
+    years = create_snapshot(
+        model_type, by=None, encounter_after=dt.date(2024, 1, 1), encounter_before=dt.date(2025, 12, 31)
+    )
+    day = create_snapshot(
+        model_type,
+        by=user_with_role(roles.CLINICIAN),
+        encounter_after=dt.date(2024, 5, 11),
+        encounter_before=dt.date(2024, 5, 11),
+    )
+
+    assert years.filters["encounter_before"] == "2025-12-31"
+    assert day.filters["encounter_after"] == "2024-05-11"
+
+
+def test_a_failed_build_over_a_fine_range_tells_no_count_and_no_label(model_type):
+    approved_cohort(model_type.cohort, patients=1, encounter_date="2024-05-11")
+    approved_cohort(model_type.cohort, patients=12, encounter_date="2023-03-01")
+    clinician = user_with_role(roles.CLINICIAN)
+    day = create_snapshot(
+        model_type, by=clinician, encounter_after=dt.date(2024, 5, 11), encounter_before=dt.date(2024, 5, 11)
+    )
+    empty = create_snapshot(
+        model_type, by=clinician, encounter_after=dt.date(2024, 5, 12), encounter_before=dt.date(2024, 5, 12)
+    )
+
+    errors = []
+    for snapshot in (day, empty):
+        with pytest.raises(DatasetBuildError) as caught:
+            build_snapshot(snapshot.pk)
+        snapshot.refresh_from_db()
+        errors.append((caught.value.code, snapshot.error))
+
+    # One case or none: the same code and the same words, so differencing two builds tells nothing.
+    assert errors[0] == errors[1]
+    assert errors[0][0] == "selection_too_small"
+    assert not any(character.isdigit() for character in errors[0][1])
+    assert all(code not in errors[0][1] for code, _ in DIAGNOSES)
+
+
+def test_prepare_dataset_refuses_a_fine_range_without_a_phi_author(model_type):
+    approved_cohort(model_type.cohort, patients=12, encounter_date="2024-05-11")
+    user_with_role(roles.ML_ENGINEER, username="eng")
+    user_with_role(roles.CLINICIAN, username="doc")
+    day = ["--model-type", model_type.slug, "--encounter-after", "2024-05-11", "--encounter-before", "2024-05-11"]
+
+    for author in ([], ["--created-by", "eng"]):
+        with pytest.raises(CommandError, match=r"covers whole years.*--created-by"):
+            run(*day, *author)
+    assert not DatasetSnapshot.objects.exists()
+
+    assert "ready" in run(*day, "--created-by", "doc", verbosity=0)
 
 
 # --- Failing closed ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ The builder is ``training.datasets.build_snapshot``.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -14,7 +15,8 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from learning_engine.audit import AuditEntry
-from learning_engine.exceptions import DomainError, TransitionError
+from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
+from learning_engine.permissions import can_view_phi
 from learning_engine.transitions import check_allowed, claim
 from training.models.model_type import ModelType
 
@@ -29,6 +31,55 @@ class BuildAbandoned(DomainError):
     """The snapshot being built was failed meanwhile (by the reaper): the build must stop."""
 
     code = "dataset_build_abandoned"
+
+
+# --- The encounter date range ---------------------------------------------------------------------
+# Under Safe Harbor a date finer than the year is an identifier: a day-wide range, and the
+# snapshot's manifest or a failed build's message ("the range has 1 case"), would tell which cases
+# were seen that day. So without the PHI permission a range covers whole years. The one rule for
+# every way of creating a snapshot (API, admin, ``prepare_dataset``): ``create_snapshot`` enforces
+# it, and the serializer and the admin form ask it first so the error stands beside its field.
+# The case list refuses exact date filters to these users for the same reason (``cases.filters``).
+
+WHOLE_YEARS_MESSAGE = "Without the PHI permission a date range covers whole years: {}."
+
+
+def date_range_errors(after: dt.date | None, before: dt.date | None, *, by: Any) -> dict[str, list[str]]:
+    """What is wrong with an encounter date range asked for by ``by``, per field (empty: nothing).
+
+    ``by`` is the user the snapshot is created for; ``None`` (a command run without an author)
+    counts as a user without the PHI permission.
+    """
+    errors: dict[str, list[str]] = {}
+    if after and before and after > before:
+        errors["encounter_before"] = ["The date range ends before it starts."]
+    if not can_view_phi(by):
+        if after and (after.month, after.day) != (1, 1):
+            errors.setdefault("encounter_after", []).append(WHOLE_YEARS_MESSAGE.format("a 1 January"))
+        if before and (before.month, before.day) != (12, 31):
+            errors.setdefault("encounter_before", []).append(WHOLE_YEARS_MESSAGE.format("a 31 December"))
+    return errors
+
+
+def check_date_range(after: dt.date | None, before: dt.date | None, *, by: Any) -> None:
+    """Raise ``InvalidRequest`` (400) with the field errors of ``date_range_errors``, if any."""
+    errors = date_range_errors(after, before, by=by)
+    if not errors:
+        return
+    reversed_range = bool(after and before and after > before)
+    raise InvalidRequest(
+        "The encounter date range ends before it starts."
+        if reversed_range
+        else WHOLE_YEARS_MESSAGE.format("1 January to 31 December"),
+        code="invalid_date_range" if reversed_range else "date_range_too_fine",
+        errors=errors,
+    )
+
+
+def is_whole_years(filters: dict[str, Any]) -> bool:
+    """Whether a snapshot's stored filters select whole years (or no dates at all)."""
+    after, before = filters.get("encounter_after"), filters.get("encounter_before")
+    return (not after or str(after)[5:] == "01-01") and (not before or str(before)[5:] == "12-31")
 
 
 class DatasetSnapshot(models.Model):

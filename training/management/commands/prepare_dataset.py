@@ -75,8 +75,19 @@ class Command(BaseCommand):
         parser.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F", help="Default 0.2.")
         parser.add_argument("--val-fraction", type=_fraction, default=0.15, metavar="F", help="Default 0.15.")
         parser.add_argument("--seed", type=_seed, default=0, metavar="N", help="Split seed (default 0).")
-        parser.add_argument("--encounter-after", type=_date, metavar="DATE", help="Encounters on or after DATE.")
-        parser.add_argument("--encounter-before", type=_date, metavar="DATE", help="Encounters on or before DATE.")
+        parser.add_argument(
+            "--encounter-after",
+            type=_date,
+            metavar="DATE",
+            help="Encounters on or after DATE: a 1 January unless --created-by names a user with the PHI permission.",
+        )
+        parser.add_argument(
+            "--encounter-before",
+            type=_date,
+            metavar="DATE",
+            help="Encounters on or before DATE: a 31 December unless --created-by names a user with the PHI "
+            "permission.",
+        )
         parser.add_argument("--output", metavar="PATH", help="Also copy the file here (a file or a folder).")
         parser.add_argument("--created-by", metavar="USERNAME", help="Record this user as the snapshot's author.")
 
@@ -123,7 +134,10 @@ class Command(BaseCommand):
                 seed=seed,
             )
         except DomainError as error:
-            raise CommandError(error.message) from None
+            hint = ""
+            if error.code == "date_range_too_fine":
+                hint = " A finer range needs --created-by naming a user with the PHI permission."
+            raise CommandError(error.message + hint) from None
         self._say(1, f"Dataset {snapshot.pk} for {kind.slug} (cohort {kind.cohort!r}, seed {seed}):")
         try:
             snapshot = build_snapshot(snapshot.pk, progress=self._progress)
