@@ -160,6 +160,7 @@ def register_upload(
                 metrics=headline_metrics(evaluation),
                 artifact=path,
                 artifact_sha256=sha256,
+                actor=by,  # the uploader: the two-person rule refuses them as approver
                 reason=f"Artifact of external job {job.pk} uploaded by {by}; evaluated by the registry.",
             )
             if version.artifact != path:  # a concurrent upload for the same job registered first

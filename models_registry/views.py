@@ -213,8 +213,9 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
 
     @extend_schema(
         summary="Approve a version",
-        description="approval pending -> approved, with a note. The approver must not be the person who created "
-        "the version's training job (409 'four_eyes_violation').",
+        description="approval pending -> approved, with a note. The approver must be none of the people who made "
+        "the version: its job's creator, starter and completer, and the uploader of its artifact, superusers "
+        "included (409 'four_eyes_violation').",
         parameters=[SLUG, VERSION],
         request=ApprovalSerializer,
         responses={200: ModelVersionDetailSerializer, **ERRORS, **NOT_FOUND, **conflict(WRONG_STATE)},

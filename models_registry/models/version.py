@@ -131,11 +131,14 @@ class ModelVersion(models.Model):
         artifact: str | None = None,
         artifact_sha256: str | None = None,
         reason: str = "",
+        actor: Any = None,
     ) -> ModelVersion:
         """A version for a completed job with an artifact (idempotent: one version per job).
 
         ``artifact`` and ``artifact_sha256`` default to the job's; an external trainer's upload
-        (``models_registry.evaluation.register_upload``) passes the artifact it stored itself.
+        (``models_registry.evaluation.register_upload``) passes the artifact it stored itself, and
+        the uploader as ``actor``: the creation's audit row names them, so the two-person rule
+        (``actor_ids``) refuses them as approver.
         """
         from training.models import ModelType
 
@@ -166,7 +169,7 @@ class ModelVersion(models.Model):
                     )
                     VersionTransition.objects.create(
                         version=created,
-                        actor=None,
+                        actor=actor,
                         from_state="",
                         to_state="pending",
                         reason=reason or f"Job {job.pk}.",
@@ -182,18 +185,43 @@ class ModelVersion(models.Model):
 
     # --- Approval --------------------------------------------------------------------------------
 
+    def actor_ids(self) -> set[int]:
+        """Every user who had a hand in making this version: none of them may approve it.
+
+        Read from the append-only audit rows, not from fields an action could overwrite: the
+        job's creator, every actor of the job's transitions (who started it, completed it,
+        failed, retried or cancelled it through the API or the admin), the version's creator and
+        whoever registered it (the uploader of an external job's artifact). A worker's or the
+        reaper's step has no actor.
+        """
+        ids: set[int | None] = {self.created_by_id}
+        if self.job_id is not None:
+            assert self.job is not None
+            ids.add(self.job.created_by_id)
+            ids.update(self.job.transitions.exclude(actor=None).values_list("actor_id", flat=True))
+        ids.update(
+            self.transitions.filter(from_state="", to_state=self.Approval.PENDING)
+            .exclude(actor=None)
+            .values_list("actor_id", flat=True)
+        )
+        return {pk for pk in ids if pk is not None}
+
     def _check_two_person(self, by: Any) -> None:
-        creator = self.job.created_by_id if self.job is not None else self.created_by_id
-        if by is None or by.pk == creator:
+        """The two-person rule: the approver (or rejecter) made no part of the version.
+
+        Superusers included: holding every permission does not make one person two.
+        """
+        if by is None or by.pk in self.actor_ids():
             raise FourEyesViolation(
-                f"{self.version} was trained by {by}; another person must approve it (two-person rule)."
+                f"{by} took part in making {self.version} (trained, started, completed or uploaded it); "
+                "another person must approve it (two-person rule).",
             )
 
     def _audit(self, *, by: Any, source: str, target: str, reason: str = "") -> None:
         VersionTransition.objects.create(version=self, actor=by, from_state=source, to_state=target, reason=reason)
 
     def approve(self, *, by: Any, note: str = "") -> None:
-        """approval pending -> approved. The approver must not be the job's creator."""
+        """approval pending -> approved. The approver must be none of the version's actors (``actor_ids``)."""
         check_allowed(self.APPROVAL_TRANSITIONS, current=self.approval_status, target="approved", label=self.version)
         self._check_two_person(by)
         with transaction.atomic():

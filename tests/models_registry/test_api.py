@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -509,6 +510,76 @@ def test_an_uploaded_artifact_is_evaluated_by_the_registry_and_registered(engine
     stored = PerformanceRecord.objects.get(version=version, source="reported")
     assert stored.metrics == reported
     assert "uploaded by" in VersionTransition.objects.get(version=version).reason
+
+
+# --- The two-person rule across the upload route ------------------------------------------------------
+
+JOBS = "/api/v1/training/jobs/"
+
+
+@pytest.fixture
+def engineer_and_lead(make_user):
+    """A user in both the ml_engineer and the clinical_lead groups."""
+    user = make_user("ml_engineer")
+    user.groups.add(Group.objects.get(name="clinical_lead"))
+    return user
+
+
+def external_job_through_the_api(snapshot: Any, *, creator: Any, starter: Any, completer: Any) -> TrainingJob:
+    job = TrainingJob.submit(model_type=snapshot.model_type, by=creator, dataset=snapshot, executor="external")
+    started = jwt_client(starter).post(f"{JOBS}{job.pk}/start/")
+    assert started.status_code == 200, started.json()
+    completed = jwt_client(completer).post(
+        f"{JOBS}{job.pk}/complete/", {"lease": started.json()["lease"]}, format="json"
+    )
+    assert completed.status_code == 200, completed.json()
+    return job
+
+
+@pytest.mark.parametrize("part", ["starter", "completer", "uploader", "all"])
+def test_whoever_started_completed_or_uploaded_a_version_cannot_approve_it(
+    part, engineer, engineer_and_lead, snapshot, artifact
+):
+    # The job is another engineer's; the dual-role user does one part (or all) of making the version.
+    dual = engineer_and_lead
+    people = {name: dual if part in (name, "all") else engineer for name in ("starter", "completer", "uploader")}
+    job = external_job_through_the_api(
+        snapshot, creator=engineer, starter=people["starter"], completer=people["completer"]
+    )
+    uploaded = upload(jwt_client(people["uploader"]), job.pk, artifact_bytes(artifact))
+    assert uploaded.status_code == 201, uploaded.json()
+    version = ModelVersion.objects.get(job=job)
+
+    for action in ("approve", "reject"):
+        response = jwt_client(dual).post(version_url(version.version, action), {"note": "Looks fine."})
+        assert response.status_code == 409, response.json()
+        assert response.json()["code"] == "four_eyes_violation"
+    version.refresh_from_db()
+    assert version.approval_status == "pending"
+    assert version.actor_ids() == {engineer.pk, dual.pk}
+
+
+def test_a_superuser_who_uploaded_a_version_cannot_approve_it(engineer, make_user, snapshot, artifact):
+    admin = make_user(None, is_superuser=True, is_staff=True)
+    job = external_job_through_the_api(snapshot, creator=engineer, starter=engineer, completer=engineer)
+    assert upload(jwt_client(admin), job.pk, artifact_bytes(artifact)).status_code == 201
+    version = ModelVersion.objects.get(job=job)
+
+    response = jwt_client(admin).post(version_url(version.version, "approve"), {"note": "Mine to approve."})
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "four_eyes_violation"
+    assert VersionTransition.objects.get(version=version, to_state="pending").actor == admin
+
+
+def test_a_lead_who_took_no_part_approves_an_uploaded_version(engineer, engineer_and_lead, lead, snapshot, artifact):
+    job = external_job_through_the_api(snapshot, creator=engineer, starter=engineer_and_lead, completer=engineer)
+    assert upload(jwt_client(engineer_and_lead), job.pk, artifact_bytes(artifact)).status_code == 201
+    version = ModelVersion.objects.get(job=job)
+
+    response = jwt_client(lead).post(version_url(version.version, "approve"), {"note": "Reviewed."})
+
+    assert response.status_code == 200, response.json()
 
 
 def test_an_upload_may_name_its_own_label(engineer, snapshot, artifact):
