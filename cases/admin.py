@@ -9,6 +9,9 @@ they cannot see.
 
 Workflow fields (status, reviewer, scores, the de-identified record) are never form fields: the
 only writers are the model's transitions, called from the actions and from ``save_model``.
+
+Every page that shows a PHI user raw case data (the change list with its external ids, a case's
+page) and every add or edit writes an entry of the PHI access log (``cases.access_log``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
 
 from cases import deid
+from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition
 from cases.statistics import compute_statistics
@@ -307,6 +311,24 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
                 return False
         return super().lookup_allowed(lookup, value, request)
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        if "cl" in context and can_view_phi(request.user):
+            self._log(request, AccessLogEntry.Action.LIST, [case.pk for case in context["cl"].result_list])
+        return response
+
+    @staticmethod
+    def _log(request: HttpRequest, action: str, case_ids: list[int], fields: tuple[str, ...] = ()) -> None:
+        record_access(
+            action=action,
+            case_ids=case_ids,
+            actor=request.user,
+            request=request,
+            channel=AccessLogEntry.Channel.ADMIN,
+            fields=fields,
+        )
+
     @admin.display(description="quality", ordering="quality_score")
     def quality(self, obj: Case) -> str:
         return f"{obj.quality_score:.2f}"
@@ -464,7 +486,7 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
                 )
                 return HttpResponseRedirect(request.path)
         try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
+            response = super().changeform_view(request, object_id, form_url, extra_context)
         except DomainError as exc:
             # A transition lost a race between the form check and the write; the atomic block of
             # the change view has rolled everything back.
@@ -477,15 +499,38 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
                 messages.ERROR,
             )
             return HttpResponseRedirect(request.path)
+        self._log_change_form(request, object_id, response)
+        return response
+
+    def _log_change_form(self, request: HttpRequest, object_id: str | None, response: HttpResponse) -> None:
+        """An edit or a submission saved by ``save_model``, or a case's page shown to a PHI user."""
+        saved: tuple[str, int, tuple[str, ...]] | None = getattr(request, "_case_saved", None)
+        if saved is not None:
+            action, case_id, fields = saved
+            self._log(request, action, [case_id], fields)
+        elif object_id is not None and response.status_code == 200 and can_view_phi(request.user):
+            context = getattr(response, "context_data", None) or {}
+            original = context.get("original")
+            if original is not None:
+                self._log(request, AccessLogEntry.Action.VIEW, [original.pk])
 
     def save_model(self, request: HttpRequest, obj: Case, form: CaseAdminForm, change: bool) -> None:
         record = form.record
         if record is None:  # the form validated, so this is a programming error
             raise RuntimeError("CaseAdminForm validated without building a record.")
+        # Read back by ``changeform_view`` for the access log (the admin instance is shared by
+        # every request, so the request carries it).
         if change:
-            obj.revise(record, by=request.user)
+            # The form has already written the new values onto ``obj``; put the stored ones back so
+            # that ``revise`` can name the fields that change (its claim still checks the revision).
+            stored = Case.objects.filter(pk=obj.pk).values(*CONTENT_FIELDS).first() or {}
+            for name, value in stored.items():
+                setattr(obj, name, value)
+            changed = obj.revise(record, by=request.user)
+            request._case_saved = (AccessLogEntry.Action.EDIT, obj.pk, changed)  # type: ignore[attr-defined]
             return
         case = Case.submit(record, by=request.user)
+        request._case_saved = (AccessLogEntry.Action.SUBMIT, case.pk, ())  # type: ignore[attr-defined]
         # The admin keeps using ``obj`` (messages, log entry, redirect): make it the saved case.
         for field in Case._meta.concrete_fields:
             setattr(obj, field.attname, getattr(case, field.attname))
@@ -613,3 +658,7 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/cases/case/statistics.html", context)
+
+
+# The PHI access log's admin (the privacy officer's page) lives in a module of its own.
+from cases import access_log_admin  # noqa: E402, F401

@@ -80,6 +80,9 @@ DEMO_USERS: tuple[DemoUser, ...] = (
     DemoUser(
         "demo-prediction-client", roles.PREDICTION_CLIENT, "demo-prediction-client-2026", "hospital system: predicts"
     ),
+    DemoUser(
+        "demo-privacy-officer", roles.PRIVACY_OFFICER, "demo-privacy-officer-2026", "reads the PHI access log only"
+    ),
 )
 SUBMITTER = "demo-clinician"
 REVIEWER = "demo-reviewer"

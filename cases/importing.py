@@ -23,7 +23,7 @@ from typing import IO, Any
 from django.db import IntegrityError, transaction
 
 from cases.interchange import CaseRecord, RecordError, parse_line, parse_record
-from cases.models import Case, CaseTransition
+from cases.models import CONTENT_FIELDS, Case, CaseTransition
 from learning_engine.exceptions import DomainError
 
 CHUNK_SIZE = 1000
@@ -60,6 +60,8 @@ class ImportReport:
     unchanged: int = 0
     failed: int = 0
     errors: list[LineError] = field(default_factory=list)
+    # The cases the import created, updated or found unchanged: for the PHI access log, never answered.
+    case_ids: list[int] = field(default_factory=list)
 
     def add_error(self, line: int, error: RecordError) -> LineError:
         self.failed += 1
@@ -192,6 +194,7 @@ class _ChunkResult:
     updated: int = 0
     unchanged: int = 0
     errors: list[tuple[int, RecordError]] = field(default_factory=list)
+    case_ids: list[int] = field(default_factory=list)
 
 
 class _Importer:
@@ -249,6 +252,7 @@ class _Importer:
         self.report.created += result.created
         self.report.updated += result.updated
         self.report.unchanged += result.unchanged
+        self.report.case_ids.extend(result.case_ids)
         # Report in line order, whether a line failed parsing or writing.
         for number, error in sorted(self.chunk_errors + result.errors, key=lambda item: item[0]):
             line_error = self.report.add_error(number, error)
@@ -290,6 +294,8 @@ def _existing_cases(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Ca
                 "revision",
                 "submitted_by_id",
                 "last_edited_by_id",
+                # An update's audit row names the fields it changed, so it compares their values.
+                *CONTENT_FIELDS,
             )
             for case in cases:
                 existing[(case.source, case.external_id)] = case
@@ -307,6 +313,7 @@ def _try_write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkR
             new_cases.append(Case.build(record, by=by))
         elif case.record_hash == record.content_hash():
             result.unchanged += 1
+            result.case_ids.append(case.pk)
         elif not case.can_edit():
             result.errors.append(
                 (number, RecordError("external_id", f"Case {case.pk} is {case.status}; an import cannot change it."))
@@ -331,6 +338,7 @@ def _try_write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkR
                 ]
             )
             result.created = len(created)
+            result.case_ids.extend(case.pk for case in created)
         for number, case, record in updates:
             try:
                 changed = case.revise(record, by=by, reason=REIMPORT_REASON)
@@ -342,4 +350,5 @@ def _try_write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkR
                 result.updated += 1
             else:
                 result.unchanged += 1
+            result.case_ids.append(case.pk)
     return result

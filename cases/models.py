@@ -298,11 +298,13 @@ class Case(models.Model):
             self._claim(source, status=self.Status.RETRACTED)
             self._audit(by=by, source=source, reason=reason)
 
-    def revise(self, record: CaseRecord, *, by: Any, reason: str = "") -> bool:
+    def revise(self, record: CaseRecord, *, by: Any, reason: str = "") -> tuple[str, ...]:
         """Replace the clinical content. Allowed while submitted or rejected.
 
-        rejected -> submitted (the edit sends the case back for review; audit row). Returns False
-        and writes nothing when the content is unchanged. The quality score is recomputed.
+        submitted -> submitted or rejected -> submitted (the edit sends a rejected case back for
+        review). Every edit writes an audit row naming the content fields it changed (never their
+        values). Returns those field names; an empty tuple, with nothing written, when the content
+        is unchanged. The quality score is recomputed.
         """
         if (record.source, record.external_id) != (self.source, self.external_id):
             raise DomainError("The source and external id of a case cannot change.", code="immutable_field")
@@ -313,7 +315,8 @@ class Case(models.Model):
             )
         content = self.content_from_record(record)
         if content["record_hash"] == self.record_hash:
-            return False
+            return ()
+        changed = self.changed_fields(content)
         source = self.status
         target = self.Status.SUBMITTED
         changes: dict[str, Any] = {
@@ -324,11 +327,33 @@ class Case(models.Model):
         }
         if source == self.Status.REJECTED:
             changes.update(reviewed_by=None, reviewed_at=None, rejection_reason="")
+        default_reason = "Edited and resubmitted." if source != target else "Edited."
         with transaction.atomic():
             self._claim(source, **changes)
-            if source != target:
-                self._audit(by=by, source=source, reason=reason or "Edited and resubmitted.")
-        return True
+            CaseTransition.objects.create(
+                case=self,
+                actor=by,
+                from_state=source,
+                to_state=target,
+                reason=reason or default_reason,
+                changed_fields=list(changed),
+            )
+        return changed
+
+    def changed_fields(self, content: dict[str, Any]) -> tuple[str, ...]:
+        """The names of the content fields whose values ``content`` changes (in ``CONTENT_FIELDS`` order)."""
+
+        def comparable(name: str, value: Any) -> Any:
+            if name == "encounter_date" and value is not None:
+                return str(value)[:10]  # a date or its ISO string, as loaded
+            return value
+
+        changed = tuple(
+            name for name in CONTENT_FIELDS if comparable(name, content[name]) != comparable(name, getattr(self, name))
+        )
+        # The hash covers exactly these fields; if a representation difference hid the change,
+        # say the record changed rather than nothing.
+        return changed or ("record",)
 
     def _claim(self, source: str, **changes: Any) -> None:
         # A conditional UPDATE skips auto_now, so the modification time is set here.
@@ -336,9 +361,20 @@ class Case(models.Model):
 
 
 class CaseTransition(AuditEntry):
-    """Audit trail of a case: one row per status change."""
+    """Audit trail of a case: one row per status change and per edit (``from_state`` may equal
+    ``to_state``: an edit of a submitted case), with the names of the fields an edit changed.
+    """
 
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="transitions")
+    changed_fields = models.JSONField(
+        default=list, blank=True, help_text="The content fields an edit changed (names only, never values)."
+    )
 
     class Meta(AuditEntry.Meta):
         verbose_name = "case transition"
+
+
+# The PHI access log is part of this app (it points at cases); its models live in their own module.
+from cases.access_log import AccessedCase, AccessLogEntry  # noqa: E402
+
+__all__ = ["CONTENT_FIELDS", "AccessLogEntry", "AccessedCase", "Case", "CaseQuerySet", "CaseTransition"]

@@ -16,6 +16,10 @@ to its de-identified form. Everyone else (ML engineers, clinical leads, ...) get
 - Statistics are aggregates over *all* cases (counts only, no rows), guarded by their own
   permission, ``cases.view_case_statistics``.
 
+Every answer that carries a raw case to a PHI user (list, detail, and the case returned by submit,
+edit and the review actions) and every import writes one entry of the PHI access log
+(``cases.access_log``): who, when, from which address, which case ids.
+
 There is no delete: a wrong case is rejected or retracted, and its audit trail stays.
 Views stay thin: validate the input, call the model's transition, serialize the result. Domain
 errors (wrong state, four-eyes rule) become 409 in ``learning_engine.exceptions``.
@@ -41,6 +45,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from cases.access_log import AccessLogEntry, record_access
 from cases.filters import CaseFilter, CaseOrderingFilter, CaseSearchFilter
 from cases.importing import import_lines, import_objects
 from cases.interchange import CaseRecord
@@ -150,6 +155,19 @@ def submit_case(record: CaseRecord, *, by: Any) -> Case:
             code="duplicate_case",
             case_id=existing,
         ) from None
+
+
+# The access-log action of each viewset action whose answer carries a case.
+LOGGED_ACTIONS = {
+    "list": AccessLogEntry.Action.LIST,
+    "retrieve": AccessLogEntry.Action.VIEW,
+    "create": AccessLogEntry.Action.SUBMIT,
+    "update": AccessLogEntry.Action.EDIT,
+    "partial_update": AccessLogEntry.Action.EDIT,
+    "approve": AccessLogEntry.Action.APPROVE,
+    "reject": AccessLogEntry.Action.REJECT,
+    "retract": AccessLogEntry.Action.RETRACT,
+}
 
 
 # --- The viewset -----------------------------------------------------------------------------------
@@ -262,9 +280,32 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             kwargs.setdefault("many", True)  # the browsable API's form for the import: a list
         return super().get_serializer(*args, **kwargs)
 
-    def present(self, case: Case, *, status_code: int = status.HTTP_200_OK) -> Response:
-        """The case as the caller may see it (the input serializers never answer)."""
+    def log_access(self, cases: Any, *, fields: tuple[str, ...] = ()) -> None:
+        """An access-log entry for this request when it hands raw cases to a PHI user."""
+        if can_view_phi(self.request.user):
+            record_access(
+                action=LOGGED_ACTIONS[str(self.action)],
+                case_ids=[case.pk for case in cases],
+                actor=self.request.user,
+                request=self.request,
+                fields=fields,
+            )
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        cases = list(queryset) if page is None else page
+        data = self.get_serializer(cases, many=True).data
+        self.log_access(cases)
+        return Response(data) if page is None else self.get_paginated_response(data)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.present(self.get_object())
+
+    def present(self, case: Case, *, status_code: int = status.HTTP_200_OK, fields: tuple[str, ...] = ()) -> Response:
+        """The case as the caller may see it (the input serializers never answer); logged for PHI users."""
         serializer = case_serializer_for(self.request.user)(case, context=self.get_serializer_context())
+        self.log_access([case], fields=fields)
         return Response(serializer.data, status=status_code)
 
     def validated_body(self) -> dict[str, Any]:
@@ -280,8 +321,8 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         case = self.get_object()
         serializer = self.get_serializer(case, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        case.revise(serializer.validated_data["record"], by=request.user)
-        return self.present(case)
+        changed = case.revise(serializer.validated_data["record"], by=request.user)
+        return self.present(case, fields=changed)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
         return self.update(request, pk, partial=True)
@@ -368,6 +409,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             raise ImportRefused("The body is empty.", code="empty_body")
         else:
             raise ImportRefused()
+        record_access(
+            action=AccessLogEntry.Action.IMPORT, case_ids=report.case_ids, actor=request.user, request=request
+        )
         if report.failed == report.read:
             return Response(
                 {"code": "invalid_records", "detail": "No record could be imported.", "report": report.to_json()},

@@ -1,4 +1,4 @@
-"""The audit base: one append-only row per state change (who, from, to, why, when)."""
+"""The audit base: append-only rows, and one row per state change (who, from, to, why, when)."""
 
 from __future__ import annotations
 
@@ -27,12 +27,30 @@ class AppendOnlyQuerySet(models.QuerySet):
     delete.queryset_only = True  # type: ignore[attr-defined]  # as Django's own: not on the manager
 
 
-class AuditEntry(models.Model):
-    """Abstract. Concrete audit tables add the foreign key to what changed.
+class AppendOnlyModel(models.Model):
+    """Abstract. Rows are append-only through the ORM: saving an existing row, deleting one, and
+    bulk ``update``/``delete`` on a queryset raise ``AppendOnlyError`` (inserts, ``bulk_create``
+    included, are allowed). A raw SQL statement can still change them; the database user of a
+    hardened site should lack UPDATE/DELETE on these tables.
+    """
 
-    Rows are append-only through the ORM: saving an existing row, deleting one, and bulk
-    ``update``/``delete`` on a queryset raise ``AppendOnlyError``. (A raw SQL statement can still
-    change them; the database user of a hardened site should lack UPDATE/DELETE on these tables.)
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+
+
+class AuditEntry(AppendOnlyModel):
+    """Abstract. Concrete audit tables add the foreign key to what changed (append-only, see
+    ``AppendOnlyModel``).
     """
 
     actor = models.ForeignKey(
@@ -48,19 +66,9 @@ class AuditEntry(models.Model):
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     class Meta:
         abstract = True
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
         return f"{self.from_state or '-'} -> {self.to_state}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")

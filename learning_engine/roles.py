@@ -1,4 +1,4 @@
-"""The four roles of the design, as Django groups over model permissions.
+"""The five roles of the design, as Django groups over model permissions.
 
 ``ROLE_PERMISSIONS`` is the one table of who may do what. ``sync_roles`` makes the groups match it;
 data migrations call it (each app adds one when it adds permissions), and so does ``post_migrate``,
@@ -13,7 +13,8 @@ CLINICIAN = "clinician"
 ML_ENGINEER = "ml_engineer"
 CLINICAL_LEAD = "clinical_lead"
 PREDICTION_CLIENT = "prediction_client"
-ROLES = (CLINICIAN, ML_ENGINEER, CLINICAL_LEAD, PREDICTION_CLIENT)
+PRIVACY_OFFICER = "privacy_officer"
+ROLES = (CLINICIAN, ML_ENGINEER, CLINICAL_LEAD, PREDICTION_CLIENT, PRIVACY_OFFICER)
 
 # Permissions that guard raw patient data and the review workflow. Named here so code outside
 # `cases` can ask about them without importing the cases app.
@@ -43,6 +44,8 @@ PERM_VIEW_AB_TEST = "models_registry.view_abtest"
 PERM_ADD_AB_TEST = "models_registry.add_abtest"
 PERM_STOP_AB_TEST = "models_registry.stop_abtest"
 PERM_CONCLUDE_AB_TEST = "models_registry.conclude_abtest"
+# The log of who read which patient's data (cases.access_log): the privacy officer's only permission.
+PERM_VIEW_ACCESS_LOG = "cases.view_accesslogentry"
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: [
@@ -109,10 +112,12 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *DICTIONARY_WRITE,
     ],
     PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK, "cases.view_cohort", "cases.view_datadictionary"],
+    # Reads the PHI access log and nothing else: no cases, datasets, models, statistics or dictionaries.
+    PRIVACY_OFFICER: [PERM_VIEW_ACCESS_LOG],
 }
 
 # Roles whose members work in the Django admin (is_staff is set for demo users of these roles).
-ADMIN_ROLES = (CLINICIAN, ML_ENGINEER, CLINICAL_LEAD)
+ADMIN_ROLES = (CLINICIAN, ML_ENGINEER, CLINICAL_LEAD, PRIVACY_OFFICER)
 
 
 def sync_roles(apps: Any = None, schema_editor: Any = None, *, strict: bool = False) -> None:

@@ -30,7 +30,8 @@ from tests.fuzz.world import World, build_world
 from tests.models_registry.serving_factories import reset_serving_state
 
 C, E, L, P = roles.CLINICIAN, roles.ML_ENGINEER, roles.CLINICAL_LEAD, roles.PREDICTION_CLIENT
-ANYONE = frozenset({"anonymous", C, E, L, P})
+PO = roles.PRIVACY_OFFICER
+ANYONE = frozenset({"anonymous", C, E, L, P, PO})
 STAFF_VIEWERS = frozenset({E, L})
 
 # (method, path) -> the roles whose requests pass the permission check. The design's table
@@ -54,6 +55,9 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/cases/{pk}/retract/"): frozenset({C}),
     ("POST", "/api/v1/cases/import/"): frozenset({C}),
     ("GET", "/api/v1/cases/statistics/"): frozenset({C, E, L}),
+    # The PHI access log: the privacy officer, and only them (their only endpoints).
+    ("GET", "/api/v1/access-log/"): frozenset({PO}),
+    ("GET", "/api/v1/access-log/{pk}/"): frozenset({PO}),
     # Datasets: engineers prepare and download them; leads look.
     ("GET", "/api/v1/datasets/"): STAFF_VIEWERS,
     ("POST", "/api/v1/datasets/"): frozenset({E}),

@@ -33,6 +33,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from cases.access_log import AccessLogEntry, record_access
 from learning_engine.exceptions import DomainError
 from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
@@ -219,6 +220,15 @@ class DatasetSnapshotViewSet(
                 f"Dataset {snapshot.pk}'s file is missing from storage; build a new snapshot.",
                 code="dataset_file_missing",
             ) from None
+        # De-identified rows only, but one per case, with the case id: logged like a read of the
+        # cases, so the privacy officer can say where each case went (docs/privacy.md).
+        record_access(
+            action=AccessLogEntry.Action.DOWNLOAD_DATASET,
+            case_ids=snapshot.case_ids(),
+            actor=request.user,
+            request=request,
+            target=f"dataset {snapshot.pk}",
+        )
         response = FileResponse(
             handle,
             as_attachment=True,

@@ -135,7 +135,7 @@ def test_revise_sends_a_rejected_case_back_for_review(clinician):
     case = make_case(S.REJECTED, submitter=clinician)
     revision = case.revision
 
-    assert case.revise(edited(case, note="Vitals added: Temp 38.9, HR 118."), by=clinician) is True
+    assert case.revise(edited(case, note="Vitals added: Temp 38.9, HR 118."), by=clinician) == ("note",)
 
     case.refresh_from_db()
     assert case.status == S.SUBMITTED
@@ -145,16 +145,33 @@ def test_revise_sends_a_rejected_case_back_for_review(clinician):
     assert (case.reviewed_by, case.reviewed_at, case.rejection_reason) == (None, None, "")
 
 
-def test_an_edit_of_a_submitted_case_keeps_it_submitted_without_an_audit_row(case, reviewer):
+def test_an_edit_of_a_submitted_case_by_another_clinician_writes_an_audit_row_naming_the_fields(case, reviewer):
     before = audit_rows(case)
 
-    assert case.revise(edited(case, symptoms=["cough", "fever", "dyspnea"]), by=reviewer) is True
+    changed = case.revise(edited(case, symptoms=["cough", "fever", "dyspnea"], note="Worse at night."), by=reviewer)
 
     case.refresh_from_db()
+    assert changed == ("symptoms", "note")
     assert case.status == S.SUBMITTED
     assert case.symptoms == ["cough", "fever", "dyspnea"]
     assert case.last_edited_by == reviewer
-    assert audit_rows(case) == before
+    assert audit_rows(case) == [*before, (S.SUBMITTED, S.SUBMITTED, reviewer.pk, "Edited.")]
+    row = CaseTransition.objects.filter(case=case).last()
+    assert row.changed_fields == ["symptoms", "note"]
+    # Names only: no value of the record reaches the audit row.
+    assert "dyspnea" not in str(row.changed_fields) + row.reason
+    assert "Worse" not in str(row.changed_fields) + row.reason
+
+
+def test_an_edit_of_the_patient_block_and_the_date_names_those_fields(case, clinician):
+    record = case.to_record().to_json()
+    record["patient"] = {**record["patient"], "phone": "+1 617 555 0199"}
+    record["encounter_date"] = "2024-02-03"
+
+    changed = case.revise(parse_record(record), by=clinician)
+
+    assert changed == ("patient", "encounter_date")
+    assert CaseTransition.objects.filter(case=case).last().changed_fields == ["patient", "encounter_date"]
 
 
 def test_retract_keeps_the_deidentified_record_of_the_approval(clinician, reviewer):
@@ -472,14 +489,14 @@ def test_an_unchanged_revise_writes_nothing(case, clinician, django_assert_num_q
     same = case.to_record()
 
     with django_assert_num_queries(0):
-        assert case.revise(same, by=clinician) is False
+        assert case.revise(same, by=clinician) == ()
 
     assert snapshot(case) == before
 
 
 def test_an_unchanged_revise_leaves_a_rejected_case_rejected(clinician):
     case = make_case(S.REJECTED, submitter=clinician)
-    assert case.revise(case.to_record(), by=clinician) is False
+    assert case.revise(case.to_record(), by=clinician) == ()
     assert Case.objects.get(pk=case.pk).status == S.REJECTED
 
 

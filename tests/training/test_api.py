@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from django.contrib.auth.models import Group
 
+from cases.access_log import AccessLogEntry
 from learning_engine import roles
 from tests.conftest import jwt_client
 from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, diagnosis_model_type, task_queue
@@ -628,6 +629,30 @@ def test_a_built_dataset_downloads_as_its_parquet_file(client, model_type, respi
     assert detail["label_counts"] == snapshot.label_counts
     assert detail["scan_report"]["clean"] is True
     assert detail["file_size"] == len(data)
+
+
+def test_a_dataset_download_is_in_the_phi_access_log_with_every_case(
+    client, ml_engineer, model_type, respiratory_cases
+):
+    created = client.post(DATASETS, {"model_type": "diagnosis", "seed": 3}, format="json").json()
+    assert build_dataset.call(created["id"])["outcome"] == "ready"
+    snapshot = DatasetSnapshot.objects.get(pk=created["id"])
+    assert not AccessLogEntry.objects.exists()
+
+    response = client.get(dataset_url(snapshot, "download"), REMOTE_ADDR="198.51.100.23")
+
+    assert response.status_code == 200
+    entry = AccessLogEntry.objects.get()
+    assert (entry.actor, entry.action, entry.channel) == (ml_engineer, "download_dataset", "api")
+    assert (entry.target, entry.address, entry.case_count) == (f"dataset {snapshot.pk}", "198.51.100.23", 12)
+    assert entry.case_ids() == sorted(i for ids in snapshot.manifest.values() for i in ids)
+
+
+def test_a_refused_dataset_download_is_not_logged(client, model_type):
+    snapshot = SnapshotFactory.create(state="failed")
+
+    assert client.get(dataset_url(snapshot, "download")).status_code == 409
+    assert not AccessLogEntry.objects.exists()
 
 
 @pytest.mark.parametrize("state", ["building", "failed"])

@@ -158,6 +158,10 @@ class DatasetSnapshot(models.Model):
     def split_ids(self, split: str) -> list[int]:
         return list(self.manifest.get(split, []))
 
+    def case_ids(self) -> list[int]:
+        """Every case in the snapshot, all splits (loads the manifest if it was deferred)."""
+        return [int(pk) for ids in (self.manifest or {}).values() if isinstance(ids, list) for pk in ids]
+
     def beat(self) -> None:
         """The build is alive: move the heartbeat. Raises ``BuildAbandoned`` if it is no longer building.
 

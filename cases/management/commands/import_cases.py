@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, reset_queries, transaction
 
 from cases import importing
+from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import MAX_SOURCE_LENGTH
 
 # Who submits imported cases when --submitted-by is not given: a system account, created on
@@ -139,6 +140,8 @@ class Command(BaseCommand):
         # usual, and unfreezing hands everything back to the collector afterwards.
         gc.collect()
         gc.freeze()
+        self._written: list[int] = []  # the report's case ids, shared as chunks are written
+        self._user: Any = None
         try:
             if dry_run:
                 # One transaction around everything, rolled back: the counts are exact (a case
@@ -153,6 +156,10 @@ class Command(BaseCommand):
             gc.unfreeze()
             if owned:
                 stream.close()
+            if not dry_run and self._user is not None:
+                # Whatever was written, also when the run stopped half-way: one access-log entry.
+                # A dry run keeps nothing and shows no record, so it leaves none.
+                self._log_access()
 
         if verbosity >= 1:
             prefix = "Dry run, nothing saved: " if dry_run else ""
@@ -174,11 +181,13 @@ class Command(BaseCommand):
         verbosity: int,
     ) -> importing.ImportReport:
         user = self._submitter(submitted_by)
+        self._user = user
         progress = _Progress(self, stream, verbosity=verbosity, total_bytes=total_bytes)
         lines_seen = importing.ImportReport()
 
         def remember(report: importing.ImportReport) -> None:
             lines_seen.read = report.read
+            self._written = report.case_ids
             # With DEBUG on, Django keeps the last 9,000 queries with their SQL (a chunk's insert
             # runs to megabytes): without this, memory would grow with the file.
             reset_queries()
@@ -211,6 +220,21 @@ class Command(BaseCommand):
                 f"The database refused a write after about {lines_seen.read} lines ({type(exc).__name__}); "
                 f"{kept}. Fix the cause and re-run: re-importing is safe. --traceback shows the database's message."
             ) from exc
+
+    def _log_access(self) -> None:
+        try:
+            record_access(
+                action=AccessLogEntry.Action.IMPORT,
+                case_ids=self._written,
+                actor=self._user,
+                channel=AccessLogEntry.Channel.COMMAND,
+                path="manage.py import_cases",  # not the file name: it may name a patient
+            )
+        except DatabaseError as exc:
+            self.stderr.write(
+                f"The PHI access log could not record this import of {len(self._written)} cases "
+                f"({type(exc).__name__}); tell the privacy officer."
+            )
 
     def _check_source(self, source: str) -> None:
         if not source or any(ch.isspace() for ch in source) or len(source) > MAX_SOURCE_LENGTH:
