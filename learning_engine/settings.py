@@ -123,6 +123,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "django_tasks_db",
     "learning_engine",
     "cases",
@@ -139,6 +140,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login that django-axes refused into the lockout answer (learning_engine.lockout).
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username and address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "learning_engine.urls"
@@ -344,6 +353,16 @@ THROTTLE_RATES = {
     "token": env_rate("THROTTLE_TOKEN_RATE", "30/min"),
     "predict": env_rate("THROTTLE_PREDICT_RATE", "6000/min"),
 }
+
+# Login lockout (django-axes; learning_engine/lockout.py says why the username and address count
+# together). Attempts live in the database, visible and removable in the admin.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "learning_engine.lockout.client_address"
+AXES_LOCKOUT_CALLABLE = "learning_engine.lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 5)),

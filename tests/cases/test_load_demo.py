@@ -17,7 +17,7 @@ from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
 
 from cases import deid, demo, demo_respiratory
 from cases.interchange import parse_record
@@ -113,12 +113,17 @@ def test_quiet_verbosity_prints_nothing(debug_on):
 # --- Users ---------------------------------------------------------------------------------------
 
 
+def login_request():
+    # django-axes (the first authentication backend) counts logins per address: it needs the request.
+    return RequestFactory().post("/admin/login/")
+
+
 @pytest.mark.django_db
 def test_creates_one_user_per_role_with_the_documented_passwords(debug_on):
     output = load_demo("--skip-cases")
 
     for entry in demo.DEMO_USERS:
-        user = authenticate(username=entry.username, password=entry.password)
+        user = authenticate(login_request(), username=entry.username, password=entry.password)
         assert user is not None, entry.username
         group_names = set(user.groups.values_list("name", flat=True))
         if entry.role == demo.SUPERUSER:
@@ -154,7 +159,7 @@ def test_second_run_resets_a_changed_password_and_role(debug_on):
 
     load_demo("--skip-cases")
 
-    reset = authenticate(username=demo.SUBMITTER, password="demo-clinician-2026")
+    reset = authenticate(login_request(), username=demo.SUBMITTER, password="demo-clinician-2026")
     assert reset is not None
     assert list(reset.groups.values_list("name", flat=True)) == [roles.CLINICIAN]
     assert get_user_model().objects.filter(username__startswith="demo-").count() == len(demo.DEMO_USERS)
