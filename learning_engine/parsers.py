@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import codecs
 import io
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]
+
+# The largest integer any field takes: a database integer column holds no more, and beyond float's
+# range (about 1.8e308) ``float(n)`` and ``math.isfinite(n)`` raise OverflowError instead of failing.
+MAX_JSON_INTEGER = 2**63 - 1
 
 _STEPS = np.zeros(256, dtype=np.int8)
 _STEPS[[ord("{"), ord("[")]] = 1
@@ -34,8 +41,47 @@ def raw_json_depth(body: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
+class InvalidNumber(ValueError):
+    """A JSON number no field takes: NaN, an infinity, a float beyond float's range, a huge integer."""
+
+
+def _refuse_constant(literal: str) -> float:
+    raise InvalidNumber(f"{literal} is not a number JSON allows.")
+
+
+def _finite_float(literal: str) -> float:
+    number = float(literal)  # 1e309 reads as inf: refuse it rather than store an infinity
+    if not math.isfinite(number):
+        raise InvalidNumber(f"The number {_shorten(literal)} is out of range.")
+    return number
+
+
+def _bounded_int(literal: str) -> int:
+    # The length first: Python's int() refuses more than 4300 digits with a ValueError of its own.
+    number = int(literal) if len(literal) <= 20 else None
+    if number is None or not -MAX_JSON_INTEGER <= number <= MAX_JSON_INTEGER:
+        raise InvalidNumber(f"The integer {_shorten(literal)} is out of range (at most {MAX_JSON_INTEGER} either way).")
+    return number
+
+
+def _shorten(literal: str) -> str:
+    return literal if len(literal) <= 24 else f"{literal[:12]}...({len(literal)} characters)"
+
+
+def loads(text: str | bytes) -> Any:
+    """``json.loads`` for what clients send: strict, every number finite and within range.
+
+    Raises ``InvalidNumber`` for NaN / Infinity literals, floats that overflow (``1e309``) and
+    integers beyond ``MAX_JSON_INTEGER``, ``ValueError`` for anything else that is not JSON.
+    """
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
+
+
 class SafeJSONParser(JSONParser):
-    """DRF's JSON parser (strict: no NaN or Infinity), with a bound on nesting.
+    """DRF's JSON parser (strict: no NaN or Infinity), with a bound on nesting and on numbers.
+
+    A number no field can take (NaN, Infinity, ``1e309``, an integer beyond ``MAX_JSON_INTEGER``)
+    is a 400 with code ``invalid_number``.
 
     A body nested deeper than ``MAX_JSON_DEPTH`` (environment, default 32) is a 400 with code
     ``parse_error`` (like any unreadable body), and so is one too deep for Python's parser itself
@@ -51,6 +97,13 @@ class SafeJSONParser(JSONParser):
         if raw_json_depth(body) > limit:
             raise ParseError(f"The body nests objects and arrays more than {limit} levels deep.")
         try:
-            return super().parse(io.BytesIO(body), media_type, parser_context)
+            text = codecs.getreader(get_encoding(parser_context or {}))(io.BytesIO(body)).read()
+            return loads(text)
+        except InvalidNumber as exc:
+            # Its own code: the body is JSON, but a number in it is one no field can take (a 500
+            # before: OverflowError where a field compared or converted it).
+            raise ParseError(f"JSON parse error - {exc}", code="invalid_number") from None
+        except ValueError as exc:  # also UnicodeDecodeError
+            raise ParseError(f"JSON parse error - {exc}") from None
         except RecursionError:
             raise ParseError("JSON parse error - the body is nested too deeply.") from None

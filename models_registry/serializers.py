@@ -199,7 +199,7 @@ class MetricsField(serializers.DictField):
                 errors[str(name)[:MAX_METRIC_NAME]] = [f"A metric name is 1 to {MAX_METRIC_NAME} characters."]
             elif isinstance(value, bool) or not isinstance(value, (int, float)):
                 errors[name] = ["Must be a number."]
-            elif not math.isfinite(float(value)) or abs(float(value)) > 1e15:
+            elif abs(value) > 1e15 or not math.isfinite(value):  # the bound first: float(10**400) overflows
                 errors[name] = ["Must be a finite number."]
             else:
                 values[name] = value

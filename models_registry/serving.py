@@ -185,8 +185,10 @@ def _age(value: Any) -> tuple[int | str | None, str | None]:
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
-        or not math.isfinite(value)
+        # The range first: math.isfinite(10**400) raises OverflowError (the parser refuses such
+        # numbers already; this holds whatever parser a record came through).
         or not 0 <= value <= MAX_AGE_YEARS
+        or not math.isfinite(value)
     ):
         raise RecordError("age", f'must be a number of years from 0 to {MAX_AGE_YEARS}, or "{deid.OLDEST_BAND}".')
     years = int(value)

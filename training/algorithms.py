@@ -60,7 +60,10 @@ def _coerce(name: str, kind: str, value: Any, low: Any, high: Any) -> Any:
     elif kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad(name, "must be a number.")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise _bad(name, "must be finite.") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise _bad(name, "must be finite.")
     elif kind == "layers":
