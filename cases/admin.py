@@ -662,3 +662,6 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
 
 # The PHI access log's admin (the privacy officer's page) lives in a module of its own.
 from cases import access_log_admin  # noqa: E402, F401
+
+# Cohorts and dictionary versions have their admin next to their models.
+from cases.dictionary import admin as _dictionary_admin  # noqa: E402, F401
