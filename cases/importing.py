@@ -70,7 +70,12 @@ class ImportReport:
             self.errors.append(line_error)
         return line_error
 
-    def summary(self) -> str:
+    def summary(self, *, dry_run: bool = False) -> str:
+        if dry_run:  # nothing was created: say what the import would do
+            return (
+                f"{self.read} read, would create {self.created}, would update {self.updated}, "
+                f"{self.unchanged} unchanged, {self.failed} failed"
+            )
         return (
             f"{self.read} read, {self.created} created, {self.updated} updated, "
             f"{self.unchanged} unchanged, {self.failed} failed"

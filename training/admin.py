@@ -419,7 +419,9 @@ class DatasetCreateForm(forms.ModelForm):
     # whether they may see PHI. Unset, the form judges as for a user without that permission.
     requesting_user: Any = None
 
+    # Labels in the words of ``prepare_dataset``'s flags (--min-quality, --validation-fraction, ...).
     min_quality = forms.FloatField(
+        label="Minimum quality",
         required=False,
         min_value=0.0,
         max_value=1.0,

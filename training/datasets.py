@@ -122,6 +122,32 @@ def create_snapshot(
     Bad parameters raise ``InvalidRequest`` (HTTP 400) and create nothing; so does an encounter
     date range finer than whole years unless ``by`` may see PHI (``check_date_range``).
     """
+    snapshot = snapshot_request(
+        model_type,
+        by=by,
+        min_quality=min_quality,
+        encounter_after=encounter_after,
+        encounter_before=encounter_before,
+        validation_fraction=validation_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    snapshot.save(force_insert=True)
+    return snapshot
+
+
+def snapshot_request(
+    model_type: ModelType,
+    *,
+    by: Any,
+    min_quality: float | None = None,
+    encounter_after: dt.date | None = None,
+    encounter_before: dt.date | None = None,
+    validation_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> DatasetSnapshot:
+    """``create_snapshot`` without saving: the checked, unsaved snapshot (for ``preview_snapshot``)."""
     try:
         check_fractions(validation_fraction, test_fraction)
     except ValueError as error:
@@ -137,13 +163,70 @@ def create_snapshot(
         "encounter_after": encounter_after.isoformat() if encounter_after else None,
         "encounter_before": encounter_before.isoformat() if encounter_before else None,
     }
-    return DatasetSnapshot.objects.create(
+    return DatasetSnapshot(
         model_type=model_type,
         filters=filters,
         seed=seed,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         created_by=by,
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotPreview:
+    """What building a snapshot would give now: its counts and content hash, no file."""
+
+    case_count: int
+    patient_count: int
+    label_counts: dict[str, dict[str, int]]
+    split_sizes: dict[str, int]
+    content_hash: str
+
+
+def preview_snapshot(snapshot: DatasetSnapshot, *, progress: Progress | None = None) -> SnapshotPreview:
+    """Steps 1 to 3 of a build (read, validate, split) and the content hash, for a snapshot that
+    need not be saved: nothing is written but a temporary file, nothing is scanned or stored.
+
+    For a dry run, and to find a ready snapshot with the same content before building another
+    (``same_content``). Raises ``DatasetBuildError`` where the build would. Like a build, it
+    de-identifies again the selected cases of an older policy (``cases.redeid``): that refreshes
+    derived data, it makes no dataset.
+    """
+    temporaries: list[str] = []
+    try:
+        rows_file = _temporary_file(snapshot, ".arrow", temporaries)
+        selection = _read(snapshot, rows_file, progress or _no_progress)
+        _validate(snapshot, selection)
+        splits = split_cases(
+            selection.ids,
+            selection.groups,
+            selection.labels,
+            validation_fraction=snapshot.validation_fraction,
+            test_fraction=snapshot.test_fraction,
+            seed=snapshot.seed,
+        )
+        _check_splits(snapshot, splits)
+    finally:
+        for temporary in temporaries:
+            _remove(temporary)
+    return SnapshotPreview(
+        case_count=len(selection.ids),
+        patient_count=len(np.unique(selection.groups)),
+        label_counts=_label_counts(selection, splits),
+        split_sizes={name: int(np.count_nonzero(splits == code)) for code, name in enumerate(SPLIT_NAMES)},
+        content_hash=_content_hash(snapshot, selection, splits),
+    )
+
+
+def same_content(model_type: ModelType, content_hash: str) -> DatasetSnapshot | None:
+    """The oldest ready snapshot of ``model_type`` with this content hash, if any."""
+    return (
+        DatasetSnapshot.objects.filter(
+            model_type=model_type, status=DatasetSnapshot.Status.READY, content_hash=content_hash
+        )
+        .order_by("pk")
+        .first()
     )
 
 

@@ -356,7 +356,7 @@ def test_dry_run_counts_everything_and_writes_nothing(tmp_path):
 
     result = run(path, dry_run=True)
 
-    assert "Dry run, nothing saved: 4 read, 2 created, 1 updated, 0 unchanged, 1 failed" in result.stdout
+    assert "Dry run, nothing saved: 4 read, would create 2, would update 1, 0 unchanged, 1 failed" in result.stdout
     assert result.error is not None  # a bad line still fails the command
     assert "checked" in str(result.error)
     assert Case.objects.count() == 0

@@ -811,6 +811,72 @@ def test_prepare_dataset_reports_a_failed_build(model_type):
     assert DatasetSnapshot.objects.get().status == DatasetSnapshot.Status.FAILED
 
 
+def test_prepare_dataset_twice_with_the_same_content_points_to_the_first(model_type, tmp_path):
+    approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    run("--model-type", model_type.slug, "--seed", "4")
+    first = DatasetSnapshot.objects.get()
+
+    again = run("--model-type", model_type.slug, "--seed", "4", "--output", str(tmp_path))
+
+    assert DatasetSnapshot.objects.count() == 1
+    assert f"Dataset {first.pk} (ready since" in again
+    assert "already has this content" in again
+    assert first.content_hash in again
+    assert "--force" in again
+    assert (tmp_path / Path(name_of(first)).name).read_bytes() == stored_bytes(first)
+    # Another seed is another content: built.
+    run("--model-type", model_type.slug, "--seed", "5")
+    assert DatasetSnapshot.objects.count() == 2
+
+
+def test_prepare_dataset_force_builds_a_second_copy(model_type):
+    approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    run("--model-type", model_type.slug)
+    output = run("--model-type", model_type.slug, "--force")
+    first, second = DatasetSnapshot.objects.order_by("pk")
+    assert second.status == DatasetSnapshot.Status.READY
+    assert second.content_hash == first.content_hash
+    assert f"Dataset {second.pk} is ready" in output
+
+
+def test_prepare_dataset_dry_run_says_what_it_would_include_and_builds_nothing(model_type):
+    approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    output = run("--model-type", model_type.slug, "--dry-run")
+    assert not DatasetSnapshot.objects.exists()
+    assert "Dry run, nothing built: the dataset would include 12 cases of 12 patients" in output
+    assert "created" not in output
+    assert "No ready dataset has this content yet." in output
+
+    run("--model-type", model_type.slug)
+    built = DatasetSnapshot.objects.get()
+    again = run("--model-type", model_type.slug, "--dry-run")
+    assert built.content_hash in again  # the dry run's hash is the build's
+    assert f"Dataset {built.pk} already has this content." in again
+    assert DatasetSnapshot.objects.count() == 1
+    sizes = {name: len(built.manifest[name]) for name in ("train", "validation", "test")}
+    assert f"(train {sizes['train']}, validation {sizes['validation']}, test {sizes['test']})" in again
+
+
+def test_prepare_dataset_dry_run_reports_a_selection_that_cannot_build(model_type):
+    approved_cohort(model_type.cohort, patients=3)
+    with pytest.raises(CommandError, match=r"Dry run: no dataset could be built \(too_few_cases\)"):
+        run("--model-type", model_type.slug, "--dry-run")
+    assert not DatasetSnapshot.objects.exists()
+
+
+def test_prepare_dataset_flags_use_the_admin_forms_words(model_type):
+    from training.admin import DatasetCreateForm
+
+    approved_cohort(model_type.cohort, patients=10)
+    form = DatasetCreateForm()
+    labels = {name: str(field.label) for name, field in form.fields.items()}
+    assert labels["validation_fraction"] == "Validation fraction"
+    assert labels["min_quality"] == "Minimum quality"
+    run("--model-type", model_type.slug, "--validation-fraction", "0.25")
+    run("--model-type", model_type.slug, "--val-fraction", "0.3")  # the old flag, kept as an alias
+    assert sorted(DatasetSnapshot.objects.values_list("validation_fraction", flat=True)) == [0.25, 0.3]
+
+
 def test_large_manifests_stay_compact_numpy_backed(model_type, tmp_path):
     # The read pass keeps arrays, not records: 8 + 8 + 4 + 8 bytes a case; the rows go to a file.
     approved_cohort(model_type.cohort, patients=10)

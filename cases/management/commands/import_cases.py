@@ -163,7 +163,7 @@ class Command(BaseCommand):
 
         if verbosity >= 1:
             prefix = "Dry run, nothing saved: " if dry_run else ""
-            self.stdout.write(self.style.SUCCESS(f"{prefix}{report.summary()}."))
+            self.stdout.write(self.style.SUCCESS(f"{prefix}{report.summary(dry_run=dry_run)}."))
         if report.failed:
             done = "checked" if dry_run else "imported"
             raise CommandError(

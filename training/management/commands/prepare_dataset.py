@@ -4,6 +4,13 @@ The same build as ``POST /api/v1/datasets/`` (``training.datasets``), run in thi
 a summary: the cases per split and label, the content hash and where the file is stored; with
 ``--output`` the file is copied there too. Verbosity 0 prints one line, 1 the stages and the
 summary, 2 also progress within each stage.
+
+Before building, the command works out the content the snapshot would have (``preview_snapshot``:
+the read, split and content hash, no file): when a ready snapshot of the model type already has
+that content, it names it and builds nothing (``--force`` builds another copy). ``--dry-run``
+stops after that step and says what the snapshot would include. The flags use the words of the
+admin's "Add dataset snapshot" form and of the API's fields (``--validation-fraction``,
+``--test-fraction``, ``--min-quality``, ...); ``--val-fraction`` is kept as an alias.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from learning_engine.exceptions import DomainError
-from training.datasets import build_snapshot, create_snapshot
+from training.datasets import SnapshotPreview, build_snapshot, preview_snapshot, same_content, snapshot_request
 from training.models import DatasetSnapshot, ModelType
 from training.splitting import SPLIT_NAMES, check_fractions
 
@@ -68,28 +75,54 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--model-type", required=True, metavar="SLUG", help="The model type (its slug).")
+        # The words of the admin form's labels and of the API's fields (DatasetCreateForm).
+        parser.add_argument("--model-type", required=True, metavar="SLUG", help="Model type (its slug).")
         parser.add_argument(
             "--min-quality", type=_quality, metavar="Q", help="Minimum quality score (default: the model type's)."
         )
-        parser.add_argument("--test-fraction", type=_fraction, default=0.2, metavar="F", help="Default 0.2.")
-        parser.add_argument("--val-fraction", type=_fraction, default=0.15, metavar="F", help="Default 0.15.")
-        parser.add_argument("--seed", type=_seed, default=0, metavar="N", help="Split seed (default 0).")
+        parser.add_argument(
+            "--validation-fraction",
+            "--val-fraction",
+            dest="validation_fraction",
+            type=_fraction,
+            default=0.15,
+            metavar="F",
+            help="Validation fraction: share of patients in the validation split (default 0.15).",
+        )
+        parser.add_argument(
+            "--test-fraction",
+            type=_fraction,
+            default=0.2,
+            metavar="F",
+            help="Test fraction: share of patients in the test split (default 0.2).",
+        )
+        parser.add_argument("--seed", type=_seed, default=0, metavar="N", help="Seed of the split (default 0).")
         parser.add_argument(
             "--encounter-after",
             type=_date,
             metavar="DATE",
-            help="Encounters on or after DATE: a 1 January unless --created-by names a user with the PHI permission.",
+            help="Encounter after: encounters on or after DATE; a 1 January unless --created-by names a user with "
+            "the PHI permission.",
         )
         parser.add_argument(
             "--encounter-before",
             type=_date,
             metavar="DATE",
-            help="Encounters on or before DATE: a 31 December unless --created-by names a user with the PHI "
-            "permission.",
+            help="Encounter before: encounters on or before DATE; a 31 December unless --created-by names a user "
+            "with the PHI permission.",
         )
         parser.add_argument("--output", metavar="PATH", help="Also copy the file here (a file or a folder).")
         parser.add_argument("--created-by", metavar="USERNAME", help="Record this user as the snapshot's author.")
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Say what the snapshot would include (cases, patients, splits, labels, content hash); build nothing.",
+        )
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Build even when a ready snapshot of the model type already has the same content.",
+        )
 
     def handle(
         self,
@@ -97,12 +130,14 @@ class Command(BaseCommand):
         model_type: str,
         min_quality: float | None,
         test_fraction: float,
-        val_fraction: float,
+        validation_fraction: float,
         seed: int,
         encounter_after: dt.date | None,
         encounter_before: dt.date | None,
         output: str | None,
         created_by: str | None,
+        dry_run: bool,
+        force: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -112,7 +147,7 @@ class Command(BaseCommand):
             known = ", ".join(ModelType.objects.order_by("slug").values_list("slug", flat=True)) or "none yet"
             raise CommandError(f"Unknown model type {model_type!r} (known: {known}).")
         try:
-            check_fractions(val_fraction, test_fraction)
+            check_fractions(validation_fraction, test_fraction)
         except ValueError as error:
             raise CommandError(str(error)) from None
         author = None
@@ -123,13 +158,13 @@ class Command(BaseCommand):
         destination = self._destination(output) if output else None
 
         try:
-            snapshot = create_snapshot(
+            request = snapshot_request(
                 kind,
                 by=author,
                 min_quality=min_quality,
                 encounter_after=encounter_after,
                 encounter_before=encounter_before,
-                validation_fraction=val_fraction,
+                validation_fraction=validation_fraction,
                 test_fraction=test_fraction,
                 seed=seed,
             )
@@ -138,6 +173,32 @@ class Command(BaseCommand):
             if error.code == "date_range_too_fine":
                 hint = " A finer range needs --created-by naming a user with the PHI permission."
             raise CommandError(error.message + hint) from None
+
+        if dry_run or not force:
+            self._say(1, f"Working out the content of a dataset for {kind.slug} (cohort {kind.cohort!r}, seed {seed}):")
+            try:
+                preview = preview_snapshot(request, progress=self._progress)
+            except DomainError as error:
+                if dry_run:
+                    raise CommandError(f"Dry run: no dataset could be built ({error.code}): {error.message}") from None
+                # The build below fails the same way and records the failed snapshot with its reason.
+                preview = None
+            twin = same_content(kind, preview.content_hash) if preview else None
+            if dry_run and preview is not None:
+                self._dry_run_summary(preview, twin)
+                return
+            if twin is not None:
+                copied = self._copy(twin, destination) if destination else None
+                self.stdout.write(
+                    f"Dataset {twin.pk} (ready since {twin.finished_at or twin.created_at:%Y-%m-%d %H:%M}) already has "
+                    f"this content: {twin.case_count} cases, content hash {twin.content_hash}. Nothing built; use "
+                    f"dataset {twin.pk}" + (f" (copied to {copied})" if copied else "") + ", or add --force to "
+                    "build another copy."
+                )
+                return
+
+        request.save(force_insert=True)
+        snapshot = request
         self._say(1, f"Dataset {snapshot.pk} for {kind.slug} (cohort {kind.cohort!r}, seed {seed}):")
         try:
             snapshot = build_snapshot(snapshot.pk, progress=self._progress)
@@ -146,6 +207,16 @@ class Command(BaseCommand):
 
         copied = self._copy(snapshot, destination) if destination else None
         self._summary(snapshot, copied)
+
+    def _dry_run_summary(self, preview: SnapshotPreview, twin: DatasetSnapshot | None) -> None:
+        splits = ", ".join(f"{name} {preview.split_sizes.get(name, 0)}" for name in SPLIT_NAMES)
+        same = f" Dataset {twin.pk} already has this content." if twin else " No ready dataset has this content yet."
+        self.stdout.write(
+            f"Dry run, nothing built: the dataset would include {preview.case_count} cases of "
+            f"{preview.patient_count} patients ({splits}); content hash {preview.content_hash}.{same}"
+        )
+        if self.verbosity >= 1:
+            self.stdout.write(self._label_table(preview.label_counts, preview.split_sizes))
 
     # --- Output ----------------------------------------------------------------------------------
 
@@ -186,21 +257,26 @@ class Command(BaseCommand):
                 f"Dataset {snapshot.pk} ready: {snapshot.case_count} cases, {snapshot.content_hash}, {where}"
             )
             return
-        labels = sorted({label for counts in snapshot.label_counts.values() for label in counts})
-        width = max([len("label"), *(len(label) for label in labels)])
-        header = f"    {'label':<{width}}" + "".join(f"  {name:>10}" for name in SPLIT_NAMES)
+        sizes = {name: len(snapshot.manifest.get(name, [])) for name in SPLIT_NAMES}
         lines = [
             f"Dataset {snapshot.pk} is ready: {snapshot.case_count} cases of {snapshot.patient_count} patients.",
-            header,
+            self._label_table(snapshot.label_counts, sizes),
         ]
-        for label in labels:
-            counts = "".join(f"  {snapshot.label_counts.get(name, {}).get(label, 0):>10}" for name in SPLIT_NAMES)
-            lines.append(f"    {label:<{width}}{counts}")
-        totals = "".join(f"  {len(snapshot.manifest.get(name, [])):>10}" for name in SPLIT_NAMES)
-        lines.append(f"    {'total':<{width}}{totals}")
         lines += [
             f"  Policy:       {snapshot.policy_version}",
             f"  Content hash: {snapshot.content_hash}",
             f"  File:         {where} ({snapshot.file_size} bytes, sha256 {snapshot.file_sha256})",
         ]
         self.stdout.write("\n".join(lines))
+
+    @staticmethod
+    def _label_table(label_counts: dict[str, dict[str, int]], sizes: dict[str, int]) -> str:
+        labels = sorted({label for counts in label_counts.values() for label in counts})
+        width = max([len("label"), *(len(label) for label in labels)])
+        lines = [f"    {'label':<{width}}" + "".join(f"  {name:>10}" for name in SPLIT_NAMES)]
+        for label in labels:
+            counts = "".join(f"  {label_counts.get(name, {}).get(label, 0):>10}" for name in SPLIT_NAMES)
+            lines.append(f"    {label:<{width}}{counts}")
+        totals = "".join(f"  {sizes.get(name, 0):>10}" for name in SPLIT_NAMES)
+        lines.append(f"    {'total':<{width}}{totals}")
+        return "\n".join(lines)
