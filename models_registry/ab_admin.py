@@ -22,7 +22,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
 from learning_engine.admin_links import RelatedLinksMixin
@@ -42,6 +44,19 @@ from training.models import ModelType
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 REASON_MAX_LENGTH = 2000
+# The decisions of models_registry.ab_stats.Decision as people read them.
+DECISION_WORDS = {
+    "ship_b": "Ship B: the candidate is more accurate",
+    "rollback": "Keep A: the candidate is less accurate",
+    "hold": "Hold: no clear difference yet",
+    "invalid": "Invalid: the split of subjects is broken",
+}
+
+
+def decision_words(decision: str | None) -> str:
+    if not decision:
+        return "—"
+    return DECISION_WORDS.get(decision, decision)
 
 
 class VersionChoiceField(forms.ModelChoiceField):
@@ -146,8 +161,8 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
         "traffic_split",
         "status_badge",
         "started_at",
-        "ends_at",
-        "decision",
+        "end_display",
+        "decision_display",
         "promoted",
     )
     list_display_links = ("id",)
@@ -166,12 +181,11 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
         "significance_level",
         "status_badge",
         "started_at",
-        "ends_at",
-        "ended_at",
+        "end_display",
         "created_by",
         "concluded_by",
         "reason",
-        "decision",
+        "decision_display",
         "promoted",
     )
     readonly_fields = fields
@@ -196,6 +210,23 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: ABTest) -> str:
         return format_html('<span class="version-badge ab-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="end", ordering="ends_at")
+    def end_display(self, obj: ABTest) -> str:
+        """When it ends (running) or ended: never a future "ends at" for a test that is over."""
+        if obj.is_running():
+            return format_html("ends {} (planned)", date_format(localtime(obj.ends_at), "DATETIME_FORMAT"))
+        ended = obj.ended_at or obj.ends_at
+        return format_html(
+            "ended {} ({}; planned end {})",
+            date_format(localtime(ended), "DATETIME_FORMAT"),
+            obj.get_status_display().lower(),
+            date_format(localtime(obj.ends_at), "DATETIME_FORMAT"),
+        )
+
+    @admin.display(description="decision", ordering="decision")
+    def decision_display(self, obj: ABTest) -> str:
+        return decision_words(obj.decision) if obj.decision else ("—" if not obj.is_running() else "(running)")
 
     # --- Start (the add page) ----------------------------------------------------------------------
 
@@ -236,8 +267,14 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
         )
         extra = dict(extra_context or {})
         if test is not None and self.has_view_permission(request, test):
-            figures = test.evaluate()
+            # A test that is over shows the figures it ended with (stored with its decision), not
+            # today's: those are what the decision was made on.
+            ended = not test.is_running()
+            figures = test.evaluation if ended and isinstance(test.evaluation, dict) and test.evaluation else None
+            figures = figures or test.evaluate()
             extra["figures"] = figures
+            extra["ended"] = ended
+            extra["decision_words"] = decision_words(test.decision if ended else figures.get("decision"))
             extra["arm_rows"] = [
                 {
                     "arm": arm.upper(),

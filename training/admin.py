@@ -859,9 +859,9 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
                 )
             },
         ),
-        # Status, stage and progress are in the live panel above the fields (it refreshes; these do not).
-        ("Attempts", {"fields": ("attempts_display", "started_at", "finished_at")}),
-        ("Worker", {"classes": ("collapse",), "fields": ("worker_id", "lease_held", "heartbeat_at", "task_id")}),
+        # Status, stage, progress, attempts, times, heartbeat and worker are in the live panel above
+        # the fields: it refreshes together while the job runs; these fields do not change then.
+        ("Task", {"classes": ("collapse",), "fields": ("task_id",)}),
         ("Artifact", {"classes": ("collapse",), "fields": ("artifact", "artifact_format", "artifact_sha256")}),
     )
 
@@ -953,10 +953,6 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
     def hyperparameters_display(self, obj: TrainingJob) -> str:
         return _pretty_json(obj.hyperparameters)
 
-    @admin.display(description="lease held", boolean=True)
-    def lease_held(self, obj: TrainingJob) -> bool:
-        return obj.lease is not None  # the lease itself is the worker's write token: never shown
-
     def live_context(self, job: TrainingJob) -> dict[str, Any]:
         loss_chart, accuracy_chart = history_charts(_list(job.history))
         return {
@@ -982,6 +978,8 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
             evaluation = _dict(obj.evaluation)
             context.update(
                 {
+                    # The heading without the status, which the live panel keeps current beside it.
+                    "subtitle": f"Job {obj.pk}: {obj.model_type.slug}, {obj.algorithm}",
                     **self.live_context(obj),
                     "live_url": reverse("admin:training_trainingjob_live", args=[obj.pk]),
                     "headline": headline_rows(evaluation),

@@ -68,6 +68,10 @@ def test_an_ml_engineer_trains_a_model_and_a_clinical_lead_approves_and_activate
     engineer.route("**/*", lambda route: route.continue_())  # held while the test thread trains
     report_progress = TrainingJob.report_progress
     seen_midway: list[float] = []
+    seen_heading: list[str] = []
+    seen_attempts: list[str] = []
+    seen_started: list[str] = []
+    seen_heartbeat: list[str] = []
 
     def report_and_show(self: TrainingJob, **kwargs: Any) -> None:
         report_progress(self, **kwargs)
@@ -79,6 +83,12 @@ def test_an_ml_engineer_trains_a_model_and_a_clinical_lead_approves_and_activate
                 arg=[PROGRESS_BAR, kwargs["progress"]],
             )
             seen_midway.append(float(engineer.locator(PROGRESS_BAR).get_attribute("value") or 0))
+            # Everything on the page moved together, without a reload: the status beside the
+            # heading, the attempt, the start time and the heartbeat.
+            seen_heading.append(engineer.locator("h2.job-heading .job-status").inner_text())
+            seen_attempts.append(engineer.locator("#job-live .job-attempts").inner_text())
+            seen_started.append(engineer.locator("#job-live .job-started").inner_text())
+            seen_heartbeat.append(engineer.locator("#job-live .job-heartbeat").inner_text())
             site.shoot(engineer, "3-job-running")
 
     monkeypatch.setattr(TrainingJob, "report_progress", report_and_show)
@@ -88,11 +98,19 @@ def test_an_ml_engineer_trains_a_model_and_a_clinical_lead_approves_and_activate
     assert outcome["outcome"] == "completed", TrainingJob.objects.get(pk=job.pk).error_log
     assert seen_midway
     assert 0 < seen_midway[0] < 100
+    assert seen_heading == ["Running"]
+    assert seen_attempts == ["1 of 3"]
+    assert seen_started[0] != "not yet"
+    assert seen_heartbeat[0] != "—"
 
     # The page saw the job end and reloaded itself: the finished page, with its evaluation.
     engineer.wait_for_selector(".job-evaluation")
     site.shoot(engineer, "4-job-completed")
     assert engineer.locator("#job-live .job-status").inner_text() == "Completed"
+    heading = engineer.locator("h2.job-heading").inner_text()
+    assert "Completed" in heading
+    assert "queued" not in heading.lower()
+    assert "queued" not in engineer.locator(".breadcrumbs").inner_text().lower()
     assert engineer.locator(PROGRESS_BAR).get_attribute("value") == "100.0"
     assert engineer.locator("#job-live .job-progress-text").inner_text() == "100%"
     loss_chart = engineer.locator(f"#job-live {LOSS_CHART}")

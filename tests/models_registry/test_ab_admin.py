@@ -114,7 +114,7 @@ def test_the_test_page_shows_figures_intervals_srm_decision_and_chart(staff, run
 
     html = client.get(change_url(running)).content.decode()
 
-    assert "Current decision: <strong>ship_b</strong>" in html
+    assert "Current decision: <strong>Ship B: the candidate is more accurate</strong>" in html
     assert "0.900" in html  # B's accuracy
     assert "0.600" in html
     assert " to " in html  # the intervals
@@ -133,7 +133,7 @@ def test_the_test_page_says_when_the_split_is_broken(staff, running, engineer):
     client, _user = staff(roles.ML_ENGINEER)
     html = client.get(change_url(running)).content.decode()
     assert "the test is invalid" in html
-    assert "Current decision: <strong>invalid</strong>" in html
+    assert "Current decision: <strong>Invalid: the split of subjects is broken</strong>" in html
 
 
 def test_the_list_shows_the_actions_of_the_role(staff, running):
@@ -243,3 +243,28 @@ def test_an_engineer_cannot_run_the_conclude_action(staff, running):
     payload = {"action": "conclude_selected", "post": "yes", "reason": "Mine.", "_selected_action": [running.pk]}
     client.post(TESTS, payload)
     assert ABTest.objects.get(pk=running.pk).status == "running"
+
+
+def test_a_concluded_test_shows_its_final_state_and_conclusion_not_live_figures(staff, running, engineer, lead):
+    log_arm(running, "a", predicted=300, labelled=300, correct=180, by=engineer)
+    log_arm(running, "b", predicted=300, labelled=300, correct=270, by=engineer)
+    running.conclude(by=lead, reason="Clear win.")
+    client, _user = staff(roles.CLINICAL_LEAD)
+
+    html = client.get(change_url(running)).content.decode()
+
+    assert "Final figures (when the test ended)" in html
+    assert "Decision: <strong>Ship B: the candidate is more accurate</strong>" in html
+    assert "was promoted and became the active version" in html
+    assert "Live figures" not in html
+    assert "Current decision" not in html
+    assert "(planned)" not in html  # no future "ends" for a test that is over
+    assert "ended " in html
+
+
+def test_a_stopped_test_says_nothing_was_promoted(staff, running, engineer):
+    running.stop(by=engineer, reason="Set up wrongly.")
+    client, _user = staff(roles.ML_ENGINEER)
+    html = client.get(change_url(running)).content.decode()
+    assert "Stopped: nothing was promoted" in html
+    assert "Live figures" not in html

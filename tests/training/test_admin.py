@@ -501,6 +501,31 @@ def test_a_running_job_page_polls_its_live_fragment_and_a_finished_one_does_not(
     assert 'data-live-state="done"' in completed_fragment
 
 
+def test_the_job_heading_has_no_status_that_could_go_stale_and_the_live_fragment_carries_every_changing_field(
+    staff, model_type, owner
+):
+    from django.utils import timezone
+
+    client, _user = staff(roles.ML_ENGINEER)
+    job = submit(model_type, owner, algorithm="sgd")
+    page = client.get(job_url(job)).content.decode()
+    # The breadcrumb and the <title> name the job only; the status beside the heading is a live slot.
+    assert "(queued)" not in page
+    assert f'<li aria-current="page">Job {job.pk}</li>' in page
+    assert 'data-live-slot="job-status"' in page
+    assert "Attempts:" not in page  # no static copy of what the live panel shows
+
+    started = timezone.now()
+    set_state(job, status="running", attempts=1, started_at=started, heartbeat_at=started, worker_id="w-1")
+    fragment = client.get(live_url(job)).content.decode()
+    assert 'data-live-slot-source="job-status"' in fragment
+    assert "job-status-running" in fragment
+    assert "1 of 3" in fragment
+    assert "not yet" in fragment  # not finished yet
+    assert "w-1" in fragment
+    assert "ago" in fragment  # the heartbeat
+
+
 def test_the_job_page_shows_the_evaluation_confusion_matrix_and_subgroups(staff, model_type, owner):
     client, _user = staff(roles.ML_ENGINEER)
     evaluation = real_evaluation()

@@ -2,7 +2,9 @@
  * Live refresh of a training admin page (a running job, a building dataset). Plain JS, no library.
  *
  * Every element with data-live-url is replaced, every two seconds, by the HTML fragment that URL
- * returns (same origin, the admin session). The fragment marks itself with
+ * returns (same origin, the admin session); elements elsewhere on the page marked
+ * data-live-slot="name" take the content of the fragment's data-live-slot-source="name", so the
+ * heading's status changes with the panel. The fragment marks itself with
  * data-live-state="active" while there is more to come; once it says "done" the whole page is
  * reloaded, so the finished job's evaluation or the ready dataset's composition appears. Polling
  * pauses while the tab is hidden and stops after a few failures (a lost session, a server error).
@@ -15,6 +17,17 @@
   function isActive(container) {
     const marker = container.querySelector("[data-live-state]");
     return marker !== null && marker.getAttribute("data-live-state") === "active";
+  }
+
+  // Parts of the page outside the container that show the same live values (the status beside
+  // the heading): the fragment carries them in data-live-slot-source elements.
+  function fillSlots(container) {
+    container.querySelectorAll("[data-live-slot-source]").forEach(function (source) {
+      const name = source.getAttribute("data-live-slot-source");
+      document.querySelectorAll('[data-live-slot="' + CSS.escape(name) + '"]').forEach(function (slot) {
+        slot.innerHTML = source.innerHTML;
+      });
+    });
   }
 
   function stop(container) {
@@ -48,6 +61,7 @@
           throw new Error("live update failed: " + response.status);
         }
         container.innerHTML = await response.text();
+        fillSlots(container);
         failures = 0;
       } catch (error) {
         failures += 1;
