@@ -37,7 +37,7 @@ from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition
 from cases.statistics import compute_statistics
-from learning_engine.admin_helpers import DeferredListAdminMixin, bar_chart, confirm_and_apply
+from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
 from learning_engine.permissions import can_view_phi
@@ -262,13 +262,24 @@ class CaseTransitionInline(admin.TabularInline):
         return False
 
 
+def _case_unavailable(case: Case, action: str, user: Any) -> str | None:
+    """Why a review action does not apply to the case (None when it does)."""
+    if action == "retract_selected":
+        return None if case.status == Case.Status.APPROVED else "it is not approved"
+    if case.status != Case.Status.SUBMITTED:
+        return f"it is {case.get_status_display().lower()}"
+    if not case.can_review(user):
+        return "you submitted or last edited it; another clinician must review it (four-eyes rule)"
+    return None
+
+
 # --- The case admin ------------------------------------------------------------------------------
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
 
 @admin.register(Case)
-class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
+class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
     list_deferred = LIST_DEFERRED
     form = CaseAdminForm
     list_display_links = ("id",)
@@ -539,13 +550,8 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
 
     # --- Actions ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _describe_for_review(case: Case, user: Any) -> str:
-        if case.status != Case.Status.SUBMITTED:
-            return f"{case}: will be skipped, it is {case.get_status_display().lower()}"
-        if not case.can_review(user):
-            return f"{case}: will be skipped, you submitted or last edited it (four-eyes rule)"
-        return str(case)
+    def action_unavailable(self, request: HttpRequest, obj: Case, name: str) -> str | None:
+        return _case_unavailable(obj, name, request.user)
 
     @admin.action(
         description="Approve this case",
@@ -564,7 +570,7 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
             question="Approve these cases? Each is de-identified and becomes available for training datasets.",
             confirm_label="Approve",
             apply=lambda case, data: case.approve(by=request.user, note=data["note"]),
-            describe=lambda case: self._describe_for_review(case, request.user),
+            unavailable=lambda case: _case_unavailable(case, "approve_selected", request.user),
             version_field="revision",
         )
 
@@ -585,7 +591,7 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
             question="Reject these cases? The submitter sees the reason and note and can edit and resubmit.",
             confirm_label="Reject",
             apply=lambda case, data: case.reject(by=request.user, reason=data["reason"], note=data["note"]),
-            describe=lambda case: self._describe_for_review(case, request.user),
+            unavailable=lambda case: _case_unavailable(case, "reject_selected", request.user),
             version_field="revision",
         )
 
@@ -606,9 +612,7 @@ class CaseAdmin(RelatedLinksMixin, DeferredListAdminMixin, admin.ModelAdmin):
             question="Retract these approved cases? They leave future datasets; datasets already built keep them.",
             confirm_label="Retract",
             apply=lambda case, data: case.retract(by=request.user, reason=data["reason"]),
-            describe=lambda case: (
-                str(case) if case.status == Case.Status.APPROVED else f"{case}: will be skipped, it is not approved"
-            ),
+            unavailable=lambda case: _case_unavailable(case, "retract_selected", request.user),
             version_field="revision",
         )
 

@@ -36,10 +36,10 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import ActionLocation
-from django.contrib.admin.utils import model_ngettext
+from django.contrib.admin.utils import model_ngettext, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
 from learning_engine.exceptions import DomainError
@@ -150,6 +150,7 @@ def confirm_and_apply(
     version_field: str | None = None,
     max_objects: int | bool | None = True,
     template: str | Sequence[str] | None = None,
+    unavailable: Callable[[Any], str | None] | None = None,
 ) -> TemplateResponse | None:
     """Confirm, then apply a state change to every selected object. See the module docstring.
 
@@ -161,6 +162,12 @@ def confirm_and_apply(
       confirmation page and the confirmed post.
     - ``max_objects``: a larger selection is refused with an error message (``True``: what fits in
       one post under ``DATA_UPLOAD_MAX_NUMBER_FIELDS``; ``None``/``False``: no limit).
+    - ``unavailable(obj)``: why the action does not apply to ``obj`` (None when it does). Such an
+      object is listed as "will be skipped, <why>"; when none of the selection applies, the page
+      says why and offers no confirm button.
+
+    Run from a single object's page (the change form), the page is titled with the action's
+    singular description ("Approve this version").
 
     Returns the confirmation page, or ``None`` after applying (the admin then redirects back).
     """
@@ -196,6 +203,13 @@ def confirm_and_apply(
             modeladmin.message_user(request, _skipped_message(result.skipped, items), messages.WARNING)
         return None
 
+    if unavailable is not None:
+        check, name = unavailable, describe
+
+        def describe(obj: Any) -> str:
+            why = check(obj)
+            return name(obj) if why is None else f"{name(obj)}: will be skipped, {why}"
+
     objects = list(queryset[:MAX_LISTED])
     pks = list(queryset.values_list("pk", flat=True)) if total > len(objects) else [obj.pk for obj in objects]
     versions_value = ""
@@ -207,6 +221,12 @@ def confirm_and_apply(
             rows = queryset.values_list("pk", version_field)
             versions_value = ",".join(f"{pk}:{version}" for pk, version in rows)
     action_name_field, action_name = _action_field(request)
+    if action_name_field != "action":  # from a single object's page: the singular description
+        title = str(getattr(getattr(modeladmin, action_name, None), "short_description", "") or title)
+    # When nothing selected can be acted on, say why instead of offering the button. (Only the
+    # listed objects are checked: a selection longer than the list keeps its button.)
+    reasons = [unavailable(obj) for obj in objects] if unavailable is not None and total == len(objects) else []
+    nothing_applies = bool(reasons) and all(why is not None for why in reasons)
     context = {
         **modeladmin.admin_site.each_context(request),
         "title": title,
@@ -225,6 +245,7 @@ def confirm_and_apply(
         "action_name": action_name,
         "versions_field": CONFIRMED_VERSIONS_FIELD if version_field else "",
         "versions_value": versions_value,
+        "nothing_applies": nothing_applies,
         "media": modeladmin.media + form.media,
     }
     request.current_app = modeladmin.admin_site.name
@@ -234,6 +255,68 @@ def confirm_and_apply(
         CONFIRMATION_TEMPLATE,
     ]
     return TemplateResponse(request, templates, context)
+
+
+class StateActionsMixin:
+    """A single object's page offers only the actions that apply to the object's state, and says
+    why the others are not offered (``action_notes`` in the page's context).
+
+    Subclasses answer ``action_unavailable(request, obj, name)``: None when the action ``name``
+    applies to ``obj``, else a short reason ("it is completed"). Lists keep every action the role
+    has (a selection mixes states); ``confirm_and_apply(unavailable=...)`` then skips, with reasons.
+    """
+
+    def action_unavailable(self, request: HttpRequest, obj: Any, name: str) -> str | None:
+        return None
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        obj = super().get_object(request, object_id, from_field)  # type: ignore[misc]
+        request._admin_page_object = obj  # type: ignore[attr-defined]  # read by get_actions below
+        return obj
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        # An action posted from the page that no longer applies (the object changed meanwhile):
+        # say so and show the page again, instead of Django's refusal of a save.
+        name = request.POST.get(f"{ActionLocation.CHANGE_FORM.value}-action") if request.method == "POST" else None
+        if name and object_id is not None:
+            obj = self.get_object(request, unquote(object_id))
+            offered = super().get_actions(request, action_location=ActionLocation.CHANGE_FORM)  # type: ignore[misc]
+            why = self.action_unavailable(request, obj, name) if obj is not None and name in offered else None
+            if why is not None:
+                description = offered[name].description
+                self.message_user(  # type: ignore[attr-defined]
+                    request, f"Nothing was done: {description}: {why}.", messages.WARNING
+                )
+                return HttpResponseRedirect(request.path)
+        return super().changeform_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+    def get_actions(self, request: HttpRequest, action_location: ActionLocation = ActionLocation.CHANGE_LIST) -> Any:
+        actions = super().get_actions(request, action_location=action_location)  # type: ignore[misc]
+        obj = getattr(request, "_admin_page_object", None)
+        if action_location != ActionLocation.CHANGE_FORM or obj is None:
+            return actions
+        return {name: action for name, action in actions.items() if self.action_unavailable(request, obj, name) is None}
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Any = None,
+    ) -> Any:
+        if obj is not None:
+            offered = super().get_actions(request, action_location=ActionLocation.CHANGE_FORM)  # type: ignore[misc]
+            notes = []
+            for name, action in offered.items():
+                why = self.action_unavailable(request, obj, name)
+                if why is not None:
+                    notes.append(f"{action.description}: not offered, {why}.")
+            context["action_notes"] = notes
+        return super().render_change_form(request, context, add, change, form_url, obj)  # type: ignore[misc]
 
 
 # --- Charts --------------------------------------------------------------------------------------

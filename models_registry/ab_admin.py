@@ -26,7 +26,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
+from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply, fmt, fmt_interval
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
 from learning_engine.exceptions import DomainError
@@ -151,7 +151,7 @@ class ABTestTransitionInline(admin.TabularInline):
 
 
 @admin.register(ABTest)
-class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
+class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "model_type",
@@ -227,6 +227,9 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
     @admin.display(description="decision", ordering="decision")
     def decision_display(self, obj: ABTest) -> str:
         return decision_words(obj.decision) if obj.decision else ("—" if not obj.is_running() else "(running)")
+
+    def action_unavailable(self, request: HttpRequest, obj: ABTest, name: str) -> str | None:
+        return None if obj.is_running() else f"it is {obj.get_status_display().lower()}"
 
     # --- Start (the add page) ----------------------------------------------------------------------
 
@@ -308,7 +311,12 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
 
     # --- Actions -----------------------------------------------------------------------------------
 
-    @admin.action(description="Stop selected A/B tests", permissions=["stop"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Stop this A/B test",
+        description_plural="Stop selected A/B tests",
+        permissions=["stop"],
+        location=_BOTH_LOCATIONS,
+    )
     def stop_selected(self, request: HttpRequest, queryset: QuerySet[ABTest]) -> HttpResponse | None:
         return confirm_and_apply(
             self,
@@ -320,9 +328,15 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
             question="Stop these tests? Nothing is promoted; each model type returns to its active version.",
             describe=_describe,
             apply=lambda test, data: test.stop(by=request.user, reason=data["reason"]),
+            unavailable=lambda test: None if test.is_running() else f"it is {test.get_status_display().lower()}",
         )
 
-    @admin.action(description="Conclude selected A/B tests", permissions=["conclude"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Conclude this A/B test",
+        description_plural="Conclude selected A/B tests",
+        permissions=["conclude"],
+        location=_BOTH_LOCATIONS,
+    )
     def conclude_selected(self, request: HttpRequest, queryset: QuerySet[ABTest]) -> HttpResponse | None:
         queryset = queryset.select_related("version_a", "version_b", "model_type")
         shown: dict[str, str] = {}
@@ -337,7 +351,7 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
 
         def describe(test: ABTest) -> str:
             decision = shown.get(str(test.pk))
-            return f"{_describe(test)}: current decision {decision}" if decision else _describe(test)
+            return f"{_describe(test)} — current decision: {decision_words(decision)}" if decision else _describe(test)
 
         def conclude(test: ABTest, data: dict[str, Any]) -> None:
             expected = data["decisions"].get(str(test.pk))
@@ -354,6 +368,7 @@ class ABTestAdmin(RelatedLinksMixin, admin.ModelAdmin):
             "promotes B (it becomes the active version); any other decision keeps A.",
             describe=describe,
             apply=conclude,
+            unavailable=lambda test: None if test.is_running() else f"it is {test.get_status_display().lower()}",
         )
 
 

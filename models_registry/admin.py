@@ -33,7 +33,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from learning_engine.admin_helpers import confirm_and_apply, fmt, fmt_interval
+from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply, fmt, fmt_interval
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
@@ -232,7 +232,7 @@ def comparison_chart(rows: list[tuple[str, Any, Any]], *, names: tuple[str, str]
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
+class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     list_display = (
         "version",
         "model_type",
@@ -319,6 +319,9 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
     def has_deploy_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(DEPLOY)
 
+    def action_unavailable(self, request: HttpRequest, obj: ModelVersion, name: str) -> str | None:
+        return _version_unavailable(obj, name, request.user)
+
     # --- Columns ---------------------------------------------------------------------------------
 
     @admin.display(description="accuracy")
@@ -377,7 +380,12 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
 
     # --- Actions ---------------------------------------------------------------------------------
 
-    @admin.action(description="Approve selected versions", permissions=["approve"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Approve this version",
+        description_plural="Approve selected versions",
+        permissions=["approve"],
+        location=_BOTH_LOCATIONS,
+    )
     def approve_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return confirm_and_apply(
             self,
@@ -389,9 +397,15 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
             question="Approve these versions for activation? You must not be the person who trained them.",
             describe=_describe,
             apply=lambda version, data: version.approve(by=request.user, note=data["note"]),
+            unavailable=lambda version: _version_unavailable(version, "approve_selected", request.user),
         )
 
-    @admin.action(description="Reject selected versions", permissions=["approve"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Reject this version",
+        description_plural="Reject selected versions",
+        permissions=["approve"],
+        location=_BOTH_LOCATIONS,
+    )
     def reject_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return confirm_and_apply(
             self,
@@ -402,9 +416,15 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
             form_class=RejectForm,
             describe=_describe,
             apply=lambda version, data: version.reject(by=request.user, note=data["note"]),
+            unavailable=lambda version: _version_unavailable(version, "reject_selected", request.user),
         )
 
-    @admin.action(description="Activate selected versions", permissions=["deploy"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Activate this version",
+        description_plural="Activate selected versions",
+        permissions=["deploy"],
+        location=_BOTH_LOCATIONS,
+    )
     def activate_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         # Two versions of one model type cannot both end up active: activating both in turn would
         # silently leave the later one serving. Such a selection is skipped, with the reason.
@@ -428,9 +448,15 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
             "serves every prediction.",
             describe=_describe,
             apply=activate,
+            unavailable=lambda version: _version_unavailable(version, "activate_selected", request.user),
         )
 
-    @admin.action(description="Deactivate selected versions", permissions=["deploy"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Deactivate this version",
+        description_plural="Deactivate selected versions",
+        permissions=["deploy"],
+        location=_BOTH_LOCATIONS,
+    )
     def deactivate_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return confirm_and_apply(
             self,
@@ -443,9 +469,15 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
             "predictions until another is activated.",
             describe=_describe,
             apply=lambda version, data: version.deactivate(by=request.user, reason=data["reason"]),
+            unavailable=lambda version: _version_unavailable(version, "deactivate_selected", request.user),
         )
 
-    @admin.action(description="Archive selected versions", permissions=["deploy"], location=_BOTH_LOCATIONS)
+    @admin.action(
+        description="Archive this version",
+        description_plural="Archive selected versions",
+        permissions=["deploy"],
+        location=_BOTH_LOCATIONS,
+    )
     def archive_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
         return confirm_and_apply(
             self,
@@ -457,6 +489,7 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
             question="Archive these versions? An archived version is kept for the record and never served again.",
             describe=_describe,
             apply=lambda version, data: version.archive(by=request.user, reason=data["reason"]),
+            unavailable=lambda version: _version_unavailable(version, "archive_selected", request.user),
         )
 
     @admin.action(description="Compare two selected versions", permissions=["view"])
@@ -537,6 +570,27 @@ class ModelVersionAdmin(RelatedLinksMixin, admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/models_registry/modelversion/compare.html", context)
+
+
+def _version_unavailable(version: ModelVersion, action: str, user: Any) -> str | None:
+    """Why a version action does not apply to the version's state (None when it does)."""
+    if action in ("approve_selected", "reject_selected"):
+        if not version.can_decide():
+            return f"it is already {version.get_approval_status_display().lower()}"
+        creator = version.job.created_by_id if version.job_id is not None else version.created_by_id
+        if user.pk == creator:
+            return "you trained it; another person must approve or reject it (two-person rule)"
+    elif action == "activate_selected" and not version.can_activate():
+        if version.deployment_status == ModelVersion.Deployment.ACTIVE:
+            return "it is already active"
+        if version.approval_status != ModelVersion.Approval.APPROVED:
+            return f"it is {version.get_approval_status_display().lower()}, not approved"
+        return f"it is {version.get_deployment_status_display().lower()}"
+    elif action == "deactivate_selected" and not version.can_deactivate():
+        return f"it is {version.get_deployment_status_display().lower()}, not active"
+    elif action == "archive_selected" and not version.can_archive():
+        return f"it is {version.get_deployment_status_display().lower()}"
+    return None
 
 
 def _describe(version: ModelVersion) -> str:

@@ -36,6 +36,7 @@ from django.utils.html import format_html, format_html_join
 
 from learning_engine.admin_helpers import (
     DeferredListAdminMixin,
+    StateActionsMixin,
     bar_chart,
     confirm_and_apply,
     finite_number,
@@ -817,7 +818,9 @@ class CancelForm(forms.Form):
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin):
+class TrainingJobAdmin(
+    StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdminMixin, admin.ModelAdmin
+):
     list_deferred = JOB_LIST_DEFERRED
     live_url_name = "training_trainingjob_live"
     list_display = (
@@ -1023,9 +1026,8 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
 
     # --- Actions ---------------------------------------------------------------------------------
 
-    @staticmethod
-    def _skip_note(job: TrainingJob, allowed: bool, why: str) -> str:
-        return _job_label(job) if allowed else f"{_job_label(job)}: will be skipped, {why}"
+    def action_unavailable(self, request: HttpRequest, obj: TrainingJob, name: str) -> str | None:
+        return _job_unavailable(obj, name)
 
     @admin.action(
         description="Start this job",
@@ -1046,11 +1048,8 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
             ),
             confirm_label="Start",
             apply=lambda job, data: job.enqueue_again(),
-            describe=lambda job: self._skip_note(
-                job,
-                job.status == TrainingJob.Status.QUEUED and job.executor == TrainingJob.Executor.WORKER,
-                "it is not a queued worker job",
-            ),
+            describe=_job_label,
+            unavailable=lambda job: _job_unavailable(job, "start_selected"),
         )
 
     @admin.action(
@@ -1070,7 +1069,8 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
             question="Cancel these jobs? A queued job never runs; a running job stops at its next epoch or stage.",
             confirm_label="Cancel jobs",
             apply=lambda job, data: job.cancel(by=request.user, reason=data["reason"]),
-            describe=lambda job: self._skip_note(job, job.can_cancel(), f"it is {job.get_status_display().lower()}"),
+            describe=_job_label,
+            unavailable=lambda job: _job_unavailable(job, "cancel_selected"),
         )
 
     @admin.action(
@@ -1080,11 +1080,6 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
         location=_BOTH_LOCATIONS,
     )
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[TrainingJob]) -> TemplateResponse | None:
-        def why(job: TrainingJob) -> str:
-            if job.status != TrainingJob.Status.FAILED:
-                return f"it is {job.get_status_display().lower()}, not failed"
-            return f"it has used all {job.max_attempts} attempts"
-
         return confirm_and_apply(
             self,
             request,
@@ -1094,8 +1089,27 @@ class TrainingJobAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreateAdmi
             question="Queue these failed jobs again? Each retry counts against the job's maximum attempts.",
             confirm_label="Retry",
             apply=lambda job, data: job.retry(by=request.user),
-            describe=lambda job: self._skip_note(job, job.can_retry(), why(job)),
+            describe=_job_label,
+            unavailable=lambda job: _job_unavailable(job, "retry_selected"),
         )
+
+
+def _job_unavailable(job: TrainingJob, action: str) -> str | None:
+    """Why a job action does not apply to the job's state (None when it does)."""
+    status = job.get_status_display().lower()
+    if action == "start_selected":
+        if job.status != TrainingJob.Status.QUEUED:
+            return f"it is {status}"
+        if job.executor != TrainingJob.Executor.WORKER:
+            return "an external trainer starts it through the API"
+    elif action == "cancel_selected":
+        if not job.can_cancel():
+            return f"it is {status}"
+    elif action == "retry_selected" and not job.can_retry():
+        if job.status != TrainingJob.Status.FAILED:
+            return f"it is {status}, not failed"
+        return f"it has used all {job.max_attempts} attempts"
+    return None
 
 
 # --- Shared --------------------------------------------------------------------------------------

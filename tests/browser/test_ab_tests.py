@@ -50,7 +50,7 @@ def test_an_ml_engineer_sets_up_an_ab_test_and_a_clinical_lead_reads_and_conclud
 
     lead.wait_for_selector(".ab-figures")
     site.shoot(lead, "4-test-page")
-    assert lead.locator(".ab-decision strong").inner_text() == "ship_b"
+    assert lead.locator(".ab-decision strong").inner_text() == "Ship B: the candidate is more accurate"
     arms = lead.locator(".ab-figures table.registry-compare").first.locator("tbody tr")
     assert arms.count() == 2
     assert arms.nth(0).locator("td.num").all_inner_texts()[3:6] == ["300", "180", "0.600"]
@@ -64,7 +64,7 @@ def test_an_ml_engineer_sets_up_an_ab_test_and_a_clinical_lead_reads_and_conclud
     lead.click("#abtest_form .actions button[name=index]")
     lead.wait_for_selector("body.action-confirmation")
     site.shoot(lead, "5-conclude-confirmation")
-    assert "current decision ship_b" in lead.locator(".confirm-action-objects li").inner_text()
+    assert "current decision: Ship B" in lead.locator(".confirm-action-objects li").inner_text()
     lead.fill("#id_reason", "B is clearly better on confirmed diagnoses.")
     lead.click("#content-main form input[type=submit]")
 
@@ -76,6 +76,11 @@ def test_an_ml_engineer_sets_up_an_ab_test_and_a_clinical_lead_reads_and_conclud
     assert (test.status, test.decision, test.promoted) == ("concluded", "ship_b", True)
     assert test.concluded_by == lead_user
     assert b.deployment_status == "active"
+    # Back on the test's page: its final state and conclusion, not live figures.
+    assert lead.locator(".ab-figures h2").inner_text() == "Final figures (when the test ended)"
+    assert "was promoted and became the active version" in lead.locator(".ab-decision").inner_text()
+    assert "Current decision" not in lead.locator("#content").inner_text()
+    assert lead.locator("#abtest_form .actions select").count() == 0  # nothing to stop or conclude
 
     lead.goto("/admin/")
     site.shoot(lead, "7-index-with-b-active")

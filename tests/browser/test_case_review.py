@@ -44,25 +44,37 @@ def test_a_second_clinician_approves_a_case_through_the_confirmation_page(site):
     assert "Approved" in page.locator(".field-status .readonly").inner_text()
 
 
-def test_the_submitter_is_told_on_the_confirmation_page_that_the_four_eyes_rule_skips_their_case(site):
+def test_the_submitter_is_not_offered_approve_on_their_own_case_and_is_told_why(site):
     case = _submitted_case()
     page = site.login("demo-clinician")
 
     page.goto(f"/admin/cases/case/{case.pk}/change/")
-    page.select_option("#case_form .actions select", "approve_selected")
-    page.click("#case_form .actions button[name=index]")
-
-    page.wait_for_selector("body.action-confirmation")
-    site.shoot(page, "confirmation")
-    listed = page.locator(".confirm-action-objects li").inner_text()
-    assert listed == f"{case}: will be skipped, you submitted or last edited it (four-eyes rule)"
-    page.click("#content-main input[type=submit][value=Approve]")
-
-    page.wait_for_selector(".messagelist .warning")
-    site.shoot(page, "skipped")
-    assert page.locator(".messagelist .warning").inner_text() == (
-        f"Skipped 1 case: Case {case.pk} was submitted or last edited by demo-clinician; "
-        "another clinician must review it."
+    site.shoot(page, "own-case")
+    offered = page.eval_on_selector_all("#case_form .actions select option", "os => os.map(o => o.value)")
+    assert "approve_selected" not in offered
+    assert "reject_selected" not in offered
+    assert (
+        page.locator(".action-notes")
+        .inner_text()
+        .startswith("Approve this case: not offered, you submitted or last edited it; another clinician must review it")
     )
     case.refresh_from_db()
     assert case.status == Case.Status.SUBMITTED
+
+
+def test_the_confirmation_page_offers_no_button_when_no_selected_case_can_be_approved(site):
+    case = _submitted_case()
+    page = site.login("demo-clinician")
+
+    page.goto("/admin/cases/case/?status__exact=submitted")
+    page.check(f'#result_list input.action-select[value="{case.pk}"]')
+    page.select_option("#changelist-form select[name=action]", "approve_selected")
+    page.click("#changelist-form .actions button[name=index]")
+
+    page.wait_for_selector("body.action-confirmation")
+    site.shoot(page, "nothing-applies")
+    listed = page.locator(".confirm-action-objects li").inner_text()
+    assert listed == (
+        f"{case}: will be skipped, you submitted or last edited it; another clinician must review it (four-eyes rule)"
+    )
+    assert page.locator("#content-main input[type=submit]").count() == 0

@@ -111,6 +111,9 @@ def test_an_ml_engineer_trains_a_model_and_a_clinical_lead_approves_and_activate
     assert "Completed" in heading
     assert "queued" not in heading.lower()
     assert "queued" not in engineer.locator(".breadcrumbs").inner_text().lower()
+    # A completed job offers no Start, Cancel or Retry, and says why.
+    assert engineer.locator("#trainingjob_form .actions select").count() == 0
+    assert "Start this job: not offered, it is completed." in engineer.locator(".action-notes").inner_text()
     assert engineer.locator(PROGRESS_BAR).get_attribute("value") == "100.0"
     assert engineer.locator("#job-live .job-progress-text").inner_text() == "100%"
     loss_chart = engineer.locator(f"#job-live {LOSS_CHART}")

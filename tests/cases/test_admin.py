@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html as htmllib
 import json
+import re
 from html.parser import HTMLParser
 from typing import Any
 
@@ -687,3 +688,28 @@ def test_the_changelist_does_not_read_the_raw_record_from_the_database(staff):
         assert '"cases_case"."patient"' not in sql
         assert '"cases_case"."note"' not in sql
         assert '"cases_case"."residual_keys"' not in sql
+
+
+def _change_form_actions(html: str) -> set[str]:
+    picker = re.search(r'<select name="CHANGE_FORM-action".*?</select>', html, re.S)
+    return set(re.findall(r'<option value="(\w+)"', picker.group(0))) if picker else set()
+
+
+def test_an_approved_case_page_offers_retract_but_not_approve_or_reject(staff):
+    client, reviewer = staff(roles.CLINICIAN)
+    case = CaseFactory.create()
+    case.approve(by=reviewer)
+    html = client.get(change_url(case)).content.decode()
+    assert _change_form_actions(html) == {"retract_selected"}
+    assert "Approve this case: not offered, it is approved." in html
+
+
+def test_the_submitter_is_not_offered_approve_on_their_own_case_and_is_told_why(staff):
+    client, submitter = staff(roles.CLINICIAN)
+    case = CaseFactory.create(submitted_by=submitter)
+    html = client.get(change_url(case)).content.decode()
+    assert "approve_selected" not in _change_form_actions(html)
+    assert (
+        "Approve this case: not offered, you submitted or last edited it; another clinician must review it "
+        "(four-eyes rule)." in html
+    )

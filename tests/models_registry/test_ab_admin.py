@@ -175,7 +175,7 @@ def test_conclude_shows_the_current_decision_and_promotes_on_ship_b(staff, runni
 
     page = client.post(TESTS, {**selection, "index": "0"})
     html = page.content.decode()
-    assert "current decision ship_b" in html
+    assert "current decision: Ship B: the candidate is more accurate" in html
     shown = shown_decisions(html)
     assert shown == {str(running.pk): "ship_b"}
 
@@ -254,12 +254,14 @@ def test_a_concluded_test_shows_its_final_state_and_conclusion_not_live_figures(
     html = client.get(change_url(running)).content.decode()
 
     assert "Final figures (when the test ended)" in html
-    assert "Decision: <strong>Ship B: the candidate is more accurate</strong>" in html
+    assert "decision: <strong>Ship B: the candidate is more accurate</strong>" in html
     assert "was promoted and became the active version" in html
     assert "Live figures" not in html
     assert "Current decision" not in html
     assert "(planned)" not in html  # no future "ends" for a test that is over
     assert "ended " in html
+    assert 'value="conclude_selected"' not in html  # only actions that apply to a test that is over
+    assert 'value="stop_selected"' not in html
 
 
 def test_a_stopped_test_says_nothing_was_promoted(staff, running, engineer):

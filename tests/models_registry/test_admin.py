@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -228,7 +229,9 @@ def test_activate_selected_skips_two_versions_of_one_model_type(staff, engineer,
 def test_activate_selected_needs_a_reason_and_skips_unapproved_versions(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
     pending = registered(engineer)
-    assert "This field is required." in confirm_post(client, "activate_selected", [pending], reason="").content.decode()
+    page = confirm_post(client, "activate_selected", [pending], reason="").content.decode()
+    assert "The selected model version cannot be acted on" in page  # no form, no button
+    assert "will be skipped, it is pending, not approved" in page
     response = confirm_post(client, "activate_selected", [pending], reason="Try.")
     assert "only an approved version can be activated" in messages_of(response)[0]
     assert fresh(pending).deployment_status == "inactive"
@@ -393,3 +396,31 @@ def test_the_index_block_is_hidden_from_those_who_cannot_view_versions(staff):
     client, _user = staff(roles.CLINICIAN)
     html = client.get(reverse("admin:index")).content.decode()
     assert "Active models" not in html
+
+
+def _change_form_actions(html: str) -> dict[str, str]:
+    picker = re.search(r'<select name="CHANGE_FORM-action".*?</select>', html, re.S)
+    return dict(re.findall(r'<option value="(\w+)">([^<]*)</option>', picker.group(0))) if picker else {}
+
+
+def test_a_version_page_offers_its_actions_in_the_singular_and_only_those_that_apply(staff, engineer, other_lead):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    pending = registered(engineer)
+    html = client.get(reverse("admin:models_registry_modelversion_change", args=[pending.pk])).content.decode()
+    assert _change_form_actions(html) == {
+        "approve_selected": "Approve this version",
+        "reject_selected": "Reject this version",
+        "archive_selected": "Archive this version",
+    }
+    pending.approve(by=other_lead)
+    html = client.get(reverse("admin:models_registry_modelversion_change", args=[pending.pk])).content.decode()
+    assert set(_change_form_actions(html)) == {"activate_selected", "archive_selected"}
+    assert "Approve this version: not offered, it is already approved." in html
+
+
+def test_the_confirmation_page_of_one_version_is_titled_in_the_singular(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = registered(engineer)
+    url = reverse("admin:models_registry_modelversion_change", args=[version.pk])
+    html = client.post(url, {"CHANGE_FORM-action": "approve_selected", "_selected_action": version.pk}).content.decode()
+    assert "<h1>Approve this version</h1>" in html

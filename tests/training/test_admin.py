@@ -982,3 +982,52 @@ def test_a_line_chart_of_one_constant_point_still_has_an_axis():
     assert chart.y_ticks
     assert chart.series[0].markers
     assert line_chart([("loss", [(1, None)])], title="Nothing").empty
+
+
+# --- Actions that fit the state (issue 12.3) ------------------------------------------------------
+
+
+def _change_form_actions(html: str) -> set[str]:
+    picker = re.search(r'<select name="CHANGE_FORM-action".*?</select>', html, re.S)
+    return set(re.findall(r'<option value="(\w+)"', picker.group(0))) if picker else set()
+
+
+def test_a_completed_job_page_offers_no_start_cancel_or_retry_and_says_why(staff, model_type, owner):
+    client, _user = staff(roles.ML_ENGINEER)
+    completed = set_state(submit(model_type, owner), status="completed", progress=100.0)
+    html = client.get(job_url(completed)).content.decode()
+    assert _change_form_actions(html) == set()
+    assert "Start this job: not offered, it is completed." in html
+    assert "Retry this job: not offered, it is completed, not failed." in html
+
+
+def test_each_job_page_offers_only_what_applies_in_the_singular(staff, model_type, owner):
+    client, _user = staff(roles.ML_ENGINEER)
+    queued = submit(model_type, owner)
+    running = set_state(submit(model_type, owner), status="running")
+    failed = set_state(submit(model_type, owner), status="failed", attempts=1)
+    assert _change_form_actions(client.get(job_url(queued)).content.decode()) == {"start_selected", "cancel_selected"}
+    assert _change_form_actions(client.get(job_url(running)).content.decode()) == {"cancel_selected"}
+    html = client.get(job_url(failed)).content.decode()
+    assert _change_form_actions(html) == {"retry_selected"}
+    assert ">Retry this job</option>" in html
+
+
+def test_an_action_no_longer_applying_when_posted_from_the_page_changes_nothing(staff, model_type, owner):
+    client, _user = staff(roles.ML_ENGINEER)
+    completed = set_state(submit(model_type, owner), status="completed", progress=100.0)
+    form_action = {"CHANGE_FORM-action": "cancel_selected", "_selected_action": completed.pk}
+    response = client.post(job_url(completed), {**form_action, "post": "yes", "reason": "x"}, follow=True)
+    assert response.status_code == 200
+    assert message_texts(response) == ["Nothing was done: Cancel this job: it is completed."]
+    completed.refresh_from_db()
+    assert completed.status == "completed"
+
+
+def test_a_confirmation_page_where_nothing_applies_says_why_and_offers_no_button(staff, model_type, owner):
+    client, _user = staff(roles.ML_ENGINEER)
+    completed = set_state(submit(model_type, owner), status="completed", progress=100.0)
+    html = action_post(client, "cancel_selected", [completed]).content.decode()
+    assert "The selected training job cannot be acted on" in html
+    assert "will be skipped, it is completed" in html
+    assert 'name="post" value="yes"' not in html
