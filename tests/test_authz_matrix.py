@@ -55,6 +55,10 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/cases/{pk}/retract/"): frozenset({C}),
     ("POST", "/api/v1/cases/import/"): frozenset({C}),
     ("GET", "/api/v1/cases/statistics/"): frozenset({C, E, L}),
+    # Cohorts and their dictionaries: every role that sends or reads cases (REST clients validate first).
+    ("GET", "/api/v1/cohorts/"): frozenset({C, E, L, P}),
+    ("GET", "/api/v1/cohorts/{slug}/"): frozenset({C, E, L, P}),
+    ("GET", "/api/v1/cohorts/{slug}/schema/"): frozenset({C, E, L, P}),
     # The PHI access log: the privacy officer, and only them (their only endpoints).
     ("GET", "/api/v1/access-log/"): frozenset({PO}),
     ("GET", "/api/v1/access-log/{pk}/"): frozenset({PO}),
