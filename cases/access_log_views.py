@@ -25,7 +25,7 @@ class AccessLogEntrySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = AccessLogEntry
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "created_at",
             "actor",
@@ -39,7 +39,7 @@ class AccessLogEntrySerializer(serializers.ModelSerializer):
             "fields",
             "case_count",
         )
-        read_only_fields = fields
+        read_only_fields: tuple[str, ...] = fields
 
     def get_actor_username(self, obj: AccessLogEntry) -> str | None:
         return obj.actor.get_username() if obj.actor is not None else None

@@ -226,3 +226,7 @@ def test_the_privacy_officers_admin_index_shows_only_the_access_log(client, offi
 
     models = [model["object_name"] for app in response.context["app_list"] for model in app["models"]]
     assert models == ["AccessLogEntry"]
+    html = response.content.decode()
+    assert ADMIN_LOG in html
+    for other in ("/admin/cases/case/", "/admin/training/", "/admin/models_registry/"):
+        assert other not in html
