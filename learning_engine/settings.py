@@ -352,6 +352,8 @@ def env_rate(name: str, default: str) -> str:
 THROTTLE_RATES = {
     "token": env_rate("THROTTLE_TOKEN_RATE", "30/min"),
     "predict": env_rate("THROTTLE_PREDICT_RATE", "6000/min"),
+    # Feedback is once per prediction; a client sending far more than it predicts is up to something.
+    "feedback": env_rate("THROTTLE_FEEDBACK_RATE", "600/min"),
 }
 
 # Login lockout (django-axes; learning_engine/lockout.py says why the username and address count

@@ -11,8 +11,8 @@ Who a client is: the user for an authenticated request, else the address. The ad
 stand in front; then it is the entry those proxies added to ``X-Forwarded-For`` (DRF's
 ``get_ident``), so a client cannot choose its own identity by sending a forged header.
 
-Rates come from the environment (``THROTTLE_TOKEN_RATE``, ``THROTTLE_PREDICT_RATE``, e.g.
-``30/min``); an empty rate turns that throttle off.
+Rates come from the environment (``THROTTLE_TOKEN_RATE``, ``THROTTLE_PREDICT_RATE``,
+``THROTTLE_FEEDBACK_RATE``, e.g. ``30/min``); an empty rate turns that throttle off.
 """
 
 from __future__ import annotations

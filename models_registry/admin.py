@@ -37,7 +37,13 @@ from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply, 
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
-from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from models_registry.models import (
+    ActivationHistory,
+    ClientSource,
+    ModelVersion,
+    PerformanceRecord,
+    VersionTransition,
+)
 from models_registry.models.version import ArtifactRejection
 from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
 from training.admin import calibration_chart
@@ -700,6 +706,19 @@ class ModelTypeAdmin(TrainingModelTypeAdmin):
     @admin.display(description="active version")
     def active_version(self, obj: ModelType) -> str:
         return getattr(obj, "active_version_label", None) or "—"
+
+
+# --- Case sources of prediction clients ----------------------------------------------------------
+
+
+@admin.register(ClientSource)
+class ClientSourceAdmin(RelatedLinksMixin, admin.ModelAdmin):
+    """Which case source a client's feedback cases go under. No role holds these permissions:
+    superusers bind a client to its site (``models_registry.models.prediction``)."""
+
+    list_display = ("user", "source", "created_at")
+    search_fields = ("user__username", "source")
+    raw_id_fields = ("user",)
 
 
 # The A/B test admin registers itself (kept in its own module).

@@ -324,9 +324,12 @@ def _predict_in_shadow(
         logger.exception("Shadow predictions of %s %s failed; the answers were given.", route.slug, arm.version)
 
 
-def feedback_case_record(raw: dict[str, Any], *, cohort: str, diagnosis_code: str) -> CaseRecord:
+def feedback_case_record(
+    raw: dict[str, Any], *, cohort: str, diagnosis_code: str, source: str | None = None
+) -> CaseRecord:
     """The case sent with feedback, parsed: cohort defaults to the model type's, the diagnosis
-    code to the confirmed one. Raises ``RecordError`` (its field prefixed with ``case.``)."""
+    code to the confirmed one, the source to the sender's bound one (``ClientSource``). Raises
+    ``RecordError`` (its field prefixed with ``case.``)."""
     from cases.interchange import parse_record
 
     obj = dict(raw)
@@ -337,6 +340,6 @@ def feedback_case_record(raw: dict[str, Any], *, cohort: str, diagnosis_code: st
     elif isinstance(diagnosis, dict) and not diagnosis.get("code"):
         obj["diagnosis"] = {**diagnosis, "code": diagnosis_code}
     try:
-        return parse_record(obj)
+        return parse_record(obj, default_source=source)
     except RecordError as exc:
         raise RecordError(f"case.{exc.field}" if exc.field else "case", exc.message) from None

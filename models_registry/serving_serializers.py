@@ -76,10 +76,11 @@ class FeedbackRequestSerializer(serializers.Serializer):
 
 
 class FeedbackSerializer(serializers.ModelSerializer):
+    # No case id: a case already on file is not submitted again, and an answer that differed from
+    # a new case's would tell the sender which encounter ids exist.
     given_by = serializers.CharField(source="given_by.get_username", read_only=True)
-    case_id = serializers.IntegerField(read_only=True, allow_null=True, help_text="The new case, if one was sent.")
 
     class Meta:
         model = Feedback
-        fields = ["id", "prediction", "diagnosis_code", "correct", "given_by", "created_at", "case_id"]
+        fields = ["id", "prediction", "diagnosis_code", "correct", "given_by", "created_at"]
         read_only_fields = fields

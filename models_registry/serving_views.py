@@ -49,6 +49,7 @@ from learning_engine.exceptions import InvalidRequest
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
 from learning_engine.tokens import SessionJWTAuthentication
 from models_registry.models import Prediction
+from models_registry.models.prediction import case_source_for
 from models_registry.router import ROUTER, Route
 from models_registry.serving import PredictionInput, feedback_case_record, prediction_input, serve
 from models_registry.serving_serializers import (
@@ -233,19 +234,28 @@ class PredictBatchView(APIView):
 class FeedbackView(APIView):
     authentication_classes = AUTHENTICATION
     permission_classes = [serving_permission(PERM_GIVE_FEEDBACK)]
+    throttle_scope = "feedback"  # THROTTLE_FEEDBACK_RATE (learning_engine.throttling)
 
     @extend_schema(
         summary="Confirm the diagnosis of a prediction",
         description="Marks the prediction right or wrong (once: a second feedback is 409 'feedback_exists'), "
-        "updates the version's live accuracy and, with 'case', submits the case for review.",
+        "updates the version's live accuracy and, with 'case', submits the case for review under the "
+        "sender's case source (an account bound to a source may send only that one, or none: 403 "
+        "'source_not_allowed'; an account with no source and no right to add cases: 403 'no_case_source'). "
+        "A case whose source and external id are on file already is left as it is; the answer is the same "
+        "as for a new case, so it tells nothing about which encounters exist.",
         request=FeedbackRequestSerializer,
         responses={
             201: FeedbackSerializer,
             400: OpenApiResponse(description="Invalid body or case ('invalid_case', 'diagnosis_mismatch')."),
             401: OpenApiResponse(description="Not authenticated."),
-            403: OpenApiResponse(description="Not a clinician or prediction client."),
+            403: OpenApiResponse(
+                description="Not a clinician or prediction client; a case under a source not yours "
+                "('source_not_allowed', 'no_case_source')."
+            ),
             404: OpenApiResponse(description="No such prediction (or not yours, for a prediction client)."),
-            409: OpenApiResponse(description="Feedback given already; the case is on file already."),
+            409: OpenApiResponse(description="Feedback given already ('feedback_exists')."),
+            429: OpenApiResponse(description="Too many requests ('throttled')."),
         },
     )
     def post(self, request: Request, pk: int) -> Response:
@@ -257,7 +267,10 @@ class FeedbackView(APIView):
         if body.validated_data.get("case") is not None:
             try:
                 record = feedback_case_record(
-                    body.validated_data["case"], cohort=prediction.model_type.cohort, diagnosis_code=code
+                    body.validated_data["case"],
+                    cohort=prediction.model_type.cohort,
+                    diagnosis_code=code,
+                    source=case_source_for(request.user),
                 )
             except RecordError as exc:
                 raise InvalidRequest(str(exc), code="invalid_case", field=exc.field) from None

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from models_registry.models.abtest import ABTest, ABTestTransition
-from models_registry.models.prediction import Feedback, Prediction
+from models_registry.models.prediction import ClientSource, Feedback, Prediction
 from models_registry.models.version import (
     ActivationHistory,
     ModelVersion,
@@ -13,6 +13,7 @@ __all__ = [
     "ABTest",
     "ABTestTransition",
     "ActivationHistory",
+    "ClientSource",
     "Feedback",
     "ModelVersion",
     "PerformanceRecord",

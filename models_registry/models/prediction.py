@@ -18,6 +18,13 @@ its prediction, so the database refuses a second one (409 ``feedback_exists``) h
 requests race. In the same transaction it refreshes the version's live performance and, when the
 confirmed case came with it, submits that case for review (the feedback giver is the submitter).
 
+The case's source is bound to the giver (``ClientSource``): a user with a bound source submits
+cases under it only (another source is 403 ``source_not_allowed``); a user without one may send a
+case only if they may add cases anyway (a clinician, who can do the same through the case API),
+else 403 ``no_case_source``. A case already on file (same source and external id) is not
+submitted again, and the answer is exactly that of a new case: the feedback is recorded either
+way, so the endpoint cannot be used to learn which encounter ids exist.
+
 Live performance: one ``PerformanceRecord`` with source ``live`` per version and day, rewritten on
 every feedback of that day. Its metrics are recomputed from all the version's feedback rows
 (``accuracy`` = correct / predictions with feedback, plus both counts and ``updated_at``), so the
@@ -36,16 +43,76 @@ row that activation locks first, so the two cannot deadlock.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import IntegrityError, connections, models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
 from learning_engine.exceptions import DomainError, InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+PERM_ADD_CASE = "cases.add_case"
+
+
+class SourceNotAllowed(DomainError):
+    """The case names a source its sender may not submit under."""
+
+    code = "source_not_allowed"
+    status_code = 403
+
+
+class ClientSource(models.Model):
+    """The one case source a user (a prediction client, a site's system) submits cases under.
+
+    Set by an administrator. Cases sent with feedback by this user take this source; a case naming
+    another one is refused, so a client cannot write into another site's records.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="case_source")
+    source = models.CharField(
+        max_length=100,
+        validators=[RegexValidator(r"^\S+$", "A source has no spaces (as in the case interchange format).")],
+        help_text="The case source (site or system) of this user's cases.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "client case source"
+
+    def __str__(self) -> str:
+        return f"{self.user} -> {self.source}"
+
+
+def case_source_for(user: Any) -> str | None:
+    """The source ``user`` is bound to, or None."""
+    if user is None or not user.is_authenticated:
+        return None
+    return ClientSource.objects.filter(user_id=user.pk).values_list("source", flat=True).first()
+
+
+def check_case_source(record: Any, *, by: Any) -> None:
+    """Whether ``by`` may submit ``record`` (a ``CaseRecord``) with feedback: see the module docstring."""
+    bound = case_source_for(by)
+    if bound is not None:
+        if record.source != bound:
+            raise SourceNotAllowed(
+                f"Your cases are submitted under the source {bound!r}; send that source or none.",
+                field="case.source",
+            )
+        return
+    if not by.has_perm(PERM_ADD_CASE):
+        raise SourceNotAllowed(
+            "This account has no case source; an administrator must bind one before it can send cases.",
+            code="no_case_source",
+        )
+
 
 # The columns ``PredictionQuerySet.log`` writes, in the order of its value tuples.
 LOG_COLUMNS = (
@@ -190,12 +257,11 @@ class Prediction(models.Model):
         """Record the confirmed diagnosis (once), refresh live performance, submit the case if given.
 
         ``case_record`` is a parsed ``cases.interchange.CaseRecord``; it is submitted as a new case
-        for review with ``by`` as the submitter. Raises ``DomainError`` (409) ``feedback_exists``
-        for a second feedback and ``duplicate_case`` when the case is already on file; nothing is
-        written then.
+        for review with ``by`` as the submitter, under the source ``by`` may use
+        (``check_case_source``: 403 otherwise, nothing written). A case already on file is left as
+        it is and the feedback is recorded all the same: the caller cannot tell the two apart.
+        Raises ``DomainError`` (409) ``feedback_exists`` for a second feedback; nothing is written.
         """
-        from cases.models import Case
-
         code = diagnosis_code.strip().upper()
         if not code:
             raise InvalidRequest("diagnosis_code must not be empty.", code="invalid_diagnosis_code")
@@ -203,6 +269,8 @@ class Prediction(models.Model):
             raise InvalidRequest(
                 "The case's diagnosis code differs from the confirmed diagnosis code.", code="diagnosis_mismatch"
             )
+        if case_record is not None:
+            check_case_source(case_record, by=by)
         with transaction.atomic():
             try:
                 with transaction.atomic():
@@ -214,22 +282,32 @@ class Prediction(models.Model):
                     f"Prediction {self.pk} already has feedback; it is given once.", code="feedback_exists"
                 ) from None
             if case_record is not None:
-                try:
-                    case = Case.submit(case_record, by=by)
-                except IntegrityError:
-                    on_file = Case.objects.filter(
-                        source=case_record.source, external_id=case_record.external_id
-                    ).exists()
-                    if not on_file:
-                        raise
-                    raise DomainError(
-                        "A case with the same source and external id is already on file; feedback not recorded.",
-                        code="duplicate_case",
-                    ) from None
-                Feedback.objects.filter(pk=feedback.pk).update(case=case)
-                feedback.case = case
+                case = _submit_unless_on_file(case_record, by=by)
+                if case is not None:
+                    Feedback.objects.filter(pk=feedback.pk).update(case=case)
+                    feedback.case = case
+                else:
+                    # Not an error for the caller (that would tell them the encounter exists); the
+                    # log names only the feedback, never the source or external id.
+                    logger.info(
+                        "Feedback %s came with a case already on file; the case was left as it is.", feedback.pk
+                    )
             refresh_live_performance(self.version_id)
         return feedback
+
+
+def _submit_unless_on_file(record: Any, *, by: Any) -> Any:
+    """The new case submitted from ``record``, or None when its source and external id are on file."""
+    from cases.models import Case
+
+    if Case.objects.filter(source=record.source, external_id=record.external_id).exists():
+        return None
+    try:
+        return Case.submit(record, by=by)  # a savepoint: a lost race leaves the transaction usable
+    except IntegrityError:
+        if Case.objects.filter(source=record.source, external_id=record.external_id).exists():
+            return None  # submitted meanwhile by someone else
+        raise
 
 
 class Feedback(models.Model):

@@ -1,17 +1,20 @@
-"""Feedback on a prediction: once, right or wrong, live accuracy, and the case submitted for review."""
+"""Feedback on a prediction: once, right or wrong, live accuracy, and the case submitted for review
+under the sender's own case source, with the same answer whether or not the case was on file."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from cases.interchange import parse_record
 from cases.models import Case, CaseTransition
 from learning_engine import roles
 from learning_engine.exceptions import DomainError
-from models_registry.models import Feedback, PerformanceRecord, Prediction
+from models_registry.models import ClientSource, Feedback, PerformanceRecord, Prediction
 from tests.cases.factories import record_dict
 from tests.conftest import jwt_client
 from tests.models_registry.serving_factories import (
@@ -44,6 +47,25 @@ def client(client_user):
     return jwt_client(client_user)
 
 
+@pytest.fixture
+def django_client_for():
+    def login(user):
+        browser = Client()
+        browser.force_login(user)
+        return browser
+
+    return login
+
+
+SITE = "st-marys"  # the source of record_dict()'s cases
+
+
+@pytest.fixture
+def bound(client_user) -> ClientSource:
+    """The prediction client bound to the case source of ``record_dict``'s records."""
+    return ClientSource.objects.create(user=client_user, source=SITE)
+
+
 def predicted(client, features=PNEUMONIA_FEATURES) -> int:
     response = client.post(PREDICT, features, format="json")
     assert response.status_code == 200, response.json()
@@ -66,7 +88,7 @@ def test_feedback_marks_the_prediction_right_and_records_who_and_when(client, cl
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["prediction"], body["diagnosis_code"], body["correct"]) == (prediction_id, PNEUMONIA, True)
-    assert (body["given_by"], body["case_id"]) == (client_user.username, None)
+    assert body["given_by"] == client_user.username
     row = Feedback.objects.get(prediction_id=prediction_id)
     assert (row.given_by, row.correct, row.created_at is not None) == (client_user, True, True)
 
@@ -147,20 +169,23 @@ def test_feedback_with_the_case_submits_it_for_review_by_the_feedback_giver(make
     response = feedback(client, prediction_id, PNEUMONIA, case=record)
 
     assert response.status_code == 201, response.json()
-    case = Case.objects.get(pk=response.json()["case_id"])
+    case = Case.objects.get(external_id=record["external_id"])
     assert (case.status, case.submitted_by) == (Case.Status.SUBMITTED, clinician)
     assert (case.source, case.external_id, case.diagnosis_code) == (record["source"], record["external_id"], PNEUMONIA)
     assert CaseTransition.objects.filter(case=case, to_state="submitted", actor=clinician).exists()
     assert Feedback.objects.get(prediction_id=prediction_id).case == case
 
 
-def test_the_case_takes_the_model_types_cohort_and_the_confirmed_code_when_it_has_none(client, client_user, version):
+def test_the_case_takes_the_model_types_cohort_the_confirmed_code_and_the_clients_source_when_it_has_none(
+    client, client_user, bound, version
+):
     record = record_dict()
-    del record["cohort"], record["diagnosis"]
+    del record["cohort"], record["diagnosis"], record["source"]
     response = feedback(client, predicted(client), COLD, case=record)
     assert response.status_code == 201, response.json()
-    case = Case.objects.get(pk=response.json()["case_id"])
+    case = Case.objects.get(external_id=record["external_id"])
     assert (case.cohort, case.diagnosis_code, case.submitted_by) == (version.model_type.cohort, COLD, client_user)
+    assert case.source == SITE
 
 
 def test_a_case_whose_diagnosis_differs_from_the_confirmed_one_is_400_and_nothing_is_written(client, version):
@@ -181,15 +206,76 @@ def test_an_invalid_case_is_400_naming_the_field_and_nothing_is_written(client, 
     assert not Feedback.objects.exists()
 
 
-def test_a_case_already_on_file_is_409_and_the_feedback_is_not_kept(client, clinician, version):
-    record = record_dict()
-    Case.submit(parse_record(record), by=clinician)
+def test_a_case_on_file_and_a_new_case_get_the_same_answer(client, clinician, bound, version):
+    on_file = record_dict()
+    Case.submit(parse_record(on_file), by=clinician)
+    new = record_dict()
+    cases_before = set(Case.objects.values_list("pk", flat=True))
+    audit_before = CaseTransition.objects.count()
+
+    old_answer = feedback(client, predicted(client), PNEUMONIA, case={**on_file, "note": "Another note."})
+    new_answer = feedback(client, predicted(client), PNEUMONIA, case=new)
+
+    # The same status and the same fields: nothing tells the sender the first encounter existed.
+    assert (old_answer.status_code, new_answer.status_code) == (201, 201)
+    assert old_answer.json().keys() == new_answer.json().keys()
+    differing = {key for key in old_answer.json() if old_answer.json()[key] != new_answer.json()[key]}
+    assert differing <= {"id", "prediction", "created_at"}
+    assert "case" not in json.dumps(old_answer.json())
+    # The case on file is untouched; only the new one was submitted (one audit row).
+    added = set(Case.objects.values_list("pk", flat=True)) - cases_before
+    assert [Case.objects.get(pk=pk).external_id for pk in added] == [new["external_id"]]
+    assert CaseTransition.objects.count() == audit_before + 1
+    assert Case.objects.get(external_id=on_file["external_id"]).note == on_file["note"]
+    # Both feedbacks count, as they would without a case.
+    assert Feedback.objects.count() == 2
+    assert live_record(version).metrics["with_feedback"] == 2
+
+
+def test_a_bound_client_cannot_send_a_case_under_another_source(client, bound, version):
     prediction_id = predicted(client)
-    response = feedback(client, prediction_id, PNEUMONIA, case=record)
-    assert (response.status_code, response.json()["code"]) == (409, "duplicate_case")
-    assert not Feedback.objects.exists()
-    assert not PerformanceRecord.objects.filter(source="live").exists()
-    assert feedback(client, prediction_id, PNEUMONIA).status_code == 201  # without the case, it is taken
+    response = feedback(client, prediction_id, PNEUMONIA, case=record_dict(source="other-hospital"))
+
+    assert (response.status_code, response.json()["code"]) == (403, "source_not_allowed")
+    assert (Case.objects.count(), Feedback.objects.count()) == (0, 0)
+
+
+def test_a_client_without_a_source_cannot_send_cases_but_may_give_feedback(client, version):
+    prediction_id = predicted(client)
+    refused = feedback(client, prediction_id, PNEUMONIA, case=record_dict())
+
+    assert (refused.status_code, refused.json()["code"]) == (403, "no_case_source")
+    assert (Case.objects.count(), Feedback.objects.count()) == (0, 0)
+    assert feedback(client, prediction_id, PNEUMONIA).status_code == 201
+
+
+def test_a_clinician_without_a_bound_source_sends_cases_under_any_source_as_through_the_case_api(make_user, version):
+    clinician = jwt_client(make_user(roles.CLINICIAN))
+    response = feedback(clinician, predicted(clinician), PNEUMONIA, case=record_dict(source="other-hospital"))
+
+    assert response.status_code == 201, response.json()
+    assert Case.objects.get().source == "other-hospital"
+
+
+def test_feedback_is_throttled_per_user(settings, monkeypatch, client, version):
+    settings.THROTTLE_RATES = {**settings.THROTTLE_RATES, "feedback": "2/min"}
+    monkeypatch.setattr("learning_engine.throttling._now", lambda: 1_800_000_030.0)
+    answers = [feedback(client, predicted(client), PNEUMONIA).status_code for _ in range(3)]
+
+    assert answers[:2] == [201, 201]
+    assert answers[2] == 429
+    assert Feedback.objects.count() == 2
+
+
+def test_only_superusers_bind_clients_to_sources_in_the_admin(make_user, client_user, django_client_for):
+    url = "/admin/models_registry/clientsource/"
+    for role in (roles.ML_ENGINEER, roles.CLINICIAN, roles.CLINICAL_LEAD):
+        assert django_client_for(make_user(role, is_staff=True)).get(url).status_code == 403
+    admin = django_client_for(make_user(None, is_staff=True, is_superuser=True))
+    response = admin.post(f"{url}add/", {"user": client_user.pk, "source": SITE})
+    assert response.status_code == 302
+    assert ClientSource.objects.get().source == SITE
+    assert admin.post(f"{url}add/", {"user": client_user.pk, "source": "two words"}).status_code == 200
 
 
 @pytest.mark.parametrize(
