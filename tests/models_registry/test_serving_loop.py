@@ -71,6 +71,6 @@ def test_train_register_approve_activate_predict_feedback_and_a_new_case(demo):
     live = PerformanceRecord.objects.get(version=version, source="live")
     assert live.metrics["with_feedback"] == 1
     assert live.metrics["accuracy"] == (1.0 if feedback.json()["correct"] else 0.0)
-    case = Case.objects.get(pk=feedback.json()["case_id"])
+    case = Case.objects.get(source=record["source"], external_id=record["external_id"])
     assert (case.status, case.submitted_by, case.cohort) == (Case.Status.SUBMITTED, clinician, "respiratory")
     assert case.diagnosis_code == confirmed
