@@ -37,6 +37,7 @@ from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition
 from cases.statistics import compute_statistics
+from cases.views import DEIDENTIFIED_STATES
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
@@ -345,6 +346,14 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         return f"{obj.quality_score:.2f}"
 
     # --- Permissions -----------------------------------------------------------------------------
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Case]:
+        queryset = super().get_queryset(request)
+        if not can_view_phi(request.user):
+            # The API's rule: without PHI access only cases with a de-identified record exist (a
+            # submitted or rejected case is "not found" in lists, pages, history and actions alike).
+            queryset = queryset.filter(status__in=DEIDENTIFIED_STATES)
+        return queryset
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) and can_view_phi(request.user)

@@ -17,6 +17,7 @@ from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -133,6 +134,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy (SECURE_CSP below) with a nonce per response for inline code.
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Cache-Control: no-store on every answer but static files (learning_engine/headers.py).
+    "learning_engine.headers.NoStoreMiddleware",
     "learning_engine.middleware.RequestBodyLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -163,6 +168,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",  # csp_nonce for {% csp_nonce_attr %}
             ],
         },
     },
@@ -419,6 +425,24 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Content-Security-Policy on every page (the admin, the browsable API, Swagger UI): scripts, styles
+# and everything else from this origin only; inline <script> and <style> only with the response's
+# nonce ({% csp_nonce_attr %}); no inline style attributes (charts use SVG presentation attributes),
+# no plugins, no framing, forms post back here only. img-src allows data: URIs (Swagger UI's icons).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.NONCE],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# An admin session lasts a working day from the login (SESSION_HOURS), not Django's two weeks.
+SESSION_COOKIE_AGE = env_int("SESSION_HOURS", 10) * 3600
+
 # Production hardening, on whenever DEBUG is off (`manage.py check --deploy` stays clean).
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SESSION_COOKIE_SECURE = not DEBUG
@@ -432,17 +456,36 @@ if env_bool("BEHIND_TLS_PROXY", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+# No query string reaches a log line (learning_engine/log_filters.py): identifiers travel in them
+# (the admin's ?q=, the API's ?search=). Every handler filters, runserver's request log included.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "no_query_strings": {"()": "learning_engine.log_filters.StripQueryStrings"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_query_strings"]},
+        "django.server": {
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["no_query_strings"],
+        },
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        # runserver's request lines ("GET /admin/cases/case/?q=... HTTP/1.1" 200).
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+        # Django's own warnings and errors ("Not Found: /path", tracebacks), with DEBUG off too.
+        "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         # db_worker prints nothing unless the django.tasks logger is configured.
         "django.tasks": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django_tasks_db": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

@@ -51,4 +51,6 @@ def registry_overview(context: dict[str, Any]) -> dict[str, Any]:
     request = context.get("request")
     user = getattr(request, "user", None)
     allowed = bool(user is not None and user.has_perm("models_registry.view_modelversion"))
-    return {"allowed": allowed, "rows": overview_rows() if allowed else []}
+    # An inclusion tag renders in a context of its own: hand on the CSP nonce of the page, or the
+    # block's <style> would carry none and the browser would refuse it.
+    return {"allowed": allowed, "rows": overview_rows() if allowed else [], "csp_nonce": context.get("csp_nonce")}
