@@ -583,9 +583,8 @@ def _version_unavailable(version: ModelVersion, action: str, user: Any) -> str |
     if action in ("approve_selected", "reject_selected"):
         if not version.can_decide():
             return f"it is already {version.get_approval_status_display().lower()}"
-        creator = version.job.created_by_id if version.job_id is not None else version.created_by_id
-        if user.pk == creator:
-            return "you trained it; another person must approve or reject it (two-person rule)"
+        if user.pk in version.actor_ids():
+            return "you took part in making it; another person must approve or reject it (two-person rule)"
     elif action == "activate_selected" and not version.can_activate():
         if version.deployment_status == ModelVersion.Deployment.ACTIVE:
             return "it is already active"

@@ -424,3 +424,11 @@ def test_the_confirmation_page_of_one_version_is_titled_in_the_singular(staff, e
     url = reverse("admin:models_registry_modelversion_change", args=[version.pk])
     html = client.post(url, {"CHANGE_FORM-action": "approve_selected", "_selected_action": version.pk}).content.decode()
     assert "<h1>Approve this version</h1>" in html
+
+
+def test_a_lead_who_made_the_version_is_not_offered_approve_and_is_told_why(staff):
+    client, lead = staff(roles.CLINICAL_LEAD)
+    version = registered(lead)
+    html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
+    assert "approve_selected" not in _change_form_actions(html)
+    assert "Approve this version: not offered, you took part in making it" in html
