@@ -422,7 +422,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
                         )
                     },
                 ),
-                ("Quality", {"fields": ("quality_score", "quality_issues_list")}),
+                ("Quality", {"fields": ("quality", "quality_issues_list")}),
                 (
                     "De-identified record",
                     {"fields": ("patient_pseudonym", "deid_policy_version", "deidentified_record")},
@@ -436,7 +436,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         fieldsets: list[tuple[Any, _FieldOpts]] = [
             ("Case", {"fields": tuple(case_fields)}),
             ("Review", {"fields": ("reviewed_by", "reviewed_at", "rejection_reason", "review_note")}),
-            ("Quality", {"fields": ("quality_score", "quality_issues_list")}),
+            ("Quality", {"fields": ("quality", "quality_issues_list")}),
             (
                 "Record: raw (PHI) and de-identified",
                 {"fields": ("patient_pseudonym", "deid_policy_version", "record_comparison"), "classes": ("wide",)},

@@ -26,7 +26,6 @@ none, so slow work a transition does before its write stays outside any transact
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -407,35 +406,3 @@ class DeferredListAdminMixin:
                 return super().get_queryset(request, exclude_parameters).defer(*deferred)
 
         return DeferringChangeList
-
-
-# --- Numbers in admin tables ----------------------------------------------------------------------
-
-
-def finite_number(value: Any) -> float | None:
-    """``value`` as a float when it is a finite number (not a bool), else None.
-
-    Metrics come from JSON columns that external trainers also write, so anything may be there.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # an int beyond float range
-        return None
-    return number if math.isfinite(number) else None
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A metric for a table: integers as they are, floats with fixed decimals, "—" otherwise."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    number = finite_number(value)
-    return "—" if number is None else f"{number:.{digits}f}"
-
-
-def fmt_interval(value: Any, digits: int = 3, *, missing: str = "") -> str:
-    """A ``[low, high]`` interval as "low to high"; ``missing`` when it is not two numbers."""
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(finite_number(v) is not None for v in value):
-        return f"{fmt(value[0], digits)} to {fmt(value[1], digits)}"
-    return missing

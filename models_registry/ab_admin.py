@@ -26,9 +26,10 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply, fmt, fmt_interval
+from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
+from learning_engine.display import fmt, fmt_interval, fmt_percent
 from learning_engine.exceptions import DomainError
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
 from models_registry.ab_figures import accuracy_over_time
@@ -158,7 +159,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         "version_a",
         "version_b",
         "mode",
-        "traffic_split",
+        "traffic_share",
         "status_badge",
         "started_at",
         "end_display",
@@ -175,7 +176,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         "version_a",
         "version_b",
         "mode",
-        "traffic_split",
+        "traffic_share",
         "duration_hours",
         "min_labelled_per_arm",
         "significance_level",
@@ -210,6 +211,10 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: ABTest) -> str:
         return format_html('<span class="version-badge ab-status-{}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="traffic to B", ordering="traffic_split")
+    def traffic_share(self, obj: ABTest) -> str:
+        return "— (shadow: B sees every request)" if obj.mode == ABTest.Mode.SHADOW else fmt_percent(obj.traffic_split)
 
     @admin.display(description="end", ordering="ends_at")
     def end_display(self, obj: ABTest) -> str:

@@ -33,8 +33,9 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
-from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply, fmt, fmt_interval
+from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
+from learning_engine.display import fmt, fmt_interval, metric_name, metric_rows, metric_value
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
 from models_registry.models import (
@@ -45,8 +46,8 @@ from models_registry.models import (
     VersionTransition,
 )
 from models_registry.models.version import ArtifactRejection
+from training.admin import AlgorithmFilter, algorithm_label, calibration_chart
 from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
-from training.admin import calibration_chart
 from training.models import ModelType
 
 APPROVE = "models_registry.approve_modelversion"
@@ -55,11 +56,6 @@ VIEW_VERSION = "models_registry.view_modelversion"
 NOTE_MAX_LENGTH = 2000
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 # Metrics of the comparison chart: all on 0..1 with higher better (the Brier score is in the table).
-METRIC_LABELS = {
-    "brier": "brier (0 is perfect)",
-    "ece": "expected calibration error",
-    "ece_ci": "expected calibration error, 95% interval",
-}
 CHART_METRICS = ("accuracy", "f1_macro", "f1_weighted", "precision_macro", "recall_macro", "auroc_macro")
 
 
@@ -242,7 +238,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     list_display = (
         "version",
         "model_type",
-        "algorithm",
+        "algorithm_name",
         "accuracy",
         "f1_macro",
         "auroc_macro",
@@ -252,7 +248,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         "created_at",
     )
     list_display_links = ("version",)
-    list_filter = ("model_type", "approval_status", "deployment_status", "algorithm")
+    list_filter = ("model_type", "approval_status", "deployment_status", AlgorithmFilter)
     list_select_related = ("model_type", "created_by")
     list_per_page = 100
     search_fields = ("version",)
@@ -267,7 +263,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     ]
     inlines = [PerformanceRecordInline, VersionTransitionInline, ArtifactRejectionInline]
     fieldsets = (
-        (None, {"fields": ("model_type", "version", "algorithm", "hyperparameters", "job", "dataset")}),
+        (None, {"fields": ("model_type", "version", "algorithm_name", "hyperparameters", "job", "dataset")}),
         ("Evaluation (the registry's own)", {"fields": ("metrics_table", "calibration_diagram")}),
         (
             "Approval and deployment",
@@ -288,7 +284,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     readonly_fields = (
         "model_type",
         "version",
-        "algorithm",
+        "algorithm_name",
         "hyperparameters",
         "job",
         "dataset",
@@ -330,6 +326,10 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
 
     # --- Columns ---------------------------------------------------------------------------------
 
+    @admin.display(description="algorithm", ordering="algorithm")
+    def algorithm_name(self, obj: ModelVersion) -> str:
+        return algorithm_label(obj.algorithm)
+
     @admin.display(description="accuracy")
     def accuracy(self, obj: ModelVersion) -> str:
         return fmt(_metric(obj, "accuracy"))
@@ -363,11 +363,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
         if not metrics:
             return "—"
-        shown = [
-            (METRIC_LABELS.get(key, key), fmt_interval(value) if key.endswith("_ci") else fmt(value))
-            for key, value in metrics.items()
-            if key not in ("calibration", "brier_definition")
-        ]
+        shown = metric_rows(metrics, skip=("calibration", "brier_definition"))
         rows = format_html_join("", "<tr><th>{}</th><td class='num'>{}</td></tr>", shown)
         definition = metrics.get("brier_definition")
         note = format_html('<p class="help">Brier score: {}.</p>', definition) if definition else ""
@@ -540,9 +536,9 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             return HttpResponseRedirect(changelist)
         rows = [
             {
-                "metric": row["metric"],
-                "a": fmt(row["a"]),
-                "b": fmt(row["b"]),
+                "metric": metric_name(row["metric"]),
+                "a": metric_value(row["metric"], row["a"]),
+                "b": metric_value(row["metric"], row["b"]),
                 "difference": fmt(row["difference"]),
                 "ci": fmt_interval(row["ci"]),
                 "method": row.get("interval_method") or "",
@@ -552,7 +548,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         ]
         chart = comparison_chart(
             [
-                (row["metric"], row["a"], row["b"])
+                (metric_name(row["metric"]), row["a"], row["b"])
                 for row in comparison["differences"]
                 if row["metric"] in CHART_METRICS
             ],
@@ -601,7 +597,7 @@ def _version_unavailable(version: ModelVersion, action: str, user: Any) -> str |
 def _describe(version: ModelVersion) -> str:
     accuracy = _metric(version, "accuracy")
     return (
-        f"{version.model_type.slug} {version.version} ({version.algorithm}; accuracy {fmt(accuracy)}; "
+        f"{version.model_type.slug} {version.version} ({algorithm_label(version.algorithm)}; accuracy {fmt(accuracy)}; "
         f"{version.approval_status}, {version.deployment_status})"
     )
 

@@ -29,7 +29,6 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
@@ -39,12 +38,20 @@ from learning_engine.admin_helpers import (
     StateActionsMixin,
     bar_chart,
     confirm_and_apply,
-    finite_number,
-    fmt,
-    fmt_interval,
 )
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import LineChart, line_chart
+from learning_engine.display import (
+    finite_number,
+    fmt,
+    fmt_bytes,
+    fmt_count,
+    fmt_interval,
+    fmt_percent,
+    metric_name,
+    metric_rows,
+    metric_value,
+)
 from learning_engine.exceptions import DomainError, InvalidRequest
 from training.algorithms import SPECS, validate_hyperparameters
 from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
@@ -79,17 +86,18 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+# The evaluation's headline metrics, each with its interval's key (names: learning_engine.display).
 HEADLINE_METRICS = (
-    ("Accuracy", "accuracy", "accuracy_ci"),
-    ("F1 (macro)", "f1_macro", "f1_macro_ci"),
-    ("F1 (weighted)", "f1_weighted", None),
-    ("Precision (macro)", "precision_macro", None),
-    ("Recall (macro)", "recall_macro", None),
-    ("Precision (weighted)", "precision_weighted", None),
-    ("Recall (weighted)", "recall_weighted", None),
-    ("AUROC (macro, one-vs-rest)", "auroc_macro", None),
-    ("Brier score (0 is perfect; scikit-learn's brier_score_loss: 0-1 for two labels, 0-2 for more)", "brier", None),
-    ("Expected calibration error (10 bins; 0 is perfect)", "ece", "ece_ci"),
+    ("accuracy", "accuracy_ci"),
+    ("f1_macro", "f1_macro_ci"),
+    ("f1_weighted", None),
+    ("precision_macro", None),
+    ("recall_macro", None),
+    ("precision_weighted", None),
+    ("recall_weighted", None),
+    ("auroc_macro", None),
+    ("brier", None),
+    ("ece", "ece_ci"),
 )
 SUBGROUP_TITLES = {"sex": "By sex", "age_band": "By age band"}
 
@@ -97,19 +105,23 @@ SUBGROUP_TITLES = {"sex": "By sex", "age_band": "By age band"}
 def headline_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     """The test-set metrics of an evaluation (``training.evaluation.evaluate``), with 95% intervals."""
     rows = [
-        {"name": name, "value": fmt(evaluation.get(key)), "interval": fmt_interval(evaluation.get(ci)) if ci else ""}
-        for name, key, ci in HEADLINE_METRICS
+        {
+            "name": metric_name(key),
+            "value": metric_value(key, evaluation.get(key)),
+            "interval": fmt_interval(evaluation.get(ci)) if ci else "",
+        }
+        for key, ci in HEADLINE_METRICS
         if key in evaluation
     ]
     if "test_size" in evaluation:
-        rows.insert(0, {"name": "Test-set size", "value": fmt(evaluation.get("test_size")), "interval": ""})
+        rows.insert(0, {"name": metric_name("test_size"), "value": fmt_count(evaluation["test_size"]), "interval": ""})
     latency = _dict(evaluation.get("latency_ms"))
     if latency:
         rows.append(
             {
                 "name": "Single-row prediction latency (ms)",
-                "value": f"median {fmt(latency.get('median'))}, p95 {fmt(latency.get('p95'))}",
-                "interval": f"{latency.get('calls', '?')} calls",
+                "value": f"median {fmt(latency.get('median'), 1)}, p95 {fmt(latency.get('p95'), 1)}",
+                "interval": f"{fmt_count(latency.get('calls'))} calls",
             }
         )
     return rows
@@ -164,7 +176,7 @@ def per_class_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
             "precision": fmt(entry.get("precision")),
             "recall": fmt(entry.get("recall")),
             "f1": fmt(entry.get("f1")),
-            "support": fmt(entry.get("support")),
+            "support": fmt_count(entry.get("support")),
             "auroc": fmt(entry.get("auroc")),
         }
         for entry in _list(evaluation.get("per_class"))
@@ -179,7 +191,7 @@ def subgroup_tables(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
         rows = [
             {
                 "value": str(group.get("value", "")),
-                "n": fmt(group.get("n")),
+                "n": fmt_count(group.get("n")),
                 "accuracy": fmt(group.get("accuracy")),
                 "accuracy_ci": fmt_interval(group.get("accuracy_ci")),
                 "f1_macro": fmt(group.get("f1_macro")),
@@ -196,12 +208,8 @@ def subgroup_tables(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def metric_items(metrics: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """A job's latest metrics as (name, value) pairs; intervals as "low to high"."""
-    items = []
-    for key, value in metrics.items():
-        shown = fmt_interval(value, 4) or (fmt(value, 4) if not isinstance(value, (dict, list, str)) else str(value))
-        items.append((key.replace("_", " "), shown))
-    return items
+    """A job's latest metrics as (display name, value) pairs, named as everywhere else."""
+    return metric_rows(metrics)
 
 
 def history_charts(history: Iterable[Any]) -> tuple[LineChart | None, LineChart | None]:
@@ -281,6 +289,24 @@ def scan_summary(report: Mapping[str, Any]) -> dict[str, Any] | None:
         "findings": findings[:MAX_FINDINGS_LISTED],
         "more_findings": max(0, len(findings) - MAX_FINDINGS_LISTED),
     }
+
+
+def algorithm_label(key: str) -> str:
+    """``logistic_regression`` -> "Logistic regression" (an unknown key as it is)."""
+    return str(dict(ModelType.Algorithm.choices).get(key, key))
+
+
+class AlgorithmFilter(admin.SimpleListFilter):
+    """Filter on a plain ``algorithm`` column by the algorithms' names, not their keys."""
+
+    title = "algorithm"
+    parameter_name = "algorithm"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(ModelType.Algorithm.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(algorithm=self.value()) if self.value() else queryset
 
 
 def _pretty_json(value: Any) -> str:
@@ -503,8 +529,8 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         "id",
         "model_type",
         "status",
-        "case_count",
-        "patient_count",
+        "cases",
+        "patients",
         "train_cases",
         "validation_cases",
         "test_cases",
@@ -529,8 +555,8 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
                     "id",
                     "model_type",
                     "status",
-                    "case_count",
-                    "patient_count",
+                    "cases",
+                    "patients",
                     "cases_per_split",
                     "created_by",
                     "created_at",
@@ -538,7 +564,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
                 )
             },
         ),
-        ("Build parameters", {"fields": ("filters_table", "seed", "validation_fraction", "test_fraction")}),
+        ("Build parameters", {"fields": ("filters_table", "seed", "validation_share", "test_share")}),
         (
             "Content and file",
             {"fields": ("policy_version", "content_hash", "file_path", "file_size_display", "file_sha256")},
@@ -558,7 +584,23 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
     def _split_count(self, obj: DatasetSnapshot, split: str) -> str:
         if obj.status != DatasetSnapshot.Status.READY:
             return "—"
-        return str(split_sizes(_dict(obj.label_counts))[split])
+        return fmt_count(split_sizes(_dict(obj.label_counts))[split])
+
+    @admin.display(description="cases", ordering="case_count")
+    def cases(self, obj: DatasetSnapshot) -> str:
+        return fmt_count(obj.case_count)
+
+    @admin.display(description="patients", ordering="patient_count")
+    def patients(self, obj: DatasetSnapshot) -> str:
+        return fmt_count(obj.patient_count)
+
+    @admin.display(description="validation share")
+    def validation_share(self, obj: DatasetSnapshot) -> str:
+        return fmt_percent(obj.validation_fraction)
+
+    @admin.display(description="test share")
+    def test_share(self, obj: DatasetSnapshot) -> str:
+        return fmt_percent(obj.test_fraction)
 
     @admin.display(description="train")
     def train_cases(self, obj: DatasetSnapshot) -> str:
@@ -609,7 +651,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         if obj.status != DatasetSnapshot.Status.READY:
             return "—"
         sizes = split_sizes(_dict(obj.label_counts))
-        return ", ".join(f"{split} {sizes[split]}" for split in SPLITS)
+        return ", ".join(f"{split} {fmt_count(sizes[split])}" for split in SPLITS)
 
     @admin.display(description="filters used")
     def filters_table(self, obj: DatasetSnapshot) -> str:
@@ -629,7 +671,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
 
     @admin.display(description="file size")
     def file_size_display(self, obj: DatasetSnapshot) -> str:
-        return f"{filesizeformat(obj.file_size)} ({obj.file_size} bytes)" if obj.file_size else "—"
+        return fmt_bytes(obj.file_size) if obj.file_size else "—"
 
     def render_change_form(
         self,
@@ -718,7 +760,7 @@ JOB_LIST_DEFERRED = ("history", "evaluation", "error_log", "metrics", "hyperpara
 class DatasetChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         digest = obj.content_hash[:12] if obj.content_hash else "no hash"
-        return f"Dataset {obj.pk}: {obj.model_type.slug}, {obj.case_count} cases, {digest}"
+        return f"Dataset {obj.pk}: {obj.model_type.slug}, {fmt_count(obj.case_count)} cases, {digest}"
 
 
 class JobCreateForm(forms.ModelForm):
@@ -829,7 +871,7 @@ class TrainingJobAdmin(
         "status_badge",
         "progress_bar",
         "stage",
-        "algorithm",
+        "algorithm_name",
         "priority",
         "attempts_display",
         "executor",
@@ -837,7 +879,7 @@ class TrainingJobAdmin(
         "created_at",
     )
     list_display_links = ("id",)
-    list_filter = ("status", "model_type", "algorithm", "executor")
+    list_filter = ("status", "model_type", AlgorithmFilter, "executor")
     list_select_related = ("model_type", "created_by")
     list_per_page = 100
     search_fields = ("=id",)
@@ -853,7 +895,7 @@ class TrainingJobAdmin(
                     "id",
                     "model_type",
                     "dataset_link",
-                    "algorithm",
+                    "algorithm_name",
                     "hyperparameters_display",
                     "priority",
                     "executor",
@@ -889,6 +931,10 @@ class TrainingJobAdmin(
     @admin.display(description="progress", ordering="progress")
     def progress_bar(self, obj: TrainingJob) -> str:
         return _progress_bar(obj)
+
+    @admin.display(description="algorithm", ordering="algorithm")
+    def algorithm_name(self, obj: TrainingJob) -> str:
+        return algorithm_label(obj.algorithm)
 
     @admin.display(description="attempts")
     def attempts_display(self, obj: TrainingJob) -> str:
@@ -948,7 +994,7 @@ class TrainingJobAdmin(
             url,
             dataset.pk,
             dataset.status,
-            dataset.case_count,
+            fmt_count(dataset.case_count),
             digest,
         )
 
@@ -982,7 +1028,7 @@ class TrainingJobAdmin(
             context.update(
                 {
                     # The heading without the status, which the live panel keeps current beside it.
-                    "subtitle": f"Job {obj.pk}: {obj.model_type.slug}, {obj.algorithm}",
+                    "subtitle": f"Job {obj.pk}: {obj.model_type.slug}, {algorithm_label(obj.algorithm)}",
                     **self.live_context(obj),
                     "live_url": reverse("admin:training_trainingjob_live", args=[obj.pk]),
                     "headline": headline_rows(evaluation),

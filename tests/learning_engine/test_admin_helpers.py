@@ -230,3 +230,33 @@ def test_bar_chart_of_nothing_draws_no_bars():
     chart = bar_chart([], title="empty")
     assert chart.bars == []
     assert chart.total == 0
+
+
+# --- Display names and numbers (issue 12.4) --------------------------------------------------------
+
+
+def test_metric_names_are_the_same_human_names_everywhere():
+    from learning_engine.display import metric_name
+
+    assert metric_name("f1_macro") == "F1 (macro)"
+    assert metric_name("accuracy_ci") == "Accuracy, 95% interval"
+    assert metric_name("auroc_macro") == "AUROC (macro, one-vs-rest)"
+    assert metric_name("test_size") == "Test-set size"
+    assert metric_name("some_new_metric") == "Some new metric"
+
+
+def test_numbers_read_as_people_read_them():
+    from learning_engine.display import fmt, fmt_bytes, fmt_count, fmt_percent, metric_value
+
+    assert fmt(-0.0001) == "0.000"  # never "-0.000"
+    assert fmt(-0.25) == "-0.250"
+    assert fmt(3572) == "3,572"
+    assert fmt(31.0, 1) == "31.0"
+    assert fmt(float("nan")) == "—"
+    assert fmt(True) == "—"
+    assert fmt_count(3572.0) == "3,572"
+    assert fmt_percent(0.15) == "15%"
+    assert fmt_percent(0.125) == "12.5%"
+    assert fmt_bytes(140825) == "137.5\xa0KB (140,825 bytes)"
+    assert metric_value("test_size", 1200.0) == "1,200"
+    assert metric_value("accuracy_ci", [0.5, 0.75]) == "0.500 to 0.750"

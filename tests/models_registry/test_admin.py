@@ -148,7 +148,7 @@ def test_a_version_page_shows_its_calibration(staff, engineer):
 
     assert "Expected calibration error" in html
     assert "Reliability diagram" in html
-    assert "expected calibration error, 95% interval" in html
+    assert "Expected calibration error, 95% interval" in html
     assert "brier_score_loss" in html
     body = jwt_client(engineer).get(f"/api/v1/model-types/diagnosis/versions/{version.version}/").json()
     assert body["key_metrics"]["ece"] == version.metrics["ece"]
@@ -294,6 +294,8 @@ def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, e
     assert "0.813 (16 predictions)" in html
     assert html.count("<rect") >= 12  # two bars per charted metric
     assert "exact, from the discordant pairs" in html
+    assert "<th>F1 (macro)</th>" in html  # the same metric names as the job's evaluation
+    assert "<th>f1_macro</th>" not in html
 
 
 def test_the_compare_page_says_when_the_evidence_is_insufficient(staff, engineer):

@@ -718,7 +718,7 @@ def test_the_dataset_list_shows_counts_per_split_and_a_short_hash(staff, model_t
     cells = re.findall(r'<td class="field-(\w+)[^"]*">(.*?)</td>', row.group(0), re.S)
     values = dict(cells)
     assert (values["train_cases"], values["validation_cases"], values["test_cases"]) == ("7", "2", "3")
-    assert values["case_count"] == "12"
+    assert values["cases"] == "12"
     assert "abababababab" in values["short_hash"]
     assert "deid-v1" in html
 
@@ -1031,3 +1031,21 @@ def test_a_confirmation_page_where_nothing_applies_says_why_and_offers_no_button
     assert "The selected training job cannot be acted on" in html
     assert "will be skipped, it is completed" in html
     assert 'name="post" value="yes"' not in html
+
+
+def test_latest_metrics_and_algorithms_are_named_for_people(staff, model_type, owner):
+    client, _user = staff(roles.ML_ENGINEER)
+    job = set_state(
+        submit(model_type, owner),
+        status="running",
+        metrics={"f1_macro": 0.5, "accuracy_ci": [0.1, 0.2], "test_size": 1200, "val_loss": -0.00001},
+    )
+    fragment = client.get(live_url(job)).content.decode()
+    assert "F1 (macro)" in fragment
+    assert "Accuracy, 95% interval" in fragment
+    assert "1,200" in fragment
+    assert "f1 macro" not in fragment
+    assert "-0.000" not in fragment
+    listing = client.get(JOBS).content.decode()
+    assert "Logistic regression" in listing  # the column and the filter
+    assert ">logistic_regression<" not in listing
