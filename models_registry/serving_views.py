@@ -44,6 +44,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import RecordError
 from learning_engine.exceptions import InvalidRequest
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
@@ -275,6 +276,11 @@ class FeedbackView(APIView):
             except RecordError as exc:
                 raise InvalidRequest(str(exc), code="invalid_case", field=exc.field) from None
         feedback = prediction.give_feedback(diagnosis_code=code, by=request.user, case_record=record)
+        if feedback.case_id is not None:
+            # A raw record taken in, like a submission through the case API (docs/privacy.md).
+            record_access(
+                action=AccessLogEntry.Action.SUBMIT, case_ids=[feedback.case_id], actor=request.user, request=request
+            )
         return Response(FeedbackSerializer(feedback).data, status=status.HTTP_201_CREATED)
 
     def get_prediction(self, request: Request, pk: int) -> Prediction:

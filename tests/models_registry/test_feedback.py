@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from cases.access_log import AccessLogEntry
 from cases.interchange import parse_record
 from cases.models import Case, CaseTransition
 from learning_engine import roles
@@ -174,6 +175,21 @@ def test_feedback_with_the_case_submits_it_for_review_by_the_feedback_giver(make
     assert (case.source, case.external_id, case.diagnosis_code) == (record["source"], record["external_id"], PNEUMONIA)
     assert CaseTransition.objects.filter(case=case, to_state="submitted", actor=clinician).exists()
     assert Feedback.objects.get(prediction_id=prediction_id).case == case
+
+
+def test_a_case_submitted_with_feedback_is_in_the_phi_access_log(client, client_user, bound, version):
+    prediction_id = predicted(client)
+    assert feedback(client, prediction_id, COLD).status_code == 201  # no case: nothing to log
+    assert not AccessLogEntry.objects.exists()
+
+    record = record_dict(diagnosis={"code": COLD, "label": "Common cold"})
+    url = FEEDBACK.format(id=predicted(client))
+    response = client.post(url, {"diagnosis_code": COLD, "case": record}, format="json", REMOTE_ADDR="198.51.100.40")
+
+    assert response.status_code == 201, response.json()
+    entry = AccessLogEntry.objects.get()
+    assert (entry.actor, entry.action, entry.channel, entry.address) == (client_user, "submit", "api", "198.51.100.40")
+    assert entry.case_ids() == [Case.objects.get(external_id=record["external_id"]).pk]
 
 
 def test_the_case_takes_the_model_types_cohort_the_confirmed_code_and_the_clients_source_when_it_has_none(
