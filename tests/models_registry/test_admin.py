@@ -189,6 +189,28 @@ def test_approve_selected_approves_and_skips_the_leads_own_version(staff, engine
     assert "two-person rule" in texts[1]
 
 
+def test_approve_selected_skips_a_version_whose_job_the_lead_completed(staff, engineer):
+    client, lead = staff(roles.CLINICAL_LEAD)
+    job = TrainingJob.submit(model_type=factories.model_type(), by=engineer, algorithm="logistic_regression")
+    lease = job.start(worker_id="test", by=lead)  # the lead ran another engineer's job
+    job.complete(
+        lease=lease,
+        evaluation={"accuracy": 0.9, "test_size": 100},
+        artifact="models/x.skops",
+        artifact_sha256="a" * 64,
+        by=lead,
+    )
+    register_completed_job(sender=TrainingJob, job_id=job.pk)
+    version = ModelVersion.objects.get(job=job)
+
+    page = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
+    response = confirm_post(client, "approve_selected", [version], note="Looks fine.")
+
+    assert "you took part in making it" in page  # not offered, and the page says why
+    assert fresh(version).approval_status == "pending"
+    assert "two-person rule" in " ".join(messages_of(response))
+
+
 def test_reject_selected_needs_a_note(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
     version = registered(engineer)
