@@ -214,7 +214,7 @@ def captured(request):
 
 def test_runservers_request_log_keeps_no_identifier(captured):
     stream = captured("django.server")
-    from django.core.servers.basehttp import logger as server_logger
+    server_logger = logging.getLogger("django.server")  # django.core.servers.basehttp's logger
 
     # What WSGIRequestHandler.log_message logs for every request.
     server_logger.info('"%s" %s %s', "GET /admin/cases/case/?q=MRN-7717702 HTTP/1.1", "200", "5120")

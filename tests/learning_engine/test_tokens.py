@@ -42,7 +42,8 @@ def assert_refused(response, code: str) -> None:
 @pytest.mark.django_db
 def test_login_tokens_carry_the_login_time_and_a_fingerprint_that_reveals_no_hash(clinician):
     pair = login(clinician)
-    access, refresh_token = AccessToken(pair["access"]), RefreshToken(pair["refresh"])
+    # simplejwt annotates the encoded token as a Token; it is the string.
+    access, refresh_token = AccessToken(pair["access"]), RefreshToken(pair["refresh"])  # type: ignore[arg-type]
 
     assert abs(refresh_token[AUTH_TIME_CLAIM] - datetime_to_epoch(aware_utcnow())) <= 2
     assert access[AUTH_TIME_CLAIM] == refresh_token[AUTH_TIME_CLAIM]
@@ -125,7 +126,7 @@ def test_rotation_keeps_the_login_time_and_never_extends_past_the_session(clinic
 
     for pair in (first, second, third):
         # verify=False: the older refresh tokens are blacklisted by now; their claims are what is read.
-        for token in (RefreshToken(pair["refresh"], verify=False), AccessToken(pair["access"])):
+        for token in (RefreshToken(pair["refresh"], verify=False), AccessToken(pair["access"])):  # type: ignore[arg-type]
             assert token[AUTH_TIME_CLAIM] == auth_time
             assert token["exp"] <= auth_time + 3600
     assert RefreshToken(third["refresh"])["exp"] == auth_time + 3600
@@ -156,7 +157,7 @@ def test_a_session_older_than_its_lifetime_is_refused_even_if_a_token_has_not_ex
 def test_the_session_lifetime_defaults_to_twelve_hours():
     from django.conf import settings
 
-    assert settings.JWT_SESSION_LIFETIME == timedelta(hours=12)
+    assert timedelta(hours=12) == settings.JWT_SESSION_LIFETIME
 
 
 @pytest.mark.django_db
