@@ -384,3 +384,13 @@ def test_a_reimport_reads_the_stored_content_in_its_lookup_not_per_case(clinicia
 
     per_case = (many - few) / 10
     assert per_case <= 4  # the claim's UPDATE, the audit row's INSERT and a savepoint around them
+
+
+def test_a_large_entry_writes_its_case_rows_in_batches_not_per_case(clinician):
+    with CaptureQueriesContext(connection) as captured:
+        entry = record_access(action=A.IMPORT, case_ids=range(1, 25_001), actor=clinician)
+
+    assert AccessedCase.objects.filter(entry=entry).count() == 25_000
+    assert entry.case_count == 25_000
+    # The entry, three batches of case rows, and the savepoint around them.
+    assert len(captured) <= 6
