@@ -248,3 +248,17 @@ def test_a_search_through_the_test_server_logs_no_identifier(client, make_user, 
     client.get("/api/v1/cases/", {"search": "MRN-7717702", "ordering": "nonsense"})
 
     assert "MRN-7717702" not in stream.getvalue()
+
+
+@pytest.mark.django_db
+def test_the_browsable_apis_inline_code_carries_the_nonce(client, clinician):
+    client.force_login(clinician)
+
+    response = client.get("/api/v1/cases/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 200
+    parser = InlineCode()
+    parser.feed(response.content.decode())
+    nonce = policy(response)["style-src"][-1]
+    assert parser.nonces  # the highlighting style at least
+    assert all(f"'nonce-{found}'" == nonce for found in parser.nonces)
