@@ -14,6 +14,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from cases.access_log import AccessLogEntry
+from learning_engine.admin_links import RelatedLinksMixin
 
 MAX_SHOWN_CASE_IDS = 1000
 
@@ -54,7 +55,7 @@ class CaseIdFilter(admin.SimpleListFilter):
 
 
 @admin.register(AccessLogEntry)
-class AccessLogEntryAdmin(admin.ModelAdmin):
+class AccessLogEntryAdmin(RelatedLinksMixin, admin.ModelAdmin):
     list_display = ("created_at", "actor", "action", "channel", "case_count", "address", "target", "path")
     list_filter = (
         CaseIdFilter,

@@ -187,7 +187,10 @@ def test_the_admin_entry_page_is_read_only_and_lists_the_case_ids(client, office
     response = client.get(url)
 
     assert response.status_code == 200
-    assert f"{min(one.pk, two.pk)}, {max(one.pk, two.pk)}" in response.content.decode()
+    html = response.content.decode()
+    assert f"{min(one.pk, two.pk)}, {max(one.pk, two.pk)}" in html
+    assert first.actor.username in html
+    assert "/admin/auth/user/" not in html  # the reader's name, not a link the officer may not follow
     assert client.post(url, {"action": "view"}).status_code == 403
     assert client.get(reverse("admin:cases_accesslogentry_delete", args=[first.pk])).status_code == 403
     assert client.get(reverse("admin:cases_accesslogentry_add")).status_code == 403
