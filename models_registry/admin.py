@@ -28,14 +28,13 @@ from django.contrib.admin.options import ActionLocation
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
-from learning_engine.display import fmt, fmt_interval, metric_name, metric_rows, metric_value
+from learning_engine.display import fmt, fmt_interval, metric_name, metric_value
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
 from models_registry.models import (
@@ -46,7 +45,15 @@ from models_registry.models import (
     VersionTransition,
 )
 from models_registry.models.version import ArtifactRejection
-from training.admin import AlgorithmFilter, algorithm_label, calibration_chart
+from training.admin import (
+    AlgorithmFilter,
+    algorithm_label,
+    calibration_chart,
+    confusion_table,
+    headline_rows,
+    per_class_rows,
+    subgroup_tables,
+)
 from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
 from training.models import ModelType
 
@@ -264,7 +271,6 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     inlines = [PerformanceRecordInline, VersionTransitionInline, ArtifactRejectionInline]
     fieldsets = (
         (None, {"fields": ("model_type", "version", "algorithm_name", "hyperparameters", "job", "dataset")}),
-        ("Evaluation (the registry's own)", {"fields": ("metrics_table", "calibration_diagram")}),
         (
             "Approval and deployment",
             {
@@ -288,8 +294,6 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         "hyperparameters",
         "job",
         "dataset",
-        "metrics_table",
-        "calibration_diagram",
         "approval_badge",
         "approved_by",
         "approved_at",
@@ -358,27 +362,56 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             obj.get_deployment_status_display(),
         )
 
-    @admin.display(description="metrics")
-    def metrics_table(self, obj: ModelVersion) -> str:
-        metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
-        if not metrics:
-            return "—"
-        shown = metric_rows(metrics, skip=("calibration", "brier_definition"))
-        rows = format_html_join("", "<tr><th>{}</th><td class='num'>{}</td></tr>", shown)
-        definition = metrics.get("brier_definition")
-        note = format_html('<p class="help">Brier score: {}.</p>', definition) if definition else ""
-        return format_html('<table class="version-metrics"><tbody>{}</tbody></table>{}', rows, note)
+    # --- The page: the evaluation as the job's page shows it, and "Compare with..." ----------------
 
-    @admin.display(description="calibration")
-    def calibration_diagram(self, obj: ModelVersion) -> str:
-        metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
-        chart = calibration_chart(metrics)
-        if chart is None:
-            return "—"
-        return render_to_string(
-            "admin/models_registry/modelversion/calibration.html",
-            {"chart": chart, "ece": fmt(metrics.get("ece")), "ece_ci": fmt_interval(metrics.get("ece_ci"))},
-        )
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: ModelVersion | None = None,
+    ) -> HttpResponse:
+        if obj is not None:
+            # The version keeps the headline metrics; the whole evaluation (confusion matrix, per
+            # class, subgroups) is the offline performance record made when it was registered.
+            offline = (
+                obj.performance.filter(source=PerformanceRecord.Source.OFFLINE).order_by("-created_at", "-id").first()
+            )
+            metrics = dict(offline.metrics) if offline is not None and isinstance(offline.metrics, dict) else {}
+            metrics.update(obj.metrics if isinstance(obj.metrics, dict) else {})
+            others = (
+                ModelVersion.objects.filter(model_type_id=obj.model_type_id)
+                .exclude(pk=obj.pk)
+                .order_by("-created_at", "-id")
+                .only("id", "version", "algorithm", "approval_status", "deployment_status")
+            )
+            context.update(
+                {
+                    "subtitle": f"{obj.model_type.name} ({obj.model_type.slug}) {obj.version}: "
+                    f"{algorithm_label(obj.algorithm)}",
+                    "headline": headline_rows(metrics),
+                    "confusion": confusion_table(metrics),
+                    "per_class": per_class_rows(metrics),
+                    "subgroups": subgroup_tables(metrics),
+                    "bootstrap": metrics.get("bootstrap") if isinstance(metrics.get("bootstrap"), dict) else {},
+                    "calibration_chart": calibration_chart(metrics),
+                    "brier_definition": metrics.get("brier_definition") or "",
+                    "evaluation_title": "Evaluation on the test split (the registry's own)",
+                    "compare_url": reverse("admin:models_registry_modelversion_compare"),
+                    "compare_choices": [
+                        (
+                            other.pk,
+                            f"{other.version} ({algorithm_label(other.algorithm)}; "
+                            f"{other.get_approval_status_display().lower()}, "
+                            f"{other.get_deployment_status_display().lower()})",
+                        )
+                        for other in others
+                    ],
+                }
+            )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- Actions ---------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from learning_engine.admin_helpers import (
     DeferredListAdminMixin,
@@ -53,7 +54,9 @@ from learning_engine.display import (
     metric_value,
 )
 from learning_engine.exceptions import DomainError, InvalidRequest
+from learning_engine.roles import PERM_DOWNLOAD_DATASET
 from training.algorithms import SPECS, validate_hyperparameters
+from training.downloads import dataset_file_response
 from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
 from training.models.dataset import SPLITS, date_range_errors
 from training.splitting import check_fractions
@@ -704,9 +707,22 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
                     "scan": scan_summary(_dict(obj.scan_report)),
                     "live_url": reverse("admin:training_datasetsnapshot_live", args=[obj.pk]),
                     "building": obj.status == DatasetSnapshot.Status.BUILDING,
+                    **self._workflow_links(request, obj),
                 }
             )
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _workflow_links(self, request: HttpRequest, obj: DatasetSnapshot) -> dict[str, str]:
+        """Where to go from a ready snapshot: its file, and a new job on it (each with its permission)."""
+        if obj.status != DatasetSnapshot.Status.READY:
+            return {}
+        links = {}
+        if self.has_download_permission(request):
+            links["download_url"] = reverse("admin:training_datasetsnapshot_download", args=[obj.pk])
+        if request.user.has_perm("training.add_trainingjob"):
+            query = urlencode({"model_type": obj.model_type_id, "dataset": obj.pk})
+            links["train_url"] = f"{reverse('admin:training_trainingjob_add')}?{query}"
+        return links
 
     # --- Creating --------------------------------------------------------------------------------
 
@@ -738,6 +754,35 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
             messages.SUCCESS,
         )
         return HttpResponseRedirect(reverse("admin:training_datasetsnapshot_change", args=[obj.pk]))
+
+    # --- Download (the API's permission, checks and access log) ------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        download = path(
+            "<path:object_id>/download/",
+            self.admin_site.admin_view(self.download_view),
+            name="training_datasetsnapshot_download",
+        )
+        return [download, *super().get_urls()]  # before the catch-all "<path:object_id>/"
+
+    def has_download_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERM_DOWNLOAD_DATASET)
+
+    def download_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from cases.access_log import AccessLogEntry
+
+        if not self.has_download_permission(request):
+            raise PermissionDenied
+        snapshot = self.get_queryset(request).filter(pk=_pk(object_id)).first()
+        if snapshot is None:
+            raise Http404
+        try:
+            return dataset_file_response(
+                snapshot, by=request.user, request=request, channel=AccessLogEntry.Channel.ADMIN
+            )
+        except DomainError as exc:
+            self.message_user(request, f"Nothing to download: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:training_datasetsnapshot_change", args=[snapshot.pk]))
 
     # --- Live status while building: LiveCreateAdminMixin ---------------------------------------
 

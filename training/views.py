@@ -17,7 +17,6 @@ never an identifier.
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -33,13 +32,14 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from cases.access_log import AccessLogEntry, record_access
+from cases.access_log import AccessLogEntry
 from learning_engine.exceptions import DomainError
 from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_DOWNLOAD_DATASET, PERM_REPORT_TRAINING
 from training.datasets import create_snapshot
+from training.downloads import PARQUET_MEDIA_TYPE, dataset_file_response
 from training.filters import DatasetSnapshotFilter, TrainingJobFilter
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.serializers import (
@@ -62,7 +62,6 @@ from training.tasks import enqueue_dataset_build
 
 logger = logging.getLogger(__name__)
 
-PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 ERRORS = {
     400: OpenApiResponse(TrainingErrorSerializer, description="Invalid input (code 'invalid', 'parse_error', ...)."),
@@ -205,41 +204,9 @@ class DatasetSnapshotViewSet(
     )
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
-        snapshot = self.get_object()
-        if snapshot.status != DatasetSnapshot.Status.READY:
-            raise DomainError(
-                f"Dataset {snapshot.pk} is {snapshot.status}; only a ready snapshot has a file.",
-                code="dataset_not_ready",
-                current_status=snapshot.status,
-            )
-        try:
-            handle = snapshot.file.open("rb")
-        except (OSError, ValueError):
-            logger.error("Dataset %s is ready but its file %r cannot be opened", snapshot.pk, snapshot.file.name)
-            raise DomainError(
-                f"Dataset {snapshot.pk}'s file is missing from storage; build a new snapshot.",
-                code="dataset_file_missing",
-            ) from None
-        # De-identified rows only, but one per case, with the case id: logged like a read of the
-        # cases, so the privacy officer can say where each case went (docs/privacy.md).
-        record_access(
-            action=AccessLogEntry.Action.DOWNLOAD_DATASET,
-            case_ids=snapshot.case_ids(),
-            actor=request.user,
-            request=request,
-            target=f"dataset {snapshot.pk}",
+        return dataset_file_response(
+            self.get_object(), by=request.user, request=request, channel=AccessLogEntry.Channel.API
         )
-        response = FileResponse(
-            handle,
-            as_attachment=True,
-            filename=f"dataset-{snapshot.pk}-{snapshot.content_hash[:12]}.parquet",
-            content_type=PARQUET_MEDIA_TYPE,
-        )
-        if snapshot.file_sha256:
-            digest = base64.b64encode(bytes.fromhex(snapshot.file_sha256)).decode()
-            response["Repr-Digest"] = f"sha-256=:{digest}:"
-        response["Cache-Control"] = "private, no-store"
-        return response
 
 
 # --- Training jobs ---------------------------------------------------------------------------------

@@ -29,3 +29,55 @@ def test_people_on_a_case_page_are_named_without_a_link_to_the_user_admin(site):
     submitted_by = page.locator(".field-submitted_by_name .readonly").inner_text()
     assert submitted_by
     assert submitted_by != "—"
+
+
+def test_a_dataset_page_leads_to_its_file_and_to_a_job_on_it(site):
+    from tests.models_registry.registry_factories import ready_snapshot
+    from training.models import ModelType
+
+    model_type = ModelType.objects.get(slug="diagnosis")
+    snapshot = ready_snapshot(model_type, by=site.users["demo-ml-engineer"])
+    page = site.login("demo-ml-engineer")
+    page.goto(f"/admin/training/datasetsnapshot/{snapshot.pk}/change/")
+    site.shoot(page, "dataset-page")
+    link = page.locator("a.dataset-download")
+    assert link.get_attribute("href") == f"/admin/training/datasetsnapshot/{snapshot.pk}/download/"
+    with page.expect_download() as download:
+        link.click()
+    assert download.value.suggested_filename.startswith(f"dataset-{snapshot.pk}-")
+
+    page.click("a.dataset-train")
+    page.wait_for_selector("#trainingjob_form")
+    site.shoot(page, "train-on-dataset-form")
+    assert page.locator("#id_dataset").input_value() == str(snapshot.pk)
+    assert page.locator("#id_model_type").input_value() == str(model_type.pk)
+
+
+def test_a_version_page_shows_its_model_type_evaluation_and_compare_with(site):
+    from tests.models_registry.registry_factories import ready_snapshot, trained_version
+    from training.models import ModelType
+
+    model_type = ModelType.objects.get(slug="diagnosis")
+    engineer = site.users["demo-ml-engineer"]
+    snapshot = ready_snapshot(model_type, by=engineer)
+    first = trained_version(snapshot, by=engineer)
+    second = trained_version(snapshot, by=engineer, C=0.5)
+    page = site.login("demo-clinical-lead")
+    page.goto(f"/admin/models_registry/modelversion/{second.pk}/change/")
+    site.shoot(page, "version-page")
+    assert page.locator("#content h2").first.inner_text().startswith(f"{model_type.name} (diagnosis) {second.version}")
+    assert page.locator("table.confusion").is_visible()
+    assert page.locator("table.per-class").is_visible()
+    assert page.locator('svg[aria-label^="Reliability diagram"]').is_visible()
+    offered = page.eval_on_selector_all(
+        "#version-form-actions option, #modelversion_form select option", "os => os.map(o => o.textContent)"
+    )
+    assert "Approve this version" in offered
+    assert "Approve selected versions" not in offered
+
+    page.select_option("#compare-with", str(first.pk))
+    page.click("form.version-compare-with button")
+    page.wait_for_selector(".registry-verdict")
+    site.shoot(page, "compare-from-version")
+    assert f"a={second.pk}" in page.url
+    assert f"b={first.pk}" in page.url

@@ -148,7 +148,7 @@ def test_a_version_page_shows_its_calibration(staff, engineer):
 
     assert "Expected calibration error" in html
     assert "Reliability diagram" in html
-    assert "Expected calibration error, 95% interval" in html
+    assert "Confusion matrix" in html  # the evaluation as the job's page shows it
     assert "brier_score_loss" in html
     body = jwt_client(engineer).get(f"/api/v1/model-types/diagnosis/versions/{version.version}/").json()
     assert body["key_metrics"]["ece"] == version.metrics["ece"]
@@ -456,3 +456,24 @@ def test_a_lead_who_made_the_version_is_not_offered_approve_and_is_told_why(staf
     html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
     assert "approve_selected" not in _change_form_actions(html)
     assert "Approve this version: not offered, you took part in making it" in html
+
+
+def test_a_version_page_is_headed_with_its_model_type_and_shows_the_whole_evaluation(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    version = trained_version(snapshot, by=engineer)
+    other = trained_version(snapshot, by=engineer, C=0.5)
+
+    html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
+
+    assert (
+        f"<h2>{version.model_type.name} ({version.model_type.slug}) {version.version}: Logistic regression</h2>" in html
+    )
+    assert "Confusion matrix" in html
+    assert 'class="per-class"' in html
+    assert "subgroup-sex" in html
+    assert "Reliability diagram" in html
+    # "Compare with..." the other versions of the model type, on the comparison page.
+    assert f'action="{COMPARE}"' in html
+    assert f'<input type="hidden" name="a" value="{version.pk}">' in html
+    assert f'<option value="{other.pk}">{other.version}' in html

@@ -1049,3 +1049,51 @@ def test_latest_metrics_and_algorithms_are_named_for_people(staff, model_type, o
     listing = client.get(JOBS).content.decode()
     assert "Logistic regression" in listing  # the column and the filter
     assert ">logistic_regression<" not in listing
+
+
+# --- The ML workflow from a dataset's page (issue 12.5) --------------------------------------------
+
+
+def test_a_dataset_page_offers_its_download_and_a_job_on_it_to_an_ml_engineer(staff, model_type, owner):
+    from cases.access_log import AccessLogEntry
+    from tests.models_registry.registry_factories import ready_snapshot
+
+    client, engineer = staff(roles.ML_ENGINEER)
+    snapshot = ready_snapshot(model_type, by=owner)
+    download = reverse("admin:training_datasetsnapshot_download", args=[snapshot.pk])
+    train = f"{JOB_ADD}?model_type={model_type.pk}&amp;dataset={snapshot.pk}"
+
+    html = client.get(dataset_url(snapshot)).content.decode()
+    assert f'href="{download}"' in html
+    assert f'href="{train}" class="dataset-train">Train on this dataset</a>' in html
+
+    response = client.get(download)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/vnd.apache.parquet"
+    assert b"".join(response.streaming_content)[:4] == b"PAR1"
+    entry = AccessLogEntry.objects.get(action=AccessLogEntry.Action.DOWNLOAD_DATASET)
+    assert (entry.actor, entry.channel) == (engineer, AccessLogEntry.Channel.ADMIN)
+
+    form = client.get(f"{JOB_ADD}?model_type={model_type.pk}&dataset={snapshot.pk}").content.decode()
+    assert re.search(rf'<option value="{snapshot.pk}" selected>', form)
+
+
+def test_who_may_not_download_through_the_api_gets_no_link_and_a_403(staff, model_type, owner):
+    from tests.models_registry.registry_factories import ready_snapshot
+
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    snapshot = ready_snapshot(model_type, by=owner)
+    html = client.get(dataset_url(snapshot)).content.decode()
+    assert "/download/" not in html
+    assert "Train on this dataset" not in html
+    assert client.get(reverse("admin:training_datasetsnapshot_download", args=[snapshot.pk])).status_code == 403
+
+
+def test_a_building_dataset_has_nothing_to_download_and_says_so(staff, model_type, owner):
+    client, _user = staff(roles.ML_ENGINEER)
+    building = DatasetSnapshot.objects.create(model_type=model_type, created_by=owner)
+    assert "/download/" not in client.get(dataset_url(building)).content.decode()
+    response = client.get(reverse("admin:training_datasetsnapshot_download", args=[building.pk]), follow=True)
+    assert message_texts(response) == [
+        f"Nothing to download: Dataset {building.pk} is building; only a ready snapshot has a file."
+    ]
