@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import include, path
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,6 +15,7 @@ from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairVi
 
 from learning_engine.health import HealthView
 from learning_engine.lockout import lockout_payload
+from learning_engine.parsers import SafeJSONParser
 from learning_engine.serializers import ErrorSerializer
 from learning_engine.tokens import TokenObtainSerializer, TokenRotateSerializer
 
@@ -36,13 +39,38 @@ LOCKED_OUT = {
 }
 
 
+# The token endpoints' bodies as a client sees them (simplejwt's serializers declare the tokens
+# as no field, so the schema would say "no response body" and a generated client could not read them).
+TOKEN_PAIR = inline_serializer(
+    "TokenPair",
+    fields={
+        "access": serializers.CharField(help_text="The access token: send it as 'Authorization: Bearer ...'."),
+        "refresh": serializers.CharField(help_text="The refresh token: for auth/token/refresh/ and blacklist/."),
+    },
+)
+LOGIN = inline_serializer(
+    "Login", fields={"username": serializers.CharField(), "password": serializers.CharField()}
+)
+REFRESH = inline_serializer("Refresh", fields={"refresh": serializers.CharField()})
+
+
 # simplejwt's views, throttled per client address (scope "token", THROTTLE_TOKEN_RATE) so that
-# passwords and stolen refresh tokens cannot be tried at speed.
+# passwords and stolen refresh tokens cannot be tried at speed, and taking JSON only.
 # The tokens are bound to the login and the user's credentials (learning_engine.tokens).
-@extend_schema(responses={200: TokenObtainSerializer, **TOKEN_REFUSED, **LOCKED_OUT})
+@extend_schema(
+    summary="Log in: a JWT access and refresh token",
+    request=LOGIN,
+    responses={200: TOKEN_PAIR, **TOKEN_REFUSED, **LOCKED_OUT},
+    examples=[
+        OpenApiExample(
+            "A clinician", value={"username": "demo-clinician", "password": "demo-clinician-2026"}, request_only=True
+        )
+    ],
+)
 class TokenObtainView(TokenObtainPairView):
     serializer_class = TokenObtainSerializer
     throttle_scope = "token"
+    parser_classes = [SafeJSONParser]
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
@@ -56,15 +84,28 @@ class TokenObtainView(TokenObtainPairView):
             raise
 
 
-@extend_schema(responses={200: TokenRotateSerializer, **TOKEN_REFUSED})
+@extend_schema(
+    summary="Rotate the refresh token: a new access and refresh token",
+    request=REFRESH,
+    responses={200: TOKEN_PAIR, **TOKEN_REFUSED},
+)
 class TokenRefreshThrottledView(TokenRefreshView):
     serializer_class = TokenRotateSerializer
     throttle_scope = "token"
+    parser_classes = [SafeJSONParser]
 
 
-@extend_schema(responses={200: OpenApiResponse(description="The refresh token is blacklisted."), **TOKEN_REFUSED})
+@extend_schema(
+    summary="Log out: blacklist the refresh token",
+    request=REFRESH,
+    responses={
+        200: OpenApiResponse(OpenApiTypes.OBJECT, description="An empty object: the refresh token is blacklisted."),
+        **TOKEN_REFUSED,
+    },
+)
 class TokenBlacklistThrottledView(TokenBlacklistView):
     throttle_scope = "token"
+    parser_classes = [SafeJSONParser]
 
 
 urlpatterns = [

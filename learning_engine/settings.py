@@ -20,6 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from dotenv import load_dotenv
 
+from learning_engine.openapi_tags import TAGS as OPENAPI_TAGS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -398,9 +400,20 @@ JWT_SESSION_LIFETIME = timedelta(hours=env_int("JWT_SESSION_HOURS", 12))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Self-learning clinical diagnosis engine",
+    # Markdown (Swagger UI renders it): anything in angle brackets goes in a code span, or it is
+    # taken as an HTML tag and disappears.
     "DESCRIPTION": (
-        "Clinical cases, de-identified datasets, training jobs, the model registry and serving. "
-        "Authenticate with a JWT from /api/v1/auth/token/ (Authorization: Bearer <access>)."
+        "Clinical cases, de-identified datasets, training jobs, the model registry, serving and A/B tests.\n\n"
+        "**Authentication.** Every operation but `health` and the `auth` ones takes a JWT access token "
+        "(the scheme `jwtAuth`, the only one a client needs): `POST /api/v1/auth/token/` with "
+        '`{"username": "...", "password": "..."}` answers `{"access": "...", "refresh": "..."}`; send '
+        "`Authorization: Bearer <access>` with every request. In this page: *Authorize*, paste the access "
+        "token (without `Bearer`). An access token lasts 5 minutes: `POST /api/v1/auth/token/refresh/` with "
+        '`{"refresh": "..."}` gives a new pair (the old refresh token stops working); '
+        "`POST /api/v1/auth/token/blacklist/` logs out.\n\n"
+        "**Bodies** are JSON (`Content-Type: application/json`), except a case import (JSON Lines too) and a "
+        "version upload (multipart). **Errors** are JSON with a machine-readable `code` "
+        "(`invalid`, `not_authenticated`, `permission_denied`, `not_found`, `invalid_transition`, ...)."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
@@ -409,6 +422,19 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Operation ids and tags (learning_engine.openapi): what a generated client and Swagger UI show.
+    "TAGS": OPENAPI_TAGS,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "learning_engine.openapi.drop_unused_tags",
+    ],
+    # One documented scheme, the bearer JWT (jwtAuth). The session cookie still works (the browsable
+    # API, Swagger UI in a logged-in browser) but is no way for a client program, so it is not offered.
+    "AUTHENTICATION_WHITELIST": [
+        "learning_engine.tokens.SessionJWTAuthentication",
+        "models_registry.serving_views.ServingJWTAuthentication",
+    ],
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True, "displayOperationId": True},
     # Every model has a "status"; name each enum after its model so they do not collide.
     "ENUM_NAME_OVERRIDES": {
         "CaseStatusEnum": "cases.models.Case.Status",

@@ -216,4 +216,16 @@ class SessionJWTAuthentication(JWTAuthentication):
 
 
 class SessionJWTScheme(SimpleJWTScheme):
+    """OpenAPI: the bearer JWT, the one scheme a client needs, described in the Authorize dialog."""
+
     target_class = "learning_engine.tokens.SessionJWTAuthentication"
+    name = "jwtAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        definition = dict(super().get_security_definition(auto_schema))
+        definition["description"] = (
+            "The access token from POST /api/v1/auth/token/ (username and password), sent as "
+            "`Authorization: Bearer <access>`. Paste the token only. It lasts 5 minutes; "
+            "POST /api/v1/auth/token/refresh/ gives a new one."
+        )
+        return definition

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from models_registry.models import Feedback
@@ -55,6 +56,8 @@ class PredictionAnswerSerializer(serializers.Serializer):
     probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{diagnosis code: probability}")
 
 
+# Named for the schema: "GiveFeedbackRequest" (the serializer's own name would give "FeedbackRequestRequest").
+@extend_schema_serializer(component_name="GiveFeedback")
 class FeedbackRequestSerializer(serializers.Serializer):
     diagnosis_code = serializers.CharField(max_length=20, help_text="The confirmed diagnosis code.")
     case = serializers.JSONField(

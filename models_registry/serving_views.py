@@ -34,7 +34,6 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
-from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -47,12 +46,15 @@ from rest_framework.views import APIView
 from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import RecordError
 from learning_engine.exceptions import InvalidRequest
+from learning_engine.parsers import SafeJSONParser
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
-from learning_engine.tokens import SessionJWTAuthentication
+from learning_engine.serializers import ErrorSerializer
+from learning_engine.tokens import SessionJWTAuthentication, SessionJWTScheme
 from models_registry.models import Prediction
 from models_registry.models.prediction import case_source_for
 from models_registry.router import ROUTER, Route
 from models_registry.serving import PredictionInput, feedback_case_record, prediction_input, serve
+from models_registry.serving_examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
 from models_registry.serving_serializers import (
     FeedbackRequestSerializer,
     FeedbackSerializer,
@@ -118,12 +120,18 @@ class ServingJWTAuthentication(SessionJWTAuthentication):
         return users_with_serving_flags()
 
 
-class ServingJWTScheme(SimpleJWTScheme):
-    """OpenAPI: the serving endpoints take the same bearer JWT as every other endpoint (a scheme
-    of its own name only because the schema generator wants one name per authentication class)."""
+class ServingJWTScheme(SessionJWTScheme):
+    """OpenAPI: the serving endpoints take the same bearer JWT as every other endpoint, so they are
+    documented under the same scheme (``jwtAuth``): a client authorizes once."""
 
     target_class = "models_registry.serving_views.ServingJWTAuthentication"
-    name = "servingJwtAuth"
+    # Requires "jwtAuth" but defines nothing: SessionJWTScheme defines it once (drf-spectacular
+    # refuses one component name defined by two authentication classes). A list of names is the
+    # extension API's way to pair names with definitions, here none.
+    name = ["jwtAuth"]  # type: ignore[assignment]
+
+    def get_security_definition(self, auto_schema: Any) -> list[dict[str, Any]]:  # type: ignore[override]
+        return []
 
 
 def serving_permission(permission: str) -> type[BasePermission]:
@@ -148,12 +156,17 @@ def serving_permission(permission: str) -> type[BasePermission]:
 
 
 AUTHENTICATION = [ServingJWTAuthentication, SessionAuthentication]
+# The records are nested objects: JSON only (a form or multipart body cannot carry them, and a
+# schema offering them makes generated clients send them that way).
+PARSERS = [SafeJSONParser]
 ERRORS = {
-    400: OpenApiResponse(description="Invalid record (code 'invalid_record', with 'field'); batch too large."),
-    401: OpenApiResponse(description="Not authenticated."),
-    403: OpenApiResponse(description="Not a clinician or prediction client."),
-    404: OpenApiResponse(description="Unknown model type."),
-    409: OpenApiResponse(description="No active version (code 'no_active_version')."),
+    400: OpenApiResponse(
+        ErrorSerializer, description="Invalid record (code 'invalid_record', with 'field'); batch too large."
+    ),
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(ErrorSerializer, description="Not a clinician or prediction client."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown model type."),
+    409: OpenApiResponse(ErrorSerializer, description="No active version (code 'no_active_version')."),
 }
 
 
@@ -182,6 +195,7 @@ def _served_route(slug: str) -> Route:
 
 class PredictView(APIView):
     authentication_classes = AUTHENTICATION
+    parser_classes = PARSERS
     permission_classes = [serving_permission(PERM_PREDICT)]
     throttle_scope = "predict"  # THROTTLE_PREDICT_RATE (learning_engine.throttling)
 
@@ -191,6 +205,7 @@ class PredictView(APIView):
         "identifier of the request (subject key as an HMAC pseudonym, input as a hash).",
         request=PredictRecordSerializer,
         responses={200: PredictionAnswerSerializer, **ERRORS},
+        examples=PREDICT_EXAMPLES,
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
@@ -201,6 +216,7 @@ class PredictView(APIView):
 
 class PredictBatchView(APIView):
     authentication_classes = AUTHENTICATION
+    parser_classes = PARSERS
     permission_classes = [serving_permission(PERM_PREDICT)]
     throttle_scope = "predict"
     max_body_bytes = "MAX_PREDICT_BODY_BYTES"
@@ -211,6 +227,7 @@ class PredictBatchView(APIView):
         "per record, in order. One invalid record refuses the whole batch (400, with its index).",
         request=PredictBatchSerializer,
         responses={200: PredictionAnswerSerializer(many=True), **ERRORS},
+        examples=PREDICT_BATCH_EXAMPLES,
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
@@ -234,6 +251,7 @@ class PredictBatchView(APIView):
 
 class FeedbackView(APIView):
     authentication_classes = AUTHENTICATION
+    parser_classes = PARSERS
     permission_classes = [serving_permission(PERM_GIVE_FEEDBACK)]
     throttle_scope = "feedback"  # THROTTLE_FEEDBACK_RATE (learning_engine.throttling)
 
@@ -246,17 +264,23 @@ class FeedbackView(APIView):
         "A case whose source and external id are on file already is left as it is; the answer is the same "
         "as for a new case, so it tells nothing about which encounters exist.",
         request=FeedbackRequestSerializer,
+        examples=FEEDBACK_EXAMPLES,
         responses={
             201: FeedbackSerializer,
-            400: OpenApiResponse(description="Invalid body or case ('invalid_case', 'diagnosis_mismatch')."),
-            401: OpenApiResponse(description="Not authenticated."),
-            403: OpenApiResponse(
-                description="Not a clinician or prediction client; a case under a source not yours "
-                "('source_not_allowed', 'no_case_source')."
+            400: OpenApiResponse(
+                ErrorSerializer, description="Invalid body or case ('invalid_case', 'diagnosis_mismatch')."
             ),
-            404: OpenApiResponse(description="No such prediction (or not yours, for a prediction client)."),
-            409: OpenApiResponse(description="Feedback given already ('feedback_exists')."),
-            429: OpenApiResponse(description="Too many requests ('throttled')."),
+            401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+            403: OpenApiResponse(
+                ErrorSerializer,
+                description="Not a clinician or prediction client; a case under a source not yours "
+                "('source_not_allowed', 'no_case_source').",
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer, description="No such prediction (or not yours, for a prediction client)."
+            ),
+            409: OpenApiResponse(ErrorSerializer, description="Feedback given already ('feedback_exists')."),
+            429: OpenApiResponse(ErrorSerializer, description="Too many requests ('throttled')."),
         },
     )
     def post(self, request: Request, pk: int) -> Response:

@@ -1,0 +1,131 @@
+"""Examples of the serving API's bodies, for the OpenAPI schema (Swagger UI's "Try it out").
+
+Real records of the demo's ``breast-mass`` model type: the first malignant and the first benign
+case of the Breast Cancer Wisconsin (Diagnostic) data that ships with scikit-learn
+(``cases.demo.breast_mass_records``), with its 30 findings under the keys of
+``cases/dictionaries/breast-mass.json``. Age and sex are not inputs of that model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample
+
+MALIGNANT_FINDINGS = {
+    "mean_radius": 17.99,
+    "mean_texture": 10.38,
+    "mean_perimeter": 122.8,
+    "mean_area": 1001.0,
+    "mean_smoothness": 0.1184,
+    "mean_compactness": 0.2776,
+    "mean_concavity": 0.3001,
+    "mean_concave_points": 0.1471,
+    "mean_symmetry": 0.2419,
+    "mean_fractal_dimension": 0.0787,
+    "radius_error": 1.095,
+    "texture_error": 0.9053,
+    "perimeter_error": 8.589,
+    "area_error": 153.4,
+    "smoothness_error": 0.0064,
+    "compactness_error": 0.049,
+    "concavity_error": 0.0537,
+    "concave_points_error": 0.0159,
+    "symmetry_error": 0.03,
+    "fractal_dimension_error": 0.0062,
+    "worst_radius": 25.38,
+    "worst_texture": 17.33,
+    "worst_perimeter": 184.6,
+    "worst_area": 2019.0,
+    "worst_smoothness": 0.1622,
+    "worst_compactness": 0.6656,
+    "worst_concavity": 0.7119,
+    "worst_concave_points": 0.2654,
+    "worst_symmetry": 0.4601,
+    "worst_fractal_dimension": 0.1189,
+}
+
+BENIGN_FINDINGS = {
+    "mean_radius": 13.54,
+    "mean_texture": 14.36,
+    "mean_perimeter": 87.46,
+    "mean_area": 566.3,
+    "mean_smoothness": 0.0978,
+    "mean_compactness": 0.0813,
+    "mean_concavity": 0.0666,
+    "mean_concave_points": 0.0478,
+    "mean_symmetry": 0.1885,
+    "mean_fractal_dimension": 0.0577,
+    "radius_error": 0.2699,
+    "texture_error": 0.7886,
+    "perimeter_error": 2.058,
+    "area_error": 23.56,
+    "smoothness_error": 0.0085,
+    "compactness_error": 0.0146,
+    "concavity_error": 0.0239,
+    "concave_points_error": 0.0132,
+    "symmetry_error": 0.0198,
+    "fractal_dimension_error": 0.0023,
+    "worst_radius": 15.11,
+    "worst_texture": 19.26,
+    "worst_perimeter": 99.7,
+    "worst_area": 711.2,
+    "worst_smoothness": 0.144,
+    "worst_compactness": 0.1773,
+    "worst_concavity": 0.239,
+    "worst_concave_points": 0.1288,
+    "worst_symmetry": 0.2977,
+    "worst_fractal_dimension": 0.0726,
+}
+
+MALIGNANT_RECORD: dict[str, Any] = {
+    "findings": MALIGNANT_FINDINGS,
+    "symptoms": ["breast_mass"],
+    "age": 54,
+    "sex": "female",
+    "subject_key": "encounter-2026-000123",
+}
+
+PREDICT_EXAMPLES = [
+    OpenApiExample(
+        "A breast mass (model type breast-mass)",
+        description="The 30 FNA nuclear features of a malignant mass (C50.9).",
+        value=MALIGNANT_RECORD,
+        request_only=True,
+    ),
+    OpenApiExample(
+        "The answer",
+        value={
+            "id": 1842,
+            "model_type": "breast-mass",
+            "model_version": "v1.0.0",
+            "arm": None,
+            "diagnosis": {"code": "C50.9", "label": "Malignant neoplasm of breast, unspecified"},
+            "probabilities": {"C50.9": 0.97, "D24.9": 0.03},
+        },
+        response_only=True,
+        status_codes=["200"],
+    ),
+]
+
+PREDICT_BATCH_EXAMPLES = [
+    OpenApiExample(
+        "Two breast masses (model type breast-mass)",
+        value={
+            "records": [
+                MALIGNANT_RECORD,
+                {"findings": BENIGN_FINDINGS, "symptoms": ["breast_mass"], "subject_key": "encounter-2026-000124"},
+            ]
+        },
+        request_only=True,
+    ),
+]
+
+FEEDBACK_EXAMPLES = [
+    OpenApiExample(
+        "The confirmed diagnosis",
+        description="Histology confirmed the malignancy the model predicted.",
+        value={"diagnosis_code": "C50.9"},
+        request_only=True,
+    ),
+]

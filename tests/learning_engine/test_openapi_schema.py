@@ -1,0 +1,120 @@
+"""The OpenAPI schema as Swagger UI and client generators read it (issue 12, parts 7 and 9)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+
+from learning_engine.openapi import OPERATION_IDS
+from learning_engine.openapi_tags import TAGS
+
+DICTIONARIES = Path(__file__).resolve().parents[2] / "cases" / "dictionaries"
+# Bodies that are not JSON on purpose: a model artifact upload, and JSON Lines for an import.
+NOT_JSON_ONLY = {("POST", "/api/v1/model-types/{slug}/versions/upload/"), ("POST", "/api/v1/cases/import/")}
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict[str, Any]:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+
+def outside_code_spans(markdown: str) -> str:
+    return re.sub(r"`[^`]*`", "", markdown)
+
+
+def test_no_angle_brackets_outside_code_spans_where_swagger_ui_renders_markdown(schema):
+    # Swagger UI renders descriptions as Markdown with HTML: "<access>" outside a code span is
+    # taken as a tag and vanishes ("Authorization: Bearer ").
+    texts = [schema["info"]["description"]]
+    texts += [scheme.get("description", "") for scheme in schema["components"]["securitySchemes"].values()]
+    texts += [tag["description"] for tag in schema["tags"]]
+    for text in texts:
+        assert not re.search(r"<[A-Za-z/]", outside_code_spans(text)), text
+    assert "`Authorization: Bearer <access>`" in schema["info"]["description"]
+
+
+def test_one_documented_scheme_the_bearer_jwt_explained(schema):
+    schemes = schema["components"]["securitySchemes"]
+    assert list(schemes) == ["jwtAuth"]
+    assert schemes["jwtAuth"]["scheme"] == "bearer"
+    assert "/api/v1/auth/token/" in schemes["jwtAuth"]["description"]
+    for method, path, operation in operations(schema):
+        assert operation.get("security", []) in ([], [{"jwtAuth": []}]), (method, path)
+    predict = schema["paths"]["/api/v1/model-types/{slug}/predict/"]["post"]
+    assert predict["security"] == [{"jwtAuth": []}]
+
+
+def test_every_operation_is_grouped_under_one_declared_tag(schema):
+    declared = [tag["name"] for tag in TAGS]
+    used = {operation["tags"][0] for _, _, operation in operations(schema)}
+    for method, path, operation in operations(schema):
+        assert len(operation["tags"]) == 1, (method, path)
+        assert operation["tags"][0] in declared, (method, path, operation["tags"])
+    assert [tag["name"] for tag in schema["tags"]] == [name for name in declared if name in used]
+    assert {"auth", "cases", "datasets", "training", "registry", "serving", "A/B tests", "health"} <= used
+    tag = {(method, path): operation["tags"][0] for method, path, operation in operations(schema)}
+    assert tag[("POST", "/api/v1/model-types/{slug}/predict/")] == "serving"
+    assert tag[("POST", "/api/v1/predictions/{id}/feedback/")] == "serving"
+    assert tag[("POST", "/api/v1/model-types/{slug}/ab-tests/")] == "A/B tests"
+    assert tag[("POST", "/api/v1/model-types/{slug}/versions/{version}/approve/")] == "registry"
+
+
+def test_operations_are_named_for_what_they_do(schema):
+    ids = {(method, path): operation["operationId"] for method, path, operation in operations(schema)}
+    assert len(set(ids.values())) == len(ids)
+    for key, operation_id in ids.items():
+        assert not operation_id.startswith("v1_"), key
+        assert not re.search(r"_(create|retrieve|list|update)$", operation_id) or operation_id.startswith(
+            ("update_", "partial_update_")
+        ), (key, operation_id)
+    assert set(OPERATION_IDS) <= set(ids), "OPERATION_IDS names paths the API no longer has"
+    assert ids[("POST", "/api/v1/model-types/{slug}/predict/")] == "predict"
+    assert ids[("POST", "/api/v1/predictions/{id}/feedback/")] == "give_feedback"
+    assert ids[("POST", "/api/v1/training/jobs/")] == "create_training_job"
+
+
+def test_every_answer_documents_its_body(schema):
+    for method, path, operation in operations(schema):
+        for status, response in operation["responses"].items():
+            if status != "204":
+                assert response.get("content"), (method, path, status)
+    for path in ("/api/v1/auth/token/", "/api/v1/auth/token/refresh/"):
+        body = schema["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/TokenPair"}
+    pair = schema["components"]["schemas"]["TokenPair"]
+    assert set(pair["required"]) == {"access", "refresh"}
+
+
+def test_bodies_are_json_only_except_an_upload_and_an_import(schema):
+    for method, path, operation in operations(schema):
+        if "requestBody" in operation and (method, path) not in NOT_JSON_ONLY:
+            assert list(operation["requestBody"]["content"]) == ["application/json"], (method, path)
+
+
+def test_the_predict_example_is_a_breast_mass_record_with_the_dictionarys_findings(schema):
+    dictionary = json.loads((DICTIONARIES / "breast-mass.json").read_text())["dictionary"]
+    model_inputs = {finding["key"] for finding in dictionary["findings"] if finding.get("used_by_model", True)}
+    predict = schema["paths"]["/api/v1/model-types/{slug}/predict/"]["post"]
+    examples = predict["requestBody"]["content"]["application/json"]["examples"]
+    (example,) = examples.values()
+    assert set(example["value"]["findings"]) == model_inputs
+    assert len(model_inputs) == 30
+    batch = schema["paths"]["/api/v1/model-types/{slug}/predict/batch/"]["post"]
+    (batch_example,) = batch["requestBody"]["content"]["application/json"]["examples"].values()
+    assert all(set(record["findings"]) == model_inputs for record in batch_example["value"]["records"])
+    feedback = schema["paths"]["/api/v1/predictions/{id}/feedback/"]["post"]
+    (feedback_example,) = feedback["requestBody"]["content"]["application/json"]["examples"].values()
+    assert feedback_example["value"] == {"diagnosis_code": "C50.9"}
