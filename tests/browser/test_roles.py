@@ -130,3 +130,18 @@ def test_the_landing_page_and_the_admins_view_site_link_lead_somewhere(site):
     assert signed_in.url.rstrip("/") == site.url.rstrip("/")
     assert "Page not found" not in signed_in.content()
     site.shoot(signed_in, "view-site")
+
+
+def test_the_privacy_officer_sees_only_the_phi_access_log(site):
+    page = site.login("demo-privacy-officer")
+    site.shoot(page, "privacy-officer-index")
+    shown = {name for name, href in LINKS.items() if page.locator(f'#content-main a[href="{href}"]').count()}
+    assert shown == set()
+    page.click('#content-main a[href="/admin/cases/accesslogentry/"] >> nth=0')
+    site.shoot(page, "access-log")
+    assert page.locator("#changelist-filter").is_visible()
+    assert page.locator('#changelist-filter input[name="case"]').is_visible()
+
+    response = page.goto("/admin/cases/case/")
+    assert response is not None
+    assert response.status == 403
