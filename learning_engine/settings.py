@@ -268,6 +268,12 @@ ARTIFACT_MAX_MEMBERS = env_int("ARTIFACT_MAX_MEMBERS", 100_000)
 ARTIFACT_MAX_UNCOMPRESSED_BYTES = env_int("ARTIFACT_MAX_UNCOMPRESSED_BYTES", 1024 * 1024 * 1024)
 ARTIFACT_MAX_SCHEMA_BYTES = env_int("ARTIFACT_MAX_SCHEMA_BYTES", 64 * 1024 * 1024)
 ARTIFACT_MAX_COMPRESSION_RATIO = env_int("ARTIFACT_MAX_COMPRESSION_RATIO", 200)
+# An uploaded artifact is evaluated in a child process with these limits (training.artifact_sandbox).
+ARTIFACT_SANDBOX_MEMORY_BYTES = env_int("ARTIFACT_SANDBOX_MEMORY_BYTES", 2 * 1024 * 1024 * 1024)
+ARTIFACT_SANDBOX_CPU_SECONDS = env_int("ARTIFACT_SANDBOX_CPU_SECONDS", 60)
+ARTIFACT_SANDBOX_TIMEOUT_SECONDS = env_int("ARTIFACT_SANDBOX_TIMEOUT_SECONDS", 120)
+# Refused uploads per external job before it takes no more (409 upload_attempts_exhausted).
+ARTIFACT_UPLOAD_MAX_ATTEMPTS = env_int("ARTIFACT_UPLOAD_MAX_ATTEMPTS", 5)
 MAX_PREDICT_BODY_BYTES = env_int("MAX_PREDICT_BODY_BYTES", 10 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(MAX_REQUEST_BODY_BYTES, MAX_IMPORT_BODY_BYTES, MAX_PREDICT_BODY_BYTES)
 MAX_IMPORT_RECORDS = env_int("MAX_IMPORT_RECORDS", 10_000)
@@ -369,6 +375,7 @@ THROTTLE_RATES = {
     "predict": env_rate("THROTTLE_PREDICT_RATE", "6000/min"),
     # Feedback is once per prediction; a client sending far more than it predicts is up to something.
     "feedback": env_rate("THROTTLE_FEEDBACK_RATE", "600/min"),
+    "artifact_upload": env_rate("THROTTLE_ARTIFACT_UPLOAD_RATE", "20/hour"),
 }
 
 # Login lockout (django-axes; learning_engine/lockout.py says why the username and address count

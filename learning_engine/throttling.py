@@ -34,8 +34,8 @@ def _now() -> float:
 
 def scope_of(view: Any) -> str | None:
     """The throttle scope of a view (instance or class), or None when it is not throttled."""
-    cls = view if isinstance(view, type) else type(view)
-    return getattr(cls, "throttle_scope", None)
+    # An instance's own attribute counts: a viewset action sets it (``@action(throttle_scope=...)``).
+    return getattr(view, "throttle_scope", None)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:

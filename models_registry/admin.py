@@ -701,10 +701,11 @@ class PerformanceRecordAdmin(_ReadOnlyAdmin):
 
 @admin.register(ArtifactRejection)
 class ArtifactRejectionAdmin(_ReadOnlyAdmin):
-    list_display = ("created_at", "version", "code", "purpose", "actor")
+    list_display = ("created_at", "version", "job", "code", "purpose", "actor")
     list_filter = ("code", "purpose")
-    list_select_related = ("version", "actor")
-    fields = ("created_at", "version", "code", "purpose", "actor", "detail")
+    list_select_related = ("version", "job", "actor")
+    # A refused upload has no version: its job and the refused bytes' sha256 say what it was.
+    fields = ("created_at", "version", "job", "sha256", "code", "purpose", "actor", "detail")
     readonly_fields = fields
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -1,14 +1,20 @@
 """The registry's own evaluation of an artifact, and the upload of an external trainer's artifact.
 
-The registry never takes a client's word for how good a model is: an uploaded artifact is loaded
-(trusted types only, ``training.artifacts``), evaluated here on the test split of its job's
-dataset snapshot (``training.evaluation.evaluate``, the metrics of the training issue), and only
+The registry never takes a client's word for how good a model is, nor its file: an uploaded
+artifact's bytes are checked here without building anything from them (sha256, zip limits, trusted
+types: ``training.artifacts``), then loaded, structurally validated and evaluated in a separate,
+resource-limited process (``training.artifact_sandbox``) on the test split of its job's dataset
+snapshot (``training.evaluation.evaluate``, the metrics of the training issue), and only
 that evaluation becomes the version's metrics and its "offline" performance record. What the
 client reported when it completed the job is kept next to it as a "reported" record, never used
 for a decision.
 
-Slow work (reading the snapshot, deserialising, evaluating) happens before any transaction opens;
-the registration itself is one short transaction.
+Slow work (reading the snapshot, the sandboxed evaluation) happens before any transaction opens;
+the registration itself is one short transaction. A refused upload writes an ``ArtifactRejection``
+(job, sha256, code, uploader) and leaves the job completed and unregistered, so a corrected
+artifact can follow; after ``ARTIFACT_UPLOAD_MAX_ATTEMPTS`` refusals the job takes no more
+(409 ``upload_attempts_exhausted``), and the route is throttled per user
+(``THROTTLE_ARTIFACT_UPLOAD_RATE``). See docs/artifacts.md.
 """
 
 from __future__ import annotations
@@ -18,24 +24,25 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from models_registry.models import ModelVersion, PerformanceRecord
-from models_registry.models.version import headline_metrics
+from models_registry.models.version import ArtifactRejection, headline_metrics
+from training.artifact_sandbox import evaluate_in_sandbox
 from training.artifacts import (
     DIRECTORY,
     EXTENSION,
     ArtifactError,
-    ArtifactUntrusted,
     ModelArtifact,
+    check_artifact_bytes,
     delete_artifact,
-    loads_artifact,
     sha256_of,
 )
-from training.dataset_format import DatasetFileChanged, read_rows_by_split
+from training.dataset_format import DatasetFileChanged, read_bytes, read_rows_by_split
 from training.evaluation import evaluate, plain
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 
@@ -84,15 +91,31 @@ def evaluate_artifact(
     return plain({**result, "dataset": snapshot.pk, "evaluated_by": "registry"})
 
 
-def _uploaded_artifact(data: bytes) -> tuple[ModelArtifact, str]:
-    """Deserialise an upload, checked like any stored artifact (trusted types only): 400 if refused."""
-    sha256 = sha256_of(data)
-    try:
-        return loads_artifact(data, sha256), sha256
-    except ArtifactUntrusted as exc:
-        raise InvalidRequest(exc.message, code="artifact_untrusted", **exc.extra) from None
-    except ArtifactError as exc:
-        raise InvalidRequest(exc.message, code="artifact_invalid") from None
+def _refuse_upload(job: TrainingJob, *, sha256: str, error: ArtifactError, by: Any) -> InvalidRequest:
+    """The audit row of a refused upload (``ArtifactRejection`` with the job and the bytes' sha256,
+    no version) and the 400 to raise, with the refusal's code."""
+    code = error.code or "artifact_invalid"
+    ArtifactRejection.objects.create(
+        version=None,
+        job=job,
+        sha256=sha256,
+        code=code[:32],
+        detail=error.message[:2000],
+        purpose="upload",
+        actor=by if getattr(by, "pk", None) else None,
+    )
+    logger.warning("Refused an artifact upload for job %s (%s): %s", job.pk, code, error.message[:300])
+    return InvalidRequest(error.message, code=code, **error.extra)
+
+
+def _check_attempts(job: TrainingJob) -> None:
+    limit = settings.ARTIFACT_UPLOAD_MAX_ATTEMPTS
+    refused = ArtifactRejection.objects.filter(job=job, purpose="upload").count()
+    if refused >= limit:
+        raise DomainError(
+            f"Job {job.pk} has had {refused} refused uploads, the limit; start a new job for another artifact.",
+            code="upload_attempts_exhausted",
+        )
 
 
 def _check_job(job: TrainingJob) -> None:
@@ -118,11 +141,14 @@ def register_upload(
     """Register an external trainer's artifact for its completed job, evaluated by the registry.
 
     Order: check the job (exists for this model type: else 400 ``unknown_job``; external,
-    completed, not registered yet, with a dataset: else 409), deserialise the bytes with the
-    trusted-types check (400 ``artifact_untrusted`` / ``artifact_invalid``), evaluate on the
-    dataset's test split (400 ``artifact_unusable`` when the model cannot predict the rows),
-    store the bytes, then register the version with the registry's metrics, an "offline"
-    performance record and, when the client reported metrics, a "reported" one.
+    completed, not registered yet, with a dataset, fewer than ``ARTIFACT_UPLOAD_MAX_ATTEMPTS``
+    refused uploads: else 409), check the bytes (400 ``artifact_too_large`` /
+    ``artifact_untrusted`` / ``artifact_invalid``), load, validate and evaluate them on the
+    dataset's test split in the sandbox (400 ``artifact_invalid`` when refused or when the child
+    crashes or exceeds a limit, ``artifact_unusable`` when the model cannot predict the rows);
+    every 400 leaves an ``ArtifactRejection``. Then store the bytes and register the version
+    with the registry's metrics, its validation record, an "offline" performance record and,
+    when the client reported metrics, a "reported" one.
     """
     job = (
         TrainingJob.objects.select_related("dataset", "model_type", "created_by")
@@ -135,19 +161,19 @@ def register_upload(
     if label is not None and (not LABEL.match(label) or label.lower() in RESERVED_LABELS):
         raise InvalidRequest(f"{label!r} is not a usable version label.", code="invalid_label")
     assert job.dataset is not None  # _check_job
-    rows = holdout_rows(job.dataset)  # before deserialising: a snapshot that cannot serve fails fast
-    artifact, sha256 = _uploaded_artifact(data)
+    _check_attempts(job)
+    rows = holdout_rows(job.dataset)  # before anything else: a snapshot that cannot serve fails fast
+    sha256 = sha256_of(data)
     try:
-        evaluation = evaluate_artifact(artifact, job.dataset, rows=rows)
-    except DomainError:
-        raise
-    except Exception as exc:
-        # The pipeline is the client's (made only of trusted types, but any shape): whatever makes
-        # it fail on the test rows (unfitted, wrong features, NaN probabilities) is the upload's fault.
-        raise InvalidRequest(
-            f"The artifact cannot predict the test split of dataset {job.dataset.pk}: {type(exc).__name__}: {exc}",
-            code="artifact_unusable",
-        ) from None
+        # In this process only what builds no object from the bytes: sha256, zip limits, types.
+        check_artifact_bytes(data, sha256)
+        # Deserialising, validating and predicting happen in a resource-limited child process.
+        result = evaluate_in_sandbox(data, sha256, read_bytes(job.dataset), latency_calls=LATENCY_CALLS)
+    except ArtifactError as exc:
+        raise _refuse_upload(job, sha256=sha256, error=exc, by=by) from None
+    except DatasetFileChanged as exc:
+        raise DomainError(str(exc), code="dataset_file_changed") from None
+    evaluation = plain({**result.evaluation, "dataset": job.dataset.pk, "evaluated_by": "registry"})
 
     path = default_storage.save(
         f"{DIRECTORY}/{model_type.slug}-job{job.pk}-{sha256[:12]}{EXTENSION}", ContentFile(data)
@@ -162,6 +188,7 @@ def register_upload(
                 artifact_sha256=sha256,
                 actor=by,  # the uploader: the two-person rule refuses them as approver
                 reason=f"Artifact of external job {job.pk} uploaded by {by}; evaluated by the registry.",
+                validation={**result.validation, "sandbox": True, "by": "upload"},
             )
             if version.artifact != path:  # a concurrent upload for the same job registered first
                 raise DomainError(f"Job {job.pk} already has a registered version.", code="already_registered")

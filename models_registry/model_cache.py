@@ -111,7 +111,8 @@ def _load_artifact(arm: Arm) -> Any:
     version = ModelVersion.objects.select_related("model_type").get(pk=arm.version_id)
     # The registry's loader: sha256 before anything parses the bytes, then the trusted types; a
     # refusal is audited (ArtifactRejection) and raised (ArtifactRefused, 409 with its code).
-    return version.load_artifact(purpose="serving")
+    # Serving also requires a passed validation of these very bytes on record (artifact_unvalidated).
+    return version.load_artifact(purpose="serving", require_validated=True)
 
 
 def label_texts(dataset_id: int | None) -> dict[str, str]:

@@ -18,11 +18,12 @@ def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
     if job.status != TrainingJob.Status.COMPLETED or not job.artifact:
         # An external trainer's completion without an artifact: nothing to serve, nothing to register.
         return
+    validation = _validation_of(job)
     # The version and its offline record commit together: a crash between them would leave a
     # version without its evaluation, which the reaper's sweep (it looks for jobs without a
     # version) would never repair. The version row lock serialises the hook and the sweep.
     with transaction.atomic():
-        version = ModelVersion.register(job)
+        version = ModelVersion.register(job, validation=validation)
         ModelVersion.objects.select_for_update().filter(pk=version.pk).first()
         if not version.performance.filter(source=PerformanceRecord.Source.OFFLINE).exists():
             PerformanceRecord.objects.create(
@@ -33,6 +34,21 @@ def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
                 test_set_size=int(job.evaluation.get("test_size") or 0),
             )
     logger.info("Registered %s %s from job %s", job.model_type.slug, version.version, job.pk)
+
+
+def _validation_of(job: Any) -> dict[str, Any] | None:
+    """The built-in worker's artifact, loaded with every check (``training.artifacts``): its
+    validation summary, or None when it fails (the version is registered, but serving refuses it
+    until ``manage.py validate_artifacts`` passes it). The worker built and evaluated this
+    pipeline itself in its own process, so no sandbox is needed here."""
+    from training.artifacts import ArtifactError, load_artifact
+
+    try:
+        artifact = load_artifact(job.artifact, job.artifact_sha256)
+    except (ArtifactError, OSError) as exc:
+        logger.error("The artifact of job %s failed validation: %s", job.pk, exc)
+        return None
+    return {**artifact.validation, "sandbox": False, "by": "worker"}
 
 
 def register_missed_jobs(sender: Any, **kwargs: Any) -> dict[str, list[int]]:

@@ -184,6 +184,8 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
     queryset = ModelVersion.objects.none()  # for the schema; get_queryset is what serves
     # The request body bound read by learning_engine.middleware; the upload action raises it.
     max_body_bytes: int | str | None = None
+    # The upload action's throttle (THROTTLE_ARTIFACT_UPLOAD_RATE); the other actions have none.
+    throttle_scope: str | None = None
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
         queryset = ModelVersion.objects.filter(model_type=self.model_type()).select_related(
@@ -342,7 +344,11 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
         "on the job's dataset test split (400 'artifact_unusable' if it cannot predict it), stored, and "
         "registered as a version with the registry's metrics. The metrics the client reported when completing "
         "the job are kept as a 'reported' performance record. A job that is not external (409 'worker_job'), "
-        "not completed (409 'job_not_completed') or already registered (409 'already_registered') is refused.",
+        "not completed (409 'job_not_completed') or already registered (409 'already_registered') is refused. "
+        "The artifact is loaded, structurally validated and evaluated in a resource-limited child process: "
+        "a refusal, a crash or an exceeded limit is 400 'artifact_invalid', a zip beyond the limits 400 "
+        "'artifact_too_large'; every refused upload is audited, and after ARTIFACT_UPLOAD_MAX_ATTEMPTS of them "
+        "the job takes no more (409 'upload_attempts_exhausted'). Throttled per user (429).",
         parameters=[SLUG],
         request={"multipart/form-data": UploadSerializer},
         responses={
@@ -358,6 +364,7 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
         methods=["post"],
         parser_classes=[MultiPartParser],
         max_body_bytes=MAX_ARTIFACT_BYTES,
+        throttle_scope="artifact_upload",
     )
     def upload(self, request: Request, slug: str) -> Response:
         body = validated(UploadSerializer, request.data)

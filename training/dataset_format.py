@@ -148,7 +148,11 @@ def read_rows_by_split(snapshot: Any) -> dict[str, SplitRows]:
     Every split of ``SPLIT_NAMES`` is present (possibly empty), and any other split the file names.
     The training columns are decoded once for the whole file (``columns_from_arrow``), then split.
     """
-    data = read_bytes(snapshot)
+    return rows_by_split_of(read_bytes(snapshot))
+
+
+def rows_by_split_of(data: bytes) -> dict[str, SplitRows]:
+    """``read_rows_by_split`` of a dataset file's bytes already read (and checked) by the caller."""
     table = pq.read_table(
         pa.BufferReader(data), columns=list(TRAINING_COLUMNS), read_dictionary=list(_DICTIONARY_COLUMNS)
     )

@@ -66,6 +66,11 @@ class ModelVersion(models.Model):
     artifact = models.CharField(max_length=500)
     artifact_sha256 = models.CharField(max_length=64)
     artifact_format = models.CharField(max_length=16, default="skops")
+    # The validation record (docs/artifacts.md): the sha256 of the bytes that passed the structural
+    # validation (and, for an upload, the sandboxed evaluation), and what was checked. Serving
+    # loads a version only when this equals artifact_sha256.
+    artifact_validated_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    artifact_validation = models.JSONField(default=dict, blank=True, editable=False)
     metrics = models.JSONField(default=dict, blank=True, help_text="Headline metrics of the registry's own evaluation.")
 
     approval_status = models.CharField(
@@ -132,6 +137,7 @@ class ModelVersion(models.Model):
         artifact_sha256: str | None = None,
         reason: str = "",
         actor: Any = None,
+        validation: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """A version for a completed job with an artifact (idempotent: one version per job).
 
@@ -167,6 +173,8 @@ class ModelVersion(models.Model):
                         metrics=metrics if metrics is not None else _headline(job.evaluation),
                         created_by=job.created_by,
                     )
+                    if validation is not None:
+                        created.record_validation(validation)
                     VersionTransition.objects.create(
                         version=created,
                         actor=actor,
@@ -444,15 +452,28 @@ class ModelVersion(models.Model):
 
     # --- Artifact --------------------------------------------------------------------------------
 
-    def load_artifact(self, *, by: Any = None, purpose: str = "") -> Any:
+    def record_validation(self, validation: dict[str, Any]) -> None:
+        """Record that the current artifact bytes (``artifact_sha256``) passed validation."""
+        self.artifact_validated_sha256 = self.artifact_sha256
+        self.artifact_validation = {**validation, "at": timezone.now().isoformat()}
+        type(self).objects.filter(pk=self.pk).update(
+            artifact_validated_sha256=self.artifact_validated_sha256, artifact_validation=self.artifact_validation
+        )
+
+    @property
+    def artifact_validated(self) -> bool:
+        return bool(self.artifact_sha256) and self.artifact_validated_sha256 == self.artifact_sha256
+
+    def load_artifact(self, *, by: Any = None, purpose: str = "", require_validated: bool = False) -> Any:
         """The version's fitted model (``training.artifacts.ModelArtifact``), checked before use.
 
         ``training.artifacts.load_artifact`` checks the sha256 before anything parses the bytes,
         then the trusted types. A refusal (changed bytes, untrusted types, an unreadable or
         missing file) writes an ``ArtifactRejection`` row and raises ``ArtifactRefused`` (409,
         with the refusal's code: ``artifact_integrity``, ``artifact_untrusted``,
-        ``artifact_invalid`` or ``artifact_missing``). ``purpose`` says who loaded it
-        ("compare", "serving", ...) for the audit row.
+        ``artifact_invalid``, ``artifact_too_large`` or ``artifact_missing``; with
+        ``require_validated``, ``artifact_unvalidated`` when no passed validation of these bytes is
+        on record). ``purpose`` says who loaded it ("compare", "serving", ...) for the audit row.
 
         The audit row is written in its own transaction; a caller that wraps this in an atomic
         block which then rolls back loses it, so call it outside one (loading is slow I/O anyway).
@@ -460,6 +481,12 @@ class ModelVersion(models.Model):
         from training.artifacts import ArtifactError, load_artifact
 
         try:
+            if require_validated and not self.artifact_validated:
+                # Serving: only bytes whose sha256 passed validation (manage.py validate_artifacts).
+                raise ArtifactError(
+                    f"The artifact (sha256 {self.artifact_sha256}) has no passed validation on record.",
+                    code="artifact_unvalidated",
+                )
             return load_artifact(self.artifact, self.artifact_sha256)
         except ArtifactError as exc:
             code, detail = exc.code, exc.message
@@ -525,7 +552,14 @@ class ArtifactRejection(models.Model):
     who asked and why, for the security review that should follow.
     """
 
-    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="artifact_rejections")
+    # None for a refused upload: no version was registered; the job and the bytes' sha256 say what was refused.
+    version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="artifact_rejections"
+    )
+    job = models.ForeignKey(
+        "training.TrainingJob", on_delete=models.PROTECT, null=True, blank=True, related_name="artifact_rejections"
+    )
+    sha256 = models.CharField(max_length=64, blank=True, help_text="sha256 of the refused bytes (uploads).")
     code = models.CharField(max_length=32, help_text="artifact_integrity, artifact_untrusted, artifact_invalid, ...")
     detail = models.TextField()
     purpose = models.CharField(max_length=32, blank=True, help_text="What loaded it: compare, serving, ...")
@@ -540,7 +574,7 @@ class ArtifactRejection(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.version} {self.code}"
+        return f"{self.version or f'job {self.job_id} upload'} {self.code}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
