@@ -102,7 +102,8 @@ def evaluate_in_sandbox(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                env=_child_environment(),
+                env=_child_environment(work),
+                cwd=work,
                 timeout=limits.timeout_seconds,
                 check=False,
                 close_fds=True,
@@ -130,15 +131,19 @@ def evaluate_in_sandbox(
     return SandboxResult(evaluation=evaluation, validation=validation)
 
 
-def _child_environment() -> dict[str, str]:
-    """The parent's environment (settings, paths) with native thread pools kept to one thread:
-    each pool thread reserves address space, which the memory limit counts."""
-    env = dict(os.environ)
+def _child_environment(work: Path) -> dict[str, str]:
+    """A bare environment: none of the parent's variables (its keys, DATABASE_URL) reach the child,
+    and native thread pools keep to one thread (each pool thread reserves address space, which
+    the memory limit counts). The interpreter finds its packages from its own path."""
+    env = {
+        "PATH": os.defpath,
+        "HOME": str(work),
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),  # the project, for training.*
+    }
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[name] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(Path(__file__).resolve().parent.parent), env.get("PYTHONPATH")])
-    )
     return env
 
 

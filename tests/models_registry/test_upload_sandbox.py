@@ -187,3 +187,15 @@ def test_uploads_are_throttled_per_user(engineer, snapshot, settings):
 
     assert answers == [400, 400, 429]
     assert ArtifactRejection.objects.filter(job=job).count() == 2
+
+
+def test_the_sandbox_child_gets_none_of_the_parents_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SECRET_KEY", "a-secret-the-child-must-not-see")
+    monkeypatch.setenv("DATABASE_URL", "postgres://user:password@db/clinical")
+
+    env = artifact_sandbox._child_environment(tmp_path)
+
+    assert "SECRET_KEY" not in env
+    assert "DATABASE_URL" not in env
+    assert not any("secret" in value or "password" in value for value in env.values())
+    assert env["OPENBLAS_NUM_THREADS"] == "1"
