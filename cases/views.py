@@ -47,7 +47,7 @@ from rest_framework.response import Response
 
 from cases.access_log import AccessLogEntry, record_access
 from cases.filters import CaseFilter, CaseOrderingFilter, CaseSearchFilter
-from cases.importing import import_lines, import_objects
+from cases.importing import ImportReport, import_lines, import_objects
 from cases.interchange import CaseRecord
 from cases.models import Case
 from cases.serializers import (
@@ -399,19 +399,28 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         params.is_valid(raise_exception=True)
         source = params.validated_data.get("source")
         body = request.data
-        if isinstance(body, JSONLinesBody):
-            self._check_record_count(body.record_count)
-            report = import_lines(body.lines, by=request.user, default_source=source)
-        elif isinstance(body, list):
-            self._check_record_count(len(body))
-            report = import_objects(body, by=request.user, default_source=source)
-        elif not body:
-            raise ImportRefused("The body is empty.", code="empty_body")
-        else:
-            raise ImportRefused()
-        record_access(
-            action=AccessLogEntry.Action.IMPORT, case_ids=report.case_ids, actor=request.user, request=request
-        )
+        # The report as chunks are written: the cases of the chunks written before a failure are
+        # logged too (each chunk is its own transaction and stays).
+        seen: list[ImportReport] = []
+        try:
+            if isinstance(body, JSONLinesBody):
+                self._check_record_count(body.record_count)
+                report = import_lines(body.lines, by=request.user, default_source=source, progress=seen.append)
+            elif isinstance(body, list):
+                self._check_record_count(len(body))
+                report = import_objects(body, by=request.user, default_source=source, progress=seen.append)
+            elif not body:
+                raise ImportRefused("The body is empty.", code="empty_body")
+            else:
+                raise ImportRefused()
+        finally:
+            if seen:
+                record_access(
+                    action=AccessLogEntry.Action.IMPORT,
+                    case_ids=seen[-1].case_ids,
+                    actor=request.user,
+                    request=request,
+                )
         if report.failed == report.read:
             return Response(
                 {"code": "invalid_records", "detail": "No record could be imported.", "report": report.to_json()},

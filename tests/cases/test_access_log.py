@@ -394,3 +394,33 @@ def test_a_large_entry_writes_its_case_rows_in_batches_not_per_case(clinician):
     assert entry.case_count == 25_000
     # The entry, three batches of case rows, and the savepoint around them.
     assert len(captured) <= 6
+
+
+def test_an_api_import_that_fails_half_way_still_logs_the_chunk_it_wrote(clinician, monkeypatch):
+    from django.db import DatabaseError
+
+    from cases import importing
+
+    real_write = importing._write_chunk
+    calls: list[int] = []
+
+    def second_chunk_fails(chunk, *, by):
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            raise DatabaseError("the database went away")
+        return real_write(chunk, by=by)
+
+    monkeypatch.setattr(importing, "_write_chunk", second_chunk_fails)
+    first, second = record_dict(), record_dict()
+    # A record repeated in one chunk makes the importer write what came before it first.
+    records = [first, second, first | {"note": "Second version."}]
+    client = jwt_client(clinician)
+    client.raise_request_exception = False
+
+    response = client.post(f"{CASES}import/", records, format="json")
+
+    assert response.status_code == 500
+    assert calls == [2, 1]
+    written = sorted(Case.objects.values_list("pk", flat=True))
+    assert len(written) == 2
+    assert only_entry().case_ids() == written
