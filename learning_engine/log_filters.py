@@ -6,6 +6,11 @@ the ``cases`` app. ``StripQueryStrings`` removes the query string from every URL
 (runserver's request lines, ``django.request``'s warnings, anything our own loggers write), before
 any handler formats it. The production server's access log is configured apart (docs/deployment.md:
 gunicorn's ``--access-logformat`` with ``%(U)s``, the path without the query).
+
+``OneLineClientErrors``: a refused request (4xx) is logged as its one line ("Forbidden (Permission
+denied): /admin/auth/user/"). Django attaches the traceback of the ``PermissionDenied`` (or
+``Http404``, ``SuspiciousOperation``) that became the answer, which tells nothing about a bug and
+buried the server log under tracebacks. Server errors (5xx) keep theirs.
 """
 
 from __future__ import annotations
@@ -33,4 +38,13 @@ class StripQueryStrings(logging.Filter):
                 key: strip_query_strings(value) if isinstance(value, str) else value
                 for key, value in record.args.items()
             }
+        return True
+
+
+class OneLineClientErrors(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if isinstance(status, int) and status < 500 and record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
         return True

@@ -497,6 +497,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {
         "no_query_strings": {"()": "learning_engine.log_filters.StripQueryStrings"},
+        "one_line_client_errors": {"()": "learning_engine.log_filters.OneLineClientErrors"},
     },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
@@ -507,7 +508,11 @@ LOGGING = {
         },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["no_query_strings"]},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["no_query_strings", "one_line_client_errors"],
+        },
         "django.server": {
             "class": "logging.StreamHandler",
             "formatter": "django.server",
@@ -520,6 +525,9 @@ LOGGING = {
         "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
         # Django's own warnings and errors ("Not Found: /path", tracebacks), with DEBUG off too.
         "django": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # "Watching for file changes with StatReloader", once (db_worker reloads on code changes
+        # with DEBUG on). It used to print twice: through Django's default handler and the root's.
+        "django.utils.autoreload": {"level": "INFO"},
         # db_worker prints nothing unless the django.tasks logger is configured.
         "django.tasks": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django_tasks_db": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},

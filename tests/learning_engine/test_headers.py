@@ -5,7 +5,6 @@ and no query string (an MRN in the admin's ?q=, an external id in the API's ?sea
 
 from __future__ import annotations
 
-import io
 import logging
 from html.parser import HTMLParser
 
@@ -196,20 +195,6 @@ def test_the_admin_login_sets_a_session_cookie_of_the_configured_age(client, mak
 )
 def test_query_strings_are_cut_from_log_text(line, expected):
     assert strip_query_strings(line) == expected
-
-
-@pytest.fixture
-def captured(request):
-    """The output of a configured logger's handlers, as settings.LOGGING set them up."""
-
-    def capture(name: str) -> io.StringIO:
-        stream = io.StringIO()
-        for handler in [h for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]:
-            previous = handler.setStream(stream)  # type: ignore[attr-defined]
-            request.addfinalizer(lambda handler=handler, previous=previous: handler.setStream(previous))
-        return stream
-
-    return capture
 
 
 def test_runservers_request_log_keeps_no_identifier(captured):
