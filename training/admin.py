@@ -58,7 +58,7 @@ from learning_engine.roles import PERM_DOWNLOAD_DATASET
 from training.algorithms import SPECS, validate_hyperparameters
 from training.downloads import dataset_file_response
 from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
-from training.models.dataset import SPLITS, date_range_errors
+from training.models.dataset import SPLITS, date_range_errors, visible_to
 from training.splitting import check_fractions
 from training.tasks import enqueue_dataset_build
 
@@ -550,6 +550,11 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
     search_help_text = "Dataset id or the start of its content hash."
     inlines = [DatasetTransitionInline]
     add_form = DatasetCreateForm
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Without the PHI permission, no snapshot over a range finer than whole years (visible_to).
+        return visible_to(super().get_queryset(request), request.user)
+
     fieldsets_view = (
         (
             None,

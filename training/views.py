@@ -42,6 +42,7 @@ from training.datasets import create_snapshot
 from training.downloads import PARQUET_MEDIA_TYPE, dataset_file_response
 from training.filters import DatasetSnapshotFilter, TrainingJobFilter
 from training.models import DatasetSnapshot, ModelType, TrainingJob
+from training.models.dataset import visible_to
 from training.serializers import (
     DatasetCreateSerializer,
     DatasetDetailParamsSerializer,
@@ -142,7 +143,7 @@ class DatasetSnapshotViewSet(
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[DatasetSnapshot]:
-        queryset = DatasetSnapshot.objects.select_related("model_type", "created_by")
+        queryset = visible_to(DatasetSnapshot.objects.select_related("model_type", "created_by"), self.request.user)
         if self.action == "list":
             return queryset.defer("manifest", "scan_report")
         # The manifest holds every case id: loaded only when it is asked for.

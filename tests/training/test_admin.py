@@ -911,6 +911,19 @@ def test_the_dataset_add_form_takes_a_day_wide_range_from_a_user_who_may_see_phi
     assert DatasetSnapshot.objects.get().filters["encounter_before"] == "2024-05-11"
 
 
+def test_a_snapshot_over_a_day_wide_range_is_not_in_the_admin_without_phi(staff, model_type, owner):
+    filters = {"cohort": model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
+    day = DatasetSnapshot.objects.create(model_type=model_type, created_by=owner, filters=filters)
+    client, _user = staff(roles.ML_ENGINEER)
+
+    listing = client.get(DATASETS).content.decode()
+    page = client.get(dataset_url(day))
+
+    assert dataset_url(day) not in listing
+    assert page.status_code == 302  # the admin's "does not exist" redirect
+    assert not DatasetSnapshot.objects.exclude(pk=day.pk).exists()
+
+
 # --- Model types ----------------------------------------------------------------------------------
 
 

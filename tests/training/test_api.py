@@ -599,6 +599,26 @@ def test_a_user_who_may_see_phi_may_ask_for_a_day_wide_dataset_range(ml_engineer
     assert response.json()["filters"]["encounter_before"] == "2026-03-14"
 
 
+def test_a_snapshot_over_a_day_wide_range_is_hidden_from_users_without_phi(client, ml_engineer, model_type):
+    def snapshot(after: str, before: str) -> DatasetSnapshot:
+        filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
+        filters |= {"encounter_after": after, "encounter_before": before}
+        return SnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
+
+    day = snapshot("2026-03-14", "2026-03-14")  # made by someone with the PHI permission
+    years = snapshot("2025-01-01", "2026-12-31")
+
+    listed = {row["id"] for row in client.get(DATASETS).json()["results"]}
+    detail = client.get(f"{DATASETS}{day.pk}/?include=manifest")
+    download = client.get(f"{DATASETS}{day.pk}/download/")
+    ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = {row["id"] for row in jwt_client(ml_engineer).get(DATASETS).json()["results"]}
+
+    assert listed == {years.pk}
+    assert (detail.status_code, download.status_code) == (404, 404)
+    assert with_phi == {day.pk, years.pk}
+
+
 @pytest.fixture
 def respiratory_cases(model_type) -> None:
     """Twelve approved respiratory cases of twelve patients, two labels: enough for a real build."""

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from learning_engine.audit import AuditEntry
@@ -74,6 +75,29 @@ def check_date_range(after: dt.date | None, before: dt.date | None, *, by: Any) 
         code="invalid_date_range" if reversed_range else "date_range_too_fine",
         errors=errors,
     )
+
+
+def visible_to(queryset: models.QuerySet[DatasetSnapshot], user: Any) -> models.QuerySet[DatasetSnapshot]:
+    """The snapshots of ``queryset`` that ``user`` may see at all.
+
+    A snapshot over a range finer than whole years (made by someone with the PHI permission) is
+    not shown to anyone without it: its manifest and file would tell them which cases were seen
+    within that range, the very thing the rule above keeps from them.
+    """
+    if can_view_phi(user):
+        return queryset
+
+    def no_date_or(key: str, suffix: str) -> models.Q:
+        # A missing key, a JSON null (``key=None`` means that on every database), or whole years.
+        return (
+            models.Q(**{f"filters__{key}__isnull": True})
+            | models.Q(**{f"filters__{key}": None})
+            | models.Q(**{f"range_{key}__endswith": suffix})
+        )
+
+    return queryset.alias(
+        range_encounter_after=KT("filters__encounter_after"), range_encounter_before=KT("filters__encounter_before")
+    ).filter(no_date_or("encounter_after", "-01-01") & no_date_or("encounter_before", "-12-31"))
 
 
 def is_whole_years(filters: dict[str, Any]) -> bool:
