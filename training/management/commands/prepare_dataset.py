@@ -175,9 +175,12 @@ class Command(BaseCommand):
             raise CommandError(error.message + hint) from None
 
         if dry_run or not force:
-            self._say(1, f"Working out the content of a dataset for {kind.slug} (cohort {kind.cohort!r}, seed {seed}):")
+            self._say(
+                1, f"Working out the content of a dataset for {kind.slug} (cohort {kind.cohort!r}, seed {seed}) ..."
+            )
             try:
-                preview = preview_snapshot(request, progress=self._progress)
+                # The build's stages are shown once, by the build; here only with --verbosity 2.
+                preview = preview_snapshot(request, progress=self._progress if self.verbosity >= 2 else None)
             except DomainError as error:
                 if dry_run:
                     raise CommandError(f"Dry run: no dataset could be built ({error.code}): {error.message}") from None
