@@ -81,3 +81,20 @@ def test_a_version_page_shows_its_model_type_evaluation_and_compare_with(site):
     site.shoot(page, "compare-from-version")
     assert f"a={second.pk}" in page.url
     assert f"b={first.pk}" in page.url
+
+
+def test_the_case_list_fits_a_1400_pixel_window_without_hidden_columns(site):
+    for username in ("demo-clinician", "demo-ml-engineer"):
+        page = site.login(username)
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto("/admin/cases/case/")
+        site.shoot(page, f"case-list-1400-{username}")
+        overflow = page.evaluate(
+            "() => ({page: document.documentElement.scrollWidth,"
+            " table: document.querySelector('#result_list').getBoundingClientRect().right,"
+            " box: document.querySelector('#changelist .results').clientWidth,"
+            " inner: document.querySelector('#changelist .results').scrollWidth})"
+        )
+        assert overflow["page"] <= 1400, (username, overflow)
+        assert overflow["inner"] <= overflow["box"], (username, overflow)  # no column scrolled out of sight
+        assert overflow["table"] <= 1400, (username, overflow)
