@@ -45,7 +45,7 @@ def _plain(model: type[models.Model], name: str) -> Callable[[Any], str]:
         return display_name(getattr(obj, name, None))
 
     show.__name__ = f"{name}_name"
-    show.short_description = field.verbose_name  # type: ignore[attr-defined]
+    show.short_description = getattr(field, "verbose_name", name)  # type: ignore[attr-defined]
     return show
 
 
