@@ -12,10 +12,11 @@ PYTHON ?= $(shell for c in python3.12 python3.13 python3.14 python3 python; do \
 	command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null \
 	&& { echo $$c; break; }; done)
 
-.PHONY: help venv env run test test-postgres test-browser lint format bench clean
+.PHONY: help venv env run serve test test-postgres test-browser lint format bench clean
 
 help:
 	@echo "make run            install, write .env, migrate, load demo data, start the web server and a worker (SQLite)"
+	@echo "make serve          the production web server (gunicorn, DEBUG off, static files collected): see README"
 	@echo "make env            write .env for this checkout: DEBUG=1 and keys generated here (kept if present)"
 	@echo "make test           install and run the whole test suite (SQLite)"
 	@echo "make test-postgres  the suite against PostgreSQL at $(POSTGRES_URL)"
@@ -52,6 +53,12 @@ run: env
 	@$(PY) manage.py db_worker --queue-name '*' & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(PY) manage.py runserver --noreload $(HOST):$(PORT)
+
+# The production web server: gunicorn with learning_engine/gunicorn_conf.py (2 x cores + 1 workers,
+# WEB_CONCURRENCY to change), after collectstatic and `check --deploy`. Refuses DEBUG on, so the
+# developer .env of `make env` does not serve production (learning_engine/serve.py says what to set).
+serve: venv
+	HOST=$(HOST) PORT=$(PORT) $(PY) -m learning_engine.serve
 
 test: venv
 	$(PY) -m pytest

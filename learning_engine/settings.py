@@ -137,6 +137,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, Swagger UI's) from STATIC_ROOT, which `make serve` fills with
+    # collectstatic; answered here, before the session and the rest, with long-lived cache headers.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Content-Security-Policy (SECURE_CSP below) with a nonce per response for inline code.
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # Cache-Control: no-store on every answer but static files (learning_engine/headers.py).
@@ -212,6 +215,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# WhiteNoise serves STATIC_ROOT with DEBUG off; with DEBUG on it serves from the apps' own
+# directories (its default, WHITENOISE_USE_FINDERS = DEBUG), so `make run` needs no collectstatic.
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 MEDIA_URL = "media/"

@@ -1,0 +1,83 @@
+"""The production server (`make serve`): gunicorn's configuration, the DEBUG refusal, static files."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import Client, override_settings
+
+from learning_engine import gunicorn_conf, serve
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_workers_default_to_twice_the_cores_plus_one_and_web_concurrency_overrides(monkeypatch):
+    assert gunicorn_conf.default_workers(2) == 5
+    assert gunicorn_conf.default_workers(1) == 3
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    assert importlib.reload(gunicorn_conf).workers == gunicorn_conf.default_workers(gunicorn_conf.cores())
+    monkeypatch.setenv("WEB_CONCURRENCY", "7")
+    assert importlib.reload(gunicorn_conf).workers == 7
+    monkeypatch.setenv("WEB_CONCURRENCY", "lots")
+    with pytest.raises(SystemExit, match="WEB_CONCURRENCY must be a whole number"):
+        importlib.reload(gunicorn_conf)
+    monkeypatch.delenv("WEB_CONCURRENCY")
+    importlib.reload(gunicorn_conf)
+
+
+def test_the_access_log_names_the_path_never_the_request_line_or_query_string():
+    fmt = gunicorn_conf.access_log_format
+    assert "%(U)s" in fmt
+    assert not re.search(r"%\((r|q)\)s", fmt)
+    assert gunicorn_conf.accesslog == "-"
+
+
+def test_gunicorn_loads_the_config_and_the_application():
+    # --check-config loads this config file and imports the WSGI application, as `make serve` does.
+    command = [*serve.gunicorn_command(), "--check-config"]
+    assert Path(command[0]).exists(), "gunicorn is not installed in the virtualenv (requirements.txt)"
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_make_serve_refuses_the_developer_settings_and_says_what_to_set():
+    env = {**os.environ, "DEBUG": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "learning_engine.serve"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "DEBUG is on" in result.stderr
+    assert "DEBUG=0" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/admin/css/base.css",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+        "/static/rest_framework/css/bootstrap.min.css",
+    ],
+)
+def test_static_files_are_served_with_debug_off(settings, tmp_path, path):
+    assert settings.DEBUG is False
+    with override_settings(STATIC_ROOT=tmp_path):
+        call_command("collectstatic", interactive=False, verbosity=0)
+        client = Client()  # a new handler: WhiteNoise reads STATIC_ROOT when it is built
+        response = client.get(path)
+        assert response.status_code == 200
+        body = b"".join(response.streaming_content)  # type: ignore[attr-defined]
+        assert body == (tmp_path / path.removeprefix("/static/")).read_bytes()
+        assert "no-store" not in response.get("Cache-Control", "")
