@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
 from learning_engine.health import HealthView
-from learning_engine.lockout import lockout_payload
+from learning_engine.lockout import forget_failures, lockout_payload
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.serializers import ErrorSerializer
 from learning_engine.tokens import TokenObtainSerializer, TokenRotateSerializer
@@ -48,9 +48,7 @@ TOKEN_PAIR = inline_serializer(
         "refresh": serializers.CharField(help_text="The refresh token: for auth/token/refresh/ and blacklist/."),
     },
 )
-LOGIN = inline_serializer(
-    "Login", fields={"username": serializers.CharField(), "password": serializers.CharField()}
-)
+LOGIN = inline_serializer("Login", fields={"username": serializers.CharField(), "password": serializers.CharField()})
 REFRESH = inline_serializer("Refresh", fields={"refresh": serializers.CharField()})
 
 
@@ -74,7 +72,7 @@ class TokenObtainView(TokenObtainPairView):
 
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
         except AuthenticationFailed:
             # django-axes marks the (DRF) request when this username and address are locked out;
             # the answer is then 429 locked_out, the right password included.
@@ -82,6 +80,10 @@ class TokenObtainView(TokenObtainPairView):
                 payload, seconds = lockout_payload(request._request)
                 return Response(payload, status=429, headers={"Retry-After": str(seconds)} if seconds else None)
             raise
+        if response.status_code == 200:
+            data = request.data if isinstance(request.data, dict) else {}  # a 200 had a JSON object
+            forget_failures(request._request, str(data.get("username", "")))
+        return response
 
 
 @extend_schema(

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from axes.helpers import get_cool_off
+from axes.utils import reset
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework.throttling import BaseThrottle
@@ -26,6 +27,14 @@ def client_address(request: HttpRequest) -> str | None:
     """The client's address as the throttles see it (``NUM_PROXIES`` entries of X-Forwarded-For
     believed, none by default), so a client cannot pick a fresh identity with a forged header."""
     return BaseThrottle().get_ident(request)  # type: ignore[arg-type]
+
+
+def forget_failures(request: HttpRequest, username: str) -> None:
+    """After a successful token login, what ``AXES_RESET_ON_SUCCESS`` does for an admin login: the
+    failures of this username from this address are forgotten (simplejwt sends no login signal)."""
+    address = client_address(request)
+    if username and address:  # both, or one alone would reset other users' or addresses' counts
+        reset(ip=address, username=username)
 
 
 def lockout_message(minutes: int) -> str:

@@ -150,3 +150,19 @@ def test_behind_one_proxy_the_address_that_proxy_added_is_the_one_locked_out(cli
 
     assert attempt(PASSWORD, "5.6.7.8, 192.0.2.10").status_code == 429
     assert attempt(PASSWORD, "192.0.2.11").status_code == 200  # another client behind the same proxy
+
+
+@pytest.mark.django_db
+def test_a_successful_token_login_forgets_that_users_failures_from_that_address_only(clinician, make_user):
+    other = make_user("clinician")
+    for _ in range(LIMIT - 1):
+        assert token(clinician.username, "wrong").status_code == 401
+        assert token(other.username, "wrong").status_code == 401
+        assert token(clinician.username, "wrong", address="10.1.2.3").status_code == 401
+
+    assert token(clinician.username, PASSWORD).status_code == 200
+
+    # This user at this address starts again; the other user and the other address do not.
+    assert token(clinician.username, "wrong").status_code == 401
+    assert token(other.username, "wrong").status_code == 429
+    assert token(clinician.username, "wrong", address="10.1.2.3").status_code == 429
