@@ -35,8 +35,9 @@ from django.utils.timezone import localtime
 
 from cases import deid
 from cases.access_log import AccessLogEntry, record_access
+from cases.dictionary.checking import RecordRefused, check_record
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
-from cases.models import CONTENT_FIELDS, Case, CaseTransition
+from cases.models import CONTENT_FIELDS, Case, CaseTransition, DataDictionary
 from cases.statistics import compute_statistics
 from cases.views import DEIDENTIFIED_STATES
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
@@ -94,6 +95,26 @@ def _pretty_json(value: Any) -> str:
 
 
 # --- Filters -------------------------------------------------------------------------------------
+
+
+class DictionaryCheckFilter(admin.SimpleListFilter):
+    """Cases by their data dictionary check: the ones the migration flagged are there to review."""
+
+    title = "dictionary check"
+    parameter_name = "dictionary_check"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("failed", "Failed: flagged for review"), ("passed", "Passed"), ("unchecked", "Not checked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Case]) -> QuerySet[Case]:
+        value = self.value()
+        if value == "failed":
+            return queryset.exclude(dictionary_errors=[])
+        if value == "passed":
+            return queryset.filter(dictionary__isnull=False)
+        if value == "unchecked":
+            return queryset.filter(dictionary__isnull=True, dictionary_errors=[])
+        return queryset
 
 
 class QualityRangeFilter(admin.SimpleListFilter):
@@ -162,6 +183,7 @@ class CaseAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.record: CaseRecord | None = None
+        self.dictionary: DataDictionary | None = None
         # Empty findings, symptoms or extras make a worse case (the quality score says so), not an
         # invalid one.
         for name in ("findings", "symptoms", "extra"):
@@ -212,9 +234,18 @@ class CaseAdminForm(forms.ModelForm):
             "diagnosis": {"code": cleaned.get("diagnosis_code") or "", "label": cleaned.get("diagnosis_label") or ""},
         }
         try:
-            self.record = parse_record(data)
+            record = parse_record(data)
         except RecordError as exc:
             self.add_error(self._form_field_of(exc.field), exc.message if exc.field else str(exc))
+            return cleaned
+        try:
+            # The cohort's data dictionary: every problem at once, each beside its field.
+            self.dictionary = check_record(record).dictionary
+        except RecordRefused as refused:
+            for issue in refused.issues:
+                self.add_error(self._form_field_of(issue.field), issue.message)
+            return cleaned
+        self.record = record
         return cleaned
 
     def _form_field_of(self, record_field: str) -> str | None:
@@ -285,7 +316,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
     list_deferred = LIST_DEFERRED
     form = CaseAdminForm
     list_display_links = ("id",)
-    list_filter = ("status", "cohort", "diagnosis_code", "rejection_reason", QualityRangeFilter)
+    list_filter = ("status", "cohort", "diagnosis_code", "rejection_reason", QualityRangeFilter, DictionaryCheckFilter)
     list_select_related = ("submitted_by", "reviewed_by")
     list_per_page = 100
     search_help_text = "Diagnosis code or pseudonym; with PHI access also external id or MRN."
@@ -553,10 +584,10 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             stored = Case.objects.filter(pk=obj.pk).values(*CONTENT_FIELDS).first() or {}
             for name, value in stored.items():
                 setattr(obj, name, value)
-            changed = obj.revise(record, by=request.user)
+            changed = obj.revise(record, by=request.user, dictionary=form.dictionary)
             request._case_saved = (AccessLogEntry.Action.EDIT, obj.pk, changed)  # type: ignore[attr-defined]
             return
-        case = Case.submit(record, by=request.user)
+        case = Case.submit(record, by=request.user, dictionary=form.dictionary)
         request._case_saved = (AccessLogEntry.Action.SUBMIT, case.pk, ())  # type: ignore[attr-defined]
         # The admin keeps using ``obj`` (messages, log entry, redirect): make it the saved case.
         for field in Case._meta.concrete_fields:

@@ -22,8 +22,9 @@ from typing import IO, Any
 
 from django.db import IntegrityError, transaction
 
+from cases.dictionary.checking import DictionaryCache, RecordRefused, check_record
 from cases.interchange import CaseRecord, RecordError, parse_line, parse_record
-from cases.models import CONTENT_FIELDS, Case, CaseTransition
+from cases.models import CONTENT_FIELDS, Case, CaseTransition, DataDictionary
 from learning_engine.exceptions import DomainError
 
 CHUNK_SIZE = 1000
@@ -222,7 +223,8 @@ class _Importer:
         self.on_error = on_error
         self.chunk_size = chunk_size
         self.report = ImportReport()
-        self.chunk: dict[tuple[str, str], tuple[int, CaseRecord]] = {}
+        self.chunk: dict[tuple[str, str], tuple[int, CaseRecord, DataDictionary]] = {}
+        self.dictionaries = DictionaryCache()
         self.chunk_errors: list[tuple[int, RecordError]] = []
         self.reported = -1  # report.read at the last progress call
 
@@ -234,15 +236,21 @@ class _Importer:
             else:
                 try:
                     record = self.parse(item, default_source=self.default_source)
+                    # The cohort's data dictionary; a refusal is one report line naming every
+                    # problem (unknown keys by position only).
+                    dictionary = check_record(record, cache=self.dictionaries).dictionary
                 except RecordError as error:
                     self.chunk_errors.append((number, error))
+                except RecordRefused as refused:
+                    field_name = refused.issues[0].field if len(refused.issues) == 1 else ""
+                    self.chunk_errors.append((number, RecordError(field_name, refused.summary())))
                 else:
                     key = (record.source, record.external_id)
                     # A repeated case in one chunk: write what came before first, so the later
                     # line updates the earlier one exactly as a line-by-line import would.
                     if key in self.chunk:
                         self.flush()
-                    self.chunk[key] = (number, record)
+                    self.chunk[key] = (number, record, dictionary)
             if len(self.chunk) + len(self.chunk_errors) >= self.chunk_size:
                 self.flush()
         self.flush()
@@ -270,7 +278,7 @@ class _Importer:
             self.progress(self.report)
 
 
-def _write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkResult:
+def _write_chunk(chunk: list[tuple[int, CaseRecord, DataDictionary]], *, by: Any) -> _ChunkResult:
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             return _try_write_chunk(chunk, by=by)
@@ -307,15 +315,15 @@ def _existing_cases(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Ca
     return existing
 
 
-def _try_write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkResult:
+def _try_write_chunk(chunk: list[tuple[int, CaseRecord, DataDictionary]], *, by: Any) -> _ChunkResult:
     result = _ChunkResult()
-    existing = _existing_cases((record.source, record.external_id) for _, record in chunk)
+    existing = _existing_cases((record.source, record.external_id) for _, record, _dictionary in chunk)
     new_cases: list[Case] = []
-    updates: list[tuple[int, Case, CaseRecord]] = []
-    for number, record in chunk:
+    updates: list[tuple[int, Case, CaseRecord, DataDictionary]] = []
+    for number, record, dictionary in chunk:
         case = existing.get((record.source, record.external_id))
         if case is None:
-            new_cases.append(Case.build(record, by=by))
+            new_cases.append(Case.build(record, by=by, dictionary=dictionary))
         elif case.record_hash == record.content_hash():
             result.unchanged += 1
             result.case_ids.append(case.pk)
@@ -324,7 +332,7 @@ def _try_write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkR
                 (number, RecordError("external_id", f"Case {case.pk} is {case.status}; an import cannot change it."))
             )
         else:
-            updates.append((number, case, record))
+            updates.append((number, case, record, dictionary))
 
     with transaction.atomic():
         if new_cases:
@@ -344,9 +352,9 @@ def _try_write_chunk(chunk: list[tuple[int, CaseRecord]], *, by: Any) -> _ChunkR
             )
             result.created = len(created)
             result.case_ids.extend(case.pk for case in created)
-        for number, case, record in updates:
+        for number, case, record, dictionary in updates:
             try:
-                changed = case.revise(record, by=by, reason=REIMPORT_REASON)
+                changed = case.revise(record, by=by, reason=REIMPORT_REASON, dictionary=dictionary)
             except DomainError as error:
                 # Approved or edited by someone else since we looked; revise wrote nothing.
                 result.errors.append((number, RecordError("external_id", error.message)))

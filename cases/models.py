@@ -119,6 +119,15 @@ class Case(models.Model):
     review_note = models.TextField(blank=True, editable=False)
     rejection_reason = models.CharField(max_length=16, choices=RejectionReason.choices, blank=True, editable=False)
 
+    # The dictionary version the record was checked against when it came in (issue 11): set by the
+    # API, the import and feedback. ``dictionary_errors`` lists what a later check found wrong with
+    # a case that was already on file (the data migration): such cases are flagged for review,
+    # never dropped. Issues name positions and fields, never values: no PHI.
+    dictionary = models.ForeignKey(
+        "cases.DataDictionary", on_delete=models.PROTECT, null=True, blank=True, related_name="cases", editable=False
+    )
+    dictionary_errors = models.JSONField(default=list, blank=True, editable=False)
+
     quality_score = models.FloatField(default=0.0, editable=False, db_index=True)
     quality_issues = models.JSONField(default=list, editable=False)
 
@@ -165,10 +174,12 @@ class Case(models.Model):
     # --- Building --------------------------------------------------------------------------------
 
     @staticmethod
-    def content_from_record(record: CaseRecord) -> dict[str, Any]:
-        """The column values of a validated record, quality score included."""
-        score, issues = quality.assess(record)
-        return {
+    def content_from_record(record: CaseRecord, *, dictionary: DataDictionary | None = None) -> dict[str, Any]:
+        """The column values of a validated record, quality score included. With the dictionary
+        version it was checked against, its expected ranges are what "implausible" means."""
+        score, issues = quality.assess(record, ranges=dictionary.expected_ranges() if dictionary else None)
+        content: dict[str, Any] = {"dictionary": dictionary, "dictionary_errors": []} if dictionary else {}
+        return content | {
             "cohort": record.cohort,
             "patient": record.patient,
             "encounter_date": record.encounter_date,
@@ -184,17 +195,21 @@ class Case(models.Model):
         }
 
     @classmethod
-    def build(cls, record: CaseRecord, *, by: Any) -> Case:
+    def build(cls, record: CaseRecord, *, by: Any, dictionary: DataDictionary | None = None) -> Case:
         """An unsaved submitted case (for ``bulk_create``); ``submit`` saves one with its audit row."""
         return cls(
-            source=record.source, external_id=record.external_id, submitted_by=by, **cls.content_from_record(record)
+            source=record.source,
+            external_id=record.external_id,
+            submitted_by=by,
+            **cls.content_from_record(record, dictionary=dictionary),
         )
 
     @classmethod
-    def submit(cls, record: CaseRecord, *, by: Any) -> Case:
-        """Create a case: -> submitted. Writes the audit row."""
+    def submit(cls, record: CaseRecord, *, by: Any, dictionary: DataDictionary | None = None) -> Case:
+        """Create a case: -> submitted. Writes the audit row. ``dictionary``: the version the
+        record was checked against (``cases.dictionary.checking.check_record``)."""
         with transaction.atomic():
-            case = cls.build(record, by=by)
+            case = cls.build(record, by=by, dictionary=dictionary)
             case.save()
             CaseTransition.objects.create(case=case, actor=by, from_state="", to_state=cls.Status.SUBMITTED)
         return case
@@ -298,7 +313,9 @@ class Case(models.Model):
             self._claim(source, status=self.Status.RETRACTED)
             self._audit(by=by, source=source, reason=reason)
 
-    def revise(self, record: CaseRecord, *, by: Any, reason: str = "") -> tuple[str, ...]:
+    def revise(
+        self, record: CaseRecord, *, by: Any, reason: str = "", dictionary: DataDictionary | None = None
+    ) -> tuple[str, ...]:
         """Replace the clinical content. Allowed while submitted or rejected.
 
         submitted -> submitted or rejected -> submitted (the edit sends a rejected case back for
@@ -313,7 +330,7 @@ class Case(models.Model):
                 f"Case {self.pk} is {self.status}; only submitted or rejected cases can be edited.",
                 current_status=self.status,
             )
-        content = self.content_from_record(record)
+        content = self.content_from_record(record, dictionary=dictionary)
         if content["record_hash"] == self.record_hash:
             return ()
         changed = self.changed_fields(content)

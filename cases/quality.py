@@ -9,6 +9,8 @@ Issue messages name fields and ranges, never patient values.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +65,14 @@ def age_at(birth: dt.date, on: dt.date) -> int:
     return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
 
 
-def assess(record: CaseRecord, *, today: dt.date | None = None) -> tuple[float, list[dict[str, str]]]:
-    """Score a record. Returns ``(score, issues)`` with issues as JSON-ready dicts."""
+def assess(
+    record: CaseRecord, *, today: dt.date | None = None, ranges: Mapping[str, tuple[float, float]] | None = None
+) -> tuple[float, list[dict[str, str]]]:
+    """Score a record. Returns ``(score, issues)`` with issues as JSON-ready dicts.
+
+    ``ranges``: the expected range per finding from the record's data dictionary version; without
+    one, ``PLAUSIBLE_RANGES`` (and non-negative for the findings it does not name).
+    """
     # The site's calendar day (settings.TIME_ZONE), not the server's: "future" means after today there.
     today = today or timezone.localdate()
     issues: list[QualityIssue] = []
@@ -86,10 +94,14 @@ def assess(record: CaseRecord, *, today: dt.date | None = None) -> tuple[float, 
 
     implausible = []
     for key, value in record.findings.items():
-        low, high = PLAUSIBLE_RANGES.get(key, (0.0, float("inf")))
+        low, high = (ranges if ranges is not None else PLAUSIBLE_RANGES).get(key, (0.0, float("inf")))
         if not low <= value <= high:
             implausible.append(key)
-            bound = f"{low:g}..{high:g}" if high != float("inf") else f">= {low:g}"
+            bound = (
+                f"{low:g}..{high:g}"
+                if math.isfinite(low) and math.isfinite(high)
+                else (f">= {low:g}" if math.isfinite(low) else f"<= {high:g}")
+            )
             issues.append(QualityIssue("implausible_value", f"findings.{key}", f"findings.{key} is outside {bound}."))
     passed["implausible_value"] = not implausible
 

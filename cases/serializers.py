@@ -25,6 +25,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from cases.dictionary.checking import check_record
 from cases.interchange import MAX_NOTE_LENGTH, SEXES, RecordError, parse_record
 from cases.models import Case
 from learning_engine.permissions import can_view_phi
@@ -117,7 +118,10 @@ class CaseRecordSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {error.field or api_settings.NON_FIELD_ERRORS_KEY: [error.message]}, code="invalid_record"
             ) from None
-        return {"record": record}
+        # The cohort's data dictionary: 400 ``unknown_cohort`` or ``dictionary_violation`` with
+        # every problem (unknown keys by position only), raised past DRF's field errors.
+        checked = check_record(record)
+        return {"record": record, "dictionary": checked.dictionary}
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         # Used by the browsable API to pre-fill the edit form. The form is only offered to users

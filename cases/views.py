@@ -49,7 +49,7 @@ from cases.access_log import AccessLogEntry, record_access
 from cases.filters import CaseFilter, CaseOrderingFilter, CaseSearchFilter
 from cases.importing import ImportReport, import_lines, import_objects
 from cases.interchange import CaseRecord
-from cases.models import Case
+from cases.models import Case, DataDictionary
 from cases.serializers import (
     CaseApproveSerializer,
     CaseErrorSerializer,
@@ -138,10 +138,10 @@ class ImportRefused(APIException):
     default_code = "invalid_body"
 
 
-def submit_case(record: CaseRecord, *, by: Any) -> Case:
+def submit_case(record: CaseRecord, *, by: Any, dictionary: DataDictionary | None = None) -> Case:
     """``Case.submit``, with a clash on (source, external_id) reported as a 409, not a 500."""
     try:
-        return Case.submit(record, by=by)
+        return Case.submit(record, by=by, dictionary=dictionary)
     except IntegrityError:
         existing = (
             Case.objects.filter(source=record.source, external_id=record.external_id)
@@ -314,14 +314,16 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return serializer.validated_data
 
     def create(self, request: Request) -> Response:
-        record = self.validated_body()["record"]
-        return self.present(submit_case(record, by=request.user), status_code=status.HTTP_201_CREATED)
+        body = self.validated_body()
+        case = submit_case(body["record"], by=request.user, dictionary=body["dictionary"])
+        return self.present(case, status_code=status.HTTP_201_CREATED)
 
     def update(self, request: Request, pk: str | None = None, *, partial: bool = False) -> Response:
         case = self.get_object()
         serializer = self.get_serializer(case, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        changed = case.revise(serializer.validated_data["record"], by=request.user)
+        body = serializer.validated_data
+        changed = case.revise(body["record"], by=request.user, dictionary=body["dictionary"])
         return self.present(case, fields=changed)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:

@@ -102,3 +102,37 @@ def _media_and_cache_in_a_temporary_folder(settings, tmp_path) -> None:
         }
         for alias in ("default", "throttle")
     }
+
+
+# --- Data dictionaries ------------------------------------------------------------------------------
+# Case records are checked against their cohort's data dictionary (issue 11). The test database holds
+# the shipped dictionaries of the demo cohorts (`breast-mass`, `respiratory`), as a site holds its
+# own after `manage.py load_dictionary`: loaded once per session, and again after a transactional
+# test has flushed the tables.
+
+
+def _ensure_demo_dictionaries() -> None:
+    from cases.dictionary.files import DEMO_FILES, load_demo_dictionaries
+    from cases.models import DataDictionary
+
+    slugs = [name.removesuffix(".json") for name in DEMO_FILES]
+    if DataDictionary.objects.filter(cohort__slug__in=slugs, status="published").count() < len(slugs):
+        load_demo_dictionaries()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # extends pytest-django's
+    with django_db_blocker.unblock():
+        _ensure_demo_dictionaries()
+
+
+@pytest.fixture(autouse=True)
+def _demo_dictionaries(request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = "transactional_db" in request.fixturenames or bool(
+        marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0]))
+    )
+    if not transactional:
+        return  # the session's dictionaries are there; a test's own transaction rolls back
+    request.getfixturevalue("transactional_db")
+    _ensure_demo_dictionaries()

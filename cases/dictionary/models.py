@@ -12,6 +12,7 @@ cohort (a constraint); two copies made at once make one of them fail with a clea
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -98,6 +99,16 @@ class DataDictionary(models.Model):
             cached = parse_definition(self.definition)
             self._parsed, self._parsed_sha = cached, self.definition_sha256
         return cached
+
+    def expected_ranges(self) -> dict[str, tuple[float, float]]:
+        """The expected range of every numeric finding (open bounds infinite): the quality score's
+        "implausible" for records checked against this version."""
+        ranges = {}
+        for finding in self.parsed.findings:
+            if finding.value_type in ("number", "integer"):
+                low, high = finding.expected_range.min, finding.expected_range.max
+                ranges[finding.key] = (-math.inf if low is None else low, math.inf if high is None else high)
+        return ranges
 
     def is_referenced(self) -> bool:
         """True when a case, dataset, model version (any foreign key to this model) refers to it.

@@ -262,6 +262,8 @@ class Prediction(models.Model):
         it is and the feedback is recorded all the same: the caller cannot tell the two apart.
         Raises ``DomainError`` (409) ``feedback_exists`` for a second feedback; nothing is written.
         """
+        from cases.dictionary.checking import check_diagnosis, check_record
+
         code = diagnosis_code.strip().upper()
         if not code:
             raise InvalidRequest("diagnosis_code must not be empty.", code="invalid_diagnosis_code")
@@ -271,6 +273,11 @@ class Prediction(models.Model):
             )
         if case_record is not None:
             check_case_source(case_record, by=by)
+        # The cohort's data dictionary: a code outside its code set is 400 ``unknown_diagnosis_code``
+        # (it would count as a wrong prediction), and a case goes through the same check as the
+        # case API's (400 ``unknown_cohort`` / ``dictionary_violation``).
+        check_diagnosis(self.model_type.cohort, code)
+        dictionary = check_record(case_record).dictionary if case_record is not None else None
         with transaction.atomic():
             try:
                 with transaction.atomic():
@@ -282,7 +289,7 @@ class Prediction(models.Model):
                     f"Prediction {self.pk} already has feedback; it is given once.", code="feedback_exists"
                 ) from None
             if case_record is not None:
-                case = _submit_unless_on_file(case_record, by=by)
+                case = _submit_unless_on_file(case_record, by=by, dictionary=dictionary)
                 if case is not None:
                     Feedback.objects.filter(pk=feedback.pk).update(case=case)
                     feedback.case = case
@@ -296,14 +303,14 @@ class Prediction(models.Model):
         return feedback
 
 
-def _submit_unless_on_file(record: Any, *, by: Any) -> Any:
+def _submit_unless_on_file(record: Any, *, by: Any, dictionary: Any = None) -> Any:
     """The new case submitted from ``record``, or None when its source and external id are on file."""
     from cases.models import Case
 
     if Case.objects.filter(source=record.source, external_id=record.external_id).exists():
         return None
     try:
-        return Case.submit(record, by=by)  # a savepoint: a lost race leaves the transaction usable
+        return Case.submit(record, by=by, dictionary=dictionary)  # a savepoint: a lost race leaves the transaction usable
     except IntegrityError:
         if Case.objects.filter(source=record.source, external_id=record.external_id).exists():
             return None  # submitted meanwhile by someone else

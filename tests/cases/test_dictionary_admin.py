@@ -110,9 +110,9 @@ def test_copy_asks_first_then_makes_an_audited_draft(staff, published):
     client, lead = staff(roles.CLINICAL_LEAD)
     page = action(client, "copy_to_new_draft", [published], confirm=False)
     assert "Make a new draft" in page.content.decode()
-    assert DataDictionary.objects.count() == 1
+    assert DataDictionary.objects.filter(cohort__slug="small").count() == 1
     action(client, "copy_to_new_draft", [published])
-    copy = DataDictionary.objects.get(version=2)
+    copy = DataDictionary.objects.get(cohort__slug="small", version=2)
     assert copy.status == "draft"
     assert copy.based_on == published
     assert copy.transitions.get().actor == lead
@@ -216,7 +216,7 @@ def test_other_roles_can_neither_edit_copy_publish_nor_add(staff, draft, role):
     draft.refresh_from_db()
     assert draft.status == "draft"
     assert draft.definition == small_definition()
-    assert DataDictionary.objects.count() == 2
+    assert DataDictionary.objects.filter(cohort__slug="small").count() == 2
     changelist = client.get(CHANGELIST).content.decode()
     assert "publish_selected" not in changelist
     assert "copy_to_new_draft" not in changelist

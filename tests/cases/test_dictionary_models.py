@@ -32,7 +32,7 @@ def test_a_bad_definition_makes_no_version(cohort, clinical_lead):
         DataDictionary.create_draft(cohort, small_definition(diagnoses=[]), by=clinical_lead)
     assert caught.value.code == "invalid_definition"
     assert caught.value.extra["path"] == "diagnoses"
-    assert not DataDictionary.objects.exists()
+    assert not DataDictionary.objects.filter(cohort=cohort).exists()
 
 
 def test_a_draft_is_edited_with_an_audit_row_and_unchanged_edits_write_nothing(cohort, clinical_lead):

@@ -111,12 +111,15 @@ class Command(BaseCommand):
         for name in ("read", "created", "updated", "unchanged", "failed"):
             setattr(into, name, getattr(into, name) + getattr(report, name))
         if report.failed and self.verbosity >= 1:
-            # Demo records that no longer match approved cases (a newer Faker, say): those cases are
-            # left as they are, which is what a re-run should do; the message says so.
+            # Two reasons, both expected: the respiratory demo plants temperatures written in
+            # Fahrenheit, which its data dictionary's hard limits refuse (the point of them); and
+            # records that no longer match approved cases of an earlier run (a newer Faker, say),
+            # which are left as they are.
             self.stderr.write(
                 self.style.WARNING(
-                    f"  {report.failed} {label} records were not imported (the demo cases of an earlier run "
-                    "differ and cannot be replaced); those cases are left as they are."
+                    f"  {report.failed} {label} records were not imported: refused by the cohort's data "
+                    "dictionary (the demo plants temperatures in Fahrenheit), or demo cases of an earlier run "
+                    "that differ and cannot be replaced (those cases are left as they are)."
                 )
             )
             for error in report.errors[: SHOWN_ERRORS if self.verbosity < 2 else None]:
