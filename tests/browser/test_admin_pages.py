@@ -98,3 +98,33 @@ def test_the_case_list_fits_a_1400_pixel_window_without_hidden_columns(site):
         assert overflow["page"] <= 1400, (username, overflow)
         assert overflow["inner"] <= overflow["box"], (username, overflow)  # no column scrolled out of sight
         assert overflow["table"] <= 1400, (username, overflow)
+
+
+ROLES = ("demo-admin", "demo-clinician", "demo-ml-engineer", "demo-clinical-lead")
+
+
+def test_every_page_the_admin_index_links_to_opens_for_its_role(site):
+    """Each role's admin index: every list and add page it links to opens (no 403, no 500), with a
+    screenshot per page for a reviewer to scroll through."""
+    for username in ROLES:
+        page = site.login(username)
+        links = page.eval_on_selector_all(
+            "#content-main a[href^='/admin/']", "as => [...new Set(as.map(a => a.getAttribute('href')))]"
+        )
+        assert links, username
+        site.shoot(page, f"{username}-index")
+        for href in links:
+            response = page.goto(href)
+            assert response is not None
+            assert response.status < 400, (username, href, response.status)
+            site.shoot(page, f"{username}{href.replace('/', '-')}")
+            # The first object of a list: its page opens too, and links no person to a refused page.
+            first = page.locator("#result_list tbody tr th a, #result_list tbody tr td.field-id a").first
+            if href.endswith("/") and "/add/" not in href and first.count():
+                target = first.get_attribute("href")
+                opened = page.goto(target)
+                assert opened is not None
+                assert opened.status < 400, (username, target, opened.status)
+                site.shoot(page, f"{username}{target.replace('/', '-')}")
+                if username != "demo-admin":
+                    assert page.locator('#content-main a[href^="/admin/auth/user/"]').count() == 0, (username, target)
