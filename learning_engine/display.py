@@ -120,9 +120,16 @@ def metric_value(key: str, value: Any, digits: int = 3) -> str:
 
 
 def metric_rows(metrics: Mapping[str, Any], *, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
-    """A metrics mapping as (display name, value) rows; nested values (curves, bins) are left out."""
+    """A metrics mapping as (display name, value) rows: numbers, words and intervals; nested values
+    (curves, bins, tables, label lists) are left out for the tables that draw them."""
+
+    def shown(key: str, value: Any) -> bool:
+        if key.endswith(INTERVAL_SUFFIX):
+            return isinstance(value, (list, tuple))
+        return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+
     return [
         (metric_name(key), metric_value(key, value))
         for key, value in metrics.items()
-        if key not in skip and not isinstance(value, Mapping) and not (isinstance(value, list) and len(value) != 2)
+        if key not in skip and shown(key, value)
     ]

@@ -30,11 +30,11 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
-from learning_engine.display import fmt, fmt_interval, metric_name, metric_value
+from learning_engine.display import fmt, fmt_interval, metric_name, metric_rows, metric_value
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
 from models_registry.models import (
@@ -687,8 +687,18 @@ class PerformanceRecordAdmin(_ReadOnlyAdmin):
     )
     list_filter = ("source", "version__model_type")
     list_select_related = ("version__model_type", "created_by")
-    fields = ("created_at", "version", "source", "dataset", "test_set_size", "created_by", "metrics")
+    fields = ("created_at", "version", "source", "dataset", "test_set_size", "created_by", "metrics_table")
     readonly_fields = fields
+
+    @admin.display(description="metrics")
+    def metrics_table(self, obj: PerformanceRecord) -> str:
+        """The record's figures, named as on every other page (the full evaluation's tables are on
+        the version's page)."""
+        metrics = obj.metrics if isinstance(obj.metrics, dict) else {}
+        rows = format_html_join(
+            "", "<tr><th>{}</th><td class='num'>{}</td></tr>", metric_rows(metrics, skip=("brier_definition",))
+        )
+        return format_html('<table class="version-metrics"><tbody>{}</tbody></table>', rows) if rows else "—"
 
     @admin.display(description="model type", ordering="version__model_type__slug")
     def model_type(self, obj: PerformanceRecord) -> str:

@@ -106,6 +106,12 @@ ROLES = ("demo-admin", "demo-clinician", "demo-ml-engineer", "demo-clinical-lead
 def test_every_page_the_admin_index_links_to_opens_for_its_role(site):
     """Each role's admin index: every list and add page it links to opens (no 403, no 500), with a
     screenshot per page for a reviewer to scroll through."""
+    from tests.models_registry.registry_factories import ready_snapshot, trained_version
+    from training.models import ModelType
+
+    # One of each ML object (a ready dataset, a completed job, its version and records) to open.
+    snapshot = ready_snapshot(ModelType.objects.get(slug="diagnosis"), by=site.users["demo-ml-engineer"])
+    trained_version(snapshot, by=site.users["demo-ml-engineer"])
     for username in ROLES:
         page = site.login(username)
         links = page.eval_on_selector_all(

@@ -477,3 +477,12 @@ def test_a_version_page_is_headed_with_its_model_type_and_shows_the_whole_evalua
     assert f'action="{COMPARE}"' in html
     assert f'<input type="hidden" name="a" value="{version.pk}">' in html
     assert f'<option value="{other.pk}">{other.version}' in html
+
+
+def test_a_performance_record_page_names_its_metrics_like_every_other_page(staff, engineer):
+    client, _lead = staff(roles.CLINICAL_LEAD)
+    version = registered(engineer)
+    record = version.performance.get()
+    html = client.get(reverse("admin:models_registry_performancerecord_change", args=[record.pk])).content.decode()
+    assert "<th>Accuracy</th>" in html
+    assert '"f1_macro"' not in html  # no raw JSON
