@@ -43,6 +43,7 @@ from cases.views import DEIDENTIFIED_STATES
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin, display_name
 from learning_engine.exceptions import DomainError
+from learning_engine.forms import StrictJSONField
 from learning_engine.permissions import can_view_phi
 from learning_engine.roles import PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
 
@@ -179,6 +180,8 @@ class CaseAdminForm(forms.ModelForm):
     class Meta:
         model = Case
         fields = ("source", "external_id", *CONTENT_FIELDS)
+        # Read as the API reads JSON: bounded depth, finite numbers (a form error, never a 500).
+        field_classes = dict.fromkeys(("patient", "findings", "symptoms", "extra"), StrictJSONField)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -31,6 +31,7 @@ from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
 from learning_engine.display import fmt, fmt_interval, fmt_percent
 from learning_engine.exceptions import DomainError
+from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
 from models_registry.ab_figures import accuracy_over_time
 from models_registry.models import ABTest, ABTestTransition, ModelVersion
@@ -111,7 +112,7 @@ class ConcludeForm(ReasonForm):
     """The reason, and (hidden) the decision of each test as the confirmation page showed it."""
 
     initial_decisions: ClassVar[dict[str, str]] = {}
-    decisions = forms.JSONField(widget=forms.HiddenInput, required=False)
+    decisions = StrictJSONField(widget=forms.HiddenInput, required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

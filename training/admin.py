@@ -55,6 +55,7 @@ from learning_engine.display import (
     metric_value,
 )
 from learning_engine.exceptions import DomainError, InvalidRequest
+from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_DOWNLOAD_DATASET
 from training.algorithms import SPECS, validate_hyperparameters
 from training.downloads import dataset_file_response
@@ -825,7 +826,7 @@ class JobCreateForm(forms.ModelForm):
     epochs = forms.IntegerField(required=False, min_value=1, help_text="SGD and MLP only.")
     batch_size = forms.IntegerField(required=False, min_value=1, help_text="SGD and MLP only.")
     learning_rate = forms.FloatField(required=False, min_value=0.0, help_text="Optional.")
-    hyperparameters = forms.JSONField(
+    hyperparameters = StrictJSONField(
         required=False,
         initial=dict,
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60}),

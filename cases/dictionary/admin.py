@@ -27,12 +27,13 @@ from cases.dictionary.models import Cohort, DataDictionary, DictionaryTransition
 from learning_engine.admin_helpers import confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
+from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_PUBLISH_DICTIONARY
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 
 
-class _PrettyJSONField(forms.JSONField):
+class _PrettyJSONField(StrictJSONField):
     def prepare_value(self, value: Any) -> str:
         if isinstance(value, str):
             return value
