@@ -2,9 +2,10 @@
 
 One fixed-window counter per client and scope in the shared "throttle" cache (``cache.add`` then
 ``cache.incr``: two cache operations, no SQL, so the predict endpoint's query budget is unchanged
-and every web process counts against the same limit when the cache is Redis). A window allows
-up to twice the rate across its boundary; that is the price of O(1) work per request, where
-DRF's sliding-window throttles rewrite a list of every recent request's time.
+and every web process counts against the same limit when the cache is Redis; without Redis the
+predict and feedback counters are each process's own, see ``settings.THROTTLE_LOCAL_SCOPES``).
+A window allows up to twice the rate across its boundary; that is the price of O(1) work per
+request, where DRF's sliding-window throttles rewrite a list of every recent request's time.
 
 Who a client is: the user for an authenticated request, else the address. The address is
 ``REMOTE_ADDR`` unless ``NUM_PROXIES`` (environment, default 0) says how many proxies of ours
@@ -68,7 +69,9 @@ class ScopedCacheThrottle(BaseThrottle):
         now = _now()
         index = int(now // window)
         key = f"throttle:{scope}:{self.client_key(request)}:{window}:{index}"
-        cache = caches["throttle"]  # never the serving generation's cache (see settings.CACHES)
+        # Never the serving generation's cache; the busy scopes in each process's memory when there
+        # is no Redis (settings.THROTTLE_LOCAL_SCOPES says why).
+        cache = caches["throttle_local" if scope in settings.THROTTLE_LOCAL_SCOPES else "throttle"]
         cache.add(key, 0, timeout=window + 1)
         try:
             count = cache.incr(key)

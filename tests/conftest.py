@@ -95,13 +95,16 @@ def _media_and_cache_in_a_temporary_folder(settings, tmp_path) -> None:
     # Dataset files, model artifacts and cache entries written by tests never land in the checkout
     # and never leak from one test into the next.
     settings.MEDIA_ROOT = tmp_path / "media"
-    settings.CACHES = {
+    caches = {
         alias: {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(tmp_path / "cache" / alias),
         }
         for alias in ("default", "throttle")
     }
+    # Per-process counters (settings.THROTTLE_LOCAL_SCOPES); LOCATION per test, so none leaks.
+    caches["throttle_local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}
+    settings.CACHES = caches
 
 
 # --- Data dictionaries ------------------------------------------------------------------------------
