@@ -267,3 +267,30 @@ def test_flagged_cases_are_found_with_the_admin_filter(client, make_user, clinic
         response = client.get(changelist, {"dictionary_check": value, "status__exact": "submitted"})
         assert response.status_code == 200
         assert [case.pk for case in response.context["cl"].result_list] == expected
+
+
+def test_validate_cases_clears_flags_once_the_dictionary_takes_the_case(clinician, clinical_lead):
+    import io
+
+    from django.core.management import call_command
+
+    from tests.cases.dictionary_factories import small_definition
+
+    flagged = Case.submit(parse_record(record_dict(cohort="legacy", findings={"heart_rate": 80})), by=clinician)
+    importlib.import_module("cases.migrations.0006_case_dictionary").check_existing_cases(apps, None)
+    flagged.refresh_from_db()
+    assert [issue["code"] for issue in flagged.dictionary_errors] == ["unknown_cohort"]
+
+    from tests.cases.dictionary_factories import published_dictionary
+
+    published = published_dictionary("legacy", by=clinical_lead, definition=small_definition())
+    out = io.StringIO()
+    call_command("validate_cases", "--cohort", "legacy", "--dry-run", stdout=out)
+    assert "1 passed, 0 flagged for review (dry run" in out.getvalue()
+    flagged.refresh_from_db()
+    assert flagged.dictionary_errors != []
+    call_command("validate_cases", stdout=out)
+    flagged.refresh_from_db()
+    assert (flagged.dictionary, flagged.dictionary_errors) == (published, [])
+    with pytest.raises(Exception, match="No cohort 'nope'"):
+        call_command("validate_cases", "--cohort", "nope", stdout=out)
