@@ -6,10 +6,12 @@ import codecs
 import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import orjson
 from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]
@@ -68,12 +70,33 @@ def _shorten(literal: str) -> str:
     return literal if len(literal) <= 24 else f"{literal[:12]}...({len(literal)} characters)"
 
 
+# A run of 19 digits: the only way a literal can hold an integer beyond MAX_JSON_INTEGER (19 digits).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def loads(text: str | bytes) -> Any:
     """``json.loads`` for what clients send: strict, every number finite and within range.
 
     Raises ``InvalidNumber`` for NaN / Infinity literals, floats that overflow (``1e309``) and
-    integers beyond ``MAX_JSON_INTEGER``, ``ValueError`` for anything else that is not JSON.
+    integers beyond ``MAX_JSON_INTEGER``, ``ValueError`` for anything else that is not JSON (bytes
+    that are not UTF-8 too).
+
+    orjson reads a body first (about 10x faster than ``json`` with these hooks, which call Python
+    for every number): it refuses NaN, Infinity, floats beyond float's range, lone surrogates and
+    anything that is not RFC 8259 JSON, and what it takes it reads as ``json`` does. Two things it
+    does differently go to ``json`` with the hooks: a body with a run of 19 digits (orjson takes
+    integers up to 2**64 - 1 and turns larger ones into floats, where the hooks refuse anything
+    beyond ``MAX_JSON_INTEGER``), and every body orjson refuses, so that the error, its code
+    (``invalid_number`` or not) and its message are the ones ``json`` gives.
     """
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if not _LONG_DIGITS.search(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")  # strictly: json.loads would guess UTF-16 and let surrogates pass
     return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
 
 
@@ -94,10 +117,14 @@ class SafeJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         body = stream.read() if stream is not None else b""
         limit = int(settings.MAX_JSON_DEPTH)
-        if raw_json_depth(body) > limit:
+        # No deeper than it has brackets: a body with few (every predict record) skips the scan.
+        if body.count(b"{") + body.count(b"[") > limit and raw_json_depth(body) > limit:
             raise ParseError(f"The body nests objects and arrays more than {limit} levels deep.")
+        encoding = get_encoding(parser_context or {})
         try:
-            text = codecs.getreader(get_encoding(parser_context or {}))(io.BytesIO(body)).read()
+            if codecs.lookup(encoding).name == "utf-8":
+                return loads(body)  # orjson reads UTF-8 bytes; invalid UTF-8 is a ValueError below
+            text = codecs.getreader(encoding)(io.BytesIO(body)).read()
             return loads(text)
         except InvalidNumber as exc:
             # Its own code: the body is JSON, but a number in it is one no field can take (a 500
