@@ -846,11 +846,16 @@ class JobCreateForm(forms.ModelForm):
         model = TrainingJob
         fields = ("model_type", "algorithm", "hyperparameters", "dataset", "priority", "max_attempts")
 
+    # The requesting user (set by ``TrainingJobAdmin.get_form``): the snapshots offered are those
+    # they may see (``visible_to``); without a user, those anyone may see.
+    user: Any = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.submission: dict[str, Any] = {}
+        ready = DatasetSnapshot.objects.filter(status=DatasetSnapshot.Status.READY)
         self.fields["dataset"].queryset = (  # type: ignore[attr-defined]
-            DatasetSnapshot.objects.filter(status=DatasetSnapshot.Status.READY)
+            visible_to(ready, self.user)
             .select_related("model_type")
             .defer("manifest", "scan_report", "label_counts", "filters")
             .order_by("-created_at", "-id")
@@ -1024,7 +1029,7 @@ class TrainingJobAdmin(
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
-            kwargs["form"] = self.add_form
+            kwargs["form"] = type(self.add_form.__name__, (self.add_form,), {"user": request.user})
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:

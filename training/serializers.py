@@ -40,7 +40,7 @@ from rest_framework.settings import api_settings
 from learning_engine.serializers import ErrorSerializer
 from training.algorithms import SPECS
 from training.models import DatasetSnapshot, ModelType, TrainingJob
-from training.models.dataset import date_range_errors
+from training.models.dataset import date_range_errors, visible_to
 from training.splitting import SPLIT_NAMES, check_fractions
 
 HYPERPARAMETER_NAMES = frozenset(name for spec in SPECS.values() for name in spec)
@@ -369,6 +369,15 @@ class TrainingJobCreateSerializer(serializers.Serializer):
         help_text="'worker': the built-in worker runs it. 'external': an external trainer drives it "
         "through start / progress / complete / fail.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A snapshot the caller may not see (a range finer than whole years, without the PHI
+        # permission) does not exist for them here either: no job on it, no counts from it.
+        request = self.context.get("request")
+        dataset = self.fields["dataset"]
+        assert isinstance(dataset, serializers.PrimaryKeyRelatedField)
+        dataset.queryset = visible_to(dataset.queryset, getattr(request, "user", None))  # type: ignore[arg-type]
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):

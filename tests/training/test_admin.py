@@ -430,6 +430,28 @@ def test_the_add_form_rejects_a_dataset_of_another_model_type(staff, model_type,
     assert not TrainingJob.objects.exists()
 
 
+def test_the_add_form_neither_offers_nor_takes_a_snapshot_hidden_from_the_user(staff, model_type, owner):
+    # A day-wide snapshot (made by someone with the PHI permission): its case count in the choice
+    # label, or a job on it, would tell ML staff how many cases were seen that day.
+    client, user = staff(roles.ML_ENGINEER)
+    visible = ready_dataset(model_type, owner)
+    day = ready_dataset(model_type, owner)
+    day_filters = {**day.filters, "encounter_after": "2026-03-14", "encounter_before": "2026-03-14"}
+    DatasetSnapshot.objects.filter(pk=day.pk).update(filters=day_filters)
+
+    offered = [value for value, _label in response_choices(client.get(JOB_ADD), "dataset")]
+    refused = client.post(JOB_ADD, job_form(model_type, dataset=day.pk))
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    offered_with_phi = [value for value, _label in response_choices(client.get(JOB_ADD), "dataset")]
+
+    assert str(day.pk) not in offered
+    assert str(visible.pk) in offered
+    assert refused.status_code == 200
+    assert "Select a valid choice" in refused.content.decode()
+    assert not TrainingJob.objects.exists()
+    assert str(day.pk) in offered_with_phi
+
+
 def test_the_add_form_offers_only_ready_datasets(staff, model_type, owner):
     client, _user = staff(roles.ML_ENGINEER)
     ready = ready_dataset(model_type, owner)

@@ -619,6 +619,22 @@ def test_a_snapshot_over_a_day_wide_range_is_hidden_from_users_without_phi(clien
     assert with_phi == {day.pk, years.pk}
 
 
+def test_a_job_cannot_be_submitted_on_a_snapshot_hidden_from_its_submitter(client, ml_engineer, model_type):
+    # A job on the day-wide snapshot would show its counts (job page, evaluation) to ML staff.
+    filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
+    filters |= {"encounter_after": "2026-03-14", "encounter_before": "2026-03-14"}
+    day = SnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
+
+    refused = client.post(JOBS, {"model_type": "diagnosis", "dataset": day.pk}, format="json")
+    ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = jwt_client(ml_engineer).post(JOBS, {"model_type": "diagnosis", "dataset": day.pk}, format="json")
+
+    assert refused.status_code == 400, refused.json()
+    assert "dataset" in refused.json()["errors"]
+    assert with_phi.status_code == 201, with_phi.json()
+    assert list(TrainingJob.objects.values_list("dataset", flat=True)) == [day.pk]
+
+
 @pytest.fixture
 def respiratory_cases(model_type) -> None:
     """Twelve approved respiratory cases of twelve patients, two labels: enough for a real build."""
