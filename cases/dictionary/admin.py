@@ -24,7 +24,7 @@ from django.utils.safestring import mark_safe
 
 from cases.dictionary.definition import Definition, DefinitionError, Range, parse_definition
 from cases.dictionary.models import Cohort, DataDictionary, DictionaryTransition
-from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
 from learning_engine.forms import StrictJSONField
@@ -160,7 +160,7 @@ class CohortAdmin(RelatedLinksMixin, admin.ModelAdmin):
 
 
 @admin.register(DataDictionary)
-class DataDictionaryAdmin(RelatedLinksMixin, admin.ModelAdmin):
+class DataDictionaryAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     form = DictionaryForm
     list_display = ("__str__", "cohort", "version", "status", "created_by", "created_at", "published_at")
     list_filter = ("status", "cohort")
@@ -236,6 +236,17 @@ class DataDictionaryAdmin(RelatedLinksMixin, admin.ModelAdmin):
     def has_copy_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request)
 
+    # --- What a version's page offers ----------------------------------------------------------------
+
+    def action_unavailable(self, request: HttpRequest, obj: DataDictionary, name: str) -> str | None:
+        """A version's page offers publish on a draft only, and a copy only of a version that can no
+        longer be edited (published or referred to); a list keeps both (the apply skips, with reasons)."""
+        if name == "publish_selected" and not obj.can_publish():
+            return "it is already published"
+        if name == "copy_to_new_draft" and obj.can_edit():
+            return "it is a draft: edit it here"
+        return None
+
     # --- Writes (through the model) --------------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: DataDictionary, form: forms.ModelForm, change: bool) -> None:
@@ -294,4 +305,5 @@ class DataDictionaryAdmin(RelatedLinksMixin, admin.ModelAdmin):
             confirm_label="Publish",
             apply=lambda dictionary, data: dictionary.publish(by=request.user),
             version_field="definition_sha256",
+            unavailable=lambda dictionary: self.action_unavailable(request, dictionary, "publish_selected"),
         )

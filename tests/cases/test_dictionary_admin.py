@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -227,3 +228,43 @@ def test_nobody_deletes_versions_or_cohorts(staff, published):
     delete = reverse("admin:cases_datadictionary_delete", args=[published.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     assert DataDictionary.objects.filter(pk=published.pk).exists()
+
+
+# --- A version's page offers what applies (StateActionsMixin) ------------------------------------
+
+
+def _change_form_actions(html: str) -> dict[str, str]:
+    picker = re.search(r'<select name="CHANGE_FORM-action".*?</select>', html, re.S)
+    return dict(re.findall(r'<option value="(\w+)"[^>]*>([^<]*)</option>', picker.group(0))) if picker else {}
+
+
+def test_a_draft_page_offers_publish_in_the_singular_and_says_why_not_copy(staff, draft):
+    client, _ = staff(roles.CLINICAL_LEAD)
+    html = client.get(change_url(draft)).content.decode()
+    assert _change_form_actions(html) == {"publish_selected": "Publish this version"}
+    assert "Copy this version to a new draft: not offered, it is a draft: edit it here." in html
+
+
+def test_a_published_page_offers_copy_only_and_says_why_not_publish(staff, published):
+    client, _ = staff(roles.CLINICAL_LEAD)
+    html = client.get(change_url(published)).content.decode()
+    assert _change_form_actions(html) == {"copy_to_new_draft": "Copy this version to a new draft"}
+    assert "Publish this version: not offered, it is already published." in html
+
+
+def test_publish_posted_from_a_page_published_meanwhile_does_nothing_and_says_why(staff, draft):
+    client, lead = staff(roles.CLINICAL_LEAD)
+    draft.publish(by=lead)
+    response = client.post(
+        change_url(draft), {"CHANGE_FORM-action": "publish_selected", "_selected_action": [draft.pk]}, follow=True
+    )
+    assert "Nothing was done: Publish this version: it is already published." in messages_of(response)
+    assert DictionaryTransition.objects.filter(dictionary=draft, to_state="published").count() == 1
+
+
+def test_publishing_a_selection_with_a_published_version_skips_it_with_the_reason(staff, published, draft):
+    client, _ = staff(roles.CLINICAL_LEAD)
+    page = action(client, "publish_selected", [published, draft], confirm=False).content.decode()
+    assert "will be skipped, it is already published" in page
+    page = action(client, "publish_selected", [published], confirm=False).content.decode()
+    assert 'value="Publish"' not in page  # nothing applies: no confirm button, the reason instead
