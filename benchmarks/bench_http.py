@@ -1,0 +1,289 @@
+"""Predict over HTTP through the production server, against a bare WSGI app serving the same model.
+
+Both run under gunicorn with 2 sync workers (``learning_engine/gunicorn_conf.py`` for the project,
+``benchmarks.bare_wsgi`` for the bare app), on the run's SQLite database (``DATABASE_URL`` set by
+the harness: PostgreSQL when the environment names it is the site's case, not measured here).
+The model: a logistic regression on synthetic respiratory encounters, registered and activated as
+on a site. One client program (threads, a new TCP connection per request, as a hospital system
+that does not keep connections) drives the two servers in turn at 1, 8 and 32 concurrent clients.
+
+- project: ``POST /api/v1/model-types/<slug>/predict/`` with a JWT: authentication, throttle,
+  routing, validation, de-identification, features, ``predict_proba``, the log row committed, JSON.
+- bare: the record's feature dict in, ``predict_proba`` out; no auth, no log.
+
+Printed: p50, p99, throughput and errors side by side. Goals (issue 16): p50 at most 1.3x the bare
+app's at 1 client, throughput at 8 clients at least 0.7x (the row shows bare / project, goal
+<= 1.43x). A count check: every answered prediction has its log row. On a machine shared with other
+work (the 2-core machine under other engineers' tests) the figures are indicative only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Result, scaled, workdir
+
+ORDER = 60
+SLUG = "bench-http"
+PASSWORD = "bench-http-client-password-2026"
+REQUESTS = 400  # per server and level
+LEVELS = (1, 8, 32)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _active_version() -> tuple[Any, Any]:
+    """Train, register, approve and activate a version; the prediction client and the version."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from benchmarks.bench_predict import _rows_and_records
+    from learning_engine import roles
+    from models_registry.models import ModelVersion
+    from training.models import ModelType, TrainingJob
+    from training.trainer import train
+
+    users = get_user_model().objects
+    engineer = users.create_user("bench-http-engineer")
+    lead = users.create_user("bench-http-lead")
+    lead.groups.add(Group.objects.get(name=roles.CLINICAL_LEAD))
+    client_user = users.create_user("bench-http-client", password=PASSWORD)
+    client_user.groups.add(Group.objects.get(name=roles.PREDICTION_CLIENT))
+    rows, _ = _rows_and_records(2000, seed=21)
+    cut = len(rows) * 4 // 5
+    result = train(
+        {"train": rows[:cut], "validation": [], "test": rows[cut:]},
+        algorithm="logistic_regression",
+        hyperparameters={},
+        report=lambda progress: None,
+        artifact_name="bench-http",
+    )
+    assert result.artifact_path is not None
+    assert result.artifact_sha256 is not None
+    model_type = ModelType.objects.create(slug=SLUG, name="HTTP benchmark", cohort="respiratory")
+    job = TrainingJob.submit(model_type=model_type, by=engineer, algorithm="logistic_regression")
+    lease = job.start(worker_id="bench")
+    job.complete(
+        lease=lease, evaluation=result.evaluation, artifact=result.artifact_path, artifact_sha256=result.artifact_sha256
+    )
+    version = ModelVersion.objects.get(job=job)
+    version.approve(by=lead, note="Benchmark.")
+    version.activate(by=lead, reason="Benchmark.")
+    return client_user, version
+
+
+class Server:
+    """gunicorn with 2 workers on a free port, started and stopped by this benchmark."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.port = _free_port()
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        self.log = open(workdir() / f"{name}.log", "wb")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(
+            [gunicorn, *args, "--bind", f"127.0.0.1:{self.port}", "--workers", "2"],
+            cwd=ROOT,
+            env={**env, "WEB_CONCURRENCY": "2"},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, path: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} server exited; see {self.log.name}")
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                connection.request("GET", path)
+                connection.getresponse().read()
+                connection.close()
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} server did not answer within {timeout:.0f} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)  # a new connection each time
+    try:
+        connection.request("POST", path, body=body, headers={"Content-Type": "application/json", **headers})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def drive(
+    port: int, path: str, bodies: list[bytes], headers: dict[str, str], clients: int, total: int
+) -> dict[str, Any]:
+    """``total`` requests from ``clients`` threads; latencies (s), answers by status, wall time."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    counter = iter(range(total))
+
+    def client() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            start = time.perf_counter()
+            try:
+                status, _ = _post(port, path, bodies[i % len(bodies)], headers)
+            except OSError:
+                status = 0
+            elapsed = time.perf_counter() - start
+            with lock:
+                latencies.append(elapsed)
+                statuses[status] = statuses.get(status, 0) + 1
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    latencies.sort()
+    return {
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "throughput": total / wall,
+        "ok": statuses.get(200, 0),
+        "errors": total - statuses.get(200, 0),
+        "statuses": statuses,
+    }
+
+
+def run() -> list[Result]:
+    from benchmarks.bench_predict import _compact, _rows_and_records
+    from models_registry.models import Prediction
+    from models_registry.serving import prediction_input
+    from training.features import features
+
+    client_user, version = _active_version()
+    env = {
+        **os.environ,
+        "SECURE_SSL_REDIRECT": "0",
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "THROTTLE_PREDICT_RATE": "100000000/min",
+        "THROTTLE_TOKEN_RATE": "1000/min",
+        "JWT_ACCESS_MINUTES": "120",
+        "CACHE_DIR": str(workdir() / "cache"),
+        "BENCH_ARTIFACT": version.artifact,
+        "BENCH_ARTIFACT_SHA256": version.artifact_sha256,
+    }
+    _, records = _rows_and_records(50, seed=22)
+    compact = [_compact(record) for record in records]
+    project_bodies = [json.dumps(record).encode() for record in compact]
+
+    project = Server("project", ["--config", str(ROOT / "learning_engine" / "gunicorn_conf.py")], env)
+    bare = Server("bare", ["benchmarks.bare_wsgi:application", "--access-logfile", "/dev/null"], env)
+    try:
+        project.wait("/api/v1/health/")
+        bare.wait("/")
+        status, answer = _post(
+            project.port,
+            "/api/v1/auth/token/",
+            json.dumps({"username": client_user.username, "password": PASSWORD}).encode(),
+            {},
+        )
+        if status != 200:
+            raise RuntimeError(f"token: {status} {answer[:200]!r}")
+        headers = {"Authorization": f"Bearer {json.loads(answer)['access']}"}
+        from models_registry.model_cache import MODEL_CACHE
+        from models_registry.router import ROUTER
+
+        numeric = MODEL_CACHE.get(ROUTER.route(SLUG).choose()).numeric_features
+        bare_bodies = [json.dumps(features(prediction_input(record).row, numeric)).encode() for record in compact]
+        predict = f"/api/v1/model-types/{SLUG}/predict/"
+        for server, path, bodies, extra in ((project, predict, project_bodies, headers), (bare, "/", bare_bodies, {})):
+            drive(server.port, path, bodies, extra, 2, 40)  # warm-up: every worker loads its model
+        before = Prediction.objects.count()
+        figures: dict[tuple[str, int], dict[str, Any]] = {}
+        total = scaled(REQUESTS)
+        for level in LEVELS:  # the two servers in turn at each level: both see the same machine
+            figures["project", level] = drive(project.port, predict, project_bodies, headers, level, total)
+            figures["bare", level] = drive(bare.port, "/", bare_bodies, {}, level, total)
+        answered = sum(figures["project", level]["ok"] for level in LEVELS)
+        logged = Prediction.objects.count() - before
+    finally:
+        project.stop()
+        bare.stop()
+
+    print(f"\n{'server':<8} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}", file=sys.stderr)
+    for level in LEVELS:
+        for name in ("project", "bare"):
+            f = figures[name, level]
+            print(
+                f"{name:<8} {level:>7} {f['p50']:>8.1f} {f['p99']:>8.1f} {f['throughput']:>8.0f} {f['errors']:>6}",
+                file=sys.stderr,
+            )
+    print(f"answered predictions {answered}, log rows written {logged}\n", file=sys.stderr)
+
+    results = [
+        Result(
+            "HTTP predict p50 vs bare WSGI app, 1 client (gunicorn, 2 workers)",
+            figures["project", 1]["p50"],
+            "ms",
+            baseline=figures["bare", 1]["p50"],
+            max_ratio=1.3,
+            note="new connection per request; project: JWT, routing, validation, de-identification, log row",
+        ),
+        Result(
+            "HTTP predict throughput at 8 clients: bare / project",
+            figures["bare", 8]["throughput"],
+            "req/s",
+            baseline=figures["project", 8]["throughput"],
+            max_ratio=1 / 0.7,
+            note=f"project {figures['project', 8]['throughput']:.0f} req/s (goal >= 0.7x the bare app's)",
+        ),
+    ]
+    for level in LEVELS:
+        results.append(
+            Result(
+                f"HTTP predict p99 at {level} client(s) vs bare",
+                figures["project", level]["p99"],
+                "ms",
+                baseline=figures["bare", level]["p99"],
+                note=f"errors: project {figures['project', level]['errors']}, bare {figures['bare', level]['errors']}",
+            )
+        )
+    results.append(
+        Result(
+            "every answered prediction has its log row (log rows - answers)",
+            float(logged - answered),
+            "rows",
+            ratio=None,
+            max_ratio=None,
+            note=f"{answered} answered, {logged} logged",
+        )
+    )
+    if logged != answered:
+        raise RuntimeError(f"{answered} predictions answered but {logged} log rows written")
+    return results
