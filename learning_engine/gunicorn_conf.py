@@ -5,7 +5,12 @@ Everything a deployment turns is an environment variable, as in settings.py:
 - ``HOST``/``PORT`` (127.0.0.1:8000) or ``GUNICORN_BIND`` (e.g. ``0.0.0.0:8000``, ``unix:/run/engine.sock``):
   where to listen. Behind the TLS proxy of docs/deployment.md.
 - ``WEB_CONCURRENCY``: worker processes; default ``2 * cores + 1`` (``default_workers``).
-- ``GUNICORN_TIMEOUT`` (30 s): a worker silent for longer is killed and replaced.
+- ``GUNICORN_TIMEOUT`` (``ARTIFACT_SANDBOX_TIMEOUT_SECONDS`` + 15 s, so 135 s by default): a worker
+  silent for longer is killed and replaced. It must exceed the sandbox's wall-clock limit: an
+  artifact upload waits that long for its evaluation, and a worker killed first answered nothing
+  (502 at the proxy), wrote no audit row and used none of the job's upload attempts, so a valid but
+  slow artifact could be sent again and again, each time costing a worker. A lower value stops
+  the server at start with a message.
 
 The access log goes to stdout in a format with the path alone (``%(U)s``): never the request line
 (``%(r)s``) or the query string (``%(q)s``), where the admin's ``?q=`` and the API's ``?search=``
@@ -57,7 +62,17 @@ wsgi_app = "learning_engine.wsgi:application"
 bind = [os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
 workers = _int_env("WEB_CONCURRENCY", default_workers(cores()))
 worker_class = "sync"
-timeout = _int_env("GUNICORN_TIMEOUT", 30)
+# ARTIFACT_SANDBOX_TIMEOUT_SECONDS as settings.py reads it (same variable, same default).
+SANDBOX_TIMEOUT_DEFAULT = 120
+SANDBOX_MARGIN_SECONDS = 15
+sandbox_timeout = _int_env("ARTIFACT_SANDBOX_TIMEOUT_SECONDS", SANDBOX_TIMEOUT_DEFAULT)
+timeout = _int_env("GUNICORN_TIMEOUT", sandbox_timeout + SANDBOX_MARGIN_SECONDS)
+if timeout <= sandbox_timeout:
+    raise SystemExit(
+        f"GUNICORN_TIMEOUT ({timeout} s) must be longer than ARTIFACT_SANDBOX_TIMEOUT_SECONDS "
+        f"({sandbox_timeout} s): an artifact upload waits that long for its evaluation, and a worker "
+        "killed before it answers leaves the refused upload unaudited and uncounted."
+    )
 # A worker is replaced after this many requests (with jitter, so they do not all restart at once):
 # bounds the growth of anything a long-lived process accumulates.
 max_requests = _int_env("GUNICORN_MAX_REQUESTS", 10_000)

@@ -32,6 +32,26 @@ def test_workers_default_to_twice_the_cores_plus_one_and_web_concurrency_overrid
     importlib.reload(gunicorn_conf)
 
 
+def test_a_worker_outlives_the_artifact_sandbox_and_a_shorter_timeout_stops_the_server(monkeypatch, settings):
+    # A worker killed while an upload waits for its sandbox answered nothing, audited nothing and
+    # used no upload attempt: a slow artifact could be sent again and again, a worker each time.
+    monkeypatch.delenv("GUNICORN_TIMEOUT", raising=False)
+    monkeypatch.delenv("ARTIFACT_SANDBOX_TIMEOUT_SECONDS", raising=False)
+    conf = importlib.reload(gunicorn_conf)
+    assert conf.SANDBOX_TIMEOUT_DEFAULT == settings.ARTIFACT_SANDBOX_TIMEOUT_SECONDS
+    assert conf.timeout == settings.ARTIFACT_SANDBOX_TIMEOUT_SECONDS + 15
+    monkeypatch.setenv("ARTIFACT_SANDBOX_TIMEOUT_SECONDS", "20")
+    assert importlib.reload(gunicorn_conf).timeout == 35
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "30")
+    assert importlib.reload(gunicorn_conf).timeout == 30
+    monkeypatch.setenv("GUNICORN_TIMEOUT", "20")
+    with pytest.raises(SystemExit, match="must be longer than ARTIFACT_SANDBOX_TIMEOUT_SECONDS"):
+        importlib.reload(gunicorn_conf)
+    monkeypatch.delenv("GUNICORN_TIMEOUT")
+    monkeypatch.delenv("ARTIFACT_SANDBOX_TIMEOUT_SECONDS")
+    importlib.reload(gunicorn_conf)
+
+
 def test_the_access_log_names_the_path_never_the_request_line_or_query_string():
     fmt = gunicorn_conf.access_log_format
     assert "%(U)s" in fmt
