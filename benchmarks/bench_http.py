@@ -88,15 +88,19 @@ def _active_version() -> tuple[Any, Any]:
 
 
 class Server:
-    """gunicorn with 2 workers on a free port, started and stopped by this benchmark."""
+    """gunicorn with 2 workers (or ``command``) on a free port, started and stopped by this benchmark."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], command: list[str] | None = None) -> None:
         self.name = name
         self.port = _free_port()
         gunicorn = str(Path(sys.executable).with_name("gunicorn"))
         self.log = open(workdir() / f"{name}.log", "wb")  # noqa: SIM115 -- closed in stop()
+        if command is None:
+            command = [gunicorn, *args, "--bind", f"127.0.0.1:{self.port}", "--workers", "2"]
+        else:
+            command = [*command, "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [gunicorn, *args, "--bind", f"127.0.0.1:{self.port}", "--workers", "2"],
+            command,
             cwd=ROOT,
             env={**env, "WEB_CONCURRENCY": "2"},
             stdout=self.log,
@@ -180,6 +184,41 @@ def drive(
     }
 
 
+# MLflow's model server, when MLFLOW_PYTHON names the python of a virtualenv with mlflow (never the
+# project's: it is not a dependency). It serves the kind of model issue 16 measured it with, a
+# StandardScaler + LogisticRegression on the Breast Cancer Wisconsin data, saved by MLflow with
+# predict_proba as its predict function; the project serves its respiratory logistic regression
+# (a DictVectorizer, scaler and logistic regression): one record, one predict_proba, in both.
+MLFLOW_SAVE = """
+import sys
+import mlflow.sklearn
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+mlflow.sklearn.save_model(model, sys.argv[1], pyfunc_predict_fn="predict_proba", input_example=X.iloc[:1])
+"""
+
+
+def _mlflow_server(env: dict[str, str]) -> tuple[Server, list[bytes]] | None:
+    python = os.environ.get("MLFLOW_PYTHON")
+    if not python:
+        return None
+    model = workdir() / "mlflow-model"
+    subprocess.run([python, "-c", MLFLOW_SAVE, str(model)], check=True, capture_output=True, timeout=300)
+    bin_dir = str(Path(python).parent)
+    mlflow_env = {
+        **env,
+        "PATH": f"{bin_dir}:{env.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"file://{workdir()}/mlruns",
+    }
+    command = [str(Path(bin_dir) / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local"]
+    server = Server("mlflow", [], mlflow_env, command=[*command, "-w", "2", "-h", "127.0.0.1"])
+    return server, [(model / "serving_input_example.json").read_bytes()]
+
+
 def run() -> list[Result]:
     from benchmarks.bench_predict import _compact, _rows_and_records
     from models_registry.models import Prediction
@@ -204,9 +243,12 @@ def run() -> list[Result]:
 
     project = Server("project", ["--config", str(ROOT / "learning_engine" / "gunicorn_conf.py")], env)
     bare = Server("bare", ["benchmarks.bare_wsgi:application", "--access-logfile", "/dev/null"], env)
+    mlflow = _mlflow_server(env)
     try:
         project.wait("/api/v1/health/")
         bare.wait("/")
+        if mlflow is not None:
+            mlflow[0].wait("/ping")
         status, answer = _post(
             project.port,
             "/api/v1/auth/token/",
@@ -222,23 +264,29 @@ def run() -> list[Result]:
         numeric = MODEL_CACHE.get(ROUTER.route(SLUG).choose()).numeric_features
         bare_bodies = [json.dumps(features(prediction_input(record).row, numeric)).encode() for record in compact]
         predict = f"/api/v1/model-types/{SLUG}/predict/"
-        for server, path, bodies, extra in ((project, predict, project_bodies, headers), (bare, "/", bare_bodies, {})):
+        targets = {"project": (project, predict, project_bodies, headers), "bare": (bare, "/", bare_bodies, {})}
+        if mlflow is not None:
+            targets["mlflow"] = (mlflow[0], "/invocations", mlflow[1], {})
+        for server, path, bodies, extra in targets.values():
             drive(server.port, path, bodies, extra, 2, 40)  # warm-up: every worker loads its model
         before = Prediction.objects.count()
         figures: dict[tuple[str, int], dict[str, Any]] = {}
         total = scaled(REQUESTS)
-        for level in LEVELS:  # the two servers in turn at each level: both see the same machine
-            figures["project", level] = drive(project.port, predict, project_bodies, headers, level, total)
-            figures["bare", level] = drive(bare.port, "/", bare_bodies, {}, level, total)
+        for level in LEVELS:  # the servers in turn at each level: all see the same machine
+            for name, (server, path, bodies, extra) in targets.items():
+                figures[name, level] = drive(server.port, path, bodies, extra, level, total)
         answered = sum(figures["project", level]["ok"] for level in LEVELS)
         logged = Prediction.objects.count() - before
     finally:
         project.stop()
         bare.stop()
+        if mlflow is not None:
+            mlflow[0].stop()
+    names = [name for name in ("project", "bare", "mlflow") if (name, LEVELS[0]) in figures]
 
     print(f"\n{'server':<8} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'errors':>6}", file=sys.stderr)
     for level in LEVELS:
-        for name in ("project", "bare"):
+        for name in names:
             f = figures[name, level]
             print(
                 f"{name:<8} {level:>7} {f['p50']:>8.1f} {f['p99']:>8.1f} {f['throughput']:>8.0f} {f['errors']:>6}",
@@ -274,6 +322,25 @@ def run() -> list[Result]:
                 note=f"errors: project {figures['project', level]['errors']}, bare {figures['bare', level]['errors']}",
             )
         )
+    if "mlflow" in names:
+        results += [
+            Result(
+                "HTTP predict p50 vs MLflow's model server (mlflow models serve, 2 workers), 1 client",
+                figures["project", 1]["p50"],
+                "ms",
+                baseline=figures["mlflow", 1]["p50"],
+                max_ratio=1.0,
+                note="MLflow: breast-cancer scaler + logistic regression, no auth, no log",
+            ),
+            Result(
+                "HTTP predict throughput at 8 clients: MLflow / project",
+                figures["mlflow", 8]["throughput"],
+                "req/s",
+                baseline=figures["project", 8]["throughput"],
+                max_ratio=1.0,
+                note=f"project {figures['project', 8]['throughput']:.0f} req/s (goal >= 1.0x MLflow's)",
+            ),
+        ]
     results.append(
         Result(
             "every answered prediction has its log row (log rows - answers)",
