@@ -26,7 +26,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
@@ -467,6 +467,12 @@ class DatasetCreateForm(forms.ModelForm):
         required=False,
         help_text="Optional: only encounters on or before this date. Without the PHI permission: a 31 December.",
     )
+    force = forms.BooleanField(
+        label="Build another copy",
+        required=False,
+        help_text="Build even when a ready dataset of the model type already has this content "
+        "(the same cases, labels and splits); else the form points to it.",
+    )
 
     class Meta:
         model = DatasetSnapshot
@@ -494,7 +500,38 @@ class DatasetCreateForm(forms.ModelForm):
         for field, errors in date_range_errors(after, before, by=self.requesting_user).items():
             for error in errors:
                 self.add_error(field, error)
+        if not self.errors and not cleaned.get("force") and cleaned.get("model_type") is not None:
+            self._point_to_a_twin(cleaned)
         return cleaned
+
+    def _point_to_a_twin(self, cleaned: dict[str, Any]) -> None:
+        """A ready dataset with the content this one would have: named, linked, nothing built."""
+        from training.datasets import ready_twin, snapshot_request  # pyarrow: see save_model
+
+        try:
+            request = snapshot_request(
+                cleaned["model_type"],
+                by=self.requesting_user,
+                min_quality=cleaned.get("min_quality"),
+                encounter_after=cleaned.get("encounter_after"),
+                encounter_before=cleaned.get("encounter_before"),
+                validation_fraction=cleaned["validation_fraction"],
+                test_fraction=cleaned["test_fraction"],
+                seed=cleaned["seed"],
+            )
+        except DomainError:
+            return  # save_model's create_snapshot refuses it with the reason
+        twin = ready_twin(request, by=self.requesting_user)
+        if twin is not None:
+            message = format_html(
+                '<a href="{}">Dataset {}</a> is ready with this content ({} cases, content hash {}). '
+                'Use it, or tick "Build another copy" to build a second one.',
+                reverse("admin:training_datasetsnapshot_change", args=[twin.pk]),
+                twin.pk,
+                fmt_count(twin.case_count or 0),
+                twin.content_hash[:12],
+            )
+            self.add_error("force", ValidationError(message, code="duplicate_dataset"))
 
 
 class LiveCreateAdminMixin:
@@ -639,6 +676,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
             return (
                 (None, {"fields": ("model_type", "min_quality", "encounter_after", "encounter_before")}),
                 ("Split", {"fields": ("validation_fraction", "test_fraction", "seed")}),
+                (None, {"fields": ("force",)}),
             )
         fieldsets = list(self.fieldsets_view)
         if obj.error:

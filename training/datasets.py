@@ -80,7 +80,7 @@ from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from training.dataset_format import SCHEMA
 from training.models import DatasetSnapshot, ModelType
-from training.models.dataset import check_date_range, is_whole_years
+from training.models.dataset import check_date_range, is_whole_years, visible_to
 from training.splitting import SPLIT_NAMES, check_fractions, split_cases
 
 logger = logging.getLogger(__name__)
@@ -228,6 +228,27 @@ def same_content(model_type: ModelType, content_hash: str) -> DatasetSnapshot | 
         .order_by("pk")
         .first()
     )
+
+
+def ready_twin(snapshot: DatasetSnapshot, *, by: Any) -> DatasetSnapshot | None:
+    """A ready snapshot of the same model type that ``by`` may see and that already has the content
+    the unsaved ``snapshot`` would have (``same_content`` of its preview), else None.
+
+    What the API and the admin ask before building a second copy (``prepare_dataset`` too, through
+    its preview). Costs nothing when the model type has no ready snapshot yet; else it reads the
+    cases as a build's first steps do. A request that cannot be built (too few cases...) has no
+    twin: its build fails and records why.
+    """
+    ready = visible_to(
+        DatasetSnapshot.objects.filter(model_type=snapshot.model_type, status=DatasetSnapshot.Status.READY), by
+    )
+    if not ready.exists():
+        return None
+    try:
+        preview = preview_snapshot(snapshot)
+    except DomainError:
+        return None
+    return ready.filter(content_hash=preview.content_hash).order_by("pk").first()
 
 
 def selected_cases(filters: dict[str, Any]) -> Any:

@@ -59,6 +59,9 @@ class TrainingErrorSerializer(ErrorSerializer):
     """Every error of the training API: a machine-readable ``code`` and a message, sometimes more."""
 
     field = serializers.CharField(required=False, help_text="The bad hyperparameter (code 'invalid_hyperparameters').")
+    dataset_id = serializers.IntegerField(
+        required=False, help_text="The ready snapshot that already has this content (code 'duplicate_dataset')."
+    )
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -257,6 +260,12 @@ class DatasetCreateSerializer(serializers.Serializer):
     )
     test_fraction = FiniteFloatField(required=False, default=0.2, help_text="0 < fraction < 1; validation + test < 1.")
     seed = serializers.IntegerField(min_value=0, max_value=MAX_SEED, required=False, default=0)
+    force = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Build even when a ready snapshot of the model type already has the same content "
+        "(else 409 'duplicate_dataset' with its id in 'dataset_id').",
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}

@@ -38,7 +38,7 @@ from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_DOWNLOAD_DATASET, PERM_REPORT_TRAINING
-from training.datasets import create_snapshot
+from training.datasets import ready_twin, snapshot_request
 from training.downloads import PARQUET_MEDIA_TYPE, dataset_file_response
 from training.filters import DatasetSnapshotFilter, TrainingJobFilter
 from training.models import DatasetSnapshot, ModelType, TrainingJob
@@ -176,14 +176,30 @@ class DatasetSnapshotViewSet(
         description="Records the snapshot (status 'building') and builds it in the background; poll the "
         "detail until it is 'ready' or 'failed'. Too few cases, an empty cohort or a label with a single "
         "case fail the snapshot with the reason in 'error'. Without the PHI permission an encounter date "
-        "range covers whole years (1 January to 31 December).",
+        "range covers whole years (1 January to 31 December). When a ready snapshot of the model type you "
+        "may see already has the same content (same cases, labels and splits), nothing is built: 409 "
+        "'duplicate_dataset' with that snapshot's id in 'dataset_id'; send 'force': true to build a copy anyway.",
         request=DatasetCreateSerializer,
-        responses={202: DatasetSnapshotDetailSerializer, **ERRORS},
+        responses={
+            202: DatasetSnapshotDetailSerializer,
+            **ERRORS,
+            **conflict("'duplicate_dataset': a ready snapshot already has this content (its id in 'dataset_id')."),
+        },
     )
     def create(self, request: Request) -> Response:
         body = self.validated_body()
+        force = body.pop("force", False)
+        snapshot = snapshot_request(body.pop("model_type"), by=request.user, **body)
+        twin = None if force else ready_twin(snapshot, by=request.user)
+        if twin is not None:
+            raise DomainError(
+                f"Dataset {twin.pk} is ready with this content ({twin.case_count} cases, content hash "
+                f'{twin.content_hash[:12]}); use it, or send "force": true to build another copy.',
+                code="duplicate_dataset",
+                dataset_id=twin.pk,
+            )
         with transaction.atomic():
-            snapshot = create_snapshot(body.pop("model_type"), by=request.user, **body)
+            snapshot.save(force_insert=True)
             enqueue_dataset_build(snapshot.pk)  # on commit: the worker must see the row
         serializer = DatasetSnapshotDetailSerializer(snapshot, context=self.get_serializer_context())
         location = reverse("dataset-detail", kwargs={"pk": snapshot.pk})

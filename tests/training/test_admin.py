@@ -887,6 +887,32 @@ def test_the_dataset_add_form_creates_a_building_snapshot_and_enqueues_its_build
     assert [task.args for task in builds] == [[snapshot.pk]]
 
 
+def test_the_dataset_add_form_points_to_a_ready_dataset_with_the_same_content_unless_forced(
+    staff, model_type, settings, tmp_path
+):
+    from tests.training.factories import approved_cohort
+    from training.datasets import build_snapshot
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ModelType.objects.filter(pk=model_type.pk).update(min_cases_to_train=10)
+    approved_cohort(model_type.cohort, patients=12)
+    client, _user = staff(roles.ML_ENGINEER)
+    assert client.post(DATASET_ADD, dataset_form(model_type, min_quality="")).status_code == 302
+    ready = build_snapshot(DatasetSnapshot.objects.get().pk)
+    assert ready.status == "ready"
+
+    response = client.post(DATASET_ADD, dataset_form(model_type, min_quality=""))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert f'<a href="{dataset_url(ready)}">Dataset {ready.pk}</a> is ready with this content' in errors["force"][0]
+    assert f'<a href="{dataset_url(ready)}">Dataset {ready.pk}</a>' in response.content.decode()
+    assert DatasetSnapshot.objects.count() == 1
+    assert client.post(DATASET_ADD, dataset_form(model_type, min_quality="", seed="8")).status_code == 302
+    assert client.post(DATASET_ADD, dataset_form(model_type, min_quality="", force="on")).status_code == 302
+    assert DatasetSnapshot.objects.count() == 3
+
+
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [

@@ -667,6 +667,29 @@ def test_a_built_dataset_downloads_as_its_parquet_file(client, model_type, respi
     assert detail["file_size"] == len(data)
 
 
+def test_a_dataset_with_the_content_of_a_ready_one_is_a_409_naming_it_unless_forced(
+    client, model_type, respiratory_cases
+):
+    first = client.post(DATASETS, {"model_type": "diagnosis", "seed": 3}, format="json").json()
+    assert build_dataset.call(first["id"])["outcome"] == "ready"
+    task_queue().clear()
+
+    again = client.post(DATASETS, {"model_type": "diagnosis", "seed": 3}, format="json")
+
+    assert again.status_code == 409, again.json()
+    assert again.json()["code"] == "duplicate_dataset"
+    assert again.json()["dataset_id"] == first["id"]
+    assert f"Dataset {first['id']} is ready with this content" in again.json()["detail"]
+    assert DatasetSnapshot.objects.count() == 1
+    assert enqueued("build_dataset") == []
+
+    other_split = client.post(DATASETS, {"model_type": "diagnosis", "seed": 4}, format="json")
+    assert other_split.status_code == 202  # another seed, other splits: other content
+    forced = client.post(DATASETS, {"model_type": "diagnosis", "seed": 3, "force": True}, format="json")
+    assert forced.status_code == 202
+    assert DatasetSnapshot.objects.count() == 3
+
+
 def test_a_dataset_download_is_in_the_phi_access_log_with_every_case(
     client, ml_engineer, model_type, respiratory_cases
 ):
