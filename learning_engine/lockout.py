@@ -16,8 +16,14 @@ from typing import Any
 
 from axes.helpers import get_cool_off
 from axes.utils import reset
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.contrib import admin
+from django.contrib.admin.forms import AdminPasswordChangeForm
+from django.contrib.auth import authenticate
+from django.contrib.auth.views import PasswordChangeView
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from rest_framework.throttling import BaseThrottle
 
 LOCKED_OUT_CODE = "locked_out"
@@ -65,3 +71,37 @@ def lockout_response(request: HttpRequest, original_response: Any = None, creden
     if seconds:
         response["Retry-After"] = str(seconds)
     return response
+
+
+# --- The admin's password change -------------------------------------------------------------------
+# The old password on the admin's "Change password" page is a password guess like a login's: with
+# Django's form it was checked with ``check_password``, outside django-axes, so anyone holding a
+# session (a workstation left open) could try passwords there without limit and learn the one that
+# outlives the session. Here it goes through ``authenticate`` like a login: a wrong one counts as a
+# failure of that username and address, and a locked-out pair gets the lockout page.
+
+
+class LockoutPasswordChangeForm(AdminPasswordChangeForm):
+    request: HttpRequest | None = None  # set per request by ``admin_password_change``
+
+    def clean_old_password(self) -> str:
+        old_password: str = self.cleaned_data["old_password"]
+        user = authenticate(self.request, username=self.user.get_username(), password=old_password)
+        if user is None or user.pk != self.user.pk:
+            raise ValidationError(self.error_messages["password_incorrect"], code="password_incorrect")
+        return old_password
+
+
+def admin_password_change(request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponseBase:
+    """``AdminSite.password_change`` with ``LockoutPasswordChangeForm`` (installed in urls.py)."""
+    site = admin.site
+    form_class = type("LockoutPasswordChangeForm", (LockoutPasswordChangeForm,), {"request": request})
+    defaults: dict[str, Any] = {
+        "form_class": form_class,
+        "success_url": reverse("admin:password_change_done", current_app=site.name),
+        "extra_context": {**site.each_context(request), **(extra_context or {})},
+    }
+    if site.password_change_template is not None:
+        defaults["template_name"] = site.password_change_template
+    request.current_app = site.name
+    return PasswordChangeView.as_view(**defaults)(request)

@@ -5,10 +5,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from learning_engine.landing import ApiRootView, landing
+from learning_engine.lockout import admin_password_change
 
 admin.site.site_header = "Clinical diagnosis engine"
 admin.site.site_title = "Clinical diagnosis engine"
 admin.site.index_title = "Administration"
+# The old password of "Change password" counts toward the login lockout (learning_engine.lockout).
+admin.site.password_change = admin_password_change  # type: ignore[method-assign,assignment]
 
 urlpatterns = [
     path("", landing, name="landing"),

@@ -166,3 +166,48 @@ def test_a_successful_token_login_forgets_that_users_failures_from_that_address_
     assert token(clinician.username, "wrong").status_code == 401
     assert token(other.username, "wrong").status_code == 429
     assert token(clinician.username, "wrong", address="10.1.2.3").status_code == 429
+
+
+@pytest.mark.django_db
+def test_the_old_password_of_the_admins_password_change_counts_toward_the_lockout(staff_clinician):
+    # A session (a workstation left open) must not allow unlimited guesses of the password that
+    # outlives it: a wrong old password is a failed login of that username and address.
+    clinician = staff_clinician
+    client = Client(REMOTE_ADDR="127.0.0.1")
+    client.force_login(clinician)
+    url = "/admin/password_change/"
+
+    def change(old: str):
+        data = {"old_password": old, "new_password1": "a-New-pass-2026!", "new_password2": "a-New-pass-2026!"}
+        return client.post(url, data, REMOTE_ADDR="127.0.0.1")
+
+    first = change("wrong")
+    for _ in range(LIMIT - 2):
+        change("wrong")
+    fifth = change("wrong")
+    right = change(PASSWORD)
+
+    assert first.status_code == 200
+    assert "incorrect" in first.content.decode()
+    assert fifth.status_code == 429
+    assert right.status_code == 429
+    assert b"Too many failed logins for this account from this address" in right.content
+    clinician.refresh_from_db()
+    assert clinician.check_password(PASSWORD)
+    assert admin_login(clinician.username, PASSWORD).status_code == 429  # the same lockout as the login's
+
+
+@pytest.mark.django_db
+def test_the_admins_password_change_still_changes_a_password_given_the_right_old_one(staff_clinician):
+    client = Client()
+    client.force_login(staff_clinician)
+
+    response = client.post(
+        "/admin/password_change/",
+        {"old_password": PASSWORD, "new_password1": "a-New-pass-2026!", "new_password2": "a-New-pass-2026!"},
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/password_change/done/"
+    staff_clinician.refresh_from_db()
+    assert staff_clinician.check_password("a-New-pass-2026!")
