@@ -14,7 +14,9 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import mixins, serializers, viewsets
 
 from cases.access_log import ADDRESS_MAX_LENGTH, AccessLogEntry
+from cases.filters import IntegerFilter
 from learning_engine.filters import StrictOrderingFilter
+from learning_engine.parsers import MAX_JSON_INTEGER
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_VIEW_ACCESS_LOG
 from learning_engine.serializers import ErrorSerializer
@@ -54,12 +56,18 @@ class AccessLogEntryDetailSerializer(AccessLogEntrySerializer):
 
 
 class AccessLogFilter(django_filters.FilterSet):
-    user = django_filters.NumberFilter(field_name="actor_id", min_value=1, help_text="The reader's user id.")
+    # Whole numbers a database id can be (an id of 25 digits was a 500: OverflowError in the query).
+    user = IntegerFilter(
+        field_name="actor_id", min_value=1, max_value=MAX_JSON_INTEGER, help_text="The reader's user id."
+    )
     username = django_filters.CharFilter(
         field_name="actor__username", max_length=150, help_text="The reader's username (exact)."
     )
-    case = django_filters.NumberFilter(
-        field_name="accessed_cases__case_id", min_value=1, help_text="Entries that touched this case id."
+    case = IntegerFilter(
+        field_name="accessed_cases__case_id",
+        min_value=1,
+        max_value=MAX_JSON_INTEGER,
+        help_text="Entries that touched this case id.",
     )
     action = django_filters.MultipleChoiceFilter(
         choices=AccessLogEntry.Action.choices, help_text="One or more actions (repeat the parameter)."
