@@ -310,7 +310,8 @@ def _submit_unless_on_file(record: Any, *, by: Any, dictionary: Any = None) -> A
     if Case.objects.filter(source=record.source, external_id=record.external_id).exists():
         return None
     try:
-        return Case.submit(record, by=by, dictionary=dictionary)  # a savepoint: a lost race leaves the transaction usable
+        # A savepoint: a lost race leaves the transaction usable.
+        return Case.submit(record, by=by, dictionary=dictionary)
     except IntegrityError:
         if Case.objects.filter(source=record.source, external_id=record.external_id).exists():
             return None  # submitted meanwhile by someone else

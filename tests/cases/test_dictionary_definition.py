@@ -21,7 +21,9 @@ def test_a_valid_definition_parses_with_its_findings_in_order():
     assert parsed.diagnosis_name("J18.9") == "Pneumonia, unspecified organism"
     assert parsed.uses_age
     assert not parsed.uses_sex
-    assert str(parsed.finding("heart_rate").expected_range) == "40..180"
+    heart_rate = parsed.finding("heart_rate")
+    assert heart_rate is not None
+    assert str(heart_rate.expected_range) == "40..180"
 
 
 def _finding(index: int = 0, **changes):

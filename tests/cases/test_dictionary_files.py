@@ -129,6 +129,7 @@ def test_a_changed_file_makes_a_new_version_based_on_the_last(tmp_path):
     call_command("load_dictionary", write(tmp_path, changed), "--draft", stdout=io.StringIO())
     second = DataDictionary.objects.get(cohort__slug="small", version=2)
     assert second.status == "draft"
+    assert second.based_on is not None
     assert second.based_on.version == 1
     assert second.definition == changed["dictionary"]
 

@@ -157,6 +157,7 @@ def test_an_edit_of_a_submitted_case_by_another_clinician_writes_an_audit_row_na
     assert case.last_edited_by == reviewer
     assert audit_rows(case) == [*before, (S.SUBMITTED, S.SUBMITTED, reviewer.pk, "Edited.")]
     row = CaseTransition.objects.filter(case=case).last()
+    assert row is not None
     assert row.changed_fields == ["symptoms", "note"]
     # Names only: no value of the record reaches the audit row.
     assert "dyspnea" not in str(row.changed_fields) + row.reason
@@ -171,7 +172,9 @@ def test_an_edit_of_the_patient_block_and_the_date_names_those_fields(case, clin
     changed = case.revise(parse_record(record), by=clinician)
 
     assert changed == ("patient", "encounter_date")
-    assert CaseTransition.objects.filter(case=case).last().changed_fields == ["patient", "encounter_date"]
+    row = CaseTransition.objects.filter(case=case).last()
+    assert row is not None
+    assert row.changed_fields == ["patient", "encounter_date"]
 
 
 def test_retract_keeps_the_deidentified_record_of_the_approval(clinician, reviewer):
