@@ -9,7 +9,8 @@ warm-up read). Both report wall and CPU time; the goal judges wall time. Goal (i
 least half the bare read's rows per second, i.e. takes at most 2x its time.
 
 Memory: the peak RSS of a process that builds a snapshot of 20,000 cases and of one that builds a
-snapshot of 200,000 cases (each a fresh ``python`` child, reporting its own ``ru_maxrss``). Goal:
+snapshot of 200,000 cases (each a fresh ``python`` child, reporting its own ``VmHWM``: ``ru_maxrss`` would report the
+benchmark process's peak, which a child inherits across ``exec`` on Linux). Goal:
 the larger at most 1.5x the smaller, i.e. memory does not grow with the number of cases beyond the
 few bytes a case the split needs.
 
@@ -52,10 +53,11 @@ SMALL, MEDIUM, LARGE = 20_000, 100_000, 200_000
 ROOT = Path(__file__).resolve().parent.parent
 
 # Run in a fresh interpreter: Django set up from the environment the harness exported, one build,
-# then the process's own peak RSS (KiB on Linux) and the build time as JSON on stdout.
+# then the process's own peak RSS (KiB, VmHWM: not the parent's) and the build time as JSON on stdout.
 CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import django
+from benchmarks.harness import peak_rss_kib
 django.setup()
 from training.datasets import build_snapshot
 start = time.perf_counter()
@@ -64,7 +66,7 @@ print(json.dumps({
     "seconds": time.perf_counter() - start,
     "status": snapshot.status,
     "cases": snapshot.case_count,
-    "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    "maxrss_kib": peak_rss_kib(),
 }))
 """
 

@@ -54,6 +54,27 @@ class Result:
         return self.ratio is not None and self.ratio <= self.max_ratio
 
 
+def peak_rss_kib() -> int:
+    """This process's own peak resident set size in KiB.
+
+    ``VmHWM`` from ``/proc/self/status``: it starts afresh at ``exec``. ``getrusage``'s
+    ``ru_maxrss`` does not on Linux: a child started from a large parent reports the parent's
+    high-water mark, so a benchmark comparing two children read the parent's size twice. Where
+    ``/proc`` is missing (macOS) ``ru_maxrss`` is the fallback, in KiB there too.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss // 1024 if sys.platform == "darwin" else maxrss
+
+
 def scale() -> float:
     """The size factor of every benchmark (``BENCH_SCALE=0.1`` for a quick run)."""
     raw = os.environ.get(SCALE_ENV, "1")
