@@ -331,6 +331,25 @@ def _progress_bar(job: TrainingJob) -> str:
     )
 
 
+def _stage_progress(snapshot: DatasetSnapshot) -> str:
+    """Where a build is: its stage's done of total as a bar, or a count while the total is unknown."""
+    if not snapshot.stage:
+        return "waiting for a worker"
+    done, total = snapshot.stage_done, snapshot.stage_total
+    if not total:
+        return f"{fmt_count(done)} so far" if done else "started"
+    percent = max(0.0, min(100.0, 100.0 * done / total))
+    return format_html(
+        '<progress class="job-progress" value="{}" max="100">{}%</progress> '
+        '<span class="job-progress-text">{} of {} ({})</span>',
+        f"{percent:.1f}",
+        f"{percent:.0f}",
+        fmt_count(done),
+        fmt_count(total),
+        fmt_percent(percent / 100),
+    )
+
+
 def _job_label(job: TrainingJob) -> str:
     """A job as the confirmation pages list it (the actions' querysets join the model type)."""
     return f"Job {job.pk} ({job.model_type.slug}, {job.algorithm}, {job.get_status_display().lower()})"
@@ -594,28 +613,11 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         # Without the PHI permission, no snapshot over a range finer than whole years (visible_to).
         return visible_to(super().get_queryset(request), request.user)
 
+    # What never changes once the snapshot exists; the rest (status, stage, counts, content, file,
+    # error, composition, scan) is the live panel (live.html), polled while the snapshot builds.
     fieldsets_view = (
-        (
-            None,
-            {
-                "fields": (
-                    "id",
-                    "model_type",
-                    "status",
-                    "cases",
-                    "patients",
-                    "cases_per_split",
-                    "created_by",
-                    "created_at",
-                    "finished_at",
-                )
-            },
-        ),
+        (None, {"fields": ("id", "model_type", "created_by", "created_at")}),
         ("Build parameters", {"fields": ("filters_table", "seed", "validation_share", "test_share")}),
-        (
-            "Content and file",
-            {"fields": ("policy_version", "content_hash", "file_path", "file_size_display", "file_sha256")},
-        ),
     )
 
     # --- Permissions: read-only audit records ----------------------------------------------------
@@ -678,10 +680,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
                 ("Split", {"fields": ("validation_fraction", "test_fraction", "seed")}),
                 (None, {"fields": ("force",)}),
             )
-        fieldsets = list(self.fieldsets_view)
-        if obj.error:
-            fieldsets.append(("Error", {"fields": ("error",)}))
-        return fieldsets
+        return self.fieldsets_view
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
@@ -731,31 +730,43 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         obj: DatasetSnapshot | None = None,
     ) -> HttpResponse:
         if obj is not None:
-            composition = composition_table(_dict(obj.label_counts))
-            context.update(
-                {
-                    "composition": composition,
-                    "split_charts": [
-                        bar_chart(
-                            [(row["label"], row["counts"][index]) for row in composition["rows"]],
-                            title=f"{split}: cases per label",
-                            width=320,
-                            height=220,
-                            value_label="cases",
-                        )
-                        for index, split in enumerate(SPLITS)
-                    ]
-                    if composition["rows"]
-                    else [],
-                    # The manifest can hold 100,000 ids: the page shows how many per split, not which.
-                    "manifest_sizes": [(split, len(_list(_dict(obj.manifest).get(split)))) for split in SPLITS],
-                    "scan": scan_summary(_dict(obj.scan_report)),
-                    "live_url": reverse("admin:training_datasetsnapshot_live", args=[obj.pk]),
-                    "building": obj.status == DatasetSnapshot.Status.BUILDING,
-                    **self._workflow_links(request, obj),
-                }
-            )
+            context.update(self.live_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def live_context(self, request: HttpRequest, obj: DatasetSnapshot) -> dict[str, Any]:
+        """Everything on a snapshot's page that changes while it builds: its page and ``live_view``
+        render it with the same template, so the page never shows half an update."""
+        building = obj.status == DatasetSnapshot.Status.BUILDING
+        ready = obj.status == DatasetSnapshot.Status.READY
+        composition = composition_table(_dict(obj.label_counts))
+        return {
+            "original": obj,
+            "building": building,
+            "ready": ready,
+            "stage_progress": _stage_progress(obj) if building else "",
+            "case_count": fmt_count(obj.case_count) if ready else "—",
+            "patient_count": fmt_count(obj.patient_count) if ready else "—",
+            "cases_per_split": self.cases_per_split(obj),
+            "file_size": self.file_size_display(obj),
+            "composition": composition,
+            "split_charts": [
+                bar_chart(
+                    [(row["label"], row["counts"][index]) for row in composition["rows"]],
+                    title=f"{split}: cases per label",
+                    width=320,
+                    height=220,
+                    value_label="cases",
+                )
+                for index, split in enumerate(SPLITS)
+            ]
+            if composition["rows"]
+            else [],
+            # The manifest can hold 100,000 ids: the page shows how many per split, not which.
+            "manifest_sizes": [(split, len(_list(_dict(obj.manifest).get(split)))) for split in SPLITS],
+            "scan": scan_summary(_dict(obj.scan_report)),
+            "live_url": reverse("admin:training_datasetsnapshot_live", args=[obj.pk]),
+            **self._workflow_links(request, obj),
+        }
 
     def _workflow_links(self, request: HttpRequest, obj: DatasetSnapshot) -> dict[str, str]:
         """Where to go from a ready snapshot: its file, and a new job on it (each with its permission)."""
@@ -832,12 +843,13 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
     # --- Live status while building: LiveCreateAdminMixin ---------------------------------------
 
     def live_view(self, request: HttpRequest, object_id: str) -> TemplateResponse:
-        obj = self.get_queryset(request).defer(*DATASET_LIST_DEFERRED).filter(pk=_pk(object_id)).first()
+        # The manifest is empty while building; once the build ends this answer is the final state.
+        obj = self.get_queryset(request).select_related("model_type").filter(pk=_pk(object_id)).first()
         if obj is None:
             raise Http404
         if not self.has_view_permission(request, obj):
             raise PermissionDenied
-        context = {"original": obj, "building": obj.status == DatasetSnapshot.Status.BUILDING}
+        context = {**self.live_context(request, obj), "from_live": True}
         return TemplateResponse(request, "admin/training/datasetsnapshot/live.html", context)
 
 

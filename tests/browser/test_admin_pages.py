@@ -134,3 +134,35 @@ def test_every_page_the_admin_index_links_to_opens_for_its_role(site):
                 site.shoot(page, f"{username}{target.replace('/', '-')}")
                 if username != "demo-admin":
                     assert page.locator('#content-main a[href^="/admin/auth/user/"]').count() == 0, (username, target)
+
+
+def test_a_building_dataset_page_shows_its_stage_live_and_its_final_state_without_a_reload(site, settings, tmp_path):
+    from training.datasets import build_snapshot, create_snapshot
+    from training.models import ModelType
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ModelType.objects.filter(slug="diagnosis").update(min_cases_to_train=10)
+    model_type = ModelType.objects.get(slug="diagnosis")
+    snapshot = create_snapshot(model_type, by=site.users["demo-ml-engineer"], min_quality=0.0, seed=11)
+    page = site.login("demo-ml-engineer")
+    page.goto(f"/admin/training/datasetsnapshot/{snapshot.pk}/change/")
+    page.evaluate("window.__notReloaded = true")
+    assert page.locator("#dataset-live .dataset-status").inner_text() == "Building"
+
+    snapshot.beat("Writing", 1234, 5000)
+    page.wait_for_function(
+        "() => document.querySelector('#dataset-live .dataset-progress').textContent.includes('1,234 of 5,000')"
+    )
+    site.shoot(page, "dataset-building")
+    assert page.locator("#dataset-live .dataset-stage").inner_text() == "Writing"
+
+    build_snapshot(snapshot.pk)
+    page.wait_for_function("() => document.querySelector('#dataset-live .dataset-status').textContent === 'Ready'")
+    site.shoot(page, "dataset-built-live")
+    assert page.evaluate("window.__notReloaded") is True  # the panel changed in place
+    assert page.locator("h2.job-heading").inner_text() == "Dataset 1: diagnosis Ready".replace("1", str(snapshot.pk), 1)
+    assert page.locator("#dataset-live .dataset-cases").inner_text() != "—"
+    assert page.locator("#dataset-live table.composition").is_visible()
+    assert page.locator("#dataset-live a.dataset-download").is_visible()
+    page.wait_for_timeout(2500)  # polling has stopped: the final panel stays
+    assert page.evaluate("window.__notReloaded") is True

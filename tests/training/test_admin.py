@@ -853,6 +853,45 @@ def test_a_building_dataset_page_polls_its_status(staff, model_type, owner):
     assert 'data-live-state="active"' in fragment
 
 
+def test_a_building_dataset_page_shows_stage_and_progress_live_and_its_final_state_without_a_reload(
+    staff, model_type, owner, settings, tmp_path
+):
+    from tests.training.factories import approved_cohort
+    from training.datasets import build_snapshot
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    ModelType.objects.filter(pk=model_type.pk).update(min_cases_to_train=10)
+    approved_cohort(model_type.cohort, patients=12)
+    client, _user = staff(roles.ML_ENGINEER)
+    from training.datasets import create_snapshot
+
+    dataset = create_snapshot(ModelType.objects.get(pk=model_type.pk), by=owner)
+    live = reverse("admin:training_datasetsnapshot_live", args=[dataset.pk])
+    page = client.get(dataset_url(dataset)).content.decode()
+    assert "data-live-keep" in page  # the last fragment stays: no reload
+    assert "waiting for a worker" in client.get(live).content.decode()
+
+    dataset.beat("Writing", 1234, 5000)
+    fragment = client.get(live).content.decode()
+    assert 'data-live-state="active"' in fragment
+    assert '<td class="dataset-stage">Writing</td>' in fragment
+    assert "1,234 of 5,000 (24.7%)" in fragment
+    dataset.beat("Selecting cases", 800, 0)
+    assert "800 so far" in client.get(live).content.decode()
+
+    ready = build_snapshot(dataset.pk)
+    fragment = client.get(live).content.decode()
+
+    assert 'data-live-state="done"' in fragment
+    assert '<span class="dataset-status job-status job-status-ready">Ready</span>' in fragment
+    assert '<td class="num dataset-cases">12</td>' in fragment
+    assert ready.content_hash in fragment
+    assert 'class="composition"' in fragment  # cases per split and label, with the charts
+    assert "dataset-stage" not in fragment
+    assert reverse("admin:training_datasetsnapshot_download", args=[dataset.pk]) in fragment
+    assert "Train on this dataset" in fragment
+
+
 def dataset_form(model_type: ModelType, **overrides: Any) -> dict[str, Any]:
     data = {
         "model_type": model_type.pk,

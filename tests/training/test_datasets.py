@@ -1125,3 +1125,21 @@ def test_the_build_moves_the_snapshots_heartbeat(model_type):
     approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
     snapshot = build(model_type)
     assert snapshot.heartbeat_at is not None
+
+
+def test_the_build_records_each_stage_on_the_snapshot_as_it_goes(model_type):
+    """What the admin's live page reads: every stage is written when it starts, with its counts."""
+    approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    snapshot = create_snapshot(model_type, by=UserFactory())
+    seen: list[tuple[str, int, int]] = []
+
+    def watch(stage: str, done: int, total: int) -> None:
+        row = DatasetSnapshot.objects.values_list("stage", "stage_done", "stage_total").get(pk=snapshot.pk)
+        seen.append(row)
+
+    build_snapshot(snapshot.pk, progress=watch)
+
+    stages = [stage for stage, _done, _total in seen]
+    for stage in ("Selecting cases", "Splitting", "Writing", "Scanning for residual identifiers", "Saving"):
+        assert stage in stages
+    assert any(stage == "Writing" and total == 12 for stage, _done, total in seen)  # one row per case

@@ -154,6 +154,10 @@ class DatasetSnapshot(models.Model):
     # Set when a build starts and moved as it goes (``beat``): the reaper fails a building snapshot
     # whose heartbeat stopped (its worker died), so none stays "building" forever.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Where a build is (written with the heartbeat, ``beat``): what the admin page shows live.
+    stage = models.CharField(max_length=64, blank=True, editable=False)
+    stage_done = models.PositiveBigIntegerField(default=0, editable=False)
+    stage_total = models.PositiveBigIntegerField(default=0, editable=False, help_text="0: not known yet.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -186,16 +190,21 @@ class DatasetSnapshot(models.Model):
         """Every case in the snapshot, all splits (loads the manifest if it was deferred)."""
         return [int(pk) for ids in (self.manifest or {}).values() if isinstance(ids, list) for pk in ids]
 
-    def beat(self) -> None:
-        """The build is alive: move the heartbeat. Raises ``BuildAbandoned`` if it is no longer building.
+    def beat(self, stage: str | None = None, done: int = 0, total: int = 0) -> None:
+        """The build is alive: move the heartbeat (and, given a ``stage``, record where it is: ``done``
+        of ``total``, 0 when not known). Raises ``BuildAbandoned`` if it is no longer building.
 
         A conditional UPDATE: once the reaper has failed the snapshot, the worker that was only
         slow learns it here and stops (as a reaped job's worker does on its next write).
         """
         now = timezone.now()
-        if not type(self).objects.filter(pk=self.pk, status=self.Status.BUILDING).update(heartbeat_at=now):
+        values: dict[str, Any] = {"heartbeat_at": now}
+        if stage is not None:
+            values |= {"stage": stage[:64], "stage_done": max(done, 0), "stage_total": max(total, 0)}
+        if not type(self).objects.filter(pk=self.pk, status=self.Status.BUILDING).update(**values):
             raise BuildAbandoned(f"Dataset {self.pk} is no longer building (failed by the reaper?); build stopped.")
-        self.heartbeat_at = now
+        for name, value in values.items():
+            setattr(self, name, value)
 
     def reap(self, *, stale_before: Any, reason: str) -> None:
         """building -> failed for a build whose heartbeat (or, never started, creation) is older than

@@ -6,7 +6,8 @@
  * data-live-slot="name" take the content of the fragment's data-live-slot-source="name", so the
  * heading's status changes with the panel. The fragment marks itself with
  * data-live-state="active" while there is more to come; once it says "done" the whole page is
- * reloaded, so the finished job's evaluation or the ready dataset's composition appears. Polling
+ * reloaded, so the finished job's evaluation appears, unless the container has data-live-keep:
+ * then the last fragment is the final state (a dataset's panel carries everything that changes). Polling
  * pauses while the tab is hidden and stops after a few failures (a lost session, a server error).
  */
 "use strict";
@@ -74,7 +75,7 @@
       }
       if (isActive(container)) {
         schedule();
-      } else {
+      } else if (!container.hasAttribute("data-live-keep")) {
         window.location.reload();
       }
     }
