@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from cases.access_log import AccessLogEntry
-from learning_engine.admin_links import RelatedLinksMixin
+from learning_engine.admin_links import RelatedLinksMixin, is_id_sized
 
 MAX_SHOWN_CASE_IDS = 1000
 
@@ -48,8 +48,9 @@ class CaseIdFilter(admin.SimpleListFilter):
         value = (self.value() or "").strip()
         if not value:
             return queryset
-        if not value.isdigit():
-            # A case id is a number; anything else matches nothing rather than a 500.
+        if not value.isdecimal() or not is_id_sized(value):
+            # A case id is a number an id column holds; anything else matches nothing rather than a
+            # 500 (25 digits raised OverflowError in SQLite's driver).
             return queryset.none()
         return queryset.filter(accessed_cases__case_id=int(value))
 

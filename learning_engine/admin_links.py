@@ -25,6 +25,8 @@ from django.db import models
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from learning_engine.parsers import MAX_JSON_INTEGER
+
 
 def display_name(obj: Any) -> str:
     """How a related object is named in plain text: a user by full name (else username)."""
@@ -55,6 +57,13 @@ def can_open(admin_site: admin.AdminSite, request: HttpRequest, model: type[mode
     return target is not None and target.has_view_or_change_permission(request)
 
 
+def is_id_sized(text: str) -> bool:
+    """False for a whole number beyond what a database id holds (``MAX_JSON_INTEGER``); True for
+    anything else, numbers or not (other checks judge those)."""
+    digits = text.strip().removeprefix("-")
+    return not digits.isdecimal() or (len(digits) <= 19 and int(digits) <= MAX_JSON_INTEGER)
+
+
 class RelatedLinksMixin:
     """For a ``ModelAdmin``: on its change page (and its inlines), a read-only foreign key links to
     its target only for readers who may open the target; the others see its name as text.
@@ -63,6 +72,14 @@ class RelatedLinksMixin:
     ``get_readonly_fields`` of the class and its inlines has had its say."""
 
     admin_site: admin.AdminSite
+
+    def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest) -> bool:
+        # A list's ``?dataset=<25 digits>`` (any foreign key) reached the database as a number no
+        # id column holds: OverflowError in SQLite's driver, a 500. Such a lookup is refused like
+        # any other the admin does not take (400).
+        if not is_id_sized(str(value)):
+            return False
+        return super().lookup_allowed(lookup, value, request)  # type: ignore[misc, no-any-return]
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         adminform = context.get("adminform")
