@@ -470,3 +470,208 @@ def test_repeat_subjects_analysed_per_subject_hold_the_rate_and_per_prediction_w
 
     assert np.mean(per_subject.either) <= 0.05
     assert np.mean(per_prediction.either) > 0.1  # what the clustering does to a per-prediction count
+
+
+# --- Mutation-testing pins (README "Mutation testing"): messages, edge cases, reference values ---
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: ArmFigures(-1, 0, 0), "Counts cannot be negative"),
+        (lambda: ArmFigures(1, 2, 3), "More correct than labelled"),
+        (lambda: Agreement(1, 0, 0, -1, 0), "Counts cannot be negative"),
+        (lambda: Agreement(1, 2, 0, 0, 0), "Agreed and labelled are parts"),
+        (lambda: Agreement(3, 0, 2, 2, 1), "More discordant pairs"),
+        (lambda: Observations(paired=[-1.5]), "paired: every unit's value must be a number"),
+        (lambda: Observations(a=[-0.5]), "a: a share of correct predictions"),
+        (lambda: ab_stats.spread(2, 3), "3 correct of 2 labelled"),
+        (lambda: log_wealth([0.1], side=0), "side is 1"),
+    ],
+)
+def test_bad_input_is_refused_with_its_message(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "both"}, "mode must be one of split, shadow"),
+        ({"traffic_split": 1.5}, "traffic_split is the share"),
+        ({"alpha": 1.0}, "alpha must be in"),
+        ({"min_labelled": 0}, "min_labelled must be at least 1"),
+        ({"scale": 0.0}, "scale must be positive"),
+    ],
+)
+def test_evaluate_refuses_parameters_out_of_range_with_their_message(kwargs, message):
+    arm = ArmFigures(1, 1, 1)
+    with pytest.raises(ValueError, match=message):
+        evaluate(arm, arm, observations=Observations(), **{"traffic_split": 0.5, **kwargs})
+
+
+@pytest.mark.parametrize("split", [0.0, 1.0])
+def test_a_split_of_zero_or_one_is_accepted_and_gives_no_blocks(split):
+    figures = evaluate(
+        ArmFigures(3, 3, 2), ArmFigures(0, 0, 0), observations=Observations(a=[1, 0, 1]), traffic_split=split
+    )
+    assert figures.blocks == 0
+    assert blocks(np.zeros((4, 5)), np.zeros((4, 3)), split).shape == (4, 0)
+    assert complete_blocks([3, 4], [5, 6], split).tolist() == [0, 0]
+
+
+def test_of_predictions_gives_float_units():
+    observations = Observations.of_predictions([True, False, 1], [0, 1])
+    assert observations.a.dtype == np.float64
+    assert observations.a.tolist() == [1.0, 0.0, 1.0]
+    assert observations.b.tolist() == [0.0, 1.0]
+
+
+def test_complete_blocks_of_empty_arms_and_blocks_when_a_is_the_smaller_arm():
+    assert complete_blocks(np.zeros(0, dtype=int), np.zeros(0, dtype=int), 0.3).tolist() == []
+    assert complete_blocks([0, 1], [0, 2], 0.7).tolist() == [0, 1]
+    # Split 0.75: A is the smaller arm, each block one A unit and three B units; Z is B's mean minus A.
+    z = blocks([1.0, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0, 1.0], 0.75)
+    assert z.tolist() == pytest.approx([2 / 3 - 1.0, 1 / 3 - 0.0])
+
+
+def test_predictable_sd_of_a_stack_is_the_sd_of_each_row():
+    rng = np.random.default_rng(1)
+    stack = rng.uniform(-1, 1, size=(3, 6))
+    sd = predictable_sd(stack)
+    assert sd.shape == (3, 6)
+    for row in range(3):
+        assert sd[row] == pytest.approx(predictable_sd(stack[row]))
+        # By hand: before block k, sqrt((0.25 + sum of squared deviations of blocks 1..k-1) / k).
+        for k in range(6):
+            earlier = stack[row, :k]
+            deviations = float(np.sum((earlier - earlier.mean()) ** 2)) if k else 0.0
+            assert sd[row, k] == pytest.approx(math.sqrt((0.25 + deviations) / (k + 1)))
+
+
+def test_log_wealth_of_a_stack_is_each_rows_and_side_one_is_the_default():
+    rng = np.random.default_rng(2)
+    stack = rng.uniform(-1, 1, size=(2, 7))
+    wealth = log_wealth(stack)
+    assert wealth.shape == (2, 7)
+    for row in range(2):
+        assert wealth[row] == pytest.approx(log_wealth(stack[row], side=1))
+
+
+def test_the_bounds_are_the_roots_of_the_wealth_found_by_brentq():
+    from scipy.optimize import brentq
+
+    z = np.concatenate([np.ones(60), np.zeros(40), -np.ones(10)]) * 0.5
+    wealth = ab_stats._Wealth(z, ab_stats.EFFECT_SCALE)
+    limit = ab_stats.threshold(0.05)
+    interval = confidence_sequence(z, alpha=0.05)
+    low_root = brentq(lambda m: wealth(m, 1) - limit, 0.0, 1.0, xtol=1e-12)
+    high_root = brentq(lambda m: wealth(m, -1) - limit, -1.0, 1.0, xtol=1e-12)
+    assert 0 < low_root <= interval.low <= low_root + ab_stats.BOUND_TOLERANCE
+    assert high_root - ab_stats.BOUND_TOLERANCE <= interval.high <= high_root
+    assert wealth(interval.low, 1) < limit
+    assert wealth(interval.high, -1) < limit
+    # Flat data: nothing rejected on either side, the bounds are the ends of [-1, 1].
+    flat = confidence_sequence(np.zeros(5), alpha=0.05)
+    assert (flat.low, flat.high) == (-1.0, 1.0)
+    # A two-dimensional input is read as one sequence.
+    assert confidence_sequence(z.reshape(2, -1), alpha=0.05) == interval
+
+
+def test_decide_without_a_ratio_check_is_not_invalid():
+    assert decide(10.0, 0.0, alpha=0.05, ready=True).tolist() == ab_stats.SHIP_B
+    assert decide([10.0, 0.0], [0.0, 10.0], alpha=0.05, ready=[1, 1], srm_failed=[0, 1]).tolist() == [
+        ab_stats.SHIP_B,
+        ab_stats.INVALID,
+    ]
+
+
+def test_srm_p_value_of_a_single_assignment_is_a_number():
+    assert not np.isnan(srm_p_values(1, 0, 0.5))
+    assert float(srm_p_values(1, 0, 0.5)) == pytest.approx(1.0)
+
+
+def _z_reference(a: list[float], b: list[float]) -> np.ndarray:
+    return blocks(np.asarray(a, dtype=float), np.asarray(b, dtype=float), 0.5)
+
+
+def test_evaluate_reports_every_field_against_its_reference():
+    a, b = ArmFigures(60, 100, 50), ArmFigures(40, 100, 80)
+    units_a, units_b = ab_stats.spread(100, 50), ab_stats.spread(100, 80)
+    figures = evaluate(a, b, observations=Observations(a=units_a, b=units_b), traffic_split=0.5, alpha=0.1, scale=0.2)
+    z = blocks(units_a, units_b, 0.5)
+    log_e = float(srm_log_e_values(60, 40, 0.5))
+    assert figures.srm_e_value == pytest.approx(math.exp(log_e))
+    assert figures.srm_p_value == pytest.approx(min(1.0, math.exp(-log_e)))
+    assert figures.observed_split == pytest.approx(0.4)
+    assert figures.difference == confidence_sequence(z, alpha=0.1, scale=0.2)
+    wealth = ab_stats._Wealth(z, 0.2)
+    assert figures.evidence_for_b == pytest.approx(math.exp(wealth(0.0, 1)))
+    assert figures.evidence_for_a == pytest.approx(math.exp(wealth(0.0, -1)))
+    assert (figures.alpha, figures.mode, figures.units_a, figures.units_b, figures.blocks) == (
+        0.1,
+        "split",
+        100,
+        100,
+        100,
+    )
+    assert figures.min_labelled_reached  # exactly the default minimum of 100
+    assert figures.decision is Decision.SHIP_B
+    assert figures.reason == (
+        "The candidate (B) is more accurate: 80.0% of its checked predictions were correct against 50.0% for the "
+        f"current version (A); the true difference lies between {figures.difference.low * 100:+.1f} and "
+        f"{figures.difference.high * 100:+.1f} percentage points (90% confidence that holds however often the "
+        "results are checked)."
+    )
+    data = figures.as_dict()
+    assert data["evidence_for_b"] == pytest.approx(figures.evidence_for_b)
+    assert data["srm_e_value"] == pytest.approx(figures.srm_e_value)
+    json.dumps(data)
+
+
+def test_evaluate_in_shadow_mode_and_without_blocks():
+    arm = ArmFigures(5, 5, 3)
+    shadow = evaluate(arm, arm, observations=Observations(paired=[0.5, -0.5, 1.0]), traffic_split=0.5, mode="shadow")
+    assert (shadow.units_a, shadow.units_b, shadow.observed_split, shadow.srm_p_value) == (3, 3, None, None)
+    assert shadow.mode == "shadow"
+    empty = evaluate(ArmFigures(1, 0, 0), ArmFigures(0, 0, 0), observations=Observations(), traffic_split=0.5)
+    assert (empty.evidence_for_b, empty.evidence_for_a, empty.blocks) == (1.0, 1.0, 0)
+    assert empty.srm_p_value is not None
+    assert empty.observed_split == 0.0
+    assert empty.reason.startswith("Not enough feedback yet: each version needs at least 100")
+
+
+def test_a_huge_mismatch_has_an_infinite_e_value_and_the_invalid_reason():
+    figures = evaluate(ArmFigures(5000, 0, 0), ArmFigures(0, 0, 0), observations=Observations(), traffic_split=0.5)
+    assert figures.srm_e_value == math.inf
+    assert figures.as_dict()["srm_e_value"] is None
+    assert figures.decision is Decision.INVALID
+    assert figures.reason == (
+        "The test is invalid: the candidate (B) received 0.0% of subjects where 50.0% were configured, more than "
+        f"chance explains however often the split is checked (p = {figures.srm_p_value:.2g}, at most 0.01), so the "
+        "arms may not see comparable patients; fix the assignment before trusting any result."
+    )
+
+
+def test_the_reasons_of_hold_rollback_and_missing_units():
+    a, b = ArmFigures(100, 100, 80), ArmFigures(100, 100, 50)
+    rollback = evaluate(
+        a, b, observations=Observations(a=ab_stats.spread(100, 80), b=ab_stats.spread(100, 50)), traffic_split=0.5
+    )
+    assert rollback.decision is Decision.ROLLBACK
+    assert rollback.reason.startswith("The candidate (B) is less accurate: 50.0% of its checked")
+    assert "(95% confidence that holds" in rollback.reason
+    hold = evaluate(
+        a, a, observations=Observations(a=ab_stats.spread(100, 80), b=ab_stats.spread(100, 80)), traffic_split=0.5
+    )
+    assert hold.reason == (
+        "No clear difference yet: for the candidate (B) 80.0% of its checked predictions were correct against 80.0% "
+        f"for the current version (A), and the true difference could lie anywhere between "
+        f"{hold.difference.low * 100:+.1f} and {hold.difference.high * 100:+.1f} percentage points, which includes "
+        "no difference at all."
+    )
+    no_units = evaluate(a, b, observations=Observations(), traffic_split=0.5, min_labelled=100)
+    assert no_units.reason == "Not enough feedback yet to compare the versions on the same kind of patients."
+    assert no_units.min_labelled_reached
+    one_short = evaluate(a, b, observations=Observations(), traffic_split=0.5, min_labelled=101)
+    assert one_short.reason.startswith("Not enough feedback yet: each version needs at least 101")

@@ -415,3 +415,124 @@ def test_a_version_of_another_model_type_is_not_found(engineer, lead):
     # "v1.1.0" exists only under "other".
     response = jwt_client(lead).get(compare_url(here.version, "v1.1.0"))
     assert response.status_code == 404
+
+
+# --- Mutation-testing pins (README "Mutation testing"): each formula against an independent reference ---
+
+
+def _f1_reference(truth: np.ndarray, predicted: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(truth, predicted, average="macro", zero_division=0))
+
+
+def test_macro_f1_of_a_stack_of_confusions_matches_sklearn_row_by_row():
+    # Label 4 never occurs (absent, must not count); label 3 occurs once, only as a wrong prediction
+    # (present with F1 0); the last row has a single label, right every time (macro-F1 1).
+    truth = np.array([[0, 1, 2, 0, 1, 2, 0, 1], [0, 0, 1, 1, 2, 2, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1]])
+    predicted = np.array([[0, 1, 1, 0, 3, 2, 0, 2], [0, 1, 1, 2, 2, 0, 3, 0], [1, 1, 1, 1, 1, 1, 1, 1]])
+    f1 = compare._macro_f1(compare._confusions(truth, predicted, 5))
+    assert f1.shape == (3,)
+    for row in range(3):
+        assert f1[row] == pytest.approx(_f1_reference(truth[row], predicted[row]), abs=1e-12)
+    assert f1[2] == 1.0
+
+
+def test_confusions_keep_their_shape_when_the_last_label_is_never_seen():
+    matrices = compare._confusions(np.array([[0, 1], [1, 1]]), np.array([[0, 0], [1, 0]]), 3)
+    assert matrices.shape == (2, 3, 3)
+    assert matrices[0].tolist() == [[1, 0, 0], [1, 0, 0], [0, 0, 0]]
+    assert matrices[1].tolist() == [[0, 0, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def _bootstrap_reference(cases: PairedCases, resamples: int, seed: int) -> dict[str, list[float]]:
+    """The same resamples drawn in one go, each scored with numpy means and sklearn's macro-F1."""
+    idx = np.random.default_rng(seed).integers(0, cases.n, size=(resamples, cases.n))
+    right_a = (cases.pred_a == cases.true_index).astype(float)
+    right_b = (cases.pred_b == cases.true_index).astype(float)
+    values = {
+        "accuracy": [right_b[i].mean() - right_a[i].mean() for i in idx],
+        "brier": [cases.brier_b[i].mean() - cases.brier_a[i].mean() for i in idx],
+        "f1_macro": [
+            _f1_reference(cases.true_index[i], cases.pred_b[i]) - _f1_reference(cases.true_index[i], cases.pred_a[i])
+            for i in idx
+        ],
+    }
+    return {metric: [float(v) for v in np.percentile(draws, [2.5, 97.5])] for metric, draws in values.items()}
+
+
+def _some_cases(n: int = 13) -> PairedCases:
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 3, n)
+    pred_a = np.where(rng.random(n) < 0.6, truth, rng.integers(0, 3, n))
+    pred_b = np.where(rng.random(n) < 0.8, truth, rng.integers(0, 3, n))
+    return PairedCases(truth, pred_a, pred_b, rng.random(n), rng.random(n), ["x", "y", "z"])
+
+
+@pytest.mark.parametrize("chunk_cells", [compare._CHUNK_CELLS, 26])  # 26 cells: chunks of 2 resamples
+def test_paired_bootstrap_matches_a_reference_resampling_in_one_go(monkeypatch, chunk_cells):
+    monkeypatch.setattr(compare, "_CHUNK_CELLS", chunk_cells)
+    cases = _some_cases()
+    result = paired_bootstrap(cases, resamples=41, seed=3)
+    reference = _bootstrap_reference(cases, 41, 3)
+    for metric in ("accuracy", "brier", "f1_macro"):
+        assert result[metric]["ci"] == pytest.approx(reference[metric], abs=1e-12)
+    right_a, right_b = cases.pred_a == cases.true_index, cases.pred_b == cases.true_index
+    assert result["accuracy"]["difference"] == pytest.approx(right_b.mean() - right_a.mean())
+    assert result["f1_macro"]["difference"] == pytest.approx(
+        _f1_reference(cases.true_index, cases.pred_b) - _f1_reference(cases.true_index, cases.pred_a)
+    )
+    assert paired_bootstrap(cases, resamples=41, seed=3) == result  # the seed fixes the draws
+
+
+def test_paired_accuracy_interval_by_hand_on_each_side_of_zero():
+    def reference(test: McNemar, confidence: float) -> list[float]:
+        discordant = test.a_only_correct + test.b_only_correct
+        n = discordant + test.both_correct + test.both_wrong
+        pi = proportion_confint(test.b_only_correct, discordant, alpha=1 - confidence, method="beta")
+        psi = proportion_confint(discordant, n, alpha=1 - confidence, method="beta")
+        low, high = 2 * pi[0] - 1, 2 * pi[1] - 1
+        return [low * (psi[1] if low < 0 else psi[0]), high * (psi[1] if high > 0 else psi[0])]
+
+    b_wins = McNemar(40, 2, 30, 28, 0.0)  # both ends above zero
+    a_wins = McNemar(40, 30, 2, 28, 0.0)  # both ends below zero
+    mixed = McNemar(40, 10, 12, 38, 1.0)
+    for test in (b_wins, a_wins, mixed):
+        for confidence in (0.95, 0.8):
+            assert paired_accuracy_interval(test, confidence=confidence) == pytest.approx(reference(test, confidence))
+    low, high = paired_accuracy_interval(b_wins)
+    assert 0 < low < high
+    low, high = paired_accuracy_interval(a_wins)
+    assert low < high < 0
+    assert paired_accuracy_interval(McNemar(0, 0, 0, 0, 1.0)) == [-1.0, 1.0]
+
+
+def test_verdict_boundaries_p_equal_to_alpha_and_an_interval_ending_at_the_margin():
+    assert verdict(McNemar(10, 2, 20, 10, 0.05)) != "b_better"  # rejects only below alpha
+    assert verdict(McNemar(10, 2, 20, 10, 0.0499)) == "b_better"
+    assert verdict(McNemar(10, 20, 2, 10, 0.0499)) == "a_better"
+    test = McNemar(500, 20, 21, 459, 1.0)
+    low, high = paired_accuracy_interval(test)
+    assert verdict(test, margin=max(-low, high) + 1e-9) == "no_significant_difference"
+    assert verdict(test, margin=high) == "insufficient_evidence" if high >= -low else True
+    assert verdict(test, margin=-low) == "insufficient_evidence" if -low >= high else True
+    # The interval is read at 1 - alpha: at alpha 0.5 it is narrower than at 0.05.
+    low_half, high_half = paired_accuracy_interval(test, confidence=0.5)
+    margin = (max(-low_half, high_half) + max(-low, high)) / 2
+    assert verdict(test, alpha=0.5, margin=margin) == "no_significant_difference"
+    assert verdict(test, alpha=0.05, margin=margin) == "insufficient_evidence"
+
+
+def test_mcnemar_reads_zero_one_integers_as_booleans():
+    test = mcnemar([1, 0, 0, 1, 0], [1, 1, 0, 0, 0])
+    assert (test.both_correct, test.a_only_correct, test.b_only_correct, test.both_wrong) == (1, 1, 1, 2)
+
+
+def test_difference_rows_at_exactly_thirty_cases_and_with_a_missing_metric():
+    cases = _some_cases(30)
+    test = mcnemar(cases.pred_a == cases.true_index, cases.pred_b == cases.true_index)
+    rows = {row["metric"]: row for row in difference_rows(cases, test, {"accuracy": 0.5, "auroc_macro": 0.7}, {})}
+    assert rows["f1_macro"]["interval_method"] == BOOTSTRAP_INTERVAL_METHOD
+    assert rows["auroc_macro"]["difference"] is None
+    assert rows["accuracy"]["difference"] == pytest.approx((test.b_only_correct - test.a_only_correct) / 30)
+    assert test.b_only_correct != test.a_only_correct
