@@ -8,8 +8,18 @@ class ModelsRegistryConfig(AppConfig):
     verbose_name = "Model registry"
 
     def ready(self) -> None:
+        from cases.dictionary.models import dictionary_published
         from models_registry.registration import register_completed_job, register_missed_jobs
         from training.signals import job_completed, sweep
 
         job_completed.connect(register_completed_job, dispatch_uid="register_completed_job")
         sweep.connect(register_missed_jobs, dispatch_uid="register_missed_jobs")
+        # Predict checks records against the cohort's current dictionary version, read once per
+        # serving generation: a publication starts a new one.
+        dictionary_published.connect(_dictionary_published, dispatch_uid="serving_dictionary_published")
+
+
+def _dictionary_published(sender: object, **kwargs: object) -> None:
+    from models_registry.serving import bump_generation
+
+    bump_generation()

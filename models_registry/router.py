@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from learning_engine.exceptions import DomainError
@@ -132,6 +132,10 @@ class Route:
 class RoutingTable:
     generation: int | None  # None: read while the cache was unreadable, so never trusted again
     routes: dict[str, Route]
+    # Per cohort slug, what predict checks records against (``models_registry.serving.
+    # dictionary_check``), read once per table: a table lives for one serving generation, and
+    # publishing a dictionary version bumps the generation.
+    dictionaries: dict[str, Any] = field(default_factory=dict)
 
     def version_ids(self) -> set[int]:
         return {arm.version_id for route in self.routes.values() for arm in route.arms}
@@ -210,11 +214,15 @@ class Router:
 
     def route(self, slug: str) -> Route:
         """The route of model type ``slug``; raises ``UnknownModelType`` (404)."""
+        return self.route_in_table(slug)[0]
+
+    def route_in_table(self, slug: str) -> tuple[Route, RoutingTable]:
+        """The route of model type ``slug`` and the table it was read from (one generation read)."""
         table = self.table()
         route = table.routes.get(slug)
         if route is None:
             route = self._missing(slug)
-        return route
+        return route, table
 
     def table(self) -> RoutingTable:
         generation = self._generation()

@@ -27,6 +27,28 @@ canonical JSON, which the prediction log keeps instead of the record. A record i
 
 Findings must be numbers and symptoms strings (``cases.interchange``'s own checks): a bad type is
 a ``RecordError`` naming the field, never echoing the value.
+
+The data dictionary
+-------------------
+When the model type's cohort has a published data dictionary (``cases.dictionary``), each record is
+checked against the current version (``DictionaryCheck``) before the model sees it:
+
+- a findings or symptom key the dictionary does not define: ``unknown_findings``, each named by its
+  position, never its text (a key may itself be an identifier);
+- a value of the wrong type or outside the finding's hard limits: the dictionary's code
+  (``invalid_value``, ``outside_hard_limits``), naming the finding, never the value;
+- a model input (a finding marked ``used_by_model``) missing: ``missing_findings``, listing them,
+  unless the record says ``"allow_missing": true``; the model then imputes them (the training
+  median), and the answer lists them (``imputed``) with the share of model inputs present
+  (``completeness``). Even then at least ``MIN_COMPLETENESS`` of the inputs, and never fewer than
+  one, must be present (``too_few_findings``): an empty record is never answered with a diagnosis;
+- a value outside the expected range: answered, with an ``out_of_range`` warning. The issue asks
+  for the range of the version's training split; model versions do not record it yet, so the
+  dictionary's expected range stands in (docs/data-dictionary.md).
+
+A cohort without a published dictionary (the test cohorts of the suite) is served as before.
+Which version is current is read once per routing table, i.e. once per serving generation, and
+publishing a version bumps the generation: a warm predict adds no query.
 """
 
 from __future__ import annotations
@@ -36,8 +58,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -55,6 +77,10 @@ from cases.interchange import (
 )
 from cases.quality import MAX_AGE_YEARS
 from training.features import OLDEST_AGE, UNKNOWN, row_from_record
+
+if TYPE_CHECKING:
+    from cases.dictionary.definition import Definition
+    from models_registry.router import RoutingTable
 
 logger = logging.getLogger(__name__)
 
@@ -103,17 +129,138 @@ def bump_generation() -> int:
 
 @dataclass(frozen=True, slots=True)
 class PredictionInput:
-    """One record as the model sees it. ``subject_pseudonym`` is "" without a subject key."""
+    """One record as the model sees it. ``subject_pseudonym`` is "" without a subject key.
+    ``checked``: what the dictionary check adds to the answer (empty without a dictionary)."""
 
     row: dict[str, Any]
     input_sha256: str
     subject_pseudonym: str
+    checked: dict[str, Any] = field(default_factory=dict)
 
 
-def prediction_input(obj: Any) -> PredictionInput:
+# With "allow_missing": true, at least this share of a cohort's model inputs must be present (and
+# never fewer than one): below it the answer would be mostly the training medians.
+MIN_COMPLETENESS = 0.5
+ALLOW_MISSING = "allow_missing"
+
+
+class RecordRefused(RecordError):
+    """A record the dictionary refuses: a ``RecordError`` with its own code and details."""
+
+    def __init__(self, field_name: str, message: str, *, code: str, **extra: Any) -> None:
+        super().__init__(field_name, message)
+        self.code = code
+        self.extra = extra
+
+
+@dataclass(frozen=True, slots=True)
+class DictionaryCheck:
+    """A published dictionary version, as predict checks records against it."""
+
+    dictionary_id: int
+    cohort: str
+    version: int
+    definition: Definition
+    model_findings: tuple[str, ...]
+
+    def check(self, findings: dict[str, float], symptoms: list[str], *, allow_missing: bool) -> dict[str, Any]:
+        """What the answer adds (version, completeness, imputed, warnings); raises ``RecordRefused``."""
+        from cases.dictionary.validation import check_finding_value
+
+        definition = self.definition
+        unknown: list[dict[str, Any]] = [
+            {"field": "findings", "position": position}
+            for position, key in enumerate(findings)
+            if definition.finding(key) is None
+        ]
+        known_symptoms = definition.symptom_keys
+        unknown += [
+            {"field": "symptoms", "position": position}
+            for position, key in enumerate(symptoms)
+            if key not in known_symptoms
+        ]
+        if unknown:
+            where = ", ".join(f"{item['field']} entry {item['position'] + 1}" for item in unknown)
+            raise RecordRefused(
+                unknown[0]["field"],
+                f"Not in the {self.cohort} data dictionary (version {self.version}): {where}.",
+                code="unknown_findings",
+                unknown=unknown,
+            )
+        warnings = []
+        for key, value in findings.items():
+            error, quality = check_finding_value(definition.finding(key), value)  # type: ignore[arg-type]
+            if error is not None:
+                raise RecordRefused(error.field, error.message, code=error.code)
+            if quality is not None:
+                warnings.append({"code": "out_of_range", "field": quality.field, "message": quality.message})
+        missing = [key for key in self.model_findings if key not in findings]
+        total = len(self.model_findings)
+        completeness = round((total - len(missing)) / total, 4) if total else 1.0
+        if missing and not allow_missing:
+            raise RecordRefused(
+                "findings",
+                f"{len(missing)} of the model's {total} input findings are missing: {', '.join(missing)}. "
+                'Send them, or send "allow_missing": true to have them imputed.',
+                code="missing_findings",
+                missing=missing,
+                completeness=completeness,
+            )
+        if total and (total - len(missing) < max(1, math.ceil(MIN_COMPLETENESS * total))):
+            raise RecordRefused(
+                "findings",
+                f"Only {total - len(missing)} of the model's {total} input findings are present; at least "
+                f"{max(1, math.ceil(MIN_COMPLETENESS * total))} are needed even with allow_missing.",
+                code="too_few_findings",
+                missing=missing,
+                completeness=completeness,
+            )
+        return {
+            "dictionary_version": self.version,
+            "completeness": completeness,
+            "imputed": missing,
+            "warnings": warnings,
+        }
+
+
+# Checks by dictionary version id: a published version never changes, so its check never does.
+_CHECKS: dict[int, DictionaryCheck] = {}
+
+
+def dictionary_check(table: RoutingTable, cohort: str) -> DictionaryCheck | None:
+    """The check of ``cohort``'s current published version, or None when it has none.
+
+    One query per routing table (per serving generation) and cohort; none in the steady state.
+    """
+    try:
+        return table.dictionaries[cohort]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    from cases.dictionary.checking import current_dictionary
+
+    dictionary = current_dictionary(cohort)
+    check = None
+    if dictionary is not None:
+        check = _CHECKS.get(dictionary.pk)
+        if check is None:
+            definition = dictionary.parsed
+            check = DictionaryCheck(
+                dictionary_id=dictionary.pk,
+                cohort=cohort,
+                version=dictionary.version,
+                definition=definition,
+                model_findings=definition.model_findings,
+            )
+            _CHECKS[dictionary.pk] = check
+    table.dictionaries[cohort] = check
+    return check
+
+
+def prediction_input(obj: Any, check: DictionaryCheck | None = None, *, allow_missing: bool = False) -> PredictionInput:
     """A prediction record (see the module docstring) -> its de-identified row, hash and subject.
 
-    Raises ``RecordError`` naming the first bad field.
+    With ``check``, the record must fit the dictionary (``allow_missing``: the batch's default for
+    records without their own ``allow_missing``). Raises ``RecordError`` naming the first bad field.
     """
     if not isinstance(obj, dict):
         raise RecordError("", "A record must be a JSON object.")
@@ -123,10 +270,19 @@ def prediction_input(obj: Any) -> PredictionInput:
         row = _row_from_patient_record(obj, findings, symptoms)
     else:
         row = _row_from_features(obj, findings, symptoms)
+    subject = subject_pseudonym(obj.get(SUBJECT_KEY))
+    # After the record's own checks, so a bad type is named as such whatever the dictionary says.
+    checked: dict[str, Any] = {}
+    if check is not None:
+        allow = obj.get(ALLOW_MISSING, allow_missing)
+        if not isinstance(allow, bool):
+            raise RecordError(ALLOW_MISSING, "must be true or false.")
+        checked = check.check(findings, symptoms, allow_missing=allow)
     return PredictionInput(
         row=row,
         input_sha256=hashlib.sha256(_CANONICAL_JSON.encode(row).encode()).hexdigest(),
-        subject_pseudonym=subject_pseudonym(obj.get(SUBJECT_KEY)),
+        subject_pseudonym=subject,
+        checked=checked,
     )
 
 
@@ -249,6 +405,7 @@ def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float)
                 "arm": arm_name,
                 "diagnosis": {"code": code, "label": model.label(code)},
                 "probabilities": by_class,
+                **item.checked,
             }
     ids = Prediction.objects.log(rows)
     shadow = route.shadow

@@ -34,10 +34,26 @@ class PredictRecordSerializer(serializers.Serializer):
         max_length=200,
         help_text="Your id of the subject (an encounter id, say). Stored only as an HMAC pseudonym.",
     )
+    allow_missing = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="When the cohort has a data dictionary: answer even if some model input findings are missing "
+        "(they are imputed and listed in 'imputed'); at least half of them must be present. Without it, a missing "
+        "input is 400 'missing_findings'.",
+    )
 
 
 class PredictBatchSerializer(serializers.Serializer):
     records = serializers.ListField(child=PredictRecordSerializer(), help_text="At most MAX_PREDICT_BATCH records.")
+    allow_missing = serializers.BooleanField(
+        required=False, default=False, help_text="The default of records that do not say allow_missing themselves."
+    )
+
+
+class PredictWarningSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="'out_of_range': outside the finding's expected range.")
+    field = serializers.CharField(help_text="findings.<key>")
+    message = serializers.CharField()
 
 
 class DiagnosisSerializer(serializers.Serializer):
@@ -54,6 +70,17 @@ class PredictionAnswerSerializer(serializers.Serializer):
     arm = serializers.CharField(allow_null=True, help_text="The A/B arm, when a test routes this model type.")
     diagnosis = DiagnosisSerializer()
     probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{diagnosis code: probability}")
+    # Present when the model type's cohort has a published data dictionary.
+    dictionary_version = serializers.IntegerField(
+        required=False, help_text="The cohort's data dictionary version the record was checked against."
+    )
+    completeness = serializers.FloatField(required=False, help_text="Share of the model's input findings present.")
+    imputed = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="Model input findings that were missing and imputed (with allow_missing).",
+    )
+    warnings = PredictWarningSerializer(many=True, required=False)
 
 
 # Named for the schema: "GiveFeedbackRequest" (the serializer's own name would give "FeedbackRequestRequest").

@@ -18,7 +18,9 @@ Two SQL queries: the JWT user lookup and the prediction's INSERT. Routing reads 
 generation from the cache, not the database (``models_registry.router``); the model is in memory
 (``models_registry.model_cache``); and the permission check reads two flags that the user lookup
 itself computes (``ServingJWTAuthentication``), where ``user.has_perm`` would cost two more
-queries (the user's and their groups' permissions) on every request.
+queries (the user's and their groups' permissions) on every request. Which data dictionary version
+checks the records is read once per routing table, i.e. once per serving generation
+(``models_registry.serving.dictionary_check``), not per request.
 """
 
 from __future__ import annotations
@@ -53,7 +55,16 @@ from learning_engine.tokens import SessionJWTAuthentication, SessionJWTScheme
 from models_registry.models import Prediction
 from models_registry.models.prediction import case_source_for
 from models_registry.router import ROUTER, Route
-from models_registry.serving import PredictionInput, feedback_case_record, prediction_input, serve
+from models_registry.serving import (
+    ALLOW_MISSING,
+    DictionaryCheck,
+    PredictionInput,
+    RecordRefused,
+    dictionary_check,
+    feedback_case_record,
+    prediction_input,
+    serve,
+)
 from models_registry.serving_examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
 from models_registry.serving_serializers import (
     FeedbackRequestSerializer,
@@ -161,7 +172,11 @@ AUTHENTICATION = [ServingJWTAuthentication, SessionAuthentication]
 PARSERS = [SafeJSONParser]
 ERRORS = {
     400: OpenApiResponse(
-        ErrorSerializer, description="Invalid record (code 'invalid_record', with 'field'); batch too large."
+        ErrorSerializer,
+        description="Invalid record (code 'invalid_record', with 'field'); against the cohort's data dictionary: "
+        "'unknown_findings' (with 'unknown': positions), 'missing_findings' (with 'missing': the model inputs "
+        "absent; send allow_missing to have them imputed), 'too_few_findings', 'outside_hard_limits', "
+        "'invalid_value'; batch too large.",
     ),
     401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
     403: OpenApiResponse(ErrorSerializer, description="Not a clinician or prediction client."),
@@ -170,27 +185,33 @@ ERRORS = {
 }
 
 
-def _inputs(records: list[Any], *, prefix: str = "") -> list[PredictionInput]:
+def _inputs(
+    records: list[Any], check: DictionaryCheck | None, *, prefix: str = "", allow_missing: bool = False
+) -> list[PredictionInput]:
     inputs = []
     for index, record in enumerate(records):
         try:
-            inputs.append(prediction_input(record))
+            inputs.append(prediction_input(record, check, allow_missing=allow_missing))
         except RecordError as exc:
             where = f"{prefix}[{index}]" if prefix else ""
             field = ".".join(part for part in (where, exc.field) if part)
+            extra = dict(exc.extra) if isinstance(exc, RecordRefused) else {}
+            if isinstance(exc, RecordRefused) and check is not None:
+                extra.update(cohort=check.cohort, dictionary_version=check.version)
             raise InvalidRequest(
                 f"{field}: {exc.message}" if field else exc.message,
-                code="invalid_record",
+                code=exc.code if isinstance(exc, RecordRefused) else "invalid_record",
                 field=field,
                 **({"index": index} if prefix else {}),
+                **extra,
             ) from None
     return inputs
 
 
-def _served_route(slug: str) -> Route:
-    route = ROUTER.route(slug)
+def _served_route(slug: str) -> tuple[Route, DictionaryCheck | None]:
+    route, table = ROUTER.route_in_table(slug)
     route.check_served()  # 409 before the body is read: without a version there is nothing to answer
-    return route
+    return route, dictionary_check(table, route.cohort)
 
 
 class PredictView(APIView):
@@ -209,8 +230,8 @@ class PredictView(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
-        route = _served_route(slug)
-        inputs = _inputs([request.data])
+        route, check = _served_route(slug)
+        inputs = _inputs([request.data], check)
         return Response(serve(route, inputs, by=request.user, started=started)[0])
 
 
@@ -231,7 +252,7 @@ class PredictBatchView(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
-        route = _served_route(slug)
+        route, check = _served_route(slug)
         data = request.data
         records = data.get("records") if isinstance(data, dict) else None
         if not isinstance(records, list):
@@ -245,7 +266,10 @@ class PredictBatchView(APIView):
                 code="batch_too_large",
                 limit=limit,
             )
-        inputs = _inputs(records, prefix="records")
+        allow_missing = data.get(ALLOW_MISSING, False)  # type: ignore[union-attr]  # a dict: records were found
+        if not isinstance(allow_missing, bool):
+            raise InvalidRequest(f"{ALLOW_MISSING}: must be true or false.", code="invalid_batch", field=ALLOW_MISSING)
+        inputs = _inputs(records, check, prefix="records", allow_missing=allow_missing)
         return Response(serve(route, inputs, by=request.user, started=started))
 
 

@@ -17,12 +17,16 @@ from typing import Any, ClassVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from cases.dictionary.definition import Definition, DefinitionError, definition_sha256, parse_definition
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from learning_engine.transitions import check_allowed, claim
+
+# Sent on commit of a publication (``dictionary=``): serving re-reads which version checks records.
+dictionary_published = Signal()
 
 
 class Cohort(models.Model):
@@ -215,6 +219,7 @@ class DataDictionary(models.Model):
             DictionaryTransition.objects.create(
                 dictionary=self, actor=by, from_state=source, to_state=self.status, reason=reason or "Published."
             )
+            transaction.on_commit(lambda: dictionary_published.send(sender=DataDictionary, dictionary=self))
 
 
 class DictionaryTransition(AuditEntry):

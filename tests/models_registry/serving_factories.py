@@ -7,7 +7,8 @@ job's creator) approve it and, unless ``activate=False``, activate it. The on-co
 (registration, the serving generation bump) run as they would after a real commit.
 
 The records are plain enough for a two-class model to tell apart: pneumonia (fever, low SpO2,
-high white cell count) and a common cold.
+high white cell count) and a common cold. They are complete records of the ``respiratory`` data
+dictionary (the model type's cohort), since predict checks records against it.
 """
 
 from __future__ import annotations
@@ -33,14 +34,32 @@ PNEUMONIA = "J18.9"
 COLD = "J06.9"
 
 PNEUMONIA_FEATURES: dict[str, Any] = {
-    "findings": {"temperature_c": 39.4, "heart_rate": 118, "spo2": 89, "wbc": 16.2},
+    "findings": {
+        "temperature_c": 39.4,
+        "heart_rate": 118,
+        "respiratory_rate": 28,
+        "spo2": 89,
+        "systolic_bp": 105,
+        "wbc": 16.2,
+        "crp": 140,
+        "nt_probnp": 300,
+    },
     "symptoms": ["cough", "fever", "dyspnea"],
     "age": 71,
     "sex": "female",
 }
 COLD_FEATURES: dict[str, Any] = {
-    "findings": {"temperature_c": 37.1, "heart_rate": 76, "spo2": 98, "wbc": 6.8},
-    "symptoms": ["cough", "sore throat"],
+    "findings": {
+        "temperature_c": 37.1,
+        "heart_rate": 76,
+        "respiratory_rate": 15,
+        "spo2": 98,
+        "systolic_bp": 122,
+        "wbc": 6.8,
+        "crp": 4,
+        "nt_probnp": 60,
+    },
+    "symptoms": ["cough", "sore_throat"],
     "age": 34,
     "sex": "male",
 }

@@ -309,7 +309,7 @@ def test_without_an_active_version_batch_predict_is_409(client):
 
 
 def test_the_prediction_log_and_logs_hold_no_raw_identifier_of_the_request(client, version, caplog):
-    record = record_dict(findings=PNEUMONIA_FEATURES["findings"], symptoms=["cough", "fever", "call 617-555-0100"])
+    record = record_dict(findings=PNEUMONIA_FEATURES["findings"], symptoms=["cough", "fever"])
     record["note"] = f"{record['patient']['name']} seen today, SSN {record['patient']['ssn']}."
     record["hospital_extra"] = {"bed": "ward 7 bed 3"}
     subject_key = f"{record['patient']['mrn']}/encounter-{record['external_id']}"
@@ -328,10 +328,13 @@ def test_the_prediction_log_and_logs_hold_no_raw_identifier_of_the_request(clien
         BATCH.format(slug="diagnosis"), {"records": [{**record, "subject_key": subject_key}]}, format="json"
     )
     bad = predict(client, {**record, "findings": {"spo2": record["patient"]["mrn"]}})
+    # A symptom holding a phone number is not in the dictionary's vocabulary: refused, by position.
+    bad_symptom = predict(client, {**record, "symptoms": ["cough", "call 617-555-0100"]})
 
-    assert (single.status_code, batch.status_code, bad.status_code) == (200, 200, 400)
+    assert (single.status_code, batch.status_code, bad.status_code, bad_symptom.status_code) == (200, 200, 400, 400)
+    assert bad_symptom.json()["code"] == "unknown_findings"
     stored = json.dumps(list(Prediction.objects.values()), default=str)
-    answers = json.dumps([single.json(), batch.json(), bad.json()])
+    answers = json.dumps([single.json(), batch.json(), bad.json(), bad_symptom.json()])
     logged = caplog.text
     for identifier in identifiers:
         assert identifier not in stored

@@ -1,0 +1,221 @@
+"""Predict checks records against the cohort's data dictionary (issue 11, "Predict").
+
+The served model type's cohort is ``respiratory``, whose shipped dictionary has eight model input
+findings (``cases/dictionaries/respiratory.json``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.test import TestCase
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cases.dictionary.checking import current_dictionary
+from learning_engine import roles
+from models_registry.models import Prediction
+from models_registry.serving import MIN_COMPLETENESS
+from tests.conftest import jwt_client
+from tests.models_registry.factories import model_type
+from tests.models_registry.serving_factories import (
+    PNEUMONIA_FEATURES,
+    fresh_serving,  # noqa: F401  (fixture)
+    served_version,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
+
+PREDICT = "/api/v1/model-types/{slug}/predict/"
+BATCH = "/api/v1/model-types/{slug}/predict/batch/"
+MODEL_INPUTS = tuple(PNEUMONIA_FEATURES["findings"])
+
+
+@pytest.fixture
+def client(make_user):
+    return jwt_client(make_user(roles.PREDICTION_CLIENT))
+
+
+@pytest.fixture
+def version():
+    return served_version()
+
+
+def predict(client, body, slug="diagnosis"):
+    return client.post(PREDICT.format(slug=slug), body, format="json")
+
+
+def without(*keys: str) -> dict:
+    return {
+        **PNEUMONIA_FEATURES,
+        "findings": {k: v for k, v in PNEUMONIA_FEATURES["findings"].items() if k not in keys},
+    }
+
+
+def test_the_respiratory_dictionary_has_the_eight_inputs_these_tests_send():
+    assert current_dictionary("respiratory").parsed.model_findings == MODEL_INPUTS
+
+
+def test_a_complete_record_is_answered_with_the_dictionary_version_and_full_completeness(client, version):
+    response = predict(client, PNEUMONIA_FEATURES)
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["dictionary_version"] == current_dictionary("respiratory").version
+    assert (body["completeness"], body["imputed"], body["warnings"]) == (1.0, [], [])
+
+
+def test_an_unknown_finding_is_400_unknown_findings_by_position_without_the_key(client, version):
+    record = {**PNEUMONIA_FEATURES, "findings": {**PNEUMONIA_FEATURES["findings"], "smith_bp": 120}}
+
+    response = predict(client, record)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "unknown_findings"
+    assert body["unknown"] == [{"field": "findings", "position": 8}]
+    assert "smith_bp" not in json.dumps(body)
+    assert not Prediction.objects.exists()
+
+
+def test_an_unknown_symptom_is_400_unknown_findings_by_position(client, version):
+    response = predict(client, {**PNEUMONIA_FEATURES, "symptoms": ["cough", "mrn 12345"]})
+
+    assert (response.status_code, response.json()["code"]) == (400, "unknown_findings")
+    assert response.json()["unknown"] == [{"field": "symptoms", "position": 1}]
+    assert "12345" not in json.dumps(response.json())
+
+
+def test_a_missing_model_input_is_400_missing_findings_listing_them(client, version):
+    response = predict(client, without("crp", "nt_probnp"))
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "missing_findings"
+    assert body["missing"] == ["crp", "nt_probnp"]
+    assert body["completeness"] == 0.75
+    assert not Prediction.objects.exists()
+
+
+def test_the_empty_record_is_never_answered(client, version):
+    assert predict(client, {}).json()["code"] == "missing_findings"
+    response = predict(client, {"allow_missing": True})
+    assert (response.status_code, response.json()["code"]) == (400, "too_few_findings")
+    assert not Prediction.objects.exists()
+
+
+def test_allow_missing_answers_with_the_imputed_inputs_and_the_completeness(client, version):
+    response = predict(client, {**without("crp", "nt_probnp", "systolic_bp"), "allow_missing": True})
+
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert body["imputed"] == ["systolic_bp", "crp", "nt_probnp"]
+    assert body["completeness"] == 0.625
+    assert Prediction.objects.filter(pk=body["id"]).exists()
+
+
+def test_allow_missing_still_needs_half_the_inputs(client, version):
+    assert MIN_COMPLETENESS == 0.5
+    four = predict(client, {**without(*MODEL_INPUTS[:4]), "allow_missing": True})
+    three = predict(client, {**without(*MODEL_INPUTS[:5]), "allow_missing": True})
+
+    assert four.status_code == 200
+    assert (three.status_code, three.json()["code"]) == (400, "too_few_findings")
+
+
+def test_allow_missing_must_be_a_boolean(client, version):
+    response = predict(client, {**PNEUMONIA_FEATURES, "allow_missing": "yes"})
+    assert (response.status_code, response.json()["field"]) == (400, "allow_missing")
+
+
+def test_a_value_outside_the_hard_limits_is_400_with_the_dictionarys_code(client, version):
+    record = {**PNEUMONIA_FEATURES, "findings": {**PNEUMONIA_FEATURES["findings"], "spo2": 150}}
+
+    response = predict(client, record)
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "outside_hard_limits"
+    assert response.json()["field"] == "findings.spo2"
+    assert "150" not in response.json()["detail"]
+    assert not Prediction.objects.exists()
+
+
+def test_a_value_outside_the_expected_range_is_answered_with_an_out_of_range_warning(client, version):
+    record = {**PNEUMONIA_FEATURES, "findings": {**PNEUMONIA_FEATURES["findings"], "heart_rate": 300}}
+
+    response = predict(client, record)
+
+    assert response.status_code == 200, response.json()
+    warnings = response.json()["warnings"]
+    assert [(w["code"], w["field"]) for w in warnings] == [("out_of_range", "findings.heart_rate")]
+
+
+def test_a_batch_reports_the_first_refused_record_with_its_index(client, version):
+    records = [PNEUMONIA_FEATURES, without("wbc")]
+
+    response = client.post(BATCH.format(slug="diagnosis"), {"records": records}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert (body["code"], body["index"], body["field"], body["missing"]) == (
+        "missing_findings",
+        1,
+        "records[1].findings",
+        ["wbc"],
+    )
+    assert not Prediction.objects.exists()
+
+
+def test_a_batch_allow_missing_is_the_default_of_its_records(client, version):
+    records = [PNEUMONIA_FEATURES, without("wbc"), {**without("wbc"), "allow_missing": False}]
+
+    refused = client.post(BATCH.format(slug="diagnosis"), {"records": records, "allow_missing": True}, format="json")
+    answered = client.post(
+        BATCH.format(slug="diagnosis"), {"records": records[:2], "allow_missing": True}, format="json"
+    )
+
+    assert (refused.status_code, refused.json()["index"]) == (400, 2)
+    assert answered.status_code == 200
+    assert [item["imputed"] for item in answered.json()] == [[], ["wbc"]]
+
+
+def test_a_cohort_without_a_published_dictionary_is_served_as_before(client):
+    served_version(model_type=model_type("undictionaried", cohort="no-dictionary-yet"))
+
+    response = predict(client, {"findings": {"anything": 1.0}}, slug="undictionaried")
+
+    assert response.status_code == 200, response.json()
+    assert "completeness" not in response.json()
+
+
+def test_publishing_a_new_version_is_used_by_the_next_predict(client, version, clinical_lead):
+    assert predict(client, PNEUMONIA_FEATURES).status_code == 200
+    current = current_dictionary("respiratory")
+    definition = json.loads(json.dumps(current.definition))
+    for finding in definition["findings"]:
+        if finding["key"] == "nt_probnp":
+            finding["used_by_model"] = False
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        draft = current.copy(by=clinical_lead)
+        draft.edit(definition, by=clinical_lead)
+        draft.publish(by=clinical_lead)
+
+    response = predict(client, without("nt_probnp"))
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["dictionary_version"] == draft.version
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    dropped=st.sets(st.sampled_from(MODEL_INPUTS), min_size=1),
+    extra=st.dictionaries(st.sampled_from(["allow_missing"]), st.just(False)),
+)
+def test_predict_never_answers_a_record_missing_a_model_input(client, version, dropped, extra):
+    response = predict(client, {**without(*dropped), **extra})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "missing_findings"
+    assert set(response.json()["missing"]) == dropped
+    assert not Prediction.objects.exists()
