@@ -102,9 +102,30 @@ PREDICT_EXAMPLES = [
             "arm": None,
             "diagnosis": {"code": "C50.9", "label": "Malignant neoplasm of breast, unspecified"},
             "probabilities": {"C50.9": 0.97, "D24.9": 0.03},
+            "dictionary_version": 1,
+            "completeness": 1.0,
+            "imputed": [],
+            "warnings": [],
         },
         response_only=True,
         status_codes=["200"],
+    ),
+    OpenApiExample(
+        "A model input missing",
+        description='Without "allow_missing": true, every model input finding of the cohort\'s data dictionary '
+        "is needed; with it, at least half of them, and the answer lists the imputed ones.",
+        value={
+            "code": "missing_findings",
+            "detail": "findings: 1 of the model's 30 input findings are missing: worst_area. Send them, or send "
+            '"allow_missing": true to have them imputed.',
+            "field": "findings",
+            "missing": ["worst_area"],
+            "completeness": 0.9667,
+            "cohort": "breast-mass",
+            "dictionary_version": 1,
+        },
+        response_only=True,
+        status_codes=["400"],
     ),
 ]
 
