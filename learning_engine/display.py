@@ -3,8 +3,10 @@
 Metrics are stored under machine keys (``f1_macro``, ``accuracy_ci``, ``test_size``) by the
 trainer, the registry and external trainers alike; every page that shows them names them with
 ``metric_name`` and writes their values with ``metric_value``, so the job's latest metrics, its
-evaluation, the version page and the comparison agree. Counts get thousands separators, scores
-three decimals (never "-0.000"), sizes in KB/MB, shares as percentages.
+evaluation, the version page and the comparison agree. Counts get thousands separators; shares of
+cases people read as percentages (accuracy, F1, precision, recall) one decimal ("91.3%", a
+difference in points); other scores (AUROC, Brier, log loss) three decimals (never "-0.000");
+sizes in KB/MB. The API keeps the raw numbers.
 """
 
 from __future__ import annotations
@@ -41,6 +43,22 @@ METRIC_NAMES: dict[str, str] = {
 # Keys whose values are counts (whole numbers with separators).
 COUNT_KEYS = frozenset({"test_size", "train_size", "validation_size", "epoch", "n", "support", "cases", "calls"})
 INTERVAL_SUFFIX = "_ci"
+# Keys whose values are shares of cases, read as percentages (AUROC, Brier and ECE are not).
+PERCENT_KEYS = frozenset(
+    {
+        "accuracy",
+        "val_accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "precision_macro",
+        "recall_macro",
+        "precision_weighted",
+        "recall_weighted",
+        "precision",
+        "recall",
+        "f1",
+    }
+)
 
 
 def metric_name(key: str) -> str:
@@ -100,6 +118,39 @@ def fmt_percent(value: Any, digits: int = 1) -> str:
     return f"{'0' if text in ('-0', '') else text}%"
 
 
+def fmt_score_percent(value: Any) -> str:
+    """A score that is a share of cases, with one decimal: 0.9134 -> "91.3%", 1 -> "100.0%"."""
+    number = finite_number(value)
+    if number is None:
+        return "—"
+    text = f"{number * 100:.1f}"
+    return f"{text[1:] if text == '-0.0' else text}%"
+
+
+def fmt_points(value: Any) -> str:
+    """A difference of two such scores in percentage points: 0.012 -> "+1.2 points"."""
+    number = finite_number(value)
+    if number is None:
+        return "—"
+    text = f"{number * 100:+.1f}"
+    return f"{'0.0' if text in ('+0.0', '-0.0') else text} points"
+
+
+def fmt_difference(key: str, value: Any, digits: int = 3) -> str:
+    """The difference of two values of metric ``key``: points for percentages, else a decimal."""
+    return fmt_points(value) if key in PERCENT_KEYS else fmt(value, digits)
+
+
+def fmt_difference_interval(key: str, value: Any, digits: int = 3) -> str:
+    """The 95% interval of such a difference: "-1.2 to +3.4 points", or decimals; "" without one."""
+    if not fmt_interval(value):
+        return ""
+    if key in PERCENT_KEYS:
+        low, high = (fmt_points(bound).removesuffix(" points") for bound in value)
+        return f"{low} to {high} points"
+    return fmt_interval(value, digits)
+
+
 def fmt_bytes(value: Any) -> str:
     """A size: "137.5 KB (140,825 bytes)"."""
     number = finite_number(value)
@@ -111,11 +162,21 @@ def fmt_bytes(value: Any) -> str:
 def metric_value(key: str, value: Any, digits: int = 3) -> str:
     """A metric's value as its key says: intervals as "low to high", counts whole, scores decimal."""
     if key.endswith(INTERVAL_SUFFIX):
+        if key[: -len(INTERVAL_SUFFIX)] in PERCENT_KEYS:
+            if (
+                isinstance(value, (list, tuple))
+                and len(value) == 2
+                and all(finite_number(v) is not None for v in value)
+            ):
+                return f"{fmt_score_percent(value[0])} to {fmt_score_percent(value[1])}"
+            return "—"
         return fmt_interval(value, digits, missing="—")
     if key in COUNT_KEYS:
         return fmt_count(value)
     if isinstance(value, str):
         return value
+    if key in PERCENT_KEYS:
+        return fmt_score_percent(value)
     return fmt(value, digits)
 
 

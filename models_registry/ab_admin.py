@@ -29,7 +29,7 @@ from django.utils.timezone import localtime
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
-from learning_engine.display import fmt, fmt_interval, fmt_percent
+from learning_engine.display import fmt, fmt_interval, fmt_percent, metric_value
 from learning_engine.exceptions import DomainError
 from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
@@ -293,7 +293,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                     "unkeyed": row["unkeyed"],
                     "labelled": row["labelled"],
                     "correct": row["correct"],
-                    "accuracy": fmt(row["accuracy"]),
+                    "accuracy": metric_value("accuracy", row["accuracy"]),
                     "interval": fmt_interval(row["accuracy_interval"], missing="—"),
                     "p50": fmt(row["latency_ms"]["p50"], 1),
                     "p90": fmt(row["latency_ms"]["p90"], 1),

@@ -34,7 +34,7 @@ from django.utils.html import format_html, format_html_join
 
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
-from learning_engine.display import fmt, fmt_interval, metric_name, metric_rows, metric_value
+from learning_engine.display import fmt, fmt_difference, fmt_difference_interval, metric_name, metric_rows, metric_value
 from learning_engine.exceptions import DomainError
 from models_registry.compare import compare_versions
 from models_registry.models import (
@@ -141,11 +141,11 @@ class PerformanceRecordInline(_ReadOnlyInline):
 
     @admin.display(description="accuracy")
     def accuracy(self, obj: PerformanceRecord) -> str:
-        return fmt(obj.metrics.get("accuracy") if isinstance(obj.metrics, dict) else None)
+        return metric_value("accuracy", obj.metrics.get("accuracy") if isinstance(obj.metrics, dict) else None)
 
     @admin.display(description="F1 (macro)")
     def f1_macro(self, obj: PerformanceRecord) -> str:
-        return fmt(obj.metrics.get("f1_macro") if isinstance(obj.metrics, dict) else None)
+        return metric_value("f1_macro", obj.metrics.get("f1_macro") if isinstance(obj.metrics, dict) else None)
 
 
 class ArtifactRejectionInline(_ReadOnlyInline):
@@ -336,11 +336,11 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
 
     @admin.display(description="accuracy")
     def accuracy(self, obj: ModelVersion) -> str:
-        return fmt(_metric(obj, "accuracy"))
+        return metric_value("accuracy", _metric(obj, "accuracy"))
 
     @admin.display(description="F1 (macro)")
     def f1_macro(self, obj: ModelVersion) -> str:
-        return fmt(_metric(obj, "f1_macro"))
+        return metric_value("f1_macro", _metric(obj, "f1_macro"))
 
     @admin.display(description="AUROC")
     def auroc_macro(self, obj: ModelVersion) -> str:
@@ -572,8 +572,8 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                 "metric": metric_name(row["metric"]),
                 "a": metric_value(row["metric"], row["a"]),
                 "b": metric_value(row["metric"], row["b"]),
-                "difference": fmt(row["difference"]),
-                "ci": fmt_interval(row["ci"]),
+                "difference": fmt_difference(row["metric"], row["difference"]),
+                "ci": fmt_difference_interval(row["metric"], row["ci"]),
                 "method": row.get("interval_method") or "",
                 "better": _better(row),
             }
@@ -600,8 +600,8 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             "p_value": f"{comparison['mcnemar']['p_value']:.4g}",
             "margin": f"{comparison['sample_size']['difference'] * 100:g}",
             "power": f"{comparison['sample_size']['power'] * 100:g}",
-            "live_a": comparison["a"]["live"],
-            "live_b": comparison["b"]["live"],
+            "live_a": _live_figures(comparison["a"]["live"]),
+            "live_b": _live_figures(comparison["b"]["live"]),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/models_registry/modelversion/compare.html", context)
@@ -627,10 +627,17 @@ def _version_unavailable(version: ModelVersion, action: str, user: Any) -> str |
     return None
 
 
+def _live_figures(live: Any) -> dict[str, Any] | None:
+    """A version's live accuracy as the page writes metrics (a percentage), with its count."""
+    if not isinstance(live, dict):
+        return None
+    return {**live, "accuracy": metric_value("accuracy", live.get("accuracy"))}
+
+
 def _describe(version: ModelVersion) -> str:
-    accuracy = _metric(version, "accuracy")
+    accuracy = metric_value("accuracy", _metric(version, "accuracy"))
     return (
-        f"{version.model_type.slug} {version.version} ({algorithm_label(version.algorithm)}; accuracy {fmt(accuracy)}; "
+        f"{version.model_type.slug} {version.version} ({algorithm_label(version.algorithm)}; accuracy {accuracy}; "
         f"{version.approval_status}, {version.deployment_status})"
     )
 
@@ -706,7 +713,7 @@ class PerformanceRecordAdmin(_ReadOnlyAdmin):
 
     @admin.display(description="accuracy")
     def accuracy(self, obj: PerformanceRecord) -> str:
-        return fmt(obj.metrics.get("accuracy") if isinstance(obj.metrics, dict) else None)
+        return metric_value("accuracy", obj.metrics.get("accuracy") if isinstance(obj.metrics, dict) else None)
 
 
 @admin.register(ArtifactRejection)

@@ -174,13 +174,18 @@ def confusion_table(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"labels": labels, "rows": rows, "column_totals": column_totals, "total": sum(column_totals)}
 
 
+def _interval(values: Mapping[str, Any], key: str) -> str:
+    """A metric's interval as ``metric_value`` writes it, empty when there is none."""
+    return metric_value(key, values[key]) if values.get(key) else ""
+
+
 def per_class_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
     return [
         {
             "label": str(entry.get("label", "")),
-            "precision": fmt(entry.get("precision")),
-            "recall": fmt(entry.get("recall")),
-            "f1": fmt(entry.get("f1")),
+            "precision": metric_value("precision", entry.get("precision")),
+            "recall": metric_value("recall", entry.get("recall")),
+            "f1": metric_value("f1", entry.get("f1")),
             "support": fmt_count(entry.get("support")),
             "auroc": fmt(entry.get("auroc")),
         }
@@ -197,10 +202,14 @@ def subgroup_tables(evaluation: Mapping[str, Any]) -> list[dict[str, Any]]:
             {
                 "value": str(group.get("value", "")),
                 "n": fmt_count(group.get("n")),
-                "accuracy": fmt(group.get("accuracy")),
-                "accuracy_ci": fmt_interval(group.get("accuracy_ci")),
-                "f1_macro": fmt(group.get("f1_macro")),
-                "f1_macro_ci": fmt_interval(group.get("f1_macro_ci")),
+                "accuracy": metric_value("accuracy", group.get("accuracy")),
+                "accuracy_ci": metric_value("accuracy_ci", group.get("accuracy_ci"))
+                if group.get("accuracy_ci")
+                else "",
+                "f1_macro": metric_value("f1_macro", group.get("f1_macro")),
+                "f1_macro_ci": metric_value("f1_macro_ci", group.get("f1_macro_ci"))
+                if group.get("f1_macro_ci")
+                else "",
                 "auroc_macro": fmt(group.get("auroc_macro")),
                 "brier": fmt(group.get("brier")),
             }

@@ -53,8 +53,8 @@ def test_an_ml_engineer_sets_up_an_ab_test_and_a_clinical_lead_reads_and_conclud
     assert lead.locator(".ab-decision strong").inner_text() == "Ship B: the candidate is more accurate"
     arms = lead.locator(".ab-figures table.registry-compare").first.locator("tbody tr")
     assert arms.count() == 2
-    assert arms.nth(0).locator("td.num").all_inner_texts()[3:6] == ["300", "180", "0.600"]
-    assert arms.nth(1).locator("td.num").all_inner_texts()[3:6] == ["300", "270", "0.900"]
+    assert arms.nth(0).locator("td.num").all_inner_texts()[3:6] == ["300", "180", "60.0%"]
+    assert arms.nth(1).locator("td.num").all_inner_texts()[3:6] == ["300", "270", "90.0%"]
     chart = lead.locator(".ab-figures svg.line-chart-svg")
     assert chart.is_visible()
     assert chart.locator("polyline, circle").count() > 0

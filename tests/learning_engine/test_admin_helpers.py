@@ -246,7 +246,15 @@ def test_metric_names_are_the_same_human_names_everywhere():
 
 
 def test_numbers_read_as_people_read_them():
-    from learning_engine.display import fmt, fmt_bytes, fmt_count, fmt_percent, metric_value
+    from learning_engine.display import (
+        fmt,
+        fmt_bytes,
+        fmt_count,
+        fmt_difference,
+        fmt_difference_interval,
+        fmt_percent,
+        metric_value,
+    )
 
     assert fmt(-0.0001) == "0.000"  # never "-0.000"
     assert fmt(-0.25) == "-0.250"
@@ -259,4 +267,18 @@ def test_numbers_read_as_people_read_them():
     assert fmt_percent(0.125) == "12.5%"
     assert fmt_bytes(140825) == "137.5\xa0KB (140,825 bytes)"
     assert metric_value("test_size", 1200.0) == "1,200"
-    assert metric_value("accuracy_ci", [0.5, 0.75]) == "0.500 to 0.750"
+    assert metric_value("accuracy_ci", [0.5, 0.75]) == "50.0% to 75.0%"
+    assert metric_value("auroc_macro_ci", [0.5, 0.75]) == "0.500 to 0.750"
+    # Shares of cases people read as percentages, one decimal; other scores stay decimals.
+    assert metric_value("accuracy", 0.91349) == "91.3%"
+    assert metric_value("f1_macro", 1) == "100.0%"
+    assert metric_value("f1_macro", -0.00001) == "0.0%"
+    assert metric_value("accuracy", float("nan")) == "—"
+    assert metric_value("auroc_macro", 0.91349) == "0.913"
+    assert metric_value("brier", 0.1) == "0.100"
+    assert fmt_difference("accuracy", 0.0123) == "+1.2 points"
+    assert fmt_difference("accuracy", -0.0001) == "0.0 points"
+    assert fmt_difference("auroc_macro", 0.0123) == "0.012"
+    assert fmt_difference_interval("accuracy", [-0.012, 0.034]) == "-1.2 to +3.4 points"
+    assert fmt_difference_interval("brier", [-0.012, 0.034]) == "-0.012 to 0.034"
+    assert fmt_difference_interval("accuracy", None) == ""

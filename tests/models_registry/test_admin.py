@@ -103,7 +103,7 @@ def test_the_version_list_shows_key_metrics_and_badges(staff, engineer, other_le
 
     assert response.status_code == 200
     html = response.content.decode()
-    assert "0.873" in html
+    assert "87.3%" in html
     assert 'class="version-badge version-approval-approved"' in html
     assert 'class="version-badge version-deployment-active"' in html
     assert 'class="version-badge version-approval-pending"' in html
@@ -313,11 +313,13 @@ def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, e
     assert "McNemar" in html
     assert "<svg" in html
     assert "<script" not in html.split('id="content-main"')[1]
-    assert "0.813 (16 predictions)" in html
+    assert "81.2% (16 predictions)" in html  # 0.8125: accuracy as a percentage, one decimal
     assert html.count("<rect") >= 12  # two bars per charted metric
     assert "exact, from the discordant pairs" in html
     assert "<th>F1 (macro)</th>" in html  # the same metric names as the job's evaluation
     assert "<th>f1_macro</th>" not in html
+    assert re.search(r"<td class=\"num\">\d+\.\d%</td>", html)  # the table's accuracy and F1 as percentages
+    assert " points" in html  # their differences in percentage points
 
 
 def test_the_compare_page_says_when_the_evidence_is_insufficient(staff, engineer):
@@ -382,7 +384,7 @@ def test_performance_records_are_read_only(staff, engineer):
     client, _user = staff(roles.ML_ENGINEER)
     version = registered(engineer, accuracy=0.912)
     record = PerformanceRecord.objects.get(version=version)
-    assert "0.912" in client.get(RECORDS).content.decode()
+    assert "91.2%" in client.get(RECORDS).content.decode()
     assert client.get(reverse("admin:models_registry_performancerecord_add")).status_code == 403
     assert client.get(reverse("admin:models_registry_performancerecord_delete", args=[record.pk])).status_code == 403
 

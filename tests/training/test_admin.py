@@ -565,7 +565,8 @@ def test_the_job_page_shows_the_evaluation_confusion_matrix_and_subgroups(staff,
     assert response.status_code == 200
     html = response.content.decode()
     assert "Evaluation on the test split" in html
-    assert f"{evaluation['accuracy']:.3f}" in html
+    assert f"{evaluation['accuracy'] * 100:.1f}%" in html  # a share of cases as a percentage
+    assert f"{evaluation['auroc_macro']:.3f}" in html  # AUROC stays a decimal
     assert "AUROC (macro, one-vs-rest)" in html
     assert "Brier score" in html
     # The confusion matrix: a row per true label, the diagonal (hits) marked.
