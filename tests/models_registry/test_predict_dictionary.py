@@ -7,6 +7,7 @@ findings (``cases/dictionaries/respiratory.json``).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from django.test import TestCase
@@ -207,15 +208,45 @@ def test_publishing_a_new_version_is_used_by_the_next_predict(client, version, c
     assert response.json()["dictionary_version"] == draft.version
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    dropped=st.sets(st.sampled_from(MODEL_INPUTS), min_size=1),
-    extra=st.dictionaries(st.sampled_from(["allow_missing"]), st.just(False)),
-)
-def test_predict_never_answers_a_record_missing_a_model_input(client, version, dropped, extra):
-    response = predict(client, {**without(*dropped), **extra})
+# The hard limits of the shipped respiratory dictionary: any value the record may carry.
+_LIMITS = {
+    item["key"]: (item["hard_limits"]["min"], item["hard_limits"]["max"])
+    for item in json.loads((Path(__file__).parents[2] / "cases/dictionaries/respiratory.json").read_text())[
+        "dictionary"
+    ]["findings"]
+}
 
-    assert response.status_code == 400
+
+@st.composite
+def records_missing_an_input(draw: st.DrawFn) -> tuple[dict, set[str]]:
+    """A record with any values within the hard limits, one or more model inputs left out, and
+    sometimes an explicit "allow_missing": false, age, sex or symptoms."""
+    dropped = draw(st.sets(st.sampled_from(MODEL_INPUTS), min_size=1))
+    findings = {
+        key: draw(st.floats(min_value=low, max_value=high, allow_nan=False))
+        for key, (low, high) in _LIMITS.items()
+        if key not in dropped
+    }
+    record: dict = {"findings": findings}
+    if draw(st.booleans()):
+        record["allow_missing"] = False
+    if draw(st.booleans()):
+        record["age"] = draw(st.integers(min_value=0, max_value=120))
+    if draw(st.booleans()):
+        record["sex"] = draw(st.sampled_from(["female", "male"]))
+    if draw(st.booleans()):
+        record["symptoms"] = draw(st.lists(st.sampled_from(["cough", "fever", "dyspnea"]), unique=True))
+    return record, dropped
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=records_missing_an_input())
+def test_predict_never_answers_a_record_missing_a_model_input(client, version, case):
+    record, dropped = case
+
+    response = predict(client, record)
+
+    assert response.status_code == 400, response.json()
     assert response.json()["code"] == "missing_findings"
     assert set(response.json()["missing"]) == dropped
     assert not Prediction.objects.exists()
