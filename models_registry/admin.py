@@ -56,6 +56,7 @@ from training.admin import (
 )
 from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
 from training.models import ModelType
+from training.models.dataset import built_on_visible
 
 APPROVE = "models_registry.approve_modelversion"
 DEPLOY = "models_registry.deploy_modelversion"
@@ -260,6 +261,11 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     list_per_page = 100
     search_fields = ("version",)
     search_help_text = "A version label."
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Built on a snapshot hidden from the user (built_on_visible): its counts would show; not listed.
+        return built_on_visible(super().get_queryset(request), request.user)
+
     actions = [
         "approve_selected",
         "reject_selected",
@@ -556,7 +562,10 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             self.message_user(request, "Choose two versions to compare.", messages.ERROR)
             return HttpResponseRedirect(changelist)
         versions = {
-            v.pk: v for v in ModelVersion.objects.select_related("model_type", "dataset").filter(pk__in=[pk_a, pk_b])
+            v.pk: v
+            for v in built_on_visible(
+                ModelVersion.objects.select_related("model_type", "dataset"), request.user
+            ).filter(pk__in=[pk_a, pk_b])
         }
         if pk_a not in versions or pk_b not in versions:
             self.message_user(request, "One of the versions does not exist.", messages.ERROR)
@@ -696,6 +705,12 @@ class PerformanceRecordAdmin(_ReadOnlyAdmin):
     list_select_related = ("version__model_type", "created_by")
     fields = ("created_at", "version", "source", "dataset", "test_set_size", "created_by", "metrics_table")
     readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Built on a snapshot hidden from the user (built_on_visible): its counts would show; not listed.
+        # A record's own snapshot (an evaluation on another one) too.
+        mine = built_on_visible(super().get_queryset(request), request.user, "version__dataset")
+        return built_on_visible(mine, request.user)
 
     @admin.display(description="metrics")
     def metrics_table(self, obj: PerformanceRecord) -> str:

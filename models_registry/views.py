@@ -69,6 +69,7 @@ from models_registry.serializers import (
     UploadSerializer,
 )
 from training.models import ModelType
+from training.models.dataset import built_on_visible
 
 VIEW_VERSION = "models_registry.view_modelversion"
 APPROVE = "models_registry.approve_modelversion"
@@ -191,6 +192,8 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
         queryset = ModelVersion.objects.filter(model_type=self.model_type()).select_related(
             "model_type", "created_by", "approved_by"
         )
+        # A version trained or evaluated on a snapshot hidden from the user shows its counts: hidden too.
+        queryset = built_on_visible(queryset, self.request.user)
         if self.action == "retrieve":
             queryset = queryset.prefetch_related(
                 Prefetch("transitions", queryset=VersionTransition.objects.select_related("actor"))
@@ -298,7 +301,9 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
     @action(detail=True, methods=["get"])
     def performance(self, request: Request, slug: str, version: str) -> Response:
         obj = self.get_object()
-        records = PerformanceRecord.objects.filter(version=obj).select_related("version", "created_by")
+        records = built_on_visible(
+            PerformanceRecord.objects.filter(version=obj).select_related("version", "created_by"), request.user
+        )
         filterset = PerformanceRecordFilter(request.query_params, queryset=records)
         if not filterset.is_valid():
             raise ValidationError(filterset.errors)
@@ -444,7 +449,7 @@ class RegistryModelTypeViewSet(ModelTypeScoped, viewsets.GenericViewSet):
             return Response(self.point_in_time(model_type, params["at"]))
         recent = PerformanceRecord.objects.order_by("-created_at", "-id")[: HISTORY_RECORDS_PER_VERSION + 1]
         versions = (
-            ModelVersion.objects.filter(model_type=model_type)
+            built_on_visible(ModelVersion.objects.filter(model_type=model_type), request.user)
             .order_by("created_at", "id")
             .prefetch_related(Prefetch("performance", queryset=recent, to_attr="recent_performance"))
         )
@@ -525,7 +530,9 @@ class RegistryModelTypeViewSet(ModelTypeScoped, viewsets.GenericViewSet):
                 f"{params['a']} compared with itself: name two different versions.", code="same_version"
             )
         model_type = self.model_type()
-        versions = ModelVersion.objects.filter(model_type=model_type).select_related("model_type", "dataset")
+        versions = built_on_visible(
+            ModelVersion.objects.filter(model_type=model_type).select_related("model_type", "dataset"), request.user
+        )
         a = get_object_or_404(versions, version=params["a"])
         b = get_object_or_404(versions, version=params["b"])
         return Response(compare_versions(a, b, by=request.user))

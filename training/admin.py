@@ -60,7 +60,7 @@ from learning_engine.roles import PERM_DOWNLOAD_DATASET
 from training.algorithms import SPECS, validate_hyperparameters
 from training.downloads import dataset_file_response
 from training.models import DatasetSnapshot, DatasetTransition, JobTransition, ModelType, TrainingJob
-from training.models.dataset import SPLITS, date_range_errors, visible_to
+from training.models.dataset import SPLITS, built_on_visible, date_range_errors, visible_to
 from training.splitting import check_fractions
 from training.tasks import enqueue_dataset_build
 
@@ -1002,6 +1002,11 @@ class TrainingJobAdmin(
     search_help_text = "Job id."
     actions = ["start_selected", "cancel_selected", "retry_selected"]
     inlines = [JobTransitionInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Built on a snapshot hidden from the user (built_on_visible): its counts would show; not listed.
+        return built_on_visible(super().get_queryset(request), request.user)
+
     add_form = JobCreateForm
     fieldsets_view = (
         (

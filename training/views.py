@@ -42,7 +42,7 @@ from training.datasets import ready_twin, snapshot_request
 from training.downloads import PARQUET_MEDIA_TYPE, dataset_file_response
 from training.filters import DatasetSnapshotFilter, TrainingJobFilter
 from training.models import DatasetSnapshot, ModelType, TrainingJob
-from training.models.dataset import visible_to
+from training.models.dataset import built_on_visible, visible_to
 from training.serializers import (
     DatasetCreateSerializer,
     DatasetDetailParamsSerializer,
@@ -290,7 +290,8 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[TrainingJob]:
-        queryset = TrainingJob.objects.select_related("model_type", "created_by")
+        # A job on a snapshot hidden from the user shows its counts: hidden too (built_on_visible).
+        queryset = built_on_visible(TrainingJob.objects.select_related("model_type", "created_by"), self.request.user)
         if self.action == "list":
             # Per-epoch history, evaluation and error log can each be long; the list does not show them.
             return queryset.defer("history", "evaluation", "error_log")

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
@@ -16,7 +17,7 @@ from models_registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
 from tests.models_registry.registry_factories import ready_snapshot, trained_version
-from training.models import TrainingJob
+from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -488,3 +489,29 @@ def test_a_performance_record_page_names_its_metrics_like_every_other_page(staff
     html = client.get(reverse("admin:models_registry_performancerecord_change", args=[record.pk])).content.decode()
     assert "<th>Accuracy</th>" in html
     assert '"f1_macro"' not in html  # no raw JSON
+
+
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
+def test_a_version_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff, engineer, role):
+    shown, hidden = registered(engineer), registered(engineer)
+    filters = {"cohort": hidden.model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
+    day = DatasetSnapshot.objects.create(model_type=hidden.model_type, created_by=engineer, filters=filters)
+    ModelVersion.objects.filter(pk=hidden.pk).update(dataset=day)
+    record = PerformanceRecord.objects.create(version=hidden, source="live", metrics={"accuracy": 0.5})
+    page_of = reverse("admin:models_registry_modelversion_change", args=[hidden.pk])
+    record_page = reverse("admin:models_registry_performancerecord_change", args=[record.pk])
+    client, user = staff(role)
+
+    listing = client.get(VERSIONS).content.decode()
+    records = client.get(RECORDS).content.decode()
+    statuses = [client.get(page_of).status_code, client.get(record_page).status_code]
+    compare = client.get(f"{COMPARE}?a={shown.pk}&b={hidden.pk}", follow=True)
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = client.get(page_of)
+
+    assert reverse("admin:models_registry_modelversion_change", args=[shown.pk]) in listing
+    assert page_of not in listing
+    assert record_page not in records
+    assert statuses == [302, 302]  # the admin's "does not exist" redirect
+    assert "One of the versions does not exist." in messages_of(compare)
+    assert with_phi.status_code == 200

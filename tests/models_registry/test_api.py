@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from learning_engine import roles
 from models_registry import views
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
 from models_registry.registration import register_completed_job
@@ -24,7 +25,7 @@ from tests.models_registry.registry_factories import (
     ready_snapshot,
     train_artifact,
 )
-from training.models import TrainingJob
+from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
 
@@ -702,3 +703,37 @@ def test_concurrent_activations_never_leave_two_active_versions_nor_answer_500(m
         previous = row.to_version_id
     active = ModelVersion.objects.active().first()
     assert previous == (active.pk if active else None)
+
+
+def on_a_day_wide_snapshot(version: ModelVersion, by: Any) -> None:
+    """Move a version (and its job) onto a snapshot over one day, as a PHI user could have made."""
+    filters = {"cohort": version.model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
+    day = DatasetSnapshot.objects.create(model_type=version.model_type, created_by=by, filters=filters)
+    ModelVersion.objects.filter(pk=version.pk).update(dataset=day)
+    TrainingJob.objects.filter(pk=version.job_id).update(dataset=day)
+
+
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
+def test_a_version_on_a_day_wide_snapshot_is_hidden_from_users_without_phi(make_user, engineer, role):
+    shown, hidden = registered(engineer), registered(engineer)
+    on_a_day_wide_snapshot(hidden, engineer)
+    PerformanceRecord.objects.create(version=hidden, source="live", metrics={"accuracy": 0.5})
+    user = make_user(role)
+    client = jwt_client(user)
+
+    listed = [row["version"] for row in client.get(versions_url()).json()["results"]]
+    history = [row["version"] for row in client.get(f"{BASE}/history/").json()["versions"]]
+    statuses = [
+        client.get(version_url(hidden.version)).status_code,
+        client.get(version_url(hidden.version, "performance")).status_code,
+        client.get(f"{BASE}/compare/?a={shown.version}&b={hidden.version}").status_code,
+    ]
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = jwt_client(user)
+
+    assert listed == [shown.version]
+    assert history == [shown.version]
+    assert statuses == [404, 404, 404]
+    assert with_phi.get(version_url(hidden.version)).status_code == 200
+    # Found (these fake versions have nothing to compare: 409), not hidden.
+    assert with_phi.get(f"{BASE}/compare/?a={shown.version}&b={hidden.version}").status_code == 409

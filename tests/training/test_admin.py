@@ -1198,3 +1198,24 @@ def test_a_building_dataset_has_nothing_to_download_and_says_so(staff, model_typ
     assert message_texts(response) == [
         f"Nothing to download: Dataset {building.pk} is building; only a ready snapshot has a file."
     ]
+
+
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
+def test_a_job_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff, model_type, owner, role):
+    def job_on(after: str) -> TrainingJob:
+        filters = {"cohort": model_type.cohort, "min_quality": 0.0, "encounter_after": after}
+        snapshot = DatasetSnapshot.objects.create(model_type=model_type, created_by=owner, filters=filters)
+        return TrainingJob.objects.create(model_type=model_type, dataset=snapshot, created_by=owner)
+
+    day, years = job_on("2024-05-11"), job_on("2024-01-01")
+    client, user = staff(role)
+
+    listing = client.get(JOBS).content.decode()
+    page = client.get(job_url(day))
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = client.get(job_url(day))
+
+    assert job_url(years) in listing
+    assert job_url(day) not in listing
+    assert page.status_code == 302  # the admin's "does not exist" redirect
+    assert with_phi.status_code == 200

@@ -794,3 +794,27 @@ def test_the_dataset_list_filters_by_status_and_model_type(client, model_type):
     assert ids("model_type=breast-mass") == {building.pk}
     assert client.get(f"{DATASETS}?model_type=nope").status_code == 400
     assert client.get(f"{DATASETS}?ordering=manifest").status_code == 400
+
+
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
+def test_a_job_on_a_day_wide_snapshot_is_hidden_from_users_without_phi(make_user, model_type, role):
+    def job_on(after: str, before: str) -> TrainingJob:
+        filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
+        filters |= {"encounter_after": after, "encounter_before": before}
+        snapshot = SnapshotFactory.create(model_type=model_type, ready=True, filters=filters)
+        return TrainingJobFactory.create(dataset=snapshot)
+
+    day = job_on("2026-03-14", "2026-03-14")  # trained by someone with the PHI permission
+    years = job_on("2025-01-01", "2026-12-31")
+    user = make_user(role)
+    client = jwt_client(user)
+
+    listed = {row["id"] for row in client.get(JOBS).json()["results"]}
+    detail = client.get(f"{JOBS}{day.pk}/")
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = jwt_client(user)
+
+    assert listed == {years.pk}
+    assert detail.status_code == 404
+    assert {row["id"] for row in with_phi.get(JOBS).json()["results"]} == {day.pk, years.pk}
+    assert with_phi.get(f"{JOBS}{day.pk}/").status_code == 200

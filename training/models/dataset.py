@@ -100,6 +100,19 @@ def visible_to(queryset: models.QuerySet[DatasetSnapshot], user: Any) -> models.
     ).filter(no_date_or("encounter_after", "-01-01") & no_date_or("encounter_before", "-12-31"))
 
 
+def built_on_visible(queryset: models.QuerySet[Any], user: Any, field: str = "dataset") -> models.QuerySet[Any]:
+    """The rows of ``queryset`` (training jobs, model versions, performance records) whose snapshot
+    ``field`` (a lookup path) ``user`` may see (``visible_to``), or that have none.
+
+    A job or a version built on a snapshot hidden from the user shows that snapshot's counts (the
+    case count, the test set's size and per-class counts), so it is hidden from the user too.
+    """
+    if can_view_phi(user):
+        return queryset
+    visible = visible_to(DatasetSnapshot.objects.all(), user).values("pk")
+    return queryset.filter(models.Q(**{f"{field}__isnull": True}) | models.Q(**{f"{field}__in": visible}))
+
+
 def is_whole_years(filters: dict[str, Any]) -> bool:
     """Whether a snapshot's stored filters select whole years (or no dates at all)."""
     after, before = filters.get("encounter_after"), filters.get("encounter_before")
