@@ -115,8 +115,8 @@ def test_the_test_page_shows_figures_intervals_srm_decision_and_chart(staff, run
     html = client.get(change_url(running)).content.decode()
 
     assert "Current decision: <strong>Ship B: the candidate is more accurate</strong>" in html
-    assert "0.900" in html  # B's accuracy
-    assert "0.600" in html
+    assert "90.0%" in html  # B's accuracy, as a percentage
+    assert "60.0%" in html
     assert " to " in html  # the intervals
     assert "sample ratio check" in html
     assert "consistent with the split" in html
