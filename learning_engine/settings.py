@@ -298,6 +298,9 @@ ARTIFACT_MAX_COMPRESSION_RATIO = env_int("ARTIFACT_MAX_COMPRESSION_RATIO", 200)
 ARTIFACT_SANDBOX_MEMORY_BYTES = env_int("ARTIFACT_SANDBOX_MEMORY_BYTES", 2 * 1024 * 1024 * 1024)
 ARTIFACT_SANDBOX_CPU_SECONDS = env_int("ARTIFACT_SANDBOX_CPU_SECONDS", 60)
 ARTIFACT_SANDBOX_TIMEOUT_SECONDS = env_int("ARTIFACT_SANDBOX_TIMEOUT_SECONDS", 120)
+# An upload whose median single-row prediction (featurisation included) takes longer is refused
+# (artifact_too_slow). The demo models take about 1 ms, a few ms on a loaded 2-core machine.
+ARTIFACT_MAX_PREDICT_MS = env_int("ARTIFACT_MAX_PREDICT_MS", 250)
 # Refused uploads per external job before it takes no more (409 upload_attempts_exhausted).
 ARTIFACT_UPLOAD_MAX_ATTEMPTS = env_int("ARTIFACT_UPLOAD_MAX_ATTEMPTS", 5)
 MAX_PREDICT_BODY_BYTES = env_int("MAX_PREDICT_BODY_BYTES", 10 * 1024 * 1024)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.core.exceptions import PermissionDenied
@@ -282,6 +283,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             {
                 "fields": (
                     "approval_badge",
+                    "prediction_latency",
                     "approved_by",
                     "approved_at",
                     "approval_note",
@@ -301,6 +303,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         "job",
         "dataset",
         "approval_badge",
+        "prediction_latency",
         "approved_by",
         "approved_at",
         "approval_note",
@@ -352,6 +355,26 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     def auroc_macro(self, obj: ModelVersion) -> str:
         return fmt(_metric(obj, "auroc_macro"))
 
+    @admin.display(description="single-row prediction latency")
+    def prediction_latency(self, obj: ModelVersion) -> str:
+        """What one predict request will cost, as the registry measured it (median and p95 of its
+        offline evaluation), beside the upload limit: the approver sees it before approving."""
+        offline = (
+            obj.performance.filter(source=PerformanceRecord.Source.OFFLINE)
+            .order_by("-created_at", "-id")
+            .values_list("metrics", flat=True)
+            .first()
+        )
+        latency = offline.get("latency_ms") if isinstance(offline, dict) else None
+        if not isinstance(latency, dict) or not isinstance(latency.get("median"), int | float):
+            return "not measured"
+        p95 = latency.get("p95")
+        p95_text = f"{p95:.1f}" if isinstance(p95, int | float) else "?"
+        return (
+            f"median {latency['median']:.1f} ms, p95 {p95_text} ms ({latency.get('calls')} calls); "
+            f"uploads above {settings.ARTIFACT_MAX_PREDICT_MS} ms are refused (ARTIFACT_MAX_PREDICT_MS)"
+        )
+
     @admin.display(description="approval", ordering="approval_status")
     def approval_badge(self, obj: ModelVersion) -> str:
         return format_html(
@@ -388,7 +411,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             metrics = dict(offline.metrics) if offline is not None and isinstance(offline.metrics, dict) else {}
             metrics.update(obj.metrics if isinstance(obj.metrics, dict) else {})
             others = (
-                ModelVersion.objects.filter(model_type_id=obj.model_type_id)
+                built_on_visible(ModelVersion.objects.filter(model_type_id=obj.model_type_id), request.user)
                 .exclude(pk=obj.pk)
                 .order_by("-created_at", "-id")
                 .only("id", "version", "algorithm", "approval_status", "deployment_status")

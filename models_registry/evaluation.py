@@ -145,7 +145,8 @@ def register_upload(
     refused uploads: else 409), check the bytes (400 ``artifact_too_large`` /
     ``artifact_untrusted`` / ``artifact_invalid``), load, validate and evaluate them on the
     dataset's test split in the sandbox (400 ``artifact_invalid`` when refused or when the child
-    crashes or exceeds a limit, ``artifact_unusable`` when the model cannot predict the rows);
+    crashes or exceeds a limit, ``artifact_unusable`` when the model cannot predict the rows,
+    ``artifact_too_slow`` when its median single-row prediction is above ``ARTIFACT_MAX_PREDICT_MS``);
     every 400 leaves an ``ArtifactRejection``. Then store the bytes and register the version
     with the registry's metrics, its validation record, an "offline" performance record and,
     when the client reported metrics, a "reported" one.

@@ -352,7 +352,8 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
         "not completed (409 'job_not_completed') or already registered (409 'already_registered') is refused. "
         "The artifact is loaded, structurally validated and evaluated in a resource-limited child process: "
         "a refusal, a crash or an exceeded limit is 400 'artifact_invalid', a zip beyond the limits 400 "
-        "'artifact_too_large'; every refused upload is audited, and after ARTIFACT_UPLOAD_MAX_ATTEMPTS of them "
+        "'artifact_too_large', a model whose median single-row prediction is slower than ARTIFACT_MAX_PREDICT_MS "
+        "400 'artifact_too_slow'; every refused upload is audited, and after ARTIFACT_UPLOAD_MAX_ATTEMPTS of them "
         "the job takes no more (409 'upload_attempts_exhausted'). Throttled per user (429).",
         parameters=[SLUG],
         request={"multipart/form-data": UploadSerializer},

@@ -11,7 +11,10 @@ tree walk, running out of memory), the web process only sees an exit status: a c
 a missing answer is ``artifact_invalid``.
 
 Limits (settings, docs/artifacts.md): ``ARTIFACT_SANDBOX_MEMORY_BYTES`` (address space),
-``ARTIFACT_SANDBOX_CPU_SECONDS`` and ``ARTIFACT_SANDBOX_TIMEOUT_SECONDS`` (wall clock).
+``ARTIFACT_SANDBOX_CPU_SECONDS`` and ``ARTIFACT_SANDBOX_TIMEOUT_SECONDS`` (wall clock). When the
+latency is measured (``latency_calls``), a median single-row prediction above
+``ARTIFACT_MAX_PREDICT_MS`` is ``artifact_too_slow``: a model that passes every check but would
+hold a serving worker for seconds per request is refused like any other unusable artifact.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class SandboxLimits:
     memory_bytes: int
     cpu_seconds: int
     timeout_seconds: int
+    max_predict_ms: float = float("inf")
 
     @classmethod
     def from_settings(cls) -> SandboxLimits:
@@ -48,6 +52,7 @@ class SandboxLimits:
             memory_bytes=settings.ARTIFACT_SANDBOX_MEMORY_BYTES,
             cpu_seconds=settings.ARTIFACT_SANDBOX_CPU_SECONDS,
             timeout_seconds=settings.ARTIFACT_SANDBOX_TIMEOUT_SECONDS,
+            max_predict_ms=settings.ARTIFACT_MAX_PREDICT_MS,
         )
 
 
@@ -71,9 +76,17 @@ def evaluate_in_sandbox(
     ``training.artifacts.ArtifactError`` (or a subclass) with the refusal's code: the child's own
     refusal (``artifact_invalid``, ``artifact_untrusted``, ``artifact_too_large``,
     ``artifact_unusable``), or ``artifact_invalid`` when the child crashed, ran out of a limit or
-    gave no answer.
+    gave no answer; ``artifact_too_slow`` when the measured median single-row latency is above
+    ``limits.max_predict_ms``.
     """
-    from training.artifacts import ArtifactError, ArtifactTooLarge, ArtifactUntrusted, ArtifactUnusable, ZipLimits
+    from training.artifacts import (
+        ArtifactError,
+        ArtifactTooLarge,
+        ArtifactTooSlow,
+        ArtifactUntrusted,
+        ArtifactUnusable,
+        ZipLimits,
+    )
 
     limits = limits or SandboxLimits.from_settings()
     zip_limits = ZipLimits.from_settings()
@@ -128,6 +141,15 @@ def evaluate_in_sandbox(
     evaluation, validation = answer.get("evaluation"), answer.get("validation")
     if not isinstance(evaluation, dict) or not isinstance(validation, dict):
         raise ArtifactError("The evaluation process gave a malformed answer.")
+    latency = evaluation.get("latency_ms")
+    median = latency.get("median") if isinstance(latency, dict) else None
+    if latency_calls and isinstance(median, int | float) and not median <= limits.max_predict_ms:
+        raise ArtifactTooSlow(
+            f"The artifact takes {median:.1f} ms (median of {latency_calls} calls) to predict one row; "
+            f"the limit is {limits.max_predict_ms:g} ms (ARTIFACT_MAX_PREDICT_MS).",
+            median_ms=round(float(median), 1),
+            limit_ms=limits.max_predict_ms,
+        )
     return SandboxResult(evaluation=evaluation, validation=validation)
 
 

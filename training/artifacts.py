@@ -91,6 +91,12 @@ class ArtifactTooLarge(ArtifactError):
     code = "artifact_too_large"
 
 
+class ArtifactTooSlow(ArtifactError):
+    """A valid model whose median single-row prediction is above ``ARTIFACT_MAX_PREDICT_MS``."""
+
+    code = "artifact_too_slow"
+
+
 @dataclass(frozen=True, slots=True)
 class ModelArtifact:
     pipeline: Pipeline

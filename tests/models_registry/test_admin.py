@@ -506,6 +506,7 @@ def test_a_version_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff,
     records = client.get(RECORDS).content.decode()
     statuses = [client.get(page_of).status_code, client.get(record_page).status_code]
     compare = client.get(f"{COMPARE}?a={shown.pk}&b={hidden.pk}", follow=True)
+    choices = client.get(reverse("admin:models_registry_modelversion_change", args=[shown.pk])).content.decode()
     user.groups.add(Group.objects.get(name=roles.CLINICIAN))
     with_phi = client.get(page_of)
 
@@ -513,5 +514,22 @@ def test_a_version_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff,
     assert page_of not in listing
     assert record_page not in records
     assert statuses == [302, 302]  # the admin's "does not exist" redirect
+    assert f'value="{hidden.pk}"' not in choices  # nor offered under "Compare with..."
     assert "One of the versions does not exist." in messages_of(compare)
     assert with_phi.status_code == 200
+
+
+def test_a_version_page_shows_the_measured_latency_beside_the_approval(staff, engineer, settings):
+    settings.ARTIFACT_MAX_PREDICT_MS = 250
+    measured, unmeasured = registered(engineer), registered(engineer)
+    record = measured.performance.get(source="offline")
+    record.metrics = {**record.metrics, "latency_ms": {"median": 3.25, "p95": 7.5, "calls": 200}}
+    record.save()
+    client, _lead = staff(roles.CLINICAL_LEAD)
+
+    page = client.get(reverse("admin:models_registry_modelversion_change", args=[measured.pk])).content.decode()
+    other = client.get(reverse("admin:models_registry_modelversion_change", args=[unmeasured.pk])).content.decode()
+
+    assert "median 3.2 ms, p95 7.5 ms (200 calls); uploads above 250 ms are refused" in page
+    assert "single-row prediction latency" in page.lower()
+    assert "not measured" in other

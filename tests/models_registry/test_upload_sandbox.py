@@ -151,6 +151,30 @@ def test_an_upload_past_the_sandbox_cpu_limit_is_a_400(engineer, snapshot, boost
     assert "SIGXCPU" in rejection.detail or "SIGKILL" in rejection.detail
 
 
+def test_an_upload_slower_than_the_latency_limit_is_a_400(engineer, snapshot, boosted, settings):
+    # Any real model takes more than 0 ms a row: a valid model that is "too slow" for this limit.
+    settings.ARTIFACT_MAX_PREDICT_MS = 0
+    job = external_completed_job(snapshot, by=engineer)
+    data = artifact_bytes(boosted)
+
+    response = upload(engineer, job, data)
+
+    rejection = assert_refused_and_audited(response, job, data, engineer, "artifact_too_slow")
+    assert "ARTIFACT_MAX_PREDICT_MS" in rejection.detail
+    assert response.json()["limit_ms"] == 0
+    assert response.json()["median_ms"] >= 0
+
+
+def test_the_default_latency_limit_takes_the_demo_models(engineer, snapshot, boosted, settings):
+    job = external_completed_job(snapshot, by=engineer)
+
+    response = upload(engineer, job, artifact_bytes(boosted))
+
+    assert response.status_code == 201, response.json()
+    latency = ModelVersion.objects.get(job=job).performance.get(source="offline").metrics["latency_ms"]
+    assert latency["median"] < settings.ARTIFACT_MAX_PREDICT_MS / 10
+
+
 def test_a_refused_upload_leaves_the_job_open_for_a_corrected_artifact(engineer, snapshot, boosted):
     job = external_completed_job(snapshot, by=engineer)
 
