@@ -675,3 +675,41 @@ def test_the_reasons_of_hold_rollback_and_missing_units():
     assert no_units.min_labelled_reached
     one_short = evaluate(a, b, observations=Observations(), traffic_split=0.5, min_labelled=101)
     assert one_short.reason.startswith("Not enough feedback yet: each version needs at least 101")
+
+
+def test_a_bound_just_past_the_threshold_at_zero_is_found_not_returned_as_zero():
+    # Forty blocks of 0.195: the log wealth at 0 exceeds log(2 / alpha) by only about 0.29.
+    z = np.full(40, 0.195)
+    wealth = ab_stats._Wealth(z, ab_stats.EFFECT_SCALE)
+    assert 0 < wealth(0.0, 1) - ab_stats.threshold(0.05) < 1
+    interval = confidence_sequence(z, alpha=0.05)
+    assert interval.low > 0.005
+    assert wealth(interval.low, 1) < ab_stats.threshold(0.05) <= wealth(interval.low - 2e-4, 1)
+
+
+def test_log_wealth_defaults_to_betting_against_zero():
+    z = np.array([0.3, -0.1, 0.5, 0.2])
+    assert log_wealth(z) == pytest.approx(log_wealth(z, m=0.0, side=1))
+
+
+def test_observations_flatten_scalars_and_hold_floats():
+    assert Observations(paired=0.5).paired.shape == (1,)
+    assert Observations(a=[1, 0]).a.dtype == np.float64
+
+
+def test_complete_blocks_keep_the_broadcast_shape_and_integers_at_the_ends_of_the_split():
+    assert complete_blocks([3, 4], 5, 0.0).shape == (2,)
+    assert complete_blocks(3, [4, 5], 1.0).shape == (2,)
+    assert complete_blocks([3, 4], 5, 0.0).dtype == np.int64
+    counted = complete_blocks(np.array([2.0, 5.0]), np.array([3.0, 1.0]), 0.5)
+    assert counted.dtype == np.int64
+    assert counted.tolist() == [2, 1]
+
+
+def test_blocks_of_a_stack_of_tests_are_each_rows_blocks():
+    rng = np.random.default_rng(4)
+    a, b = rng.random((3, 9)), rng.random((3, 5))
+    stacked = blocks(a, b, 0.3)
+    assert stacked.shape[0] == 3
+    for row in range(3):
+        assert stacked[row] == pytest.approx(blocks(a[row], b[row], 0.3))

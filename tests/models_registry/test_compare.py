@@ -514,8 +514,8 @@ def test_verdict_boundaries_p_equal_to_alpha_and_an_interval_ending_at_the_margi
     test = McNemar(500, 20, 21, 459, 1.0)
     low, high = paired_accuracy_interval(test)
     assert verdict(test, margin=max(-low, high) + 1e-9) == "no_significant_difference"
-    assert verdict(test, margin=high) == "insufficient_evidence" if high >= -low else True
-    assert verdict(test, margin=-low) == "insufficient_evidence" if -low >= high else True
+    assert high > -low  # b slightly ahead: the interval reaches further above zero
+    assert verdict(test, margin=high) == "insufficient_evidence"
     # The interval is read at 1 - alpha: at alpha 0.5 it is narrower than at 0.05.
     low_half, high_half = paired_accuracy_interval(test, confidence=0.5)
     margin = (max(-low_half, high_half) + max(-low, high)) / 2
@@ -536,3 +536,27 @@ def test_difference_rows_at_exactly_thirty_cases_and_with_a_missing_metric():
     assert rows["auroc_macro"]["difference"] is None
     assert rows["accuracy"]["difference"] == pytest.approx((test.b_only_correct - test.a_only_correct) / 30)
     assert test.b_only_correct != test.a_only_correct
+
+
+def test_an_empty_test_set_is_coded_as_integers_and_has_no_accuracy_difference():
+    empty = pair([], [], ["x"], np.zeros((0, 1)), [], ["x"], np.zeros((0, 1)))
+    assert empty.true_index.dtype == np.int64
+    assert empty.pred_a.dtype == np.int64
+    assert empty.pred_b.dtype == np.int64
+    rows = difference_rows(empty, McNemar(0, 0, 0, 0, 1.0), {}, {})
+    accuracy = next(row for row in rows if row["metric"] == "accuracy")
+    assert accuracy["difference"] is None
+    assert accuracy["ci"] == [-1.0, 1.0]
+
+
+def test_mcnemar_reads_floats_as_booleans():
+    test = mcnemar([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0])
+    assert (test.both_correct, test.a_only_correct, test.b_only_correct, test.both_wrong) == (1, 1, 1, 1)
+
+
+def test_an_interval_ending_exactly_at_minus_the_margin_does_not_rule_it_out():
+    test = McNemar(500, 21, 20, 459, 1.0)  # a slightly ahead: the interval reaches further below zero
+    low, high = paired_accuracy_interval(test)
+    assert high < -low
+    assert verdict(test, margin=-low) == "insufficient_evidence"
+    assert verdict(test, margin=-low + 1e-9) == "no_significant_difference"
