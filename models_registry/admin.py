@@ -763,6 +763,11 @@ class ArtifactRejectionAdmin(_ReadOnlyAdmin):
     fields = ("created_at", "version", "job", "sha256", "code", "purpose", "actor", "detail")
     readonly_fields = fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        # Those of a job or version built on a snapshot hidden from the user are hidden too.
+        rows = built_on_visible(super().get_queryset(request), request.user, "version__dataset")
+        return built_on_visible(rows, request.user, "job__dataset")
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # No role lists this audit table; whoever may view versions may see their refused loads.
         return request.user.has_perm(VIEW_VERSION) or super().has_view_permission(request, obj)

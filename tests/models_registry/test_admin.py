@@ -13,6 +13,7 @@ from django.urls import reverse
 from learning_engine import roles
 from models_registry.admin import comparison_chart
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from models_registry.models.version import ArtifactRejection
 from models_registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
@@ -533,3 +534,21 @@ def test_a_version_page_shows_the_measured_latency_beside_the_approval(staff, en
     assert "median 3.2 ms, p95 7.5 ms (200 calls); uploads above 250 ms are refused" in page
     assert "single-row prediction latency" in page.lower()
     assert "not measured" in other
+
+
+def test_a_rejection_of_a_job_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff, engineer):
+    job = factories.completed_job(by=engineer)
+    filters = {"cohort": job.model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
+    day = DatasetSnapshot.objects.create(model_type=job.model_type, created_by=engineer, filters=filters)
+    TrainingJob.objects.filter(pk=job.pk).update(dataset=day)
+    rejection = ArtifactRejection.objects.create(job=job, sha256="b" * 64, code="artifact_unusable", purpose="upload")
+    page_of = reverse("admin:models_registry_artifactrejection_change", args=[rejection.pk])
+    client, user = staff(roles.ML_ENGINEER)
+
+    listing = client.get(reverse("admin:models_registry_artifactrejection_changelist")).content.decode()
+    page = client.get(page_of)
+    user.groups.add(Group.objects.get(name=roles.CLINICIAN))
+
+    assert page_of not in listing
+    assert page.status_code == 302
+    assert client.get(page_of).status_code == 200

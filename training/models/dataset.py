@@ -100,7 +100,7 @@ def visible_to(queryset: models.QuerySet[DatasetSnapshot], user: Any) -> models.
     ).filter(no_date_or("encounter_after", "-01-01") & no_date_or("encounter_before", "-12-31"))
 
 
-def built_on_visible(queryset: models.QuerySet[Any], user: Any, field: str = "dataset") -> models.QuerySet[Any]:
+def built_on_visible[Q: models.QuerySet[Any]](queryset: Q, user: Any, field: str = "dataset") -> Q:
     """The rows of ``queryset`` (training jobs, model versions, performance records) whose snapshot
     ``field`` (a lookup path) ``user`` may see (``visible_to``), or that have none.
 
