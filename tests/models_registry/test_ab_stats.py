@@ -713,3 +713,13 @@ def test_blocks_of_a_stack_of_tests_are_each_rows_blocks():
     assert stacked.shape[0] == 3
     for row in range(3):
         assert stacked[row] == pytest.approx(blocks(a[row], b[row], 0.3))
+
+
+def test_a_bound_just_inside_the_far_end_is_found_not_returned_as_the_end():
+    # Eleven blocks of 0: betting "mean above -1" is rejected at m = -1, but by only about 0.3 nats.
+    z = np.zeros(11)
+    wealth = ab_stats._Wealth(z, ab_stats.EFFECT_SCALE)
+    assert 0 <= wealth(-1.0, 1) - ab_stats.threshold(0.05) < 1
+    interval = confidence_sequence(z, alpha=0.05)
+    assert -1.0 < interval.low < -0.9
+    assert interval.high == pytest.approx(-interval.low)
