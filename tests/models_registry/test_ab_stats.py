@@ -483,8 +483,8 @@ def test_repeat_subjects_analysed_per_subject_hold_the_rate_and_per_prediction_w
         (lambda: Agreement(1, 0, 0, -1, 0), "Counts cannot be negative"),
         (lambda: Agreement(1, 2, 0, 0, 0), "Agreed and labelled are parts"),
         (lambda: Agreement(3, 0, 2, 2, 1), "More discordant pairs"),
-        (lambda: Observations(paired=[-1.5]), "paired: every unit's value must be a number"),
-        (lambda: Observations(a=[-0.5]), "a: a share of correct predictions"),
+        (lambda: Observations(paired=[-1.5]), "paired: every unit's value must be a number"),  # type: ignore[arg-type]
+        (lambda: Observations(a=[-0.5]), "a: a share of correct predictions"),  # type: ignore[arg-type]
         (lambda: ab_stats.spread(2, 3), "3 correct of 2 labelled"),
         (lambda: log_wealth([0.1], side=0), "side is 1"),
     ],
@@ -513,7 +513,10 @@ def test_evaluate_refuses_parameters_out_of_range_with_their_message(kwargs, mes
 @pytest.mark.parametrize("split", [0.0, 1.0])
 def test_a_split_of_zero_or_one_is_accepted_and_gives_no_blocks(split):
     figures = evaluate(
-        ArmFigures(3, 3, 2), ArmFigures(0, 0, 0), observations=Observations(a=[1, 0, 1]), traffic_split=split
+        ArmFigures(3, 3, 2),
+        ArmFigures(0, 0, 0),
+        observations=Observations(a=np.array([1.0, 0.0, 1.0])),
+        traffic_split=split,
     )
     assert figures.blocks == 0
     assert blocks(np.zeros((4, 5)), np.zeros((4, 3)), split).shape == (4, 0)
@@ -521,7 +524,7 @@ def test_a_split_of_zero_or_one_is_accepted_and_gives_no_blocks(split):
 
 
 def test_of_predictions_gives_float_units():
-    observations = Observations.of_predictions([True, False, 1], [0, 1])
+    observations = Observations.of_predictions([True, False, 1], [0, 1])  # type: ignore[list-item]
     assert observations.a.dtype == np.float64
     assert observations.a.tolist() == [1.0, 0.0, 1.0]
     assert observations.b.tolist() == [0.0, 1.0]
@@ -567,6 +570,8 @@ def test_the_bounds_are_the_roots_of_the_wealth_found_by_brentq():
     interval = confidence_sequence(z, alpha=0.05)
     low_root = brentq(lambda m: wealth(m, 1) - limit, 0.0, 1.0, xtol=1e-12)
     high_root = brentq(lambda m: wealth(m, -1) - limit, -1.0, 1.0, xtol=1e-12)
+    assert interval.low is not None
+    assert interval.high is not None
     assert 0 < low_root <= interval.low <= low_root + ab_stats.BOUND_TOLERANCE
     assert high_root - ab_stats.BOUND_TOLERANCE <= interval.high <= high_root
     assert wealth(interval.low, 1) < limit
@@ -617,6 +622,8 @@ def test_evaluate_reports_every_field_against_its_reference():
     )
     assert figures.min_labelled_reached  # exactly the default minimum of 100
     assert figures.decision is Decision.SHIP_B
+    assert figures.difference.low is not None
+    assert figures.difference.high is not None
     assert figures.reason == (
         "The candidate (B) is more accurate: 80.0% of its checked predictions were correct against 50.0% for the "
         f"current version (A); the true difference lies between {figures.difference.low * 100:+.1f} and "
@@ -631,7 +638,7 @@ def test_evaluate_reports_every_field_against_its_reference():
 
 def test_evaluate_in_shadow_mode_and_without_blocks():
     arm = ArmFigures(5, 5, 3)
-    shadow = evaluate(arm, arm, observations=Observations(paired=[0.5, -0.5, 1.0]), traffic_split=0.5, mode="shadow")
+    shadow = evaluate(arm, arm, observations=Observations(paired=[0.5, -0.5, 1.0]), traffic_split=0.5, mode="shadow")  # type: ignore[arg-type]
     assert (shadow.units_a, shadow.units_b, shadow.observed_split, shadow.srm_p_value) == (3, 3, None, None)
     assert shadow.mode == "shadow"
     empty = evaluate(ArmFigures(1, 0, 0), ArmFigures(0, 0, 0), observations=Observations(), traffic_split=0.5)
@@ -664,6 +671,8 @@ def test_the_reasons_of_hold_rollback_and_missing_units():
     hold = evaluate(
         a, a, observations=Observations(a=ab_stats.spread(100, 80), b=ab_stats.spread(100, 80)), traffic_split=0.5
     )
+    assert hold.difference.low is not None
+    assert hold.difference.high is not None
     assert hold.reason == (
         "No clear difference yet: for the candidate (B) 80.0% of its checked predictions were correct against 80.0% "
         f"for the current version (A), and the true difference could lie anywhere between "
@@ -683,6 +692,7 @@ def test_a_bound_just_past_the_threshold_at_zero_is_found_not_returned_as_zero()
     wealth = ab_stats._Wealth(z, ab_stats.EFFECT_SCALE)
     assert 0 < wealth(0.0, 1) - ab_stats.threshold(0.05) < 1
     interval = confidence_sequence(z, alpha=0.05)
+    assert interval.low is not None
     assert interval.low > 0.005
     assert wealth(interval.low, 1) < ab_stats.threshold(0.05) <= wealth(interval.low - 2e-4, 1)
 
@@ -693,8 +703,8 @@ def test_log_wealth_defaults_to_betting_against_zero():
 
 
 def test_observations_flatten_scalars_and_hold_floats():
-    assert Observations(paired=0.5).paired.shape == (1,)
-    assert Observations(a=[1, 0]).a.dtype == np.float64
+    assert Observations(paired=0.5).paired.shape == (1,)  # type: ignore[arg-type]
+    assert Observations(a=[1, 0]).a.dtype == np.float64  # type: ignore[arg-type]
 
 
 def test_complete_blocks_keep_the_broadcast_shape_and_integers_at_the_ends_of_the_split():
@@ -721,5 +731,6 @@ def test_a_bound_just_inside_the_far_end_is_found_not_returned_as_the_end():
     wealth = ab_stats._Wealth(z, ab_stats.EFFECT_SCALE)
     assert 0 <= wealth(-1.0, 1) - ab_stats.threshold(0.05) < 1
     interval = confidence_sequence(z, alpha=0.05)
+    assert interval.low is not None
     assert -1.0 < interval.low < -0.9
     assert interval.high == pytest.approx(-interval.low)

@@ -710,6 +710,7 @@ def on_a_day_wide_snapshot(version: ModelVersion, by: Any) -> None:
     filters = {"cohort": version.model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
     day = DatasetSnapshot.objects.create(model_type=version.model_type, created_by=by, filters=filters)
     ModelVersion.objects.filter(pk=version.pk).update(dataset=day)
+    assert version.job_id is not None
     TrainingJob.objects.filter(pk=version.job_id).update(dataset=day)
 
 

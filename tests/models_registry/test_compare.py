@@ -524,7 +524,7 @@ def test_verdict_boundaries_p_equal_to_alpha_and_an_interval_ending_at_the_margi
 
 
 def test_mcnemar_reads_zero_one_integers_as_booleans():
-    test = mcnemar([1, 0, 0, 1, 0], [1, 1, 0, 0, 0])
+    test = mcnemar(np.array([1, 0, 0, 1, 0]), np.array([1, 1, 0, 0, 0]))
     assert (test.both_correct, test.a_only_correct, test.b_only_correct, test.both_wrong) == (1, 1, 1, 2)
 
 
@@ -550,7 +550,7 @@ def test_an_empty_test_set_is_coded_as_integers_and_has_no_accuracy_difference()
 
 
 def test_mcnemar_reads_floats_as_booleans():
-    test = mcnemar([1.0, 0.0, 1.0, 0.0], [0.0, 1.0, 1.0, 0.0])
+    test = mcnemar(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 1.0, 0.0]))
     assert (test.both_correct, test.a_only_correct, test.b_only_correct, test.both_wrong) == (1, 1, 1, 1)
 
 

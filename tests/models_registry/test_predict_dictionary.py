@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cases.dictionary.checking import current_dictionary
+from cases.models import DataDictionary
 from learning_engine import roles
 from models_registry.models import Prediction
 from models_registry.serving import MIN_COMPLETENESS
@@ -43,6 +44,12 @@ def version():
     return served_version()
 
 
+def _current(slug: str) -> DataDictionary:
+    dictionary = current_dictionary(slug)
+    assert dictionary is not None, f"no published dictionary for {slug}"
+    return dictionary
+
+
 def predict(client, body, slug="diagnosis"):
     return client.post(PREDICT.format(slug=slug), body, format="json")
 
@@ -55,7 +62,7 @@ def without(*keys: str) -> dict:
 
 
 def test_the_respiratory_dictionary_has_the_eight_inputs_these_tests_send():
-    assert current_dictionary("respiratory").parsed.model_findings == MODEL_INPUTS
+    assert _current("respiratory").parsed.model_findings == MODEL_INPUTS
 
 
 def test_a_complete_record_is_answered_with_the_dictionary_version_and_full_completeness(client, version):
@@ -63,7 +70,7 @@ def test_a_complete_record_is_answered_with_the_dictionary_version_and_full_comp
 
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert body["dictionary_version"] == current_dictionary("respiratory").version
+    assert body["dictionary_version"] == _current("respiratory").version
     assert (body["completeness"], body["imputed"], body["warnings"]) == (1.0, [], [])
 
 
@@ -192,7 +199,7 @@ def test_a_cohort_without_a_published_dictionary_is_served_as_before(client):
 
 def test_publishing_a_new_version_is_used_by_the_next_predict(client, version, clinical_lead):
     assert predict(client, PNEUMONIA_FEATURES).status_code == 200
-    current = current_dictionary("respiratory")
+    current = _current("respiratory")
     definition = json.loads(json.dumps(current.definition))
     for finding in definition["findings"]:
         if finding["key"] == "nt_probnp":
