@@ -29,7 +29,7 @@ from django.utils.timezone import localtime
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
-from learning_engine.display import fmt, fmt_interval, fmt_percent, metric_value
+from learning_engine.display import fmt, fmt_difference_interval, fmt_percent, metric_value
 from learning_engine.exceptions import DomainError
 from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
@@ -294,14 +294,14 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                     "labelled": row["labelled"],
                     "correct": row["correct"],
                     "accuracy": metric_value("accuracy", row["accuracy"]),
-                    "interval": fmt_interval(row["accuracy_interval"], missing="—"),
+                    "interval": metric_value("accuracy_ci", row["accuracy_interval"]),
                     "p50": fmt(row["latency_ms"]["p50"], 1),
                     "p90": fmt(row["latency_ms"]["p90"], 1),
                     "p99": fmt(row["latency_ms"]["p99"], 1),
                 }
                 for arm, row in figures["arms"].items()
             ]
-            extra["difference"] = fmt_interval(figures["difference"], missing="—")
+            extra["difference"] = fmt_difference_interval("accuracy", figures["difference"]) or "—"
             extra["srm_p"] = "—" if figures["srm"]["p_value"] is None else f"{figures['srm']['p_value']:.4g}"
             extra["agreement"] = fmt((figures["shadow"] or {}).get("agreement"))
             extra["chart"] = line_chart(

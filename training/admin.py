@@ -48,7 +48,6 @@ from learning_engine.display import (
     fmt,
     fmt_bytes,
     fmt_count,
-    fmt_interval,
     fmt_percent,
     metric_name,
     metric_rows,
@@ -113,7 +112,7 @@ def headline_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
         {
             "name": metric_name(key),
             "value": metric_value(key, evaluation.get(key)),
-            "interval": fmt_interval(evaluation.get(ci)) if ci else "",
+            "interval": metric_value(ci, evaluation.get(ci)) if ci and evaluation.get(ci) is not None else "",
         }
         for key, ci in HEADLINE_METRICS
         if key in evaluation
