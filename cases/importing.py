@@ -242,8 +242,10 @@ class _Importer:
                 except RecordError as error:
                     self.chunk_errors.append((number, error))
                 except RecordRefused as refused:
-                    field_name = refused.issues[0].field if len(refused.issues) == 1 else ""
-                    self.chunk_errors.append((number, RecordError(field_name, refused.summary())))
+                    # One problem: its field beside its message (not named twice); several: all in one line.
+                    only = refused.issues[0] if len(refused.issues) == 1 else None
+                    field_name, message = (only.field, only.message) if only else ("", refused.summary())
+                    self.chunk_errors.append((number, RecordError(field_name, message)))
                 else:
                     key = (record.source, record.external_id)
                     # A repeated case in one chunk: write what came before first, so the later
