@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cases import deid
+from learning_engine.parsers import InvalidCharacter, refuse_nul
 
 KNOWN_KEYS = frozenset(
     {"external_id", "source", "cohort", "patient", "encounter_date", "findings", "symptoms", "note", "diagnosis"}
@@ -298,6 +299,10 @@ def parse_record(obj: Any, *, default_source: str | None = None) -> CaseRecord:
 
 def parse_line(line: str | bytes, *, default_source: str | None = None) -> CaseRecord:
     """One JSON Lines line to a record; bad JSON is a ``RecordError`` too."""
+    try:
+        refuse_nul(line.encode("utf-8", "surrogatepass") if isinstance(line, str) else line)
+    except InvalidCharacter as exc:
+        raise RecordError("", str(exc).capitalize()) from None
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

@@ -70,6 +70,21 @@ def _shorten(literal: str) -> str:
     return literal if len(literal) <= 24 else f"{literal[:12]}...({len(literal)} characters)"
 
 
+# An escaped NUL character: "\u0000" after an even number of backslashes (an odd number would make
+# it a literal backslash and the text "u0000"). A raw NUL byte is no valid JSON anywhere.
+_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class InvalidCharacter(ValueError):
+    """A string holding the NUL character: PostgreSQL can store it neither in text nor in JSON."""
+
+
+def refuse_nul(data: bytes) -> None:
+    """Raise ``InvalidCharacter`` when the JSON text ``data`` escapes a NUL character in a string."""
+    if b"\\u0000" in data and _ESCAPED_NUL.search(data):
+        raise InvalidCharacter("a string holds the NUL character (\\u0000), which no field can store.")
+
+
 # A run of 19 digits: the only way a literal can hold an integer beyond MAX_JSON_INTEGER (19 digits).
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
@@ -78,8 +93,9 @@ def loads(text: str | bytes) -> Any:
     """``json.loads`` for what clients send: strict, every number finite and within range.
 
     Raises ``InvalidNumber`` for NaN / Infinity literals, floats that overflow (``1e309``) and
-    integers beyond ``MAX_JSON_INTEGER``, ``ValueError`` for anything else that is not JSON (bytes
-    that are not UTF-8 too).
+    integers beyond ``MAX_JSON_INTEGER``, ``InvalidCharacter`` for a string or key holding the NUL
+    character (PostgreSQL stores it in neither text nor JSON: a 500 before), ``ValueError`` for
+    anything else that is not JSON (bytes that are not UTF-8 too).
 
     orjson reads a body first (about 10x faster than ``json`` with these hooks, which call Python
     for every number): it refuses NaN, Infinity, floats beyond float's range, lone surrogates and
@@ -90,6 +106,7 @@ def loads(text: str | bytes) -> Any:
     (``invalid_number`` or not) and its message are the ones ``json`` gives.
     """
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    refuse_nul(data)
     if not _LONG_DIGITS.search(data):
         try:
             return orjson.loads(data)

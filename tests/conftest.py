@@ -138,4 +138,12 @@ def _demo_dictionaries(request: pytest.FixtureRequest) -> None:
     if not transactional:
         return  # the session's dictionaries are there; a test's own transaction rolls back
     request.getfixturevalue("transactional_db")
+    # A transactional test before this one flushed the tables: the role groups (made by a data
+    # migration) and the demo dictionaries are put back, so the order tests run in does not matter.
+    from django.contrib.auth.models import Group
+
+    from learning_engine import roles
+
+    if Group.objects.filter(name__in=roles.ROLES).count() != len(roles.ROLES):
+        roles.sync_roles()
     _ensure_demo_dictionaries()

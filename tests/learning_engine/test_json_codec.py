@@ -19,7 +19,9 @@ from learning_engine.parsers import MAX_JSON_INTEGER, InvalidNumber, SafeJSONPar
 
 
 def strict(text: str | bytes):
-    """The reader as it was before orjson: json with the number hooks, UTF-8 only."""
+    """The reader as it was before orjson: json with the number hooks, UTF-8 only, and no escaped
+    NUL character (refused before either reader runs: PostgreSQL cannot store it)."""
+    parsers.refuse_nul(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     return json.loads(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import uuid
 from typing import Any
 
@@ -818,3 +819,12 @@ def test_a_job_on_a_day_wide_snapshot_is_hidden_from_users_without_phi(make_user
     assert detail.status_code == 404
     assert {row["id"] for row in with_phi.get(JOBS).json()["results"]} == {day.pk, years.pk}
     assert with_phi.get(f"{JOBS}{day.pk}/").status_code == 200
+
+
+def test_a_nul_character_in_a_progress_report_is_a_400_not_a_database_error(client, external_job):
+    # PostgreSQL stores NUL in neither text nor JSON: the schema fuzzer's metrics key "\u0000" was a 500 there.
+    lease = client.post(job_url(external_job, "start")).json()["lease"]
+    body = json.dumps({"lease": lease, "stage": "x", "progress": 1.0, "metrics": {"\x00": {}}})  # "\u0000" on the wire
+    response = client.patch(job_url(external_job, "progress"), data=body, content_type="application/json")
+    assert response.status_code == 400, response.json()
+    assert response.json()["code"] == "parse_error"
