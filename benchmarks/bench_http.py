@@ -49,42 +49,10 @@ def _free_port() -> int:
 
 def _active_version() -> tuple[Any, Any]:
     """Train, register, approve and activate a version; the prediction client and the version."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
 
-    from benchmarks.bench_predict import _rows_and_records
-    from learning_engine import roles
-    from models_registry.models import ModelVersion
-    from training.models import ModelType, TrainingJob
-    from training.trainer import train
+    from benchmarks.bench_predict import active_version
 
-    users = get_user_model().objects
-    engineer = users.create_user("bench-http-engineer")
-    lead = users.create_user("bench-http-lead")
-    lead.groups.add(Group.objects.get(name=roles.CLINICAL_LEAD))
-    client_user = users.create_user("bench-http-client", password=PASSWORD)
-    client_user.groups.add(Group.objects.get(name=roles.PREDICTION_CLIENT))
-    rows, _ = _rows_and_records(2000, seed=21)
-    cut = len(rows) * 4 // 5
-    result = train(
-        {"train": rows[:cut], "validation": [], "test": rows[cut:]},
-        algorithm="logistic_regression",
-        hyperparameters={},
-        report=lambda progress: None,
-        artifact_name="bench-http",
-    )
-    assert result.artifact_path is not None
-    assert result.artifact_sha256 is not None
-    model_type = ModelType.objects.create(slug=SLUG, name="HTTP benchmark", cohort="respiratory")
-    job = TrainingJob.submit(model_type=model_type, by=engineer, algorithm="logistic_regression")
-    lease = job.start(worker_id="bench")
-    job.complete(
-        lease=lease, evaluation=result.evaluation, artifact=result.artifact_path, artifact_sha256=result.artifact_sha256
-    )
-    version = ModelVersion.objects.get(job=job)
-    version.approve(by=lead, note="Benchmark.")
-    version.activate(by=lead, reason="Benchmark.")
-    return client_user, version
+    return active_version("bench-http", slug=SLUG, name="HTTP benchmark", rows=2000, seed=21, client_password=PASSWORD)
 
 
 class Server:

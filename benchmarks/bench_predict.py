@@ -60,6 +60,18 @@ def _rows_and_records(count: int, *, seed: int) -> tuple[list[dict[str, Any]], l
 
 def _active_version() -> Any:
     """Train, register, approve and activate a version; returns a prediction client."""
+    client_user, _version = active_version(
+        "bench-predict", slug=SLUG, name="Predict benchmark", rows=scaled(TRAINING_ROWS), seed=11
+    )
+    return client_user
+
+
+def active_version(
+    prefix: str, *, slug: str, name: str, rows: int, seed: int, client_password: str | None = None
+) -> tuple[Any, Any]:
+    """Train a logistic regression on ``rows`` respiratory rows through the worker's trainer, then
+    register, approve and activate it as model type ``slug``: (prediction client user, version).
+    Shared by the in-process (this module) and the HTTP (``bench_http``) predict benchmarks."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -69,24 +81,24 @@ def _active_version() -> Any:
     from training.trainer import train
 
     users = get_user_model().objects
-    engineer = users.create_user("bench-predict-engineer")
-    lead = users.create_user("bench-predict-lead")
+    engineer = users.create_user(f"{prefix}-engineer")
+    lead = users.create_user(f"{prefix}-lead")
     lead.groups.add(Group.objects.get(name=roles.CLINICAL_LEAD))
-    client_user = users.create_user("bench-predict-client")
+    client_user = users.create_user(f"{prefix}-client", password=client_password)
     client_user.groups.add(Group.objects.get(name=roles.PREDICTION_CLIENT))
 
-    rows, _ = _rows_and_records(scaled(TRAINING_ROWS), seed=11)
-    cut = len(rows) * 4 // 5
+    training_rows, _ = _rows_and_records(rows, seed=seed)
+    cut = len(training_rows) * 4 // 5
     result = train(
-        {"train": rows[:cut], "validation": [], "test": rows[cut:]},
+        {"train": training_rows[:cut], "validation": [], "test": training_rows[cut:]},
         algorithm="logistic_regression",
         hyperparameters={},
         report=lambda progress: None,
-        artifact_name="bench-predict",
+        artifact_name=prefix,
     )
     assert result.artifact_path is not None
     assert result.artifact_sha256 is not None
-    model_type = ModelType.objects.create(slug=SLUG, name="Predict benchmark", cohort="respiratory")
+    model_type = ModelType.objects.create(slug=slug, name=name, cohort="respiratory")
     job = TrainingJob.submit(model_type=model_type, by=engineer, algorithm="logistic_regression")
     lease = job.start(worker_id="bench")
     job.complete(
@@ -95,7 +107,7 @@ def _active_version() -> Any:
     version = ModelVersion.objects.get(job=job)
     version.approve(by=lead, note="Benchmark.")
     version.activate(by=lead, reason="Benchmark.")
-    return client_user
+    return client_user, version
 
 
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +254,8 @@ def run() -> list[Result]:
         alias: {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(workdir() / alias)}
         for alias in ("default", "throttle")
     }
+    # The predict and feedback counters, as production keeps them without Redis (settings.py).
+    caches["throttle_local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bench"}
     with override_settings(CACHES=caches, MEDIA_ROOT=str(workdir() / "media")):
         ROUTER.reset()
         MODEL_CACHE.clear()
