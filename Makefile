@@ -86,11 +86,12 @@ CELERY_TEST_BROKER_URL ?= redis://127.0.0.1:6379/13
 test-redis: venv
 	CELERY_TEST_BROKER_URL=$(CELERY_TEST_BROKER_URL) $(PY) -m pytest -m redis
 
-# mypy's Django plugin loads the settings, which need keys: .env gives them.
+# ruff, mypy and import-linter (the apps' layering). mypy's Django plugin loads the settings, which need keys: .env gives them.
 lint: env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports
 
 format: venv
 	$(VENV)/bin/ruff format .
