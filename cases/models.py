@@ -53,7 +53,10 @@ class CaseQuerySet(models.QuerySet["Case"]):
         return self.filter(status=Case.Status.APPROVED)
 
     def for_list(self) -> CaseQuerySet:
-        return self.select_related("submitted_by", "reviewed_by", "last_edited_by")
+        # The dictionary's version number and cohort, not its definition (a list needs no findings).
+        return self.select_related("submitted_by", "reviewed_by", "last_edited_by", "dictionary__cohort").defer(
+            "dictionary__definition"
+        )
 
 
 class Case(models.Model):

@@ -176,7 +176,37 @@ class CaseQualityIssueSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class CaseSerializer(serializers.ModelSerializer):
+class CaseDictionaryVersionSerializer(serializers.Serializer):
+    cohort = serializers.SlugField(source="cohort.slug", help_text="The cohort whose dictionary it is.")
+    version = serializers.IntegerField(help_text="The version number within the cohort.")
+
+
+class CaseDictionaryIssueSerializer(serializers.Serializer):
+    """A problem a later check found with a case on file. Names fields and positions, never values."""
+
+    code = serializers.CharField()
+    field = serializers.CharField()
+    message = serializers.CharField()
+    position = serializers.IntegerField(
+        required=False, help_text="0-based entry of an unknown finding or symptom (its key is never repeated)."
+    )
+
+
+class CaseDictionaryFieldsMixin(serializers.Serializer):
+    """Which dictionary version a case was checked against, and, for a case already on file that a
+    later check refused, its problems (flagged for review). Both hold no patient data."""
+
+    dictionary = CaseDictionaryVersionSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The dictionary version the record was checked against; null for a case flagged or not checked.",
+    )
+    dictionary_errors = CaseDictionaryIssueSerializer(
+        many=True, read_only=True, help_text="Empty unless the case is flagged for review."
+    )
+
+
+class CaseSerializer(CaseDictionaryFieldsMixin, serializers.ModelSerializer):
     """The whole case, raw record included. Only for users with ``cases.view_phi``."""
 
     rejection_reason = RejectionReasonTextField(read_only=True)
@@ -207,6 +237,8 @@ class CaseSerializer(serializers.ModelSerializer):
             "extra",
             "quality_score",
             "quality_issues",
+            "dictionary",
+            "dictionary_errors",
             "revision",
             "submitted_by",
             "last_edited_by",
@@ -223,7 +255,7 @@ class CaseSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class DeidentifiedCaseSerializer(serializers.ModelSerializer):
+class DeidentifiedCaseSerializer(CaseDictionaryFieldsMixin, serializers.ModelSerializer):
     """A case as users without ``cases.view_phi`` see it: no raw record, no identifiers.
 
     Reads only columns that the view does not defer for these users (see ``cases.views``), so a
@@ -250,6 +282,8 @@ class DeidentifiedCaseSerializer(serializers.ModelSerializer):
             "diagnosis",
             "quality_score",
             "quality_issues",
+            "dictionary",
+            "dictionary_errors",
             "submitted_by",
             "reviewed_by",
             "reviewed_at",
