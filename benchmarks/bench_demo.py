@@ -34,7 +34,7 @@ def run() -> list[Result]:
     from cases.demo_respiratory import bayes_predict
     from cases.interchange import parse_record
     from cases.quality import age_at
-    from training.features import row_from_record
+    from cases.rows import row_from_record
     from training.splitting import SPLIT_NAMES, split_cases
     from training.trainer import train
 

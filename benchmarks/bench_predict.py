@@ -47,7 +47,7 @@ def _rows_and_records(count: int, *, seed: int) -> tuple[list[dict[str, Any]], l
     from cases.deid import deidentify
     from cases.demo import respiratory_records
     from cases.interchange import parse_record
-    from training.features import row_from_record
+    from cases.rows import row_from_record
 
     records = list(respiratory_records(count, seed=seed))
     rows = []

@@ -856,55 +856,20 @@ def deidentify(record: CaseRecord, *, key: str | bytes) -> dict[str, Any]:
     }
 
 
-DATASET_ROW_FORMAT = "dr1"
-# How every row of the current format begins (``dataset_row`` writes "v" first): a stored row that
-# does not is of an older format and is computed again from the record.
-DATASET_ROW_PREFIX = f'{{"v":"{DATASET_ROW_FORMAT}",'
-
-
 def record_sha256(deidentified: dict[str, Any]) -> str:
     """sha256 (hex) of a de-identified record's canonical JSON (sorted keys, no spaces, UTF-8)."""
     text = json.dumps(deidentified, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def dataset_row(deidentified: dict[str, Any]) -> str:
-    """The fields of a de-identified record that a dataset file holds, as one line of compact JSON.
-
-    ``{"v", "pseudonym", "code", "label", "age", "age_band", "sex", "year", "finding_keys",
-    "finding_values", "symptoms"}``: the age a number (90 standing for the "90+" band), findings
-    as two lists in key order (the same whatever order the database keeps a record's keys in:
-    PostgreSQL's jsonb reorders them). A projection of the record and nothing else (no note, no
-    ZIP), so a dataset build can read it without decoding whole records.
-    """
-    age = deidentified.get("age")
-    findings = deidentified.get("findings") or {}
-    diagnosis = deidentified.get("diagnosis") or {}
-    return json.dumps(
-        {
-            "v": DATASET_ROW_FORMAT,
-            "pseudonym": deidentified["patient_pseudonym"],
-            "code": diagnosis.get("code"),
-            "label": diagnosis.get("label") or "",
-            "age": 90 if age == OLDEST_BAND else age,
-            "age_band": deidentified.get("age_band"),
-            "sex": deidentified.get("sex") or "unknown",
-            "year": deidentified.get("encounter_year"),
-            "finding_keys": sorted(findings),
-            "finding_values": [findings[key] for key in sorted(findings)],
-            "symptoms": list(deidentified.get("symptoms") or []),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
 def approval_columns(patient: dict[str, Any], deidentified: dict[str, Any]) -> dict[str, str]:
     """What approval stores beside the de-identified record, computed once so that dataset builds
     never recompute it per case: the record's sha256, its dataset row, the patient's residual keys."""
+    from cases.rows import stored_row  # the row format builds on this module (its "90+"), not the reverse
+
     return {
         "deid_sha256": record_sha256(deidentified),
-        "deid_dataset_row": dataset_row(deidentified),
+        "deid_dataset_row": stored_row(deidentified),
         "residual_keys": residual_keys(patient),
     }
 

@@ -14,7 +14,7 @@ processes of one machine.
 Prediction input
 ----------------
 ``prediction_input`` is the one place a prediction record becomes what the model sees: the
-de-identified, dataset-shaped row (``training.features.row_from_record``) and the sha256 of its
+de-identified row of the columns a model reads (``cases.rows.model_row``) and the sha256 of its
 canonical JSON, which the prediction log keeps instead of the record. A record is either
 
 - a case interchange record with a ``patient`` block: it is de-identified by
@@ -76,7 +76,7 @@ from cases.interchange import (
     parse_symptoms,
 )
 from cases.quality import MAX_AGE_YEARS
-from training.features import OLDEST_AGE, UNKNOWN, row_from_record
+from cases.rows import model_row
 
 if TYPE_CHECKING:
     from cases.dictionary.definition import Definition
@@ -93,9 +93,6 @@ PREDICTION_SOURCE = "prediction"
 SUBJECT_SOURCE = "subject"
 SUBJECT_KEY = "subject_key"
 MAX_SUBJECT_KEY_LENGTH = 200
-# The row fields the model reads (``training.features.features``): the row a prediction keeps in
-# memory, and what the input hash covers.
-MODEL_FIELDS = ("age", "age_band", "sex", "findings", "symptoms")
 # Canonical JSON: sorted keys, no spaces (one encoder, not one per record).
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -309,9 +306,8 @@ def _row_from_patient_record(obj: dict[str, Any], findings: dict[str, float], sy
         diagnosis_code="",
         diagnosis_label="",
     )
-    full = row_from_record(deid.deidentify(record, key=settings.PSEUDONYM_KEY))
     # Only what the model reads: the patient pseudonym and the year are not kept, even in memory.
-    return {name: full[name] for name in MODEL_FIELDS}
+    return model_row(deid.deidentify(record, key=settings.PSEUDONYM_KEY))
 
 
 def _row_from_features(obj: dict[str, Any], findings: dict[str, float], symptoms: list[str]) -> dict[str, Any]:
@@ -321,15 +317,16 @@ def _row_from_features(obj: dict[str, Any], findings: dict[str, float], symptoms
         if not isinstance(sex, str) or sex.strip().lower() not in SEXES:
             raise RecordError("sex", f"must be one of {', '.join(sorted(SEXES))}.")
         sex = sex.strip().lower()
-    # ``row_from_record``'s shape, built directly (this runs a thousand times per batch):
-    # "90+" is stored as 90, as in the dataset file.
-    return {
-        "age": OLDEST_AGE if age == deid.OLDEST_BAND else age,
-        "age_band": band,
-        "sex": sex or UNKNOWN,
-        "findings": findings,
-        "symptoms": [_scrubbed(symptom) for symptom in symptoms],
-    }
+    # The shape of a de-identified record's demographics, findings and symptoms.
+    return model_row(
+        {
+            "age": age,
+            "age_band": band,
+            "sex": sex,
+            "findings": findings,
+            "symptoms": [_scrubbed(symptom) for symptom in symptoms],
+        }
+    )
 
 
 def _age(value: Any) -> tuple[int | str | None, str | None]:

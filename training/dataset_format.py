@@ -16,46 +16,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from cases.rows import MODEL_FIELDS, dataset_schema
 from training.features import RowColumns, columns_from_arrow
 from training.splitting import SPLIT_NAMES
 
-FORMAT_VERSION = "1"
-
-SCHEMA = pa.schema(
-    [
-        pa.field("case_id", pa.int64(), nullable=False),
-        pa.field("split", pa.dictionary(pa.int8(), pa.string()), nullable=False),
-        pa.field("patient_pseudonym", pa.string(), nullable=False),
-        pa.field("label", pa.string(), nullable=False),
-        pa.field("label_text", pa.string()),
-        pa.field("age", pa.int16(), nullable=True),  # 90 stands for the "90+" band
-        pa.field("age_band", pa.string(), nullable=True),
-        pa.field("sex", pa.string()),
-        pa.field("encounter_year", pa.int16()),
-        pa.field("findings", pa.map_(pa.string(), pa.float64())),
-        pa.field("symptoms", pa.list_(pa.string())),
-    ],
-    metadata={"format_version": FORMAT_VERSION},
-)
-STRING_COLUMNS = ("patient_pseudonym", "label", "label_text", "age_band", "sex")
-
-
-def row_from_deidentified(case_id: int, split: str, record: dict) -> dict:
-    """One Parquet row from a case's de-identified record (``cases.deid.deidentify``'s output)."""
-    age = record.get("age")
-    return {
-        "case_id": case_id,
-        "split": split,
-        "patient_pseudonym": record["patient_pseudonym"],
-        "label": record["diagnosis"]["code"],
-        "label_text": record["diagnosis"].get("label") or "",
-        "age": 90 if age == "90+" else age,
-        "age_band": record.get("age_band"),
-        "sex": record.get("sex") or "unknown",
-        "encounter_year": record.get("encounter_year"),
-        "findings": list(record.get("findings", {}).items()),
-        "symptoms": list(record.get("symptoms", [])),
-    }
+# The file's columns are ``cases.rows.COLUMNS`` (the one definition of the de-identified row).
+SCHEMA = dataset_schema()
 
 
 def read_bytes(snapshot: Any) -> bytes:
@@ -74,8 +40,26 @@ def read_bytes(snapshot: Any) -> bytes:
 
 # What training reads of a file up front: the features, the label and the split, with the strings
 # as Parquet stores them (dictionaries), so they are coded without a Python string per row.
-TRAINING_COLUMNS = ("case_id", "split", "label", "age", "age_band", "sex", "findings", "symptoms")
-_DICTIONARY_COLUMNS = ("split", "label", "age_band", "sex", "findings.key_value.key", "symptoms.list.element")
+TRAINING_COLUMNS = ("case_id", "split", "label", *MODEL_FIELDS)
+
+
+def _string_paths(schema: pa.Schema, names: Sequence[str]) -> tuple[str, ...]:
+    """The Parquet paths of the strings among the columns ``names``: what reads as dictionaries."""
+    paths: list[str] = []
+    for field in schema:
+        kind = field.type
+        if field.name not in names:
+            continue
+        if pa.types.is_string(kind) or pa.types.is_dictionary(kind):
+            paths.append(field.name)
+        elif pa.types.is_map(kind) and pa.types.is_string(kind.key_type):
+            paths.append(f"{field.name}.key_value.key")
+        elif pa.types.is_list(kind) and pa.types.is_string(kind.value_type):
+            paths.append(f"{field.name}.list.element")
+    return tuple(paths)
+
+
+_DICTIONARY_COLUMNS = _string_paths(SCHEMA, TRAINING_COLUMNS)
 
 
 class _RowGroups:

@@ -76,6 +76,7 @@ from django.db.models.functions import Cast
 
 from cases import deid, redeid
 from cases.models import Case
+from cases.rows import COLUMNS, STORED_ROW_FORMAT, STORED_ROW_PREFIX, stored_row, stored_row_schema
 from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from training.dataset_format import SCHEMA
@@ -289,6 +290,7 @@ def _selection(filters: dict[str, Any]) -> Any:
 
 # The file's columns but the split, which is only known once every case has been read.
 _ROW_SCHEMA = pa.schema([field for field in SCHEMA if field.name != "split"], metadata=SCHEMA.metadata)
+_SPLIT_POSITION = SCHEMA.get_field_index("split")
 _SPLIT_VALUES = pa.array(SPLIT_NAMES, type=pa.string())
 
 
@@ -461,23 +463,8 @@ def _remove(path: str) -> None:
 # --- 1. Read and validate ------------------------------------------------------------------------
 
 
-# What a case's stored dataset row (``cases.deid.dataset_row``) holds, parsed by Arrow's JSON reader.
-_ROW_JSON_SCHEMA = pa.schema(
-    [
-        pa.field("v", pa.string()),
-        pa.field("pseudonym", pa.string()),
-        pa.field("code", pa.string()),
-        pa.field("label", pa.string()),
-        pa.field("age", pa.int16()),
-        pa.field("age_band", pa.string()),
-        pa.field("sex", pa.string()),
-        pa.field("year", pa.int16()),
-        pa.field("finding_keys", pa.list_(pa.string())),
-        pa.field("finding_values", pa.list_(pa.float64())),
-        pa.field("symptoms", pa.list_(pa.string())),
-    ]
-)
-_ROW_JSON_OPTIONS = pa_json.ParseOptions(explicit_schema=_ROW_JSON_SCHEMA, unexpected_field_behavior="error")
+# A case's stored row (``cases.rows.stored_row``), as Arrow's JSON reader parses it.
+_ROW_JSON_OPTIONS = pa_json.ParseOptions(explicit_schema=stored_row_schema(), unexpected_field_behavior="error")
 _DEFAULT_LABEL_FIELD = "diagnosis.code"  # the one the stored row carries ("code")
 
 
@@ -524,7 +511,7 @@ def _fill_in(ids: Sequence[int], rows: list[str] | None, digests: list[str]) -> 
     """The dataset row and digest of cases that have none stored (approved before they were
     stored, or written around ``Case.approve``) or a row of an older format, computed from the
     de-identified record. Without ``rows``, only the digests."""
-    prefix = deid.DATASET_ROW_PREFIX
+    prefix = STORED_ROW_PREFIX
 
     def current(row: str | None) -> bool:
         return bool(row and row.startswith(prefix))
@@ -544,7 +531,7 @@ def _fill_in(ids: Sequence[int], rows: list[str] | None, digests: list[str]) -> 
         if not isinstance(record, dict) or "patient_pseudonym" not in record:
             raise _changed(ids[position])
         if rows is not None:
-            rows[position] = deid.dataset_row(record)
+            rows[position] = stored_row(record)
         digests[position] = deid.record_sha256(record)
 
 
@@ -577,7 +564,7 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
                 read_options=_json_read_options(len(rows)),
                 parse_options=_ROW_JSON_OPTIONS,
             )
-            if len(table) != len(rows) or set(table.column("v").unique().to_pylist()) != {deid.DATASET_ROW_FORMAT}:
+            if len(table) != len(rows) or set(table.column("v").unique().to_pylist()) != {STORED_ROW_FORMAT}:
                 raise DatasetBuildError("A stored dataset row has an unknown format.", code="bad_dataset_row")
             label = table.column("code") if by_code else pa.array(columns[4], type=pa.string())
             keep = pc.fill_null(pc.not_equal(label, ""), False)
@@ -643,24 +630,23 @@ def _json_read_options(rows: int) -> pa_json.ReadOptions:
 
 
 def _row_batch(case_ids: list[int], table: pa.Table, label: Any) -> pa.RecordBatch:
-    """The file's row columns (but the split) from a chunk of parsed dataset rows."""
-    keys = table.column("finding_keys").combine_chunks()
-    values = table.column("finding_values").combine_chunks()
-    if not pc.all(pc.equal(pc.list_value_length(keys), pc.list_value_length(values))).as_py():
-        raise DatasetBuildError("A stored dataset row has findings keys and values of different lengths.")
-    findings = pa.MapArray.from_arrays(keys.offsets, keys.flatten(), values.flatten())
-    columns = [
-        pa.array(case_ids, type=pa.int64()),
-        table.column("pseudonym"),
-        label,
-        table.column("label"),
-        table.column("age"),
-        table.column("age_band"),
-        table.column("sex"),
-        table.column("year"),
-        findings,
-        table.column("symptoms"),
-    ]
+    """The file's row columns (but the split) from a chunk of parsed stored rows: each column from
+    its stored keys (``cases.rows.COLUMNS``), the case ids and the snapshot's label from the build."""
+    columns: list[Any] = []
+    for column in COLUMNS:
+        if column.name == "split":
+            continue
+        if column.name == "case_id":
+            columns.append(pa.array(case_ids, type=pa.int64()))
+        elif column.name == "label":
+            columns.append(label)
+        elif len(column.stored) == 2:  # a mapping, stored as its keys and its values
+            keys, values = (table.column(key).combine_chunks() for key, _type in column.stored)
+            if not pc.all(pc.equal(pc.list_value_length(keys), pc.list_value_length(values))).as_py():
+                raise DatasetBuildError(f"A stored dataset row has {column.name} keys and values of different lengths.")
+            columns.append(pa.MapArray.from_arrays(keys.offsets, keys.flatten(), values.flatten()))
+        else:
+            columns.append(table.column(column.stored[0][0]))
     arrays = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in columns]
     return pa.RecordBatch.from_arrays(
         [array.cast(field.type) for array, field in zip(arrays, _ROW_SCHEMA, strict=True)], schema=_ROW_SCHEMA
@@ -780,7 +766,9 @@ def _write(rows_file: str, splits: np.ndarray, path: str, report: Progress) -> N
             batch = reader.get_batch(index)
             codes = pa.array(splits[written : written + batch.num_rows], type=pa.int8())
             split = pa.DictionaryArray.from_arrays(codes, _SPLIT_VALUES)
-            writer.write_table(pa.Table.from_arrays([batch.column(0), split, *batch.columns[1:]], schema=SCHEMA))
+            columns = batch.columns
+            columns.insert(_SPLIT_POSITION, split)
+            writer.write_table(pa.Table.from_arrays(columns, schema=SCHEMA))
             written += batch.num_rows
             report("Writing", written, total)
 

@@ -1,8 +1,7 @@
 """Features of a case for the trainer, for sklearn's ``DictVectorizer``.
 
-Input is a dataset row (``training.dataset_format`` shape: de-identified fields only), so the
-same function featurises training data and, through ``row_from_record``, a de-identified record
-sent for prediction. Feature names:
+Input is a row (``cases.rows``: de-identified fields only), so the same function featurises
+training data and, through ``cases.rows.model_row``, a record sent for prediction. Feature names:
 
 - ``age`` and ``finding:<key>``: numeric. The names come from the training split
   (``numeric_feature_names``) and every row carries all of them: an absent value is written as
@@ -13,6 +12,14 @@ sent for prediction. Feature names:
 
 Numeric findings unknown to the training split are dropped here (the model has no column for
 them); unknown symptoms or categories are dropped by the vectorizer at transform time.
+
+Which inputs a model is trained on follows from its cohort's data dictionary
+(``cases.rows.ModelInputs``): a demographic it marks unused (breast-mass: age and sex) gets no
+feature (``age``, ``age_band=...``; ``sex=...``), nor does a finding it marks ``used_by_model:
+false``. A trained model's layout is its own: ``numeric_features`` and the fitted vectorizer's
+vocabulary, saved in its artifact. ``features`` still writes every demographic of a row, and the
+vectorizer keeps only the names it was fitted with, so a version trained with age goes on using
+it, and one trained without it ignores an age sent to it.
 
 Two paths, one result. ``features`` makes one row's dict: what a prediction request pays for,
 and the definition. A whole split goes through ``RowColumns`` instead (columns coded once,
@@ -34,14 +41,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cases.rows import ALL_INPUTS, UNKNOWN, ModelInputs, age_value
+
 if TYPE_CHECKING:  # sklearn stays out of the web process's imports (views -> datasets -> here)
     from sklearn.feature_extraction import DictVectorizer
 
 AGE = "age"
 FINDING_PREFIX = "finding:"
 SYMPTOM_PREFIX = "symptom:"
-OLDEST_AGE = 90  # the "90+" band's stand-in value, as in the dataset file
-UNKNOWN = "unknown"
 
 
 def _findings_of(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,8 +68,7 @@ def _number(value: Any) -> float:
 
 
 def _age_of(row: Mapping[str, Any]) -> Any:
-    age = row.get("age")
-    return OLDEST_AGE if age == "90+" else age
+    return age_value(row.get("age"))
 
 
 def _category(value: Any) -> str:
@@ -83,12 +89,18 @@ def _symptom_feature(symptom: Any) -> str | None:
     return SYMPTOM_PREFIX + text if text else None
 
 
-def numeric_feature_names(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The numeric features of a training split: ``age`` and every finding seen, sorted."""
+def numeric_feature_names(rows: Iterable[Mapping[str, Any]], inputs: ModelInputs = ALL_INPUTS) -> list[str]:
+    """The numeric features of a training split: ``age`` and every finding seen, sorted; of those,
+    the ones ``inputs`` uses (a cohort's dictionary may leave age and some findings out)."""
     keys: set[str] = set()
     for row in rows:
         keys.update(str(key) for key in _findings_of(row))
-    return [AGE, *(FINDING_PREFIX + key for key in sorted(keys))]
+    return _numeric_names(keys, inputs)
+
+
+def _numeric_names(finding_keys: Iterable[str], inputs: ModelInputs) -> list[str]:
+    age = [AGE] if inputs.uses("age") else []
+    return [*age, *(FINDING_PREFIX + key for key in sorted(finding_keys) if inputs.uses_finding(key))]
 
 
 def features(row: Mapping[str, Any], numeric_features: list[str]) -> dict[str, float]:
@@ -115,26 +127,6 @@ def feature_dicts(rows: Iterable[Mapping[str, Any]], numeric_features: list[str]
 
 def labels(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return [str(row["label"]) for row in rows]
-
-
-def row_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A de-identified record (``cases.deid.deidentify``'s shape) as a dataset-shaped row.
-
-    For serving: a prediction request carries a de-identified record, possibly without a
-    diagnosis (that is what is being predicted), so the label is optional here.
-    """
-    diagnosis = record.get("diagnosis") or {}
-    return {
-        "case_id": record.get("case_id"),
-        "patient_pseudonym": record.get("patient_pseudonym"),
-        "label": diagnosis.get("code") if isinstance(diagnosis, Mapping) else None,
-        "age": _age_of(record),
-        "age_band": record.get("age_band"),
-        "sex": record.get("sex") or UNKNOWN,
-        "encounter_year": record.get("encounter_year"),
-        "findings": dict(record.get("findings") or {}),
-        "symptoms": list(record.get("symptoms") or []),
-    }
 
 
 # --- Columns: a whole split at once --------------------------------------------------------------
@@ -229,10 +221,10 @@ class RowColumns:
         table = [-1 if value is None else position.get(str(value), -1) for value in self.labels.values]
         return self.labels.mapped(table, dtype=np.int64)
 
-    def numeric_feature_names(self) -> list[str]:
-        """As ``numeric_feature_names`` of the rows: ``age`` and every finding seen, sorted."""
-        keys = {str(key) for key in self.findings.keys.used_values()}
-        return [AGE, *(FINDING_PREFIX + key for key in sorted(keys))]
+    def numeric_feature_names(self, inputs: ModelInputs = ALL_INPUTS) -> list[str]:
+        """As ``numeric_feature_names`` of the rows: ``age`` and every finding seen, sorted, of
+        those ``inputs`` uses."""
+        return _numeric_names({str(key) for key in self.findings.keys.used_values()}, inputs)
 
 
 class _Encoder:
@@ -258,7 +250,7 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 
 def columns_from_rows(rows: Iterable[Mapping[str, Any]]) -> RowColumns:
-    """Columns of row dicts (``training.dataset_format`` or ``row_from_record`` shape)."""
+    """Columns of row dicts (``cases.rows.row_from_record`` or ``model_row`` shape)."""
     label, sex, band, finding, symptom = _Encoder(), _Encoder(), _Encoder(), _Encoder(), _Encoder()
     case_ids: list[Any] = []
     label_codes: list[int] = []
@@ -384,12 +376,15 @@ def columns_of(rows: Any) -> RowColumns:
     return columns_from_rows(rows)
 
 
-def fit_vectorizer(vectorizer: DictVectorizer, columns: RowColumns, numeric_features: list[str]) -> DictVectorizer:
+def fit_vectorizer(
+    vectorizer: DictVectorizer, columns: RowColumns, numeric_features: list[str], inputs: ModelInputs = ALL_INPUTS
+) -> DictVectorizer:
     """Fit ``vectorizer`` to the feature names the rows' ``features`` dicts would have.
 
     Those are the numeric features and one name per distinct symptom, sex and age band; fitting
     a sorting vectorizer (ours) on one dict of them all gives the vocabulary that fitting on
-    every row's dict gives.
+    every row's dict gives. A column ``inputs`` does not use (sex, the age band) gets no names:
+    the fitted vectorizer then drops it from every row, when training and when serving.
     """
     if not vectorizer.sort:
         raise ValueError("fit_vectorizer needs a vectorizer that sorts its feature names.")
@@ -398,8 +393,10 @@ def fit_vectorizer(vectorizer: DictVectorizer, columns: RowColumns, numeric_feat
         feature = _symptom_feature(symptom)
         if feature is not None:
             names[feature] = 1.0
-    names |= dict.fromkeys((_sex_feature(value) for value in columns.sex.used_values()), 1.0)
-    names |= dict.fromkeys((_age_band_feature(value) for value in columns.age_band.used_values()), 1.0)
+    if inputs.uses("sex"):
+        names |= dict.fromkeys((_sex_feature(value) for value in columns.sex.used_values()), 1.0)
+    if inputs.uses("age_band"):
+        names |= dict.fromkeys((_age_band_feature(value) for value in columns.age_band.used_values()), 1.0)
     return vectorizer.fit([names])
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from cases import deid, scanning
 from cases.models import Case
+from cases.rows import STORED_ROW_FORMAT, row_from_record, stored_row
 from learning_engine import roles
 from learning_engine.exceptions import InvalidRequest, TransitionError
 from tests.factories import UserFactory, user_with_role
@@ -33,7 +34,7 @@ from tests.training.factories import (
     approved_cohort,
 )
 from training import datasets
-from training.dataset_format import SCHEMA, row_from_deidentified
+from training.dataset_format import SCHEMA
 from training.datasets import DatasetBuildError, build_snapshot, canonical_json, create_snapshot, file_cases
 from training.models import DatasetSnapshot, ImmutableSnapshot, ModelType
 
@@ -168,7 +169,7 @@ def test_the_file_round_trips_with_deidentified_fields_only(model_type):
     for row in rows:
         case = by_id[row["case_id"]]
         case.refresh_from_db()
-        expected = row_from_deidentified(case.pk, row["split"], record_of(case))
+        expected = row_from_record(record_of(case), case_id=case.pk, split=row["split"])
         # Findings as a mapping: the file has them in key order, the record as the database keeps it.
         assert {**row, "findings": dict(row["findings"])} == {**expected, "findings": dict(expected["findings"])}
         assert row["patient_pseudonym"] == case.patient_pseudonym
@@ -320,7 +321,7 @@ def test_cases_of_an_older_policy_are_deidentified_again_before_the_build(model_
     assert old.deid_policy_version == deid.POLICY_VERSION
     assert old.deidentified == deid.deidentify(old.to_record(), key=django_settings.PSEUDONYM_KEY)
     assert old.residual_keys == deid.residual_keys(old.patient)
-    assert old.deid_dataset_row == deid.dataset_row(old.deidentified)
+    assert old.deid_dataset_row == stored_row(old.deidentified)
 
 
 def test_too_few_patients_for_three_splits_are_refused(model_type):
@@ -1047,7 +1048,7 @@ def test_approval_stores_the_record_digest_dataset_row_and_residual_keys(model_t
     for case in cases:
         case.refresh_from_db()
         assert case.deid_sha256 == deid.record_sha256(record_of(case))
-        assert case.deid_dataset_row == deid.dataset_row(record_of(case))
+        assert case.deid_dataset_row == stored_row(record_of(case))
         assert case.residual_keys == deid.residual_keys(case.patient)
         assert case.residual_keys.startswith(deid.RESIDUAL_KEYS_FORMAT + " ")
 
@@ -1071,7 +1072,7 @@ def test_stored_rows_of_an_older_format_are_computed_again_not_refused(model_typ
     first = build(model_type)
     for case in cases[:4]:
         case.refresh_from_db()
-        older = case.deid_dataset_row.replace(f'"v":"{deid.DATASET_ROW_FORMAT}"', '"v":"dr0"', 1)
+        older = case.deid_dataset_row.replace(f'"v":"{STORED_ROW_FORMAT}"', '"v":"dr0"', 1)
         Case.objects.filter(pk=case.pk).update(deid_dataset_row=older)
     second = build(model_type)
     assert (second.manifest, second.content_hash, second.file_sha256) == (

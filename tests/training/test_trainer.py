@@ -20,10 +20,11 @@ from sklearn.impute import SimpleImputer
 
 from cases.deid import deidentify
 from cases.interchange import parse_record
+from cases.rows import row_from_record
 from tests.cases.factories import record_dict
 from training import trainer
 from training.algorithms import SPECS
-from training.dataset_format import SCHEMA, DatasetFileChanged, read_rows_by_split, row_from_deidentified
+from training.dataset_format import SCHEMA, DatasetFileChanged, read_rows_by_split
 from training.features import (
     columns_from_rows,
     feature_dicts,
@@ -31,7 +32,6 @@ from training.features import (
     features,
     fit_vectorizer,
     numeric_feature_names,
-    row_from_record,
 )
 from training.models import LeaseLost
 from training.trainer import TrainingError, TrainingProgress, build_classifier, build_preprocessing, train
@@ -245,7 +245,7 @@ def test_a_deidentified_record_featurises_like_its_dataset_row(settings):
     names = ["age", "finding:spo2", "finding:temperature_c", "finding:wbc", "finding:lactate"]
 
     served = features(row_from_record(record), names)
-    stored = features(row_from_deidentified(1, "train", record), names)
+    stored = features(row_from_record(record, case_id=1, split="train"), names)
 
     assert json.dumps(served, sort_keys=True) == json.dumps(stored, sort_keys=True)  # NaN-safe equality
     assert "note" not in row_from_record(record)
