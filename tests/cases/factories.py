@@ -7,12 +7,35 @@ from typing import Any
 
 import factory
 from faker import Faker
+from faker.providers.person.en_US import Provider as PersonProvider
 
 from cases.interchange import parse_record
 from cases.models import Case
 from tests.factories import UserFactory
 
 fake = Faker()
+
+# ``fake.name()`` may open with a title and end with a suffix ("Dr. Amy Nelson MD", "Logan Compton
+# Jr."): about one name in fifty ends with one. They are not identifiers, and de-identification
+# rightly leaves them, so a test that plants "the surname" must not take the name's last word.
+_TITLES = frozenset(
+    [
+        *PersonProvider.prefixes_female,
+        *PersonProvider.prefixes_male,
+        *PersonProvider.suffixes_female,
+        *PersonProvider.suffixes_male,
+    ]
+)
+
+
+def given_name(name: str) -> str:
+    """The first word of a Faker name that is not a title: "Dr. Amy Nelson MD" -> "Amy"."""
+    return next(word for word in name.split() if word not in _TITLES)
+
+
+def family_name(name: str) -> str:
+    """The last word of a Faker name that is not a suffix: "Dr. Amy Nelson MD" -> "Nelson"."""
+    return next(word for word in reversed(name.split()) if word not in _TITLES)
 
 
 def record_dict(**overrides: Any) -> dict[str, Any]:

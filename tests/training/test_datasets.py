@@ -26,6 +26,7 @@ from cases.models import Case
 from cases.rows import STORED_ROW_FORMAT, row_from_record, stored_row
 from learning_engine import roles
 from learning_engine.exceptions import InvalidRequest, TransitionError
+from tests.cases.factories import family_name, given_name
 from tests.factories import UserFactory, user_with_role
 from tests.training.factories import (
     DIAGNOSES,
@@ -310,7 +311,7 @@ def test_cases_of_an_older_policy_are_deidentified_again_before_the_build(model_
     cases = approved_cohort(model_type.cohort, patients=10)
     old = cases[0]
     name = old.patient["name"]
-    plant(old, symptoms=["cough", f"daughter {name.split()[0]} worried"])
+    plant(old, symptoms=["cough", f"daughter {given_name(name)} worried"])
     Case.objects.filter(pk=old.pk).update(deid_policy_version="safe-harbor-1999.1", residual_keys="rk0 n:x")
 
     snapshot = build(model_type)
@@ -472,7 +473,7 @@ def test_a_findings_key_that_joins_the_patients_surname_to_a_word_fails_the_snap
     """``\\w`` joins "doe_score" into one word that no name matches: keys are scanned as words."""
     cases = approved_cohort(model_type.cohort, patients=10)
     leaky = cases[1]
-    surname = leaky.patient["name"].split()[-1]
+    surname = family_name(leaky.patient["name"])
     plant(leaky, findings={"heart_rate": 90.0, f"{surname.lower()}_score": 1.0, f"x{surname}Level": 2.0})
     snapshot, error = build_error(model_type)
     assert error.code == "residual_identifiers"
@@ -943,7 +944,7 @@ def test_the_build_leaves_the_garbage_collector_as_it_found_it(model_type):
 def test_an_identifier_in_a_string_with_accents_is_found_by_the_exact_matcher(model_type):
     cases = approved_cohort(model_type.cohort, patients=10)
     leaky = cases[5]
-    surname = leaky.patient["name"].split()[-1]
+    surname = family_name(leaky.patient["name"])
     plant(leaky, symptoms=["cough", f"Zoë saw {surname}"])
     snapshot, error = build_error(model_type)
     assert error.code == "residual_identifiers"
