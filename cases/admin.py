@@ -36,9 +36,10 @@ from django.utils.timezone import localtime
 from cases import deid
 from cases.access_log import AccessLogEntry, record_access
 from cases.dictionary.checking import RecordRefused, check_record
+from cases.dictionary.labels import request_labels
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition, DataDictionary
-from cases.statistics import compute_statistics
+from cases.statistics import MIN_CASES_FOR_MEAN, compute_statistics
 from cases.views import DEIDENTIFIED_STATES
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin, display_name
@@ -116,6 +117,27 @@ class DictionaryCheckFilter(admin.SimpleListFilter):
         if value == "unchecked":
             return queryset.filter(dictionary__isnull=True, dictionary_errors=[])
         return queryset
+
+
+class DiagnosisCodeFilter(admin.AllValuesFieldListFilter):
+    """The codes on file, each with its dictionary name ("C50.9 Malignant neoplasm of breast ...");
+    a code no dictionary names shows alone. Django's own filter otherwise (parameters, facets)."""
+
+    def __init__(self, field: Any, request: HttpRequest, *args: Any, **kwargs: Any) -> None:
+        super().__init__(field, request, *args, **kwargs)
+        self.labels = request_labels(request).merged
+
+    def choices(self, changelist: Any) -> Any:
+        choices = super().choices(changelist)
+        yield next(choices)  # "All"
+        # The rest follow ``lookup_choices`` in order, the empty value (None) last when there is one.
+        values = [str(value) for value in self.lookup_choices if value is not None]
+        for index, choice in enumerate(choices):
+            value = values[index] if index < len(values) else ""
+            name = self.labels.diagnosis_name(value) if value else ""
+            if name and choice["display"].startswith(value):
+                choice = {**choice, "display": f"{value} {name}{choice['display'][len(value) :]}"}
+            yield choice
 
 
 class QualityRangeFilter(admin.SimpleListFilter):
@@ -319,7 +341,14 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
     list_deferred = LIST_DEFERRED
     form = CaseAdminForm
     list_display_links = ("id",)
-    list_filter = ("status", "cohort", "diagnosis_code", "rejection_reason", QualityRangeFilter, DictionaryCheckFilter)
+    list_filter = (
+        "status",
+        "cohort",
+        ("diagnosis_code", DiagnosisCodeFilter),
+        "rejection_reason",
+        QualityRangeFilter,
+        DictionaryCheckFilter,
+    )
     list_select_related = ("submitted_by", "reviewed_by")
     list_per_page = 100
     search_help_text = "Diagnosis code or pseudonym; with PHI access also external id or MRN."
@@ -332,7 +361,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         identity = ("id", "external_id") if can_view_phi(request.user) else ("id",)
         # Narrow enough for a 1,400 px window with the navigation and filters open: source and
         # cohort share a column, so do the submitter and the reviewer; the date is a date.
-        return (*identity, "source_cohort", "status", "diagnosis_code", "quality", "people", "created")
+        return (*identity, "source_cohort", "status", "diagnosis", "quality", "people", "created")
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         fields = ["^diagnosis_code", "=patient_pseudonym"]
@@ -375,6 +404,21 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
     @admin.display(description="source / cohort", ordering="source")
     def source_cohort(self, obj: Case) -> str:
         return format_html("{}<br><span class='quiet'>{}</span>", obj.source, obj.cohort)
+
+    @admin.display(description="diagnosis", ordering="diagnosis_code")
+    def diagnosis(self, obj: Case) -> str:
+        # The name is the cohort's dictionary's, set on the page's rows by ``get_changelist_instance``.
+        name = getattr(obj, "diagnosis_name", "")
+        if not name:
+            return obj.diagnosis_code or "—"
+        return format_html("{}<br><span class='quiet'>{}</span>", obj.diagnosis_code, name)
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        changelist = super().get_changelist_instance(request)
+        labels = request_labels(request)  # one read for the whole page, whatever its rows
+        for case in changelist.result_list:
+            case.diagnosis_name = labels.diagnosis_name(case.diagnosis_code, case.cohort)
+        return changelist
 
     @admin.display(description="submitter / reviewer", ordering="submitted_by__username")
     def people(self, obj: Case) -> str:
@@ -705,13 +749,36 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             "status_chart": status_chart,
             "status_rows": [(label, stats["by_status"].get(value, 0)) for value, label in Case.Status.choices],
             "cohort_rows": sorted(stats["by_cohort"].items(), key=lambda item: (-item[1], item[0])),
-            "diagnosis_rows": sorted(stats["by_diagnosis"].items(), key=lambda item: (-item[1], item[0])),
+            "diagnosis_rows": sorted(
+                ((row["code"], row["display_name"], row["cases"]) for row in stats["diagnoses"]),
+                key=lambda item: (-item[2], item[0]),
+            ),
+            "finding_tables": _finding_tables(stats["findings"]),
+            "min_cases_for_mean": MIN_CASES_FOR_MEAN,
             "rejection_rows": [
                 (reasons.get(code, code or "(none)"), count) for code, count in stats["rejected_by_reason"].items()
             ],
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/cases/case/statistics.html", context)
+
+
+def _finding_tables(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The statistics' finding summaries as one table per cohort, values written for reading."""
+    tables: dict[str, dict[str, Any]] = {}
+    for row in summaries:
+        table = tables.setdefault(
+            row["cohort"], {"cohort": row["cohort"], "version": row["dictionary_version"], "rows": []}
+        )
+        mean = row["mean"]
+        if mean is None:
+            mean_text = "—"
+        elif row["value_type"] == "boolean":
+            mean_text = f"{mean * 100:.1f}% yes"
+        else:
+            mean_text = f"{mean:.4g} {row['unit_display']}".strip()
+        table["rows"].append({**row, "mean_text": mean_text})
+    return list(tables.values())
 
 
 # The PHI access log's admin (the privacy officer's page) lives in a module of its own.

@@ -351,11 +351,39 @@ class CaseReviewerCountSerializer(serializers.Serializer):
     rejected = serializers.IntegerField()
 
 
+class CaseDiagnosisCountSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="ICD-10-CM code as recorded (empty: no diagnosis).")
+    display_name = serializers.CharField(
+        help_text="The code's name in its cohort's data dictionary; empty when no dictionary names it."
+    )
+    cases = serializers.IntegerField()
+
+
+class CaseFindingSummarySerializer(serializers.Serializer):
+    cohort = serializers.CharField()
+    dictionary_version = serializers.IntegerField(help_text="The cohort's current dictionary version.")
+    key = serializers.CharField()
+    display_name = serializers.CharField()
+    unit = serializers.CharField(help_text="UCUM code; empty when the finding has none.")
+    unit_display = serializers.CharField(help_text="The unit as printed (Cel: °C; 1, dimensionless: empty).")
+    value_type = serializers.ChoiceField(choices=["number", "integer", "boolean", "category"])
+    cases = serializers.IntegerField(help_text="Cases that passed a dictionary check and carry a value.")
+    mean = serializers.FloatField(
+        allow_null=True,
+        help_text="Mean of those values (booleans: the share of 1s); null for categories and below 5 cases.",
+    )
+    outside_expected_range = serializers.IntegerField(help_text="Values outside the dictionary's expected range.")
+
+
 class CaseStatisticsSerializer(serializers.Serializer):
     total = serializers.IntegerField()
     by_status = serializers.DictField(child=serializers.IntegerField())
     by_cohort = serializers.DictField(child=serializers.IntegerField())
     by_diagnosis = serializers.DictField(child=serializers.IntegerField())
+    diagnoses = CaseDiagnosisCountSerializer(many=True, help_text="by_diagnosis with each code's display name.")
+    findings = CaseFindingSummarySerializer(
+        many=True, help_text="Per cohort with a data dictionary, each finding with its name and unit."
+    )
     quality_histogram = CaseHistogramBinSerializer(many=True)
     deidentified = serializers.IntegerField(help_text="Approved cases with a de-identified record.")
     rejected_by_reason = serializers.DictField(child=serializers.IntegerField())

@@ -444,7 +444,9 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @extend_schema(
         summary="Case statistics",
         description="Counts by status, cohort and diagnosis, the quality histogram, de-identified cases, "
-        "rejections by reason and reviews per reviewer, over every case matching the filters.",
+        "rejections by reason and reviews per reviewer, over every case matching the filters. `diagnoses` repeats "
+        "`by_diagnosis` with each code's display name from the data dictionary (empty for a code no dictionary "
+        "names); `findings` summarises each finding of each cohort's current dictionary with its name and unit.",
         filters=True,
         responses={200: CaseStatisticsSerializer, **ERRORS},
     )

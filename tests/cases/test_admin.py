@@ -673,7 +673,7 @@ def test_the_changelist_columns_depend_on_the_phi_permission(staff, role, shows_
     columns = client.get(CHANGELIST).context["cl"].list_display
 
     assert ("external_id" in columns) is shows_external_id
-    assert {"status", "source_cohort", "diagnosis_code", "quality", "people", "created"} <= set(columns)
+    assert {"status", "source_cohort", "diagnosis", "quality", "people", "created"} <= set(columns)
     assert not {"patient", "note", "extra", "encounter_date"} & set(columns)
 
 
