@@ -277,7 +277,21 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     ]
     inlines = [PerformanceRecordInline, VersionTransitionInline, ArtifactRejectionInline]
     fieldsets = (
-        (None, {"fields": ("model_type", "version", "algorithm_name", "hyperparameters", "job", "dataset")}),
+        (
+            None,
+            {
+                "fields": (
+                    "model_type",
+                    "version",
+                    "algorithm_name",
+                    "hyperparameters",
+                    "job",
+                    "dataset",
+                    "dictionary",
+                    "training_ranges_table",
+                )
+            },
+        ),
         (
             "Approval and deployment",
             {
@@ -302,6 +316,8 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         "hyperparameters",
         "job",
         "dataset",
+        "dictionary",
+        "training_ranges_table",
         "approval_badge",
         "prediction_latency",
         "approved_by",
@@ -354,6 +370,34 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
     @admin.display(description="AUROC")
     def auroc_macro(self, obj: ModelVersion) -> str:
         return fmt(_metric(obj, "auroc_macro"))
+
+    @admin.display(description="training ranges")
+    def training_ranges_table(self, obj: ModelVersion) -> str:
+        """Min and max of each numeric input over the train split, named and in units as the
+        version's dictionary gives them: what predict's out_of_range warnings compare with."""
+        ranges = obj.training_ranges if isinstance(obj.training_ranges, dict) else {}
+        if not ranges:
+            return "Not measured: predict warns against the dictionary's expected ranges."
+        definition = obj.dictionary.parsed if obj.dictionary is not None else None
+
+        def named(field: str) -> tuple[str, str]:
+            finding = definition.finding(field.removeprefix("findings.")) if definition else None
+            return (finding.display_name, finding.unit) if finding else (field, "")
+
+        rows = format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (*named(field), fmt(bounds.get("min")), fmt(bounds.get("max")))
+                for field, bounds in sorted(ranges.items())
+                if isinstance(bounds, dict)
+            ),
+        )
+        return format_html(
+            '<table class="training-ranges"><thead><tr><th>input</th><th>unit</th><th>min</th><th>max</th>'
+            "</tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="single-row prediction latency")
     def prediction_latency(self, obj: ModelVersion) -> str:

@@ -45,6 +45,7 @@ from training.artifacts import (
 from training.dataset_format import DatasetFileChanged, read_bytes, read_rows_by_split
 from training.evaluation import evaluate, plain
 from training.models import DatasetSnapshot, ModelType, TrainingJob
+from training.ranges import snapshot_training_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,7 @@ def register_upload(
     except DatasetFileChanged as exc:
         raise DomainError(str(exc), code="dataset_file_changed") from None
     evaluation = plain({**result.evaluation, "dataset": job.dataset.pk, "evaluated_by": "registry"})
+    ranges = _train_ranges(job.dataset)
 
     path = default_storage.save(
         f"{DIRECTORY}/{model_type.slug}-job{job.pk}-{sha256[:12]}{EXTENSION}", ContentFile(data)
@@ -190,6 +192,7 @@ def register_upload(
                 actor=by,  # the uploader: the two-person rule refuses them as approver
                 reason=f"Artifact of external job {job.pk} uploaded by {by}; evaluated by the registry.",
                 validation={**result.validation, "sandbox": True, "by": "upload"},
+                training_ranges=ranges,
             )
             if version.artifact != path:  # a concurrent upload for the same job registered first
                 raise DomainError(f"Job {job.pk} already has a registered version.", code="already_registered")
@@ -214,6 +217,15 @@ def register_upload(
         raise
     logger.info("Registered uploaded %s %s from job %s", model_type.slug, version.version, job.pk)
     return version
+
+
+def _train_ranges(snapshot: DatasetSnapshot) -> dict[str, Any]:
+    """The snapshot's train split's ranges (``training.ranges``): the client trained on that split.
+    {} when the split is empty; the file was read and checked moments ago (``holdout_rows``)."""
+    try:
+        return snapshot_training_ranges(snapshot)
+    except DatasetFileChanged as exc:
+        raise DomainError(str(exc), code="dataset_file_changed") from None
 
 
 def _reported_size(metrics: Mapping[str, Any]) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from cases.dictionary.serializers import DictionaryVersionRefSerializer
 from learning_engine.serializers import ErrorSerializer
 from models_registry.ab_serializers import ComparedABTestSerializer
 from models_registry.compare import VERDICTS
@@ -77,6 +78,12 @@ class ModelVersionSerializer(serializers.ModelSerializer):
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     approved_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     key_metrics = serializers.SerializerMethodField()
+    dictionary = DictionaryVersionRefSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The data dictionary version the model was trained under: predict checks records against it. "
+        "Null when its cohort had no published dictionary.",
+    )
 
     class Meta:
         model = ModelVersion
@@ -86,6 +93,7 @@ class ModelVersionSerializer(serializers.ModelSerializer):
             "version",
             "job",
             "dataset",
+            "dictionary",
             "algorithm",
             "key_metrics",
             "approval_status",
@@ -107,6 +115,11 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         return {key: metrics[key] for key in KEY_METRICS if key in metrics}
 
 
+class RangeSerializer(serializers.Serializer):
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+
+
 class VersionTransitionSerializer(serializers.ModelSerializer):
     actor: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
@@ -117,6 +130,12 @@ class VersionTransitionSerializer(serializers.ModelSerializer):
 
 
 class ModelVersionDetailSerializer(ModelVersionSerializer):
+    training_ranges = serializers.DictField(
+        child=RangeSerializer(),
+        read_only=True,
+        help_text='Per numeric model input ("age", "findings.<key>"), min and max of the train split: predict '
+        "warns out_of_range outside them. Empty when not measured (then the dictionary's expected range).",
+    )
     transitions = VersionTransitionSerializer(many=True, read_only=True, help_text="The version's audit trail.")
 
     class Meta(ModelVersionSerializer.Meta):
@@ -126,6 +145,7 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
             "metrics",
             "approval_note",
             "artifact",
+            "training_ranges",
             "transitions",
         ]
         read_only_fields = fields

@@ -190,7 +190,7 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
 
     def get_queryset(self) -> QuerySet[ModelVersion]:
         queryset = ModelVersion.objects.filter(model_type=self.model_type()).select_related(
-            "model_type", "created_by", "approved_by"
+            "model_type", "created_by", "approved_by", "dictionary__cohort"
         )
         # A version trained or evaluated on a snapshot hidden from the user shows its counts: hidden too.
         queryset = built_on_visible(queryset, self.request.user)
@@ -417,7 +417,7 @@ class RegistryModelTypeViewSet(ModelTypeScoped, viewsets.GenericViewSet):
         body = validated(DeploymentSerializer, request.data)
         target = ModelVersion.rollback(self.model_type(), by=request.user, reason=body["reason"])
         version = (
-            ModelVersion.objects.select_related("model_type", "created_by", "approved_by")
+            ModelVersion.objects.select_related("model_type", "created_by", "approved_by", "dictionary__cohort")
             .prefetch_related(Prefetch("transitions", queryset=VersionTransition.objects.select_related("actor")))
             .get(pk=target.pk)
         )
@@ -501,7 +501,9 @@ class RegistryModelTypeViewSet(ModelTypeScoped, viewsets.GenericViewSet):
             .first()
         )
         if version is not None:
-            version = ModelVersion.objects.select_related("model_type", "created_by", "approved_by").get(pk=version.pk)
+            version = ModelVersion.objects.select_related(
+                "model_type", "created_by", "approved_by", "dictionary__cohort"
+            ).get(pk=version.pk)
         payload = {"model_type": model_type.slug, "at": when, "active_version": version, "activated_at": change}
         return dict(PointInTimeSerializer(payload, context=self.get_serializer_context()).data)
 

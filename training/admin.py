@@ -624,7 +624,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
     # What never changes once the snapshot exists; the rest (status, stage, counts, content, file,
     # error, composition, scan) is the live panel (live.html), polled while the snapshot builds.
     fieldsets_view = (
-        (None, {"fields": ("id", "model_type", "created_by", "created_at")}),
+        (None, {"fields": ("id", "model_type", "dictionary", "created_by", "created_at")}),
         ("Build parameters", {"fields": ("filters_table", "seed", "validation_share", "test_share")}),
     )
 

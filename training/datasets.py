@@ -75,6 +75,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
 from cases import deid, redeid
+from cases.dictionary.checking import current_dictionary
 from cases.models import Case
 from cases.rows import COLUMNS, STORED_ROW_FORMAT, STORED_ROW_PREFIX, stored_row, stored_row_schema
 from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
@@ -221,14 +222,25 @@ def preview_snapshot(snapshot: DatasetSnapshot, *, progress: Progress | None = N
 
 
 def same_content(model_type: ModelType, content_hash: str) -> DatasetSnapshot | None:
-    """The oldest ready snapshot of ``model_type`` with this content hash, if any."""
+    """The oldest ready snapshot of ``model_type`` with this content hash, built under the cohort's
+    current dictionary version, if any (``_twins``)."""
     return (
-        DatasetSnapshot.objects.filter(
-            model_type=model_type, status=DatasetSnapshot.Status.READY, content_hash=content_hash
+        _twins(
+            DatasetSnapshot.objects.filter(model_type=model_type, status=DatasetSnapshot.Status.READY),
+            model_type,
         )
+        .filter(content_hash=content_hash)
         .order_by("pk")
         .first()
     )
+
+
+def _twins(ready: Any, model_type: ModelType) -> Any:
+    """The ready snapshots of ``ready`` that a new build would copy: those built under the dictionary
+    version a build would record now. The same cases under another version are not the same
+    dataset: models trained on it answer under its version (docs/data-dictionary.md)."""
+    dictionary = current_dictionary(model_type.cohort)
+    return ready.filter(dictionary=dictionary) if dictionary is not None else ready.filter(dictionary__isnull=True)
 
 
 def ready_twin(snapshot: DatasetSnapshot, *, by: Any) -> DatasetSnapshot | None:
@@ -240,8 +252,11 @@ def ready_twin(snapshot: DatasetSnapshot, *, by: Any) -> DatasetSnapshot | None:
     cases as a build's first steps do. A request that cannot be built (too few cases...) has no
     twin: its build fails and records why.
     """
-    ready = visible_to(
-        DatasetSnapshot.objects.filter(model_type=snapshot.model_type, status=DatasetSnapshot.Status.READY), by
+    ready = _twins(
+        visible_to(
+            DatasetSnapshot.objects.filter(model_type=snapshot.model_type, status=DatasetSnapshot.Status.READY), by
+        ),
+        snapshot.model_type,
     )
     if not ready.exists():
         return None
@@ -318,6 +333,9 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
             current_status=snapshot.status,
         )
     snapshot.beat()  # the build has started: from now on the reaper judges it by its heartbeat
+    # The dictionary version the snapshot is built under: the cohort's current one as the build
+    # starts (a version published during the build is the next snapshot's).
+    dictionary = current_dictionary(snapshot.filters["cohort"])
     report = _beating(snapshot, progress or _no_progress)
     temporaries: list[str] = []
     stored: str | None = None
@@ -340,6 +358,7 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
             file_sha256=file_sha256,
             file_size=file_size,
             scan_report=scan.to_json(),
+            dictionary=dictionary,
         )
         report("Saving", 1, 1)
         return snapshot

@@ -37,6 +37,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from cases.dictionary.serializers import DictionaryVersionRefSerializer
 from learning_engine.serializers import ErrorSerializer
 from training.algorithms import SPECS
 from training.models import DatasetSnapshot, ModelType, TrainingJob
@@ -146,6 +147,12 @@ class DatasetSnapshotSerializer(serializers.ModelSerializer):
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(slug_field="username", read_only=True)
     split_counts = serializers.SerializerMethodField()
     label_counts = serializers.SerializerMethodField()
+    dictionary = DictionaryVersionRefSerializer(
+        read_only=True,
+        allow_null=True,
+        help_text="The cohort's data dictionary version the snapshot was built under; null when the cohort had "
+        "none published, or for a snapshot built before dictionaries whose cases were not all checked against one.",
+    )
 
     class Meta:
         model = DatasetSnapshot
@@ -153,6 +160,7 @@ class DatasetSnapshotSerializer(serializers.ModelSerializer):
             "id",
             "model_type",
             "status",
+            "dictionary",
             "filters",
             "seed",
             "validation_fraction",

@@ -103,6 +103,7 @@ def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
             metrics=result.metrics,
             artifact=result.artifact_path or "",
             artifact_sha256=result.artifact_sha256 or "",
+            training_ranges=result.training_ranges,
         )
     except LeaseLost:
         # Cancelled or reaped between the last epoch and completion: the artifact is orphaned.

@@ -46,6 +46,7 @@ from training.algorithms import EPOCH_BASED, validate_hyperparameters
 from training.artifacts import save_artifact
 from training.evaluation import evaluate, plain
 from training.features import RowColumns, columns_of, feature_matrix, fit_vectorizer
+from training.ranges import training_ranges
 
 SPLITS = ("train", "validation", "test")
 
@@ -98,6 +99,8 @@ class TrainingResult:
     evaluation: dict[str, Any] = field(default_factory=dict)
     artifact_path: str | None = None
     artifact_sha256: str | None = None
+    # The train split's min and max per numeric input (``training.ranges``): the model version keeps them.
+    training_ranges: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 Report = Callable[[TrainingProgress], None]
@@ -478,6 +481,7 @@ def _train(
         metrics=metrics,
         history=plain(history),
         evaluation=evaluation,
+        training_ranges=training_ranges(train_columns, numeric_features),
     )
     if artifact_name is not None:
         reporter.send(PROGRESS_SAVING, "Saving", metrics=metrics)

@@ -143,7 +143,9 @@ class DatasetSnapshotViewSet(
     lookup_value_regex = r"\d+"
 
     def get_queryset(self) -> QuerySet[DatasetSnapshot]:
-        queryset = visible_to(DatasetSnapshot.objects.select_related("model_type", "created_by"), self.request.user)
+        queryset = visible_to(
+            DatasetSnapshot.objects.select_related("model_type", "created_by", "dictionary__cohort"), self.request.user
+        )
         if self.action == "list":
             return queryset.defer("manifest", "scan_report")
         # The manifest holds every case id: loaded only when it is asked for.

@@ -115,20 +115,30 @@ class DataDictionary(models.Model):
         return ranges
 
     def is_referenced(self) -> bool:
-        """True when a case, dataset, model version (any foreign key to this model) refers to it.
+        """True when a case, dataset snapshot or model version (anything with a foreign key or a
+        many-to-many field to this model) refers to it (``references``)."""
+        return bool(self.references(first_only=True))
+
+    def references(self, *, first_only: bool = False) -> list[str]:
+        """What refers to this version, as the plural names of the referring models ("cases",
+        "dataset snapshots", "model versions"); ``first_only`` stops at the first found.
 
         Found through the model's reverse relations, so an app that adds a reference later is
         covered without this module importing it. Its own audit rows and copies do not count.
+        One ``exists()`` query per kind of reference.
         """
+        found: list[str] = []
         for relation in self._meta.related_objects:
             related = relation.related_model
             if related is DataDictionary or issubclass(related, AuditEntry):
                 continue
-            if not (relation.one_to_many or relation.one_to_one):
+            if not (relation.one_to_many or relation.one_to_one or relation.many_to_many):
                 continue
-            if relation.related_model._default_manager.filter(**{relation.field.name: self}).exists():
-                return True
-        return False
+            if related._default_manager.filter(**{relation.field.name: self}).exists():
+                found.append(str(related._meta.verbose_name_plural))
+                if first_only:
+                    break
+        return found
 
     def can_edit(self) -> bool:
         return self.status == self.Status.DRAFT and not self.is_referenced()
@@ -186,8 +196,11 @@ class DataDictionary(models.Model):
             raise TransitionError(
                 f"{self} is {self.status}; copy it to a new draft to change it.", current_status=self.status
             )
-        if self.is_referenced():
-            raise TransitionError(f"{self} is referred to by cases or models; copy it to a new draft to change it.")
+        references = self.references()
+        if references:
+            raise TransitionError(
+                f"{self} is referred to by {', '.join(references)}; copy it to a new draft to change it."
+            )
         sha = definition_sha256(definition)
         if sha == self.definition_sha256:
             return False

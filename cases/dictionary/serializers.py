@@ -63,6 +63,14 @@ class DataDictionarySerializer(serializers.ModelSerializer):
         return siblings.get(based_on_id)
 
 
+class DictionaryVersionRefSerializer(serializers.Serializer):
+    """What a dataset snapshot or a model version records of its dictionary version (read the
+    ``dictionary__cohort`` with it: ``select_related``)."""
+
+    cohort = serializers.CharField(source="cohort.slug", help_text="The cohort's slug.")
+    version = serializers.IntegerField(help_text="The dictionary version number within the cohort.")
+
+
 def _current(cohort: Cohort) -> DataDictionary | None:
     published = [d for d in cohort.dictionaries.all() if d.status == DataDictionary.Status.PUBLISHED]
     return max(published, key=lambda d: d.version) if published else None

@@ -61,6 +61,25 @@ class ModelVersion(models.Model):
     dataset = models.ForeignKey(
         "training.DatasetSnapshot", on_delete=models.PROTECT, null=True, blank=True, related_name="model_versions"
     )
+    # The data dictionary version the model was trained under: its snapshot's, else the cohort's
+    # current published one at registration (an upload's, or a job without a recorded snapshot
+    # version). Predict checks records against it, not the cohort's current version. Null: the
+    # cohort had no published dictionary (predict then checks against the current one, if any).
+    dictionary = models.ForeignKey(
+        "cases.DataDictionary",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="model_versions",
+        help_text="The data dictionary version the model was trained under; predict checks records against it. "
+        "Empty: its cohort had none published (predict then uses the cohort's current version, if any).",
+    )
+    # Per numeric model input, min and max of the train split (``training.ranges``): predict warns
+    # out_of_range outside them. {} when not measured (the dictionary's expected range stands in).
+    training_ranges = models.JSONField(
+        default=dict, blank=True, editable=False, help_text='{"findings.<key>" or "age": {"min": x, "max": y}}'
+    )
     algorithm = models.CharField(max_length=32)
     hyperparameters = models.JSONField(default=dict, blank=True)
     artifact = models.CharField(max_length=500)
@@ -138,8 +157,12 @@ class ModelVersion(models.Model):
         reason: str = "",
         actor: Any = None,
         validation: dict[str, Any] | None = None,
+        training_ranges: dict[str, Any] | None = None,
     ) -> ModelVersion:
         """A version for a completed job with an artifact (idempotent: one version per job).
+
+        The version records the data dictionary version it was trained under (``dictionary_of``)
+        and the train split's ranges: ``training_ranges``, default the job's (the worker's).
 
         ``artifact`` and ``artifact_sha256`` default to the job's; an external trainer's upload
         (``models_registry.evaluation.register_upload``) passes the artifact it stored itself, and
@@ -151,6 +174,7 @@ class ModelVersion(models.Model):
         existing = cls.objects.filter(job=job).first()
         if existing is not None:
             return existing
+        dictionary = cls.dictionary_of(job)
         for _attempt in range(3):
             try:
                 with transaction.atomic():
@@ -165,6 +189,8 @@ class ModelVersion(models.Model):
                         version=label,
                         job=job,
                         dataset=job.dataset,
+                        dictionary=dictionary,
+                        training_ranges=training_ranges if training_ranges is not None else job.training_ranges,
                         algorithm=job.algorithm,
                         hyperparameters=job.hyperparameters,
                         artifact=artifact if artifact is not None else job.artifact,
@@ -190,6 +216,17 @@ class ModelVersion(models.Model):
                 if existing is not None:
                     return existing
         raise ConcurrentUpdate("Could not assign a version label; try again.")
+
+    @staticmethod
+    def dictionary_of(job: Any) -> Any:
+        """The dictionary version a job's model was trained under: its snapshot's, else (a snapshot
+        that recorded none, or no snapshot) the cohort's current published version, else None."""
+        from cases.dictionary.checking import current_dictionary
+
+        dataset = job.dataset
+        if dataset is not None and dataset.dictionary_id is not None:
+            return dataset.dictionary
+        return current_dictionary(job.model_type.cohort)
 
     # --- Approval --------------------------------------------------------------------------------
 

@@ -156,6 +156,7 @@ def completed_job(snapshot: DatasetSnapshot, *, by: Any, result: Any, executor: 
         artifact=result.artifact_path,
         artifact_sha256=result.artifact_sha256,
         metrics=result.metrics,
+        training_ranges=result.training_ranges,
     )
     return job
 

@@ -28,7 +28,7 @@ from models_registry.router import ROUTER
 from tests.factories import user_with_role
 from tests.models_registry.factories import model_type as make_model_type
 from training.models import ModelType, TrainingJob
-from training.trainer import train
+from training.trainer import TrainingResult, train
 
 PNEUMONIA = "J18.9"
 COLD = "J06.9"
@@ -90,8 +90,8 @@ def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def trained_artifact(*, seed: int = 0, rows: list[dict[str, Any]] | None = None) -> tuple[str, str, dict[str, Any]]:
-    """Train and save a model: (artifact path, sha256, evaluation)."""
+def trained_result(*, seed: int = 0, rows: list[dict[str, Any]] | None = None) -> TrainingResult:
+    """Train and save a model on ``rows`` (the first three quarters are the train split)."""
     rows = rows if rows is not None else synthetic_rows(60, seed=seed)
     cut = len(rows) * 3 // 4
     result = train(
@@ -101,6 +101,14 @@ def trained_artifact(*, seed: int = 0, rows: list[dict[str, Any]] | None = None)
         report=lambda progress: None,
         artifact_name=f"serving-test-{uuid.uuid4().hex[:12]}",
     )
+    assert result.artifact_path
+    assert result.artifact_sha256
+    return result
+
+
+def trained_artifact(*, seed: int = 0, rows: list[dict[str, Any]] | None = None) -> tuple[str, str, dict[str, Any]]:
+    """Train and save a model: (artifact path, sha256, evaluation)."""
+    result = trained_result(seed=seed, rows=rows)
     assert result.artifact_path
     assert result.artifact_sha256
     return result.artifact_path, result.artifact_sha256, result.evaluation
@@ -115,18 +123,26 @@ def served_version(
     seed: int = 0,
     dataset: Any = None,
     rows: list[dict[str, Any]] | None = None,
+    record_ranges: bool = True,
 ) -> ModelVersion:
-    """A registered, approved (and by default active) version with a real artifact."""
+    """A registered, approved (and by default active) version with a real artifact. As the worker
+    does, the job records its train split's ranges (``record_ranges=False``: a job that did not)."""
     model_type = model_type or make_model_type()
     engineer = engineer or user_with_role(roles.ML_ENGINEER)
     lead = lead or user_with_role(roles.CLINICAL_LEAD)
-    path, sha256, evaluation = trained_artifact(seed=seed, rows=rows)
+    result = trained_result(seed=seed, rows=rows)
     # Each block ends as a commit would: its on-commit callbacks (registration, then the
     # serving generation bump) run at the end of the block.
     with TestCase.captureOnCommitCallbacks(execute=True):
         job = TrainingJob.submit(model_type=model_type, by=engineer, dataset=dataset, algorithm="logistic_regression")
         lease = job.start(worker_id="serving-test")
-        job.complete(lease=lease, evaluation=evaluation, artifact=path, artifact_sha256=sha256)
+        job.complete(
+            lease=lease,
+            evaluation=result.evaluation,
+            artifact=result.artifact_path or "",
+            artifact_sha256=result.artifact_sha256 or "",
+            training_ranges=result.training_ranges if record_ranges else None,
+        )
     version = ModelVersion.objects.get(job=job)
     with TestCase.captureOnCommitCallbacks(execute=True):
         version.approve(by=lead, note="Evaluation reviewed.")

@@ -138,6 +138,7 @@ class DatasetSnapshot(models.Model):
         "policy_version",
         "seed",
         "filters",
+        "dictionary_id",
     )
 
     model_type = models.ForeignKey(ModelType, on_delete=models.PROTECT, related_name="datasets")
@@ -158,6 +159,22 @@ class DatasetSnapshot(models.Model):
     file_size = models.PositiveBigIntegerField(default=0, editable=False)
     scan_report = models.JSONField(default=dict, editable=False, help_text="Residual-identifier scan result.")
     error = models.TextField(blank=True, editable=False)
+    # The cohort's data dictionary version the build read its cases under (its current published
+    # version when the build started): what models trained on the snapshot are checked against.
+    # A snapshot is of one cohort (``filters["cohort"]``), so one version. Null: the cohort had no
+    # published dictionary, or a snapshot built before dictionaries whose cases were not all checked
+    # against one version (migration 0006).
+    dictionary = models.ForeignKey(
+        "cases.DataDictionary",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="dataset_snapshots",
+        help_text="The cohort's data dictionary version when the build read its cases. Empty: the cohort had "
+        "none published, or the snapshot was built before dictionaries and its cases were not all checked "
+        "against one version.",
+    )
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True, blank=True, editable=False

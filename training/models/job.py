@@ -81,6 +81,11 @@ class TrainingJob(models.Model):
     metrics = models.JSONField(default=dict, blank=True, editable=False, help_text="The latest metrics.")
     history = models.JSONField(default=list, blank=True, editable=False, help_text="One entry per epoch.")
     evaluation = models.JSONField(default=dict, blank=True, editable=False, help_text="Test-split evaluation.")
+    # Per numeric model input, the min and max of the train split (``training.ranges``), as the
+    # built-in worker measured them; the registered version keeps them (predict's out_of_range).
+    training_ranges = models.JSONField(
+        default=dict, blank=True, editable=False, help_text='{"findings.<key>" or "age": {"min": x, "max": y}}'
+    )
     error_log = models.TextField(blank=True, editable=False)
 
     attempts = models.PositiveSmallIntegerField(default=0, editable=False)
@@ -265,9 +270,11 @@ class TrainingJob(models.Model):
         artifact: str,
         artifact_sha256: str,
         metrics: dict[str, Any] | None = None,
+        training_ranges: dict[str, Any] | None = None,
         by: Any = None,
     ) -> None:
-        """running -> completed. Announces the job (``job_completed`` signal) on commit."""
+        """running -> completed. Announces the job (``job_completed`` signal) on commit.
+        ``training_ranges``: the train split's per-input min/max (``training.ranges``), if measured."""
         self._check(self.Status.COMPLETED)
         with transaction.atomic():
             self._leased_update(
@@ -277,6 +284,7 @@ class TrainingJob(models.Model):
                 stage="Completed",
                 evaluation=evaluation,
                 metrics=metrics if metrics is not None else self.metrics,
+                training_ranges=training_ranges or {},
                 artifact=artifact,
                 artifact_sha256=artifact_sha256,
                 artifact_format="skops" if artifact else "",
