@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.tasks import task
 
+from cases.rows import ModelInputs
 from learning_engine.exceptions import DomainError, TransitionError
 from training.models import DatasetSnapshot, LeaseLost, PeriodicSchedule, TrainingJob
 
@@ -95,6 +96,7 @@ def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
         hyperparameters=job.hyperparameters,
         report=report,
         artifact_name=f"{job.model_type.slug}-job{job.pk}-attempt{job.attempts}",
+        inputs=model_inputs(job.model_type.cohort),
     )
     try:
         job.complete(
@@ -114,6 +116,15 @@ def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
         raise
     logger.info("Job %s completed: test accuracy %s", job.pk, result.evaluation.get("accuracy"))
     return {"job": job.pk, "outcome": "completed", "accuracy": result.evaluation.get("accuracy")}
+
+
+def model_inputs(cohort: str) -> ModelInputs:
+    """What a model of ``cohort`` is trained on: what its current data dictionary says (the
+    demographics and findings its models use), or every input for a cohort without one."""
+    from cases.dictionary.checking import current_dictionary
+
+    dictionary = current_dictionary(cohort)
+    return ModelInputs.of(dictionary.parsed if dictionary is not None else None)
 
 
 def _prepare_dataset(job: TrainingJob, lease: uuid.UUID) -> DatasetSnapshot:

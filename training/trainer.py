@@ -41,6 +41,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from cases.rows import ALL_INPUTS, ModelInputs
 from learning_engine.exceptions import DomainError
 from training.algorithms import EPOCH_BASED, validate_hyperparameters
 from training.artifacts import save_artifact
@@ -180,7 +181,9 @@ def _sequence(rows: Iterable[Mapping[str, Any]] | None) -> Sequence[Mapping[str,
     return rows if isinstance(rows, Sequence) else list(rows)
 
 
-def _fit_preprocessing(preprocessing: Pipeline, columns: RowColumns, numeric_features: list[str]) -> np.ndarray:
+def _fit_preprocessing(
+    preprocessing: Pipeline, columns: RowColumns, numeric_features: list[str], inputs: ModelInputs = ALL_INPUTS
+) -> np.ndarray:
     """``preprocessing.fit_transform(feature_dicts(rows, numeric_features))``, from the columns.
 
     The same fitted steps and the same matrix, bit for bit (tests pin both), at a fraction of the
@@ -190,7 +193,7 @@ def _fit_preprocessing(preprocessing: Pipeline, columns: RowColumns, numeric_fea
     checks and copies. The scaler fits as sklearn fits it.
     """
     vectorizer = preprocessing.steps[0][1]
-    fit_vectorizer(vectorizer, columns, numeric_features)
+    fit_vectorizer(vectorizer, columns, numeric_features, inputs)
     X = feature_matrix(columns, vectorizer, numeric_features)
     # Every column but the numeric features' is 0/1 (one-hot, multi-hot), with no gaps.
     binary = np.ones(X.shape[1], dtype=bool)
@@ -362,6 +365,7 @@ def train(
     artifact_name: str | None = None,
     progress_interval: float = PROGRESS_INTERVAL_S,
     threads: int | None = None,
+    inputs: ModelInputs = ALL_INPUTS,
 ) -> TrainingResult:
     """Fit ``algorithm`` on the train split, report as it goes, evaluate on the test split.
 
@@ -369,6 +373,8 @@ def train(
     With ``artifact_name`` the fitted model is saved (skops, default storage) and the result
     carries its path and sha256; without, nothing is written anywhere.
     ``threads`` bounds native threads (default ``settings.TRAINING_THREADS``, else 1).
+    ``inputs``: what of a row the model may use (``ModelInputs.of`` the cohort's dictionary:
+    demographics it marks unused get no feature); every input by default.
     Raises ``TrainingError`` for data that cannot be trained on, and whatever ``report`` raises.
     """
     if threads is None:
@@ -381,6 +387,7 @@ def train(
             report=report,
             artifact_name=artifact_name,
             progress_interval=progress_interval,
+            inputs=inputs,
         )
 
 
@@ -392,6 +399,7 @@ def _train(
     report: Report,
     artifact_name: str | None,
     progress_interval: float,
+    inputs: ModelInputs,
 ) -> TrainingResult:
     params = validate_hyperparameters(algorithm, dict(hyperparameters))
     reporter = _Reporter(report, progress_interval)
@@ -416,9 +424,9 @@ def _train(
             code="single_label",
         )
 
-    numeric_features = train_columns.numeric_feature_names()
+    numeric_features = train_columns.numeric_feature_names(inputs)
     preprocessing = build_preprocessing()
-    X_train = _fit_preprocessing(preprocessing, train_columns, numeric_features)
+    X_train = _fit_preprocessing(preprocessing, train_columns, numeric_features, inputs)
     X_validation = (
         _preprocess(preprocessing, validation_columns, numeric_features)
         if len(validation_columns)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from django.test import TestCase
 
+from cases.rows import ALL_INPUTS, ModelInputs
 from learning_engine import roles
 from models_registry.model_cache import MODEL_CACHE
 from models_registry.models import ModelVersion
@@ -90,8 +91,11 @@ def synthetic_rows(count: int, *, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
-def trained_result(*, seed: int = 0, rows: list[dict[str, Any]] | None = None) -> TrainingResult:
-    """Train and save a model on ``rows`` (the first three quarters are the train split)."""
+def trained_result(
+    *, seed: int = 0, rows: list[dict[str, Any]] | None = None, inputs: ModelInputs = ALL_INPUTS
+) -> TrainingResult:
+    """Train and save a model on ``rows`` (the first three quarters are the train split) and on
+    ``inputs`` (every input by default)."""
     rows = rows if rows is not None else synthetic_rows(60, seed=seed)
     cut = len(rows) * 3 // 4
     result = train(
@@ -100,6 +104,7 @@ def trained_result(*, seed: int = 0, rows: list[dict[str, Any]] | None = None) -
         hyperparameters={"seed": seed},
         report=lambda progress: None,
         artifact_name=f"serving-test-{uuid.uuid4().hex[:12]}",
+        inputs=inputs,
     )
     assert result.artifact_path
     assert result.artifact_sha256
@@ -124,13 +129,14 @@ def served_version(
     dataset: Any = None,
     rows: list[dict[str, Any]] | None = None,
     record_ranges: bool = True,
+    inputs: ModelInputs = ALL_INPUTS,
 ) -> ModelVersion:
     """A registered, approved (and by default active) version with a real artifact. As the worker
     does, the job records its train split's ranges (``record_ranges=False``: a job that did not)."""
     model_type = model_type or make_model_type()
     engineer = engineer or user_with_role(roles.ML_ENGINEER)
     lead = lead or user_with_role(roles.CLINICAL_LEAD)
-    result = trained_result(seed=seed, rows=rows)
+    result = trained_result(seed=seed, rows=rows, inputs=inputs)
     # Each block ends as a commit would: its on-commit callbacks (registration, then the
     # serving generation bump) run at the end of the block.
     with TestCase.captureOnCommitCallbacks(execute=True):

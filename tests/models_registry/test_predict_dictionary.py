@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from cases.dictionary.checking import current_dictionary
 from cases.models import DataDictionary
+from cases.rows import ALL_INPUTS
 from learning_engine import roles
 from models_registry.models import Prediction
 from models_registry.serving import MIN_COMPLETENESS
@@ -26,6 +27,8 @@ from tests.models_registry.serving_factories import (
     fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
+from training.artifacts import load_artifact
+from training.tasks import model_inputs
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 
@@ -257,3 +260,66 @@ def test_predict_never_answers_a_record_missing_a_model_input(client, version, c
     assert response.json()["code"] == "missing_findings"
     assert set(response.json()["missing"]) == dropped
     assert not Prediction.objects.exists()
+
+
+# --- Demographics the dictionary marks unused (breast-mass: age and sex) ---------------------------
+
+
+def _publish_without_demographics(lead) -> DataDictionary:
+    current = _current("respiratory")
+    definition = json.loads(json.dumps(current.definition))
+    definition["demographics"] = {"age": False, "sex": False}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        draft = current.copy(by=lead)
+        draft.edit(definition, by=lead)
+        draft.publish(by=lead)
+    return draft
+
+
+def _layout(version) -> tuple[list[str], list[str]]:
+    """A version's own feature layout: its numeric features and its vectorizer's names."""
+    artifact = load_artifact(version.artifact, version.artifact_sha256)
+    return artifact.numeric_features, list(artifact.pipeline[0].get_feature_names_out())
+
+
+def _demographic(name: str) -> bool:
+    return name == "age" or name.startswith(("age_band=", "sex="))
+
+
+def test_a_version_trained_under_a_dictionary_without_demographics_needs_and_reads_neither(client, clinical_lead):
+    _publish_without_demographics(clinical_lead)
+    version = served_version(inputs=model_inputs("respiratory"))
+    numeric, names = _layout(version)
+    assert "age" not in numeric
+    assert not [name for name in names if _demographic(name)]
+    bare = {key: value for key, value in PNEUMONIA_FEATURES.items() if key not in ("age", "sex")}
+
+    response = predict(client, bare)
+    other_demographics = predict(client, {**bare, "age": 19, "sex": "male"})
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["completeness"], response.json()["imputed"]) == (1.0, [])
+    assert other_demographics.json()["probabilities"] == response.json()["probabilities"]
+
+
+def test_a_version_trained_with_age_still_predicts_with_it_after_the_dictionary_drops_it(client, clinical_lead):
+    version = served_version()  # trained on every input, before the dictionary said otherwise
+    numeric, names = _layout(version)
+    assert numeric[0] == "age"
+    assert any(name.startswith("sex=") for name in names)
+    _publish_without_demographics(clinical_lead)
+
+    young = predict(client, {**PNEUMONIA_FEATURES, "age": 19})
+    old = predict(client, {**PNEUMONIA_FEATURES, "age": 89})
+    no_age = predict(client, {key: value for key, value in PNEUMONIA_FEATURES.items() if key != "age"})
+
+    assert young.status_code == old.status_code == no_age.status_code == 200, no_age.json()
+    assert young.json()["model_version"] == version.version
+    # It still reads the age it was trained with, and imputes it when a record has none.
+    assert young.json()["probabilities"] != old.json()["probabilities"]
+
+
+def test_training_follows_the_cohorts_dictionary_breast_mass_without_age_respiratory_with_age_and_sex():
+    assert model_inputs("breast-mass").demographics == frozenset()
+    assert model_inputs("respiratory").demographics == frozenset({"age", "sex"})
+    assert model_inputs("no-dictionary-yet") == ALL_INPUTS

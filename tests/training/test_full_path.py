@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from training.artifacts import load_artifact
 from training.datasets import build_snapshot, create_snapshot
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.tasks import run_training_job
@@ -40,6 +41,13 @@ def test_logistic_regression_on_breast_cancer_wisconsin_reaches_093_through_the_
     assert job.evaluation["test_size"] == len(snapshot.manifest["test"])
     assert job.artifact
     assert len(job.artifact_sha256) == 64
+    # The breast-mass dictionary marks age and sex unused (the demo's ages are random): the model
+    # has no feature for them, and one for each of its 30 measurements.
+    artifact = load_artifact(job.artifact, job.artifact_sha256)
+    names = list(artifact.pipeline[0].get_feature_names_out())
+    assert not [name for name in names if name == "age" or name.startswith(("age_band=", "sex="))]
+    assert len(artifact.numeric_features) == 30
+    assert all(name.startswith("finding:") for name in artifact.numeric_features)
 
 
 def test_a_job_without_a_dataset_prepares_one_and_a_too_small_one_fails_clearly(breast_mass):

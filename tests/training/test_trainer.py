@@ -20,7 +20,7 @@ from sklearn.impute import SimpleImputer
 
 from cases.deid import deidentify
 from cases.interchange import parse_record
-from cases.rows import row_from_record
+from cases.rows import ModelInputs, row_from_record
 from tests.cases.factories import record_dict
 from training import trainer
 from training.algorithms import SPECS
@@ -429,6 +429,48 @@ def test_the_trained_pipeline_takes_feature_dicts_and_predicts_as_it_was_fitted(
     dicts = feature_dicts(splits["test"], result.numeric_features)
     assert_same_matrix(preprocessing.transform(dicts), matrix)
     assert result.pipeline.predict_proba(dicts).tobytes() == classifier.predict_proba(matrix).tobytes()
+
+
+def test_a_model_is_trained_without_the_demographics_and_findings_its_inputs_leave_out():
+    splits = synthetic_splits()
+    no_demographics = ModelInputs(demographics=frozenset(), findings=frozenset({"temperature_c", "spo2"}))
+
+    result = train(
+        splits, algorithm="logistic_regression", hyperparameters={}, report=Recorder(), inputs=no_demographics
+    )
+
+    names = list(result.pipeline[0].get_feature_names_out())
+    assert result.numeric_features == ["finding:spo2", "finding:temperature_c"]
+    assert not [name for name in names if name == "age" or name.startswith(("age_band=", "sex="))]
+    assert "finding:heart_rate" not in names
+    assert "symptom:cough" in names
+    # The pipeline's matrix from the columns is still the one the vectorizer makes of feature dicts,
+    # which carry every demographic (a request may send them): the vectorizer drops them.
+    dicts = feature_dicts(splits["test"], result.numeric_features)
+    assert any(key.startswith("sex=") for key in dicts[0])
+    matrix = trainer._preprocess(result.pipeline[:-1], columns_from_rows(splits["test"]), result.numeric_features)
+    assert_same_matrix(result.pipeline[:-1].transform(dicts), matrix)
+    # Age alone: age and its band, not sex.
+    age_only = train(
+        splits,
+        algorithm="logistic_regression",
+        hyperparameters={},
+        report=Recorder(),
+        inputs=ModelInputs(demographics=frozenset({"age"})),
+    )
+    names = list(age_only.pipeline[0].get_feature_names_out())
+    assert age_only.numeric_features[0] == "age"
+    assert any(name.startswith("age_band=") for name in names)
+    assert not any(name.startswith("sex=") for name in names)
+
+
+def test_by_default_a_model_is_trained_on_every_input_as_before_dictionaries():
+    result = train(synthetic_splits(), algorithm="logistic_regression", hyperparameters={}, report=Recorder())
+
+    names = list(result.pipeline[0].get_feature_names_out())
+    assert result.numeric_features == ["age", "finding:heart_rate", "finding:spo2", "finding:temperature_c"]
+    assert {"sex=female", "sex=male"} <= set(names)
+    assert any(name.startswith("age_band=") for name in names)
 
 
 def test_a_training_row_without_a_label_is_a_clear_error():
