@@ -96,7 +96,7 @@ def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
         hyperparameters=job.hyperparameters,
         report=report,
         artifact_name=f"{job.model_type.slug}-job{job.pk}-attempt{job.attempts}",
-        inputs=model_inputs(job.model_type.cohort),
+        inputs=model_inputs(job.model_type.cohort, snapshot=dataset),
     )
     try:
         job.complete(
@@ -118,12 +118,17 @@ def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
     return {"job": job.pk, "outcome": "completed", "accuracy": result.evaluation.get("accuracy")}
 
 
-def model_inputs(cohort: str) -> ModelInputs:
-    """What a model of ``cohort`` is trained on: what its current data dictionary says (the
-    demographics and findings its models use), or every input for a cohort without one."""
+def model_inputs(cohort: str, *, snapshot: DatasetSnapshot | None = None) -> ModelInputs:
+    """What a model of ``cohort`` is trained on: what the data dictionary version it is trained
+    under says (the demographics and findings its models use), or every input without one. That
+    version is the snapshot's, else the cohort's current one, as its model version will record
+    (``ModelVersion.dictionary_of``)."""
     from cases.dictionary.checking import current_dictionary
 
-    dictionary = current_dictionary(cohort)
+    if snapshot is not None and snapshot.dictionary_id is not None:
+        dictionary = snapshot.dictionary
+    else:
+        dictionary = current_dictionary(cohort)
     return ModelInputs.of(dictionary.parsed if dictionary is not None else None)
 
 

@@ -446,3 +446,22 @@ def test_a_failure_is_left_to_the_reaper_when_the_database_stays_away(model_type
 
     job.refresh_from_db()
     assert job.status == "running"  # the stale heartbeat lets the reaper requeue it
+
+
+# --- What the worker trains on ---------------------------------------------------------------------
+
+
+def test_the_worker_trains_on_the_inputs_of_its_snapshots_dictionary_version_not_a_newer_one():
+    from cases.rows import ALL_INPUTS
+    from tests.cases.dictionary_factories import published_dictionary, small_definition
+    from tests.training.factories import DatasetSnapshotFactory, ModelTypeFactory
+    from training.tasks import model_inputs
+
+    model_type = ModelTypeFactory.create()
+    assert model_inputs(model_type.cohort) == ALL_INPUTS  # no dictionary yet: every input, as before
+    published_dictionary(model_type.cohort, definition=small_definition(demographics={"age": True, "sex": True}))
+    snapshot = DatasetSnapshotFactory.create(model_type=model_type, ready=True)
+    published_dictionary(model_type.cohort, definition=small_definition(demographics={"age": False, "sex": False}))
+
+    assert model_inputs(model_type.cohort, snapshot=snapshot).demographics == {"age", "sex"}
+    assert model_inputs(model_type.cohort).demographics == frozenset()
