@@ -26,7 +26,7 @@ none, so slow work a transition does before its write stays outside any transact
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,6 +334,7 @@ class Bar:
     label_x: float
     value_y: float
     label_y: float
+    hint: str = ""  # more about the label, in the bar's tooltip (a code's name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,8 +356,10 @@ def bar_chart(
     width: int = 640,
     height: int = 260,
     value_label: str = "count",
+    hints: Mapping[str, str] | None = None,
 ) -> BarChart:
-    """The geometry of a vertical bar chart: one bar per ``(label, value)``; heights scale to the maximum."""
+    """The geometry of a vertical bar chart: one bar per ``(label, value)``; heights scale to the maximum.
+    ``hints``: more about a label (a diagnosis code's name), shown in its bar's tooltip."""
     pairs = [(str(label), int(value)) for label, value in items]
     top, bottom, side = 24.0, 40.0, 8.0
     plot_height = height - top - bottom
@@ -379,6 +382,7 @@ def bar_chart(
                 label_x=round(x + bar_width / 2, 2),
                 value_y=round(baseline - bar_height - 6, 2),
                 label_y=round(baseline + 16, 2),
+                hint=(hints or {}).get(label, ""),
             )
         )
     return BarChart(

@@ -33,7 +33,7 @@ from learning_engine.display import fmt, fmt_difference_interval, fmt_percent, m
 from learning_engine.exceptions import DomainError
 from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
-from models_registry.ab_figures import accuracy_over_time
+from models_registry.ab_figures import accuracy_over_time, per_diagnosis
 from models_registry.models import ABTest, ABTestTransition, ModelVersion
 from models_registry.models.abtest import (
     DEFAULT_MIN_LABELLED,
@@ -42,6 +42,7 @@ from models_registry.models.abtest import (
     MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
 )
+from training.admin import cohort_labels
 from training.models import ModelType
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
@@ -301,6 +302,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                 }
                 for arm, row in figures["arms"].items()
             ]
+            extra["diagnosis_tables"] = _diagnosis_tables(test)
             extra["difference"] = fmt_difference_interval("accuracy", figures["difference"]) or "—"
             extra["srm_p"] = "—" if figures["srm"]["p_value"] is None else f"{figures['srm']['p_value']:.4g}"
             extra["agreement"] = fmt((figures["shadow"] or {}).get("agreement"))
@@ -376,6 +378,28 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             apply=conclude,
             unavailable=lambda test: None if test.is_running() else f"it is {test.get_status_display().lower()}",
         )
+
+
+def _diagnosis_tables(test: ABTest) -> list[dict[str, Any]]:
+    """Per arm, each diagnosis with its dictionary name: predicted, confirmed by feedback, and the
+    share of the confirmed ones the arm got right (its recall of the diagnosis)."""
+    labels = cohort_labels(test.model_type)
+    versions = {"a": test.version_a, "b": test.version_b}
+    return [
+        {
+            "arm": arm.upper(),
+            "version": versions[arm].version,
+            "rows": [
+                {
+                    **row,
+                    "name": labels.diagnosis_name(row["code"]),
+                    "recall": metric_value("recall", row["correct"] / row["confirmed"]) if row["confirmed"] else "—",
+                }
+                for row in rows
+            ],
+        }
+        for arm, rows in per_diagnosis(test).items()
+    ]
 
 
 def _describe(test: ABTest) -> str:

@@ -93,6 +93,42 @@ def _shadow_counts(test: ABTest) -> dict[str, int]:
     return {key: int(value or 0) for key, value in found.items()}
 
 
+def per_diagnosis(test: ABTest) -> dict[str, list[dict[str, Any]]]:
+    """Per arm and diagnosis code: ``predicted`` (the arm's predictions of it), ``confirmed`` (its
+    predictions with feedback confirming this code) and ``correct`` (those it predicted too), codes
+    in order. Split mode: each arm's answers and their feedback; shadow mode: A's answers, and B's
+    silent predictions judged against the feedback on A's answer to the same request. Four grouped
+    queries, whatever the number of predictions."""
+    answered = Prediction.objects.filter(ab_test=test, shadow_of__isnull=True)
+    shadows = Prediction.objects.filter(ab_test=test, shadow_of__isnull=False)
+    tables: dict[str, dict[str, dict[str, int]]] = {arm: {} for arm in ARMS}
+
+    def add(arm: str, code: str, key: str, count: int) -> None:
+        if arm in tables and count:
+            row = tables[arm].setdefault(code, {"predicted": 0, "confirmed": 0, "correct": 0})
+            row[key] += count
+
+    right = Q(predicted_code=F("shadow_of__feedback__diagnosis_code"))  # B's silent answer vs A's feedback
+    for rows in (answered, shadows):
+        for arm, code, count in rows.values_list("arm", "predicted_code").annotate(n=Count("id")).order_by():
+            add(arm, code, "predicted", count)
+    judged: tuple[Any, ...] = (
+        answered.filter(feedback__isnull=False)
+        .values_list("arm", "feedback__diagnosis_code")
+        .annotate(n=Count("id"), right=Count("id", filter=Q(feedback__correct=True)))
+        .order_by(),
+        shadows.filter(shadow_of__feedback__isnull=False)
+        .values_list("arm", "shadow_of__feedback__diagnosis_code")
+        .annotate(n=Count("id"), right=Count("id", filter=right))
+        .order_by(),
+    )
+    for rows in judged:
+        for arm, code, count, correct in rows:
+            add(arm, code, "confirmed", count)
+            add(arm, code, "correct", correct)
+    return {arm: [{"code": code, **tables[arm][code]} for code in sorted(tables[arm])] for arm in ARMS}
+
+
 def _ordered(units: list[tuple[int, float]]) -> np.ndarray:
     """The values of ``(first feedback id, value)`` units, oldest first feedback first."""
     return np.asarray([value for _, value in sorted(units)], dtype=np.float64)

@@ -50,6 +50,7 @@ from training.admin import (
     AlgorithmFilter,
     algorithm_label,
     calibration_chart,
+    cohort_labels,
     confusion_table,
     headline_rows,
     per_class_rows,
@@ -460,13 +461,14 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                 .order_by("-created_at", "-id")
                 .only("id", "version", "algorithm", "approval_status", "deployment_status")
             )
+            labels = cohort_labels(obj.model_type)
             context.update(
                 {
                     "subtitle": f"{obj.model_type.name} ({obj.model_type.slug}) {obj.version}: "
                     f"{algorithm_label(obj.algorithm)}",
                     "headline": headline_rows(metrics),
-                    "confusion": confusion_table(metrics),
-                    "per_class": per_class_rows(metrics),
+                    "confusion": confusion_table(metrics, labels),
+                    "per_class": per_class_rows(metrics, labels),
                     "subgroups": subgroup_tables(metrics),
                     "bootstrap": metrics.get("bootstrap") if isinstance(metrics.get("bootstrap"), dict) else {},
                     "calibration_chart": calibration_chart(metrics),
@@ -663,9 +665,14 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             ],
             names=(a.version, b.version),
         )
+        labels = cohort_labels(a.model_type)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Compare {a.model_type.slug} {a.version} and {b.version}",
+            "test_labels": [
+                {"code": str(code), "name": labels.diagnosis_name(code)}
+                for code in comparison["test_set"].get("labels") or []
+            ],
             "subtitle": None,
             "opts": self.model._meta,
             "a": a,

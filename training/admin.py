@@ -35,6 +35,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from cases.dictionary.labels import NO_LABELS, Labels, current_labels
 from learning_engine.admin_helpers import (
     DeferredListAdminMixin,
     StateActionsMixin,
@@ -153,24 +154,41 @@ def calibration_chart(evaluation: Mapping[str, Any]) -> LineChart | None:
     )
 
 
-def confusion_table(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Rows of the confusion matrix (true label by predicted label), with totals; None if absent."""
+def cohort_labels(model_type: ModelType) -> Labels:
+    """The names of the model type's cohort's current data dictionary (one query per page)."""
+    return current_labels([model_type.cohort]).of(model_type.cohort)
+
+
+def confusion_table(evaluation: Mapping[str, Any], labels: Labels = NO_LABELS) -> dict[str, Any] | None:
+    """Rows of the confusion matrix (true label by predicted label), with totals and each label's
+    dictionary name on both axes (empty for a label no dictionary names); None if absent."""
     confusion = _dict(evaluation.get("confusion_matrix"))
-    labels = [str(label) for label in _list(confusion.get("labels"))]
+    codes = [str(label) for label in _list(confusion.get("labels"))]
     matrix = _list(confusion.get("matrix"))
-    if not labels or len(matrix) != len(labels):
+    if not codes or len(matrix) != len(codes):
         return None
     rows = []
-    column_totals = [0] * len(labels)
-    for i, (label, raw) in enumerate(zip(labels, matrix, strict=True)):
-        counts = [_count(value) for value in _list(raw)][: len(labels)]
-        counts += [0] * (len(labels) - len(counts))
+    column_totals = [0] * len(codes)
+    for i, (label, raw) in enumerate(zip(codes, matrix, strict=True)):
+        counts = [_count(value) for value in _list(raw)][: len(codes)]
+        counts += [0] * (len(codes) - len(counts))
         for j, count in enumerate(counts):
             column_totals[j] += count
         rows.append(
-            {"label": label, "cells": [{"count": c, "hit": i == j} for j, c in enumerate(counts)], "total": sum(counts)}
+            {
+                "label": label,
+                "name": labels.diagnosis_name(label),
+                "cells": [{"count": c, "hit": i == j} for j, c in enumerate(counts)],
+                "total": sum(counts),
+            }
         )
-    return {"labels": labels, "rows": rows, "column_totals": column_totals, "total": sum(column_totals)}
+    return {
+        "labels": codes,
+        "columns": [{"label": code, "name": labels.diagnosis_name(code)} for code in codes],
+        "rows": rows,
+        "column_totals": column_totals,
+        "total": sum(column_totals),
+    }
 
 
 def _interval(values: Mapping[str, Any], key: str) -> str:
@@ -178,10 +196,11 @@ def _interval(values: Mapping[str, Any], key: str) -> str:
     return metric_value(key, values[key]) if values.get(key) else ""
 
 
-def per_class_rows(evaluation: Mapping[str, Any]) -> list[dict[str, str]]:
+def per_class_rows(evaluation: Mapping[str, Any], labels: Labels = NO_LABELS) -> list[dict[str, str]]:
     return [
         {
             "label": str(entry.get("label", "")),
+            "name": labels.diagnosis_name(entry.get("label", "")),
             "precision": metric_value("precision", entry.get("precision")),
             "recall": metric_value("recall", entry.get("recall")),
             "f1": metric_value("f1", entry.get("f1")),
@@ -257,14 +276,15 @@ def split_sizes(label_counts: Mapping[str, Any]) -> dict[str, int]:
     return {split: sum(_count(n) for n in _dict(label_counts.get(split)).values()) for split in SPLITS}
 
 
-def composition_table(label_counts: Mapping[str, Any]) -> dict[str, Any]:
-    """Cases per label and split, with totals, from a snapshot's ``label_counts``."""
+def composition_table(label_counts: Mapping[str, Any], labels: Labels = NO_LABELS) -> dict[str, Any]:
+    """Cases per label and split, with totals and each label's dictionary name, from a snapshot's
+    ``label_counts``."""
     per_split = {split: _dict(label_counts.get(split)) for split in SPLITS}
-    labels = sorted({label for counts in per_split.values() for label in counts})
+    codes = sorted({label for counts in per_split.values() for label in counts})
     rows: list[dict[str, Any]] = []
-    for label in labels:
+    for label in codes:
         counts = [_count(per_split[split].get(label, 0)) for split in SPLITS]
-        rows.append({"label": label, "counts": counts, "total": sum(counts)})
+        rows.append({"label": label, "name": labels.diagnosis_name(label), "counts": counts, "total": sum(counts)})
     totals = [sum(row["counts"][i] for row in rows) for i in range(len(SPLITS))]
     return {"splits": SPLITS, "rows": rows, "totals": totals, "total": sum(totals)}
 
@@ -746,7 +766,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         render it with the same template, so the page never shows half an update."""
         building = obj.status == DatasetSnapshot.Status.BUILDING
         ready = obj.status == DatasetSnapshot.Status.READY
-        composition = composition_table(_dict(obj.label_counts))
+        composition = composition_table(_dict(obj.label_counts), cohort_labels(obj.model_type))
         return {
             "original": obj,
             "building": building,
@@ -760,6 +780,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
             "split_charts": [
                 bar_chart(
                     [(row["label"], row["counts"][index]) for row in composition["rows"]],
+                    hints={row["label"]: row["name"] for row in composition["rows"]},
                     title=f"{split}: cases per label",
                     width=320,
                     height=220,
@@ -1145,6 +1166,7 @@ class TrainingJobAdmin(
     ) -> HttpResponse:
         if obj is not None:
             evaluation = _dict(obj.evaluation)
+            labels = cohort_labels(obj.model_type)
             context.update(
                 {
                     # The heading without the status, which the live panel keeps current beside it.
@@ -1152,8 +1174,8 @@ class TrainingJobAdmin(
                     **self.live_context(obj),
                     "live_url": reverse("admin:training_trainingjob_live", args=[obj.pk]),
                     "headline": headline_rows(evaluation),
-                    "confusion": confusion_table(evaluation),
-                    "per_class": per_class_rows(evaluation),
+                    "confusion": confusion_table(evaluation, labels),
+                    "per_class": per_class_rows(evaluation, labels),
                     "subgroups": subgroup_tables(evaluation),
                     "bootstrap": _dict(evaluation.get("bootstrap")),
                     "calibration_chart": calibration_chart(evaluation),

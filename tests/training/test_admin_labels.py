@@ -1,0 +1,130 @@
+"""Names from the data dictionary on the training pages (issue 11): a dataset's cases per label and
+its charts, a job's confusion matrix (both axes) and per-class metrics. A label no dictionary names
+(legacy data) shows alone."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from cases.dictionary import labels as labels_module
+from learning_engine import roles
+from tests.training.test_admin import ready_dataset, set_state, submit
+from training.models import ModelType
+
+PNEUMONIA = "Pneumonia, unspecified organism"
+ASTHMA = "Unspecified asthma, uncomplicated"
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _cold_cache():
+    labels_module.clear_cache()
+    yield
+    labels_module.clear_cache()
+
+
+@pytest.fixture
+def model_type() -> ModelType:
+    return ModelType.objects.create(slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory")
+
+
+@pytest.fixture
+def engineer(make_user, client):
+    user = make_user(roles.ML_ENGINEER, is_staff=True)
+    client.force_login(user)
+    return user
+
+
+def text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def evaluation() -> dict[str, Any]:
+    labels = ["J18.9", "J45.909", "Z99.9"]
+    return {
+        "accuracy": 0.7,
+        "test_size": 10,
+        "confusion_matrix": {"labels": labels, "matrix": [[3, 1, 0], [1, 2, 0], [0, 1, 2]]},
+        "per_class": [
+            {"label": label, "precision": 0.75, "recall": 0.75, "f1": 0.75, "support": 4, "auroc": 0.8}
+            for label in labels
+        ],
+    }
+
+
+def test_the_dataset_page_names_each_label_in_the_table_and_the_charts(client, engineer, model_type):
+    dataset = ready_dataset(
+        model_type,
+        engineer,
+        label_counts={"train": {"J18.9": 4, "J45.909": 3, "Z99.9": 1}, "validation": {"J18.9": 2}, "test": {}},
+    )
+
+    response = client.get(reverse("admin:training_datasetsnapshot_change", args=[dataset.pk]))
+
+    assert response.status_code == 200
+    rows = {row["label"]: row["name"] for row in response.context["composition"]["rows"]}
+    assert rows == {"J18.9": PNEUMONIA, "J45.909": ASTHMA, "Z99.9": ""}
+    page = text(response.content.decode())
+    assert f"J18.9 {PNEUMONIA} 4 2 0 6" in page
+    assert "Z99.9 1 0 0 1" in page  # a code no dictionary names: alone
+    assert f"<title>J18.9 {PNEUMONIA}: 4 cases</title>" in response.content.decode()  # the bar's tooltip
+    assert "<title>Z99.9: 1 cases</title>" in response.content.decode()
+
+
+def test_the_dataset_live_fragment_names_the_labels_too(client, engineer, model_type):
+    dataset = ready_dataset(model_type, engineer)
+
+    response = client.get(reverse("admin:training_datasetsnapshot_live", args=[dataset.pk]))
+
+    assert f"J45.909 {ASTHMA}" in text(response.content.decode())
+
+
+def test_the_dataset_page_reads_the_dictionaries_once(client, engineer, model_type):
+    dataset = ready_dataset(model_type, engineer)
+    client.get(reverse("admin:training_datasetsnapshot_change", args=[dataset.pk]))
+
+    with CaptureQueriesContext(connection) as queries:
+        client.get(reverse("admin:training_datasetsnapshot_change", args=[dataset.pk]))
+
+    assert len([q for q in queries if "cases_datadictionary" in q["sql"]]) == 1
+
+
+def test_the_job_page_names_both_axes_of_the_confusion_matrix_and_each_class(client, engineer, model_type):
+    job = set_state(submit(model_type, engineer), status="completed", progress=100.0, evaluation=evaluation())
+
+    response = client.get(reverse("admin:training_trainingjob_change", args=[job.pk]))
+
+    assert response.status_code == 200
+    confusion = response.context["confusion"]
+    assert confusion["labels"] == ["J18.9", "J45.909", "Z99.9"]  # the codes, as before
+    assert confusion["columns"] == [
+        {"label": "J18.9", "name": PNEUMONIA},
+        {"label": "J45.909", "name": ASTHMA},
+        {"label": "Z99.9", "name": ""},
+    ]
+    assert [row["name"] for row in confusion["rows"]] == [PNEUMONIA, ASTHMA, ""]
+    page = text(response.content.decode())
+    # The header (predicted), then the rows (true), each code with its name.
+    assert f"true \\ predicted J18.9 {PNEUMONIA} J45.909 {ASTHMA} Z99.9 total" in page
+    assert f"J18.9 {PNEUMONIA} 3 1 0 4" in page
+    assert "Z99.9 0 1 2 3" in page
+    assert [row["name"] for row in response.context["per_class"]] == [PNEUMONIA, ASTHMA, ""]
+    assert f"J45.909 {ASTHMA} 75.0% 75.0% 75.0%" in page
+
+
+def test_a_model_type_whose_cohort_has_no_dictionary_shows_codes_alone(client, engineer):
+    legacy = ModelType.objects.create(slug="legacy", name="Legacy", cohort="no-dictionary")
+    job = set_state(submit(legacy, engineer), status="completed", progress=100.0, evaluation=evaluation())
+
+    response = client.get(reverse("admin:training_trainingjob_change", args=[job.pk]))
+
+    assert response.status_code == 200
+    assert [column["name"] for column in response.context["confusion"]["columns"]] == ["", "", ""]
+    assert PNEUMONIA not in response.content.decode()
