@@ -42,7 +42,7 @@ from models_registry.models.abtest import (
     MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
 )
-from training.admin import cohort_labels
+from training.admin import labels_under
 from training.models import ModelType
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
@@ -383,7 +383,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
 def _diagnosis_tables(test: ABTest) -> list[dict[str, Any]]:
     """Per arm, each diagnosis with its dictionary name: predicted, confirmed by feedback, and the
     share of the confirmed ones the arm got right (its recall of the diagnosis)."""
-    labels = cohort_labels(test.model_type)
+    labels = labels_under(test.version_b.dictionary_id or test.version_a.dictionary_id, test.model_type)
     versions = {"a": test.version_a, "b": test.version_b}
     return [
         {

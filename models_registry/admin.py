@@ -33,6 +33,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
+from cases.dictionary.labels import labels_of
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.display import fmt, fmt_difference, fmt_difference_interval, metric_name, metric_rows, metric_value
@@ -50,14 +51,14 @@ from training.admin import (
     AlgorithmFilter,
     algorithm_label,
     calibration_chart,
-    cohort_labels,
     confusion_table,
     headline_rows,
+    labels_under,
     per_class_rows,
     subgroup_tables,
 )
 from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
-from training.models import ModelType
+from training.models import DatasetSnapshot, ModelType
 from training.models.dataset import built_on_visible
 
 APPROVE = "models_registry.approve_modelversion"
@@ -379,11 +380,13 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         ranges = obj.training_ranges if isinstance(obj.training_ranges, dict) else {}
         if not ranges:
             return "Not measured: predict warns against the dictionary's expected ranges."
-        definition = obj.dictionary.parsed if obj.dictionary is not None else None
+        labels = labels_of(obj.dictionary)
 
         def named(field: str) -> tuple[str, str]:
-            finding = definition.finding(field.removeprefix("findings.")) if definition else None
-            return (finding.display_name, finding.unit) if finding else (field, "")
+            key = field.removeprefix("findings.")
+            if key not in labels.findings:
+                return field, ""
+            return labels.finding_name(key), labels.finding_unit(key)  # the unit as printed (°C, not Cel)
 
         rows = format_html_join(
             "",
@@ -461,7 +464,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                 .order_by("-created_at", "-id")
                 .only("id", "version", "algorithm", "approval_status", "deployment_status")
             )
-            labels = cohort_labels(obj.model_type)
+            labels = labels_under(obj.dictionary_id, obj.model_type)
             context.update(
                 {
                     "subtitle": f"{obj.model_type.name} ({obj.model_type.slug}) {obj.version}: "
@@ -665,7 +668,13 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             ],
             names=(a.version, b.version),
         )
-        labels = cohort_labels(a.model_type)
+        # The snapshot both were scored on: named as the version it was built under.
+        snapshot_dictionary = (
+            DatasetSnapshot.objects.filter(pk=comparison["test_set"].get("dataset"))
+            .values_list("dictionary_id", flat=True)
+            .first()
+        )
+        labels = labels_under(snapshot_dictionary, a.model_type)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Compare {a.model_type.slug} {a.version} and {b.version}",

@@ -35,7 +35,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
-from cases.dictionary.labels import NO_LABELS, Labels, current_labels
+from cases.dictionary.labels import NO_LABELS, Labels, version_labels
 from learning_engine.admin_helpers import (
     DeferredListAdminMixin,
     StateActionsMixin,
@@ -154,9 +154,10 @@ def calibration_chart(evaluation: Mapping[str, Any]) -> LineChart | None:
     )
 
 
-def cohort_labels(model_type: ModelType) -> Labels:
-    """The names of the model type's cohort's current data dictionary (one query per page)."""
-    return current_labels([model_type.cohort]).of(model_type.cohort)
+def labels_under(dictionary_id: int | None, model_type: ModelType) -> Labels:
+    """The names of the data dictionary version a snapshot or a model was built under, else (built
+    before dictionaries) of its cohort's current one: one query per page."""
+    return version_labels(dictionary_id, model_type.cohort)
 
 
 def confusion_table(evaluation: Mapping[str, Any], labels: Labels = NO_LABELS) -> dict[str, Any] | None:
@@ -766,7 +767,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         render it with the same template, so the page never shows half an update."""
         building = obj.status == DatasetSnapshot.Status.BUILDING
         ready = obj.status == DatasetSnapshot.Status.READY
-        composition = composition_table(_dict(obj.label_counts), cohort_labels(obj.model_type))
+        composition = composition_table(_dict(obj.label_counts), labels_under(obj.dictionary_id, obj.model_type))
         return {
             "original": obj,
             "building": building,
@@ -1166,7 +1167,12 @@ class TrainingJobAdmin(
     ) -> HttpResponse:
         if obj is not None:
             evaluation = _dict(obj.evaluation)
-            labels = cohort_labels(obj.model_type)
+            dictionary_id = (
+                DatasetSnapshot.objects.filter(pk=obj.dataset_id).values_list("dictionary_id", flat=True).first()
+                if obj.dataset_id is not None
+                else None
+            )
+            labels = labels_under(dictionary_id, obj.model_type)
             context.update(
                 {
                     # The heading without the status, which the live panel keeps current beside it.

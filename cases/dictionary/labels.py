@@ -159,17 +159,11 @@ class CohortLabels:
         return (self.of(cohort) if cohort is not None else self.merged).diagnosis_name(code)
 
 
-def current_labels(cohorts: Iterable[str] | None = None) -> CohortLabels:
-    """The names of the current (newest published) version of ``cohorts`` (all by default).
-
-    One query, cold or warm: it reads which versions are current, and the definition only of a
-    version whose hash the process has not parsed yet (so a page's query count does not depend on
-    whether it is the first since the process started).
-    """
+def _read(queryset: Any) -> dict[str, Labels]:
+    """Per cohort slug, the names of the newest version in ``queryset``: one query, which reads the
+    definition only of a version whose hash the process has not parsed yet (so a page's query count
+    does not depend on whether it is the first since the process started)."""
     known = dict(_by_sha)
-    queryset = DataDictionary.objects.published()
-    if cohorts is not None:
-        queryset = queryset.filter(cohort__slug__in=sorted({str(slug) for slug in cohorts}))
     rows = queryset.annotate(
         new_definition=models.Case(
             models.When(definition_sha256__in=list(known), then=models.Value(None)),
@@ -188,10 +182,29 @@ def current_labels(cohorts: Iterable[str] | None = None) -> CohortLabels:
         else:
             dictionary = DataDictionary(pk=pk, version=version, definition=definition, definition_sha256=sha)
             by_cohort[slug] = labels_of(dictionary)
+    return by_cohort
+
+
+def current_labels(cohorts: Iterable[str] | None = None) -> CohortLabels:
+    """The names of the current (newest published) version of ``cohorts`` (all by default): one query."""
+    queryset = DataDictionary.objects.published()
+    if cohorts is not None:
+        queryset = queryset.filter(cohort__slug__in=sorted({str(slug) for slug in cohorts}))
+    by_cohort = _read(queryset)
     merged = NO_LABELS
     for slug in sorted(by_cohort, reverse=True):  # the first cohort in slug order wins a clash
         merged = by_cohort[slug].merge(merged)
     return CohortLabels(by_cohort=by_cohort, merged=merged)
+
+
+def version_labels(dictionary_id: int | None, cohort: str) -> Labels:
+    """The names of the version a dataset or a model was built under (``dictionary_id``), else, for
+    one built before dictionaries, of ``cohort``'s current version: one query."""
+    if dictionary_id is not None:
+        found = _read(DataDictionary.objects.filter(pk=dictionary_id))
+        if found:
+            return next(iter(found.values()))
+    return current_labels([cohort]).of(cohort)
 
 
 def request_labels(request: Any) -> CohortLabels:

@@ -134,3 +134,21 @@ def test_the_ab_page_costs_the_same_queries_for_few_and_many_predictions(lead_cl
     log_arm(running, "a", predicted=200, labelled=150, correct=100, by=engineer)
     log_arm(running, "b", predicted=200, labelled=150, correct=120, by=engineer)
     assert queries() == few
+
+
+def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(lead_client, engineer):
+    from cases.models import DataDictionary
+    from training.models import DatasetSnapshot
+
+    respiratory = DataDictionary.objects.get(cohort__slug="respiratory", status="published")
+    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
+    version = trained_version(snapshot, by=engineer)
+
+    page = text(
+        lead_client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
+    )
+
+    assert re.search(r"Body temperature °C [\d.]+ [\d.]+", page)  # UCUM Cel printed as °C
+    assert " Cel " not in page
+    assert re.search(r"Oxygen saturation[^%]* % [\d.]+ [\d.]+", page)

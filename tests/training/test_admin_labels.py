@@ -128,3 +128,24 @@ def test_a_model_type_whose_cohort_has_no_dictionary_shows_codes_alone(client, e
     assert response.status_code == 200
     assert [column["name"] for column in response.context["confusion"]["columns"]] == ["", "", ""]
     assert PNEUMONIA not in response.content.decode()
+
+
+def test_a_dataset_is_named_by_the_dictionary_version_it_was_built_under(client, engineer):
+    from cases.models import DataDictionary
+    from tests.cases.dictionary_factories import published_dictionary, small_definition
+    from training.models import DatasetSnapshot
+
+    first = published_dictionary("small")
+    published_dictionary("small", definition=small_definition(diagnoses=[{"code": "J18.9", "display_name": "Renamed"}]))
+    small = ModelType.objects.create(slug="small-diagnosis", name="Small", cohort="small")
+    built_under_v1 = ready_dataset(small, engineer)
+    DatasetSnapshot.objects.filter(pk=built_under_v1.pk).update(dictionary=first)
+    built_before_dictionaries = ready_dataset(small, engineer)
+    assert DataDictionary.objects.filter(cohort__slug="small", status="published").count() == 2
+
+    def names(dataset: DatasetSnapshot) -> dict[str, str]:
+        response = client.get(reverse("admin:training_datasetsnapshot_change", args=[dataset.pk]))
+        return {row["label"]: row["name"] for row in response.context["composition"]["rows"]}
+
+    assert names(built_under_v1)["J18.9"] == PNEUMONIA  # its own version's name
+    assert names(built_before_dictionaries)["J18.9"] == "Renamed"  # none recorded: the cohort's current one
