@@ -57,7 +57,9 @@ class Column:
     ``arrow``: its Arrow type by name (``_ARROW_TYPES``). ``stored``: its ``(key, arrow type)``
     pairs in the stored row, empty for the columns the build adds (the case id, the split); a
     mapping is stored as two lists, its keys and its values. ``model``: a model reads it;
-    ``demographic``: the dictionary's ``demographics`` switch that says whether models use it.
+    ``demographic``: the dictionary's ``demographics`` switch that says whether models use it;
+    ``vocabulary``: the dictionary's list its entries (a mapping's keys) must come from, else they
+    are left out of a dataset file (``dictionary_keys``).
     """
 
     name: str
@@ -66,6 +68,7 @@ class Column:
     stored: tuple[tuple[str, str], ...] = ()
     model: bool = False
     demographic: str | None = None
+    vocabulary: str | None = None
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -85,8 +88,9 @@ COLUMNS: tuple[Column, ...] = (
         "map<string,float64>",
         stored=(("finding_keys", "list<string>"), ("finding_values", "list<float64>")),
         model=True,
+        vocabulary="findings",
     ),
-    Column("symptoms", "list<string>", stored=(("symptoms", "list<string>"),), model=True),
+    Column("symptoms", "list<string>", stored=(("symptoms", "list<string>"),), model=True, vocabulary="symptoms"),
 )
 COLUMN_NAMES = tuple(column.name for column in COLUMNS)
 # The row fields the model reads (``training.features.features``): the row a prediction keeps in
@@ -193,6 +197,14 @@ class ModelInputs:
 
     def uses_finding(self, key: str) -> bool:
         return self.findings is None or key in self.findings
+
+
+def dictionary_keys(definition: Definition) -> dict[str, frozenset[str]]:
+    """The entries each column with a ``vocabulary`` may hold under a dictionary version: its
+    findings keys and its symptom keys. Nothing else of a record reaches a dataset file: a key
+    outside them (a case checked under an older version, or never checked) is left out."""
+    vocabularies = {"findings": definition.finding_keys, "symptoms": definition.symptom_keys}
+    return {column.name: vocabularies[column.vocabulary] for column in COLUMNS if column.vocabulary}
 
 
 _DEMOGRAPHIC_OF = {column.name: column.demographic for column in COLUMNS if column.demographic}

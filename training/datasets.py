@@ -59,7 +59,7 @@ import os
 import tempfile
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +76,15 @@ from django.db.models.functions import Cast
 
 from cases import deid, redeid
 from cases.dictionary.checking import current_dictionary
-from cases.models import Case
-from cases.rows import COLUMNS, STORED_ROW_FORMAT, STORED_ROW_PREFIX, stored_row, stored_row_schema
+from cases.models import Case, DataDictionary
+from cases.rows import (
+    COLUMNS,
+    STORED_ROW_FORMAT,
+    STORED_ROW_PREFIX,
+    dictionary_keys,
+    stored_row,
+    stored_row_schema,
+)
 from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from training.dataset_format import SCHEMA
@@ -341,7 +348,7 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
     stored: str | None = None
     try:
         with _gc_paused():
-            path, selection, splits, scan = _build(snapshot, temporaries, report)
+            path, selection, splits, scan = _build(snapshot, temporaries, report, dictionary=dictionary)
         content_hash = _content_hash(snapshot, selection, splits)
         report("Saving", 0, 1)
         file_sha256, file_size = _file_digest(path)
@@ -378,11 +385,13 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
 
 
 def _build(
-    snapshot: DatasetSnapshot, temporaries: list[str], report: Progress
+    snapshot: DatasetSnapshot, temporaries: list[str], report: Progress, *, dictionary: DataDictionary | None
 ) -> tuple[str, _Selection, np.ndarray, ScanReport]:
-    """Steps 1 to 6: the path of the checked file, the selection, its splits and the scan report."""
+    """Steps 1 to 6: the path of the checked file, the selection, its splits and the scan report.
+    Under a ``dictionary`` version, the file holds only the findings and symptoms it defines."""
     rows_file = _temporary_file(snapshot, ".arrow", temporaries)
-    selection = _read(snapshot, rows_file, report)
+    known = dictionary_keys(dictionary.parsed) if dictionary is not None else None
+    selection = _read(snapshot, rows_file, report, known=known)
     _validate(snapshot, selection)
     report("Splitting", 0, len(selection.ids))
     splits = split_cases(
@@ -554,13 +563,16 @@ def _fill_in(ids: Sequence[int], rows: list[str] | None, digests: list[str]) -> 
         digests[position] = deid.record_sha256(record)
 
 
-def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selection:
+def _read(
+    snapshot: DatasetSnapshot, rows_file: str, report: Progress, *, known: Mapping[str, frozenset[str]] | None = None
+) -> _Selection:
     """One pass over the selection: the arrays for the split, and the rows into ``rows_file``.
 
     Each case's dataset row and record digest were computed when it was approved
     (``cases.deid.approval_columns``): the pass reads those, not the records, and Arrow's JSON
     reader makes a chunk of rows columns in C. An unlabelled case (no value at the label field)
-    is left out: it cannot train a classifier.
+    is left out: it cannot train a classifier. With ``known`` (``cases.rows.dictionary_keys`` of
+    the snapshot's dictionary version), an entry of a column outside it is left out of the row.
     """
     filters = snapshot.filters
     by_code = filters["label_field"] == _DEFAULT_LABEL_FIELD
@@ -571,6 +583,7 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
     label_codes: dict[str, int] = {}
     policies: set[str] = set()
     records = hashlib.sha256()
+    left_out = 0
     report("Selecting cases", 0, 0)
     with pa.OSFile(rows_file, "wb") as sink, pa.ipc.new_file(sink, _ROW_SCHEMA) as writer:
         for chunk in _chunks(filters, *fields):
@@ -609,9 +622,14 @@ def _read(snapshot: DatasetSnapshot, rows_file: str, report: Progress) -> _Selec
             joined = "".join(digests)
             fingerprints.frombytes(_fingerprints(digests, joined).tobytes())
             records.update(joined.encode())
-            writer.write_batch(_row_batch(chunk_ids, table, label))
+            batch, dropped = _row_batch(chunk_ids, table, label, known)
+            left_out += dropped
+            writer.write_batch(batch)
             report("Selecting cases", len(ids), 0)
     report("Selecting cases", len(ids), len(ids))
+    if left_out:
+        # The count only: an entry outside the dictionary may be an identifier.
+        logger.info("Dataset %s: %d findings or symptoms outside its data dictionary left out.", snapshot.pk, left_out)
     if len(policies) > 1:
         raise DatasetBuildError(
             f"The selected cases were de-identified under different policies ({', '.join(sorted(policies))}); "
@@ -648,10 +666,15 @@ def _json_read_options(rows: int) -> pa_json.ReadOptions:
     return pa_json.ReadOptions(use_threads=False, block_size=max(4 << 20, rows * 2048))
 
 
-def _row_batch(case_ids: list[int], table: pa.Table, label: Any) -> pa.RecordBatch:
+def _row_batch(
+    case_ids: list[int], table: pa.Table, label: Any, known: Mapping[str, frozenset[str]] | None = None
+) -> tuple[pa.RecordBatch, int]:
     """The file's row columns (but the split) from a chunk of parsed stored rows: each column from
-    its stored keys (``cases.rows.COLUMNS``), the case ids and the snapshot's label from the build."""
+    its stored keys (``cases.rows.COLUMNS``), the case ids and the snapshot's label from the build.
+    With ``known``, the entries of a column it names that are outside its set are left out; also
+    answers how many were."""
     columns: list[Any] = []
+    left_out = 0
     for column in COLUMNS:
         if column.name == "split":
             continue
@@ -659,17 +682,44 @@ def _row_batch(case_ids: list[int], table: pa.Table, label: Any) -> pa.RecordBat
             columns.append(pa.array(case_ids, type=pa.int64()))
         elif column.name == "label":
             columns.append(label)
-        elif len(column.stored) == 2:  # a mapping, stored as its keys and its values
-            keys, values = (table.column(key).combine_chunks() for key, _type in column.stored)
-            if not pc.all(pc.equal(pc.list_value_length(keys), pc.list_value_length(values))).as_py():
-                raise DatasetBuildError(f"A stored dataset row has {column.name} keys and values of different lengths.")
-            columns.append(pa.MapArray.from_arrays(keys.offsets, keys.flatten(), values.flatten()))
         else:
-            columns.append(table.column(column.stored[0][0]))
+            lists = [table.column(key).combine_chunks() for key, _type in column.stored]
+            if (
+                len(lists) == 2
+                and not pc.all(pc.equal(pc.list_value_length(lists[0]), pc.list_value_length(lists[1]))).as_py()
+            ):
+                raise DatasetBuildError(f"A stored dataset row has {column.name} keys and values of different lengths.")
+            if known is not None and column.name in known:
+                offsets, children, dropped = _known_entries(lists, known[column.name])
+                left_out += dropped
+                columns.append(
+                    pa.MapArray.from_arrays(offsets, *children)
+                    if len(lists) == 2
+                    else pa.ListArray.from_arrays(offsets, children[0])
+                )
+            elif len(lists) == 2:  # a mapping, stored as its keys and its values
+                columns.append(pa.MapArray.from_arrays(lists[0].offsets, lists[0].flatten(), lists[1].flatten()))
+            else:
+                columns.append(lists[0])
     arrays = [column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column for column in columns]
-    return pa.RecordBatch.from_arrays(
+    batch = pa.RecordBatch.from_arrays(
         [array.cast(field.type) for array, field in zip(arrays, _ROW_SCHEMA, strict=True)], schema=_ROW_SCHEMA
     )
+    return batch, left_out
+
+
+def _known_entries(lists: list[pa.Array], known: frozenset[str]) -> tuple[pa.Array, list[pa.Array], int]:
+    """The entries of the list arrays ``lists`` (of equal lengths, the first holding the keys) whose
+    key is in ``known``: their offsets, the kept children, and how many were left out. In C but
+    for a count per row."""
+    lengths = pc.fill_null(pc.list_value_length(lists[0]), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    flat = [entries.flatten() for entries in lists]
+    keep = pc.fill_null(pc.is_in(flat[0], value_set=pa.array(sorted(known), type=pa.string())), False)
+    mask = keep.to_numpy(zero_copy_only=False)
+    rows = np.repeat(np.arange(len(lengths)), lengths)
+    kept_lengths = np.bincount(rows[mask], minlength=len(lengths))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(kept_lengths)]), type=pa.int32())
+    return offsets, [pc.filter(child, keep) for child in flat], int(len(mask) - np.count_nonzero(mask))
 
 
 def _numpy(values: array[Any], dtype: Any) -> np.ndarray:

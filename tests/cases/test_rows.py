@@ -114,6 +114,8 @@ def test_the_model_inputs_follow_the_dictionarys_demographics_and_model_findings
     assert [name for name in rows.MODEL_FIELDS if breast_inputs.uses(name)] == ["findings", "symptoms"]
     assert breast_inputs.uses_finding("mean_radius")
     assert not breast_inputs.uses_finding("bogus")
+    # What a dataset file of the cohort may hold: the findings and symptoms it defines.
+    assert rows.dictionary_keys(breast) == {"findings": breast.finding_keys, "symptoms": breast.symptom_keys}
     respiratory_inputs = ModelInputs.of(respiratory)
     assert [name for name in rows.MODEL_FIELDS if respiratory_inputs.uses(name)] == list(rows.MODEL_FIELDS)
     # A cohort without a dictionary: everything, as before dictionaries.

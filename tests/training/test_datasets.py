@@ -7,6 +7,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from cases.models import Case
 from cases.rows import STORED_ROW_FORMAT, row_from_record, stored_row
 from learning_engine import roles
 from learning_engine.exceptions import InvalidRequest, TransitionError
+from tests.cases.dictionary_factories import published_dictionary
 from tests.cases.factories import family_name, given_name
 from tests.factories import UserFactory, user_with_role
 from tests.training.factories import (
@@ -178,6 +180,32 @@ def test_the_file_round_trips_with_deidentified_fields_only(model_type):
     for case in cases:
         for identifier in (case.patient["name"], case.patient["mrn"], case.patient["ssn"], case.patient["email"]):
             assert identifier not in flat
+
+
+def test_no_finding_or_symptom_outside_the_snapshots_dictionary_reaches_the_file(model_type, caplog):
+    # Cases approved before the cohort had a dictionary: keys the version does not define (one of
+    # them could as well have been an identifier) and a symptom outside its vocabulary, beside ones
+    # it defines.
+    findings = {"temperature_c": 38.1, "bogus_feature": 120, "heart_rate": 90, "spo2": 93}
+    cases = approved_cohort(
+        model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3], findings=findings, symptoms=["cough", "wheeze"]
+    )
+    dictionary = published_dictionary(model_type.cohort)  # heart_rate, temperature_c, ...; cough, fever
+    assert set(json.loads(Case.objects.get(pk=cases[0].pk).deid_dataset_row)["finding_keys"]) == set(findings)
+
+    with caplog.at_level(logging.INFO, logger="training.datasets"):
+        snapshot = build(model_type)
+
+    assert (snapshot.status, snapshot.dictionary) == (DatasetSnapshot.Status.READY, dictionary)
+    rows = read_file(snapshot).to_pylist()
+    assert len(rows) == 12
+    for row in rows:
+        assert dict(row["findings"]) == {"heart_rate": 90.0, "temperature_c": 38.1}  # values kept with their keys
+        assert row["symptoms"] == ["cough"]
+    assert b"bogus_feature" not in stored_bytes(snapshot)
+    assert b"wheeze" not in stored_bytes(snapshot)
+    assert "36 findings or symptoms outside its data dictionary left out" in caplog.text
+    assert "bogus" not in caplog.text
 
 
 def test_same_cases_and_seed_give_the_same_hash_and_manifest(model_type):
