@@ -149,4 +149,19 @@ FEEDBACK_EXAMPLES = [
         value={"diagnosis_code": "C50.9"},
         request_only=True,
     ),
+    OpenApiExample(
+        "Recorded",
+        description="The code with its name in the data dictionary the version was trained under.",
+        value={
+            "id": 31,
+            "prediction": 1042,
+            "diagnosis_code": "C50.9",
+            "diagnosis_display_name": "Malignant neoplasm of breast of unspecified site",
+            "correct": True,
+            "given_by": "demo-clinician",
+            "created_at": "2026-12-07T09:15:02Z",
+        },
+        response_only=True,
+        status_codes=["201"],
+    ),
 ]

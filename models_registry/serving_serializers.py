@@ -13,6 +13,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from cases.dictionary.labels import version_labels
 from models_registry.models import Feedback
 
 
@@ -109,8 +110,17 @@ class FeedbackSerializer(serializers.ModelSerializer):
     # No case id: a case already on file is not submitted again, and an answer that differed from
     # a new case's would tell the sender which encounter ids exist.
     given_by = serializers.CharField(source="given_by.get_username", read_only=True)
+    diagnosis_display_name = serializers.SerializerMethodField(
+        help_text="The code's name in the data dictionary the version was trained under (else its cohort's "
+        "current one); empty when no dictionary names it."
+    )
 
     class Meta:
         model = Feedback
-        fields = ["id", "prediction", "diagnosis_code", "correct", "given_by", "created_at"]
+        fields = ["id", "prediction", "diagnosis_code", "diagnosis_display_name", "correct", "given_by", "created_at"]
         read_only_fields = fields
+
+    def get_diagnosis_display_name(self, feedback: Feedback) -> str:
+        prediction = feedback.prediction
+        labels = version_labels(prediction.version.dictionary_id, prediction.model_type.cohort)
+        return labels.diagnosis_name(feedback.diagnosis_code)
