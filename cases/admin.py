@@ -38,7 +38,7 @@ from cases.access_log import AccessLogEntry, record_access
 from cases.dictionary.checking import RecordRefused, check_record
 from cases.dictionary.labels import request_labels
 from cases.interchange import KNOWN_KEYS, RecordError, parse_record
-from cases.models import CONTENT_FIELDS, Case, CaseTransition, DataDictionary
+from cases.models import CONTENT_FIELDS, Case, CaseTransition, Cohort, DataDictionary
 from cases.statistics import MIN_CASES_FOR_MEAN, compute_statistics
 from cases.views import DEIDENTIFIED_STATES
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
@@ -739,6 +739,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             value_label="cases",
         )
         reasons = dict(Case.RejectionReason.choices)
+        cohort_names = dict(Cohort.objects.filter(slug__in=list(stats["by_cohort"])).values_list("slug", "name"))
         context = {
             **self.admin_site.each_context(request),
             "title": "Case statistics",
@@ -748,7 +749,10 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             "histogram": histogram,
             "status_chart": status_chart,
             "status_rows": [(label, stats["by_status"].get(value, 0)) for value, label in Case.Status.choices],
-            "cohort_rows": sorted(stats["by_cohort"].items(), key=lambda item: (-item[1], item[0])),
+            "cohort_rows": [
+                (slug, cohort_names.get(slug, ""), count)
+                for slug, count in sorted(stats["by_cohort"].items(), key=lambda item: (-item[1], item[0]))
+            ],
             "diagnosis_rows": sorted(
                 ((row["code"], row["display_name"], row["cases"]) for row in stats["diagnoses"]),
                 key=lambda item: (-item[2], item[0]),

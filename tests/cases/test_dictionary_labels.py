@@ -15,7 +15,7 @@ from cases.dictionary import labels as labels_module
 from cases.dictionary.checking import check_record
 from cases.dictionary.labels import Labels, current_labels, labels_of, print_unit
 from cases.interchange import parse_record
-from cases.models import Case, DataDictionary
+from cases.models import Case, Cohort, DataDictionary
 from learning_engine import roles
 from tests.cases.dictionary_factories import published_dictionary, small_definition
 from tests.cases.factories import CaseFactory, record_dict
@@ -218,6 +218,8 @@ def test_the_statistics_page_names_diagnoses_and_gives_findings_with_units(staff
     page = text(response.content.decode())
     assert f"J18.9 {PNEUMONIA} 5" in page
     assert "Z99.9 1" in page  # an unnamed code shows alone
+    respiratory_name = Cohort.objects.get(slug="respiratory").name
+    assert f"respiratory {respiratory_name} 6" in page  # the cohort with its name
     assert "Findings of respiratory (data dictionary version 1)" in page
     # Five temperatures, mean 39.8 °C, one (45) outside the expected range 30..44.
     assert "Body temperature temperature_c °C 5 39.8 °C 1" in page
