@@ -485,6 +485,7 @@ SPECTACULAR_SETTINGS = {
         "ModelVersionDeploymentEnum": "models_registry.models.ModelVersion.Deployment",
         "PerformanceRecordSourceEnum": "models_registry.models.PerformanceRecord.Source",
         "ComparisonVerdictEnum": "models_registry.compare.VERDICTS",
+        "OutOfRangeBasisEnum": "models_registry.serving.RANGE_BASES",
     },
 }
 

@@ -7,7 +7,10 @@ new version), so a loaded model never goes stale; the router drops the ones no r
 more whenever it reloads its table (``retain``).
 
 A loaded model also carries the label texts of its training data (``{code: label}``, read once
-from the version's dataset file), so an answer can name the diagnosis, not only code it.
+from the version's dataset file), so an answer can name the diagnosis, not only code it, and its
+version's data dictionary check (``models_registry.serving.DictionaryCheck``: the dictionary version
+it was trained under, with its training ranges), read with the version row: a warm request reads
+neither.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from models_registry.router import Arm
+from models_registry.serving import DictionaryCheck
 from training.features import features
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,8 @@ class LoadedModel:
     numeric_features: list[str]
     classes: list[str]
     labels: Mapping[str, str] = field(default_factory=dict)
+    # None: the version recorded no dictionary version (serving falls back to the cohort's current).
+    check: DictionaryCheck | None = None
 
     def label(self, code: str) -> str:
         """The diagnosis text the training data gave ``code``; the code itself when it gave none."""
@@ -93,8 +99,12 @@ class ModelCache:
 
 
 def load(arm: Arm) -> LoadedModel:
-    """Load ``arm``'s artifact, checked (sha256 first, then trusted types), and its label texts."""
-    artifact = _load_artifact(arm)
+    """Load ``arm``'s artifact, checked (sha256 first, then trusted types), its label texts and
+    its version's dictionary check."""
+    from models_registry.models import ModelVersion
+
+    version = ModelVersion.objects.select_related("model_type", "dictionary__cohort").get(pk=arm.version_id)
+    artifact = _load_artifact(version)
     return LoadedModel(
         version_id=arm.version_id,
         version=arm.version,
@@ -102,13 +112,11 @@ def load(arm: Arm) -> LoadedModel:
         numeric_features=list(artifact.numeric_features),
         classes=[str(label) for label in artifact.pipeline.classes_],
         labels=label_texts(arm.dataset_id),
+        check=DictionaryCheck.of(version.dictionary, version.training_ranges) if version.dictionary else None,
     )
 
 
-def _load_artifact(arm: Arm) -> Any:
-    from models_registry.models import ModelVersion
-
-    version = ModelVersion.objects.select_related("model_type").get(pk=arm.version_id)
+def _load_artifact(version: Any) -> Any:
     # The registry's loader: sha256 before anything parses the bytes, then the trusted types; a
     # refusal is audited (ArtifactRejection) and raised (ArtifactRefused, 409 with its code).
     # Serving also requires a passed validation of these very bytes on record (artifact_unvalidated).

@@ -30,8 +30,11 @@ a ``RecordError`` naming the field, never echoing the value.
 
 The data dictionary
 -------------------
-When the model type's cohort has a published data dictionary (``cases.dictionary``), each record is
-checked against the current version (``DictionaryCheck``) before the model sees it:
+Each record is checked against the data dictionary version (``cases.dictionary``) that the arm's
+model version was trained under (``ModelVersion.dictionary``; ``DictionaryCheck``) before the model
+sees it, after the arm is chosen: in an A/B test each arm checks against its own version. A version
+that recorded none (its cohort had no published dictionary when it was registered) is checked
+against the cohort's current version, if there is one now:
 
 - a findings or symptom key the dictionary does not define: ``unknown_findings``, each named by its
   position, never its text (a key may itself be an identifier);
@@ -42,13 +45,16 @@ checked against the current version (``DictionaryCheck``) before the model sees 
   median), and the answer lists them (``imputed``) with the share of model inputs present
   (``completeness``). Even then at least ``MIN_COMPLETENESS`` of the inputs, and never fewer than
   one, must be present (``too_few_findings``): an empty record is never answered with a diagnosis;
-- a value outside the expected range: answered, with an ``out_of_range`` warning. The issue asks
-  for the range of the version's training split; model versions do not record it yet, so the
-  dictionary's expected range stands in (docs/data-dictionary.md).
+- a value outside the range the version saw in training (``ModelVersion.training_ranges``, the train
+  split's min and max per numeric input, ``"basis": "training_range"``), or, for a version that
+  recorded none, outside the dictionary's expected range (``"basis": "expected_range"``): answered,
+  with an ``out_of_range`` warning.
 
-A cohort without a published dictionary (the test cohorts of the suite) is served as before.
-Which version is current is read once per routing table, i.e. once per serving generation, and
-publishing a version bumps the generation: a warm predict adds no query.
+The answer names the diagnosis as the version's dictionary does (``display_name``). A version's
+check is built when its model is loaded and kept with it (``models_registry.model_cache``); the
+fallback for versions without one is read once per routing table, i.e. once per serving generation,
+and publishing a version bumps the generation: a warm predict adds no query. Without any dictionary
+(the test cohorts of the suite) a record is served as before.
 """
 
 from __future__ import annotations
@@ -58,7 +64,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -80,6 +87,7 @@ from cases.rows import model_row
 
 if TYPE_CHECKING:
     from cases.dictionary.definition import Definition
+    from cases.dictionary.models import DataDictionary
     from models_registry.router import RoutingTable
 
 logger = logging.getLogger(__name__)
@@ -127,12 +135,30 @@ def bump_generation() -> int:
 @dataclass(frozen=True, slots=True)
 class PredictionInput:
     """One record as the model sees it. ``subject_pseudonym`` is "" without a subject key.
-    ``checked``: what the dictionary check adds to the answer (empty without a dictionary)."""
+    ``checked``: what the dictionary check adds to the answer (empty without a dictionary).
+    ``findings``, ``symptoms`` and ``allow_missing``: the parsed record, for that check (``check``),
+    which waits until the arm, hence the dictionary version, is known; kept for the request only."""
 
     row: dict[str, Any]
     input_sha256: str
     subject_pseudonym: str
     checked: dict[str, Any] = field(default_factory=dict)
+    findings: dict[str, float] = field(default_factory=dict)
+    symptoms: list[str] = field(default_factory=list)
+    allow_missing: bool = False
+
+    def check(self, check: DictionaryCheck) -> PredictionInput:
+        """This input checked against ``check`` (a copy with ``checked``); raises ``RecordRefused``."""
+        age = self.row.get("age")
+        return replace(
+            self,
+            checked=check.check(
+                self.findings,
+                self.symptoms,
+                allow_missing=self.allow_missing,
+                age=age if isinstance(age, (int, float)) and not isinstance(age, bool) else None,
+            ),
+        )
 
 
 # With "allow_missing": true, at least this share of a cohort's model inputs must be present (and
@@ -142,26 +168,84 @@ ALLOW_MISSING = "allow_missing"
 
 
 class RecordRefused(RecordError):
-    """A record the dictionary refuses: a ``RecordError`` with its own code and details."""
+    """A record the dictionary refuses: a ``RecordError`` with its own code and details.
+    ``index``: the record's position in its request, set by ``serve`` (None before)."""
 
     def __init__(self, field_name: str, message: str, *, code: str, **extra: Any) -> None:
         super().__init__(field_name, message)
         self.code = code
         self.extra = extra
+        self.index: int | None = None
+
+
+# What an out_of_range warning compared the value with (its "basis").
+TRAINING_RANGE = "training_range"
+EXPECTED_RANGE = "expected_range"
+RANGE_BASES = (TRAINING_RANGE, EXPECTED_RANGE)
 
 
 @dataclass(frozen=True, slots=True)
 class DictionaryCheck:
-    """A published dictionary version, as predict checks records against it."""
+    """A dictionary version, as predict checks records against it for one model version (or, for
+    versions that recorded none, the cohort's current version). ``training_ranges``: the model
+    version's ``{field: (min, max)}`` of its train split; empty, the expected ranges stand in."""
 
     dictionary_id: int
     cohort: str
     version: int
     definition: Definition
     model_findings: tuple[str, ...]
+    training_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
-    def check(self, findings: dict[str, float], symptoms: list[str], *, allow_missing: bool) -> dict[str, Any]:
-        """What the answer adds (version, completeness, imputed, warnings); raises ``RecordRefused``."""
+    @classmethod
+    def of(cls, dictionary: DataDictionary, training_ranges: Any = None) -> DictionaryCheck:
+        """The check of a dictionary version (its cohort read with it), with a model version's
+        ``training_ranges`` as stored (``{field: {"min": x, "max": y}}``; unusable entries left out)."""
+        definition = dictionary.parsed
+        ranges: dict[str, tuple[float, float]] = {}
+        for name, bounds in (training_ranges or {}).items():
+            low, high = (bounds.get("min"), bounds.get("max")) if isinstance(bounds, dict) else (None, None)
+            if all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in (low, high)):
+                ranges[str(name)] = (float(low), float(high))  # type: ignore[arg-type]
+        return cls(
+            dictionary_id=dictionary.pk,
+            cohort=dictionary.cohort.slug,
+            version=dictionary.version,
+            definition=definition,
+            model_findings=definition.model_findings,
+            training_ranges=ranges,
+        )
+
+    def diagnosis_name(self, code: str) -> str | None:
+        """The display name of a diagnosis code in this version's code set (None outside it)."""
+        return self.definition.diagnosis_name(code) or None
+
+    def _refused(self, field_name: str, message: str, *, code: str, **extra: Any) -> RecordRefused:
+        return RecordRefused(
+            field_name, message, code=code, **extra, cohort=self.cohort, dictionary_version=self.version
+        )
+
+    def _outside_training_range(self, field_name: str, name: str, unit: str, value: float) -> dict[str, Any] | None:
+        bounds = self.training_ranges.get(field_name)
+        if bounds is None or bounds[0] <= value <= bounds[1]:
+            return None
+        unit_text = f" {unit}" if unit and unit != "1" else ""
+        return {
+            "code": "out_of_range",
+            "field": field_name,
+            "basis": TRAINING_RANGE,
+            # The range, never the value sent (as every dictionary message).
+            "message": f"{name} is outside the range this model version was trained on "
+            f"({bounds[0]:g} to {bounds[1]:g}{unit_text}).",
+        }
+
+    def check(
+        self, findings: dict[str, float], symptoms: list[str], *, allow_missing: bool, age: float | None = None
+    ) -> dict[str, Any]:
+        """What the answer adds (version, completeness, imputed, warnings); raises ``RecordRefused``.
+
+        ``age``: the record's age in years (90 for "90+"), warned about against the training range.
+        """
         from cases.dictionary.validation import check_finding_value
 
         definition = self.definition
@@ -178,24 +262,42 @@ class DictionaryCheck:
         ]
         if unknown:
             where = ", ".join(f"{item['field']} entry {item['position'] + 1}" for item in unknown)
-            raise RecordRefused(
+            raise self._refused(
                 unknown[0]["field"],
                 f"Not in the {self.cohort} data dictionary (version {self.version}): {where}.",
                 code="unknown_findings",
                 unknown=unknown,
             )
         warnings = []
+        by_training = bool(self.training_ranges)
         for key, value in findings.items():
-            error, quality = check_finding_value(definition.finding(key), value)  # type: ignore[arg-type]
+            finding = definition.finding(key)
+            error, quality = check_finding_value(finding, value)  # type: ignore[arg-type]
             if error is not None:
-                raise RecordRefused(error.field, error.message, code=error.code)
-            if quality is not None:
-                warnings.append({"code": "out_of_range", "field": quality.field, "message": quality.message})
+                raise self._refused(error.field, error.message, code=error.code)
+            if by_training:
+                assert finding is not None  # unknown keys were refused above
+                warning = self._outside_training_range(f"findings.{key}", finding.display_name, finding.unit, value)
+                if warning is not None:
+                    warnings.append(warning)
+            elif quality is not None:
+                warnings.append(
+                    {
+                        "code": "out_of_range",
+                        "field": quality.field,
+                        "basis": EXPECTED_RANGE,
+                        "message": quality.message,
+                    }
+                )
+        if by_training and age is not None:
+            warning = self._outside_training_range("age", "Age", "years", age)
+            if warning is not None:
+                warnings.append(warning)
         missing = [key for key in self.model_findings if key not in findings]
         total = len(self.model_findings)
         completeness = round((total - len(missing)) / total, 4) if total else 1.0
         if missing and not allow_missing:
-            raise RecordRefused(
+            raise self._refused(
                 "findings",
                 f"{len(missing)} of the model's {total} input findings are missing: {', '.join(missing)}. "
                 'Send them, or send "allow_missing": true to have them imputed.',
@@ -204,7 +306,7 @@ class DictionaryCheck:
                 completeness=completeness,
             )
         if total and (total - len(missing) < max(1, math.ceil(MIN_COMPLETENESS * total))):
-            raise RecordRefused(
+            raise self._refused(
                 "findings",
                 f"Only {total - len(missing)} of the model's {total} input findings are present; at least "
                 f"{max(1, math.ceil(MIN_COMPLETENESS * total))} are needed even with allow_missing.",
@@ -221,13 +323,17 @@ class DictionaryCheck:
 
 
 # Checks by dictionary version id: a published version never changes, so its check never does.
+# For versions that recorded no dictionary only (``dictionary_check``); a version's own check lives
+# with its loaded model (``models_registry.model_cache``).
 _CHECKS: dict[int, DictionaryCheck] = {}
 
 
 def dictionary_check(table: RoutingTable, cohort: str) -> DictionaryCheck | None:
-    """The check of ``cohort``'s current published version, or None when it has none.
+    """The check of ``cohort``'s current published version, or None when it has none: what a model
+    version that recorded no dictionary version is checked against.
 
-    One query per routing table (per serving generation) and cohort; none in the steady state.
+    One query per routing table (per serving generation) and cohort, and only when such a version
+    serves; none in the steady state.
     """
     try:
         return table.dictionaries[cohort]  # type: ignore[no-any-return]
@@ -240,15 +346,7 @@ def dictionary_check(table: RoutingTable, cohort: str) -> DictionaryCheck | None
     if dictionary is not None:
         check = _CHECKS.get(dictionary.pk)
         if check is None:
-            definition = dictionary.parsed
-            check = DictionaryCheck(
-                dictionary_id=dictionary.pk,
-                cohort=cohort,
-                version=dictionary.version,
-                definition=definition,
-                model_findings=definition.model_findings,
-            )
-            _CHECKS[dictionary.pk] = check
+            check = _CHECKS[dictionary.pk] = DictionaryCheck.of(dictionary)
     table.dictionaries[cohort] = check
     return check
 
@@ -256,8 +354,9 @@ def dictionary_check(table: RoutingTable, cohort: str) -> DictionaryCheck | None
 def prediction_input(obj: Any, check: DictionaryCheck | None = None, *, allow_missing: bool = False) -> PredictionInput:
     """A prediction record (see the module docstring) -> its de-identified row, hash and subject.
 
-    With ``check``, the record must fit the dictionary (``allow_missing``: the batch's default for
-    records without their own ``allow_missing``). Raises ``RecordError`` naming the first bad field.
+    ``allow_missing``: the batch's default for records without their own ``allow_missing``. With
+    ``check``, the record must also fit that dictionary check (``serve`` checks each record against
+    its arm's instead). Raises ``RecordError`` naming the first bad field.
     """
     if not isinstance(obj, dict):
         raise RecordError("", "A record must be a JSON object.")
@@ -268,19 +367,20 @@ def prediction_input(obj: Any, check: DictionaryCheck | None = None, *, allow_mi
     else:
         row = _row_from_features(obj, findings, symptoms)
     subject = subject_pseudonym(obj.get(SUBJECT_KEY))
-    # After the record's own checks, so a bad type is named as such whatever the dictionary says.
-    checked: dict[str, Any] = {}
-    if check is not None:
-        allow = obj.get(ALLOW_MISSING, allow_missing)
-        if not isinstance(allow, bool):
-            raise RecordError(ALLOW_MISSING, "must be true or false.")
-        checked = check.check(findings, symptoms, allow_missing=allow)
-    return PredictionInput(
+    allow = obj.get(ALLOW_MISSING, allow_missing)
+    if not isinstance(allow, bool):
+        raise RecordError(ALLOW_MISSING, "must be true or false.")
+    item = PredictionInput(
         row=row,
         input_sha256=hashlib.sha256(_CANONICAL_JSON.encode(row).encode()).hexdigest(),
         subject_pseudonym=subject,
-        checked=checked,
+        findings=findings,
+        symptoms=symptoms,
+        allow_missing=allow,
     )
+    # After the record's own checks, so a bad type is named as such whatever the dictionary says.
+    # Serving checks in ``serve``, once the arm (and so the dictionary version) is known.
+    return item.check(check) if check is not None else item
 
 
 def subject_pseudonym(value: Any) -> str:
@@ -367,9 +467,19 @@ def _scrubbed(symptom: str) -> str:
 # --- Answering ---------------------------------------------------------------------------------
 
 
-def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float) -> list[dict[str, Any]]:
+def serve(
+    route: Any,
+    inputs: list[PredictionInput],
+    *,
+    by: Any,
+    started: float,
+    fallback: Callable[[], DictionaryCheck | None] | None = None,
+) -> list[dict[str, Any]]:
     """Predict ``inputs`` with ``route``'s arms, log one ``Prediction`` each, return the answers.
 
+    Each input is first checked against its arm's dictionary check (the loaded model's, else
+    ``fallback()``: the cohort's current version, ``dictionary_check``); the first refused one
+    raises ``RecordRefused`` with its ``index``, before anything is predicted or logged.
     ``started`` is the request's ``time.perf_counter()`` at entry: the logged latency runs from
     there to the probabilities (for a batch, divided by its size). One INSERT for the whole batch
     (``PredictionQuerySet.log``). In a shadow test, B then predicts the same inputs and its rows
@@ -379,8 +489,19 @@ def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float)
     from models_registry.models import Prediction
 
     by_arm: dict[Any, list[int]] = {}
-    for index, item in enumerate(inputs):
-        by_arm.setdefault(route.choose(subject=item.subject_pseudonym), []).append(index)
+    arms = [route.choose(subject=item.subject_pseudonym) for item in inputs]
+    for index, arm in enumerate(arms):
+        by_arm.setdefault(arm, []).append(index)
+    checks = {arm: _check_of(MODEL_CACHE.get(arm), fallback) for arm in by_arm}
+    inputs = list(inputs)
+    for index, arm in enumerate(arms):  # in record order: the first refused record is reported
+        check = checks[arm]
+        if check is not None:
+            try:
+                inputs[index] = inputs[index].check(check)
+            except RecordRefused as refused:
+                refused.index = index
+                raise
 
     now = timezone.now()
     rows: list[tuple[Any, ...]] = [()] * len(inputs)
@@ -391,24 +512,36 @@ def serve(route: Any, inputs: list[PredictionInput], *, by: Any, started: float)
         latency_ms = (time.perf_counter() - started) * 1000 / len(indices)
         best = probabilities.argmax(axis=1).tolist()
         classes, arm_name = model.classes, arm.name or None
+        check = _check_of(model, fallback)
         for index, row_best, row_probabilities in zip(indices, best, probabilities.tolist(), strict=True):
             code = classes[row_best]
             by_class = dict(zip(classes, row_probabilities, strict=True))
             item = inputs[index]
             rows[index] = _log_row(route, arm, item, code, by_class, latency_ms, by=by, now=now)
+            diagnosis = {"code": code, "label": model.label(code)}
+            if check is not None:
+                diagnosis["display_name"] = check.diagnosis_name(code)
             answers[index] = {
                 "model_type": route.slug,
                 "model_version": arm.version,
                 "arm": arm_name,
-                "diagnosis": {"code": code, "label": model.label(code)},
+                "diagnosis": diagnosis,
                 "probabilities": by_class,
                 **item.checked,
             }
     ids = Prediction.objects.log(rows)
     shadow = route.shadow
     if shadow is not None:
-        _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now)
+        _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
     return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
+
+
+def _check_of(model: Any, fallback: Callable[[], DictionaryCheck | None] | None) -> DictionaryCheck | None:
+    """The dictionary check of a loaded model's version, else the fallback's (the cohort's current)."""
+    check: DictionaryCheck | None = model.check
+    if check is None and fallback is not None:
+        check = fallback()
+    return check
 
 
 def _log_row(
@@ -441,12 +574,21 @@ def _log_row(
 
 
 def _predict_in_shadow(
-    route: Any, arm: Any, inputs: list[PredictionInput], answered: list[int], *, by: Any, now: Any
+    route: Any,
+    arm: Any,
+    inputs: list[PredictionInput],
+    answered: list[int],
+    *,
+    by: Any,
+    now: Any,
+    fallback: Callable[[], DictionaryCheck | None] | None = None,
 ) -> None:
     """B's silent predictions of the answered inputs: logged, compared later, never returned.
 
-    Best effort: the answers are A's and are already logged, so a failure here (B's artifact
-    refused, say) costs the comparison of these requests, never the answers.
+    Only the inputs B's own dictionary version takes (its check, as for an answering arm): a record
+    B's version refuses is not one it would have answered. Best effort: the answers are A's and
+    are already logged, so a failure here (B's artifact refused, say) costs the comparison of
+    these requests, never the answers.
     """
     from models_registry.model_cache import MODEL_CACHE
     from models_registry.models import Prediction
@@ -454,6 +596,12 @@ def _predict_in_shadow(
     try:
         started = time.perf_counter()
         model = MODEL_CACHE.get(arm)
+        check = _check_of(model, fallback)
+        if check is not None:
+            taken = [position for position, item in enumerate(inputs) if _takes(check, item)]
+            inputs, answered = [inputs[i] for i in taken], [answered[i] for i in taken]
+            if not inputs:
+                return
         probabilities = model.probabilities([item.row for item in inputs])
         latency_ms = (time.perf_counter() - started) * 1000 / len(inputs)
         best = probabilities.argmax(axis=1).tolist()
@@ -476,6 +624,14 @@ def _predict_in_shadow(
         Prediction.objects.log(rows)
     except Exception:
         logger.exception("Shadow predictions of %s %s failed; the answers were given.", route.slug, arm.version)
+
+
+def _takes(check: DictionaryCheck, item: PredictionInput) -> bool:
+    try:
+        item.check(check)
+    except RecordRefused:
+        return False
+    return True
 
 
 def feedback_case_record(

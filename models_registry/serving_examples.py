@@ -100,12 +100,46 @@ PREDICT_EXAMPLES = [
             "model_type": "breast-mass",
             "model_version": "v1.0.0",
             "arm": None,
-            "diagnosis": {"code": "C50.9", "label": "Malignant neoplasm of breast, unspecified"},
+            "diagnosis": {
+                "code": "C50.9",
+                "label": "Malignant neoplasm of breast, unspecified",
+                "display_name": "Malignant neoplasm of breast of unspecified site",
+            },
             "probabilities": {"C50.9": 0.97, "D24.9": 0.03},
             "dictionary_version": 1,
             "completeness": 1.0,
             "imputed": [],
             "warnings": [],
+        },
+        response_only=True,
+        status_codes=["200"],
+    ),
+    OpenApiExample(
+        "An answer with a warning",
+        description="A value the model version never saw in training (outside its train split's min and max) is "
+        "answered, with an out_of_range warning; 'basis' says which range it was compared with.",
+        value={
+            "id": 1843,
+            "model_type": "breast-mass",
+            "model_version": "v1.0.0",
+            "arm": None,
+            "diagnosis": {
+                "code": "C50.9",
+                "label": "Malignant neoplasm of breast, unspecified",
+                "display_name": "Malignant neoplasm of breast of unspecified site",
+            },
+            "probabilities": {"C50.9": 0.99, "D24.9": 0.01},
+            "dictionary_version": 1,
+            "completeness": 1.0,
+            "imputed": [],
+            "warnings": [
+                {
+                    "code": "out_of_range",
+                    "field": "findings.worst_area",
+                    "basis": "training_range",
+                    "message": "Worst area is outside the range this model version was trained on (185.2 to 4254).",
+                }
+            ],
         },
         response_only=True,
         status_codes=["200"],

@@ -15,6 +15,7 @@ from rest_framework import serializers
 
 from cases.dictionary.labels import version_labels
 from models_registry.models import Feedback
+from models_registry.serving import RANGE_BASES
 
 
 class PredictRecordSerializer(serializers.Serializer):
@@ -52,8 +53,16 @@ class PredictBatchSerializer(serializers.Serializer):
 
 
 class PredictWarningSerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="'out_of_range': outside the finding's expected range.")
-    field = serializers.CharField(help_text="findings.<key>")
+    code = serializers.CharField(
+        help_text="'out_of_range': outside the range the model version saw in training (or, for a version that "
+        "recorded none, the finding's expected range)."
+    )
+    field = serializers.CharField(help_text="findings.<key>, or age")
+    basis = serializers.ChoiceField(
+        choices=list(RANGE_BASES),
+        help_text="'training_range': the train split's min and max of the model version; 'expected_range': the "
+        "data dictionary's expected range (versions that recorded no training ranges).",
+    )
     message = serializers.CharField()
 
 
@@ -61,6 +70,12 @@ class DiagnosisSerializer(serializers.Serializer):
     code = serializers.CharField()
     label = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.label, as DRF allows
         help_text="The training data's text for the code (the code when it had none)."
+    )
+    display_name = serializers.CharField(
+        required=False,
+        allow_null=True,
+        help_text="The code's name in the data dictionary version the model version was trained under (null if "
+        "the code is not in its code set). Present when the record was checked against a dictionary.",
     )
 
 
@@ -73,7 +88,9 @@ class PredictionAnswerSerializer(serializers.Serializer):
     probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{diagnosis code: probability}")
     # Present when the model type's cohort has a published data dictionary.
     dictionary_version = serializers.IntegerField(
-        required=False, help_text="The cohort's data dictionary version the record was checked against."
+        required=False,
+        help_text="The data dictionary version the record was checked against: the one the answering model "
+        "version was trained under.",
     )
     completeness = serializers.FloatField(required=False, help_text="Share of the model's input findings present.")
     imputed = serializers.ListField(

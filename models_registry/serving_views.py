@@ -18,15 +18,17 @@ Two SQL queries: the JWT user lookup and the prediction's INSERT. Routing reads 
 generation from the cache, not the database (``models_registry.router``); the model is in memory
 (``models_registry.model_cache``); and the permission check reads two flags that the user lookup
 itself computes (``ServingJWTAuthentication``), where ``user.has_perm`` would cost two more
-queries (the user's and their groups' permissions) on every request. Which data dictionary version
-checks the records is read once per routing table, i.e. once per serving generation
-(``models_registry.serving.dictionary_check``), not per request.
+queries (the user's and their groups' permissions) on every request. The data dictionary check of
+a version (the version it was trained under, with its training ranges) is read with its model, once
+per process (``models_registry.model_cache``); the cohort's current version, for versions that
+recorded none, once per routing table (``models_registry.serving.dictionary_check``).
 """
 
 from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -185,33 +187,52 @@ ERRORS = {
 }
 
 
-def _inputs(
-    records: list[Any], check: DictionaryCheck | None, *, prefix: str = "", allow_missing: bool = False
-) -> list[PredictionInput]:
+def _refusal(exc: RecordError, index: int, prefix: str) -> InvalidRequest:
+    """The 400 of a record refused by its own checks or by its dictionary (``RecordRefused``)."""
+    where = f"{prefix}[{index}]" if prefix else ""
+    field = ".".join(part for part in (where, exc.field) if part)
+    extra = dict(exc.extra) if isinstance(exc, RecordRefused) else {}
+    return InvalidRequest(
+        f"{field}: {exc.message}" if field else exc.message,
+        code=exc.code if isinstance(exc, RecordRefused) else "invalid_record",
+        field=field,
+        **({"index": index} if prefix else {}),
+        **extra,
+    )
+
+
+def _inputs(records: list[Any], *, prefix: str = "", allow_missing: bool = False) -> list[PredictionInput]:
     inputs = []
     for index, record in enumerate(records):
         try:
-            inputs.append(prediction_input(record, check, allow_missing=allow_missing))
+            inputs.append(prediction_input(record, allow_missing=allow_missing))
         except RecordError as exc:
-            where = f"{prefix}[{index}]" if prefix else ""
-            field = ".".join(part for part in (where, exc.field) if part)
-            extra = dict(exc.extra) if isinstance(exc, RecordRefused) else {}
-            if isinstance(exc, RecordRefused) and check is not None:
-                extra.update(cohort=check.cohort, dictionary_version=check.version)
-            raise InvalidRequest(
-                f"{field}: {exc.message}" if field else exc.message,
-                code=exc.code if isinstance(exc, RecordRefused) else "invalid_record",
-                field=field,
-                **({"index": index} if prefix else {}),
-                **extra,
-            ) from None
+            raise _refusal(exc, index, prefix) from None
     return inputs
 
 
-def _served_route(slug: str) -> tuple[Route, DictionaryCheck | None]:
+def _served_route(slug: str) -> tuple[Route, Callable[[], DictionaryCheck | None]]:
+    """The route, and where the records of a version without its own dictionary version are
+    checked: the cohort's current one (read at most once per routing table, and only if needed)."""
     route, table = ROUTER.route_in_table(slug)
     route.check_served()  # 409 before the body is read: without a version there is nothing to answer
-    return route, dictionary_check(table, route.cohort)
+    return route, functools.partial(dictionary_check, table, route.cohort)
+
+
+def _answer(
+    route: Route,
+    inputs: list[PredictionInput],
+    fallback: Callable[[], DictionaryCheck | None],
+    request: Request,
+    *,
+    started: float,
+    prefix: str = "",
+) -> list[dict[str, Any]]:
+    """``serve``, its dictionary refusals (each record against its arm's version) as 400s."""
+    try:
+        return serve(route, inputs, by=request.user, started=started, fallback=fallback)
+    except RecordRefused as exc:
+        raise _refusal(exc, exc.index or 0, prefix) from None
 
 
 class PredictView(APIView):
@@ -230,9 +251,9 @@ class PredictView(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
-        route, check = _served_route(slug)
-        inputs = _inputs([request.data], check)
-        return Response(serve(route, inputs, by=request.user, started=started)[0])
+        route, fallback = _served_route(slug)
+        inputs = _inputs([request.data])
+        return Response(_answer(route, inputs, fallback, request, started=started)[0])
 
 
 class PredictBatchView(APIView):
@@ -252,7 +273,7 @@ class PredictBatchView(APIView):
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
-        route, check = _served_route(slug)
+        route, fallback = _served_route(slug)
         data = request.data
         records = data.get("records") if isinstance(data, dict) else None
         if not isinstance(records, list):
@@ -269,8 +290,8 @@ class PredictBatchView(APIView):
         allow_missing = data.get(ALLOW_MISSING, False)  # type: ignore[union-attr]  # a dict: records were found
         if not isinstance(allow_missing, bool):
             raise InvalidRequest(f"{ALLOW_MISSING}: must be true or false.", code="invalid_batch", field=ALLOW_MISSING)
-        inputs = _inputs(records, check, prefix="records", allow_missing=allow_missing)
-        return Response(serve(route, inputs, by=request.user, started=started))
+        inputs = _inputs(records, prefix="records", allow_missing=allow_missing)
+        return Response(_answer(route, inputs, fallback, request, started=started, prefix="records"))
 
 
 class FeedbackView(APIView):

@@ -31,7 +31,7 @@ from tests.models_registry.registry_factories import (
 )
 from tests.training.factories import DatasetSnapshotFactory, ModelTypeFactory
 from training.datasets import create_snapshot, ready_twin, same_content
-from training.models import DatasetSnapshot, TrainingJob
+from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.ranges import snapshot_training_ranges, training_ranges
 
 pytestmark = pytest.mark.django_db
@@ -83,25 +83,25 @@ def numpy_ranges(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def test_a_build_records_the_cohorts_current_dictionary_version():
-    model_type = ModelTypeFactory()
+    model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
     dictionary = published_dictionary(model_type.cohort)
 
-    snapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
 
     assert snapshot.status == DatasetSnapshot.Status.READY
     assert snapshot.dictionary == dictionary
 
 
 def test_a_build_of_a_cohort_without_a_published_dictionary_records_none():
-    snapshot = DatasetSnapshotFactory(ready=True)
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(ready=True)  # type: ignore[assignment]
 
     assert (snapshot.status, snapshot.dictionary) == (DatasetSnapshot.Status.READY, None)
 
 
 def test_a_ready_snapshot_keeps_its_version_and_is_no_twin_under_a_newer_one():
-    model_type = ModelTypeFactory()
+    model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
     first = published_dictionary(model_type.cohort)
-    snapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
     request = create_snapshot(model_type, by=snapshot.created_by)
     assert ready_twin(request, by=snapshot.created_by) == snapshot
     assert same_content(model_type, snapshot.content_hash) == snapshot
@@ -127,7 +127,7 @@ def test_a_ready_snapshots_dictionary_cannot_change(respiratory):
 
 def test_a_draft_referred_to_by_a_snapshot_cannot_be_edited(make_user):
     lead = make_user("clinical_lead")
-    model_type = ModelTypeFactory()
+    model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
     cohort = published_dictionary(model_type.cohort).cohort
     draft = DataDictionary.create_draft(cohort, small_definition(), by=lead)
     assert draft.can_edit()
@@ -289,7 +289,7 @@ def test_the_migration_gives_a_snapshot_the_version_all_its_cases_share_else_non
 
     shared = ready_snapshot(factories.model_type(), by=engineer, first_id=1)
     mixed = ready_snapshot(factories.model_type("other"), by=engineer, first_id=1001)
-    cases = [CaseFactory() for _ in range(4)]
+    cases: list[Case] = [CaseFactory() for _ in range(4)]  # type: ignore[misc]
     Case.objects.filter(pk__in=[case.pk for case in cases]).update(dictionary=respiratory)
     Case.objects.filter(pk=cases[3].pk).update(dictionary=None)  # a case the check flagged
     # Their manifests name these cases (an UPDATE: a ready snapshot's save refuses the change).

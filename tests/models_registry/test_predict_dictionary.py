@@ -18,7 +18,7 @@ from cases.dictionary.checking import current_dictionary
 from cases.models import DataDictionary
 from cases.rows import ALL_INPUTS
 from learning_engine import roles
-from models_registry.models import Prediction
+from models_registry.models import ModelVersion, Prediction
 from models_registry.serving import MIN_COMPLETENESS
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
@@ -200,9 +200,32 @@ def test_a_cohort_without_a_published_dictionary_is_served_as_before(client):
     assert "completeness" not in response.json()
 
 
-def test_publishing_a_new_version_is_used_by_the_next_predict(client, version, clinical_lead):
+def test_publishing_a_new_version_leaves_a_served_version_on_its_own(client, version, clinical_lead):
     assert predict(client, PNEUMONIA_FEATURES).status_code == 200
     current = _current("respiratory")
+    assert version.dictionary == current
+    definition = json.loads(json.dumps(current.definition))
+    for finding in definition["findings"]:
+        if finding["key"] == "nt_probnp":
+            finding["used_by_model"] = False
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        draft = current.copy(by=clinical_lead)
+        draft.edit(definition, by=clinical_lead)
+        draft.publish(by=clinical_lead)
+
+    response = predict(client, without("nt_probnp"))
+
+    # The version was trained with nt_probnp as an input: it still needs it.
+    assert (response.status_code, response.json()["code"]) == (400, "missing_findings")
+    assert response.json()["dictionary_version"] == current.version
+
+
+def test_a_version_that_recorded_no_dictionary_uses_the_current_one_and_the_next_after_a_publication(
+    client, version, clinical_lead
+):
+    ModelVersion.objects.filter(pk=version.pk).update(dictionary=None)  # as if its cohort had none then
+    current = _current("respiratory")
+    assert predict(client, PNEUMONIA_FEATURES).json()["dictionary_version"] == current.version
     definition = json.loads(json.dumps(current.definition))
     for finding in definition["findings"]:
         if finding["key"] == "nt_probnp":

@@ -64,7 +64,12 @@ def test_predict_answers_with_the_active_version_and_logs_the_prediction(client,
     assert body["model_version"] == version.version == "v1.0.0"
     assert body["model_type"] == "diagnosis"
     assert body["arm"] is None
-    assert body["diagnosis"] == {"code": PNEUMONIA, "label": PNEUMONIA}  # no dataset: the code is the label
+    # No dataset: the code is the label; the name is the version's dictionary's.
+    assert body["diagnosis"] == {
+        "code": PNEUMONIA,
+        "label": PNEUMONIA,
+        "display_name": "Pneumonia, unspecified organism",
+    }
     assert set(body["probabilities"]) == {PNEUMONIA, COLD}
     assert body["probabilities"][PNEUMONIA] > 0.5
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
