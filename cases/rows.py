@@ -15,7 +15,9 @@ everything else follows from it:
 - ``ModelInputs``: which of those a cohort's models use, from its data dictionary
   (``demographics`` and the findings ``used_by_model``). The features
   (``training.features``) leave the others out when a model is trained; a trained model's own
-  layout is its fitted vectoriser's vocabulary, so a version trained with age keeps using it.
+  layout is its fitted vectoriser's vocabulary, so a version trained with age keeps using it;
+- ``dictionary_keys``: the findings and symptoms a dictionary version defines, the only entries
+  of those columns a dataset file built under it holds.
 
 pyarrow is imported only when a schema is asked for: the web process imports this module (through
 ``cases.deid``) without paying for it.
@@ -30,11 +32,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cases.deid import OLDEST_BAND
+from cases.dictionary.definition import DEMOGRAPHICS, Definition
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-    from cases.dictionary.definition import Definition
 
 # The dataset file's format: its schema's ``format_version`` metadata. Files of every version a
 # reader accepts must still read; bump it (and teach the readers both) only for a change they
@@ -47,14 +48,13 @@ STORED_ROW_PREFIX = f'{{"v":"{STORED_ROW_FORMAT}",'
 # The "90+" band (``OLDEST_BAND``) is this number in a row's ``age``.
 OLDEST_AGE = 90
 UNKNOWN = "unknown"  # the sex of a record that gives none
-DEMOGRAPHICS = ("age", "sex")  # the dictionary's ``demographics`` switches
 
 
 @dataclass(frozen=True, slots=True)
 class Column:
     """One column of the row.
 
-    ``arrow``: its Arrow type by name (``_ARROW_TYPES``). ``stored``: its ``(key, arrow type)``
+    ``arrow``: its Arrow type by name (``_arrow_type``). ``stored``: its ``(key, arrow type)``
     pairs in the stored row, empty for the columns the build adds (the case id, the split); a
     mapping is stored as two lists, its keys and its values. ``model``: a model reads it;
     ``demographic``: the dictionary's ``demographics`` switch that says whether models use it;
