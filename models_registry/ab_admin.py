@@ -42,7 +42,6 @@ from models_registry.models.abtest import (
     MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
 )
-from training.admin import labels_under
 from training.models import ModelType
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
@@ -302,7 +301,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
                 }
                 for arm, row in figures["arms"].items()
             ]
-            extra["diagnosis_tables"] = _diagnosis_tables(test)
+            extra["diagnosis_tables"] = _diagnosis_tables(test, figures)
             extra["difference"] = fmt_difference_interval("accuracy", figures["difference"]) or "—"
             extra["srm_p"] = "—" if figures["srm"]["p_value"] is None else f"{figures['srm']['p_value']:.4g}"
             extra["agreement"] = fmt((figures["shadow"] or {}).get("agreement"))
@@ -380,10 +379,14 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         )
 
 
-def _diagnosis_tables(test: ABTest) -> list[dict[str, Any]]:
+def _diagnosis_tables(test: ABTest, figures: dict[str, Any]) -> list[dict[str, Any]]:
     """Per arm, each diagnosis with its dictionary name: predicted, confirmed by feedback, and the
-    share of the confirmed ones the arm got right (its recall of the diagnosis)."""
-    labels = labels_under(test.version_b.dictionary_id or test.version_a.dictionary_id, test.model_type)
+    share of the confirmed ones the arm got right (its recall of the diagnosis). From the figures
+    shown (a test that is over: those it ended with), read again for one that ended before they
+    had them."""
+    tables = figures.get("per_diagnosis")
+    if not isinstance(tables, dict):
+        tables = per_diagnosis(test)
     versions = {"a": test.version_a, "b": test.version_b}
     return [
         {
@@ -392,13 +395,13 @@ def _diagnosis_tables(test: ABTest) -> list[dict[str, Any]]:
             "rows": [
                 {
                     **row,
-                    "name": labels.diagnosis_name(row["code"]),
                     "recall": metric_value("recall", row["correct"] / row["confirmed"]) if row["confirmed"] else "—",
                 }
-                for row in rows
+                for row in tables.get(arm) or []
+                if isinstance(row, dict)
             ],
         }
-        for arm, rows in per_diagnosis(test).items()
+        for arm in ("a", "b")
     ]
 
 

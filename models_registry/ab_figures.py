@@ -35,6 +35,7 @@ import numpy as np
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
+from cases.dictionary.labels import version_labels
 from models_registry import ab_stats
 from models_registry.models import ABTest, Feedback, Prediction
 
@@ -94,11 +95,13 @@ def _shadow_counts(test: ABTest) -> dict[str, int]:
 
 
 def per_diagnosis(test: ABTest) -> dict[str, list[dict[str, Any]]]:
-    """Per arm and diagnosis code: ``predicted`` (the arm's predictions of it), ``confirmed`` (its
-    predictions with feedback confirming this code) and ``correct`` (those it predicted too), codes
-    in order. Split mode: each arm's answers and their feedback; shadow mode: A's answers, and B's
-    silent predictions judged against the feedback on A's answer to the same request. Four grouped
-    queries, whatever the number of predictions."""
+    """Per arm and diagnosis code: ``display_name`` (the code's name in the dictionary the versions
+    were trained under, B's else A's, else the cohort's current one; empty when none names it),
+    ``predicted`` (the arm's predictions of it), ``confirmed`` (its predictions with feedback
+    confirming this code) and ``correct`` (those it predicted too), codes in order. Split mode: each
+    arm's answers and their feedback; shadow mode: A's answers, and B's silent predictions judged
+    against the feedback on A's answer to the same request. Five queries, whatever the number of
+    predictions."""
     answered = Prediction.objects.filter(ab_test=test, shadow_of__isnull=True)
     shadows = Prediction.objects.filter(ab_test=test, shadow_of__isnull=False)
     tables: dict[str, dict[str, dict[str, int]]] = {arm: {} for arm in ARMS}
@@ -126,7 +129,15 @@ def per_diagnosis(test: ABTest) -> dict[str, list[dict[str, Any]]]:
         for arm, code, count, correct in rows:
             add(arm, code, "confirmed", count)
             add(arm, code, "correct", correct)
-    return {arm: [{"code": code, **tables[arm][code]} for code in sorted(tables[arm])] for arm in ARMS}
+    dictionary_id = test.version_b.dictionary_id or test.version_a.dictionary_id
+    labels = version_labels(dictionary_id, test.model_type.cohort)
+    return {
+        arm: [
+            {"code": code, "display_name": labels.diagnosis_name(code), **tables[arm][code]}
+            for code in sorted(tables[arm])
+        ]
+        for arm in ARMS
+    }
 
 
 def _ordered(units: list[tuple[int, float]]) -> np.ndarray:
@@ -281,6 +292,7 @@ def live_figures(test: ABTest) -> dict[str, Any]:
         "decision": str(evaluation.decision),
         "reason": str(evaluation.reason),
         "statistics": evaluation.as_dict(),
+        "per_diagnosis": per_diagnosis(test),
         "computed_at": timezone.now().isoformat(),
     }
 

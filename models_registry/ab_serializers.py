@@ -122,6 +122,21 @@ class SampleRatioSerializer(serializers.Serializer):
     method = serializers.CharField(allow_null=True)
 
 
+class DiagnosisFiguresSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    display_name = serializers.CharField(
+        help_text="The code's name in the versions' data dictionary; empty when no dictionary names it."
+    )
+    predicted = serializers.IntegerField(help_text="The arm's predictions of this code.")
+    confirmed = serializers.IntegerField(help_text="The arm's predictions with feedback confirming this code.")
+    correct = serializers.IntegerField(help_text="Of those, the ones the arm predicted (shadow B: on A's feedback).")
+
+
+class PerDiagnosisSerializer(serializers.Serializer):
+    a = DiagnosisFiguresSerializer(many=True)
+    b = DiagnosisFiguresSerializer(many=True)
+
+
 class ABFiguresSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=ABTest.Mode.choices)
     traffic_split = serializers.FloatField()
@@ -138,6 +153,9 @@ class ABFiguresSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=DECISIONS, help_text="The decision on the figures of now.")
     reason = serializers.CharField()
     statistics = serializers.DictField(help_text="ab_stats' whole evaluation.")
+    per_diagnosis = PerDiagnosisSerializer(
+        required=False, help_text="Per arm, each diagnosis code with its name (absent from tests ended before it)."
+    )
     computed_at = serializers.DateTimeField()
 
 

@@ -111,12 +111,12 @@ def test_shadow_predictions_of_b_are_judged_against_the_feedback_on_a(pair, engi
     tables = per_diagnosis(test)
 
     assert tables["a"] == [
-        {"code": WRONG, "predicted": 0, "confirmed": 1, "correct": 0},
-        {"code": RIGHT, "predicted": 3, "confirmed": 2, "correct": 2},
+        {"code": WRONG, "display_name": URI, "predicted": 0, "confirmed": 1, "correct": 0},
+        {"code": RIGHT, "display_name": PNEUMONIA, "predicted": 3, "confirmed": 2, "correct": 2},
     ]
     assert tables["b"] == [
-        {"code": WRONG, "predicted": 2, "confirmed": 1, "correct": 1},
-        {"code": RIGHT, "predicted": 1, "confirmed": 2, "correct": 1},
+        {"code": WRONG, "display_name": URI, "predicted": 2, "confirmed": 1, "correct": 1},
+        {"code": RIGHT, "display_name": PNEUMONIA, "predicted": 1, "confirmed": 2, "correct": 1},
     ]
 
 
@@ -152,3 +152,33 @@ def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(l
     assert re.search(r"Body temperature °C [\d.]+ [\d.]+", page)  # UCUM Cel printed as °C
     assert " Cel " not in page
     assert re.search(r"Oxygen saturation[^%]* % [\d.]+ [\d.]+", page)
+
+
+def test_an_ended_test_shows_the_per_diagnosis_figures_it_ended_with(lead_client, running, engineer, lead):
+    log_arm(running, "a", predicted=4, labelled=4, correct=4, by=engineer)
+    running.stop(by=lead, reason="Enough.")
+    late = log_arm(running, "b", predicted=3, labelled=3, correct=3, by=engineer)  # after the end
+    assert late
+
+    response = lead_client.get(reverse("admin:models_registry_abtest_change", args=[running.pk]))
+
+    tables = {table["arm"]: table["rows"] for table in response.context["diagnosis_tables"]}
+    assert [(row["code"], row["predicted"]) for row in tables["A"]] == [(RIGHT, 4)]
+    assert tables["B"] == []  # what the test ended with, not the log of now
+    assert f"J18.9 {PNEUMONIA} 4 4 4 100.0%" in text(response.content.decode())
+
+
+def test_the_api_figures_give_each_arms_diagnoses_with_their_names(running, engineer, lead):
+    from tests.conftest import jwt_client
+
+    log_arm(running, "a", predicted=3, labelled=2, correct=1, by=engineer)
+
+    figures = (
+        jwt_client(lead).get(f"/api/v1/model-types/{running.model_type.slug}/ab-tests/{running.pk}/").json()["figures"]
+    )
+
+    assert figures["per_diagnosis"]["a"] == [
+        {"code": WRONG, "display_name": URI, "predicted": 0, "confirmed": 1, "correct": 0},
+        {"code": RIGHT, "display_name": PNEUMONIA, "predicted": 3, "confirmed": 1, "correct": 1},
+    ]
+    assert figures["per_diagnosis"]["b"] == []
