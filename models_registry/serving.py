@@ -86,7 +86,7 @@ from cases.quality import MAX_AGE_YEARS
 from cases.rows import model_row
 
 if TYPE_CHECKING:
-    from cases.dictionary.definition import Definition
+    from cases.dictionary.definition import Definition, Finding
     from cases.dictionary.models import DataDictionary
     from models_registry.router import RoutingTable
 
@@ -196,6 +196,10 @@ class DictionaryCheck:
     definition: Definition
     model_findings: tuple[str, ...]
     training_ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    # Lookups made once per version (``Definition.finding`` builds its index on every call).
+    findings: Mapping[str, Finding] = field(default_factory=dict)
+    symptom_keys: frozenset[str] = frozenset()
+    diagnosis_names: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, dictionary: DataDictionary, training_ranges: Any = None) -> DictionaryCheck:
@@ -214,11 +218,14 @@ class DictionaryCheck:
             definition=definition,
             model_findings=definition.model_findings,
             training_ranges=ranges,
+            findings={finding.key: finding for finding in definition.findings},
+            symptom_keys=definition.symptom_keys,
+            diagnosis_names={item.code: item.display_name for item in definition.diagnoses},
         )
 
     def diagnosis_name(self, code: str) -> str | None:
         """The display name of a diagnosis code in this version's code set (None outside it)."""
-        return self.definition.diagnosis_name(code) or None
+        return self.diagnosis_names.get(code) or None
 
     def _refused(self, field_name: str, message: str, *, code: str, **extra: Any) -> RecordRefused:
         return RecordRefused(
@@ -248,13 +255,13 @@ class DictionaryCheck:
         """
         from cases.dictionary.validation import check_finding_value
 
-        definition = self.definition
+        known_findings = self.findings
         unknown: list[dict[str, Any]] = [
             {"field": "findings", "position": position}
             for position, key in enumerate(findings)
-            if definition.finding(key) is None
+            if key not in known_findings
         ]
-        known_symptoms = definition.symptom_keys
+        known_symptoms = self.symptom_keys
         unknown += [
             {"field": "symptoms", "position": position}
             for position, key in enumerate(symptoms)
@@ -271,12 +278,11 @@ class DictionaryCheck:
         warnings = []
         by_training = bool(self.training_ranges)
         for key, value in findings.items():
-            finding = definition.finding(key)
-            error, quality = check_finding_value(finding, value)  # type: ignore[arg-type]
+            finding = known_findings[key]  # unknown keys were refused above
+            error, quality = check_finding_value(finding, value)
             if error is not None:
                 raise self._refused(error.field, error.message, code=error.code)
             if by_training:
-                assert finding is not None  # unknown keys were refused above
                 warning = self._outside_training_range(f"findings.{key}", finding.display_name, finding.unit, value)
                 if warning is not None:
                     warnings.append(warning)
