@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from typing import Any
 
@@ -18,6 +19,7 @@ from sklearn.metrics import (
 )
 
 from tests.training.test_trainer import FAST, Recorder, file_splits, synthetic_splits
+from training import evaluation
 from training.evaluation import LATENCY_CALLS, evaluate, plain, predict_rows
 from training.features import columns_from_rows, feature_dicts
 from training.trainer import train
@@ -426,3 +428,152 @@ def test_predicting_from_columns_is_predicting_from_feature_dicts(algorithm):
 def test_a_model_that_is_not_our_pipeline_needs_row_dicts():
     with pytest.raises(TypeError, match="row dicts"):
         predict_rows(StubModel(CLASSES, PROBABILITIES), columns_from_rows(stub_rows(TRUTH)), numeric_features=[ID])
+
+
+# --- Mutation-testing pins (`make mutation`): each checks a formula the tests above left loose ----
+
+
+def expanded(confusion: np.ndarray) -> tuple[list[int], list[int]]:
+    """The (truth, prediction) rows a confusion matrix counts (truth in rows)."""
+    truth: list[int] = []
+    predicted: list[int] = []
+    for (i, j), count in np.ndenumerate(confusion):
+        truth += [i] * int(count)
+        predicted += [j] * int(count)
+    return truth, predicted
+
+
+# Label 2 occurs nowhere in the first matrix; labels 1 and 2 once each in the second (2TP + FP + FN
+# of 1); the third is the stub's.
+CONFUSIONS = np.array(
+    [
+        [[3, 1, 0], [2, 4, 0], [0, 0, 0]],
+        [[5, 1, 0], [0, 0, 0], [1, 0, 0]],
+        confusion_matrix(TRUTH, PREDICTED, labels=CLASSES),
+    ]
+)
+
+
+def test_accuracy_and_macro_f1_of_a_stack_of_confusion_matrices_are_sklearns():
+    expected = []
+    for confusion in CONFUSIONS:
+        truth, predicted = expanded(confusion)
+        expected.append(
+            (accuracy_score(truth, predicted), f1_score(truth, predicted, average="macro", zero_division=0))
+        )
+
+    accuracy, macro_f1 = evaluation._accuracy_and_macro_f1(CONFUSIONS)  # (resamples, L, L), as the bootstrap
+    assert accuracy.tolist() == pytest.approx([a for a, _ in expected], abs=1e-12)
+    assert macro_f1.tolist() == pytest.approx([f for _, f in expected], abs=1e-12)
+    for confusion, (a, f) in zip(CONFUSIONS, expected, strict=True):  # one matrix (L, L)
+        one_accuracy, one_f1 = evaluation._accuracy_and_macro_f1(confusion)
+        assert float(one_accuracy) == pytest.approx(a, abs=1e-12)
+        assert float(one_f1) == pytest.approx(f, abs=1e-12)
+
+
+def test_averages_leave_out_a_model_label_neither_true_nor_predicted_and_count_a_single_prediction():
+    truth = ["A", "A", "A", "B", "B", "A"]
+    probabilities = [[0.9, 0.1, 0.0]] * 3 + [[0.1, 0.9, 0.0], [0.6, 0.4, 0.0], [0.7, 0.3, 0.0]]  # B predicted once
+    predicted = ["A", "A", "A", "B", "A", "A"]
+
+    result = evaluate_stub(truth=truth, probabilities=probabilities)
+
+    for average in ("macro", "weighted"):  # sklearn: over the labels in the truth or the predictions (no C)
+        precision, recall, f1, _ = precision_recall_fscore_support(truth, predicted, average=average, zero_division=0)
+        assert result[f"precision_{average}"] == pytest.approx(precision, abs=1e-12)
+        assert result[f"recall_{average}"] == pytest.approx(recall, abs=1e-12)
+        assert result[f"f1_{average}"] == pytest.approx(f1, abs=1e-12)
+    precision, recall, f1, _ = precision_recall_fscore_support(truth, predicted, labels=CLASSES, zero_division=0)
+    assert [row["precision"] for row in result["per_class"]] == pytest.approx(precision.tolist(), abs=1e-12)
+    assert result["per_class"][1]["precision"] == 1.0  # one prediction of B, right: 1 / 1
+
+
+def test_predict_rows_of_no_rows_predicts_nothing():
+    predictions = predict_rows(StubModel(CLASSES, PROBABILITIES), [], numeric_features=[ID])
+
+    assert predictions.y_pred == predictions.y_true == predictions.case_ids == []
+    assert predictions.probabilities.shape == (0, 3)
+
+
+def test_auroc_of_a_label_with_a_single_positive_is_defined():
+    truth = ["A", "A", "B", "B", "A", "B", "A", "B", "A", "C"]  # one C
+    result = evaluate_stub(truth=truth)
+
+    per_class = {row["label"]: row["auroc"] for row in result["per_class"]}
+    scores = np.array(PROBABILITIES, dtype=np.float32).astype(np.float64)
+    assert per_class["C"] == pytest.approx(roc_auc_score([t == "C" for t in truth], scores[:, 2]), abs=1e-12)
+    assert result["auroc_macro"] == pytest.approx(np.mean(list(per_class.values())), abs=1e-12)
+
+
+def reference_macro_f1(confusion: np.ndarray) -> float:
+    """Macro-F1 as the harmonic mean of precision and recall, over the labels in truth or predictions."""
+    values = []
+    for j in range(len(confusion)):
+        true_count, predicted_count, hit = confusion[j, :].sum(), confusion[:, j].sum(), confusion[j, j]
+        if true_count == 0 and predicted_count == 0:
+            continue
+        precision = hit / predicted_count if predicted_count else 0.0
+        recall = hit / true_count if true_count else 0.0
+        values.append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+    return float(np.mean(values))
+
+
+def test_the_bootstrap_intervals_are_the_percentiles_of_multinomial_resamples():
+    """The same draws as ``_bootstrap`` (its documented method), scored independently: exact bounds."""
+    confusion = np.array([[200, 30, 20], [25, 150, 10], [15, 12, 90]])
+    n = int(confusion.sum())
+    cells = np.random.default_rng(7).multinomial(n, confusion.ravel() / n, size=1000).reshape(1000, 3, 3)
+    accuracies = [np.trace(cell) / n for cell in cells]
+    f1s = [reference_macro_f1(cell) for cell in cells]
+
+    accuracy_ci, f1_ci = evaluation._bootstrap(confusion, resamples=1000, seed=7)
+
+    assert accuracy_ci == pytest.approx(np.percentile(accuracies, [2.5, 97.5]).tolist(), abs=1e-12)
+    assert f1_ci == pytest.approx(np.percentile(f1s, [2.5, 97.5]).tolist(), abs=1e-12)
+
+
+def reference_ece(confidence: np.ndarray, right: np.ndarray) -> float:
+    """Guo et al.'s ECE written out: 10 bins [b/10, (b+1)/10) (1.0 in the last), |accuracy - confidence|."""
+    n = len(confidence)
+    total = 0.0
+    for b in range(10):
+        members = [i for i in range(n) if min(math.floor(confidence[i] * 10), 9) == b]
+        if members:
+            total += len(members) / n * abs(np.mean(right[members]) - np.mean(confidence[members]))
+    return total
+
+
+def test_the_ece_interval_is_the_percentile_interval_of_resampled_rows():
+    """Rows resampled with the documented draws (seed 0, 1,000 resamples), each resample's ECE by hand."""
+    truth, probabilities, _, _ = random_case(4, size=60)
+    scores = np.array(probabilities, dtype=np.float32).astype(np.float64)
+    confidence = scores.max(axis=1)
+    right = (scores.argmax(axis=1) == np.array([CLASSES.index(t) for t in truth])).astype(np.float64)
+    drawn = np.random.default_rng(0).integers(0, len(truth), size=(1000, len(truth)))
+    resampled = [reference_ece(confidence[rows], right[rows]) for rows in drawn]
+
+    result = evaluate_stub(truth=truth, probabilities=probabilities)
+
+    assert result["ece"] == pytest.approx(reference_ece(confidence, right), abs=1e-12)
+    assert result["ece_ci"] == pytest.approx(np.percentile(resampled, [2.5, 97.5]).tolist(), abs=1e-12)
+    assert result["calibration"]["method"] == evaluation.CALIBRATION_METHOD
+
+
+def test_a_model_with_non_finite_probabilities_is_refused():
+    probabilities = [list(row) for row in PROBABILITIES]
+    probabilities[3][1] = float("nan")
+
+    with pytest.raises(ValueError, match=r"^The model's probabilities are not all finite\.$"):
+        evaluate_stub(probabilities=probabilities)
+
+
+def test_predict_rows_of_unlabelled_rows_gives_an_empty_truth():
+    rows = stub_rows(TRUTH)
+    for row in rows[:3]:
+        del row["label"]
+    rows[3]["label"] = None
+
+    predictions = predict_rows(StubModel(CLASSES, PROBABILITIES), rows, numeric_features=[ID])
+
+    assert predictions.y_true == ["", "", "", "", *TRUTH[4:]]
+    assert predictions.y_pred == PREDICTED

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from training import splitting
 from training.models.dataset import SPLITS
 from training.splitting import SPLIT_NAMES, TEST, TRAIN, VALIDATION, check_fractions, split_cases
 
@@ -153,3 +156,75 @@ def test_duplicate_case_ids_and_ragged_arrays_are_refused():
 def test_fractions_that_leave_no_training_split_are_refused(validation, test, message):
     with pytest.raises(ValueError, match=message):
         check_fractions(validation, test)
+
+
+# --- Mutation-testing pins (`make mutation`): hand-worked splits and the published hash -----------
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
+
+
+def splitmix64_finaliser(z: int) -> int:
+    """Vigna's splitmix64 output function, in Python integers."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def test_integer_keys_are_splitmix64_of_the_value_and_the_seed():
+    # Value 0 with seed 0 and 1 are the generator's first two outputs from state 0, as published.
+    assert splitting._seeded_keys(np.array([0], dtype=np.int64), 0).tolist() == [0xE220A8397B1DCDAF]
+    assert splitting._seeded_keys(np.array([0], dtype=np.int64), 1).tolist() == [0x6E789E6AA1B965F4]
+    values = np.array([1, 7919, 2**40 + 3, 2**62], dtype=np.int64)
+    for seed in (0, 5, -1, 2**70 + 9):
+        seed_part = ((seed & MASK64) * GOLDEN + GOLDEN) & MASK64
+        keys = splitting._seeded_keys(values, seed)
+        assert keys.dtype == np.uint64
+        assert keys.tolist() == [splitmix64_finaliser((v + seed_part) & MASK64) for v in values.tolist()]
+
+
+def test_string_keys_are_blake2b_keyed_with_the_seed():
+    values = np.array(["p0", "a patient", "ü"])
+    for seed in (0, 3):
+        salt = (((seed & MASK64) * GOLDEN + GOLDEN) & MASK64).to_bytes(8, "little")
+        keys = splitting._seeded_keys(values, seed)
+        assert keys.dtype == np.uint64
+        expected = [
+            int.from_bytes(hashlib.blake2b(v.encode(), digest_size=8, key=salt).digest(), "little") for v in values
+        ]
+        assert keys.tolist() == expected
+
+
+def test_one_case_per_patient_splits_by_hand():
+    """20 patients, one case each, 10 of label A and 10 of B, fractions 0.2 / 0.2: each label's
+    deficits start at 6 / 2 / 2; a case goes where its label lacks most (ties to the earlier split),
+    so train takes the first four of a label, then train, validation and test one each, twice."""
+    ids = np.arange(20)
+    groups = np.array([f"p{i:02d}" for i in range(20)])
+    labels = np.array(["A", "B"] * 10)
+    for seed in (0, 1, 2):
+        assigned = split((ids, groups, labels), (0.2, 0.2), seed=seed)
+        visits = np.argsort(splitting._seeded_keys(groups, seed))  # one case each: by key alone
+        for label in ("A", "B"):
+            in_visit_order = [int(assigned[i]) for i in visits if labels[i] == label]
+            assert in_visit_order == [TRAIN] * 5 + [VALIDATION, TEST, TRAIN, VALIDATION, TEST]
+
+
+def test_a_patient_with_several_labels_goes_where_its_cases_are_lacking_most():
+    """Hand-worked, fractions 0 / 0.5 (train and test only): targets A 3 / 3, B 1 / 1, C 2 / 2. The
+    big patient (A, A, B, B) is visited first: 2 * 3/6 + 2 * 1/2 = 2 for either split, a tie, so
+    train (left lacking A 1, B -1). The single A cases then go test, test, train (a tie at 1), test;
+    the single C cases train (a tie at 2), test, train, test, whatever the seeded order."""
+    ids = np.arange(12)
+    groups = np.array(["big"] * 4 + [f"s{i}" for i in range(8)])
+    labels = np.array(["A", "A", "B", "B"] + ["A"] * 4 + ["C"] * 4)
+    for seed in (0, 1, 2, 3):
+        assigned = split((ids, groups, labels), (0.0, 0.5), seed=seed)
+        assert set(assigned[:4].tolist()) == {TRAIN}
+        assert sorted(assigned[4:8].tolist()) == [TRAIN, TEST, TEST, TEST]
+        assert sorted(assigned[8:].tolist()) == [TRAIN, TRAIN, TEST, TEST]
+
+
+def test_duplicate_case_ids_are_refused_with_a_sentence():
+    with pytest.raises(ValueError, match=r"^Case ids must be unique\.$"):
+        split((np.array([1, 1]), np.array(["a", "b"]), np.array(["x", "y"])))
