@@ -24,34 +24,32 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import ActionLocation
 from django.contrib.admin.utils import flatten_fieldsets, unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
-from cases import deid
+from cases import case_page, deid
 from cases.access_log import AccessLogEntry, record_access
-from cases.dictionary.checking import RecordRefused, check_record
-from cases.dictionary.labels import request_labels
-from cases.interchange import KNOWN_KEYS, RecordError, parse_record
-from cases.models import CONTENT_FIELDS, Case, CaseTransition, Cohort, DataDictionary
+from cases.case_form import SLUG, CaseAdminForm, CohortChoiceForm, case_form_class, published_cohorts
+from cases.dictionary.checking import current_dictionary
+from cases.dictionary.labels import definition_of, request_labels
+from cases.models import CONTENT_FIELDS, Case, CaseTransition, Cohort
 from cases.statistics import MIN_CASES_FOR_MEAN, compute_statistics
 from cases.views import DEIDENTIFIED_STATES
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin, display_name
 from learning_engine.exceptions import DomainError
-from learning_engine.forms import StrictJSONField
 from learning_engine.permissions import can_view_phi
 from learning_engine.roles import PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
-
-    from cases.interchange import CaseRecord
 
 # Lookup roots (the first part of a changelist query parameter) that hold no PHI. Without the PHI
 # permission only these may be filtered on; everything else (note__icontains=..., patient__name=...)
@@ -185,99 +183,6 @@ class RetractForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         help_text="Why the case must leave future datasets. Kept in the audit trail.",
     )
-
-
-# --- The case form (add and edit) ----------------------------------------------------------------
-
-
-class CaseAdminForm(forms.ModelForm):
-    """Validates the content through the interchange parser, so the admin accepts what the API does.
-
-    ``expected_revision`` carries the revision the user opened; an edit of a case someone changed
-    meanwhile is refused instead of silently overwriting their change.
-    """
-
-    expected_revision = forms.IntegerField(widget=forms.HiddenInput, required=False)
-
-    class Meta:
-        model = Case
-        fields = ("source", "external_id", *CONTENT_FIELDS)
-        # Read as the API reads JSON: bounded depth, finite numbers (a form error, never a 500).
-        field_classes = dict.fromkeys(("patient", "findings", "symptoms", "extra"), StrictJSONField)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.record: CaseRecord | None = None
-        self.dictionary: DataDictionary | None = None
-        # Empty findings, symptoms or extras make a worse case (the quality score says so), not an
-        # invalid one.
-        for name in ("findings", "symptoms", "extra"):
-            if name in self.fields:
-                self.fields[name].required = False
-        if self.instance.pk is not None:
-            self.fields["expected_revision"].initial = self.instance.revision
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        instance = self.instance
-        if instance.pk is not None:
-            if not instance.can_edit():
-                raise ValidationError(
-                    f"This case is {instance.status}; only submitted or rejected cases can be edited.",
-                    code="not_editable",
-                )
-            if cleaned.get("expected_revision") != instance.revision:
-                raise ValidationError(
-                    "Someone changed this case after you opened it, so your edit was not saved. "
-                    "Open the case again to see the current record.",
-                    code="stale",
-                )
-            source, external_id = instance.source, instance.external_id
-        else:
-            source, external_id = cleaned.get("source"), cleaned.get("external_id")
-        if self.errors:
-            return cleaned
-        extra = cleaned.get("extra") or {}
-        if not isinstance(extra, dict):
-            self.add_error("extra", "Must be a JSON object.")
-            return cleaned
-        clashing = sorted(set(extra) & KNOWN_KEYS)
-        if clashing:
-            self.add_error("extra", f"Must not repeat the record's own keys ({', '.join(clashing)}).")
-            return cleaned
-        encounter = cleaned.get("encounter_date")
-        data = {
-            **extra,
-            "source": source,
-            "external_id": external_id,
-            "cohort": cleaned.get("cohort"),
-            "patient": cleaned.get("patient"),
-            "encounter_date": encounter.isoformat() if encounter else None,
-            "findings": cleaned.get("findings") or {},
-            "symptoms": cleaned.get("symptoms") or [],
-            "note": cleaned.get("note") or "",
-            "diagnosis": {"code": cleaned.get("diagnosis_code") or "", "label": cleaned.get("diagnosis_label") or ""},
-        }
-        try:
-            record = parse_record(data)
-        except RecordError as exc:
-            self.add_error(self._form_field_of(exc.field), exc.message if exc.field else str(exc))
-            return cleaned
-        try:
-            # The cohort's data dictionary: every problem at once, each beside its field.
-            self.dictionary = check_record(record).dictionary
-        except RecordRefused as refused:
-            for issue in refused.issues:
-                self.add_error(self._form_field_of(issue.field), issue.message)
-            return cleaned
-        self.record = record
-        return cleaned
-
-    def _form_field_of(self, record_field: str) -> str | None:
-        root = record_field.split(".", 1)[0].split("[", 1)[0]
-        if root == "diagnosis":
-            root = "diagnosis_label" if record_field.endswith("label") else "diagnosis_code"
-        return root if root in self.fields else None
 
 
 # --- Inline audit trail --------------------------------------------------------------------------
@@ -461,32 +366,39 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
     def get_inlines(self, request: HttpRequest, obj: Case | None) -> list[type[admin.options.InlineModelAdmin]]:
         return [CaseTransitionInline] if obj is not None else []
 
+    def _may_enter(self, request: HttpRequest, obj: Case | None) -> bool:
+        """Whether this request gets the case form: an add, or an edit the user may make."""
+        return self.has_add_permission(request) if obj is None else self.has_change_permission(request, obj)
+
+    @staticmethod
+    def _requested_cohort(request: HttpRequest) -> str | None:
+        """``?cohort=<slug>``: the cohort the form is for; anything but a slug is no cohort."""
+        slug = request.GET.get("cohort")
+        return slug if slug is not None and SLUG.fullmatch(slug) else None
+
+    def _form_class(self, request: HttpRequest, obj: Case | None) -> type[CaseAdminForm]:
+        """The form generated from the dictionary of ``?cohort=`` or else the case's cohort (its
+        current version), built once per request (the fieldsets, the form and the readonly fields
+        all ask). The admin instance is shared by every request, so the request carries it."""
+        built: dict[Any, type[CaseAdminForm]] = request.__dict__.setdefault("_case_form_classes", {})
+        key = obj.pk if obj is not None else None
+        if key not in built:
+            slug = self._requested_cohort(request) if "cohort" in request.GET else (obj.cohort if obj else None)
+            built[key] = case_form_class(current_dictionary(slug) if slug else None, case=obj)
+        return built[key]
+
+    def get_form(self, request: HttpRequest, obj: Case | None = None, change: bool = False, **kwargs: Any) -> Any:
+        if self._may_enter(request, obj):
+            return self._form_class(request, obj)
+        return super().get_form(request, obj, change=change, **kwargs)
+
     def _editable_fields(self, request: HttpRequest, obj: Case | None) -> tuple[str, ...]:
-        if obj is None:
-            return ("source", "external_id", *CONTENT_FIELDS) if self.has_add_permission(request) else ()
-        if self.has_change_permission(request, obj):
-            return (*CONTENT_FIELDS, "expected_revision")
-        return ()
+        return tuple(self._form_class(request, obj).base_fields) if self._may_enter(request, obj) else ()
 
     def get_fieldsets(self, request: HttpRequest, obj: Case | None = None) -> _FieldsetSpec:
         if obj is None:
-            return [
-                (None, {"fields": ("source", "external_id", "cohort", "encounter_date")}),
-                (
-                    "Patient and clinical content (PHI)",
-                    {
-                        "fields": (
-                            "patient",
-                            "findings",
-                            "symptoms",
-                            "note",
-                            "diagnosis_code",
-                            "diagnosis_label",
-                            "extra",
-                        )
-                    },
-                ),
-            ]
+            return self._form_class(request, None).fieldsets
+        record = ("dictionary_check", "findings_table", "symptoms_list", "diagnosis_named")
         if not can_view_phi(request.user):
             return [
                 (
@@ -497,7 +409,6 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
                             "source",
                             "cohort",
                             "status",
-                            "diagnosis_code",
                             "submitted_by",
                             "reviewed_by",
                             "reviewed_at",
@@ -507,6 +418,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
                         )
                     },
                 ),
+                ("Clinical record (de-identified)", {"fields": record}),
                 ("Quality", {"fields": ("quality", "quality_issues_list")}),
                 (
                     "De-identified record",
@@ -516,32 +428,80 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         editable = self.has_change_permission(request, obj)
         case_fields = ["id", "source", "external_id", "status", "revision"]
         if not editable:
-            case_fields += ["cohort", "diagnosis_code"]
+            case_fields += ["cohort"]
         case_fields += ["submitted_by", "last_edited_by", "created_at", "updated_at"]
         fieldsets: list[tuple[Any, _FieldOpts]] = [
             ("Case", {"fields": tuple(case_fields)}),
+            ("Clinical record", {"fields": record}),
             ("Review", {"fields": ("reviewed_by", "reviewed_at", "rejection_reason", "review_note")}),
             ("Quality", {"fields": ("quality", "quality_issues_list")}),
-            (
-                "Record: raw (PHI) and de-identified",
-                {"fields": ("patient_pseudonym", "deid_policy_version", "record_comparison"), "classes": ("wide",)},
-            ),
         ]
         if editable:
-            fieldsets.append(
-                (
-                    "Edit the clinical content",
-                    {
-                        "fields": (*CONTENT_FIELDS, "expected_revision"),
-                        "description": "Saving re-scores the case; a rejected case goes back to review.",
-                    },
+            form_class = self._form_class(request, obj)
+            if form_class.dictionary_version is None:
+                fieldsets.append(
+                    (
+                        "Edit the clinical content",
+                        {
+                            "fields": ("expected_revision",),
+                            "description": mark_safe(
+                                "The case's cohort has no published data dictionary, so the form cannot be built "
+                                'from one. <a href="?choose_cohort=1">Choose the cohort</a> to edit it under.'
+                            ),
+                        },
+                    )
                 )
+            else:
+                fieldsets += form_class.fieldsets
+        fieldsets.append(
+            (
+                "Record as JSON: raw (PHI) and de-identified",
+                {
+                    "fields": ("patient_pseudonym", "deid_policy_version", "record_comparison"),
+                    "classes": ("wide", "collapse"),
+                },
             )
+        )
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Case | None = None) -> list[str]:
         editable = set(self._editable_fields(request, obj))
         return [name for name in flatten_fieldsets(self.get_fieldsets(request, obj)) if name not in editable]
+
+    # --- The clinical record in the dictionary's words (cases.case_page) --------------------------
+
+    def _shown_content(self, request: HttpRequest, obj: Case) -> dict[str, Any]:
+        """The raw record for a PHI user, the de-identified one for everyone else."""
+        if can_view_phi(request.user):
+            return {"findings": obj.findings, "symptoms": obj.symptoms}
+        return obj.deidentified or {}
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Case | None:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            obj._shown = self._shown_content(request, obj)  # type: ignore[attr-defined]
+        return obj
+
+    @admin.display(description="data dictionary")
+    def dictionary_check(self, obj: Case) -> str:
+        return case_page.dictionary_check(obj)
+
+    @admin.display(description="findings")
+    def findings_table(self, obj: Case) -> str:
+        dictionary = case_page.case_dictionary(obj)
+        shown = getattr(obj, "_shown", {})
+        return case_page.findings_table(shown.get("findings") or {}, definition_of(dictionary) if dictionary else None)
+
+    @admin.display(description="symptoms")
+    def symptoms_list(self, obj: Case) -> str:
+        dictionary = case_page.case_dictionary(obj)
+        shown = getattr(obj, "_shown", {})
+        return case_page.symptoms_list(shown.get("symptoms") or [], definition_of(dictionary) if dictionary else None)
+
+    @admin.display(description="diagnosis")
+    def diagnosis_named(self, obj: Case) -> str:
+        dictionary = case_page.case_dictionary(obj)
+        return case_page.diagnosis_text(obj.diagnosis_code, definition_of(dictionary) if dictionary else None)
 
     @admin.display(description="quality issues")
     def quality_issues_list(self, obj: Case) -> str:
@@ -579,6 +539,9 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
     def changeform_view(
         self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
     ) -> HttpResponse:
+        chooser = self._cohort_chooser(request, object_id)
+        if chooser is not None:
+            return chooser
         saving = request.method == "POST" and any(k in request.POST for k in ("_save", "_continue", "_addanother"))
         if saving and object_id is not None:
             obj = self.get_object(request, unquote(object_id))
@@ -607,6 +570,42 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         self._log_change_form(request, object_id, response)
         return response
 
+    def _cohort_chooser(self, request: HttpRequest, object_id: str | None) -> HttpResponse | None:
+        """The first step of entering a case: the cohort whose dictionary the form follows.
+
+        Shown on the add page until ``?cohort=`` names a cohort with a published dictionary (an
+        unknown one is an error beside the select), and on a case's page with ``?choose_cohort``
+        (a case of a cohort without a dictionary, or one entered under the wrong cohort). None:
+        the admin's own page (which also answers a user who may not add or edit).
+        """
+        obj = None
+        if object_id is not None:
+            if not {"choose_cohort", "cohort"} & set(request.GET):
+                return None
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None:
+                return None
+        if not self._may_enter(request, obj):
+            return None
+        if "choose_cohort" in request.GET or "cohort" not in request.GET:
+            form = CohortChoiceForm(initial={"cohort": obj.cohort if obj is not None else None})
+        else:
+            form = CohortChoiceForm(request.GET)
+            if form.is_valid():
+                return None
+        what = "Add case" if obj is None else f"Edit {obj}"
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{what}: choose the cohort",
+            "subtitle": None,
+            "opts": self.opts,
+            "case": obj,
+            "form": form,
+            "cohorts": [(cohort, cohort.current_dictionary()) for cohort in published_cohorts()],
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/cases/case/choose_cohort.html", context)
+
     def _log_change_form(self, request: HttpRequest, object_id: str | None, response: HttpResponse) -> None:
         """An edit or a submission saved by ``save_model``, or a case's page shown to a PHI user."""
         saved: tuple[str, int, tuple[str, ...]] | None = getattr(request, "_case_saved", None)
@@ -623,6 +622,13 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         record = form.record
         if record is None:  # the form validated, so this is a programming error
             raise RuntimeError("CaseAdminForm validated without building a record.")
+        if form.quality:
+            # Outside the expected range: taken, with a lower quality score, and said so.
+            self.message_user(
+                request,
+                "Saved with quality issues: " + " ".join(issue.message for issue in form.quality),
+                messages.WARNING,
+            )
         # Read back by ``changeform_view`` for the access log (the admin instance is shared by
         # every request, so the request carries it).
         if change:

@@ -130,12 +130,19 @@ class Range:
 
     def __str__(self) -> str:
         if self.min is not None and self.max is not None:
-            return f"{self.min:g}..{self.max:g}"
+            return f"{_bound(self.min)}..{_bound(self.max)}"
         if self.min is not None:
-            return f">= {self.min:g}"
+            return f">= {_bound(self.min)}"
         if self.max is not None:
-            return f"<= {self.max:g}"
+            return f"<= {_bound(self.max)}"
         return "any value"
+
+
+def _bound(value: float) -> str:
+    """A range bound as people write it: 1000000, not 1e+06 (``:g`` beyond six digits)."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
 
 
 @dataclass(frozen=True, slots=True)

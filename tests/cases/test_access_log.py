@@ -268,24 +268,12 @@ def test_an_admin_edit_is_logged_with_the_changed_fields_and_audited(staff_clien
 
 
 def test_an_admin_submission_is_logged(staff_client):
-    client, user = staff_client(roles.CLINICIAN)
-    record = record_dict()
-    data = {
-        "source": record["source"],
-        "external_id": record["external_id"],
-        "cohort": record["cohort"],
-        "encounter_date": record["encounter_date"],
-        "patient": json.dumps(record["patient"]),
-        "findings": json.dumps(record["findings"]),
-        "symptoms": json.dumps(record["symptoms"]),
-        "note": record["note"],
-        "diagnosis_code": "J18.9",
-        "diagnosis_label": "Pneumonia",
-        "extra": "{}",
-        "_save": "Save",
-    }
+    from tests.cases.test_admin import add_form_data
 
-    response = client.post(reverse("admin:cases_case_add"), data)
+    client, user = staff_client(roles.CLINICIAN)
+    data = add_form_data(record_dict()) | {"_save": "Save"}
+
+    response = client.post(reverse("admin:cases_case_add") + "?cohort=respiratory", data)
 
     assert response.status_code == 302, response.content[:2000]
     case = Case.objects.get()

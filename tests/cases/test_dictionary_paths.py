@@ -219,38 +219,22 @@ def test_the_migration_flags_cases_that_fail_and_keeps_them(clinician):
 def test_the_admin_form_shows_each_dictionary_error_beside_its_field(client, make_user):
     from django.urls import reverse
 
+    from tests.cases.test_admin import add_form_data
+
     client.force_login(make_user(roles.CLINICIAN, is_staff=True))
-    record = record_dict(findings={"heart_rate": -5, SECRET_KEY_TEXT: 1}, encounter_date="2099-01-01")
-    data = {
-        "source": record["source"],
-        "external_id": record["external_id"],
-        "cohort": record["cohort"],
-        "encounter_date": record["encounter_date"],
-        "patient": json.dumps(record["patient"]),
-        "findings": json.dumps(record["findings"]),
-        "symptoms": json.dumps(record["symptoms"]),
-        "note": record["note"],
-        "diagnosis_code": "ZZZ",
-        "diagnosis_label": "",
-        "extra": "{}",
-        "_save": "Save",
-    }
-    response = client.post(reverse("admin:cases_case_add"), data)
+    record = record_dict(findings={"heart_rate": -5}, encounter_date="2099-01-01")
+    add = reverse("admin:cases_case_add") + "?cohort=respiratory"
+    data = add_form_data(record) | {"diagnosis_code": "ZZZ", "_save": "Save"}
+    response = client.post(add, data)
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
-    assert set(errors) == {"encounter_date", "findings", "diagnosis_code"}
-    assert len(errors["findings"]) == 2
+    assert set(errors) == {"encounter_date", "finding_heart_rate", "diagnosis_code"}
     assert not Case.objects.exists()
-    response = client.post(reverse("admin:cases_case_add"), {**data, "cohort": "no-such-cohort"})
-    assert "cohort" in response.context["adminform"].form.errors
+    response = client.post(reverse("admin:cases_case_add") + "?cohort=no-such-cohort", data)
+    assert "No such cohort" in response.content.decode()
     assert not Case.objects.exists()
-    good = {
-        **data,
-        "encounter_date": "2025-01-01",
-        "findings": json.dumps({"heart_rate": 80}),
-        "diagnosis_code": "J18.9",
-    }
-    assert client.post(reverse("admin:cases_case_add"), good).status_code == 302
+    good = data | {"encounter_date": "2025-01-01", "finding_heart_rate": "80", "diagnosis_code": "J18.9"}
+    assert client.post(add, good).status_code == 302
     assert Case.objects.get().dictionary == respiratory()
 
 
