@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -179,33 +179,46 @@ class Definition:
     diagnoses: tuple[Diagnosis, ...]
     uses_age: bool
     uses_sex: bool
+    # Lookups built once, when the definition is made: a record's check asks for each of its
+    # findings, and rebuilding an index per question made checking quadratic in the findings.
+    _findings_by_key: dict[str, Finding] = field(init=False, repr=False, compare=False, hash=False)
+    _finding_keys: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
+    _symptom_keys: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
+    _diagnosis_names: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        by_key = {item.key: item for item in self.findings}
+        object.__setattr__(self, "_findings_by_key", by_key)
+        object.__setattr__(self, "_finding_keys", frozenset(by_key))
+        object.__setattr__(self, "_symptom_keys", frozenset(item.key for item in self.symptoms))
+        # The first name of a code wins, as the search it replaces did (codes are unique anyway).
+        names: dict[str, str] = {}
+        for item in self.diagnoses:
+            names.setdefault(item.code, item.display_name)
+        object.__setattr__(self, "_diagnosis_names", names)
 
     def finding(self, key: str) -> Finding | None:
-        return _index(self.findings).get(key)
+        return self._findings_by_key.get(key)
 
     @property
     def finding_keys(self) -> frozenset[str]:
-        return frozenset(item.key for item in self.findings)
+        return self._finding_keys
 
     @property
     def symptom_keys(self) -> frozenset[str]:
-        return frozenset(item.key for item in self.symptoms)
+        return self._symptom_keys
 
     @property
     def diagnosis_codes(self) -> frozenset[str]:
-        return frozenset(item.code for item in self.diagnoses)
+        return frozenset(self._diagnosis_names)
 
     def diagnosis_name(self, code: str) -> str:
-        return next((item.display_name for item in self.diagnoses if item.code == code), "")
+        return self._diagnosis_names.get(code, "")
 
     @property
     def model_findings(self) -> tuple[str, ...]:
         """The findings a model uses, in dictionary order."""
         return tuple(item.key for item in self.findings if item.used_by_model)
-
-
-def _index(findings: tuple[Finding, ...]) -> dict[str, Finding]:
-    return {item.key: item for item in findings}
 
 
 # --- Code checks -----------------------------------------------------------------------------------
