@@ -291,6 +291,13 @@ def test_dictionary_errors_show_together_with_an_input_s_own_error(clinician_cli
     assert set(errors) == {"patient_mrn", "finding_heart_rate", "patient_birth_date"}
 
 
+def test_save_and_add_another_opens_the_form_of_the_same_cohort(clinician_client):
+    response = clinician_client.post(f"{ADD}?cohort=respiratory", valid_respiratory() | {"_addanother": "1"})
+
+    assert response.status_code == 302
+    assert response.url == f"{ADD}?cohort=respiratory"
+
+
 def test_a_value_outside_the_expected_range_is_saved_with_a_warning(clinician_client):
     data = valid_respiratory(temperature_c=38.4, heart_rate=104, spo2=0.93, wbc=12.8)
 
