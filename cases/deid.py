@@ -1,6 +1,6 @@
 """De-identification: the only form of a case that leaves the ``cases`` app.
 
-Policy (HIPAA Safe Harbor, see DESIGN.md):
+Policy (HIPAA Safe Harbor, see docs/design.md and docs/deidentification.md):
 
 - direct identifiers (name, MRN, SSN, phone, email, address, external id, any unknown patient or
   record key) are dropped;

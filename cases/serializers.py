@@ -9,8 +9,8 @@ A case is shown in one of two ways, chosen by who asks (``case_serializer_for``)
   encounter number is an identifier). Its diagnosis label is the scrubbed one from the
   de-identified record, because the raw label is free text too.
 
-Input: ``CaseRecordSerializer`` takes an interchange record (DESIGN.md) and validates it with
-``cases.interchange.parse_record``, the parser of the import, so the API and the import accept
+Input: ``CaseRecordSerializer`` takes an interchange record (the README's "Case data" example) and
+validates it with ``cases.interchange.parse_record``, the parser of the import, so the API and the import accept
 exactly the same records. Its error messages name fields, never values, so a bad record is never
 echoed back. Its declared fields only document the shape for the OpenAPI schema.
 """

@@ -35,7 +35,7 @@ ANYONE = frozenset({"anonymous", C, E, L, P, PO})
 STAFF_VIEWERS = frozenset({E, L})
 
 # (method, path) -> the roles whose requests pass the permission check. The design's table
-# (shared/DESIGN.md, "Roles"), written out: keep it a specification, not a copy of the code.
+# (docs/design.md, "Roles"), written out: keep it a specification, not a copy of the code.
 MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/auth/token/"): ANYONE,
     ("POST", "/api/v1/auth/token/refresh/"): ANYONE,
