@@ -261,11 +261,12 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     - ``progress`` (PATCH): progress 0-100, stage text, optional latest metrics and one finished
       epoch for the history. It is also the heartbeat: a job that reports nothing for
       ``JOB_STALE_SECONDS`` is reaped like a dead worker's (requeued, its lease revoked).
-    - ``complete``: running -> completed. For now the client's metrics are stored as reported,
-      the evaluation is ``{"reported_by_client": <metrics>}`` and there is no artifact (empty
-      path and sha256): artifact upload and the registry's own evaluation come with the model
-      registry (issue #4). ``job_completed`` is still sent, so the registry must skip a job
-      without an artifact.
+    - ``complete``: running -> completed. The client's metrics are stored as reported (the
+      evaluation is ``{"reported_by_client": <metrics>}``) and the job has no artifact of its own:
+      the trained model arrives through the registry's upload
+      (``POST /api/v1/model-types/{slug}/versions/upload/``), which validates it in a sandbox
+      and evaluates it itself on the job's test split. ``job_completed`` is still sent, and the
+      registry registers nothing for a job without an artifact.
     - ``fail``: running (with the lease) or queued -> failed, with the reason.
 
     A worker-run job refuses all four with 409 ``worker_job``: only the worker that holds its
@@ -419,7 +420,8 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     @extend_schema(
         summary="Complete an external job",
         description="running -> completed. The metrics are stored as reported (evaluation "
-        "{'reported_by_client': metrics}); no artifact until the registry adds artifact upload.",
+        "{'reported_by_client': metrics}), never used for a decision. The model itself is uploaded to "
+        "POST /api/v1/model-types/{slug}/versions/upload/, which validates and evaluates it.",
         request=JobCompleteSerializer,
         responses={200: TrainingJobDetailSerializer, **ERRORS, **NOT_FOUND, **conflict(EXTERNAL_CONFLICTS)},
     )
