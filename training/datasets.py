@@ -339,7 +339,7 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
             f"Dataset {snapshot.pk} is {snapshot.status}; only a building snapshot can be built.",
             current_status=snapshot.status,
         )
-    snapshot.beat()  # the build has started: from now on the reaper judges it by its heartbeat
+    snapshot.heartbeat()  # the build has started: from now on the reaper judges it by its heartbeat
     # The dictionary version the snapshot is built under: the cohort's current one as the build
     # starts (a version published during the build is the next snapshot's).
     dictionary = current_dictionary(snapshot.filters["cohort"])
@@ -354,7 +354,7 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
         file_sha256, file_size = _file_digest(path)
         with open(path, "rb") as source:
             stored = default_storage.save(f"{STORAGE_FOLDER}/{snapshot.pk}-{content_hash[:12]}.parquet", File(source))
-        snapshot.mark_ready(
+        snapshot.complete(
             file=stored,
             manifest={name: selection.ids[splits == code].tolist() for code, name in enumerate(SPLIT_NAMES)},
             label_counts=_label_counts(selection, splits),
@@ -449,7 +449,7 @@ STAGE_INTERVAL_S = 1.0
 
 
 def _beating(snapshot: DatasetSnapshot, report: Progress) -> Progress:
-    """``report``, recording the stage on the snapshot (``beat``: with its heartbeat) when the stage
+    """``report``, recording the stage on the snapshot (``heartbeat``) when the stage
     changes and at most every ``STAGE_INTERVAL_S`` within a stage, for the admin's live page (the
     heartbeat moves with it, far more often than the reaper asks).
 
@@ -461,7 +461,7 @@ def _beating(snapshot: DatasetSnapshot, report: Progress) -> Progress:
     def beating(stage: str, done: int, total: int) -> None:
         nonlocal last, last_stage
         if stage != last_stage or time.monotonic() - last >= STAGE_INTERVAL_S:
-            snapshot.beat(stage, done, total)
+            snapshot.heartbeat(stage, done, total)
             last, last_stage = time.monotonic(), stage
         report(stage, done, total)
 
@@ -480,7 +480,7 @@ def _fail(snapshot: DatasetSnapshot, error: Exception) -> None:
         message, scan_report = f"Unexpected {type(error).__name__} during the build; see the server log.", None
     snapshot.refresh_from_db(fields=["status"])
     if snapshot.status == DatasetSnapshot.Status.BUILDING:
-        snapshot.mark_failed(error=message, scan_report=scan_report)
+        snapshot.fail(reason=message, scan_report=scan_report)
 
 
 def _remove(path: str) -> None:

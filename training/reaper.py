@@ -5,7 +5,7 @@ longer moves. Reaping clears the job's lease, so if that worker was only slow, n
 write is refused (``LeaseLost``) and it stops.
 
 Dataset snapshots too: a build that dies leaves its snapshot ``building``. A build moves the
-snapshot's heartbeat as it goes (``DatasetSnapshot.beat``), so a building snapshot whose heartbeat
+snapshot's heartbeat as it goes (``DatasetSnapshot.heartbeat``), so a building snapshot whose heartbeat
 is older than the same stale limit is failed with the reason; one whose build never started (its
 task lost) is failed once it is ``DATASET_QUEUED_LIMIT_SECONDS`` old (default a day: a build may wait
 behind long jobs). A build that was only slow learns at its next heartbeat and stops.

@@ -149,7 +149,7 @@ def test_a_building_dataset_page_shows_its_stage_live_and_its_final_state_withou
     page.evaluate("window.__notReloaded = true")
     assert page.locator("#dataset-live .dataset-status").inner_text() == "Building"
 
-    snapshot.beat("Writing", 1234, 5000)
+    snapshot.heartbeat("Writing", 1234, 5000)
     page.wait_for_function(
         "() => document.querySelector('#dataset-live .dataset-progress').textContent.includes('1,234 of 5,000')"
     )

@@ -81,7 +81,7 @@ def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
 
 
 def ready_snapshot(model_type: ModelType, *, by: Any, seed: int = 1, first_id: int = 1) -> DatasetSnapshot:
-    """A ready snapshot whose file holds ``rows_by_split(seed=...)`` (marked ready through ``mark_ready``)."""
+    """A ready snapshot whose file holds ``rows_by_split(seed=...)`` (marked ready through ``complete``)."""
     splits = rows_by_split(seed=seed, first_id=first_id)
     rows = [row for split in splits.values() for row in split]
     snapshot = DatasetSnapshot.objects.create(
@@ -94,7 +94,7 @@ def ready_snapshot(model_type: ModelType, *, by: Any, seed: int = 1, first_id: i
     for row in rows:
         counts = label_counts.setdefault(row["split"], {})
         counts[row["label"]] = counts.get(row["label"], 0) + 1
-    snapshot.mark_ready(
+    snapshot.complete(
         manifest={split: [row["case_id"] for row in split_rows] for split, split_rows in splits.items()},
         label_counts=label_counts,
         case_count=len(rows),

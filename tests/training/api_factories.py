@@ -1,7 +1,7 @@
 """Factories for the training API tests, with a trait per state (on top of ``tests.training.factories``).
 
     diagnosis_model_type()                        the "diagnosis" model type (respiratory cohort)
-    SnapshotFactory(ready=True)                    marked ready through DatasetSnapshot.mark_ready
+    SnapshotFactory(ready=True)                    marked ready through DatasetSnapshot.complete
     SnapshotFactory(ready=True, with_file=True)    ... with a small real Parquet file
     TrainingJobFactory(running=True)               submitted and started through the model's methods
     TrainingJobFactory(executor="external", running=True).lease   the lease start returned
@@ -74,8 +74,8 @@ def diagnosis_model_type(**overrides: Any) -> ModelType:
 
 
 class SnapshotFactory(factory.django.DjangoModelFactory[DatasetSnapshot]):
-    """A snapshot moved to a state cheaply: ``mark_ready`` with fixed results (a small real file
-    with ``with_file=True``), or ``mark_failed``. For a really built one, use
+    """A snapshot moved to a state cheaply: ``complete`` with fixed results (a small real file
+    with ``with_file=True``), or ``fail``. For a really built one, use
     ``tests.training.factories.DatasetSnapshotFactory(ready=True)``."""
 
     class Meta:
@@ -99,7 +99,7 @@ class SnapshotFactory(factory.django.DjangoModelFactory[DatasetSnapshot]):
         state, with_file, scan_report = kwargs.pop("state"), kwargs.pop("with_file"), kwargs.pop("scan_report")
         snapshot = super()._create(model_class, *args, **kwargs)
         if state == "failed":
-            snapshot.mark_failed(error="Too few cases.", scan_report=scan_report)
+            snapshot.fail(reason="Too few cases.", scan_report=scan_report)
         elif state == "ready":
             manifest = {"train": [1, 2, 3, 4], "validation": [5], "test": [6, 7]}
             results: dict[str, Any] = {}
@@ -112,7 +112,7 @@ class SnapshotFactory(factory.django.DjangoModelFactory[DatasetSnapshot]):
                     "file_sha256": hashlib.sha256(data).hexdigest(),
                     "file_size": len(data),
                 }
-            snapshot.mark_ready(
+            snapshot.complete(
                 manifest=manifest,
                 label_counts={"train": {"J18.9": 2, "J45.909": 2}, "validation": {"J18.9": 1}, "test": {"J45.909": 2}},
                 case_count=7,

@@ -93,7 +93,7 @@ def set_state(job: TrainingJob, **fields: Any) -> TrainingJob:
 def ready_dataset(model_type: ModelType, by: Any, **results: Any) -> DatasetSnapshot:
     snapshot = DatasetSnapshot.objects.create(model_type=model_type, filters={"cohort": "respiratory"}, created_by=by)
     manifest = {"train": list(range(1, 8)), "validation": [8, 9], "test": [10, 11, 12]}
-    snapshot.mark_ready(
+    snapshot.complete(
         **{
             "manifest": manifest,
             "label_counts": {
@@ -814,8 +814,8 @@ def test_the_dataset_page_shows_counts_per_split_and_label_with_charts_and_no_ra
 def test_a_failed_dataset_page_shows_the_error_and_the_scan_report_by_kind_and_case(staff, model_type, owner):
     client, _user = staff(roles.ML_ENGINEER)
     dataset = DatasetSnapshot.objects.create(model_type=model_type, created_by=owner)
-    dataset.mark_failed(
-        error="The residual-identifier scan found 3 identifier(s) in 2 case(s); the dataset was not kept.",
+    dataset.fail(
+        reason="The residual-identifier scan found 3 identifier(s) in 2 case(s); the dataset was not kept.",
         scan_report={
             "clean": False,
             "cases_scanned": 40,
@@ -872,12 +872,12 @@ def test_a_building_dataset_page_shows_stage_and_progress_live_and_its_final_sta
     assert "data-live-keep" in page  # the last fragment stays: no reload
     assert "waiting for a worker" in client.get(live).content.decode()
 
-    dataset.beat("Writing", 1234, 5000)
+    dataset.heartbeat("Writing", 1234, 5000)
     fragment = client.get(live).content.decode()
     assert 'data-live-state="active"' in fragment
     assert '<td class="dataset-stage">Writing</td>' in fragment
     assert "1,234 of 5,000 (24.7%)" in fragment
-    dataset.beat("Selecting cases", 800, 0)
+    dataset.heartbeat("Selecting cases", 800, 0)
     assert "800 so far" in client.get(live).content.decode()
 
     ready = build_snapshot(dataset.pk)

@@ -557,7 +557,7 @@ def test_a_failure_after_storing_removes_the_stored_file(model_type, media_root,
     def refuse(self, **results):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(DatasetSnapshot, "mark_ready", refuse)
+    monkeypatch.setattr(DatasetSnapshot, "complete", refuse)
     snapshot, error = build_error(model_type)
     assert error.code == "build_error"
     assert snapshot.status == DatasetSnapshot.Status.FAILED

@@ -283,7 +283,7 @@ def test_the_reaper_fails_a_dataset_build_whose_heartbeat_stopped_and_stops_its_
         snapshot.refresh_from_db()
         assert snapshot.status == "building"
     with pytest.raises(BuildAbandoned):
-        workers_copy.beat()  # the slow worker's next heartbeat stops its build
+        workers_copy.heartbeat()  # the slow worker's next heartbeat stops its build
 
 
 def test_the_reaper_fails_a_dataset_build_that_never_started_after_the_queued_limit(model_type, settings):

@@ -181,10 +181,10 @@ class DatasetSnapshot(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Set when a build starts and moved as it goes (``beat``): the reaper fails a building snapshot
+    # Set when a build starts and moved as it goes (``heartbeat``): the reaper fails a building snapshot
     # whose heartbeat stopped (its worker died), so none stays "building" forever.
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # Where a build is (written with the heartbeat, ``beat``): what the admin page shows live.
+    # Where a build is (written with the heartbeat, ``heartbeat``): what the admin page shows live.
     stage = models.CharField(max_length=64, blank=True, editable=False)
     stage_done = models.PositiveBigIntegerField(default=0, editable=False)
     stage_total = models.PositiveBigIntegerField(default=0, editable=False, help_text="0: not known yet.")
@@ -220,7 +220,7 @@ class DatasetSnapshot(models.Model):
         """Every case in the snapshot, all splits (loads the manifest if it was deferred)."""
         return [int(pk) for ids in (self.manifest or {}).values() if isinstance(ids, list) for pk in ids]
 
-    def beat(self, stage: str | None = None, done: int = 0, total: int = 0) -> None:
+    def heartbeat(self, stage: str | None = None, done: int = 0, total: int = 0) -> None:
         """The build is alive: move the heartbeat (and, given a ``stage``, record where it is: ``done``
         of ``total``, 0 when not known). Raises ``BuildAbandoned`` if it is no longer building.
 
@@ -256,7 +256,7 @@ class DatasetSnapshot(models.Model):
                 dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.FAILED, reason=reason
             )
 
-    def mark_ready(self, **results: Any) -> None:
+    def complete(self, **results: Any) -> None:
         """building -> ready, storing the build's results in the same UPDATE."""
         check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.READY, label=f"Dataset {self.pk}")
         with transaction.atomic():
@@ -271,8 +271,9 @@ class DatasetSnapshot(models.Model):
                 dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.READY
             )
 
-    def mark_failed(self, *, error: str, scan_report: dict[str, Any] | None = None) -> None:
-        """building -> failed, with the reason (never an identifier: callers pass kinds and ids)."""
+    def fail(self, *, reason: str, scan_report: dict[str, Any] | None = None) -> None:
+        """building -> failed, with the reason, stored as the snapshot's ``error`` (never an
+        identifier: callers pass kinds and ids)."""
         check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.FAILED, label=f"Dataset {self.pk}")
         with transaction.atomic():
             claim(
@@ -280,11 +281,11 @@ class DatasetSnapshot(models.Model):
                 expected={"status": self.Status.BUILDING},
                 status=self.Status.FAILED,
                 finished_at=timezone.now(),
-                error=error,
+                error=reason,
                 scan_report=scan_report or {},
             )
             DatasetTransition.objects.create(
-                dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.FAILED, reason=error
+                dataset=self, actor=None, from_state=self.Status.BUILDING, to_state=self.Status.FAILED, reason=reason
             )
 
 
