@@ -12,6 +12,11 @@ registered, approved and activated as on a real site. Then, in the same run and 
   endpoint time) of at least 0.25; the harness passes a row when measured / baseline <= max_ratio,
   so the row shows endpoint time / bare time with max_ratio 4: the same goal.
 
+The version serves as on a site: its cohort's shipped dictionary is loaded first, so the version
+records it and its train split's ranges, and every record is checked against it (records say
+``"allow_missing": true``: the demo's labs are not always measured). ``bench_dictionary`` measures
+what that check costs.
+
 "Bare" includes making the feature dicts, as the evaluation's latency does: the pipeline's input
 is a feature dict, and there is no applying it to a record without one. Informational rows give
 the ratios against ``predict_proba`` alone (feature dicts ready-made), the strictest reading.
@@ -25,10 +30,13 @@ block and note), which adds ``cases.deid.deidentify`` per record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+from collections.abc import Iterator
 from typing import Any
 
+from benchmarks import casegen
 from benchmarks.harness import Result, scaled, timer, workdir
 
 TRAINING_ROWS = 4000
@@ -41,21 +49,35 @@ SLUG = "bench-predict"
 
 
 def _rows_and_records(count: int, *, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Dataset-shaped rows (for training) and the interchange records they came from."""
+    """Dataset-shaped rows (for training) and the interchange records they came from: ``count`` of
+    the demo's records that the cohort's dictionary takes, as only those reach a dataset (the demo
+    writes a temperature in Fahrenheit now and then, outside the dictionary's hard limits)."""
+
     from django.conf import settings
 
     from cases.deid import deidentify
     from cases.demo import respiratory_records
+    from cases.dictionary.checking import DictionaryCache, RecordRefused, check_record
     from cases.interchange import parse_record
     from cases.rows import row_from_record
 
-    records = list(respiratory_records(count, seed=seed))
-    rows = []
-    for record in records:
-        row = row_from_record(deidentify(parse_record(record), key=settings.PSEUDONYM_KEY))
+    casegen.cohort_dictionary()
+    dictionaries = DictionaryCache()
+    rows, records = [], []
+    # A tenth more than needed covers the refused ones (about one in a hundred).
+    for record in respiratory_records(count + count // 10 + 10, seed=seed):
+        parsed = parse_record(record)
+        try:
+            check_record(parsed, cache=dictionaries)
+        except RecordRefused:
+            continue
+        row = row_from_record(deidentify(parsed, key=settings.PSEUDONYM_KEY))
         row["label"] = record["diagnosis"]["code"]
         rows.append(row)
-    return rows, records
+        records.append(record)
+        if len(records) == count:
+            return rows, records
+    raise RuntimeError(f"Fewer than {count} of the demo's records fit the {casegen.COHORT} dictionary.")
 
 
 def _active_version() -> Any:
@@ -71,7 +93,9 @@ def active_version(
 ) -> tuple[Any, Any]:
     """Train a logistic regression on ``rows`` respiratory rows through the worker's trainer, then
     register, approve and activate it as model type ``slug``: (prediction client user, version).
-    Shared by the in-process (this module) and the HTTP (``bench_http``) predict benchmarks."""
+    The version records the cohort's dictionary and its train split's ranges, as the worker's do.
+    Shared by the in-process (this module), the HTTP (``bench_http``) and the dictionary
+    (``bench_dictionary``) predict benchmarks."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
@@ -98,11 +122,15 @@ def active_version(
     )
     assert result.artifact_path is not None
     assert result.artifact_sha256 is not None
-    model_type = ModelType.objects.create(slug=slug, name=name, cohort="respiratory")
+    model_type = ModelType.objects.create(slug=slug, name=name, cohort=casegen.COHORT)
     job = TrainingJob.submit(model_type=model_type, by=engineer, algorithm="logistic_regression")
     lease = job.start(worker_id="bench")
     job.complete(
-        lease=lease, evaluation=result.evaluation, artifact=result.artifact_path, artifact_sha256=result.artifact_sha256
+        lease=lease,
+        evaluation=result.evaluation,
+        artifact=result.artifact_path,
+        artifact_sha256=result.artifact_sha256,
+        training_ranges=result.training_ranges,
     )  # autocommit: the registry registers the version on commit, right here
     version = ModelVersion.objects.get(job=job)
     version.approve(by=lead, note="Benchmark.")
@@ -113,6 +141,7 @@ def active_version(
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
     from cases.interchange import parse_date
     from cases.quality import age_at
+    from models_registry.serving import ALLOW_MISSING
 
     born = parse_date(record["patient"]["birth_date"], "birth_date")
     encounter = parse_date(record["encounter_date"], "encounter_date")
@@ -123,6 +152,8 @@ def _compact(record: dict[str, Any]) -> dict[str, Any]:
         "symptoms": record["symptoms"],
         "age": age_at(born, encounter),
         "sex": record["patient"]["sex"],
+        # Every demo record has at least five of the eight model inputs: imputed, never refused.
+        ALLOW_MISSING: True,
     }
 
 
@@ -133,7 +164,7 @@ def _median_ms(samples: list[float]) -> float:
 def _measure(client: Any) -> list[Result]:
     from models_registry.model_cache import MODEL_CACHE
     from models_registry.router import ROUTER
-    from models_registry.serving import prediction_input
+    from models_registry.serving import ALLOW_MISSING, prediction_input
     from training.features import features
 
     # secure=True on every request: DEBUG is off here, so plain http would be redirected.
@@ -150,7 +181,7 @@ def _measure(client: Any) -> list[Result]:
     size = min(BATCH_SIZE, len(compact))
     batch_bodies = {
         "compact": json.dumps({"records": compact[:size]}).encode(),
-        "full": json.dumps({"records": records[:size]}).encode(),
+        "full": json.dumps({"records": records[:size], ALLOW_MISSING: True}).encode(),
     }
 
     def bare(batch: list[dict[str, Any]]) -> None:
@@ -241,11 +272,11 @@ def _measure(client: Any) -> list[Result]:
     ]
 
 
-def run() -> list[Result]:
+@contextlib.contextmanager
+def serving_settings() -> Iterator[None]:
+    """The settings in-process predict benchmarks serve under, with empty routing and model caches."""
     from django.test.utils import override_settings
-    from rest_framework.test import APIClient
 
-    from learning_engine.tokens import RefreshToken
     from models_registry.model_cache import MODEL_CACHE
     from models_registry.router import ROUTER
 
@@ -259,7 +290,20 @@ def run() -> list[Result]:
     with override_settings(CACHES=caches, MEDIA_ROOT=str(workdir() / "media")):
         ROUTER.reset()
         MODEL_CACHE.clear()
-        client_user = _active_version()
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(client_user).access_token}")
-        return _measure(client)
+        yield
+
+
+def prediction_client(user: Any) -> Any:
+    """A DRF test client that authenticates as ``user`` with a real JWT."""
+    from rest_framework.test import APIClient
+
+    from learning_engine.tokens import RefreshToken
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    return client
+
+
+def run() -> list[Result]:
+    with serving_settings():
+        return _measure(prediction_client(_active_version()))
