@@ -429,7 +429,8 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
         case_fields = ["id", "source", "external_id", "status", "revision"]
         if not editable:
             case_fields += ["cohort"]
-        case_fields += ["submitted_by", "last_edited_by", "created_at", "updated_at"]
+        case_fields += ["patient_pseudonym", "deid_policy_version", "submitted_by", "last_edited_by", "created_at"]
+        case_fields += ["updated_at"]
         fieldsets: list[tuple[Any, _FieldOpts]] = [
             ("Case", {"fields": tuple(case_fields)}),
             ("Clinical record", {"fields": record}),
@@ -457,7 +458,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             (
                 "Record as JSON: raw (PHI) and de-identified",
                 {
-                    "fields": ("patient_pseudonym", "deid_policy_version", "record_comparison"),
+                    "fields": ("record_comparison",),
                     "classes": ("wide", "collapse"),
                 },
             )

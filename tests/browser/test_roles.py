@@ -74,7 +74,10 @@ def test_each_role_sees_only_its_own_part_of_the_admin(site, role):
     site.shoot(page, "case-page")
     html = page.content()
     assert case.patient_pseudonym in page.inner_text("#content")  # everyone sees the de-identified case
+    assert page.locator("table.case-findings").is_visible()  # the record in the dictionary's words
     if role.sees_phi:
+        # The record as JSON, raw beside de-identified, is one click away (a collapsed section).
+        page.locator("summary", has_text="Record as JSON").click()
         assert page.get_by_role("heading", name="Raw record (PHI)").is_visible()
         assert case.patient["name"] in page.inner_text(".case-record-compare")
     else:
