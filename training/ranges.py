@@ -58,14 +58,18 @@ def training_ranges(columns: RowColumns, numeric_features: list[str]) -> Ranges:
 
 def snapshot_training_ranges(snapshot: Any) -> Ranges:
     """``training_ranges`` of a ready snapshot's train split, for the numeric features the built-in
-    trainer would take from it ({} when the split is missing or empty).
+    trainer would take from it: the inputs its dictionary version's models use
+    (``training.tasks.model_inputs``), so a cohort whose models leave age out gets no age range
+    and predict no age warning ({} when the split is missing or empty).
 
     Raises what ``read_rows_by_split`` raises (a changed or missing file).
     """
     from training.dataset_format import read_rows_by_split
+    from training.tasks import model_inputs
 
     train = read_rows_by_split(snapshot).get("train")
     if train is None or not len(train):
         return {}
     columns = columns_of(train)
-    return training_ranges(columns, columns.numeric_feature_names())
+    inputs = model_inputs(snapshot.model_type.cohort, snapshot=snapshot)
+    return training_ranges(columns, columns.numeric_feature_names(inputs))

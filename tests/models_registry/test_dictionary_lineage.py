@@ -235,6 +235,32 @@ def test_an_upload_records_its_snapshots_dictionary_and_train_split_ranges(engin
     assert response.json()["dictionary"] == {"cohort": "respiratory", "version": respiratory.version}
 
 
+def test_an_uploads_ranges_leave_out_the_inputs_its_dictionary_says_models_do_not_use(engineer, respiratory):
+    # As the worker trains: a cohort whose models leave age (or a finding) out gets no range for it,
+    # so predict never warns about an input the model does not read.
+    definition = json.loads(json.dumps(respiratory.definition))
+    definition["demographics"]["age"] = False
+    unused = next(item for item in definition["findings"] if item.get("used_by_model", True))
+    unused["used_by_model"] = False
+    draft = respiratory.copy(by=engineer)
+    draft.edit(definition, by=engineer)
+    draft.publish(by=engineer)
+    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=draft)
+    snapshot.refresh_from_db()
+
+    ranges = snapshot_training_ranges(snapshot)
+
+    expected = numpy_ranges(snapshot_rows(snapshot)["train"])
+    assert "age" in expected  # measured without the rule
+    assert f"findings.{unused['key']}" in expected
+    assert "age" not in ranges
+    assert f"findings.{unused['key']}" not in ranges
+    assert ranges == {
+        name: bounds for name, bounds in expected.items() if name not in ("age", f"findings.{unused['key']}")
+    }
+
+
 # --- API and admin ---------------------------------------------------------------------------------
 
 
