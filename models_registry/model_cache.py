@@ -26,7 +26,7 @@ import numpy as np
 
 from models_registry.router import Arm
 from models_registry.serving import DictionaryCheck
-from training.features import features
+from training.features import FINDING_PREFIX, features
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +105,27 @@ def load(arm: Arm) -> LoadedModel:
 
     version = ModelVersion.objects.select_related("model_type", "dictionary__cohort").get(pk=arm.version_id)
     artifact = _load_artifact(version)
+    numeric_features = list(artifact.numeric_features)
+    check = None
+    if version.dictionary:
+        # The findings the artifact really reads are required, whatever the dictionary marks.
+        check = DictionaryCheck.of(version.dictionary, version.training_ranges).reading(
+            finding_inputs(numeric_features)
+        )
     return LoadedModel(
         version_id=arm.version_id,
         version=arm.version,
         pipeline=artifact.pipeline,
-        numeric_features=list(artifact.numeric_features),
+        numeric_features=numeric_features,
         classes=[str(label) for label in artifact.pipeline.classes_],
         labels=label_texts(arm.dataset_id),
-        check=DictionaryCheck.of(version.dictionary, version.training_ranges) if version.dictionary else None,
+        check=check,
     )
+
+
+def finding_inputs(numeric_features: Sequence[str]) -> list[str]:
+    """The findings keys among an artifact's numeric features (``finding:<key>``)."""
+    return [name.removeprefix(FINDING_PREFIX) for name in numeric_features if name.startswith(FINDING_PREFIX)]
 
 
 def _load_artifact(version: Any) -> Any:

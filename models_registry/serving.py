@@ -64,7 +64,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,7 @@ from cases.interchange import (
     parse_symptoms,
 )
 from cases.quality import MAX_AGE_YEARS
+from cases.rows import UNKNOWN as UNKNOWN_SEX
 from cases.rows import model_row
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class PredictionInput:
                 self.symptoms,
                 allow_missing=self.allow_missing,
                 age=age if isinstance(age, (int, float)) and not isinstance(age, bool) else None,
+                sex=self.row.get("sex"),
             ),
         )
 
@@ -207,10 +209,11 @@ class DictionaryCheck:
         ``training_ranges`` as stored (``{field: {"min": x, "max": y}}``; unusable entries left out)."""
         definition = dictionary.parsed
         ranges: dict[str, tuple[float, float]] = {}
-        for name, bounds in (training_ranges or {}).items():
+        for name, bounds in (training_ranges if isinstance(training_ranges, dict) else {}).items():
             low, high = (bounds.get("min"), bounds.get("max")) if isinstance(bounds, dict) else (None, None)
-            if all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in (low, high)):
-                ranges[str(name)] = (float(low), float(high))  # type: ignore[arg-type]
+            usable = _finite_range(low, high)
+            if usable is not None:
+                ranges[str(name)] = usable
         return cls(
             dictionary_id=dictionary.pk,
             cohort=dictionary.cohort.slug,
@@ -222,6 +225,17 @@ class DictionaryCheck:
             symptom_keys=definition.symptom_keys,
             diagnosis_names={item.code: item.display_name for item in definition.diagnoses},
         )
+
+    def reading(self, finding_keys: Iterable[str]) -> DictionaryCheck:
+        """This check for a model whose artifact reads ``finding_keys``: a finding of the dictionary
+        the artifact takes as an input is required (or imputed with ``allow_missing``) whatever the
+        dictionary marks, else the model would impute it without a word (an upload trained on every
+        finding of its snapshot's file; a version trained before its dictionary said otherwise)."""
+        extra = {key for key in finding_keys if key in self.findings} - set(self.model_findings)
+        if not extra:
+            return self
+        keys = tuple(item.key for item in self.definition.findings if item.used_by_model or item.key in extra)
+        return replace(self, model_findings=keys)
 
     def diagnosis_name(self, code: str) -> str | None:
         """The display name of a diagnosis code in this version's code set (None outside it)."""
@@ -247,11 +261,18 @@ class DictionaryCheck:
         }
 
     def check(
-        self, findings: dict[str, float], symptoms: list[str], *, allow_missing: bool, age: float | None = None
+        self,
+        findings: dict[str, float],
+        symptoms: list[str],
+        *,
+        allow_missing: bool,
+        age: float | None = None,
+        sex: str | None = None,
     ) -> dict[str, Any]:
         """What the answer adds (version, completeness, imputed, warnings); raises ``RecordRefused``.
 
         ``age``: the record's age in years (90 for "90+"), warned about against the training range.
+        ``sex``: the record's (None or "unknown": none), for a version whose model reads no finding.
         """
         from cases.dictionary.validation import check_finding_value
 
@@ -320,12 +341,42 @@ class DictionaryCheck:
                 missing=missing,
                 completeness=completeness,
             )
+        given_sex = sex is not None and sex != UNKNOWN_SEX
+        if not total and not (
+            symptoms or (age is not None and self.definition.uses_age) or (given_sex and self.definition.uses_sex)
+        ):
+            # No finding is a model input: the symptoms and demographics are all the model reads,
+            # and an empty record is never answered with a diagnosis.
+            raise self._refused(
+                "findings",
+                "The record holds none of the model's inputs (its symptoms, or the age or sex it reads).",
+                code="too_few_findings",
+                missing=[],
+                completeness=0.0,
+            )
         return {
             "dictionary_version": self.version,
             "completeness": completeness,
             "imputed": missing,
             "warnings": warnings,
         }
+
+
+def _finite_range(low: Any, high: Any) -> tuple[float, float] | None:
+    """(min, max) of a stored training range, or None when it is not two finite numbers in order
+    (the stored JSON is not trusted: an integer past a float's range must not fail a model's load)."""
+    bounds = []
+    for bound in (low, high):
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            return None
+        try:
+            number = float(bound)
+        except OverflowError:
+            return None
+        if not math.isfinite(number):
+            return None
+        bounds.append(number)
+    return (bounds[0], bounds[1]) if bounds[0] <= bounds[1] else None
 
 
 # Checks by dictionary version id: a published version never changes, so its check never does.
@@ -546,7 +597,11 @@ def _check_of(model: Any, fallback: Callable[[], DictionaryCheck | None] | None)
     """The dictionary check of a loaded model's version, else the fallback's (the cohort's current)."""
     check: DictionaryCheck | None = model.check
     if check is None and fallback is not None:
+        from models_registry.model_cache import finding_inputs
+
         check = fallback()
+        if check is not None:
+            check = check.reading(finding_inputs(model.numeric_features))
     return check
 
 

@@ -235,10 +235,13 @@ def test_a_version_that_recorded_no_dictionary_uses_the_current_one_and_the_next
         draft.edit(definition, by=clinical_lead)
         draft.publish(by=clinical_lead)
 
-    response = predict(client, without("nt_probnp"))
+    response = predict(client, PNEUMONIA_FEATURES)
 
     assert response.status_code == 200, response.json()
     assert response.json()["dictionary_version"] == draft.version
+    # The artifact reads nt_probnp, so it stays required whatever the new version marks
+    # (tests/models_registry/test_predict_dictionary_edges.py).
+    assert predict(client, without("nt_probnp")).json()["missing"] == ["nt_probnp"]
 
 
 # The hard limits of the shipped respiratory dictionary: any value the record may carry.
