@@ -21,7 +21,7 @@ from sklearn.metrics import (
 from tests.training.test_trainer import FAST, Recorder, file_splits, synthetic_splits
 from training import evaluation
 from training.evaluation import LATENCY_CALLS, evaluate, plain, predict_rows
-from training.features import columns_from_rows, feature_dicts
+from training.features import columns_from_rows, columns_of, feature_dicts
 from training.trainer import train
 
 ID = "finding:id"
@@ -577,3 +577,79 @@ def test_predict_rows_of_unlabelled_rows_gives_an_empty_truth():
 
     assert predictions.y_true == ["", "", "", "", *TRUTH[4:]]
     assert predictions.y_pred == PREDICTED
+
+
+def reference_intervals(truth: list[str], scores: np.ndarray, *, resamples: int, seed: int) -> dict[str, list[float]]:
+    """The accuracy, macro-F1 and ECE intervals with ``evaluate``'s documented draws, scored by hand."""
+    true_index = np.array([CLASSES.index(t) for t in truth])
+    confusion = confusion_matrix(true_index, scores.argmax(axis=1), labels=range(len(CLASSES)))
+    n = len(truth)
+    rng = np.random.default_rng(seed)
+    cells = rng.multinomial(n, confusion.ravel() / n, size=resamples).reshape(resamples, *confusion.shape)
+    confidence = scores.max(axis=1)
+    right = (scores.argmax(axis=1) == true_index).astype(np.float64)
+    drawn = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    bounds = [2.5, 97.5]
+    return {
+        "accuracy_ci": np.percentile([np.trace(cell) / n for cell in cells], bounds).tolist(),
+        "f1_macro_ci": np.percentile([reference_macro_f1(cell) for cell in cells], bounds).tolist(),
+        "ece_ci": np.percentile([reference_ece(confidence[rows], right[rows]) for rows in drawn], bounds).tolist(),
+    }
+
+
+def test_evaluate_passes_its_resamples_and_seed_to_every_interval():
+    truth, probabilities, _, _ = random_case(6, size=50)
+    scores = np.array(probabilities, dtype=np.float32).astype(np.float64)
+
+    result = evaluate(StubModel(CLASSES, probabilities), stub_rows(truth), numeric_features=[ID], resamples=300, seed=5)
+
+    for key, expected in reference_intervals(truth, scores, resamples=300, seed=5).items():
+        assert result[key] == pytest.approx(expected, abs=1e-12), key
+    assert result["bootstrap"] == {"resamples": 300, "seed": 5, "confidence": 0.95, "method": "percentile"}
+
+
+def test_the_ece_interval_does_not_depend_on_how_the_resamples_are_chunked(monkeypatch):
+    truth, probabilities, _, _ = random_case(4, size=60)
+    scores = np.array(probabilities, dtype=np.float32).astype(np.float64)
+    true_index = np.array([CLASSES.index(t) for t in truth])
+    whole = evaluation.calibration(true_index, scores, resamples=250, seed=2)
+
+    monkeypatch.setattr(evaluation, "_CHUNK_CELLS", 60 * 70)  # chunks of 70 resamples, the last of 40
+    chunked = evaluation.calibration(true_index, scores, resamples=250, seed=2)
+
+    assert chunked == whole
+    assert whole["ece_ci"] == pytest.approx(reference_intervals(truth, scores, resamples=250, seed=2)["ece_ci"])
+
+
+def test_the_ece_of_a_single_row_is_its_gap():
+    result = evaluation.calibration(np.array([1]), np.array([[0.7, 0.3]]), resamples=20)
+
+    assert result["ece"] == pytest.approx(0.7)  # predicted the first label at 0.7, wrong
+    assert result["ece_ci"] == pytest.approx([0.7, 0.7])
+    assert [b["count"] for b in result["bins"]] == [0] * 7 + [1, 0, 0]
+
+
+def test_evaluating_no_rows_says_so():
+    with pytest.raises(ValueError, match=r"^There are no rows to evaluate on\.$"):
+        evaluate(StubModel(CLASSES, PROBABILITIES), [], numeric_features=[ID])
+
+
+def test_plain_turns_numpy_strings_into_str():
+    assert plain([np.str_("J18.9")]) == ["J18.9"]
+    assert type(plain(np.str_("J18.9"))) is str
+
+
+def test_a_file_split_whose_label_dictionary_holds_a_label_it_does_not_use_is_evaluated():
+    """A dataset file codes the labels of every split in one dictionary: the test split's can hold a
+    label only the validation split has, which the model never learned and no test row carries."""
+    splits = synthetic_splits()
+    splits["validation"][0]["label"] = "ONLY-VALIDATION"
+    result = train(splits, algorithm="logistic_regression", hyperparameters={}, report=Recorder())
+    test_split = file_splits(splits)["test"]
+    assert "ONLY-VALIDATION" in columns_of(test_split).labels.values
+
+    evaluated = evaluate(result.pipeline, test_split, numeric_features=result.numeric_features, latency_calls=1)
+
+    predictions = predict_rows(result.pipeline, splits["test"], numeric_features=result.numeric_features)
+    assert "ONLY-VALIDATION" not in evaluated["labels"]
+    assert evaluated["accuracy"] == pytest.approx(accuracy_score(predictions.y_true, predictions.y_pred))

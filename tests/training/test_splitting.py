@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -228,3 +229,70 @@ def test_a_patient_with_several_labels_goes_where_its_cases_are_lacking_most():
 def test_duplicate_case_ids_are_refused_with_a_sentence():
     with pytest.raises(ValueError, match=r"^Case ids must be unique\.$"):
         split((np.array([1, 1]), np.array(["a", "b"]), np.array(["x", "y"])))
+
+
+def reference_split(groups: list[str], labels: list[str], validation: float, test: float, seed: int) -> list[int]:
+    """The module docstring's greedy written out with dicts: groups largest first (ties by seeded
+    key, then value), each to the active split whose score sum(count * deficit / total) over its
+    labels is highest (ties to the earlier split); then each empty active split takes the smallest
+    group (the last visited among equals) of the split holding the most groups (the earlier on ties)."""
+    values = sorted(set(groups))
+    key = dict(zip(values, splitting._seeded_keys(np.array(values), seed).tolist(), strict=True))
+    members: dict[str, Counter[str]] = {value: Counter() for value in values}
+    for group, label in zip(groups, labels, strict=True):
+        members[group][label] += 1
+    size = {value: sum(members[value].values()) for value in values}
+    order = sorted(values, key=lambda value: (-size[value], key[value], value))
+    fractions = (1 - validation - test, validation, test)
+    active = [s for s in (TRAIN, VALIDATION, TEST) if fractions[s] > 0]
+    totals = Counter(labels)
+    deficit = {s: {label: totals[label] * fractions[s] for label in totals} for s in active}
+    assigned: dict[str, int] = {}
+    for value in order:
+        scores = {
+            s: sum(count * deficit[s][label] / totals[label] for label, count in members[value].items()) for s in active
+        }
+        best = max(active, key=lambda s: (scores[s], -s))
+        assigned[value] = best
+        for label, count in members[value].items():
+            deficit[best][label] -= count
+    if len(values) >= len(active):
+        for s in active:
+            if s in assigned.values():
+                continue
+            held = {other: [v for v in values if assigned[v] == other] for other in active}
+            donor = max(active, key=lambda other: (len(held[other]), -other))
+            pick = min(held[donor], key=lambda v: (size[v], -order.index(v)))
+            assigned[pick] = s
+    return [assigned[group] for group in groups]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_split_is_the_written_out_greedy(seed):
+    rng = np.random.default_rng(seed)
+    patients = int(rng.integers(2, 40))
+    groups, labels = [], []
+    for patient in range(patients):
+        for _ in range(int(rng.integers(1, 5))):
+            groups.append(f"p{patient}")
+            labels.append(LABELS[int(rng.integers(0, 1 + seed % 4))])
+    validation, test = [(0.15, 0.2), (0.0, 0.25), (0.3, 0.3), (0.2, 0.5), (0.1, 0.1), (0.25, 0.25)][seed]
+    ids = np.arange(len(groups)) * 3 + 1
+
+    assigned = split((ids, np.array(groups), np.array(labels)), (validation, test), seed=seed)
+
+    assert assigned.tolist() == reference_split(groups, labels, validation, test, seed)
+
+
+def test_an_empty_split_takes_the_last_visited_smallest_group_of_the_earliest_fullest_split():
+    """Hand-worked: four patients with one A case each, fractions 0.01 / 0.5 (targets 1.96 / 0.04 /
+    2). In visit order they go test (2 > 1.96), train, test, train (0.96 > 0.04): validation is
+    empty. Train and test hold two patients each; the earlier, train, gives up the patient it got
+    last (both are the smallest)."""
+    groups = np.array(["w", "x", "y", "z"])
+    labels = np.array(["A"] * 4)
+    for seed in (0, 1, 2):
+        assigned = split((np.arange(4), groups, labels), (0.01, 0.5), seed=seed)
+        visits = np.argsort(splitting._seeded_keys(groups, seed))
+        assert assigned[visits].tolist() == [TEST, TRAIN, TEST, VALIDATION]
+        assert assigned.tolist() == reference_split(groups.tolist(), labels.tolist(), 0.01, 0.5, seed)
