@@ -30,8 +30,9 @@ from django.utils.html import escape
 
 from cases.dictionary.checking import RecordRefused, check_record
 from cases.dictionary.definition import Definition, Finding, Range
-from cases.dictionary.labels import definition_of, print_unit
+from cases.dictionary.labels import definition_of
 from cases.dictionary.models import Cohort, DataDictionary
+from cases.dictionary.units import print_unit
 from cases.dictionary.validation import Issue
 from cases.interchange import (
     MAX_NOTE_LENGTH,

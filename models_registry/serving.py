@@ -73,6 +73,7 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from cases import deid
+from cases.dictionary.units import with_unit
 from cases.interchange import (
     SEXES,
     CaseRecord,
@@ -250,14 +251,13 @@ class DictionaryCheck:
         bounds = self.training_ranges.get(field_name)
         if bounds is None or bounds[0] <= value <= bounds[1]:
             return None
-        unit_text = f" {unit}" if unit and unit != "1" else ""
         return {
             "code": "out_of_range",
             "field": field_name,
             "basis": TRAINING_RANGE,
             # The range, never the value sent (as every dictionary message).
             "message": f"{name} is outside the range this model version was trained on "
-            f"({bounds[0]:g} to {bounds[1]:g}{unit_text}).",
+            f"({with_unit(f'{bounds[0]:g} to {bounds[1]:g}', unit)}).",
         }
 
     def check(

@@ -15,39 +15,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from threading import Lock
-from types import MappingProxyType
 from typing import Any
 
 from django.db import models
 
 from cases.dictionary.definition import Definition
 from cases.dictionary.models import DataDictionary
+from cases.dictionary.units import print_unit
 
-# UCUM codes as people print them (UCUM's own "print symbol"); a unit not listed prints as its code.
-# "1" (dimensionless) prints as nothing: "Smoothness (mean)", not "Smoothness (mean) (1)".
-UNIT_PRINT: Mapping[str, str] = MappingProxyType(
-    {
-        "1": "",
-        "Cel": "°C",
-        "[degF]": "°F",
-        "mm[Hg]": "mmHg",
-        "10*3/uL": "10³/µL",
-        "10*6/uL": "10⁶/µL",
-        "10*9/L": "10⁹/L",
-        "10*12/L": "10¹²/L",
-        "ug/L": "µg/L",
-        "ug/dL": "µg/dL",
-        "umol/L": "µmol/L",
-        "uL": "µL",
-        "/min": "/min",
-    }
-)
 _CACHE_SIZE = 256
-
-
-def print_unit(unit: str) -> str:
-    """A UCUM code as printed (``Cel`` -> ``°C``, ``1`` -> nothing); unknown codes as they are."""
-    return UNIT_PRINT.get(unit, unit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cases.dictionary.definition import Definition, Finding
+from cases.dictionary.units import with_unit
 
 if TYPE_CHECKING:
     from cases.interchange import CaseRecord
@@ -64,7 +65,7 @@ def _label(finding: Finding) -> str:
 
 
 def _with_unit(text: str, finding: Finding) -> str:
-    return f"{text} {finding.unit}" if finding.unit and finding.unit != "1" else text
+    return with_unit(text, finding.unit)
 
 
 def check_finding_value(finding: Finding, value: Any) -> tuple[Issue | None, Issue | None]:

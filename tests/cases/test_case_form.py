@@ -272,7 +272,7 @@ def test_every_error_is_shown_at_once_each_beside_its_field(clinician_client):
     }
     rows = Page(response.content.decode()).row_errors
     assert rows == {name: errors[name] for name in errors}  # each in its own field's row
-    assert rows["finding_temperature_c"] == ["Body temperature is outside its hard limits (20..47 Cel)."]
+    assert rows["finding_temperature_c"] == ["Body temperature is outside its hard limits (20..47 °C)."]
     assert rows["finding_heart_rate"] == ["Enter a number."]
     assert rows["finding_spo2"] == ["Enter a number."]
     assert rows["encounter_date"] == ["The encounter date is in the future."]

@@ -13,7 +13,8 @@ from django.urls import reverse
 
 from cases.dictionary import labels as labels_module
 from cases.dictionary.checking import check_record
-from cases.dictionary.labels import Labels, current_labels, labels_of, print_unit
+from cases.dictionary.labels import Labels, current_labels, labels_of
+from cases.dictionary.units import print_unit
 from cases.interchange import parse_record
 from cases.models import Case, Cohort, DataDictionary
 from learning_engine import roles

@@ -209,6 +209,17 @@ def test_out_of_range_is_judged_against_the_versions_training_range(client):
     assert version.training_ranges["findings.spo2"]["min"] > 40
 
 
+def test_an_out_of_range_warning_prints_its_unit_as_people_write_it(client):
+    version = served_version()
+    trained = version.training_ranges["findings.temperature_c"]
+    assert trained["max"] < 46
+
+    warnings = predict(client, with_findings(temperature_c=46.0)).json()["warnings"]
+
+    assert [w["field"] for w in warnings] == ["findings.temperature_c"]
+    assert warnings[0]["message"].endswith(f"({trained['min']:g} to {trained['max']:g} °C).")  # UCUM "Cel"
+
+
 def test_a_value_inside_the_training_range_is_no_warning_even_outside_the_expected_range(client):
     rows = [
         {
