@@ -733,7 +733,8 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
     def statistics_view(self, request: HttpRequest) -> TemplateResponse:
         if not request.user.has_perm(PERM_VIEW_STATISTICS):
             raise PermissionDenied
-        stats = compute_statistics()
+        phi = can_view_phi(request.user)
+        stats = compute_statistics(phi=phi)
         histogram = bar_chart(
             [(f"{b['low']:.1f}-{b['high']:.1f}", b["count"]) for b in stats["quality_histogram"]],
             title="Quality score histogram",
@@ -765,6 +766,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
                 key=lambda item: (-item[2], item[0]),
             ),
             "finding_tables": _finding_tables(stats["findings"]),
+            "findings_of_every_case": phi,
             "min_cases_for_mean": MIN_CASES_FOR_MEAN,
             "rejection_rows": [
                 (reasons.get(code, code or "(none)"), count) for code, count in stats["rejected_by_reason"].items()

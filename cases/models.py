@@ -380,6 +380,11 @@ class Case(models.Model):
         claim(self, expected={"status": source, "revision": self.revision}, updated_at=timezone.now(), **changes)
 
 
+# The states in which a case has a de-identified record: all that users without the PHI
+# permission see of cases (lists, pages, the statistics' finding summaries).
+DEIDENTIFIED_STATES = (Case.Status.APPROVED, Case.Status.RETRACTED)
+
+
 class CaseTransition(AuditEntry):
     """Audit trail of a case: one row per status change and per edit (``from_state`` may equal
     ``to_state``: an edit of a submitted case), with the names of the fields an edit changed.

@@ -13,7 +13,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from cases.dictionary.labels import NO_LABELS, definition_of, labels_of
-from cases.models import Case, DataDictionary
+from cases.models import DEIDENTIFIED_STATES, Case, DataDictionary
 
 HISTOGRAM_BINS = 10
 # A finding's mean is given only over at least this many cases: over one case it would be that
@@ -95,8 +95,13 @@ def finding_summaries(queryset: Any, dictionaries: dict[str, DataDictionary]) ->
     return summaries
 
 
-def compute_statistics(queryset: Any | None = None) -> dict[str, Any]:
+def compute_statistics(queryset: Any | None = None, *, phi: bool = True) -> dict[str, Any]:
     """The statistics of the design, over ``queryset`` (all cases by default).
+
+    ``phi``: whether the user may see raw cases. Without it the finding summaries are over the
+    approved and retracted cases only: a mean or a count over others would give away the values
+    of a case the user may not see (the summary with and without one submitted or rejected case,
+    through the filters or over time, differs by exactly that case). The counts stay over all.
 
     Shape: ``{"total", "by_status", "by_cohort", "by_diagnosis", "diagnoses", "findings",
     "quality_histogram", "deidentified", "rejected_by_reason", "reviews_by_reviewer"}``;
@@ -130,7 +135,9 @@ def compute_statistics(queryset: Any | None = None) -> dict[str, Any]:
             {"code": code, "display_name": names.diagnosis_name(code), "cases": count}
             for code, count in by_diagnosis.items()
         ],
-        "findings": finding_summaries(queryset, dictionaries),
+        "findings": finding_summaries(
+            queryset if phi else queryset.filter(status__in=DEIDENTIFIED_STATES), dictionaries
+        ),
         "quality_histogram": quality_histogram(queryset),
         "deidentified": queryset.filter(status=Case.Status.APPROVED).filter(deidentified__isnull=False).count(),
         "rejected_by_reason": _counts(queryset.filter(status=Case.Status.REJECTED), "rejection_reason"),

@@ -49,7 +49,7 @@ from cases.access_log import AccessLogEntry, record_access
 from cases.filters import CaseFilter, CaseOrderingFilter, CaseSearchFilter
 from cases.importing import ImportReport, import_lines, import_objects
 from cases.interchange import CaseRecord
-from cases.models import Case, DataDictionary
+from cases.models import DEIDENTIFIED_STATES, Case, DataDictionary
 from cases.serializers import (
     CaseApproveSerializer,
     CaseErrorSerializer,
@@ -81,8 +81,6 @@ RAW_COLUMNS = (
     "review_note",
     "residual_keys",  # folded identifiers: PHI like ``patient``
 )
-# The states in which a case has a de-identified record: what users without PHI access can see.
-DEIDENTIFIED_STATES = (Case.Status.APPROVED, Case.Status.RETRACTED)
 
 
 # --- Parsers ---------------------------------------------------------------------------------------
@@ -452,4 +450,5 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     )
     @action(detail=False, methods=["get"])
     def statistics(self, request: Request) -> Response:
-        return Response(compute_statistics(self.filter_queryset(self.get_queryset())))
+        queryset = self.filter_queryset(self.get_queryset())
+        return Response(compute_statistics(queryset, phi=can_view_phi(request.user)))

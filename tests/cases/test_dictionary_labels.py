@@ -208,7 +208,7 @@ def test_the_case_list_reads_the_dictionaries_once_per_page(staff):
 
 @pytest.mark.django_db
 def test_the_statistics_page_names_diagnoses_and_gives_findings_with_units(staff):
-    client = staff(roles.ML_ENGINEER)
+    client = staff(roles.CLINICIAN)  # submitted cases' findings: summarised for PHI users only
     for temperature in (37.0, 38.0, 39.0, 40.0, 45.0):
         checked_case(findings={"temperature_c": temperature, "heart_rate": 90})
     CaseFactory.create(record=record_dict(diagnosis={"code": "Z99.9"}))
@@ -232,7 +232,7 @@ def test_the_statistics_page_names_diagnoses_and_gives_findings_with_units(staff
 
 @pytest.mark.django_db
 def test_the_statistics_api_adds_display_names_and_finding_summaries(make_user):
-    api = jwt_client(make_user(roles.ML_ENGINEER))
+    api = jwt_client(make_user(roles.CLINICIAN))  # submitted cases' findings: summarised for PHI users only
     for _ in range(5):
         checked_case(findings={"temperature_c": 38.0, "heart_rate": 100})
     checked_case(cohort="breast-mass", diagnosis={"code": "C50.9"}, findings={"mean_radius": 14.0}, symptoms=[])
@@ -279,3 +279,57 @@ def test_the_statistics_api_costs_the_same_queries_for_5_cases_as_for_40(make_us
     assert stats["total"] == 40
     # One aggregate more for the second cohort with cases; nothing per case.
     assert len(many) == len(few) + 1
+
+
+# --- Statistics: no finding value of a case the user may not see -------------------------------------
+
+
+def _summary(stats: dict[str, Any], key: str) -> tuple[int, float | None, int]:
+    row = next(row for row in stats["findings"] if (row["cohort"], row["key"]) == ("respiratory", key))
+    return row["cases"], row["mean"], row["outside_expected_range"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
+def test_without_phi_access_finding_summaries_are_over_deidentified_cases_only(make_user, role):
+    """Without the PHI permission a submitted or rejected case does not exist for the user: its
+    findings must not be computable from two summaries either (the mean over the approved cases,
+    then over them and one rejected case, gives that case's value)."""
+    api = jwt_client(make_user(role))
+    reviewer = make_user(roles.CLINICIAN)
+    for temperature in (37.0, 38.0, 39.0, 40.0, 41.0):
+        checked_case(findings={"temperature_c": temperature}).approve(by=reviewer)
+    hidden = checked_case(findings={"temperature_c": 45.5})  # outside the expected range 30..44
+    before = api.get(STATISTICS_API, {"status": "approved"}).json()
+    hidden.reject(by=reviewer, reason="other", note="Wrong patient.")
+
+    both = api.get(STATISTICS_API, {"status": ["approved", "rejected"]}).json()
+    everything = api.get(STATISTICS_API).json()
+
+    assert _summary(before, "temperature_c") == (5, 39.0, 0)
+    assert _summary(both, "temperature_c") == _summary(before, "temperature_c")
+    assert _summary(everything, "temperature_c") == _summary(before, "temperature_c")
+    assert both["by_status"]["rejected"] == 1  # the counts stay over every case
+
+
+@pytest.mark.django_db
+def test_with_phi_access_finding_summaries_are_over_every_checked_case(make_user):
+    api = jwt_client(make_user(roles.CLINICIAN))
+    for temperature in (37.0, 38.0, 39.0, 40.0, 41.0):
+        checked_case(findings={"temperature_c": temperature})
+
+    assert _summary(api.get(STATISTICS_API).json(), "temperature_c") == (5, 39.0, 0)
+
+
+@pytest.mark.django_db
+def test_the_statistics_page_without_phi_access_summarises_deidentified_cases_only(staff, make_user):
+    reviewer = make_user(roles.CLINICIAN)
+    for temperature in (37.0, 38.0, 39.0, 40.0, 41.0):
+        checked_case(findings={"temperature_c": temperature}).approve(by=reviewer)
+    checked_case(findings={"temperature_c": 45.5})
+
+    engineer = text(staff(roles.ML_ENGINEER).get(STATISTICS).content.decode())
+    clinician = text(staff(roles.CLINICIAN).get(STATISTICS).content.decode())
+
+    assert "Body temperature temperature_c °C 5 39 °C 0" in engineer
+    assert "Body temperature temperature_c °C 6 40.08 °C 1" in clinician
