@@ -298,8 +298,13 @@ def _base_selection(filters: dict[str, Any]) -> Any:
 
 
 def _selection(filters: dict[str, Any]) -> Any:
+    # A case its cohort's data dictionary flagged (``Case.dictionary_errors``: a later version or
+    # the migration found it wrong) waits for a clinician's correction before it trains anything.
     queryset = Case.objects.filter(
-        status=Case.Status.APPROVED, cohort=filters["cohort"], quality_score__gte=filters["min_quality"]
+        status=Case.Status.APPROVED,
+        cohort=filters["cohort"],
+        quality_score__gte=filters["min_quality"],
+        dictionary_errors=[],
     )
     if filters.get("encounter_after"):
         queryset = queryset.filter(encounter_date__gte=filters["encounter_after"])

@@ -208,6 +208,19 @@ def test_no_finding_or_symptom_outside_the_snapshots_dictionary_reaches_the_file
     assert "bogus" not in caplog.text
 
 
+def test_a_case_its_dictionary_flagged_stays_out_of_datasets_until_corrected(model_type):
+    cases = approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
+    flagged = cases[0]
+    errors = [{"code": "outside_hard_limits", "field": "findings.spo2", "message": "SpO2 is outside its hard limits."}]
+    Case.objects.filter(pk=flagged.pk).update(dictionary_errors=errors, dictionary=None)
+
+    snapshot = build(model_type)
+
+    assert snapshot.status == DatasetSnapshot.Status.READY
+    assert flagged.pk not in snapshot.case_ids()
+    assert sorted(snapshot.case_ids()) == sorted(case.pk for case in cases[1:])
+
+
 def test_same_cases_and_seed_give_the_same_hash_and_manifest(model_type):
     approved_cohort(model_type.cohort, patients=12, cases_per_patient=2, diagnoses=DIAGNOSES[:3])
     first = build(model_type, seed=7)
