@@ -16,6 +16,7 @@ that input are dropped (the input's own error says what is wrong).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import re
@@ -150,13 +151,27 @@ def choice_value(value: float) -> str:
     return number_text(value)
 
 
+class FindingNumberField(forms.FloatField):
+    """A number finding's input. Its initial value is the stored number as typed (``number_text``:
+    104, not 104.0), so "changed" compares numbers, not that text with the float it comes back as
+    (the admin's history otherwise named every number of an edit as changed)."""
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        if isinstance(initial, str) and initial:
+            try:
+                initial = float(initial)
+            except ValueError:
+                return True
+        return super().has_changed(initial, data)
+
+
 def _finding_field(finding: Finding, stored: Any) -> forms.Field:
     common: dict[str, Any] = {"required": False, "label": finding_label(finding), "help_text": finding_help(finding)}
     if finding.value_type in ("number", "integer"):
         # A float for both: "must be a whole number" is the dictionary's check, as for the API.
         # Django's FloatField refuses NaN and infinities (1e309) as "Enter a number."
         step = "1" if finding.value_type == "integer" else "any"
-        return forms.FloatField(widget=forms.NumberInput(attrs={"step": step}), **common)
+        return FindingNumberField(widget=forms.NumberInput(attrs={"step": step}), **common)
     if finding.value_type == "boolean":
         choices = [("", NOT_RECORDED), ("0", "No"), ("1", "Yes")]
     else:
@@ -242,7 +257,12 @@ class CaseAdminForm(forms.ModelForm):
         definition = definition_of(self.dictionary_version)
         for key in PATIENT_KEYS:
             if f"{PATIENT_PREFIX}{key}" in self.fields:
-                self.initial.setdefault(f"{PATIENT_PREFIX}{key}", (case.patient or {}).get(key) or "")
+                value = (case.patient or {}).get(key) or ""
+                if key == "birth_date" and isinstance(value, str) and value:
+                    # A date, as the input gives back: the stored ISO text would always "change".
+                    with contextlib.suppress(ValueError):
+                        value = dt.date.fromisoformat(value)
+                self.initial.setdefault(f"{PATIENT_PREFIX}{key}", value)
         for finding in definition.findings:
             value = (case.findings or {}).get(finding.key)
             if isinstance(value, (int, float)) and not isinstance(value, bool):

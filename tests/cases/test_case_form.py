@@ -403,6 +403,19 @@ def test_the_edit_form_is_filled_from_the_case_and_an_edit_is_saved(clinician_cl
     assert (case.diagnosis_code, case.diagnosis_label) == ("J06.9", "Acute upper respiratory infection, unspecified")
 
 
+def test_the_admin_history_names_only_the_inputs_an_edit_changed(clinician_client):
+    from django.contrib.admin.models import LogEntry
+
+    case = CaseFactory.create(record=record_dict(findings={"temperature_c": 38.4, "heart_rate": 104, "spo2": 93}))
+    data = form_data(clinician_client, change_url(case)) | {"finding_heart_rate": "88", "_save": "Save"}
+
+    assert clinician_client.post(change_url(case), data).status_code == 302
+
+    # A number shown as typed ("104", "38.4") and a birth date are unchanged when they come back
+    # as they were shown; the history said "Changed Birth date, Body temperature, ..." of them.
+    assert LogEntry.objects.get().get_change_message() == "Changed Heart rate (/min)."
+
+
 def test_an_edit_that_leaves_the_record_as_it_was_changes_nothing(clinician_client):
     case = CaseFactory.create(record=record_dict(extra_field="kept", patient=record_dict()["patient"] | {"ward": "4B"}))
 
