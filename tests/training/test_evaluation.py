@@ -17,6 +17,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
+from sklearn.pipeline import Pipeline
 
 from tests.training.test_trainer import FAST, Recorder, file_splits, synthetic_splits
 from training import evaluation
@@ -653,3 +654,37 @@ def test_a_file_split_whose_label_dictionary_holds_a_label_it_does_not_use_is_ev
     predictions = predict_rows(result.pipeline, splits["test"], numeric_features=result.numeric_features)
     assert "ONLY-VALIDATION" not in evaluated["labels"]
     assert evaluated["accuracy"] == pytest.approx(accuracy_score(predictions.y_true, predictions.y_pred))
+
+
+def test_a_subgroups_intervals_use_the_evaluations_resamples_and_seed():
+    truth, probabilities, _, _ = random_case(6, size=50)
+    scores = np.array(probabilities, dtype=np.float32).astype(np.float64)
+    sexes = ["female" if i % 3 else "male" for i in range(50)]
+
+    result = evaluate(
+        StubModel(CLASSES, probabilities), stub_rows(truth, sexes=sexes), numeric_features=[ID], resamples=300, seed=5
+    )
+
+    female = next(group for group in result["subgroups"]["sex"] if group["value"] == "female")
+    members = [i for i, sex in enumerate(sexes) if sex == "female"]
+    expected = reference_intervals([truth[i] for i in members], scores[members], resamples=300, seed=5)
+    assert female["accuracy_ci"] == pytest.approx(expected["accuracy_ci"], abs=1e-12)
+    assert female["f1_macro_ci"] == pytest.approx(expected["f1_macro_ci"], abs=1e-12)
+
+
+def test_pipeline_steps_set_to_passthrough_are_skipped_when_predicting_from_columns():
+    splits = synthetic_splits()
+    result = train(splits, algorithm="logistic_regression", hyperparameters={}, report=Recorder())
+    first, *middle, last = result.pipeline.steps
+    pipeline = Pipeline([first, ("skipped", "passthrough"), *middle, last])
+    expected = pipeline.predict_proba(feature_dicts(splits["test"], result.numeric_features))
+
+    predictions = predict_rows(pipeline, splits["test"], numeric_features=result.numeric_features)
+
+    np.testing.assert_allclose(predictions.probabilities, expected, rtol=0, atol=1e-12)
+
+
+def test_columns_for_a_model_that_is_not_our_pipeline_are_refused_with_a_sentence():
+    message = r"^Only a pipeline led by a dense DictVectorizer predicts from columns; pass row dicts\.$"
+    with pytest.raises(TypeError, match=message):
+        predict_rows(StubModel(CLASSES, PROBABILITIES), columns_from_rows(stub_rows(TRUTH)), numeric_features=[ID])

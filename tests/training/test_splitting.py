@@ -296,3 +296,20 @@ def test_an_empty_split_takes_the_last_visited_smallest_group_of_the_earliest_fu
         visits = np.argsort(splitting._seeded_keys(groups, seed))
         assert assigned[visits].tolist() == [TEST, TRAIN, TEST, VALIDATION]
         assert assigned.tolist() == reference_split(groups.tolist(), labels.tolist(), 0.01, 0.5, seed)
+
+
+def test_with_as_many_patients_as_splits_an_empty_split_still_gets_one():
+    """Three patients, one A case each, fractions 0.01 / 0.5 (targets 1.47 / 0.03 / 1.5): test, train,
+    test in visit order; validation then takes test's patient (test holds the most), the last one."""
+    groups = np.array(["x", "y", "z"])
+    labels = np.array(["A"] * 3)
+    for seed in (0, 1, 2):
+        assigned = split((np.arange(3), groups, labels), (0.01, 0.5), seed=seed)
+        visits = np.argsort(splitting._seeded_keys(groups, seed))
+        assert assigned[visits].tolist() == [TEST, TRAIN, VALIDATION]
+        assert assigned.tolist() == reference_split(groups.tolist(), labels.tolist(), 0.01, 0.5, seed)
+
+
+def test_ragged_arrays_are_refused_with_a_sentence():
+    with pytest.raises(ValueError, match=r"^case_ids, groups and labels must have the same length\.$"):
+        split((np.array([1, 2]), np.array(["a"]), np.array(["x", "y"])))
