@@ -3,11 +3,14 @@ the import, feedback; and the data migration that checked the cases already on f
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import json
+from unittest import mock
 
 import pytest
 from django.apps import apps
+from django.utils import timezone
 
 from cases.interchange import parse_record
 from cases.models import Case, DataDictionary
@@ -165,6 +168,24 @@ def test_import_lines_also_checks(clinician_api):
     assert (report["created"], report["failed"]) == (1, 1)
     assert report["errors"][0]["line"] == 2
     assert "telepathy" not in response.content.decode()
+
+
+def test_an_import_going_past_local_midnight_checks_the_later_records_against_the_new_day():
+    """An import asks the site's date once per local day (``DictionaryCache.today``), not once per
+    record: a record of the new day is a future encounter just before midnight, and taken after."""
+    from cases.dictionary.checking import DictionaryCache, RecordRefused, check_record
+
+    zone = timezone.get_current_timezone()
+    record = parse_record(record_dict(encounter_date="2026-03-08"))
+    cache = DictionaryCache()
+    with mock.patch("django.utils.timezone.now") as now:
+        now.return_value = dt.datetime(2026, 3, 7, 23, 59, 59, 999999, tzinfo=zone)
+        with pytest.raises(RecordRefused) as refused:
+            check_record(record, cache=cache)
+        assert [issue.code for issue in refused.value.issues] == ["future_encounter"]
+        now.return_value = dt.datetime(2026, 3, 8, tzinfo=zone)
+        assert check_record(record, cache=cache).dictionary == respiratory()
+        assert cache.today() == dt.date(2026, 3, 8)
 
 
 # --- Feedback ------------------------------------------------------------------------------------
