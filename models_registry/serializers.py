@@ -35,6 +35,7 @@ from models_registry.ab_serializers import ComparedABTestSerializer
 from models_registry.compare import VERDICTS
 from models_registry.evaluation import LABEL, RESERVED_LABELS
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from training.ranges import usable_ranges
 
 MAX_NOTE_LENGTH = 2000
 MAX_METRICS = 50
@@ -129,8 +130,16 @@ class VersionTransitionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class TrainingRangesField(serializers.DictField):
+    """A version's training ranges as predict uses them (``training.ranges.usable_ranges``): an
+    entry that is not two finite numbers in order is left out, not a 500."""
+
+    def to_representation(self, value: Any) -> dict[str, Any]:
+        return super().to_representation(usable_ranges(value))
+
+
 class ModelVersionDetailSerializer(ModelVersionSerializer):
-    training_ranges = serializers.DictField(
+    training_ranges = TrainingRangesField(
         child=RangeSerializer(),
         read_only=True,
         help_text='Per numeric model input ("age", "findings.<key>"), min and max of the train split: predict '

@@ -209,12 +209,9 @@ class DictionaryCheck:
         """The check of a dictionary version (its cohort read with it), with a model version's
         ``training_ranges`` as stored (``{field: {"min": x, "max": y}}``; unusable entries left out)."""
         definition = dictionary.parsed
-        ranges: dict[str, tuple[float, float]] = {}
-        for name, bounds in (training_ranges if isinstance(training_ranges, dict) else {}).items():
-            low, high = (bounds.get("min"), bounds.get("max")) if isinstance(bounds, dict) else (None, None)
-            usable = _finite_range(low, high)
-            if usable is not None:
-                ranges[str(name)] = usable
+        from training.ranges import usable_ranges
+
+        ranges = {name: (bounds["min"], bounds["max"]) for name, bounds in usable_ranges(training_ranges).items()}
         return cls(
             dictionary_id=dictionary.pk,
             cohort=dictionary.cohort.slug,
@@ -360,23 +357,6 @@ class DictionaryCheck:
             "imputed": missing,
             "warnings": warnings,
         }
-
-
-def _finite_range(low: Any, high: Any) -> tuple[float, float] | None:
-    """(min, max) of a stored training range, or None when it is not two finite numbers in order
-    (the stored JSON is not trusted: an integer past a float's range must not fail a model's load)."""
-    bounds = []
-    for bound in (low, high):
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-            return None
-        try:
-            number = float(bound)
-        except OverflowError:
-            return None
-        if not math.isfinite(number):
-            return None
-        bounds.append(number)
-    return (bounds[0], bounds[1]) if bounds[0] <= bounds[1] else None
 
 
 # Checks by dictionary version id: a published version never changes, so its check never does.

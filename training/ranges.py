@@ -11,6 +11,7 @@ version keeps it (``ModelVersion.training_ranges``).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -73,3 +74,26 @@ def snapshot_training_ranges(snapshot: Any) -> Ranges:
     columns = columns_of(train)
     inputs = model_inputs(snapshot.model_type.cohort, snapshot=snapshot)
     return training_ranges(columns, columns.numeric_feature_names(inputs))
+
+
+def usable_ranges(stored: Any) -> Ranges:
+    """The entries of stored training ranges that are two finite numbers with min <= max, as
+    floats; anything else is left out. What predict compares with and the API shows: the stored JSON
+    is not trusted (jsonb gives a stored 1e400 back as an integer no float holds)."""
+    usable: Ranges = {}
+    for name, bounds in (stored if isinstance(stored, dict) else {}).items():
+        low, high = (bounds.get("min"), bounds.get("max")) if isinstance(bounds, dict) else (None, None)
+        numbers = [_finite(low), _finite(high)]
+        if numbers[0] is not None and numbers[1] is not None and numbers[0] <= numbers[1]:
+            usable[str(name)] = {"min": numbers[0], "max": numbers[1]}
+    return usable
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None

@@ -91,6 +91,19 @@ def test_a_version_with_a_crafted_training_range_still_serves(client):
     assert "findings.crp" not in {warning["field"] for warning in answer.json()["warnings"]}
 
 
+@pytest.mark.parametrize("bounds", [{"min": 0, "max": 10**400}, {"min": "x", "max": 1}, [1, 2], {"max": 3}])
+def test_a_version_s_api_page_leaves_a_crafted_training_range_out(make_user, bounds):
+    version = served_version()
+    ranges = {"findings.crp": bounds, "findings.wbc": {"min": 4, "max": 20}}
+    ModelVersion.objects.filter(pk=version.pk).update(training_ranges=ranges)
+    api = jwt_client(make_user(roles.ML_ENGINEER))
+
+    answer = api.get(f"/api/v1/model-types/diagnosis/versions/{version.version}/")
+
+    assert answer.status_code == 200, answer.content[:300]
+    assert answer.json()["training_ranges"] == {"findings.wbc": {"min": 4.0, "max": 20.0}}
+
+
 @pytest.mark.parametrize("ranges", [None, [], "x", 7])
 def test_stored_training_ranges_that_are_not_an_object_are_none(ranges):
     assert dict(DictionaryCheck.of(respiratory(), ranges).training_ranges) == {}
