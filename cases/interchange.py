@@ -192,9 +192,11 @@ def parse_findings(value: Any) -> dict[str, float]:
     if len(value) > MAX_FINDINGS:
         raise RecordError("findings", f"has more than {MAX_FINDINGS} entries.")
     findings: dict[str, float] = {}
-    for key, item in value.items():
+    for position, (key, item) in enumerate(value.items()):
         _key(key, "findings")
-        findings[key] = _number(item, f"findings.{key}")
+        # Named by position, as symptoms are: a key may itself be an identifier (a surname, an
+        # MRN), and this check runs before any data dictionary has said which keys are known.
+        findings[key] = _number(item, f"findings[{position}]")
     return findings
 
 

@@ -76,8 +76,8 @@ def test_create_refuses_a_record_without_an_mrn_and_names_the_field(client):
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
-        ({"findings": {"heart_rate": "fast"}}, "findings.heart_rate"),
-        ({"findings": {"heart_rate": True}}, "findings.heart_rate"),
+        ({"findings": {"heart_rate": "fast"}}, "findings[0]"),
+        ({"findings": {"heart_rate": True}}, "findings[0]"),
         ({"symptoms": "cough"}, "symptoms"),
         ({"encounter_date": 20260101}, "encounter_date"),
         ({"encounter_date": "2026-02-30"}, "encounter_date"),

@@ -198,7 +198,7 @@ def test_bad_lines_are_reported_by_number_and_every_valid_line_is_imported(tmp_p
     # The wording belongs to cases.interchange; the numbers and the field named are ours.
     expected = [
         ("line 2", "Not valid JSON"),
-        ("line 3", "findings.heart_rate"),
+        ("line 3", "findings[0]"),
         ("line 6", "patient.mrn"),
         ("line 7", "UTF-8"),
         ("line 8", "JSON object"),

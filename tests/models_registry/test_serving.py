@@ -212,8 +212,8 @@ def test_ages_over_89_become_the_90_plus_band():
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"findings": {"heart_rate": "fast"}}, "findings.heart_rate"),
-        ({"findings": {"heart_rate": True}}, "findings.heart_rate"),
+        ({"findings": {"heart_rate": "fast"}}, "findings[0]"),
+        ({"findings": {"heart_rate": True}}, "findings[0]"),
         ({"findings": [1, 2]}, "findings"),
         ({"symptoms": "cough"}, "symptoms"),
         ({"symptoms": [3]}, "symptoms[0]"),
@@ -291,7 +291,7 @@ def test_one_bad_record_refuses_the_whole_batch_naming_its_index(client, version
     response = client.post(BATCH.format(slug="diagnosis"), {"records": records}, format="json")
     assert response.status_code == 400
     body = response.json()
-    assert (body["code"], body["index"], body["field"]) == ("invalid_record", 1, "records[1].findings.spo2")
+    assert (body["code"], body["index"], body["field"]) == ("invalid_record", 1, "records[1].findings[0]")
     assert not Prediction.objects.exists()
 
 
