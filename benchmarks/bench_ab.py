@@ -1,4 +1,4 @@
-"""A/B test statistics (``models_registry.ab_stats``) under continuous monitoring, by simulation.
+"""A/B test statistics (``models_registry.experiments.stats``) under continuous monitoring, by simulation.
 
 Every simulated test goes through the functions production calls (``blocks``, ``complete_blocks``,
 ``log_wealth``, ``srm_p_values``, ``decide``), read after every feedback (every assignment for the
@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from scipy.special import expit, logit
 
 from benchmarks.harness import Result, scaled, timer
-from models_registry import ab_stats
+from models_registry.experiments import stats as ab_stats
 
 ALPHA = 0.05
 MIN_LABELLED = 100

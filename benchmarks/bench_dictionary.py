@@ -4,7 +4,7 @@ The issue's goal: validation adds at most 10% to single predict latency and to i
 as ratios against the path before the dictionary, measured in the same run. Both paths run in this
 process, the "before" one with the dictionary switched off at its narrowest seam:
 
-- predict: ``models_registry.serving._check_of``, where ``serve`` gets each arm's check (the loaded
+- predict: ``models_registry.serving.serve._check_of``, where ``serve`` gets each arm's check (the loaded
   model's, else the cohort's current version's), returns None, as it did for every version before
   dictionaries: no check, no ``display_name``. The version is ``bench_predict.active_version``'s
   (it records the respiratory dictionary and its train split's ranges, as the worker's do); the
@@ -71,7 +71,7 @@ class Switch:
 
 def serving_without_dictionary() -> Switch:
     """Predict as before the dictionary: ``serve`` finds no check for any arm."""
-    return Switch("models_registry.serving._check_of", lambda model, fallback: None)
+    return Switch("models_registry.serving.serve._check_of", lambda model, fallback: None)
 
 
 def import_without_dictionary() -> Switch:
@@ -128,8 +128,8 @@ def _assert_predict_switch(client: Any, url: str, record: dict[str, Any], switch
 
 
 def _measure_predict() -> list[Result]:
-    from models_registry.model_cache import MODEL_CACHE
-    from models_registry.router import ROUTER
+    from models_registry.serving.model_cache import MODEL_CACHE
+    from models_registry.serving.router import ROUTER
 
     user, version = active_version(SLUG, slug=SLUG, name="Dictionary benchmark", rows=scaled(TRAINING_ROWS), seed=21)
     if version.dictionary_id is None or not version.training_ranges:
@@ -186,7 +186,7 @@ def _measure_predict() -> list[Result]:
             baseline=median_ms(single[True]),
             max_ratio=GOAL,
             note=f"{calls} calls each, interleaved, order alternating; CPU-time ratio {cpu_ratio(single):.2f}x. "
-            "Baseline: the same endpoint and process with models_registry.serving._check_of returning None, "
+            "Baseline: the same endpoint and process with models_registry.serving.serve._check_of returning None, "
             "the path before the dictionary (no check, no display_name)",
         ),
         Result(

@@ -190,7 +190,7 @@ def _mlflow_server(env: dict[str, str]) -> tuple[Server, list[bytes]] | None:
 def run() -> list[Result]:
     from benchmarks.bench_predict import _compact, _rows_and_records
     from models_registry.models import Prediction
-    from models_registry.serving import prediction_input
+    from models_registry.serving.inputs import prediction_input
     from training.features import features
 
     client_user, version = _active_version()
@@ -226,8 +226,8 @@ def run() -> list[Result]:
         if status != 200:
             raise RuntimeError(f"token: {status} {answer[:200]!r}")
         headers = {"Authorization": f"Bearer {json.loads(answer)['access']}"}
-        from models_registry.model_cache import MODEL_CACHE
-        from models_registry.router import ROUTER
+        from models_registry.serving.model_cache import MODEL_CACHE
+        from models_registry.serving.router import ROUTER
 
         numeric = MODEL_CACHE.get(ROUTER.route(SLUG).choose()).numeric_features
         bare_bodies = [json.dumps(features(prediction_input(record).row, numeric)).encode() for record in compact]

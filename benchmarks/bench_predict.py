@@ -141,7 +141,7 @@ def active_version(
 def _compact(record: dict[str, Any]) -> dict[str, Any]:
     from cases.interchange import parse_date
     from cases.quality import age_at
-    from models_registry.serving import ALLOW_MISSING
+    from models_registry.serving.inputs import ALLOW_MISSING
 
     born = parse_date(record["patient"]["birth_date"], "birth_date")
     encounter = parse_date(record["encounter_date"], "encounter_date")
@@ -162,9 +162,9 @@ def _median_ms(samples: list[float]) -> float:
 
 
 def _measure(client: Any) -> list[Result]:
-    from models_registry.model_cache import MODEL_CACHE
-    from models_registry.router import ROUTER
-    from models_registry.serving import ALLOW_MISSING, prediction_input
+    from models_registry.serving.inputs import ALLOW_MISSING, prediction_input
+    from models_registry.serving.model_cache import MODEL_CACHE
+    from models_registry.serving.router import ROUTER
     from training.features import features
 
     # secure=True on every request: DEBUG is off here, so plain http would be redirected.
@@ -277,8 +277,8 @@ def serving_settings() -> Iterator[None]:
     """The settings in-process predict benchmarks serve under, with empty routing and model caches."""
     from django.test.utils import override_settings
 
-    from models_registry.model_cache import MODEL_CACHE
-    from models_registry.router import ROUTER
+    from models_registry.serving.model_cache import MODEL_CACHE
+    from models_registry.serving.router import ROUTER
 
     # The serving generation lives in this run's own file cache, never the developer's.
     caches = {

@@ -118,5 +118,5 @@ urlpatterns = [
     path("", include("cases.api_urls")),
     path("", include("training.api_urls")),
     path("", include("models_registry.api_urls")),
-    path("", include("models_registry.serving_urls")),
+    path("", include("models_registry.serving.urls")),
 ]

@@ -245,7 +245,7 @@ if os.environ.get("STORAGE_BUCKET"):
         "file_overwrite": False,
     }
 
-# The shared cache carries the serving generation (models_registry.serving): Redis when
+# The shared cache carries the serving generation (models_registry.generation): Redis when
 # REDIS_URL is set (many machines), else a file cache that the processes of one machine share. The
 # generation must be shared: a web process that did not see an activation would keep serving the
 # old version, so it is never in a per-process cache. Reading it from the file cache is one small
@@ -468,7 +468,7 @@ SPECTACULAR_SETTINGS = {
     # API, Swagger UI in a logged-in browser) but is no way for a client program, so it is not offered.
     "AUTHENTICATION_WHITELIST": [
         "learning_engine.tokens.SessionJWTAuthentication",
-        "models_registry.serving_views.ServingJWTAuthentication",
+        "models_registry.serving.views.ServingJWTAuthentication",
     ],
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True, "displayOperationId": True},
     # Every model has a "status"; name each enum after its model so they do not collide.
@@ -477,15 +477,15 @@ SPECTACULAR_SETTINGS = {
         "RejectionReasonEnum": "cases.models.Case.RejectionReason",
         "DatasetSnapshotStatusEnum": "training.models.DatasetSnapshot.Status",
         "ABTestStatusEnum": "models_registry.models.ABTest.Status",
-        "ABTestDecisionEnum": "models_registry.ab_serializers.DECISIONS",
+        "ABTestDecisionEnum": "models_registry.experiments.serializers.DECISIONS",
         "TrainingJobStatusEnum": "training.models.TrainingJob.Status",
         "TrainingJobExecutorEnum": "training.models.TrainingJob.Executor",
         "ModelTypeAlgorithmEnum": "training.models.ModelType.Algorithm",
         "ModelVersionApprovalEnum": "models_registry.models.ModelVersion.Approval",
         "ModelVersionDeploymentEnum": "models_registry.models.ModelVersion.Deployment",
         "PerformanceRecordSourceEnum": "models_registry.models.PerformanceRecord.Source",
-        "ComparisonVerdictEnum": "models_registry.compare.VERDICTS",
-        "OutOfRangeBasisEnum": "models_registry.serving.RANGE_BASES",
+        "ComparisonVerdictEnum": "models_registry.registry.compare.VERDICTS",
+        "OutOfRangeBasisEnum": "models_registry.serving.inputs.RANGE_BASES",
     },
 }
 

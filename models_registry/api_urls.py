@@ -1,6 +1,6 @@
 """Registry routes (versions, performance, history, compare, rollback, A/B tests) under model-types/{slug}/.
 
-Versions nest under training's ``model-types/{slug}/`` prefix (see ``models_registry.views``).
+Versions nest under training's ``model-types/{slug}/`` prefix (see ``models_registry.registry.views``).
 The model-type-level viewset serves only its extra actions (rollback, history, compare): it has no
 list or retrieve, so the router makes no route that would shadow training's model-type detail.
 """
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from rest_framework.routers import DefaultRouter
 
-from models_registry.ab_views import ABTestViewSet
-from models_registry.views import ModelVersionViewSet, RegistryModelTypeViewSet
+from models_registry.experiments.views import ABTestViewSet
+from models_registry.registry.views import ModelVersionViewSet, RegistryModelTypeViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False

@@ -13,6 +13,11 @@ class TrainingConfig(AppConfig):
 
         demo_loaded.connect(on_demo_loaded, dispatch_uid="training_demo_model_types")
 
+        from training.signals import job_queued
+        from training.tasks import enqueue_queued_job
+
+        job_queued.connect(enqueue_queued_job, dispatch_uid="training_enqueue_queued_job")
+
         from learning_engine.health import HEALTH_CHECKS
         from training.health import training_check
 

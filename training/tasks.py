@@ -42,6 +42,11 @@ def enqueue_job(job_id: int, priority: int) -> None:
     ensure_reaper_scheduled()
 
 
+def enqueue_queued_job(sender: object, *, job_id: int, priority: int, **kwargs: object) -> None:
+    """Receiver of ``training.signals.job_queued`` (connected in ``TrainingConfig.ready()``)."""
+    enqueue_job(job_id, priority)
+
+
 @task(queue_name=TRAINING_QUEUE)
 def run_training_job(job_id: int) -> dict[str, Any]:
     # The manifest (every case id of the snapshot) is not needed to train: do not decode it.

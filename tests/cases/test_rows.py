@@ -44,7 +44,7 @@ def record(settings):
 
 
 def test_every_place_that_names_the_row_takes_its_columns_from_one_definition(record, settings):
-    from models_registry.serving import prediction_input
+    from models_registry.serving.inputs import prediction_input
     from training import dataset_format, datasets
 
     names = list(rows.COLUMN_NAMES)

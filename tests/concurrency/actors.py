@@ -85,7 +85,7 @@ def approve(payload: dict[str, Any]) -> dict[str, Any]:
 
 def register(payload: dict[str, Any]) -> dict[str, Any]:
     """Register a version for each completed job of ``job_ids`` (what the worker does on completion)."""
-    from models_registry.registration import register_completed_job
+    from models_registry.registry.registration import register_completed_job
     from training.models import TrainingJob
 
     _wait_for_the_start()

@@ -17,7 +17,7 @@ from cases.models import Case, CaseTransition
 from learning_engine import roles
 from learning_engine.tokens import RefreshToken
 from models_registry.models import ActivationHistory, ModelVersion, VersionTransition
-from models_registry.registration import register_completed_job
+from models_registry.registry.registration import register_completed_job
 from tests.cases.factories import CaseFactory
 from tests.factories import user_with_role
 from tests.models_registry.factories import completed_job, model_type

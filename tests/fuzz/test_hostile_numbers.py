@@ -204,8 +204,8 @@ def test_the_fields_refuse_numbers_beyond_float_range_without_overflowing(value)
 
     from cases.interchange import RecordError
     from learning_engine.exceptions import InvalidRequest
-    from models_registry.serializers import MetricsField
-    from models_registry.serving import _age
+    from models_registry.registry.serializers import MetricsField
+    from models_registry.serving.inputs import _age
     from training.algorithms import validate_hyperparameters
     from training.serializers import FiniteFloatField
 

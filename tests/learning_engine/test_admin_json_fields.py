@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from learning_engine import roles
 from learning_engine.forms import StrictJSONField
-from models_registry.ab_admin import ConcludeForm
+from models_registry.experiments.admin import ConcludeForm
 from tests.cases.dictionary_factories import published_dictionary, small_definition
 from training.models import ModelType, TrainingJob
 

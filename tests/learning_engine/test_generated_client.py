@@ -21,7 +21,7 @@ import httpx
 import pytest
 from django.core.management import call_command
 
-from models_registry.serving_examples import MALIGNANT_RECORD
+from models_registry.serving.examples import MALIGNANT_RECORD
 from tests.models_registry.serving_factories import reset_serving_state
 from training.tasks import run_training_job
 

@@ -18,7 +18,7 @@ from django.test import TestCase
 
 from learning_engine import roles
 from models_registry.models import ABTest, Feedback, ModelVersion, Prediction
-from models_registry.registration import register_completed_job
+from models_registry.registry.registration import register_completed_job
 from tests.factories import user_with_role
 from tests.models_registry import factories
 from training.models import ModelType, TrainingJob

@@ -25,7 +25,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from models_registry.models import ModelVersion
-from models_registry.registration import register_completed_job
+from models_registry.registry.registration import register_completed_job
 from training.dataset_format import SCHEMA
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.trainer import train

@@ -23,9 +23,9 @@ from django.test import TestCase
 
 from cases.rows import ALL_INPUTS, ModelInputs
 from learning_engine import roles
-from models_registry.model_cache import MODEL_CACHE
 from models_registry.models import ModelVersion
-from models_registry.router import ROUTER
+from models_registry.serving.model_cache import MODEL_CACHE
+from models_registry.serving.router import ROUTER
 from tests.factories import user_with_role
 from tests.models_registry.factories import model_type as make_model_type
 from training.models import ModelType, TrainingJob

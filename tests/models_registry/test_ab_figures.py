@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from models_registry.ab_figures import _observations
+from models_registry.experiments.figures import _observations
 from models_registry.models import Feedback, Prediction
 from tests.models_registry.ab_factories import RIGHT, WRONG, log_arm, start_test
 

@@ -9,7 +9,7 @@ from django.test import TestCase
 
 from learning_engine import roles
 from models_registry.models import ABTest, Prediction
-from models_registry.router import Arm, Route, RunningTest, assign_b, b_share
+from models_registry.serving.router import Arm, Route, RunningTest, assign_b, b_share
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
 from tests.models_registry.ab_factories import start_test

@@ -14,8 +14,8 @@ from scipy.stats import betabinom, binom, halfnorm
 from statsmodels.stats.proportion import proportion_confint
 
 from benchmarks.bench_ab import simulate_clusters, simulate_split, srm_flagged
-from models_registry import ab_stats
-from models_registry.ab_stats import (
+from models_registry.experiments import stats as ab_stats
+from models_registry.experiments.stats import (
     Agreement,
     ArmFigures,
     Decision,

@@ -16,8 +16,8 @@ from django.test import TestCase
 from django.utils import timezone
 
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
+from models_registry.generation import current_generation
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory, ModelVersion
-from models_registry.serving import current_generation
 from tests.models_registry.ab_factories import log_arm, registered, start_test, version_pair
 from tests.models_registry.factories import model_type as make_model_type
 
@@ -393,7 +393,7 @@ def test_the_command_concludes_expired_tests_and_has_a_dry_run(test):
 
 
 def test_the_periodic_chain_collapses_to_one_and_concludes_expired_tests(pair, engineer):
-    from models_registry import tasks
+    from models_registry.experiments import tasks
 
     default_task_backend.clear()
     test = start_test(*pair, by=engineer)  # starts the chain
@@ -408,6 +408,16 @@ def test_the_periodic_chain_collapses_to_one_and_concludes_expired_tests(pair, e
     assert result["concluded"] == [test.pk]
     assert fresh(test).status == "concluded"
     assert tasks.conclude_expired_ab_tests_periodically.call(str(uuid.uuid4())) == {"outcome": "superseded"}
+
+
+def test_a_chain_queued_under_the_former_task_path_still_resolves():
+    # The database queue stores a task's dotted path: rows queued before the move to experiments/.
+    from django.utils.module_loading import import_string
+
+    from models_registry.experiments import tasks
+
+    former = import_string("models_registry.tasks.conclude_expired_ab_tests_periodically")
+    assert former is tasks.conclude_expired_ab_tests_periodically
 
 
 def test_starting_a_test_schedules_the_periodic_check(pair, engineer):

@@ -11,10 +11,10 @@ from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from learning_engine import roles
-from models_registry.admin import comparison_chart
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from models_registry.models.version import ArtifactRejection
-from models_registry.registration import register_completed_job
+from models_registry.registry.admin import comparison_chart
+from models_registry.registry.models import ArtifactRejection
+from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
 from tests.models_registry.registry_factories import ready_snapshot, trained_version

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from cases.dictionary import labels as labels_module
 from learning_engine import roles
-from models_registry.ab_figures import per_diagnosis
+from models_registry.experiments.figures import per_diagnosis
 from models_registry.models import Feedback, Prediction
 from tests.models_registry import factories
 from tests.models_registry.ab_factories import RIGHT, WRONG, log_arm, start_test

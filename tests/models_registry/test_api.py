@@ -14,9 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from learning_engine import roles
-from models_registry import views
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from models_registry.registration import register_completed_job
+from models_registry.registry import views
+from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
 from tests.models_registry.registry_factories import (

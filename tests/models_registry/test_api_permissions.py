@@ -13,7 +13,7 @@ import pytest
 
 from learning_engine import roles
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from models_registry.registration import register_completed_job
+from models_registry.registry.registration import register_completed_job
 from tests.conftest import ROLE_NAMES
 from tests.models_registry import factories
 from training.models import TrainingJob

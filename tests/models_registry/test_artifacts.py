@@ -16,7 +16,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 from learning_engine.audit import AppendOnlyError
 from models_registry.models import ModelVersion
-from models_registry.models.version import ArtifactRefused, ArtifactRejection
+from models_registry.registry.models import ArtifactRefused, ArtifactRejection
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
 from tests.models_registry.registry_factories import (

@@ -7,8 +7,9 @@ import pytest
 from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
-from models_registry import compare
-from models_registry.compare import (
+from models_registry.models import ModelVersion, PerformanceRecord
+from models_registry.registry import compare
+from models_registry.registry.compare import (
     ACCURACY_INTERVAL_METHOD,
     BOOTSTRAP_INTERVAL_METHOD,
     McNemar,
@@ -22,8 +23,7 @@ from models_registry.compare import (
     paired_bootstrap,
     verdict,
 )
-from models_registry.evaluation import evaluate_artifact
-from models_registry.models import ModelVersion, PerformanceRecord
+from models_registry.registry.evaluation import evaluate_artifact
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
 from tests.models_registry.registry_factories import ready_snapshot, trained_version

@@ -17,7 +17,7 @@ from cases.dictionary.checking import current_dictionary
 from cases.models import Case, DataDictionary
 from learning_engine.exceptions import TransitionError
 from models_registry.models import ModelVersion
-from models_registry.registration import register_completed_job
+from models_registry.registry.registration import register_completed_job
 from tests.cases.dictionary_factories import published_dictionary, small_definition
 from tests.conftest import jwt_client
 from tests.models_registry import factories

@@ -48,7 +48,7 @@ def test_the_feedback_answer_names_the_confirmed_code(make_user):
 
 
 def test_a_code_of_a_cohort_without_a_dictionary_has_an_empty_name(make_user):
-    from models_registry.serving_serializers import FeedbackSerializer
+    from models_registry.serving.serializers import FeedbackSerializer
 
     version = served_version()
     ModelType.objects.filter(pk=version.model_type_id).update(cohort="no-dictionary")

@@ -19,7 +19,7 @@ from cases.models import DataDictionary
 from cases.rows import ALL_INPUTS
 from learning_engine import roles
 from models_registry.models import ModelVersion, Prediction
-from models_registry.serving import MIN_COMPLETENESS
+from models_registry.serving.inputs import MIN_COMPLETENESS
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
 from tests.models_registry.serving_factories import (

@@ -15,7 +15,7 @@ from cases.models import DataDictionary
 from cases.rows import ModelInputs
 from learning_engine import roles
 from models_registry.models import ModelVersion, Prediction
-from models_registry.serving import DictionaryCheck
+from models_registry.serving.inputs import DictionaryCheck
 from tests.conftest import jwt_client
 from tests.models_registry.serving_factories import (
     PNEUMONIA_FEATURES,

@@ -21,8 +21,8 @@ from cases.dictionary.checking import current_dictionary
 from cases.models import DataDictionary
 from learning_engine import roles
 from models_registry.models import Prediction
-from models_registry.router import ROUTER, assign_b
-from models_registry.serving import subject_pseudonym
+from models_registry.serving.inputs import subject_pseudonym
+from models_registry.serving.router import ROUTER, assign_b
 from tests.conftest import jwt_client
 from tests.models_registry.ab_factories import start_test
 from tests.models_registry.serving_factories import (

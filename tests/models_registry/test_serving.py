@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from learning_engine import roles
-from models_registry.model_cache import MODEL_CACHE
 from models_registry.models import Prediction
-from models_registry.router import ROUTER
-from models_registry.serving import prediction_input
+from models_registry.serving.inputs import prediction_input
+from models_registry.serving.model_cache import MODEL_CACHE
+from models_registry.serving.router import ROUTER
 from tests.cases.factories import record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
@@ -159,7 +159,7 @@ def test_an_unreadable_cache_falls_back_to_the_database_and_still_answers(client
     def broken() -> int:
         raise ConnectionError("cache down")
 
-    monkeypatch.setattr("models_registry.serving.current_generation", broken)
+    monkeypatch.setattr("models_registry.generation.current_generation", broken)
     first = predict(client, PNEUMONIA_FEATURES)
     reloads = ROUTER.reloads
     second = predict(client, PNEUMONIA_FEATURES)
@@ -373,7 +373,7 @@ def test_a_cold_process_reloads_the_table_and_the_model_once(client, version):
 def test_a_tampered_artifact_is_refused_before_loading_and_the_refusal_is_audited(client, version):
     from django.core.files.storage import default_storage
 
-    from models_registry.models.version import ArtifactRejection
+    from models_registry.registry.models import ArtifactRejection
 
     with default_storage.open(version.artifact, "rb") as handle:
         data = bytearray(handle.read())
@@ -393,7 +393,7 @@ def test_a_tampered_artifact_is_refused_before_loading_and_the_refusal_is_audite
 def test_a_cache_flush_between_two_activations_never_lets_a_stale_table_look_current(client, version):
     from django.core.cache import cache
 
-    from models_registry.serving import bump_generation, current_generation
+    from models_registry.generation import bump_generation, current_generation
 
     predict(client, PNEUMONIA_FEATURES)
     cache.clear()
@@ -408,7 +408,7 @@ def test_a_cache_flush_between_two_activations_never_lets_a_stale_table_look_cur
 def test_a_lost_generation_is_read_again_from_the_clock_not_from_a_small_constant():
     from django.core.cache import cache
 
-    from models_registry.serving import GENERATION_KEY, current_generation
+    from models_registry.generation import GENERATION_KEY, current_generation
 
     before = current_generation()
     cache.delete(GENERATION_KEY)  # evicted, or a flush

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from learning_engine import roles
 from models_registry.models import ModelVersion
-from models_registry.models.version import ArtifactRejection
+from models_registry.registry.models import ArtifactRejection
 from tests.conftest import jwt_client
 from tests.models_registry.serving_factories import (
     COLD_FEATURES,
@@ -93,7 +93,7 @@ def test_validate_artifacts_validates_in_the_sandbox_and_serving_resumes(client,
     version.refresh_from_db()
     assert version.artifact_validated
     assert (version.artifact_validation["sandbox"], version.artifact_validation["by"]) == (True, "validate_artifacts")
-    from models_registry.model_cache import MODEL_CACHE
+    from models_registry.serving.model_cache import MODEL_CACHE
 
     MODEL_CACHE.clear()
     assert predict(client).status_code == 200

@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from models_registry.models import ModelVersion
-from models_registry.models.version import ArtifactRejection
+from models_registry.registry.models import ArtifactRejection
 from tests.conftest import jwt_client
 from tests.models_registry import factories
 from tests.models_registry.registry_factories import (

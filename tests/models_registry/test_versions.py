@@ -127,7 +127,7 @@ def test_activating_a_version_deactivates_the_previous_one_and_writes_history(
 
 
 def test_activation_bumps_the_serving_generation_on_commit(engineer, lead, django_capture_on_commit_callbacks):
-    from models_registry.serving import current_generation
+    from models_registry.generation import current_generation
 
     version = approved(engineer, lead, django_capture_on_commit_callbacks)
     before = current_generation()
@@ -162,7 +162,7 @@ def test_a_racing_activation_that_loses_is_a_409_not_a_500(
     second = approved(engineer, lead, django_capture_on_commit_callbacks)
     first.activate(by=lead)
     # Simulate the other transaction's view: it did not see `first` as active (no lock on SQLite).
-    from models_registry.models import version as version_module
+    from models_registry.registry import models as version_module
 
     monkeypatch.setattr(version_module.VersionQuerySet, "active", lambda self: self.none())
     with pytest.raises(ConcurrentUpdate):

@@ -24,6 +24,7 @@ from django.utils import timezone
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, TransitionError
 from learning_engine.transitions import check_allowed, claim
+from training.signals import job_completed, job_queued
 
 
 class LeaseLost(DomainError):
@@ -383,14 +384,11 @@ def _append_log(log: str, line: str) -> str:
 
 
 def _enqueue(job_id: int, priority: int) -> None:
-    from training.tasks import enqueue_job
-
-    enqueue_job(job_id, priority)
+    # A signal, not an import: training.tasks (which imports this model) puts the job on the queue.
+    job_queued.send(sender=TrainingJob, job_id=job_id, priority=priority)
 
 
 def _announce_completed(job_id: int) -> None:
-    from training.signals import job_completed
-
     job_completed.send(sender=TrainingJob, job_id=job_id)
 
 

@@ -8,7 +8,7 @@ from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from models_registry.models import ModelVersion
-from models_registry.models.version import ArtifactRejection
+from models_registry.registry.models import ArtifactRejection
 from training.artifact_sandbox import evaluate_in_sandbox
 from training.artifacts import ArtifactError, check_artifact_bytes
 

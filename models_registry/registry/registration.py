@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
-    from models_registry.models import ModelVersion, PerformanceRecord
+    from models_registry.registry.models import ModelVersion, PerformanceRecord
     from training.models import TrainingJob
 
     job = TrainingJob.objects.select_related("model_type", "dataset", "created_by").get(pk=job_id)

@@ -32,16 +32,17 @@ from learning_engine.exceptions import InvalidRequest
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST, PERM_VIEW_AB_TEST
-from models_registry.ab_serializers import (
+from models_registry.experiments.models import ABTest, ABTestTransition
+from models_registry.experiments.serializers import (
     ABTestConcludeSerializer,
     ABTestCreateSerializer,
     ABTestDetailSerializer,
     ABTestEndSerializer,
     ABTestSerializer,
 )
-from models_registry.models import ABTest, ABTestTransition, ModelVersion
-from models_registry.serializers import RegistryErrorSerializer
-from models_registry.views import ERRORS, NOT_FOUND, SLUG, ModelTypeScoped, conflict, validated
+from models_registry.registry.models import ModelVersion
+from models_registry.registry.serializers import RegistryErrorSerializer
+from models_registry.registry.views import ERRORS, NOT_FOUND, SLUG, ModelTypeScoped, conflict, validated
 
 TEST_ID = OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The A/B test's id.")
 WRONG_STATE = "The test has ended already (code 'invalid_transition', with current_status)."

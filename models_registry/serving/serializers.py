@@ -1,6 +1,6 @@
 """Serializers of the serving API: predict, batch predict, feedback.
 
-The prediction record itself is validated by ``models_registry.serving.prediction_input`` (the
+The prediction record itself is validated by ``models_registry.serving.inputs.prediction_input`` (the
 one conversion from a record to what the model sees, shared by single and batch requests, and
 fast enough for a thousand records); ``PredictRecordSerializer`` only documents its shape in the
 OpenAPI schema.
@@ -14,8 +14,8 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from cases.dictionary.labels import version_labels
-from models_registry.models import Feedback
-from models_registry.serving import RANGE_BASES
+from models_registry.serving.inputs import RANGE_BASES
+from models_registry.serving.models import Feedback
 
 
 class PredictRecordSerializer(serializers.Serializer):

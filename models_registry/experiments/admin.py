@@ -5,7 +5,7 @@ Who: ML engineers start tests (``add_abtest``) and may stop them; clinical leads
 ``confirm_and_apply`` (a confirmation page with the reason, then ``ABTest.stop``/``conclude`` per
 test). Nothing is edited: a test changes only through its transitions.
 
-The test's page shows the live figures of ``models_registry.ab_figures`` (per arm, the sample ratio
+The test's page shows the live figures of ``models_registry.experiments.figures`` (per arm, the sample ratio
 check, the difference's confidence sequence, the current decision) and the cumulative accuracy of
 each arm over the test's time, as an inline SVG line chart (``learning_engine.charts``).
 """
@@ -33,20 +33,22 @@ from learning_engine.display import fmt, fmt_difference_interval, fmt_percent, m
 from learning_engine.exceptions import DomainError
 from learning_engine.forms import StrictJSONField
 from learning_engine.roles import PERM_ADD_AB_TEST, PERM_CONCLUDE_AB_TEST, PERM_STOP_AB_TEST
-from models_registry.ab_figures import accuracy_over_time, per_diagnosis
-from models_registry.models import ABTest, ABTestTransition, ModelVersion
-from models_registry.models.abtest import (
+from models_registry.experiments.figures import accuracy_over_time, per_diagnosis
+from models_registry.experiments.models import (
     DEFAULT_MIN_LABELLED,
     DEFAULT_SIGNIFICANCE,
     MAX_DURATION_HOURS,
     MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
+    ABTest,
+    ABTestTransition,
 )
+from models_registry.registry.models import ModelVersion
 from training.models import ModelType
 
 _BOTH_LOCATIONS = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
 REASON_MAX_LENGTH = 2000
-# The decisions of models_registry.ab_stats.Decision as people read them.
+# The decisions of models_registry.experiments.stats.Decision as people read them.
 DECISION_WORDS = {
     "ship_b": "Ship B: the candidate is more accurate",
     "rollback": "Keep A: the candidate is less accurate",

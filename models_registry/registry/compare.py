@@ -22,7 +22,7 @@ predictions:
   (``cases_needed``);
 - live accuracy from clinicians' feedback (the latest "live" performance record), when there is some;
 - the A/B test of the two versions (either way round): the running one, else the latest, with its
-  live figures and current decision (``models_registry.ab_figures``); None when they never met.
+  live figures and current decision (``models_registry.experiments.figures``); None when they never met.
 
 The paired part is expensive (two artifact loads, the snapshot file, two evaluations) and depends
 only on the two artifacts and the snapshot, so it is cached under their hashes; live accuracy and
@@ -31,7 +31,7 @@ the A/B figures are read fresh every time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +40,8 @@ from django.core.cache import cache
 from scipy.stats import beta, binomtest, norm
 
 from learning_engine.exceptions import DomainError, InvalidRequest
-from models_registry.evaluation import evaluate_artifact, holdout_rows
-from models_registry.models import ModelVersion, PerformanceRecord
-from models_registry.models.version import headline_metrics
+from models_registry.registry.evaluation import evaluate_artifact, holdout_rows
+from models_registry.registry.models import ModelVersion, PerformanceRecord, headline_metrics
 from training.evaluation import brier_per_case, plain, predict_rows
 from training.models import DatasetSnapshot
 
@@ -449,27 +448,22 @@ def compare_versions(a: ModelVersion, b: ModelVersion, *, by: Any = None) -> dic
     }
 
 
+# The A/B test of the two versions comes from the layer above (``models_registry.experiments``),
+# which registers its lookup from ``AppConfig.ready()``: a callback this layer declares, so the
+# registry never imports the experiments. None registered: no test.
+ABTestLookup = Callable[[ModelVersion, ModelVersion], dict[str, Any] | None]
+_ab_test_lookup: ABTestLookup | None = None
+
+
+def register_ab_test_lookup(lookup: ABTestLookup) -> None:
+    """Set what ``ab_test_of`` asks (one lookup, replaced on a new call)."""
+    global _ab_test_lookup
+    _ab_test_lookup = lookup
+
+
 def ab_test_of(a: ModelVersion, b: ModelVersion) -> dict[str, Any] | None:
     """The running (else the latest) A/B test between ``a`` and ``b``, with its live figures."""
-    from django.db.models import Case, IntegerField, Q, Value, When
-
-    from models_registry.ab_serializers import ABTestSerializer
-    from models_registry.models import ABTest
-
-    test = (
-        ABTest.objects.filter(Q(version_a=a, version_b=b) | Q(version_a=b, version_b=a))
-        .select_related("model_type", "version_a", "version_b", "created_by", "concluded_by")
-        .annotate(
-            running_first=Case(
-                When(status=ABTest.Status.RUNNING, then=Value(0)), default=Value(1), output_field=IntegerField()
-            )
-        )
-        .order_by("running_first", "-started_at", "-id")
-        .first()
-    )
-    if test is None:
-        return None
-    return {**ABTestSerializer(test).data, "figures": test.evaluate()}
+    return _ab_test_lookup(a, b) if _ab_test_lookup is not None else None
 
 
 # pragma: no mutate end

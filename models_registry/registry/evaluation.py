@@ -30,8 +30,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
-from models_registry.models import ModelVersion, PerformanceRecord
-from models_registry.models.version import ArtifactRejection, headline_metrics
+from models_registry.registry.models import ArtifactRejection, ModelVersion, PerformanceRecord, headline_metrics
 from training.artifact_sandbox import evaluate_in_sandbox
 from training.artifacts import (
     DIRECTORY,

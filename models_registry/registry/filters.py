@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import django_filters
 
-from models_registry.models import ModelVersion, PerformanceRecord
+from models_registry.registry.models import ModelVersion, PerformanceRecord
 from training.models import ModelType
 
 

@@ -15,13 +15,13 @@ Who may do what
 The cost of a warm predict request
 ----------------------------------
 Two SQL queries: the JWT user lookup and the prediction's INSERT. Routing reads the serving
-generation from the cache, not the database (``models_registry.router``); the model is in memory
-(``models_registry.model_cache``); and the permission check reads two flags that the user lookup
+generation from the cache, not the database (``models_registry.serving.router``); the model is in memory
+(``models_registry.serving.model_cache``); and the permission check reads two flags that the user lookup
 itself computes (``ServingJWTAuthentication``), where ``user.has_perm`` would cost two more
 queries (the user's and their groups' permissions) on every request. The data dictionary check of
 a version (the version it was trained under, with its training ranges) is read with its model, once
-per process (``models_registry.model_cache``); the cohort's current version, for versions that
-recorded none, once per routing table (``models_registry.serving.dictionary_check``).
+per process (``models_registry.serving.model_cache``); the cohort's current version, for versions that
+recorded none, once per routing table (``models_registry.serving.inputs.dictionary_check``).
 """
 
 from __future__ import annotations
@@ -54,27 +54,26 @@ from learning_engine.parsers import SafeJSONParser
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
 from learning_engine.serializers import ErrorSerializer
 from learning_engine.tokens import SessionJWTAuthentication, SessionJWTScheme
-from models_registry.models import Prediction
-from models_registry.models.prediction import case_source_for
-from models_registry.router import ROUTER, Route
-from models_registry.serving import (
+from models_registry.serving.examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
+from models_registry.serving.feedback import feedback_case_record
+from models_registry.serving.inputs import (
     ALLOW_MISSING,
     DictionaryCheck,
     PredictionInput,
     RecordRefused,
     dictionary_check,
-    feedback_case_record,
     prediction_input,
-    serve,
 )
-from models_registry.serving_examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
-from models_registry.serving_serializers import (
+from models_registry.serving.models import Prediction, case_source_for
+from models_registry.serving.router import ROUTER, Route
+from models_registry.serving.serializers import (
     FeedbackRequestSerializer,
     FeedbackSerializer,
     PredictBatchSerializer,
     PredictionAnswerSerializer,
     PredictRecordSerializer,
 )
+from models_registry.serving.serve import serve
 
 # The serving permissions, as flags that ``ServingJWTAuthentication``'s user query computes.
 SERVING_FLAGS = {PERM_PREDICT: "serving_may_predict", PERM_GIVE_FEEDBACK: "serving_may_give_feedback"}
@@ -137,7 +136,7 @@ class ServingJWTScheme(SessionJWTScheme):
     """OpenAPI: the serving endpoints take the same bearer JWT as every other endpoint, so they are
     documented under the same scheme (``jwtAuth``): a client authorizes once."""
 
-    target_class = "models_registry.serving_views.ServingJWTAuthentication"
+    target_class = "models_registry.serving.views.ServingJWTAuthentication"
     # Requires "jwtAuth" but defines nothing: SessionJWTScheme defines it once (drf-spectacular
     # refuses one component name defined by two authentication classes). A list of names is the
     # extension API's way to pair names with definitions, here none.

@@ -11,7 +11,7 @@ Split mode, per arm (the predictions the test routed to it, ``Prediction.ab_test
   assignment, not a hundred, so a busy subject cannot fake a mismatch;
 - ``predicted``: prediction rows (answers given);
 - ``labelled`` / ``correct``: predictions with clinicians' feedback, and the right ones among them;
-- ``accuracy`` with its 95% interval (``models_registry.ab_stats``) and latency percentiles (of the
+- ``accuracy`` with its 95% interval (``models_registry.experiments.stats``) and latency percentiles (of the
   latest ``LATENCY_SAMPLE`` predictions of the arm).
 
 Shadow mode: arm A is every answered request; arm B is B's silent predictions of the same inputs
@@ -29,15 +29,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from cases.dictionary.labels import version_labels
-from models_registry import ab_stats
-from models_registry.models import ABTest, Feedback, Prediction
+from models_registry.experiments import stats as ab_stats
+from models_registry.serving.models import Feedback, Prediction
+
+if TYPE_CHECKING:
+    # Only a type: the model imports this module (``ABTest.evaluate``), so it sits below the model.
+    from models_registry.experiments.models import ABTest
 
 # Latency percentiles are computed on at most this many recent predictions per arm.
 LATENCY_SAMPLE = 20_000
@@ -152,7 +156,7 @@ def _observations(test: ABTest) -> ab_stats.Observations:
     without a subject key was assigned on its own, so it is a unit of one. The order is that of each
     unit's first feedback (the feedback id: it only grows), fixed once the unit exists.
     """
-    if test.mode == ABTest.Mode.SHADOW:
+    if test.mode == test.Mode.SHADOW:
         silent = Prediction.objects.filter(ab_test=test, shadow_of__isnull=False, shadow_of__feedback__isnull=False)
         a_right = Q(shadow_of__feedback__correct=True)
         b_right = Q(predicted_code=F("shadow_of__feedback__diagnosis_code"))
@@ -212,7 +216,7 @@ def live_figures(test: ABTest) -> dict[str, Any]:
 
     counts = _counts(test)
     answered = Prediction.objects.filter(ab_test=test, shadow_of__isnull=True)
-    shadow_mode = test.mode == ABTest.Mode.SHADOW
+    shadow_mode = test.mode == test.Mode.SHADOW
     arms: dict[str, dict[str, Any]] = {}
     for arm, version in (("a", test.version_a), ("b", test.version_b)):
         row = counts[arm]
@@ -326,7 +330,7 @@ def accuracy_over_time(test: ABTest) -> list[tuple[str, list[tuple[float, float]
     for moment, arm, correct in answered.iterator(chunk_size=2000):
         if arm in by_arm:
             by_arm[arm].append((moment, correct))
-    if test.mode == ABTest.Mode.SHADOW:
+    if test.mode == test.Mode.SHADOW:
         silent = (
             Prediction.objects.filter(ab_test=test, shadow_of__feedback__isnull=False)
             .order_by("shadow_of__feedback__created_at", "id")

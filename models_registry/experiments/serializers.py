@@ -1,9 +1,9 @@
-"""Serializers of the A/B test API (``models_registry.ab_views``).
+"""Serializers of the A/B test API (``models_registry.experiments.views``).
 
 Input: ``ABTestCreateSerializer`` (the original specification's payload plus the optional mode,
 minimum labelled predictions per arm and significance level) and ``ABTestEndSerializer`` (the
 reason of a stop or a conclusion). Output: ``ABTestSerializer`` for lists, ``ABTestDetailSerializer``
-with the live figures (``models_registry.ab_figures.live_figures``) and the audit trail. The
+with the live figures (``models_registry.experiments.figures.live_figures``) and the audit trail. The
 figures serializers document the shape of the figures' plain JSON in the OpenAPI schema.
 """
 
@@ -14,15 +14,16 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from models_registry.ab_stats import Decision
-from models_registry.models import ABTest, ABTestTransition
-from models_registry.models.abtest import (
+from models_registry.experiments.models import (
     DEFAULT_MIN_LABELLED,
     DEFAULT_SIGNIFICANCE,
     MAX_DURATION_HOURS,
     MAX_MIN_LABELLED,
     MAX_SIGNIFICANCE,
+    ABTest,
+    ABTestTransition,
 )
+from models_registry.experiments.stats import Decision
 
 MAX_REASON_LENGTH = 2000
 DECISIONS = tuple(decision.value for decision in Decision)

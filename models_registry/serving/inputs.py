@@ -1,18 +1,5 @@
-"""Serving: the generation counter that invalidates every process's routing, and prediction input.
+"""Prediction input: what a prediction record becomes before a model sees it.
 
-The serving generation
-----------------------
-A counter in the shared cache that every activation change (and every start or end of an A/B
-test) bumps. Each process keeps its routing
-table (which version serves a model type, ``models_registry.router``) and its loaded models
-(``models_registry.model_cache``) in memory, tagged with the generation it read. A request
-compares the cached generation (a cache read, not a database query) with its own and reloads the
-table when they differ, so an activation reaches every process within a request. With Redis as
-the cache (``REDIS_URL``) this works across machines; the default file cache works across the
-processes of one machine.
-
-Prediction input
-----------------
 ``prediction_input`` is the one place a prediction record becomes what the model sees: the
 de-identified row of the columns a model reads (``cases.rows.model_row``) and the sha256 of its
 canonical JSON, which the prediction log keeps instead of the record. A record is either
@@ -51,7 +38,7 @@ against the cohort's current version, if there is one now:
   with an ``out_of_range`` warning.
 
 The answer names the diagnosis as the version's dictionary does (``display_name``). A version's
-check is built when its model is loaded and kept with it (``models_registry.model_cache``); the
+check is built when its model is loaded and kept with it (``models_registry.serving.model_cache``); the
 fallback for versions without one is read once per routing table, i.e. once per serving generation,
 and publishing a version bumps the generation: a warm predict adds no query. Without any dictionary
 (the test cohorts of the suite) a record is served as before.
@@ -63,13 +50,11 @@ import hashlib
 import json
 import logging
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
 from cases import deid
@@ -90,11 +75,9 @@ from cases.rows import model_row
 if TYPE_CHECKING:
     from cases.dictionary.definition import Definition, Finding
     from cases.dictionary.models import DataDictionary
-    from models_registry.router import RoutingTable
+    from models_registry.serving.router import RoutingTable
 
 logger = logging.getLogger(__name__)
-
-GENERATION_KEY = "models_registry:serving_generation"
 
 # The "source" of a record that is only de-identified for a prediction (it feeds the patient
 # pseudonym, which a prediction never keeps).
@@ -105,33 +88,6 @@ SUBJECT_KEY = "subject_key"
 MAX_SUBJECT_KEY_LENGTH = 200
 # Canonical JSON: sorted keys, no spaces (one encoder, not one per record).
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def current_generation() -> int:
-    value = cache.get(GENERATION_KEY)
-    if value is None:
-        # First use, or the key was lost (a flush, an eviction): start from the clock, for the
-        # reason ``bump_generation`` gives.
-        restart = time.time_ns() // 1_000
-        cache.add(GENERATION_KEY, restart, timeout=None)
-        value = cache.get(GENERATION_KEY, restart)
-    return int(value)
-
-
-def bump_generation() -> int:
-    """Called on commit of every activation change and every start or end of an A/B test."""
-    try:
-        return int(cache.incr(GENERATION_KEY))
-    except ValueError:
-        # The key is missing (a cache flush). Start again from the clock, not from a constant: a
-        # process may still hold a table tagged with the value the counter had before the flush,
-        # and must not find it again by coincidence (it would keep serving the old version).
-        restart = time.time_ns() // 1_000  # microseconds: fits any cache's 64-bit counter
-        cache.add(GENERATION_KEY, restart, timeout=None)
-        return int(cache.get(GENERATION_KEY, restart))
-
-
-# --- Prediction input --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,7 +317,7 @@ class DictionaryCheck:
 
 # Checks by dictionary version id: a published version never changes, so its check never does.
 # For versions that recorded no dictionary only (``dictionary_check``); a version's own check lives
-# with its loaded model (``models_registry.model_cache``).
+# with its loaded model (``models_registry.serving.model_cache``).
 _CHECKS: dict[int, DictionaryCheck] = {}
 
 
@@ -499,198 +455,3 @@ def _scrubbed(symptom: str) -> str:
     if scrubbed == symptom and len(_CLEAN_SYMPTOMS) < _MAX_CLEAN_SYMPTOMS:
         _CLEAN_SYMPTOMS.add(symptom)
     return scrubbed
-
-
-# --- Answering ---------------------------------------------------------------------------------
-
-
-def serve(
-    route: Any,
-    inputs: list[PredictionInput],
-    *,
-    by: Any,
-    started: float,
-    fallback: Callable[[], DictionaryCheck | None] | None = None,
-) -> list[dict[str, Any]]:
-    """Predict ``inputs`` with ``route``'s arms, log one ``Prediction`` each, return the answers.
-
-    Each input is first checked against its arm's dictionary check (the loaded model's, else
-    ``fallback()``: the cohort's current version, ``dictionary_check``); the first refused one
-    raises ``RecordRefused`` with its ``index``, before anything is predicted or logged.
-    ``started`` is the request's ``time.perf_counter()`` at entry: the logged latency runs from
-    there to the probabilities (for a batch, divided by its size). One INSERT for the whole batch
-    (``PredictionQuerySet.log``). In a shadow test, B then predicts the same inputs and its rows
-    are logged in a second INSERT, pointing at the answered ones; the answers are A's alone.
-    """
-    from models_registry.model_cache import MODEL_CACHE
-    from models_registry.models import Prediction
-
-    by_arm: dict[Any, list[int]] = {}
-    arms = [route.choose(subject=item.subject_pseudonym) for item in inputs]
-    for index, arm in enumerate(arms):
-        by_arm.setdefault(arm, []).append(index)
-    checks = {arm: _check_of(MODEL_CACHE.get(arm), fallback) for arm in by_arm}
-    inputs = list(inputs)
-    for index, arm in enumerate(arms):  # in record order: the first refused record is reported
-        check = checks[arm]
-        if check is not None:
-            try:
-                inputs[index] = inputs[index].check(check)
-            except RecordRefused as refused:
-                refused.index = index
-                raise
-
-    now = timezone.now()
-    rows: list[tuple[Any, ...]] = [()] * len(inputs)
-    answers: list[dict[str, Any]] = [{}] * len(inputs)
-    for arm, indices in by_arm.items():
-        model = MODEL_CACHE.get(arm)
-        probabilities = model.probabilities([inputs[i].row for i in indices])
-        latency_ms = (time.perf_counter() - started) * 1000 / len(indices)
-        best = probabilities.argmax(axis=1).tolist()
-        classes, arm_name = model.classes, arm.name or None
-        check = _check_of(model, fallback)
-        for index, row_best, row_probabilities in zip(indices, best, probabilities.tolist(), strict=True):
-            code = classes[row_best]
-            by_class = dict(zip(classes, row_probabilities, strict=True))
-            item = inputs[index]
-            rows[index] = _log_row(route, arm, item, code, by_class, latency_ms, by=by, now=now)
-            diagnosis = {"code": code, "label": model.label(code)}
-            if check is not None:
-                diagnosis["display_name"] = check.diagnosis_name(code)
-            answers[index] = {
-                "model_type": route.slug,
-                "model_version": arm.version,
-                "arm": arm_name,
-                "diagnosis": diagnosis,
-                "probabilities": by_class,
-                **item.checked,
-            }
-    ids = Prediction.objects.log(rows)
-    shadow = route.shadow
-    if shadow is not None:
-        _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
-    return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
-
-
-def _check_of(model: Any, fallback: Callable[[], DictionaryCheck | None] | None) -> DictionaryCheck | None:
-    """The dictionary check of a loaded model's version, else the fallback's (the cohort's current)."""
-    check: DictionaryCheck | None = model.check
-    if check is None and fallback is not None:
-        from models_registry.model_cache import finding_inputs
-
-        check = fallback()
-        if check is not None:
-            check = check.reading(finding_inputs(model.numeric_features))
-    return check
-
-
-def _log_row(
-    route: Any,
-    arm: Any,
-    item: PredictionInput,
-    code: str,
-    by_class: dict[str, float],
-    latency_ms: float,
-    *,
-    by: Any,
-    now: Any,
-    shadow_of: int | None = None,
-) -> tuple[Any, ...]:
-    """One row of the prediction log, in ``LOG_COLUMNS`` order."""
-    return (
-        route.model_type_id,
-        arm.version_id,
-        arm.name,
-        arm.ab_test_id,
-        shadow_of,
-        item.subject_pseudonym,
-        item.input_sha256,
-        code,
-        by_class,
-        latency_ms,
-        by.pk,
-        now,
-    )
-
-
-def _predict_in_shadow(
-    route: Any,
-    arm: Any,
-    inputs: list[PredictionInput],
-    answered: list[int],
-    *,
-    by: Any,
-    now: Any,
-    fallback: Callable[[], DictionaryCheck | None] | None = None,
-) -> None:
-    """B's silent predictions of the answered inputs: logged, compared later, never returned.
-
-    Only the inputs B's own dictionary version takes (its check, as for an answering arm): a record
-    B's version refuses is not one it would have answered. Best effort: the answers are A's and
-    are already logged, so a failure here (B's artifact refused, say) costs the comparison of
-    these requests, never the answers.
-    """
-    from models_registry.model_cache import MODEL_CACHE
-    from models_registry.models import Prediction
-
-    try:
-        started = time.perf_counter()
-        model = MODEL_CACHE.get(arm)
-        check = _check_of(model, fallback)
-        if check is not None:
-            taken = [position for position, item in enumerate(inputs) if _takes(check, item)]
-            inputs, answered = [inputs[i] for i in taken], [answered[i] for i in taken]
-            if not inputs:
-                return
-        probabilities = model.probabilities([item.row for item in inputs])
-        latency_ms = (time.perf_counter() - started) * 1000 / len(inputs)
-        best = probabilities.argmax(axis=1).tolist()
-        rows = [
-            _log_row(
-                route,
-                arm,
-                item,
-                model.classes[row_best],
-                dict(zip(model.classes, row_probabilities, strict=True)),
-                latency_ms,
-                by=by,
-                now=now,
-                shadow_of=answered_id,
-            )
-            for item, answered_id, row_best, row_probabilities in zip(
-                inputs, answered, best, probabilities.tolist(), strict=True
-            )
-        ]
-        Prediction.objects.log(rows)
-    except Exception:
-        logger.exception("Shadow predictions of %s %s failed; the answers were given.", route.slug, arm.version)
-
-
-def _takes(check: DictionaryCheck, item: PredictionInput) -> bool:
-    try:
-        item.check(check)
-    except RecordRefused:
-        return False
-    return True
-
-
-def feedback_case_record(
-    raw: dict[str, Any], *, cohort: str, diagnosis_code: str, source: str | None = None
-) -> CaseRecord:
-    """The case sent with feedback, parsed: cohort defaults to the model type's, the diagnosis
-    code to the confirmed one, the source to the sender's bound one (``ClientSource``). Raises
-    ``RecordError`` (its field prefixed with ``case.``)."""
-    from cases.interchange import parse_record
-
-    obj = dict(raw)
-    obj.setdefault("cohort", cohort)
-    diagnosis = obj.get("diagnosis")
-    if diagnosis is None:
-        obj["diagnosis"] = {"code": diagnosis_code}
-    elif isinstance(diagnosis, dict) and not diagnosis.get("code"):
-        obj["diagnosis"] = {**diagnosis, "code": diagnosis_code}
-    try:
-        return parse_record(obj, default_source=source)
-    except RecordError as exc:
-        raise RecordError(f"case.{exc.field}" if exc.field else "case", exc.message) from None

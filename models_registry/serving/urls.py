@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from models_registry.serving_views import FeedbackView, PredictBatchView, PredictView
+from models_registry.serving.views import FeedbackView, PredictBatchView, PredictView
 
 urlpatterns = [
     path("model-types/<slug:slug>/predict/", PredictView.as_view(), name="predict"),

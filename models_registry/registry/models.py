@@ -14,6 +14,7 @@ Concurrency policy:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.utils import timezone
 from learning_engine.audit import AppendOnlyError, AppendOnlyQuerySet, AuditEntry
 from learning_engine.exceptions import ConcurrentUpdate, DomainError, FourEyesViolation, TransitionError
 from learning_engine.transitions import check_allowed, claim
+from models_registry.generation import bump_generation
 
 SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
@@ -165,7 +167,7 @@ class ModelVersion(models.Model):
         and the train split's ranges: ``training_ranges``, default the job's (the worker's).
 
         ``artifact`` and ``artifact_sha256`` default to the job's; an external trainer's upload
-        (``models_registry.evaluation.register_upload``) passes the artifact it stored itself, and
+        (``models_registry.registry.evaluation.register_upload``) passes the artifact it stored itself, and
         the uploader as ``actor``: the creation's audit row names them, so the two-person rule
         (``actor_ids``) refuses them as approver.
         """
@@ -313,7 +315,7 @@ class ModelVersion(models.Model):
         try:
             with transaction.atomic():
                 ModelType.objects.select_for_update().get(pk=self.model_type_id)
-                self._refuse_during_a_running_test()
+                self._refuse_if_guarded("activate")
                 fresh = type(self).objects.get(pk=self.pk)
                 check_allowed(
                     self.DEPLOYMENT_TRANSITIONS,
@@ -349,42 +351,12 @@ class ModelVersion(models.Model):
                 f"Another version of {self.model_type_id} was activated at the same time; reload and retry."
             ) from None
 
-    def _refuse_if_in_running_test(self, verb: str) -> None:
-        """A version that serves an arm of a running A/B test stays until the test ends (409).
-
-        Called with the model type row locked, the lock ``ABTest.start`` takes too.
-        """
-        from models_registry.models.abtest import ABTest
-
-        running = (
-            ABTest.objects.running()
-            .filter(models.Q(version_a_id=self.pk) | models.Q(version_b_id=self.pk))
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if running is not None:
-            raise TransitionError(
-                f"{self.version} serves an arm of the running A/B test {running}; stop or conclude the test "
-                f"before you {verb} it.",
-                code="version_in_ab_test",
-            )
-
-    def _refuse_during_a_running_test(self) -> None:
-        """While a test runs, its arms serve and its conclusion decides what is active next (409).
-
-        Activating another version meanwhile would silently replace A, so that a conclusion that
-        "keeps A" (or a stop) would hand every patient to a version nobody chose. The promotion of
-        B runs after the test has left ``running``, in the conclusion's own transaction.
-        """
-        from models_registry.models.abtest import ABTest
-
-        running = ABTest.objects.running().filter(model_type_id=self.model_type_id).values_list("pk", flat=True).first()
-        if running is not None:
-            raise TransitionError(
-                f"The model type has a running A/B test ({running}); stop or conclude it before you activate "
-                f"{self.version}.",
-                code="ab_test_running",
-            )
+    def _refuse_if_guarded(self, verb: str) -> None:
+        """Ask every registered deployment guard whether ``verb`` may change this version (see
+        ``register_deployment_guard``); a guard refuses by raising (409). Called with the model type
+        row locked, the lock ``ABTest.start`` takes too."""
+        for guard in _DEPLOYMENT_GUARDS:
+            guard(self, verb)
 
     def deactivate(self, *, by: Any, reason: str = "") -> None:
         """active -> inactive: the model type has no active version afterwards.
@@ -395,7 +367,7 @@ class ModelVersion(models.Model):
 
         with transaction.atomic():
             ModelType.objects.select_for_update().get(pk=self.model_type_id)
-            self._refuse_if_in_running_test("deactivate")
+            self._refuse_if_guarded("deactivate")
             check_allowed(
                 self.DEPLOYMENT_TRANSITIONS, current=self.deployment_status, target="inactive", label=self.version
             )
@@ -423,7 +395,7 @@ class ModelVersion(models.Model):
         )
         with transaction.atomic():
             ModelType.objects.select_for_update().get(pk=self.model_type_id)
-            self._refuse_if_in_running_test("archive")
+            self._refuse_if_guarded("archive")
             claim(
                 self,
                 expected={"deployment_status": self.Deployment.INACTIVE},
@@ -567,9 +539,23 @@ def _headline(evaluation: dict[str, Any]) -> dict[str, Any]:
 
 
 def _bump_generation() -> None:
-    from models_registry.serving import bump_generation
-
     bump_generation()
+
+
+# A layer above the registry may refuse a deployment change: a running A/B test
+# (``models_registry.experiments``) keeps its arms and forbids another activation of its model type.
+# The registry does not import it: the experiments register a guard from ``AppConfig.ready()``
+# (a callback this layer declares, so the import runs upward only). A guard is called with the
+# version and the verb ("activate", "deactivate", "archive") inside the transition's transaction,
+# the model type row locked, and refuses by raising a ``DomainError``.
+DeploymentGuard = Callable[["ModelVersion", str], None]
+_DEPLOYMENT_GUARDS: list[DeploymentGuard] = []
+
+
+def register_deployment_guard(guard: DeploymentGuard) -> None:
+    """Add ``guard`` (once: ``ready()`` may run again in tests) to the checks of every deployment change."""
+    if guard not in _DEPLOYMENT_GUARDS:
+        _DEPLOYMENT_GUARDS.append(guard)
 
 
 class VersionTransition(AuditEntry):

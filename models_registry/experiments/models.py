@@ -6,7 +6,7 @@ model type, held by a conditional unique constraint, so two concurrent starts ca
 - ``ABTest.start`` checks the set-up (both versions of the model type, approved, not archived,
   different; the split in 0..1) and creates the running test with its first audit row.
 - ``stop`` ends a test at any time with a reason; nothing is promoted.
-- ``conclude`` ends it with the decision of ``models_registry.ab_stats.evaluate`` on the figures
+- ``conclude`` ends it with the decision of ``models_registry.experiments.stats.evaluate`` on the figures
   of that moment, recorded on the row with the whole evaluation. A decision ``ship_b`` promotes B
   through ``ModelVersion.activate`` (its audit row and an activation history row whose reason
   names the test); any other decision keeps A. The periodic task concludes tests past their
@@ -30,12 +30,15 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import Q
+from django.dispatch import Signal
 from django.utils import timezone
 
 from learning_engine.audit import AuditEntry
-from learning_engine.exceptions import DomainError, InvalidRequest
+from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from learning_engine.transitions import check_allowed, claim
-from models_registry.ab_stats import Decision
+from models_registry.experiments.stats import Decision
+from models_registry.generation import bump_generation
+from models_registry.registry.models import ModelVersion
 
 # Bounds of a test's set-up (the API's serializer and the admin form state them too).
 MAX_DURATION_HOURS = 24 * 366
@@ -158,8 +161,6 @@ class ABTest(models.Model):
         significance_level: float,
     ) -> None:
         """Raise ``InvalidRequest`` (400) for a set-up no state could make acceptable."""
-        from models_registry.models.version import ModelVersion
-
         if mode not in ABTest.Mode.values:
             raise InvalidRequest(f"mode must be one of {', '.join(ABTest.Mode.values)}.", code="invalid_mode")
         if not 0.0 <= traffic_split <= 1.0:
@@ -227,7 +228,6 @@ class ABTest(models.Model):
             "significance_level": float(significance_level),
         }
         cls.check_setup(**setup)
-        from models_registry.models.version import ModelVersion
         from training.models import ModelType
 
         try:
@@ -246,7 +246,9 @@ class ABTest(models.Model):
                 )
                 test._audit(by=by, source="", target=cls.Status.RUNNING, reason=test.describe())
                 transaction.on_commit(_routing_changed)
-                _schedule_expiry_checks()
+                # The expiry checks' chain (``models_registry.experiments.tasks``) listens; inside
+                # the transaction, as before: its schedule row commits with the test.
+                ab_test_started.send(sender=cls, test=test)
         except IntegrityError:
             # The constraint "one running test per model type": another test runs (or was started
             # at the same moment). The check constraints are covered by check_setup above.
@@ -342,8 +344,6 @@ class ABTest(models.Model):
             transaction.on_commit(_routing_changed)
 
     def _promote_b(self, *, by: Any, reason: str) -> None:
-        from models_registry.models.version import ModelVersion
-
         version_b = ModelVersion.objects.get(pk=self.version_b_id)
         if version_b.deployment_status != ModelVersion.Deployment.ACTIVE:
             label = f"A/B test {self.pk} concluded ship_b: {version_b.version} beat {self.version_a}"
@@ -384,8 +384,8 @@ class ABTest(models.Model):
     # --- Figures ---------------------------------------------------------------------------------
 
     def evaluate(self) -> dict[str, Any]:
-        """The live figures and the current decision (``models_registry.ab_figures``), plain JSON."""
-        from models_registry.ab_figures import live_figures
+        """The live figures and the current decision (``models_registry.experiments.figures``), plain JSON."""
+        from models_registry.experiments.figures import live_figures
 
         return live_figures(self)
 
@@ -401,16 +401,50 @@ class ABTest(models.Model):
         return self.is_running()
 
 
-def _schedule_expiry_checks() -> None:
-    from models_registry.tasks import ensure_ab_test_checks_scheduled
-
-    ensure_ab_test_checks_scheduled()
-
-
 def _routing_changed() -> None:
-    from models_registry.serving import bump_generation
-
     bump_generation()
+
+
+# Sent inside ``ABTest.start``'s transaction. A signal, not an import: the periodic task that
+# concludes expired tests sits above the model (it imports it) and connects itself in
+# ``ModelsRegistryConfig.ready()``.
+ab_test_started = Signal()
+
+
+def refuse_deployment_change_during_a_test(version: ModelVersion, verb: str) -> None:
+    """The registry's deployment guard for A/B tests, registered in ``ModelsRegistryConfig.ready()``
+    (``models_registry.registry.models.register_deployment_guard``): 409 when ``verb`` would change
+    what a running test serves.
+
+    A version that serves an arm of a running test stays until the test ends (deactivate, archive).
+    While a test runs, its arms serve and its conclusion decides what is active next: activating
+    another version meanwhile would silently replace A, so that a conclusion that "keeps A" (or a
+    stop) would hand every patient to a version nobody chose. The promotion of B runs after the test
+    has left ``running``, in the conclusion's own transaction.
+    """
+    if verb == "activate":
+        running = (
+            ABTest.objects.running().filter(model_type_id=version.model_type_id).values_list("pk", flat=True).first()
+        )
+        if running is not None:
+            raise TransitionError(
+                f"The model type has a running A/B test ({running}); stop or conclude it before you activate "
+                f"{version.version}.",
+                code="ab_test_running",
+            )
+        return
+    running = (
+        ABTest.objects.running()
+        .filter(Q(version_a_id=version.pk) | Q(version_b_id=version.pk))
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if running is not None:
+        raise TransitionError(
+            f"{version.version} serves an arm of the running A/B test {running}; stop or conclude the test "
+            f"before you {verb} it.",
+            code="version_in_ab_test",
+        )
 
 
 class ABTestTransition(AuditEntry):

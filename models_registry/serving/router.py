@@ -1,7 +1,7 @@
 """Routing: which version answers a model type's predictions, without a query per request.
 
 Each process holds one routing table, every model type with the arms that serve it, tagged with
-the serving generation it was read under (``models_registry.serving``). A request reads the
+the serving generation it was read under (``models_registry.generation``). A request reads the
 generation from the shared cache (not the database) and uses the table while the two agree; an
 activation change bumps the generation on commit, so the next request in every process reloads the
 table (three queries) and serves the new version. The generation is read before the table, so a
@@ -21,7 +21,7 @@ stopping and concluding a test bump the generation like an activation does.
   tests, and uniform, so the observed split matches the configured one. A request without a
   subject key is assigned at random (its prediction row has no pseudonym, so it is counted as
   such in the test's figures).
-- Shadow mode: A answers every request; ``Route.shadow`` is B, which ``serving.serve`` asks for
+- Shadow mode: A answers every request; ``Route.shadow`` is B, which ``serving.serve.serve`` asks for
   the same inputs afterwards and logs as shadow predictions (never returned).
 """
 
@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,19 +176,27 @@ def _load_arms(
     return arms, tests
 
 
+# The running A/B tests, as ``values()`` rows of the fields ``_load_arms`` reads. A/B tests sit a
+# layer above serving (``models_registry.experiments``), which registers its query from
+# ``AppConfig.ready()`` (a callback this layer declares; serving never imports the experiments).
+# None registered: no test routes.
+RunningTests = Callable[[Sequence[str]], Iterable[Mapping[str, Any]]]
+_running_tests: RunningTests | None = None
+
+
+def register_running_tests(source: RunningTests) -> None:
+    """Set the source of running A/B tests that ``load_routes`` reads (one, replaced on a new call)."""
+    global _running_tests
+    _running_tests = source
+
+
 def load_routes() -> dict[str, Route]:
     """Every model type and its arms, from the database (three queries)."""
-    from models_registry.models import ABTest, ModelVersion
+    from models_registry.registry.models import ModelVersion
     from training.models import ModelType
 
     active = ModelVersion.objects.active().values(*VERSION_FIELDS)
-    running = ABTest.objects.running().values(
-        "id",
-        "model_type_id",
-        "mode",
-        "traffic_split",
-        *(f"version_{arm}__{name}" for arm in "ab" for name in VERSION_FIELDS if name != "model_type_id"),
-    )
+    running = _running_tests(VERSION_FIELDS) if _running_tests is not None else ()
     arms, tests = _load_arms(active, running)
     return {
         slug: Route(model_type_id=pk, slug=slug, cohort=cohort, arms=arms.get(pk, ()), test=tests.get(pk))
@@ -256,7 +264,7 @@ class Router:
         return Route(model_type_id=found[0], slug=slug, cohort=found[1], arms=())
 
     def _generation(self) -> int | None:
-        from models_registry.serving import current_generation
+        from models_registry.generation import current_generation
 
         try:
             return current_generation()
@@ -269,7 +277,7 @@ class Router:
 
 
 def _retain_loaded_models(table: RoutingTable) -> None:
-    from models_registry.model_cache import MODEL_CACHE
+    from models_registry.serving.model_cache import MODEL_CACHE
 
     MODEL_CACHE.retain(table.version_ids())
 

@@ -8,7 +8,7 @@ Output
 - ``PerformanceRecordSerializer``: one evaluation (offline, reported or live).
 - ``ActivationSerializer``: one row of the activation history.
 - ``HistorySerializer`` / ``PointInTimeSerializer``: ``GET .../history/`` without and with ``?at=``.
-- ``ComparisonSerializer``: ``GET .../compare/`` (documents ``models_registry.compare``'s answer).
+- ``ComparisonSerializer``: ``GET .../compare/`` (documents ``models_registry.registry.compare``'s answer).
 
 Input
 -----
@@ -31,10 +31,9 @@ from rest_framework import serializers
 
 from cases.dictionary.serializers import DictionaryVersionRefSerializer
 from learning_engine.serializers import ErrorSerializer
-from models_registry.ab_serializers import ComparedABTestSerializer
-from models_registry.compare import VERDICTS
-from models_registry.evaluation import LABEL, RESERVED_LABELS
-from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from models_registry.registry.compare import VERDICTS
+from models_registry.registry.evaluation import LABEL, RESERVED_LABELS
+from models_registry.registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
 from training.ranges import usable_ranges
 
 MAX_NOTE_LENGTH = 2000
@@ -421,6 +420,13 @@ class ComparisonSerializer(serializers.Serializer):
     alpha = serializers.FloatField()
     bootstrap = BootstrapSerializer()
     cached = serializers.BooleanField(help_text="Served from the comparison cache.")
-    ab_test = ComparedABTestSerializer(
-        allow_null=True, help_text="The running (else the latest) A/B test of the two versions, with live figures."
-    )
+    # Declared by the A/B tests' layer (``declare_ab_test_field``), as null until then.
+    ab_test = serializers.JSONField(allow_null=True, required=False)
+
+
+def declare_ab_test_field(field: serializers.Field) -> None:
+    """The comparison's ``ab_test`` field, as the layer above it (``models_registry.experiments``)
+    serializes and documents a test; called from ``AppConfig.ready()`` (a callback this layer
+    declares: the registry never imports the experiments), before any schema or response is made.
+    """
+    ComparisonSerializer._declared_fields["ab_test"] = field

@@ -48,11 +48,11 @@ from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
 from learning_engine.roles import PERM_REPORT_TRAINING
-from models_registry.compare import compare_versions
-from models_registry.evaluation import register_upload
-from models_registry.filters import ModelVersionFilter, PerformanceRecordFilter
-from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from models_registry.serializers import (
+from models_registry.registry.compare import compare_versions
+from models_registry.registry.evaluation import register_upload
+from models_registry.registry.filters import ModelVersionFilter, PerformanceRecordFilter
+from models_registry.registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from models_registry.registry.serializers import (
     KEY_METRICS,
     ApprovalSerializer,
     CompareParamsSerializer,
@@ -82,7 +82,7 @@ VIEW_HISTORY = "models_registry.view_activationhistory"
 MAX_ARTIFACT_BYTES = int(getattr(settings, "MAX_ARTIFACT_UPLOAD_BYTES", 100 * 1024 * 1024))
 # Performance records per version in the history (the latest ones): live records can be many.
 HISTORY_RECORDS_PER_VERSION = 50
-# A version label in a URL (see models_registry.evaluation.LABEL).
+# A version label in a URL (see models_registry.registry.evaluation.LABEL).
 VERSION_REGEX = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,31}"
 
 SLUG = OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description="The model type's slug.")

@@ -8,7 +8,7 @@ more whenever it reloads its table (``retain``).
 
 A loaded model also carries the label texts of its training data (``{code: label}``, read once
 from the version's dataset file), so an answer can name the diagnosis, not only code it, and its
-version's data dictionary check (``models_registry.serving.DictionaryCheck``: the dictionary version
+version's data dictionary check (``models_registry.serving.inputs.DictionaryCheck``: the dictionary version
 it was trained under, with its training ranges), read with the version row: a warm request reads
 neither.
 """
@@ -20,13 +20,16 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models_registry.router import Arm
-from models_registry.serving import DictionaryCheck
+from models_registry.serving.inputs import DictionaryCheck
 from training.features import FINDING_PREFIX, features
+
+if TYPE_CHECKING:
+    # Only a type: the router imports this module (``_retain_loaded_models``).
+    from models_registry.serving.router import Arm
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class ModelCache:
 def load(arm: Arm) -> LoadedModel:
     """Load ``arm``'s artifact, checked (sha256 first, then trusted types), its label texts and
     its version's dictionary check."""
-    from models_registry.models import ModelVersion
+    from models_registry.registry.models import ModelVersion
 
     version = ModelVersion.objects.select_related("model_type", "dictionary__cohort").get(pk=arm.version_id)
     artifact = _load_artifact(version)

@@ -1,0 +1,190 @@
+"""Answering: predict a batch of checked inputs with a route's arms and log one ``Prediction`` each.
+
+The arm is chosen per record (``models_registry.serving.router``), each record is checked against its
+arm's dictionary version (``models_registry.serving.inputs``), and in a shadow A/B test B predicts
+the same inputs afterwards, logged and never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from models_registry.serving.inputs import DictionaryCheck, PredictionInput, RecordRefused
+
+logger = logging.getLogger(__name__)
+
+
+def serve(
+    route: Any,
+    inputs: list[PredictionInput],
+    *,
+    by: Any,
+    started: float,
+    fallback: Callable[[], DictionaryCheck | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Predict ``inputs`` with ``route``'s arms, log one ``Prediction`` each, return the answers.
+
+    Each input is first checked against its arm's dictionary check (the loaded model's, else
+    ``fallback()``: the cohort's current version, ``dictionary_check``); the first refused one
+    raises ``RecordRefused`` with its ``index``, before anything is predicted or logged.
+    ``started`` is the request's ``time.perf_counter()`` at entry: the logged latency runs from
+    there to the probabilities (for a batch, divided by its size). One INSERT for the whole batch
+    (``PredictionQuerySet.log``). In a shadow test, B then predicts the same inputs and its rows
+    are logged in a second INSERT, pointing at the answered ones; the answers are A's alone.
+    """
+    from models_registry.serving.model_cache import MODEL_CACHE
+    from models_registry.serving.models import Prediction
+
+    by_arm: dict[Any, list[int]] = {}
+    arms = [route.choose(subject=item.subject_pseudonym) for item in inputs]
+    for index, arm in enumerate(arms):
+        by_arm.setdefault(arm, []).append(index)
+    checks = {arm: _check_of(MODEL_CACHE.get(arm), fallback) for arm in by_arm}
+    inputs = list(inputs)
+    for index, arm in enumerate(arms):  # in record order: the first refused record is reported
+        check = checks[arm]
+        if check is not None:
+            try:
+                inputs[index] = inputs[index].check(check)
+            except RecordRefused as refused:
+                refused.index = index
+                raise
+
+    now = timezone.now()
+    rows: list[tuple[Any, ...]] = [()] * len(inputs)
+    answers: list[dict[str, Any]] = [{}] * len(inputs)
+    for arm, indices in by_arm.items():
+        model = MODEL_CACHE.get(arm)
+        probabilities = model.probabilities([inputs[i].row for i in indices])
+        latency_ms = (time.perf_counter() - started) * 1000 / len(indices)
+        best = probabilities.argmax(axis=1).tolist()
+        classes, arm_name = model.classes, arm.name or None
+        check = _check_of(model, fallback)
+        for index, row_best, row_probabilities in zip(indices, best, probabilities.tolist(), strict=True):
+            code = classes[row_best]
+            by_class = dict(zip(classes, row_probabilities, strict=True))
+            item = inputs[index]
+            rows[index] = _log_row(route, arm, item, code, by_class, latency_ms, by=by, now=now)
+            diagnosis = {"code": code, "label": model.label(code)}
+            if check is not None:
+                diagnosis["display_name"] = check.diagnosis_name(code)
+            answers[index] = {
+                "model_type": route.slug,
+                "model_version": arm.version,
+                "arm": arm_name,
+                "diagnosis": diagnosis,
+                "probabilities": by_class,
+                **item.checked,
+            }
+    ids = Prediction.objects.log(rows)
+    shadow = route.shadow
+    if shadow is not None:
+        _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
+    return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
+
+
+def _check_of(model: Any, fallback: Callable[[], DictionaryCheck | None] | None) -> DictionaryCheck | None:
+    """The dictionary check of a loaded model's version, else the fallback's (the cohort's current)."""
+    check: DictionaryCheck | None = model.check
+    if check is None and fallback is not None:
+        from models_registry.serving.model_cache import finding_inputs
+
+        check = fallback()
+        if check is not None:
+            check = check.reading(finding_inputs(model.numeric_features))
+    return check
+
+
+def _log_row(
+    route: Any,
+    arm: Any,
+    item: PredictionInput,
+    code: str,
+    by_class: dict[str, float],
+    latency_ms: float,
+    *,
+    by: Any,
+    now: Any,
+    shadow_of: int | None = None,
+) -> tuple[Any, ...]:
+    """One row of the prediction log, in ``LOG_COLUMNS`` order."""
+    return (
+        route.model_type_id,
+        arm.version_id,
+        arm.name,
+        arm.ab_test_id,
+        shadow_of,
+        item.subject_pseudonym,
+        item.input_sha256,
+        code,
+        by_class,
+        latency_ms,
+        by.pk,
+        now,
+    )
+
+
+def _predict_in_shadow(
+    route: Any,
+    arm: Any,
+    inputs: list[PredictionInput],
+    answered: list[int],
+    *,
+    by: Any,
+    now: Any,
+    fallback: Callable[[], DictionaryCheck | None] | None = None,
+) -> None:
+    """B's silent predictions of the answered inputs: logged, compared later, never returned.
+
+    Only the inputs B's own dictionary version takes (its check, as for an answering arm): a record
+    B's version refuses is not one it would have answered. Best effort: the answers are A's and
+    are already logged, so a failure here (B's artifact refused, say) costs the comparison of
+    these requests, never the answers.
+    """
+    from models_registry.serving.model_cache import MODEL_CACHE
+    from models_registry.serving.models import Prediction
+
+    try:
+        started = time.perf_counter()
+        model = MODEL_CACHE.get(arm)
+        check = _check_of(model, fallback)
+        if check is not None:
+            taken = [position for position, item in enumerate(inputs) if _takes(check, item)]
+            inputs, answered = [inputs[i] for i in taken], [answered[i] for i in taken]
+            if not inputs:
+                return
+        probabilities = model.probabilities([item.row for item in inputs])
+        latency_ms = (time.perf_counter() - started) * 1000 / len(inputs)
+        best = probabilities.argmax(axis=1).tolist()
+        rows = [
+            _log_row(
+                route,
+                arm,
+                item,
+                model.classes[row_best],
+                dict(zip(model.classes, row_probabilities, strict=True)),
+                latency_ms,
+                by=by,
+                now=now,
+                shadow_of=answered_id,
+            )
+            for item, answered_id, row_best, row_probabilities in zip(
+                inputs, answered, best, probabilities.tolist(), strict=True
+            )
+        ]
+        Prediction.objects.log(rows)
+    except Exception:
+        logger.exception("Shadow predictions of %s %s failed; the answers were given.", route.slug, arm.version)
+
+
+def _takes(check: DictionaryCheck, item: PredictionInput) -> bool:
+    try:
+        item.check(check)
+    except RecordRefused:
+        return False
+    return True
