@@ -46,6 +46,8 @@ from cases.rows import ALL_INPUTS, UNKNOWN, ModelInputs, age_value
 if TYPE_CHECKING:  # sklearn stays out of the web process's imports (views -> datasets -> here)
     from sklearn.feature_extraction import DictVectorizer
 
+    from training.models import DatasetSnapshot
+
 AGE = "age"
 FINDING_PREFIX = "finding:"
 SYMPTOM_PREFIX = "symptom:"
@@ -461,3 +463,19 @@ def _positions(rows: np.ndarray | None, coded: Coded, column_of_value: list[int]
         known = columns >= 0
         columns, at = columns[known], at[known]
     return at * width + columns
+
+
+# Here, not in training.tasks, because the worker (tasks -> trainer -> ranges) and the ranges of an
+# upload (ranges) both need it: in tasks it closed an import circle.
+def model_inputs(cohort: str, *, snapshot: DatasetSnapshot | None = None) -> ModelInputs:
+    """What a model of ``cohort`` is trained on: what the data dictionary version it is trained
+    under says (the demographics and findings its models use), or every input without one. That
+    version is the snapshot's, else the cohort's current one, as its model version will record
+    (``ModelVersion.dictionary_of``)."""
+    from cases.dictionary.checking import current_dictionary
+
+    if snapshot is not None and snapshot.dictionary_id is not None:
+        dictionary = snapshot.dictionary
+    else:
+        dictionary = current_dictionary(cohort)
+    return ModelInputs.of(dictionary.parsed if dictionary is not None else None)

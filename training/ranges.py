@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from training.features import AGE, FINDING_PREFIX, RowColumns, columns_of
+from training.features import AGE, FINDING_PREFIX, RowColumns, columns_of, model_inputs
 
 Ranges = dict[str, dict[str, float]]
 
@@ -60,13 +60,12 @@ def training_ranges(columns: RowColumns, numeric_features: list[str]) -> Ranges:
 def snapshot_training_ranges(snapshot: Any) -> Ranges:
     """``training_ranges`` of a ready snapshot's train split, for the numeric features the built-in
     trainer would take from it: the inputs its dictionary version's models use
-    (``training.tasks.model_inputs``), so a cohort whose models leave age out gets no age range
+    (``training.features.model_inputs``), so a cohort whose models leave age out gets no age range
     and predict no age warning ({} when the split is missing or empty).
 
     Raises what ``read_rows_by_split`` raises (a changed or missing file).
     """
     from training.dataset_format import read_rows_by_split
-    from training.tasks import model_inputs
 
     train = read_rows_by_split(snapshot).get("train")
     if train is None or not len(train):

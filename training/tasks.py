@@ -20,8 +20,8 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.tasks import task
 
-from cases.rows import ModelInputs
 from learning_engine.exceptions import DomainError, TransitionError
+from training.features import model_inputs
 from training.models import DatasetSnapshot, LeaseLost, PeriodicSchedule, TrainingJob
 
 logger = logging.getLogger(__name__)
@@ -121,20 +121,6 @@ def _run(job: TrainingJob, lease: uuid.UUID) -> dict[str, Any]:
         raise
     logger.info("Job %s completed: test accuracy %s", job.pk, result.evaluation.get("accuracy"))
     return {"job": job.pk, "outcome": "completed", "accuracy": result.evaluation.get("accuracy")}
-
-
-def model_inputs(cohort: str, *, snapshot: DatasetSnapshot | None = None) -> ModelInputs:
-    """What a model of ``cohort`` is trained on: what the data dictionary version it is trained
-    under says (the demographics and findings its models use), or every input without one. That
-    version is the snapshot's, else the cohort's current one, as its model version will record
-    (``ModelVersion.dictionary_of``)."""
-    from cases.dictionary.checking import current_dictionary
-
-    if snapshot is not None and snapshot.dictionary_id is not None:
-        dictionary = snapshot.dictionary
-    else:
-        dictionary = current_dictionary(cohort)
-    return ModelInputs.of(dictionary.parsed if dictionary is not None else None)
 
 
 def _prepare_dataset(job: TrainingJob, lease: uuid.UUID) -> DatasetSnapshot:
