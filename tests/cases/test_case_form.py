@@ -529,6 +529,7 @@ def test_a_checked_case_names_its_dictionary_version(clinician_client):
 def test_without_phi_access_the_table_comes_from_the_deidentified_record(client, make_user):
     case = CaseFactory.create(approved=True, record=record_dict(findings={"crp": 12.5}))
     # Tell the two apart: the page must read the de-identified record, never the raw columns.
+    assert case.deidentified is not None
     Case.objects.filter(pk=case.pk).update(deidentified=case.deidentified | {"findings": {"crp": 13.5}})
     client.force_login(make_user(roles.ML_ENGINEER, is_staff=True))
 
