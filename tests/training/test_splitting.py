@@ -313,3 +313,19 @@ def test_with_as_many_patients_as_splits_an_empty_split_still_gets_one():
 def test_ragged_arrays_are_refused_with_a_sentence():
     with pytest.raises(ValueError, match=r"^case_ids, groups and labels must have the same length\.$"):
         split((np.array([1, 2]), np.array(["a"]), np.array(["x", "y"])))
+
+
+def test_fractions_are_refused_with_whole_sentences():
+    with pytest.raises(ValueError, match=r"^The test fraction must be greater than 0: a model needs a test split\.$"):
+        check_fractions(0.1, 0.0)
+    with pytest.raises(
+        ValueError,
+        match=r"^The validation and test fractions add up to 1; they must leave something \(less than 1 in total\) "
+        r"for training\.$",
+    ):
+        check_fractions(0.5, 0.5)
+
+
+def test_split_codes_are_int8_even_for_an_empty_cohort():
+    assert split((np.array([], dtype=np.int64), np.array([]), np.array([]))).dtype == np.int8
+    assert split((np.arange(6), np.array(list("aabbcd")), np.array(list("xyxyxy")))).dtype == np.int8
