@@ -42,6 +42,7 @@ from cases.dictionary.labels import definition_of, request_labels
 from cases.models import CONTENT_FIELDS, Case, CaseTransition, Cohort
 from cases.statistics import MIN_CASES_FOR_MEAN, compute_statistics
 from cases.views import DEIDENTIFIED_STATES
+from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin, display_name
 from learning_engine.exceptions import DomainError
@@ -188,16 +189,10 @@ class RetractForm(forms.Form):
 # --- Inline audit trail --------------------------------------------------------------------------
 
 
-class CaseTransitionInline(admin.TabularInline):
+class CaseTransitionInline(AuditTrailInline):
     """The audit trail: read-only, append-only (no add, change or delete here either)."""
 
     model = CaseTransition
-    extra = 0
-    max_num = 0
-    can_delete = False
-    ordering = ("created_at", "id")
-    verbose_name = "audit entry"
-    verbose_name_plural = "audit trail"
 
     def _fields(self, request: HttpRequest) -> tuple[str, ...]:
         fields: tuple[str, ...] = ("created_at", "actor", "from_state", "to_state")
@@ -211,18 +206,6 @@ class CaseTransitionInline(admin.TabularInline):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         return self._fields(request)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[CaseTransition]:
-        return super().get_queryset(request).select_related("actor")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _case_unavailable(case: Case, action: str, user: Any) -> str | None:

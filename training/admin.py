@@ -36,6 +36,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from cases.dictionary.labels import NO_LABELS, Labels, version_labels
+from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import (
     DeferredListAdminMixin,
     StateActionsMixin,
@@ -445,43 +446,17 @@ class ModelTypeAdmin(RelatedLinksMixin, admin.ModelAdmin):
 # --- Audit inlines -------------------------------------------------------------------------------
 
 
-class _AuditInline(admin.TabularInline):
-    """An audit trail: read-only and append-only (no add, change or delete here either)."""
-
-    extra = 0
-    max_num = 0
-    can_delete = False
-    ordering = ("created_at", "id")
-    fields = ("created_at", "actor", "from_state", "to_state", "reason")
-    readonly_fields = fields
-    verbose_name = "audit entry"
-    verbose_name_plural = "audit trail"
-    # Whoever may view the parent may view its audit trail (the roles do not list the audit models
-    # of every table); the entries hold states, actors and de-identified reasons only.
-    parent_view_permission = ""
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).select_related("actor")
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(self.parent_view_permission) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+# Whoever may view the parent may view its audit trail (``parent_view_permission``: the roles do
+# not list the audit models of every table); the entries hold states, actors and de-identified
+# reasons only.
 
 
-class DatasetTransitionInline(_AuditInline):
+class DatasetTransitionInline(AuditTrailInline):
     model = DatasetTransition
     parent_view_permission = "training.view_datasetsnapshot"
 
 
-class JobTransitionInline(_AuditInline):
+class JobTransitionInline(AuditTrailInline):
     model = JobTransition
     parent_view_permission = "training.view_trainingjob"
 

@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 
 from cases.dictionary.definition import Definition, DefinitionError, Range, parse_definition
 from cases.dictionary.models import Cohort, DataDictionary, DictionaryTransition
+from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.exceptions import DomainError
@@ -83,28 +84,11 @@ class DictionaryForm(forms.ModelForm):
         return cleaned
 
 
-class DictionaryTransitionInline(admin.TabularInline):
+class DictionaryTransitionInline(AuditTrailInline):
     """The audit trail: read-only and append-only."""
 
     model = DictionaryTransition
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = readonly_fields = ("created_at", "actor", "from_state", "to_state", "reason")
-    ordering = ("created_at", "id")
-    verbose_name_plural = "audit trail"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[DictionaryTransition]:
-        return super().get_queryset(request).select_related("actor")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+    verbose_name = None  # the model's own ("dictionary transition")
 
 
 def _range(item: Range) -> str:

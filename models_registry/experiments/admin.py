@@ -26,6 +26,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
+from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.charts import line_chart
@@ -130,28 +131,8 @@ class ConcludeForm(ReasonForm):
         return cleaned
 
 
-class ABTestTransitionInline(admin.TabularInline):
+class ABTestTransitionInline(AuditTrailInline):
     model = ABTestTransition
-    fields = ("created_at", "actor", "from_state", "to_state", "reason")
-    readonly_fields = fields
-    ordering = ("created_at", "id")
-    extra = 0
-    max_num = 0
-    can_delete = False
-    verbose_name = "audit entry"
-    verbose_name_plural = "audit trail"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).select_related("actor")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ABTest)

@@ -34,6 +34,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from cases.dictionary.labels import labels_of
+from learning_engine.admin_audit import AuditTrailInline, ReadOnlyInline
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.display import fmt, fmt_difference, fmt_difference_interval, metric_name, metric_rows, metric_value
@@ -102,35 +103,14 @@ class ReasonForm(forms.Form):
 # --- Inlines (read-only records of a version) ----------------------------------------------------
 
 
-class _ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    max_num = 0
-    can_delete = False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Whoever may view the version may view its records: they hold metrics and audit, no PHI.
-        return request.user.has_perm(VIEW_VERSION) or super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class _ReadOnlyInline(ReadOnlyInline):
+    # Whoever may view the version may view its records: they hold metrics and audit, no PHI.
+    parent_view_permission = VIEW_VERSION
 
 
-class VersionTransitionInline(_ReadOnlyInline):
+class VersionTransitionInline(AuditTrailInline):
     model = VersionTransition
-    fields = ("created_at", "actor", "from_state", "to_state", "reason")
-    readonly_fields = fields
-    ordering = ("created_at", "id")
-    verbose_name = "audit entry"
-    verbose_name_plural = "audit trail"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return super().get_queryset(request).select_related("actor")
+    parent_view_permission = VIEW_VERSION
 
 
 class PerformanceRecordInline(_ReadOnlyInline):
