@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
-from learning_engine.audit import AppendOnlyError, AppendOnlyQuerySet, AuditEntry
+from learning_engine.audit import AppendOnlyModel, AuditEntry
 from learning_engine.exceptions import ConcurrentUpdate, DomainError, FourEyesViolation, TransitionError
 from learning_engine.transitions import check_allowed, claim
 from models_registry.generation import bump_generation
@@ -567,7 +567,7 @@ class VersionTransition(AuditEntry):
         verbose_name = "model version transition"
 
 
-class ArtifactRejection(models.Model):
+class ArtifactRejection(AppendOnlyModel):
     """Audit (append-only): a version's stored artifact was refused when something loaded it.
 
     Not a state change of the version, so not a ``VersionTransition``: the version stays what it
@@ -591,24 +591,14 @@ class ArtifactRejection(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = AppendOnlyQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.version or f'job {self.job_id} upload'} {self.code}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise AppendOnlyError("Artifact rejections are append-only.")
-        super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise AppendOnlyError("Artifact rejections are append-only.")
-
-
-class ActivationHistory(models.Model):
+class ActivationHistory(AppendOnlyModel):
     """Append-only: which version was active for a model type, from when (``to_version`` None: none)."""
 
     model_type = models.ForeignKey("training.ModelType", on_delete=models.PROTECT, related_name="activation_history")
@@ -620,26 +610,12 @@ class ActivationHistory(models.Model):
     reason = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
-    objects = AppendOnlyQuerySet.as_manager()  # bulk update/delete refused too
-
     class Meta:
         ordering = ["created_at", "id"]
         verbose_name_plural = "activation history"
 
     def __str__(self) -> str:
         return f"{self.from_version or '-'} -> {self.to_version or '-'}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        from learning_engine.audit import AppendOnlyError
-
-        if not self._state.adding:
-            raise AppendOnlyError("Activation history is append-only.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        from learning_engine.audit import AppendOnlyError
-
-        raise AppendOnlyError("Activation history is append-only.")
 
     @classmethod
     def active_at(cls, model_type: Any, when: Any) -> ModelVersion | None:

@@ -6,13 +6,14 @@ import pytest
 from django.apps import apps
 
 from cases.models import CaseTransition
-from learning_engine.audit import AppendOnlyError, AppendOnlyQuerySet, AuditEntry
+from learning_engine.audit import AppendOnlyError, AppendOnlyModel, AppendOnlyQuerySet, AuditEntry
 from tests.cases.factories import CaseFactory
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
 AUDIT_MODELS = [model for model in apps.get_models() if issubclass(model, AuditEntry)]
+APPEND_ONLY_MODELS = [model for model in apps.get_models() if issubclass(model, AppendOnlyModel)]
 
 
 @pytest.fixture
@@ -25,6 +26,27 @@ def test_every_audit_table_is_append_only():
     assert CaseTransition in AUDIT_MODELS
     for model in AUDIT_MODELS:
         assert isinstance(model._default_manager.all(), AppendOnlyQuerySet), model.__name__
+
+
+def test_the_audit_records_outside_the_transition_tables_share_the_append_only_base():
+    labels = {model._meta.label for model in APPEND_ONLY_MODELS}
+    assert {"models_registry.ArtifactRejection", "models_registry.ActivationHistory"} <= labels
+    assert set(AUDIT_MODELS) <= set(APPEND_ONLY_MODELS)
+
+
+@pytest.mark.parametrize("model", APPEND_ONLY_MODELS, ids=[model._meta.label for model in APPEND_ONLY_MODELS])
+def test_every_append_only_model_refuses_an_update_and_a_delete(model):
+    assert isinstance(model._default_manager.all(), AppendOnlyQuerySet)
+    stored = model(pk=1)
+    stored._state.adding = False  # as if loaded from the database; neither call reaches it
+    with pytest.raises(AppendOnlyError, match="append-only"):
+        stored.save()
+    with pytest.raises(AppendOnlyError, match="append-only"):
+        stored.delete()
+    with pytest.raises(AppendOnlyError):
+        model._default_manager.filter(pk=1).update(pk=2)
+    with pytest.raises(AppendOnlyError):
+        model._default_manager.filter(pk=1).delete()
 
 
 def test_a_new_row_can_be_written_by_a_person_or_by_the_system(row):
