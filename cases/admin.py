@@ -42,6 +42,7 @@ from cases.dictionary.labels import definition_of, request_labels
 from cases.models import CONTENT_FIELDS, Case, CaseTransition, Cohort
 from cases.statistics import MIN_CASES_FOR_MEAN, compute_statistics
 from cases.views import DEIDENTIFIED_STATES
+from learning_engine.actors import request_actor
 from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import DeferredListAdminMixin, StateActionsMixin, bar_chart, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin, display_name
@@ -621,10 +622,10 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             stored = Case.objects.filter(pk=obj.pk).values(*CONTENT_FIELDS).first() or {}
             for name, value in stored.items():
                 setattr(obj, name, value)
-            changed = obj.revise(record, by=request.user, dictionary=form.dictionary)
+            changed = obj.revise(record, by=request_actor(request), dictionary=form.dictionary)
             request._case_saved = (AccessLogEntry.Action.EDIT, obj.pk, changed)  # type: ignore[attr-defined]
             return
-        case = Case.submit(record, by=request.user, dictionary=form.dictionary)
+        case = Case.submit(record, by=request_actor(request), dictionary=form.dictionary)
         request._case_saved = (AccessLogEntry.Action.SUBMIT, case.pk, ())  # type: ignore[attr-defined]
         # The admin keeps using ``obj`` (messages, log entry, redirect): make it the saved case.
         for field in Case._meta.concrete_fields:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
@@ -26,6 +26,9 @@ from cases.dictionary.checking import DictionaryCache, RecordRefused, check_reco
 from cases.interchange import CaseRecord, RecordError, parse_line, parse_record
 from cases.models import CONTENT_FIELDS, Case, CaseTransition, DataDictionary
 from learning_engine.exceptions import DomainError
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 CHUNK_SIZE = 1000
 MAX_REPORTED_ERRORS = 1000  # a file of a million bad lines must not make a million-entry report
@@ -119,7 +122,7 @@ def read_lines(stream: IO[bytes], *, max_line_bytes: int = MAX_LINE_BYTES) -> It
 def import_lines(
     lines: Iterable[str | bytes | RecordError],
     *,
-    by: Any,
+    by: Actor,
     default_source: str | None = None,
     progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
@@ -165,7 +168,7 @@ def import_lines(
 def import_objects(
     objects: Iterable[Any],
     *,
-    by: Any,
+    by: Actor,
     default_source: str | None = None,
     progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
@@ -208,7 +211,7 @@ class _Importer:
         self,
         *,
         parse: Callable[..., CaseRecord],
-        by: Any,
+        by: Actor,
         default_source: str | None,
         progress: ProgressCallback | None,
         on_error: ErrorCallback | None,
@@ -280,7 +283,7 @@ class _Importer:
             self.progress(self.report)
 
 
-def _write_chunk(chunk: list[tuple[int, CaseRecord, DataDictionary]], *, by: Any) -> _ChunkResult:
+def _write_chunk(chunk: list[tuple[int, CaseRecord, DataDictionary]], *, by: Actor) -> _ChunkResult:
     for attempt in range(1, WRITE_ATTEMPTS + 1):
         try:
             return _try_write_chunk(chunk, by=by)
@@ -317,7 +320,7 @@ def _existing_cases(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Ca
     return existing
 
 
-def _try_write_chunk(chunk: list[tuple[int, CaseRecord, DataDictionary]], *, by: Any) -> _ChunkResult:
+def _try_write_chunk(chunk: list[tuple[int, CaseRecord, DataDictionary]], *, by: Actor) -> _ChunkResult:
     result = _ChunkResult()
     existing = _existing_cases((record.source, record.external_id) for _, record, _dictionary in chunk)
     new_cases: list[Case] = []

@@ -19,7 +19,7 @@ WHERE id = %s AND status = <seen> AND revision = <seen>``, then checks that one 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models, transaction
@@ -198,7 +198,7 @@ class Case(models.Model):
         }
 
     @classmethod
-    def build(cls, record: CaseRecord, *, by: Any, dictionary: DataDictionary | None = None) -> Case:
+    def build(cls, record: CaseRecord, *, by: Actor, dictionary: DataDictionary | None = None) -> Case:
         """An unsaved submitted case (for ``bulk_create``); ``submit`` saves one with its audit row."""
         return cls(
             source=record.source,
@@ -208,7 +208,7 @@ class Case(models.Model):
         )
 
     @classmethod
-    def submit(cls, record: CaseRecord, *, by: Any, dictionary: DataDictionary | None = None) -> Case:
+    def submit(cls, record: CaseRecord, *, by: Actor, dictionary: DataDictionary | None = None) -> Case:
         """Create a case: -> submitted. Writes the audit row. ``dictionary``: the version the
         record was checked against (``cases.dictionary.checking.check_record``)."""
         with transaction.atomic():
@@ -250,7 +250,7 @@ class Case(models.Model):
     def _check(self, target: str) -> None:
         check_allowed(self.TRANSITIONS, current=self.status, target=target, label=f"Case {self.pk}")
 
-    def _check_reviewer(self, by: Any) -> None:
+    def _check_reviewer(self, by: Actor) -> None:
         if by is None:
             raise FourEyesViolation(f"Case {self.pk} needs a named reviewer.", code="reviewer_required")
         if self._is_author(by):
@@ -258,10 +258,10 @@ class Case(models.Model):
                 f"Case {self.pk} was submitted or last edited by {by}; another clinician must review it.",
             )
 
-    def _audit(self, *, by: Any, source: str, reason: str = "") -> None:
+    def _audit(self, *, by: Actor, source: str, reason: str = "") -> None:
         CaseTransition.objects.create(case=self, actor=by, from_state=source, to_state=self.status, reason=reason)
 
-    def approve(self, *, by: Any, note: str = "") -> None:
+    def approve(self, *, by: Actor, note: str = "") -> None:
         """submitted -> approved. Stores the de-identified record and the patient pseudonym.
 
         The reviewer must be neither the submitter nor the last editor (four-eyes rule). The claim
@@ -288,7 +288,7 @@ class Case(models.Model):
             )
             self._audit(by=by, source=source, reason=note)
 
-    def reject(self, *, by: Any, reason: str, note: str = "") -> None:
+    def reject(self, *, by: Actor, reason: str, note: str = "") -> None:
         """submitted -> rejected, with a reason code (for statistics) and a note to the submitter."""
         if reason not in self.RejectionReason.values:
             raise DomainError(f"Unknown rejection reason {reason!r}.", code="invalid_reason")
@@ -306,7 +306,7 @@ class Case(models.Model):
             )
             self._audit(by=by, source=source, reason=f"{reason}: {note}" if note else reason)
 
-    def retract(self, *, by: Any, reason: str) -> None:
+    def retract(self, *, by: Actor, reason: str) -> None:
         """approved -> retracted: the case leaves future datasets. Snapshots already built keep it."""
         if not isinstance(reason, str) or not reason.strip():
             raise DomainError("Retracting a case needs a reason.", code="reason_required")
@@ -317,7 +317,7 @@ class Case(models.Model):
             self._audit(by=by, source=source, reason=reason)
 
     def revise(
-        self, record: CaseRecord, *, by: Any, reason: str = "", dictionary: DataDictionary | None = None
+        self, record: CaseRecord, *, by: Actor, reason: str = "", dictionary: DataDictionary | None = None
     ) -> tuple[str, ...]:
         """Replace the clinical content. Allowed while submitted or rejected.
 
@@ -401,5 +401,8 @@ class CaseTransition(AuditEntry):
 
 # The PHI access log is part of this app (it points at cases); its models live in their own module.
 from cases.access_log import AccessedCase, AccessLogEntry  # noqa: E402
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 __all__ = ["CONTENT_FIELDS", "AccessLogEntry", "AccessedCase", "Case", "CaseQuerySet", "CaseTransition"]

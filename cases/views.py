@@ -30,7 +30,7 @@ from __future__ import annotations
 import codecs
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError
@@ -63,10 +63,14 @@ from cases.serializers import (
     case_serializer_for,
 )
 from cases.statistics import compute_statistics
+from learning_engine.actors import request_actor
 from learning_engine.exceptions import DomainError
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission, can_view_phi
 from learning_engine.roles import PERM_IMPORT_CASES, PERM_REVIEW_CASE, PERM_VIEW_STATISTICS
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 # Columns that hold the raw record or identifiers: never loaded for users without the PHI permission.
 RAW_COLUMNS = (
@@ -136,7 +140,7 @@ class ImportRefused(APIException):
     default_code = "invalid_body"
 
 
-def submit_case(record: CaseRecord, *, by: Any, dictionary: DataDictionary | None = None) -> Case:
+def submit_case(record: CaseRecord, *, by: Actor, dictionary: DataDictionary | None = None) -> Case:
     """``Case.submit``, with a clash on (source, external_id) reported as a 409, not a 500."""
     try:
         return Case.submit(record, by=by, dictionary=dictionary)
@@ -313,7 +317,7 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
 
     def create(self, request: Request) -> Response:
         body = self.validated_body()
-        case = submit_case(body["record"], by=request.user, dictionary=body["dictionary"])
+        case = submit_case(body["record"], by=request_actor(request), dictionary=body["dictionary"])
         return self.present(case, status_code=status.HTTP_201_CREATED)
 
     def update(self, request: Request, pk: str | None = None, *, partial: bool = False) -> Response:
@@ -405,10 +409,12 @@ class CaseViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         try:
             if isinstance(body, JSONLinesBody):
                 self._check_record_count(body.record_count)
-                report = import_lines(body.lines, by=request.user, default_source=source, progress=seen.append)
+                report = import_lines(
+                    body.lines, by=request_actor(request), default_source=source, progress=seen.append
+                )
             elif isinstance(body, list):
                 self._check_record_count(len(body))
-                report = import_objects(body, by=request.user, default_source=source, progress=seen.append)
+                report = import_objects(body, by=request_actor(request), default_source=source, progress=seen.append)
             elif not body:
                 raise ImportRefused("The body is empty.", code="empty_body")
             else:

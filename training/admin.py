@@ -36,6 +36,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
 from cases.dictionary.labels import NO_LABELS, Labels, version_labels
+from learning_engine.actors import request_actor
 from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import (
     DeferredListAdminMixin,
@@ -795,7 +796,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
         data = form.cleaned_data
         snapshot = create_snapshot(
             data["model_type"],
-            by=request.user,
+            by=request_actor(request),
             min_quality=data.get("min_quality"),
             encounter_after=data.get("encounter_after"),
             encounter_before=data.get("encounter_before"),
@@ -839,7 +840,7 @@ class DatasetSnapshotAdmin(RelatedLinksMixin, DeferredListAdminMixin, LiveCreate
             raise Http404
         try:
             return dataset_file_response(
-                snapshot, by=request.user, request=request, channel=AccessLogEntry.Channel.ADMIN
+                snapshot, by=request_actor(request), request=request, channel=AccessLogEntry.Channel.ADMIN
             )
         except DomainError as exc:
             self.message_user(request, f"Nothing to download: {exc.message}", messages.ERROR)
@@ -1167,7 +1168,7 @@ class TrainingJobAdmin(
     # --- Creating --------------------------------------------------------------------------------
 
     def save_model(self, request: HttpRequest, obj: TrainingJob, form: Any, change: bool) -> None:
-        job = TrainingJob.submit(by=request.user, **form.submission)
+        job = TrainingJob.submit(by=request_actor(request), **form.submission)
         _become(obj, job)
 
     def response_add(self, request: HttpRequest, obj: TrainingJob, post_url_continue: str | None = None) -> Any:

@@ -61,7 +61,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -92,6 +92,9 @@ from training.models import DatasetSnapshot, ModelType
 from training.models.dataset import check_date_range, is_whole_years, visible_to
 from training.splitting import SPLIT_NAMES, check_fractions, split_cases
 
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor, SystemActor
+
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 2000
@@ -118,7 +121,7 @@ class DatasetBuildError(DomainError):
 def create_snapshot(
     model_type: ModelType,
     *,
-    by: Any,
+    by: SystemActor,
     min_quality: float | None = None,
     encounter_after: dt.date | None = None,
     encounter_before: dt.date | None = None,
@@ -148,7 +151,7 @@ def create_snapshot(
 def snapshot_request(
     model_type: ModelType,
     *,
-    by: Any,
+    by: SystemActor,
     min_quality: float | None = None,
     encounter_after: dt.date | None = None,
     encounter_before: dt.date | None = None,
@@ -250,7 +253,7 @@ def _twins(ready: Any, model_type: ModelType) -> Any:
     return ready.filter(dictionary=dictionary) if dictionary is not None else ready.filter(dictionary__isnull=True)
 
 
-def ready_twin(snapshot: DatasetSnapshot, *, by: Any) -> DatasetSnapshot | None:
+def ready_twin(snapshot: DatasetSnapshot, *, by: Actor) -> DatasetSnapshot | None:
     """A ready snapshot of the same model type that ``by`` may see and that already has the content
     the unsaved ``snapshot`` would have (``same_content`` of its preview), else None.
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.http import FileResponse, HttpRequest
 
@@ -14,12 +14,15 @@ from cases.access_log import AccessLogEntry, record_access
 from learning_engine.exceptions import DomainError
 from training.models import DatasetSnapshot
 
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
+
 logger = logging.getLogger(__name__)
 
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
 
-def dataset_file_response(snapshot: DatasetSnapshot, *, by: Any, request: HttpRequest, channel: str) -> FileResponse:
+def dataset_file_response(snapshot: DatasetSnapshot, *, by: Actor, request: HttpRequest, channel: str) -> FileResponse:
     """The file of a ready snapshot, logged as a read of its cases. ``DomainError`` (409) when the
     snapshot is not ready (``dataset_not_ready``) or its file is gone (``dataset_file_missing``)."""
     if snapshot.status != DatasetSnapshot.Status.READY:

@@ -33,6 +33,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cases.access_log import AccessLogEntry
+from learning_engine.actors import request_actor
 from learning_engine.exceptions import DomainError
 from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
@@ -191,8 +192,8 @@ class DatasetSnapshotViewSet(
     def create(self, request: Request) -> Response:
         body = self.validated_body()
         force = body.pop("force", False)
-        snapshot = snapshot_request(body.pop("model_type"), by=request.user, **body)
-        twin = None if force else ready_twin(snapshot, by=request.user)
+        snapshot = snapshot_request(body.pop("model_type"), by=request_actor(request), **body)
+        twin = None if force else ready_twin(snapshot, by=request_actor(request))
         if twin is not None:
             raise DomainError(
                 f"Dataset {twin.pk} is ready with this content ({twin.case_count} cases, content hash "
@@ -224,7 +225,7 @@ class DatasetSnapshotViewSet(
     @action(detail=True, methods=["get"])
     def download(self, request: Request, pk: str | None = None) -> FileResponse:
         return dataset_file_response(
-            self.get_object(), by=request.user, request=request, channel=AccessLogEntry.Channel.API
+            self.get_object(), by=request_actor(request), request=request, channel=AccessLogEntry.Channel.API
         )
 
 
@@ -357,7 +358,7 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     )
     def create(self, request: Request) -> Response:
         body = self.validated_body()
-        job = TrainingJob.submit(by=request.user, **body)
+        job = TrainingJob.submit(by=request_actor(request), **body)
         return self.present(job, status_code=status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -395,7 +396,7 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     @action(detail=True, methods=["post"])
     def start(self, request: Request, pk: str | None = None) -> Response:
         job = self.external_job()
-        lease = job.start(worker_id=f"api:{request.user.username}", by=request.user)
+        lease = job.start(worker_id=f"api:{request.user.username}", by=request_actor(request))
         data = TrainingJobDetailSerializer(job, context=self.get_serializer_context()).data
         return Response({**data, "lease": str(lease)})
 
@@ -435,7 +436,7 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
             artifact="",
             artifact_sha256="",
             metrics=reported,
-            by=request.user,
+            by=request_actor(request),
         )
         return self.present(job)
 
@@ -448,5 +449,5 @@ class TrainingJobViewSet(ThinViewSetMixin, mixins.ListModelMixin, mixins.Retriev
     @action(detail=True, methods=["post"])
     def fail(self, request: Request, pk: str | None = None) -> Response:
         job, body = self.external_job(), self.validated_body()
-        job.fail(reason=body["reason"], lease=body["lease"], by=request.user)
+        job.fail(reason=body["reason"], lease=body["lease"], by=request_actor(request))
         return self.present(job)

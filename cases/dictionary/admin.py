@@ -24,6 +24,7 @@ from django.utils.safestring import mark_safe
 
 from cases.dictionary.definition import Definition, DefinitionError, Range, parse_definition
 from cases.dictionary.models import Cohort, DataDictionary, DictionaryTransition
+from learning_engine.actors import request_actor
 from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
@@ -236,12 +237,12 @@ class DataDictionaryAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin
     def save_model(self, request: HttpRequest, obj: DataDictionary, form: forms.ModelForm, change: bool) -> None:
         definition = form.cleaned_data["definition"]
         if not change:
-            created = DataDictionary.create_draft(form.cleaned_data["cohort"], definition, by=request.user)
+            created = DataDictionary.create_draft(form.cleaned_data["cohort"], definition, by=request_actor(request))
             obj.pk, obj.version = created.pk, created.version
             obj._state.adding = False
             return
         stored = DataDictionary.objects.get(pk=obj.pk)
-        stored.edit(definition, by=request.user)
+        stored.edit(definition, by=request_actor(request))
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         try:

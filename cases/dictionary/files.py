@@ -15,12 +15,15 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
 from cases.dictionary.definition import DefinitionError, definition_sha256, parse_definition
 from cases.dictionary.models import Cohort, DataDictionary
+
+if TYPE_CHECKING:
+    from learning_engine.actors import SystemActor
 
 DEMO_DIRECTORY = Path(__file__).resolve().parent.parent / "dictionaries"
 DEMO_FILES = ("breast-mass.json", "respiratory.json")
@@ -80,7 +83,7 @@ def _cohort_fields(document: Any) -> tuple[str, str, str]:
     return slug, name.strip(), description
 
 
-def load_document(document: Any, *, by: Any = None, publish: bool = True) -> LoadResult:
+def load_document(document: Any, *, by: SystemActor = None, publish: bool = True) -> LoadResult:
     """Load one file's content. Raises ``DictionaryFileError`` (nothing written) when it is not valid."""
     slug, name, description = _cohort_fields(document)
     definition = document["dictionary"]
@@ -106,7 +109,7 @@ def load_document(document: Any, *, by: Any = None, publish: bool = True) -> Loa
     return LoadResult(draft, created=True)
 
 
-def load_file(path: str | Path, *, by: Any = None, publish: bool = True) -> LoadResult:
+def load_file(path: str | Path, *, by: SystemActor = None, publish: bool = True) -> LoadResult:
     try:
         return load_document(read_file(path), by=by, publish=publish)
     except DictionaryFileError as error:
@@ -132,6 +135,6 @@ def export_document(cohort: Cohort, *, version: int | None = None) -> dict[str, 
     }
 
 
-def load_demo_dictionaries(*, by: Any = None) -> list[LoadResult]:
+def load_demo_dictionaries(*, by: SystemActor = None) -> list[LoadResult]:
     """The shipped dictionaries of the demo cohorts (``cases/dictionaries/``)."""
     return [load_file(DEMO_DIRECTORY / name, by=by) for name in DEMO_FILES]

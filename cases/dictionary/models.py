@@ -13,7 +13,7 @@ cohort (a constraint); two copies made at once make one of them fail with a clea
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -24,6 +24,9 @@ from cases.dictionary.definition import Definition, DefinitionError, definition_
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from learning_engine.transitions import check_allowed, claim
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor, SystemActor
 
 # Sent on commit of a publication (``dictionary=``): serving re-reads which version checks records.
 dictionary_published = Signal()
@@ -157,7 +160,13 @@ class DataDictionary(models.Model):
 
     @classmethod
     def create_draft(
-        cls, cohort: Cohort, definition: Any, *, by: Any, based_on: DataDictionary | None = None, reason: str = ""
+        cls,
+        cohort: Cohort,
+        definition: Any,
+        *,
+        by: SystemActor,
+        based_on: DataDictionary | None = None,
+        reason: str = "",
     ) -> DataDictionary:
         """A new draft with the next version number of ``cohort``. Writes the audit row."""
         cls.check_definition(definition)
@@ -181,7 +190,7 @@ class DataDictionary(models.Model):
             ) from None
         return draft
 
-    def copy(self, *, by: Any) -> DataDictionary:
+    def copy(self, *, by: Actor) -> DataDictionary:
         """A new draft with this version's definition: how a published version is changed."""
         return self.create_draft(
             self.cohort, self.definition, by=by, based_on=self, reason=f"Copied from version {self.version}."
@@ -189,7 +198,7 @@ class DataDictionary(models.Model):
 
     # --- Transitions -----------------------------------------------------------------------------
 
-    def edit(self, definition: Any, *, by: Any, reason: str = "") -> bool:
+    def edit(self, definition: Any, *, by: Actor, reason: str = "") -> bool:
         """Replace a draft's definition (draft -> draft, audited). False and no write when unchanged."""
         self.check_definition(definition)
         if self.status != self.Status.DRAFT:
@@ -216,7 +225,7 @@ class DataDictionary(models.Model):
             )
         return True
 
-    def publish(self, *, by: Any, reason: str = "") -> None:
+    def publish(self, *, by: SystemActor, reason: str = "") -> None:
         """draft -> published: from now on the version never changes and new records use it."""
         check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.PUBLISHED, label=str(self))
         self.check_definition(self.definition)

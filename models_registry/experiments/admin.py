@@ -26,6 +26,7 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
+from learning_engine.actors import request_actor
 from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
@@ -230,7 +231,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             try:
-                test = ABTest.start(by=request.user, **data)
+                test = ABTest.start(by=request_actor(request), **data)
             except DomainError as exc:  # a bad set-up (400) or a running test (409): say why
                 form.add_error(None, exc.message)
             else:
@@ -345,7 +346,7 @@ class ABTestAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
 
         def conclude(test: ABTest, data: dict[str, Any]) -> None:
             expected = data["decisions"].get(str(test.pk))
-            test.conclude(by=request.user, reason=data["reason"], expected_decision=expected)
+            test.conclude(by=request_actor(request), reason=data["reason"], expected_decision=expected)
 
         return confirm_and_apply(
             self,

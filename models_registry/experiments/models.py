@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -39,6 +39,9 @@ from learning_engine.transitions import check_allowed, claim
 from models_registry.experiments.stats import Decision
 from models_registry.generation import bump_generation
 from models_registry.registry.models import ModelVersion
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor, SystemActor
 
 # Bounds of a test's set-up (the API's serializer and the admin form state them too).
 MAX_DURATION_HOURS = 24 * 366
@@ -207,7 +210,7 @@ class ABTest(models.Model):
         version_b: Any,
         traffic_split: float,
         duration_hours: int,
-        by: Any,
+        by: Actor,
         mode: str = Mode.SPLIT,
         min_labelled_per_arm: int = DEFAULT_MIN_LABELLED,
         significance_level: float = DEFAULT_SIGNIFICANCE,
@@ -266,10 +269,10 @@ class ABTest(models.Model):
 
     # --- End -------------------------------------------------------------------------------------
 
-    def _audit(self, *, by: Any, source: str, target: str, reason: str = "") -> None:
+    def _audit(self, *, by: SystemActor, source: str, target: str, reason: str = "") -> None:
         ABTestTransition.objects.create(test=self, actor=by, from_state=source, to_state=target, reason=reason)
 
-    def stop(self, *, by: Any, reason: str = "") -> None:
+    def stop(self, *, by: Actor, reason: str = "") -> None:
         """running -> stopped, at any time; nothing is promoted (A keeps serving as before).
 
         The evaluation of that moment is recorded for the record.
@@ -291,7 +294,7 @@ class ABTest(models.Model):
             transaction.on_commit(_routing_changed)
 
     def conclude(
-        self, *, by: Any, reason: str = "", promote: bool = True, expected_decision: str | None = None
+        self, *, by: SystemActor, reason: str = "", promote: bool = True, expected_decision: str | None = None
     ) -> None:
         """running -> concluded with the decision of this moment; ``ship_b`` promotes B (if ``promote``).
 
@@ -343,7 +346,7 @@ class ABTest(models.Model):
                 self._promote_b(by=by, reason=reason)
             transaction.on_commit(_routing_changed)
 
-    def _promote_b(self, *, by: Any, reason: str) -> None:
+    def _promote_b(self, *, by: SystemActor, reason: str) -> None:
         version_b = ModelVersion.objects.get(pk=self.version_b_id)
         if version_b.deployment_status != ModelVersion.Deployment.ACTIVE:
             label = f"A/B test {self.pk} concluded ship_b: {version_b.version} beat {self.version_a}"

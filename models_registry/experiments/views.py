@@ -28,6 +28,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from learning_engine.actors import request_actor
 from learning_engine.exceptions import InvalidRequest
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.permissions import ActionPermission
@@ -154,7 +155,7 @@ class ABTestViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.RetrieveModel
             mode=body["mode"],
             min_labelled_per_arm=body["min_labelled_per_arm"],
             significance_level=body["significance_level"],
-            by=request.user,
+            by=request_actor(request),
         )
         return self.present(test, status_code=status.HTTP_201_CREATED)
 

@@ -34,6 +34,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from cases.dictionary.labels import labels_of
+from learning_engine.actors import request_actor
 from learning_engine.admin_audit import AuditTrailInline, ReadOnlyInline
 from learning_engine.admin_helpers import StateActionsMixin, confirm_and_apply
 from learning_engine.admin_links import RelatedLinksMixin
@@ -527,7 +528,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
         def activate(version: ModelVersion, data: dict[str, Any]) -> None:
             if per_type.get(version.model_type_id, 0) > 1:
                 raise DomainError(f"{version} shares its model type with another selected version; select one")
-            version.activate(by=request.user, reason=data["reason"])
+            version.activate(by=request_actor(request), reason=data["reason"])
 
         return confirm_and_apply(
             self,
@@ -623,7 +624,7 @@ class ModelVersionAdmin(StateActionsMixin, RelatedLinksMixin, admin.ModelAdmin):
             return HttpResponseRedirect(changelist)
         a, b = versions[pk_a], versions[pk_b]
         try:
-            comparison = compare_versions(a, b, by=request.user)
+            comparison = compare_versions(a, b, by=request_actor(request))
         except DomainError as exc:
             self.message_user(request, f"The versions cannot be compared: {exc.message}", messages.ERROR)
             return HttpResponseRedirect(changelist)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from django.core.cache import cache
@@ -44,6 +44,9 @@ from models_registry.registry.evaluation import evaluate_artifact, holdout_rows
 from models_registry.registry.models import ModelVersion, PerformanceRecord, headline_metrics
 from training.evaluation import brier_per_case, plain, predict_rows
 from training.models import DatasetSnapshot
+
+if TYPE_CHECKING:
+    from learning_engine.actors import SystemActor
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -330,7 +333,9 @@ def cache_key(a: ModelVersion, b: ModelVersion, snapshot: DatasetSnapshot) -> st
     )
 
 
-def _paired_evaluation(a: ModelVersion, b: ModelVersion, snapshot: DatasetSnapshot, *, by: Any) -> dict[str, Any]:
+def _paired_evaluation(
+    a: ModelVersion, b: ModelVersion, snapshot: DatasetSnapshot, *, by: SystemActor
+) -> dict[str, Any]:
     rows = holdout_rows(snapshot)
     artifact_a = a.load_artifact(by=by, purpose="compare")
     artifact_b = b.load_artifact(by=by, purpose="compare")
@@ -409,7 +414,7 @@ def _side(version: ModelVersion, metrics: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def compare_versions(a: ModelVersion, b: ModelVersion, *, by: Any = None) -> dict[str, Any]:
+def compare_versions(a: ModelVersion, b: ModelVersion, *, by: SystemActor = None) -> dict[str, Any]:
     """The comparison of ``a`` and ``b`` (see the module docstring), as plain JSON.
 
     Raises ``InvalidRequest`` (400, ``same_version``) for a version compared with itself, and the

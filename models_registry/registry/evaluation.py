@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -45,6 +45,9 @@ from training.dataset_format import DatasetFileChanged, read_bytes, read_rows_by
 from training.evaluation import evaluate, plain
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.ranges import snapshot_training_ranges
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ def evaluate_artifact(
     return plain({**result, "dataset": snapshot.pk, "evaluated_by": "registry"})
 
 
-def _refuse_upload(job: TrainingJob, *, sha256: str, error: ArtifactError, by: Any) -> InvalidRequest:
+def _refuse_upload(job: TrainingJob, *, sha256: str, error: ArtifactError, by: Actor) -> InvalidRequest:
     """The audit row of a refused upload (``ArtifactRejection`` with the job and the bytes' sha256,
     no version) and the 400 to raise, with the refusal's code."""
     code = error.code or "artifact_invalid"
@@ -136,7 +139,7 @@ def _check_job(job: TrainingJob) -> None:
 
 
 def register_upload(
-    model_type: ModelType, *, job_id: int, data: bytes, by: Any, label: str | None = None
+    model_type: ModelType, *, job_id: int, data: bytes, by: Actor, label: str | None = None
 ) -> ModelVersion:
     """Register an external trainer's artifact for its completed job, evaluated by the registry.
 

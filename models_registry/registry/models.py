@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import IntegrityError, models, transaction
@@ -25,6 +25,9 @@ from learning_engine.audit import AppendOnlyModel, AuditEntry
 from learning_engine.exceptions import ConcurrentUpdate, DomainError, FourEyesViolation, TransitionError
 from learning_engine.transitions import check_allowed, claim
 from models_registry.generation import bump_generation
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor, SystemActor
 
 SEMVER = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 
@@ -253,7 +256,7 @@ class ModelVersion(models.Model):
         )
         return {pk for pk in ids if pk is not None}
 
-    def _check_two_person(self, by: Any) -> None:
+    def _check_two_person(self, by: Actor) -> None:
         """The two-person rule: the approver (or rejecter) made no part of the version.
 
         Superusers included: holding every permission does not make one person two.
@@ -264,10 +267,10 @@ class ModelVersion(models.Model):
                 "another person must approve it (two-person rule).",
             )
 
-    def _audit(self, *, by: Any, source: str, target: str, reason: str = "") -> None:
+    def _audit(self, *, by: SystemActor, source: str, target: str, reason: str = "") -> None:
         VersionTransition.objects.create(version=self, actor=by, from_state=source, to_state=target, reason=reason)
 
-    def approve(self, *, by: Any, note: str = "") -> None:
+    def approve(self, *, by: Actor, note: str = "") -> None:
         """approval pending -> approved. The approver must be none of the version's actors (``actor_ids``)."""
         check_allowed(self.APPROVAL_TRANSITIONS, current=self.approval_status, target="approved", label=self.version)
         self._check_two_person(by)
@@ -282,7 +285,7 @@ class ModelVersion(models.Model):
             )
             self._audit(by=by, source="pending", target="approved", reason=note)
 
-    def reject(self, *, by: Any, note: str = "") -> None:
+    def reject(self, *, by: Actor, note: str = "") -> None:
         """approval pending -> rejected."""
         check_allowed(self.APPROVAL_TRANSITIONS, current=self.approval_status, target="rejected", label=self.version)
         self._check_two_person(by)
@@ -299,7 +302,7 @@ class ModelVersion(models.Model):
 
     # --- Deployment ------------------------------------------------------------------------------
 
-    def activate(self, *, by: Any, reason: str = "") -> None:
+    def activate(self, *, by: SystemActor, reason: str = "") -> None:
         """inactive -> active; the previously active version of the model type becomes inactive.
 
         Only approved versions, and not while the model type has a running A/B test (409). Locks the
@@ -358,7 +361,7 @@ class ModelVersion(models.Model):
         for guard in _DEPLOYMENT_GUARDS:
             guard(self, verb)
 
-    def deactivate(self, *, by: Any, reason: str = "") -> None:
+    def deactivate(self, *, by: Actor, reason: str = "") -> None:
         """active -> inactive: the model type has no active version afterwards.
 
         Refused (409) while the version is an arm of a running A/B test.
@@ -383,7 +386,7 @@ class ModelVersion(models.Model):
             )
             transaction.on_commit(_bump_generation)
 
-    def archive(self, *, by: Any, reason: str = "") -> None:
+    def archive(self, *, by: Actor, reason: str = "") -> None:
         """inactive -> archived (kept for the record, never served again).
 
         Refused (409) while the version is an arm of a running A/B test.
@@ -404,7 +407,7 @@ class ModelVersion(models.Model):
             self._audit(by=by, source="inactive", target="archived", reason=reason)
 
     @classmethod
-    def rollback(cls, model_type: Any, *, by: Any, reason: str = "") -> ModelVersion:
+    def rollback(cls, model_type: Any, *, by: Actor, reason: str = "") -> ModelVersion:
         """Re-activate the version that was active before the current state of ``model_type``.
 
         "Before" follows the activation history: the most recent version that became active and
@@ -473,7 +476,7 @@ class ModelVersion(models.Model):
     def artifact_validated(self) -> bool:
         return bool(self.artifact_sha256) and self.artifact_validated_sha256 == self.artifact_sha256
 
-    def load_artifact(self, *, by: Any = None, purpose: str = "", require_validated: bool = False) -> Any:
+    def load_artifact(self, *, by: SystemActor = None, purpose: str = "", require_validated: bool = False) -> Any:
         """The version's fitted model (``training.artifacts.ModelArtifact``), checked before use.
 
         ``training.artifacts.load_artifact`` checks the sha256 before anything parses the bytes,

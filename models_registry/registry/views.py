@@ -43,6 +43,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from learning_engine.actors import request_actor
 from learning_engine.exceptions import InvalidRequest, PayloadTooLarge
 from learning_engine.filters import StrictOrderingFilter
 from learning_engine.parsers import SafeJSONParser
@@ -379,7 +380,11 @@ class ModelVersionViewSet(ModelTypeScoped, mixins.ListModelMixin, mixins.Retriev
             # A chunked body has no Content-Length for the middleware to refuse early.
             raise PayloadTooLarge(f"The artifact is {upload.size} bytes; the limit is {MAX_ARTIFACT_BYTES}.")
         created = register_upload(
-            self.model_type(), job_id=body["job"], data=upload.read(), by=request.user, label=body.get("version")
+            self.model_type(),
+            job_id=body["job"],
+            data=upload.read(),
+            by=request_actor(request),
+            label=body.get("version"),
         )
         return self.present(created, status_code=status.HTTP_201_CREATED)
 
@@ -415,7 +420,7 @@ class RegistryModelTypeViewSet(ModelTypeScoped, viewsets.GenericViewSet):
     @action(detail=True, methods=["post"])
     def rollback(self, request: Request, slug: str) -> Response:
         body = validated(DeploymentSerializer, request.data)
-        target = ModelVersion.rollback(self.model_type(), by=request.user, reason=body["reason"])
+        target = ModelVersion.rollback(self.model_type(), by=request_actor(request), reason=body["reason"])
         version = (
             ModelVersion.objects.select_related("model_type", "created_by", "approved_by", "dictionary__cohort")
             .prefetch_related(Prefetch("transitions", queryset=VersionTransition.objects.select_related("actor")))
@@ -538,4 +543,4 @@ class RegistryModelTypeViewSet(ModelTypeScoped, viewsets.GenericViewSet):
         )
         a = get_object_or_404(versions, version=params["a"])
         b = get_object_or_404(versions, version=params["b"])
-        return Response(compare_versions(a, b, by=request.user))
+        return Response(compare_versions(a, b, by=request_actor(request)))

@@ -46,7 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -55,6 +55,9 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from learning_engine.exceptions import DomainError, InvalidRequest
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ def case_source_for(user: Any) -> str | None:
     return ClientSource.objects.filter(user_id=user.pk).values_list("source", flat=True).first()
 
 
-def check_case_source(record: Any, *, by: Any) -> None:
+def check_case_source(record: Any, *, by: Actor) -> None:
     """Whether ``by`` may submit ``record`` (a ``CaseRecord``) with feedback: see the module docstring."""
     bound = case_source_for(by)
     if bound is not None:
@@ -253,7 +256,7 @@ class Prediction(models.Model):
     def __str__(self) -> str:
         return f"Prediction {self.pk} ({self.predicted_code})"
 
-    def give_feedback(self, *, diagnosis_code: str, by: Any, case_record: Any = None) -> Feedback:
+    def give_feedback(self, *, diagnosis_code: str, by: Actor, case_record: Any = None) -> Feedback:
         """Record the confirmed diagnosis (once), refresh live performance, submit the case if given.
 
         ``case_record`` is a parsed ``cases.interchange.CaseRecord``; it is submitted as a new case
@@ -303,7 +306,7 @@ class Prediction(models.Model):
         return feedback
 
 
-def _submit_unless_on_file(record: Any, *, by: Any, dictionary: Any = None) -> Any:
+def _submit_unless_on_file(record: Any, *, by: Actor, dictionary: Any = None) -> Any:
     """The new case submitted from ``record``, or None when its source and external id are on file."""
     from cases.models import Case
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from models_registry.serving.inputs import DictionaryCheck, PredictionInput, RecordRefused
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ def serve(
     route: Any,
     inputs: list[PredictionInput],
     *,
-    by: Any,
+    by: Actor,
     started: float,
     fallback: Callable[[], DictionaryCheck | None] | None = None,
 ) -> list[dict[str, Any]]:
@@ -108,7 +111,7 @@ def _log_row(
     by_class: dict[str, float],
     latency_ms: float,
     *,
-    by: Any,
+    by: Actor,
     now: Any,
     shadow_of: int | None = None,
 ) -> tuple[Any, ...]:
@@ -135,7 +138,7 @@ def _predict_in_shadow(
     inputs: list[PredictionInput],
     answered: list[int],
     *,
-    by: Any,
+    by: Actor,
     now: Any,
     fallback: Callable[[], DictionaryCheck | None] | None = None,
 ) -> None:

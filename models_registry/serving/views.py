@@ -49,6 +49,7 @@ from rest_framework.views import APIView
 
 from cases.access_log import AccessLogEntry, record_access
 from cases.interchange import RecordError
+from learning_engine.actors import request_actor
 from learning_engine.exceptions import InvalidRequest
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
@@ -229,7 +230,7 @@ def _answer(
 ) -> list[dict[str, Any]]:
     """``serve``, its dictionary refusals (each record against its arm's version) as 400s."""
     try:
-        return serve(route, inputs, by=request.user, started=started, fallback=fallback)
+        return serve(route, inputs, by=request_actor(request), started=started, fallback=fallback)
     except RecordRefused as exc:
         raise _refusal(exc, exc.index or 0, prefix) from None
 
@@ -343,7 +344,7 @@ class FeedbackView(APIView):
                 )
             except RecordError as exc:
                 raise InvalidRequest(str(exc), code="invalid_case", field=exc.field) from None
-        feedback = prediction.give_feedback(diagnosis_code=code, by=request.user, case_record=record)
+        feedback = prediction.give_feedback(diagnosis_code=code, by=request_actor(request), case_record=record)
         if feedback.case_id is not None:
             # A raw record taken in, like a submission through the case API (docs/privacy.md).
             record_access(

@@ -88,7 +88,7 @@ class CaseFactory(factory.django.DjangoModelFactory[Case]):
         state = kwargs.pop("state")
         case = Case.submit(record, by=kwargs.pop("submitted_by"))
         if state != "submitted":
-            reviewer = UserFactory()
+            reviewer = UserFactory.create()
             if state == "rejected":
                 case.reject(by=reviewer, reason=Case.RejectionReason.INCOMPLETE, note="Please add vitals.")
             else:

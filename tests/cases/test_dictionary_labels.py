@@ -49,7 +49,7 @@ def staff(make_user, client):
 def checked_case(**overrides: Any) -> Case:
     """A case submitted as the API does: checked against its cohort's dictionary, which it records."""
     record = parse_record(record_dict(**overrides))
-    return Case.submit(record, by=UserFactory(), dictionary=check_record(record).dictionary)
+    return Case.submit(record, by=UserFactory.create(), dictionary=check_record(record).dictionary)
 
 
 def text(html: str) -> str:

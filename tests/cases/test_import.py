@@ -510,7 +510,7 @@ def test_a_case_approved_after_the_lookup_is_reported_not_overwritten(submitter,
     record = record_dict()
     case = CaseFactory.create(record=record)
     stale = Case.objects.get(pk=case.pk)
-    case.approve(by=UserFactory())
+    case.approve(by=UserFactory.create())
     monkeypatch.setattr(importing, "_existing_cases", lambda keys: {(stale.source, stale.external_id): stale})
 
     report = import_objects([{**record, "note": "Late change."}], by=submitter)

@@ -25,6 +25,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection, connections
 
 from learning_engine import roles
@@ -57,8 +58,13 @@ def snapshot() -> DatasetSnapshot:
     return ready_snapshot(kind, by=user_with_role(roles.ML_ENGINEER), seed=5)
 
 
+def creator_of(snapshot: DatasetSnapshot) -> User:
+    assert snapshot.created_by is not None
+    return snapshot.created_by
+
+
 def submit(snapshot: DatasetSnapshot) -> TrainingJob:
-    return TrainingJob.submit(model_type=snapshot.model_type, by=snapshot.created_by, dataset=snapshot, **SLOW_JOB)
+    return TrainingJob.submit(model_type=snapshot.model_type, by=creator_of(snapshot), dataset=snapshot, **SLOW_JOB)
 
 
 def job(job_id: int) -> TrainingJob:
@@ -215,7 +221,7 @@ def test_a_database_outage_under_a_running_worker_never_leaves_the_job_running(
     assert worker.poll() is None, site.log("worker-outage")[-3000:]
     assert terminate_connections("worker-outage") >= 1
     next_id = TrainingJob.submit(
-        model_type=snapshot.model_type, by=snapshot.created_by, dataset=snapshot, algorithm="logistic_regression"
+        model_type=snapshot.model_type, by=creator_of(snapshot), dataset=snapshot, algorithm="logistic_regression"
     ).pk
 
     def next_finished() -> TrainingJob | None:
@@ -294,7 +300,7 @@ def test_a_real_postgresql_restart_under_a_running_worker_never_leaves_the_job_r
     # The same worker survived the restart and takes the next job.
     assert worker.poll() is None, site.log("worker-restart")[-3000:]
     next_id = TrainingJob.submit(
-        model_type=snapshot.model_type, by=snapshot.created_by, dataset=snapshot, algorithm="logistic_regression"
+        model_type=snapshot.model_type, by=creator_of(snapshot), dataset=snapshot, algorithm="logistic_regression"
     ).pk
     after = wait_until(lambda: finished(next_id), timeout=300, what="the next job after the restart")
     assert after.status == TrainingJob.Status.COMPLETED, after.error_log

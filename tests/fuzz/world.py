@@ -81,7 +81,7 @@ def _trained(seed: int) -> tuple[str, str, dict[str, Any], bytes]:
         return path, sha256, evaluation, handle.read()
 
 
-def registered_version(model_type: ModelType, engineer: User | None, *, seed: int) -> ModelVersion:
+def registered_version(model_type: ModelType, engineer: User, *, seed: int) -> ModelVersion:
     """A job completed with a real artifact and registered by the registry's receiver (pending)."""
     path, sha256, evaluation, data = _trained(seed)
     if not default_storage.exists(path):  # each test has its own MEDIA_ROOT
@@ -100,6 +100,8 @@ def build_world() -> World:
     for role in roles.ROLES:
         users[role] = user_with_role(role)
     clinician, engineer, lead = users[roles.CLINICIAN], users[roles.ML_ENGINEER], users[roles.CLINICAL_LEAD]
+    assert engineer is not None
+    assert lead is not None
 
     model_type = make_model_type()
     active = registered_version(model_type, engineer, seed=0)

@@ -102,15 +102,17 @@ def test_a_ready_snapshot_keeps_its_version_and_is_no_twin_under_a_newer_one():
     model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
     first = published_dictionary(model_type.cohort)
     snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
-    request = create_snapshot(model_type, by=snapshot.created_by)
-    assert ready_twin(request, by=snapshot.created_by) == snapshot
+    creator = snapshot.created_by
+    assert creator is not None
+    request = create_snapshot(model_type, by=creator)
+    assert ready_twin(request, by=creator) == snapshot
     assert same_content(model_type, snapshot.content_hash) == snapshot
 
     second = new_version_of(first)
 
     snapshot.refresh_from_db()
     assert snapshot.dictionary == first
-    assert ready_twin(request, by=snapshot.created_by) is None  # the same cases under v2 are another dataset
+    assert ready_twin(request, by=creator) is None  # the same cases under v2 are another dataset
     assert same_content(model_type, snapshot.content_hash) is None
     assert second.version == 2
 

@@ -66,14 +66,14 @@ def leftover_temporary_files(media: Path) -> list[Path]:
 
 
 def build(model_type, **options) -> DatasetSnapshot:
-    snapshot = create_snapshot(model_type, by=UserFactory(), **options)
+    snapshot = create_snapshot(model_type, by=UserFactory.create(), **options)
     build_snapshot(snapshot.pk)
     snapshot.refresh_from_db()
     return snapshot
 
 
 def build_error(model_type, **options) -> tuple[DatasetSnapshot, DatasetBuildError]:
-    snapshot = create_snapshot(model_type, by=UserFactory(), **options)
+    snapshot = create_snapshot(model_type, by=UserFactory.create(), **options)
     with pytest.raises(DatasetBuildError) as caught:
         build_snapshot(snapshot.pk)
     snapshot.refresh_from_db()
@@ -297,7 +297,7 @@ def test_filters_select_by_quality_date_status_and_cohort(model_type):
     approved_cohort(model_type.cohort, patients=2, encounter_date="2001-06-01")
     retracted = approved_cohort(model_type.cohort, patients=2)
     for case in retracted:
-        case.retract(by=UserFactory(), reason="Wrong patient.")
+        case.retract(by=UserFactory.create(), reason="Wrong patient.")
 
     snapshot = build(model_type, encounter_after=dt.date(2010, 1, 1))
     chosen = set(itertools.chain(*snapshot.manifest.values()))
@@ -939,7 +939,7 @@ def test_a_case_retracted_during_the_build_fails_it(model_type, monkeypatch):
 
     def split_then_retract(*args, **kwargs):
         assigned = real_split(*args, **kwargs)
-        cases[4].retract(by=UserFactory(), reason="Wrong patient.")
+        cases[4].retract(by=UserFactory.create(), reason="Wrong patient.")
         return assigned
 
     monkeypatch.setattr(datasets, "split_cases", split_then_retract)
@@ -1173,7 +1173,7 @@ def test_the_build_moves_the_snapshots_heartbeat(model_type):
 def test_the_build_records_each_stage_on_the_snapshot_as_it_goes(model_type):
     """What the admin's live page reads: every stage is written when it starts, with its counts."""
     approved_cohort(model_type.cohort, patients=12, diagnoses=DIAGNOSES[:3])
-    snapshot = create_snapshot(model_type, by=UserFactory())
+    snapshot = create_snapshot(model_type, by=UserFactory.create())
     seen: list[tuple[str, int, int]] = []
 
     def watch(stage: str, done: int, total: int) -> None:

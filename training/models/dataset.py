@@ -8,7 +8,7 @@ The builder is ``training.datasets.build_snapshot``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models, transaction
@@ -20,6 +20,9 @@ from learning_engine.exceptions import DomainError, InvalidRequest, TransitionEr
 from learning_engine.permissions import can_view_phi
 from learning_engine.transitions import check_allowed, claim
 from training.models.model_type import ModelType
+
+if TYPE_CHECKING:
+    from learning_engine.actors import SystemActor
 
 SPLITS = ("train", "validation", "test")
 
@@ -45,7 +48,7 @@ class BuildAbandoned(DomainError):
 WHOLE_YEARS_MESSAGE = "Without the PHI permission a date range covers whole years: {}."
 
 
-def date_range_errors(after: dt.date | None, before: dt.date | None, *, by: Any) -> dict[str, list[str]]:
+def date_range_errors(after: dt.date | None, before: dt.date | None, *, by: SystemActor) -> dict[str, list[str]]:
     """What is wrong with an encounter date range asked for by ``by``, per field (empty: nothing).
 
     ``by`` is the user the snapshot is created for; ``None`` (a command run without an author)
@@ -62,7 +65,7 @@ def date_range_errors(after: dt.date | None, before: dt.date | None, *, by: Any)
     return errors
 
 
-def check_date_range(after: dt.date | None, before: dt.date | None, *, by: Any) -> None:
+def check_date_range(after: dt.date | None, before: dt.date | None, *, by: SystemActor) -> None:
     """Raise ``InvalidRequest`` (400) with the field errors of ``date_range_errors``, if any."""
     errors = date_range_errors(after, before, by=by)
     if not errors:

@@ -15,7 +15,7 @@ cancellation. Concurrency policy:
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models, transaction
@@ -25,6 +25,9 @@ from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, TransitionError
 from learning_engine.transitions import check_allowed, claim
 from training.signals import job_completed, job_queued
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor, SystemActor
 
 
 class LeaseLost(DomainError):
@@ -143,7 +146,7 @@ class TrainingJob(models.Model):
         cls,
         *,
         model_type: Any,
-        by: Any,
+        by: Actor,
         dataset: Any = None,
         algorithm: str | None = None,
         hyperparameters: dict[str, Any] | None = None,
@@ -183,7 +186,7 @@ class TrainingJob(models.Model):
     def _check(self, target: str) -> None:
         check_allowed(self.TRANSITIONS, current=self.status, target=target, label=f"Job {self.pk}")
 
-    def _audit(self, *, by: Any, source: str, reason: str = "") -> None:
+    def _audit(self, *, by: SystemActor, source: str, reason: str = "") -> None:
         JobTransition.objects.create(job=self, actor=by, from_state=source, to_state=self.status, reason=reason)
 
     def _enqueue_on_commit(self) -> None:
@@ -205,7 +208,7 @@ class TrainingJob(models.Model):
             raise DomainError(f"Job {self.pk} belongs to an external trainer, which starts it through the API.")
         self._enqueue_on_commit()
 
-    def start(self, *, worker_id: str, by: Any = None) -> uuid.UUID:
+    def start(self, *, worker_id: str, by: SystemActor = None) -> uuid.UUID:
         """queued -> running. Returns the new lease that every later write must present."""
         self._check(self.Status.RUNNING)
         lease = uuid.uuid4()
@@ -272,7 +275,7 @@ class TrainingJob(models.Model):
         artifact_sha256: str,
         metrics: dict[str, Any] | None = None,
         training_ranges: dict[str, Any] | None = None,
-        by: Any = None,
+        by: SystemActor = None,
     ) -> None:
         """running -> completed. Announces the job (``job_completed`` signal) on commit.
         ``training_ranges``: the train split's per-input min/max (``training.ranges``), if measured."""
@@ -296,7 +299,7 @@ class TrainingJob(models.Model):
             job_id = self.pk
             transaction.on_commit(lambda: _announce_completed(job_id))
 
-    def fail(self, *, reason: str, lease: uuid.UUID | str | None = None, by: Any = None) -> None:
+    def fail(self, *, reason: str, lease: uuid.UUID | str | None = None, by: SystemActor = None) -> None:
         """running -> failed (with the worker's lease), or queued -> failed (a job that cannot run)."""
         self._check(self.Status.FAILED)
         changes = {
@@ -316,7 +319,7 @@ class TrainingJob(models.Model):
                 claim(self, expected={"status": source}, **changes)
             self._audit(by=by, source=source, reason=reason[:2000])
 
-    def cancel(self, *, by: Any, reason: str = "") -> None:
+    def cancel(self, *, by: Actor, reason: str = "") -> None:
         """queued | running -> cancelled. A running worker sees its lease gone at the next epoch."""
         self._check(self.Status.CANCELLED)
         source = self.status
@@ -331,7 +334,7 @@ class TrainingJob(models.Model):
             )
             self._audit(by=by, source=source, reason=reason or "Cancelled.")
 
-    def retry(self, *, by: Any) -> None:
+    def retry(self, *, by: Actor) -> None:
         """failed -> queued while attempts remain. Enqueued again on commit."""
         self._check(self.Status.QUEUED)
         if self.status != self.Status.FAILED:

@@ -8,7 +8,7 @@ the still-submitted ones are reviewed.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -17,6 +17,9 @@ from cases import demo
 from cases.dictionary.files import DictionaryFileError, load_demo_dictionaries
 from cases.importing import ImportReport, import_objects
 from cases.signals import demo_loaded
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
 
 MAX_RESPIRATORY_CASES = 1_000_000  # a typo of a few zeros should not fill the disk
 SHOWN_ERRORS = 5
@@ -95,7 +98,7 @@ class Command(BaseCommand):
     # --- Steps -----------------------------------------------------------------------------------
 
     def _import(
-        self, label: str, total: int, records: Iterable[dict[str, Any]], *, by: Any, into: ImportReport
+        self, label: str, total: int, records: Iterable[dict[str, Any]], *, by: Actor, into: ImportReport
     ) -> None:
         self._info(f"Importing {total} {label} cases...")
 
