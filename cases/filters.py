@@ -25,7 +25,7 @@ from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 
 from cases.models import Case
-from learning_engine.filters import StrictOrderingFilter
+from learning_engine.filters import CreatedDateFilterSet, StrictOrderingFilter
 from learning_engine.permissions import can_view_phi
 
 PHI_FILTERS = ("encounter_after", "encounter_before")
@@ -44,7 +44,7 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
-class CaseFilter(django_filters.FilterSet):
+class CaseFilter(CreatedDateFilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=Case.Status.choices, help_text="One or more statuses (repeat the parameter)."
     )
@@ -69,12 +69,6 @@ class CaseFilter(django_filters.FilterSet):
         field_name="encounter_date",
         lookup_expr="lte",
         help_text="Encounter on or before this date (YYYY-MM-DD). Needs the PHI permission.",
-    )
-    created_after = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__gte", help_text="Created on or after this date (YYYY-MM-DD)."
-    )
-    created_before = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__lte", help_text="Created on or before this date (YYYY-MM-DD)."
     )
 
     class Meta:

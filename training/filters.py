@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import django_filters
 
+from learning_engine.filters import CreatedDateFilterSet
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 
 
@@ -21,7 +22,7 @@ def _model_type_filter() -> django_filters.ModelChoiceFilter:
     )
 
 
-class DatasetSnapshotFilter(django_filters.FilterSet):
+class DatasetSnapshotFilter(CreatedDateFilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=DatasetSnapshot.Status.choices, help_text="One or more statuses (repeat the parameter)."
     )
@@ -29,19 +30,13 @@ class DatasetSnapshotFilter(django_filters.FilterSet):
     created_by = django_filters.CharFilter(
         field_name="created_by__username", max_length=150, help_text="Username of the creator."
     )
-    created_after = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__gte", help_text="Created on or after this date (YYYY-MM-DD)."
-    )
-    created_before = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__lte", help_text="Created on or before this date (YYYY-MM-DD)."
-    )
 
     class Meta:
         model = DatasetSnapshot
         fields: list[str] = []
 
 
-class TrainingJobFilter(django_filters.FilterSet):
+class TrainingJobFilter(CreatedDateFilterSet):
     status = django_filters.MultipleChoiceFilter(
         choices=TrainingJob.Status.choices, help_text="One or more statuses (repeat the parameter)."
     )
@@ -51,12 +46,6 @@ class TrainingJobFilter(django_filters.FilterSet):
     )
     executor = django_filters.ChoiceFilter(
         choices=TrainingJob.Executor.choices, help_text="Who runs the job: the built-in worker or an external trainer."
-    )
-    created_after = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__gte", help_text="Created on or after this date (YYYY-MM-DD)."
-    )
-    created_before = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__lte", help_text="Created on or before this date (YYYY-MM-DD)."
     )
 
     class Meta:

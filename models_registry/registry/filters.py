@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import django_filters
 
+from learning_engine.filters import RegisteredDateFilterSet
 from models_registry.registry.models import ModelVersion, PerformanceRecord
 from training.models import ModelType
 
 
-class ModelVersionFilter(django_filters.FilterSet):
+class ModelVersionFilter(RegisteredDateFilterSet):
     approval_status = django_filters.MultipleChoiceFilter(
         choices=ModelVersion.Approval.choices, help_text="One or more approval states (repeat the parameter)."
     )
@@ -25,12 +26,6 @@ class ModelVersionFilter(django_filters.FilterSet):
     )
     dataset = django_filters.NumberFilter(
         field_name="dataset_id", min_value=1, max_value=2**63 - 1, help_text="Dataset snapshot id."
-    )
-    created_after = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__gte", help_text="Registered on or after this date (YYYY-MM-DD)."
-    )
-    created_before = django_filters.DateFilter(
-        field_name="created_at", lookup_expr="date__lte", help_text="Registered on or before this date (YYYY-MM-DD)."
     )
 
     class Meta:
