@@ -106,13 +106,13 @@ def _text(value: Any, name: str, *, max_length: int, required: bool = False) -> 
         return ""
     if not isinstance(value, str):
         raise RecordError(name, "must be a string.")
-    value = value.strip()
-    if required and not value:
+    text = value.strip()
+    if required and not text:
         raise RecordError(name, "must not be empty.")
-    if len(value) > max_length:
+    if len(text) > max_length:
         raise RecordError(name, f"is longer than {max_length} characters.")
-    _check_chars(value, name)
-    return value
+    _check_chars(text, name)
+    return text
 
 
 def _key(key: Any, name: str) -> str:

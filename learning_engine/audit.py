@@ -12,7 +12,7 @@ class AppendOnlyError(Exception):
     pass
 
 
-class AppendOnlyQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet[Any]):
     """Bulk writes would bypass ``save``/``delete`` on the model: refuse them here as well."""
 
     def update(self, **kwargs: Any) -> int:

@@ -54,7 +54,7 @@ class UnknownModelType(DomainError):
     """No model type has this slug: 404."""
 
     code = "not_found"
-    status_code = 404  # type: ignore[assignment]  # DomainError pins 409 as a Literal
+    status_code = 404
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from faker import Faker
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cases import deid, phi_patterns
+from cases import deid, phi_patterns, quality
 from cases.interchange import CaseRecord, parse_record
 from tests.cases.factories import record_dict
 from tests.cases.phi_examples import PATTERN_EXAMPLES
@@ -186,7 +186,7 @@ class Identity:
 
     @property
     def age(self) -> int:
-        return deid.age_at(self.birth, ENCOUNTER)
+        return quality.age_at(self.birth, ENCOUNTER)
 
     def identifiers(self) -> list[str]:
         """Every identifier in the record's own form, and every form the note used."""
