@@ -195,16 +195,11 @@ def register_upload(
                 reason=f"Artifact of external job {job.pk} uploaded by {by}; evaluated by the registry.",
                 validation={**result.validation, "sandbox": True, "by": "upload"},
                 training_ranges=ranges,
+                evaluation=evaluation,
+                test_set_size=int(evaluation.get("test_size") or len(rows)),
             )
             if version.artifact != path:  # a concurrent upload for the same job registered first
                 raise DomainError(f"Job {job.pk} already has a registered version.", code="already_registered")
-            PerformanceRecord.objects.create(
-                version=version,
-                source=PerformanceRecord.Source.OFFLINE,
-                dataset=job.dataset,
-                metrics=evaluation,
-                test_set_size=int(evaluation.get("test_size") or len(rows)),
-            )
             reported = (job.evaluation or {}).get("reported_by_client")
             if isinstance(reported, dict) and reported:
                 PerformanceRecord.objects.create(

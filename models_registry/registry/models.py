@@ -163,8 +163,12 @@ class ModelVersion(models.Model):
         actor: Any = None,
         validation: dict[str, Any] | None = None,
         training_ranges: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
+        test_set_size: int | None = None,
     ) -> ModelVersion:
-        """A version for a completed job with an artifact (idempotent: one version per job).
+        """A version for a completed job with an artifact (idempotent: one version per job), and
+        its offline performance record in the same transaction (``ensure_offline_record``):
+        ``evaluation`` and ``test_set_size``, default the job's (the worker's own evaluation).
 
         The version records the data dictionary version it was trained under (``dictionary_of``)
         and the train split's ranges: ``training_ranges``, default the job's (the worker's).
@@ -213,6 +217,7 @@ class ModelVersion(models.Model):
                         to_state="pending",
                         reason=reason or f"Job {job.pk}.",
                     )
+                    created.ensure_offline_record(evaluation=evaluation, test_set_size=test_set_size)
                 return created
             except IntegrityError:
                 if version is not None:
@@ -463,6 +468,28 @@ class ModelVersion(models.Model):
         return self.deployment_status == self.Deployment.INACTIVE
 
     # --- Artifact --------------------------------------------------------------------------------
+
+    def ensure_offline_record(
+        self, *, evaluation: dict[str, Any] | None = None, test_set_size: int | None = None
+    ) -> PerformanceRecord:
+        """The version's offline performance record (the evaluation on its snapshot's test split),
+        created once: the one place that creates it. ``evaluation`` and ``test_set_size`` default
+        to the job's. Idempotent under the version row lock, so registration's hook and the
+        reaper's sweep may both call it (and repair a version registered without one)."""
+        with transaction.atomic():
+            type(self).objects.select_for_update().filter(pk=self.pk).first()
+            existing = self.performance.filter(source=PerformanceRecord.Source.OFFLINE).first()
+            if existing is not None:
+                return existing
+            metrics = evaluation if evaluation is not None else (self.job.evaluation if self.job else {})
+            size = test_set_size if test_set_size is not None else int(metrics.get("test_size") or 0)
+            return PerformanceRecord.objects.create(
+                version=self,
+                source=PerformanceRecord.Source.OFFLINE,
+                dataset=self.dataset,
+                metrics=metrics,
+                test_set_size=size,
+            )
 
     def record_validation(self, validation: dict[str, Any]) -> None:
         """Record that the current artifact bytes (``artifact_sha256``) passed validation."""

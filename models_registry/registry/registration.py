@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
-    from models_registry.registry.models import ModelVersion, PerformanceRecord
+    from models_registry.registry.models import ModelVersion
     from training.models import TrainingJob
 
     job = TrainingJob.objects.select_related("model_type", "dataset", "created_by").get(pk=job_id)
@@ -24,15 +24,7 @@ def register_completed_job(sender: Any, job_id: int, **kwargs: Any) -> None:
     # version) would never repair. The version row lock serialises the hook and the sweep.
     with transaction.atomic():
         version = ModelVersion.register(job, validation=validation)
-        ModelVersion.objects.select_for_update().filter(pk=version.pk).first()
-        if not version.performance.filter(source=PerformanceRecord.Source.OFFLINE).exists():
-            PerformanceRecord.objects.create(
-                version=version,
-                source=PerformanceRecord.Source.OFFLINE,
-                dataset=job.dataset,
-                metrics=job.evaluation,
-                test_set_size=int(job.evaluation.get("test_size") or 0),
-            )
+        version.ensure_offline_record()  # a version found registered already, by an older release
     logger.info("Registered %s %s from job %s", job.model_type.slug, version.version, job.pk)
 
 

@@ -54,6 +54,31 @@ def test_registration_is_idempotent_per_job(engineer, django_capture_on_commit_c
     assert ModelVersion.objects.count() == 1
 
 
+def test_a_version_and_its_offline_record_are_created_together_and_once(engineer, django_capture_on_commit_callbacks):
+    version = register(engineer, django_capture_on_commit_callbacks)
+    record = version.ensure_offline_record()
+    assert version.ensure_offline_record() == record
+    assert PerformanceRecord.objects.filter(version=version, source="offline").count() == 1
+
+    version.performance.all().delete()  # a version registered by an older release, without one
+    repaired = version.ensure_offline_record()
+    assert (repaired.source, repaired.metrics, repaired.dataset) == ("offline", version.job.evaluation, version.dataset)
+
+
+def test_registration_leaves_no_version_without_its_offline_record(engineer, monkeypatch):
+    job = completed_job(by=engineer)  # the registration hook has not run (no on_commit here)
+    assert not ModelVersion.objects.filter(job=job).exists()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the machine died between the two rows")
+
+    monkeypatch.setattr(PerformanceRecord.objects, "create", crash)
+    with pytest.raises(RuntimeError):
+        ModelVersion.register(job)
+
+    assert not ModelVersion.objects.filter(job=job).exists()
+
+
 def test_the_reaper_registers_a_completed_job_whose_worker_died_before_the_registration_hook(
     engineer, django_capture_on_commit_callbacks
 ):
