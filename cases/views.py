@@ -46,6 +46,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from cases.access_log import AccessLogEntry, record_access
+from cases.api_examples import CASE_EXAMPLES
 from cases.filters import CaseFilter, CaseOrderingFilter, CaseSearchFilter
 from cases.importing import ImportReport, import_lines, import_objects
 from cases.interchange import CaseRecord
@@ -200,6 +201,7 @@ CONFLICT = {
         summary="Submit a case",
         description="The body is one interchange record; the case starts as 'submitted'.",
         request=CaseRecordSerializer,
+        examples=CASE_EXAMPLES,
         responses={
             201: case_response(),
             **ERRORS,

@@ -81,7 +81,24 @@ BENIGN_FINDINGS = {
 MALIGNANT_RECORD: dict[str, Any] = {
     "findings": MALIGNANT_FINDINGS,
     "symptoms": ["breast_mass"],
-    "age": 54,
+    "subject_key": "encounter-2026-000123",
+}
+
+# A respiratory encounter: the cohort's eight LOINC-coded labs and vital signs in its UCUM units;
+# its models use age and sex.
+RESPIRATORY_RECORD: dict[str, Any] = {
+    "findings": {
+        "temperature_c": 38.9,
+        "heart_rate": 112,
+        "respiratory_rate": 26,
+        "spo2": 91,
+        "systolic_bp": 118,
+        "wbc": 15.2,
+        "crp": 142,
+        "nt_probnp": 180,
+    },
+    "symptoms": ["cough", "fever", "dyspnea", "sputum", "pleuritic_chest_pain"],
+    "age": 69,
     "sex": "female",
     "subject_key": "encounter-2026-000123",
 }
@@ -91,6 +108,12 @@ PREDICT_EXAMPLES = [
         "A breast mass (model type breast-mass)",
         description="The 30 FNA nuclear features of a malignant mass (C50.9).",
         value=MALIGNANT_RECORD,
+        request_only=True,
+    ),
+    OpenApiExample(
+        "A respiratory encounter (model type respiratory)",
+        description="Vital signs and labs of a suspected pneumonia; age and sex are inputs of this cohort's models.",
+        value=RESPIRATORY_RECORD,
         request_only=True,
     ),
     OpenApiExample(

@@ -14,6 +14,7 @@ from learning_engine.openapi import OPERATION_IDS
 from learning_engine.openapi_tags import TAGS
 
 DICTIONARIES = Path(__file__).resolve().parents[2] / "cases" / "dictionaries"
+DEMO_COHORTS = ("breast-mass", "respiratory")
 # Bodies that are not JSON on purpose: a model artifact upload, and JSON Lines for an import.
 NOT_JSON_ONLY = {("POST", "/api/v1/model-types/{slug}/versions/upload/"), ("POST", "/api/v1/cases/import/")}
 
@@ -109,8 +110,9 @@ def test_the_predict_example_is_a_breast_mass_record_with_the_dictionarys_findin
     model_inputs = {finding["key"] for finding in dictionary["findings"] if finding.get("used_by_model", True)}
     predict = schema["paths"]["/api/v1/model-types/{slug}/predict/"]["post"]
     examples = predict["requestBody"]["content"]["application/json"]["examples"]
-    (example,) = examples.values()
+    example = next(example for example in examples.values() if "breast-mass" in example["summary"])
     assert set(example["value"]["findings"]) == model_inputs
+    assert not {"age", "sex"} & set(example["value"])  # not inputs of the breast-mass models
     assert len(model_inputs) == 30
     batch = schema["paths"]["/api/v1/model-types/{slug}/predict/batch/"]["post"]
     (batch_example,) = batch["requestBody"]["content"]["application/json"]["examples"].values()
@@ -118,3 +120,40 @@ def test_the_predict_example_is_a_breast_mass_record_with_the_dictionarys_findin
     feedback = schema["paths"]["/api/v1/predictions/{id}/feedback/"]["post"]
     (feedback_example,) = feedback["requestBody"]["content"]["application/json"]["examples"].values()
     assert feedback_example["value"] == {"diagnosis_code": "C50.9"}
+
+
+def _definition(cohort: str) -> Any:
+    from cases.dictionary.definition import parse_definition
+
+    return parse_definition(json.loads((DICTIONARIES / f"{cohort}.json").read_text())["dictionary"])
+
+
+def test_the_predict_examples_are_records_of_both_demo_cohorts_inside_their_dictionaries(schema):
+    from cases.dictionary.validation import check_finding_value
+
+    predict = schema["paths"]["/api/v1/model-types/{slug}/predict/"]["post"]
+    examples = predict["requestBody"]["content"]["application/json"]["examples"].values()
+    by_cohort = {cohort: [e for e in examples if f"model type {cohort}" in e["summary"]] for cohort in DEMO_COHORTS}
+    for cohort, found in by_cohort.items():
+        assert len(found) == 1, cohort
+        definition, record = _definition(cohort), found[0]["value"]
+        assert set(record["findings"]) == set(definition.model_findings), cohort
+        for key, value in record["findings"].items():
+            assert check_finding_value(definition.finding(key), value) == (None, None), (cohort, key)
+        assert set(record["symptoms"]) <= definition.symptom_keys, cohort
+
+
+def test_the_case_examples_pass_their_cohorts_dictionaries(schema):
+    import datetime as dt
+
+    from cases.dictionary.validation import validate_record
+    from cases.interchange import parse_record
+
+    create = schema["paths"]["/api/v1/cases/"]["post"]
+    examples = list(create["requestBody"]["content"]["application/json"]["examples"].values())
+    assert {example["value"]["cohort"] for example in examples} == set(DEMO_COHORTS)
+    for example in examples:
+        record = parse_record(example["value"])
+        result = validate_record(record, _definition(record.cohort), today=dt.date(2026, 12, 7))
+        assert not result.errors, (record.cohort, result.errors_json())
+        assert not result.quality, (record.cohort, result.quality)
