@@ -61,7 +61,11 @@ def findings_table(findings: Mapping[str, Any], definition: Definition | None) -
         return format_html("{}", "The cohort has no published data dictionary: the findings are in the record below.")
     rows = []
     unknown = []
-    for position, (key, value) in enumerate(findings.items()):
+    # In the dictionary's order, whatever order the record's keys are stored in (PostgreSQL's jsonb
+    # sorts them); an entry outside the dictionary is named by its stored position.
+    order = {item.key: index for index, item in enumerate(definition.findings)}
+    entries = sorted(enumerate(findings.items()), key=lambda entry: order.get(entry[1][0], len(order)))
+    for position, (key, value) in entries:
         finding = definition.finding(key)
         if finding is None:
             unknown.append(position + 1)
