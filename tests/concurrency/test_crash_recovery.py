@@ -85,6 +85,13 @@ def assert_nothing_lost_or_duplicated(job_id: int) -> None:
     """One snapshot; one version exactly when the job completed; one audit row per attempt's start."""
     current = job(job_id)
     assert DatasetSnapshot.objects.count() == 1
+    if current.status == TrainingJob.Status.COMPLETED:
+        # The worker registers the version on commit, after the job reads completed: wait for it.
+        wait_until(
+            lambda: ModelVersion.objects.filter(job_id=job_id).exists(),
+            timeout=120,
+            what="the registry to register the completed job",
+        )
     versions = ModelVersion.objects.filter(job_id=job_id).count()
     assert versions == (1 if current.status == TrainingJob.Status.COMPLETED else 0)
     edges = Counter(JobTransition.objects.filter(job_id=job_id).values_list("from_state", "to_state"))
