@@ -259,13 +259,22 @@ class _Spec(NamedTuple):
 _ADDRESS_SEGMENTS = re.compile(r"[,\n;]")
 
 
-def _own_specs(patient: dict[str, Any]) -> list[_Spec]:
-    """This patient's identifiers as alternatives, in the order they are tried: words, the longest first."""
+def _own_specs(patient: dict[str, Any], *, raw_name: str = "") -> list[_Spec]:
+    """This patient's identifiers as alternatives, in the order they are tried: words, the longest first.
+
+    ``patient`` is normalised (``normalised_patient``); ``raw_name``, the name as written, gives
+    the parts whose normal form is a stopword ("Þe" becomes "The"): still the patient's name.
+    """
     literal: list[_Spec] = []
     name = _text_of(patient, "name")
     if name:
         literal.append(_Spec("NAME", name, "loose"))
-        literal += [_Spec("NAME", part, "loose") for part in _name_parts(name)]
+        parts = list(_name_parts(name))
+        for part in _name_parts(raw_name) if raw_name and raw_name != name else ():
+            normal = textnorm.normalise(part).text
+            if normal not in parts:
+                parts.append(normal)
+        literal += [_Spec("NAME", part, "loose") for part in parts]
     for key, kind in (("mrn", "MRN"), ("ssn", "SSN"), ("phone", "PHONE")):
         value = _text_of(patient, key)
         if value:
@@ -499,8 +508,9 @@ class _OwnIdentifiers:
     """
 
     def __init__(self, patient: dict[str, Any], encounter_date: dt.date | None) -> None:
+        raw_name = _text_of(patient, "name") if isinstance(patient, dict) else ""
         patient = normalised_patient(patient)
-        self.specs = _own_specs(patient)
+        self.specs = _own_specs(patient, raw_name=raw_name)
         self.matchers = [_matcher(spec) for spec in self.specs]
         self.combined: re.Pattern[str] | None = None
         if any(_may_be_empty(spec) for spec in self.specs):
