@@ -12,6 +12,8 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiExample
 
+from cases.api_examples import BREAST_MASS_CASE
+
 MALIGNANT_FINDINGS = {
     "mean_radius": 17.99,
     "mean_texture": 10.38,
@@ -45,38 +47,7 @@ MALIGNANT_FINDINGS = {
     "worst_fractal_dimension": 0.1189,
 }
 
-BENIGN_FINDINGS = {
-    "mean_radius": 13.54,
-    "mean_texture": 14.36,
-    "mean_perimeter": 87.46,
-    "mean_area": 566.3,
-    "mean_smoothness": 0.0978,
-    "mean_compactness": 0.0813,
-    "mean_concavity": 0.0666,
-    "mean_concave_points": 0.0478,
-    "mean_symmetry": 0.1885,
-    "mean_fractal_dimension": 0.0577,
-    "radius_error": 0.2699,
-    "texture_error": 0.7886,
-    "perimeter_error": 2.058,
-    "area_error": 23.56,
-    "smoothness_error": 0.0085,
-    "compactness_error": 0.0146,
-    "concavity_error": 0.0239,
-    "concave_points_error": 0.0132,
-    "symmetry_error": 0.0198,
-    "fractal_dimension_error": 0.0023,
-    "worst_radius": 15.11,
-    "worst_texture": 19.26,
-    "worst_perimeter": 99.7,
-    "worst_area": 711.2,
-    "worst_smoothness": 0.144,
-    "worst_compactness": 0.1773,
-    "worst_concavity": 0.239,
-    "worst_concave_points": 0.1288,
-    "worst_symmetry": 0.2977,
-    "worst_fractal_dimension": 0.0726,
-}
+BENIGN_FINDINGS = BREAST_MASS_CASE["findings"]  # the first benign case, as the case API's example
 
 MALIGNANT_RECORD: dict[str, Any] = {
     "findings": MALIGNANT_FINDINGS,
