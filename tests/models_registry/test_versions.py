@@ -62,6 +62,7 @@ def test_a_version_and_its_offline_record_are_created_together_and_once(engineer
 
     version.performance.all().delete()  # a version registered by an older release, without one
     repaired = version.ensure_offline_record()
+    assert version.job is not None
     assert (repaired.source, repaired.metrics, repaired.dataset) == ("offline", version.job.evaluation, version.dataset)
 
 
