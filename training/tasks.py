@@ -21,8 +21,9 @@ from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.tasks import task
 
 from learning_engine.exceptions import DomainError, TransitionError
+from learning_engine.periodic import ensure_scheduled, periodic_task
 from training.features import model_inputs
-from training.models import DatasetSnapshot, LeaseLost, PeriodicSchedule, TrainingJob
+from training.models import DatasetSnapshot, LeaseLost, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -178,29 +179,16 @@ def _fail(job: TrainingJob, lease: uuid.UUID, exc: BaseException) -> None:
 # --- The reaper's periodic chain -----------------------------------------------------------------
 
 
-def ensure_reaper_scheduled() -> None:
-    """Start the reaper chain unless one is alive (see training.models.schedule)."""
-    interval = int(settings.REAPER_INTERVAL_SECONDS)
-    token = PeriodicSchedule.start_chain_if_idle(REAPER_SCHEDULE, interval_seconds=interval)
-    if token is not None:
-        transaction.on_commit(lambda: reap_stale_jobs_periodically.enqueue(str(token)))
-
-
-@task()
-def reap_stale_jobs_periodically(token: str) -> dict[str, Any]:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+@periodic_task(schedule=REAPER_SCHEDULE, interval_setting="REAPER_INTERVAL_SECONDS", default_interval_seconds=30)
+def reap_stale_jobs_periodically() -> dict[str, Any]:
     from training.reaper import reap_stale_jobs
 
-    next_run = PeriodicSchedule.claim_run(REAPER_SCHEDULE, token)
-    if next_run is None:
-        return {"outcome": "superseded"}
-    summary = reap_stale_jobs()
-    delay = max(1.0, (next_run - timezone.now()).total_seconds())
-    reap_stale_jobs_periodically.using(run_after=timezone.now() + timedelta(seconds=delay)).enqueue(token)
-    return summary
+    return reap_stale_jobs()
+
+
+def ensure_reaper_scheduled() -> None:
+    """Start the reaper chain unless one is alive (``learning_engine.periodic``)."""
+    ensure_scheduled(reap_stale_jobs_periodically)
 
 
 @task()

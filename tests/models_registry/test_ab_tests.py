@@ -421,7 +421,7 @@ def test_a_chain_queued_under_the_former_task_path_still_resolves():
 
 
 def test_starting_a_test_schedules_the_periodic_check(pair, engineer):
-    from training.models import PeriodicSchedule
+    from learning_engine.models import PeriodicSchedule
 
     a, b = pair
     start_test(a, b, by=engineer)

@@ -332,8 +332,8 @@ def test_the_reaper_command_has_a_dry_run(model_type, engineer):
 
 
 def test_the_periodic_reaper_chain_collapses_to_one(settings, django_capture_on_commit_callbacks):
+    from learning_engine.models import PeriodicSchedule
     from training import tasks
-    from training.models import PeriodicSchedule
 
     settings.REAPER_INTERVAL_SECONDS = 30
     with django_capture_on_commit_callbacks(execute=True):

@@ -3,7 +3,6 @@ from __future__ import annotations
 from training.models.dataset import BuildAbandoned, DatasetSnapshot, DatasetTransition, ImmutableSnapshot
 from training.models.job import AttemptsExhausted, JobTransition, LeaseLost, TrainingJob
 from training.models.model_type import ModelType
-from training.models.schedule import PeriodicSchedule
 
 __all__ = [
     "AttemptsExhausted",
@@ -14,6 +13,5 @@ __all__ = [
     "JobTransition",
     "LeaseLost",
     "ModelType",
-    "PeriodicSchedule",
     "TrainingJob",
 ]

@@ -1,11 +1,4 @@
-"""Periodic work on top of django.tasks, which has no scheduler of its own.
-
-A periodic task is a chain: each run re-enqueues itself with ``run_after``. The row below says
-which chain (``token``) is the live one, so a chain started twice (two web processes, a restart)
-collapses to one: a run whose token is no longer the row's stops without re-enqueueing.
-``ensure_scheduled`` starts a chain when none has run for a while (the worker died, the queue was
-emptied); it is called on every job enqueue and by ``make run``, so a dead chain revives itself.
-"""
+"""The project's own tables: the row behind each periodic chain (``learning_engine.periodic``)."""
 
 from __future__ import annotations
 
@@ -17,6 +10,12 @@ from django.utils import timezone
 
 
 class PeriodicSchedule(models.Model):
+    """Which chain of a periodic task is the live one, and when it runs next.
+
+    ``token`` names the live chain: a run whose token is no longer the row's stops without
+    re-enqueueing, so a chain started twice (two web processes, a restart) collapses to one.
+    """
+
     name = models.CharField(max_length=100, primary_key=True)
     token = models.UUIDField(default=uuid.uuid4)
     interval_seconds = models.PositiveIntegerField()
@@ -25,6 +24,10 @@ class PeriodicSchedule(models.Model):
 
     class Meta:
         verbose_name = "periodic schedule"
+        # The table keeps the name it had in training, where the model lived first: the move to
+        # learning_engine changed Django's state only (learning_engine/migrations/0001), so
+        # existing databases keep their rows and a web process of the release before still finds it.
+        db_table = "training_periodicschedule"
 
     def __str__(self) -> str:
         return f"{self.name} every {self.interval_seconds}s"
