@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -82,6 +82,17 @@ def api_client_for(make_user) -> Callable[[str], APIClient]:
         return jwt_client(make_user(role))
 
     return make
+
+
+@pytest.fixture
+def fresh_serving() -> Iterator[None]:
+    """Each test starts and ends with a cold serving state: the in-process table and models of a
+    previous test (whose database rows were rolled back) must not answer for this one."""
+    from tests.models_registry.serving.factories import reset_serving_state
+
+    reset_serving_state()
+    yield
+    reset_serving_state()
 
 
 @pytest.fixture(autouse=True)

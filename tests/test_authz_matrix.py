@@ -27,7 +27,7 @@ from cases.models import Case
 from learning_engine import roles
 from tests.conftest import jwt_client
 from tests.fuzz.world import World, build_world
-from tests.models_registry.serving_factories import reset_serving_state
+from tests.models_registry.serving.factories import reset_serving_state
 
 C, E, L, P = roles.CLINICIAN, roles.ML_ENGINEER, roles.CLINICAL_LEAD, roles.PREDICTION_CLIENT
 PO = roles.PRIVACY_OFFICER

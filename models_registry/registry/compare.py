@@ -135,7 +135,7 @@ def paired_accuracy_interval(test: McNemar, *, confidence: float = CONFIDENCE) -
     interval scales it, taking whichever end moves the bound outwards. So the interval excludes 0
     exactly when the verdict is a_better / b_better, and a test set with no discordant case still
     gets a wide interval, never a point. Coverage is at least ``confidence`` squared, and at least
-    ``confidence`` in simulation (tests/models_registry/test_compare.py).
+    ``confidence`` in simulation (tests/models_registry/registry/test_compare.py).
     """
     discordant = test.a_only_correct + test.b_only_correct
     n = test.both_correct + test.both_wrong + discordant

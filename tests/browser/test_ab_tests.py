@@ -12,7 +12,7 @@ from training.models import ModelType
 
 
 def test_an_ml_engineer_sets_up_an_ab_test_and_a_clinical_lead_reads_and_concludes_it(site):
-    from tests.models_registry.ab_factories import log_arm, version_pair
+    from tests.models_registry.experiments.factories import log_arm, version_pair
 
     engineer_user, lead_user = site.users["demo-ml-engineer"], site.users["demo-clinical-lead"]
     a, b = version_pair(engineer=engineer_user, lead=lead_user, model_type=ModelType.objects.get(slug="diagnosis"))

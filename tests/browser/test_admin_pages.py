@@ -32,7 +32,7 @@ def test_people_on_a_case_page_are_named_without_a_link_to_the_user_admin(site):
 
 
 def test_a_dataset_page_leads_to_its_file_and_to_a_job_on_it(site):
-    from tests.models_registry.registry_factories import ready_snapshot
+    from tests.models_registry.registry.factories import ready_snapshot
     from training.models import ModelType
 
     model_type = ModelType.objects.get(slug="diagnosis")
@@ -54,7 +54,7 @@ def test_a_dataset_page_leads_to_its_file_and_to_a_job_on_it(site):
 
 
 def test_a_version_page_shows_its_model_type_evaluation_and_compare_with(site):
-    from tests.models_registry.registry_factories import ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ready_snapshot, trained_version
     from training.models import ModelType
 
     model_type = ModelType.objects.get(slug="diagnosis")
@@ -106,7 +106,7 @@ ROLES = ("demo-admin", "demo-clinician", "demo-ml-engineer", "demo-clinical-lead
 def test_every_page_the_admin_index_links_to_opens_for_its_role(site):
     """Each role's admin index: every list and add page it links to opens (no 403, no 500), with a
     screenshot per page for a reviewer to scroll through."""
-    from tests.models_registry.registry_factories import ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ready_snapshot, trained_version
     from training.models import ModelType
 
     # One of each ML object (a ready dataset, a completed job, its version and records) to open.

@@ -31,7 +31,7 @@ def test_the_statistics_page_names_diagnoses_and_gives_findings_with_units(site)
 
 
 def test_a_version_page_names_both_axes_of_its_confusion_matrix(site):
-    from tests.models_registry.registry_factories import ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ready_snapshot, trained_version
     from training.models import ModelType
 
     model_type = ModelType.objects.get(slug="diagnosis")

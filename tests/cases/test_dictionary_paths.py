@@ -16,7 +16,6 @@ from cases.interchange import parse_record
 from cases.models import Case, DataDictionary
 from learning_engine import roles
 from tests.cases.factories import record_dict
-from tests.models_registry.serving_factories import fresh_serving  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 CASES = "/api/v1/cases/"
@@ -195,7 +194,7 @@ def test_an_import_going_past_local_midnight_checks_the_later_records_against_th
 def test_feedback_with_a_code_outside_the_code_set_is_400_and_not_counted(make_user):
     from models_registry.models import Feedback
     from tests.conftest import jwt_client
-    from tests.models_registry.serving_factories import PNEUMONIA_FEATURES, served_version
+    from tests.models_registry.serving.factories import PNEUMONIA_FEATURES, served_version
 
     served_version()
     client = jwt_client(make_user(roles.PREDICTION_CLIENT))

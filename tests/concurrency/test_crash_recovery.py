@@ -34,7 +34,7 @@ from tests.concurrency.conftest import Site, free_port, wait_until, worker_args
 from tests.concurrency.test_races import token_for
 from tests.factories import user_with_role
 from tests.models_registry.factories import model_type
-from tests.models_registry.registry_factories import ready_snapshot
+from tests.models_registry.registry.factories import ready_snapshot
 from training.models import DatasetSnapshot, JobTransition, TrainingJob
 from training.reaper import reap_stale_jobs
 

@@ -20,7 +20,7 @@ from models_registry.models import ModelVersion, PerformanceRecord
 from tests.concurrency.conftest import Site, wait_until, worker_args
 from tests.factories import user_with_role
 from tests.models_registry.factories import model_type
-from tests.models_registry.registry_factories import ready_snapshot
+from tests.models_registry.registry.factories import ready_snapshot
 from training.models import DatasetSnapshot, JobTransition, TrainingJob
 
 JOBS = int(os.environ.get("CONCURRENCY_JOBS", "2000"))

@@ -21,7 +21,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
 from tests.fuzz.world import World, build_world
-from tests.models_registry.serving_factories import reset_serving_state
+from tests.models_registry.serving.factories import reset_serving_state
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.django_db]
 

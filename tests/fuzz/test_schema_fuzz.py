@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
 
 from learning_engine.wsgi import application
 from tests.fuzz.world import ROLE_NAMES, World, build_world
-from tests.models_registry.serving_factories import reset_serving_state
+from tests.models_registry.serving.factories import reset_serving_state
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "10"))
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance, content_type_conformance]

@@ -26,7 +26,7 @@ from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
 from tests.models_registry.factories import model_type as make_model_type
-from tests.models_registry.serving_factories import PNEUMONIA_FEATURES, trained_artifact
+from tests.models_registry.serving.factories import PNEUMONIA_FEATURES, trained_artifact
 from tests.training.api_factories import SnapshotFactory, TrainingJobFactory
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 

@@ -22,7 +22,7 @@ import pytest
 from django.core.management import call_command
 
 from models_registry.serving.examples import MALIGNANT_RECORD
-from tests.models_registry.serving_factories import reset_serving_state
+from tests.models_registry.serving.factories import reset_serving_state
 from training.tasks import run_training_job
 
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is in requirements-dev.txt")

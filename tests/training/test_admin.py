@@ -1157,7 +1157,7 @@ def test_latest_metrics_and_algorithms_are_named_for_people(staff, model_type, o
 
 def test_a_dataset_page_offers_its_download_and_a_job_on_it_to_an_ml_engineer(staff, model_type, owner):
     from cases.access_log import AccessLogEntry
-    from tests.models_registry.registry_factories import ready_snapshot
+    from tests.models_registry.registry.factories import ready_snapshot
 
     client, engineer = staff(roles.ML_ENGINEER)
     snapshot = ready_snapshot(model_type, by=owner)
@@ -1180,7 +1180,7 @@ def test_a_dataset_page_offers_its_download_and_a_job_on_it_to_an_ml_engineer(st
 
 
 def test_who_may_not_download_through_the_api_gets_no_link_and_a_403(staff, model_type, owner):
-    from tests.models_registry.registry_factories import ready_snapshot
+    from tests.models_registry.registry.factories import ready_snapshot
 
     client, _lead = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(model_type, by=owner)

@@ -1,7 +1,7 @@
 """Structural validation: crafted artifacts made only of trusted types are refused before any predict.
 
 None of these tests predicts with a refused artifact in this process: the point of the
-validation is that nothing has to (the sandbox tests, tests/models_registry/test_upload_sandbox.py,
+validation is that nothing has to (the sandbox tests, tests/models_registry/registry/test_upload_sandbox.py,
 show what predicting with one does to a child process). Accepted artifacts are predicted with,
 to show that what passes is safe.
 """

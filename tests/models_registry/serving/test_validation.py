@@ -11,9 +11,8 @@ from learning_engine import roles
 from models_registry.models import ModelVersion
 from models_registry.registry.models import ArtifactRejection
 from tests.conftest import jwt_client
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     COLD_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
     trained_artifact,
 )

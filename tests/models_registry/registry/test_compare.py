@@ -26,7 +26,7 @@ from models_registry.registry.compare import (
 from models_registry.registry.evaluation import evaluate_artifact
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
-from tests.models_registry.registry_factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ready_snapshot, trained_version
 
 # --- McNemar and the verdict ---------------------------------------------------------------------
 

@@ -17,9 +17,8 @@ from learning_engine import roles
 from models_registry.models import ModelVersion, Prediction
 from models_registry.serving.inputs import DictionaryCheck
 from tests.conftest import jwt_client
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.models_registry.serving_factories import PNEUMONIA_FEATURES
+from tests.models_registry.serving.factories import PNEUMONIA_FEATURES
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
 
 SETUP = """
@@ -30,7 +30,7 @@ import json
 from learning_engine.tokens import RefreshToken
 from learning_engine import roles
 from tests.factories import user_with_role
-from tests.models_registry.serving_factories import served_version
+from tests.models_registry.serving.factories import served_version
 
 lead = user_with_role(roles.CLINICAL_LEAD)
 first = served_version(lead=lead)

@@ -9,9 +9,9 @@ import pytest
 from learning_engine import roles
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory
 from tests.conftest import ROLE_NAMES, jwt_client
-from tests.models_registry.ab_factories import log_arm, registered, start_test, version_pair
+from tests.models_registry.experiments.factories import log_arm, registered, start_test, version_pair
 from tests.models_registry.factories import model_type as make_model_type
-from tests.models_registry.registry_factories import approved_version, ready_snapshot
+from tests.models_registry.registry.factories import approved_version, ready_snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
-"""Names from the data dictionary on the registry pages (issue 11): a version's confusion matrix and
-per-class metrics, the comparison's test-set labels, an A/B test's per-arm per-diagnosis tables. A
-code no dictionary names shows alone."""
+"""Names from the data dictionary on the A/B test pages (issue 11): each arm's per-diagnosis tables in
+the admin and the API's figures, shadow predictions judged against the feedback on A. A code no
+dictionary names shows alone."""
 
 from __future__ import annotations
 
@@ -16,9 +16,7 @@ from cases.dictionary import labels as labels_module
 from learning_engine import roles
 from models_registry.experiments.figures import per_diagnosis
 from models_registry.models import Feedback, Prediction
-from tests.models_registry import factories
-from tests.models_registry.ab_factories import RIGHT, WRONG, log_arm, start_test
-from tests.models_registry.registry_factories import ready_snapshot, trained_version
+from tests.models_registry.experiments.factories import RIGHT, WRONG, log_arm, start_test
 
 PNEUMONIA = "Pneumonia, unspecified organism"
 URI = "Acute upper respiratory infection, unspecified"
@@ -41,31 +39,6 @@ def lead_client(make_user, client):
 
 def text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
-
-
-def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_table(lead_client, engineer):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
-    version = trained_version(snapshot, by=engineer)
-
-    response = lead_client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
-
-    assert response.status_code == 200
-    names = {column["label"]: column["name"] for column in response.context["confusion"]["columns"]}
-    assert names == {"J06.9": URI, "J18.9": PNEUMONIA}
-    assert {row["label"]: row["name"] for row in response.context["per_class"]} == names
-    page = text(response.content.decode())
-    assert f"true \\ predicted J06.9 {URI} J18.9 {PNEUMONIA} total" in page
-
-
-def test_the_compare_page_names_the_labels_of_the_test_set(lead_client, engineer):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
-    a = trained_version(snapshot, by=engineer, shuffle_labels=True)
-    b = trained_version(snapshot, by=engineer)
-
-    response = lead_client.get(f"{reverse('admin:models_registry_modelversion_compare')}?a={a.pk}&b={b.pk}")
-
-    assert response.status_code == 200
-    assert f"Labels of the test set: J06.9 {URI}; J18.9 {PNEUMONIA}." in text(response.content.decode())
 
 
 def test_the_ab_page_has_a_table_per_arm_and_diagnosis_with_names(lead_client, running, engineer):
@@ -134,24 +107,6 @@ def test_the_ab_page_costs_the_same_queries_for_few_and_many_predictions(lead_cl
     log_arm(running, "a", predicted=200, labelled=150, correct=100, by=engineer)
     log_arm(running, "b", predicted=200, labelled=150, correct=120, by=engineer)
     assert queries() == few
-
-
-def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(lead_client, engineer):
-    from cases.models import DataDictionary
-    from training.models import DatasetSnapshot
-
-    respiratory = DataDictionary.objects.get(cohort__slug="respiratory", status="published")
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
-    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
-    version = trained_version(snapshot, by=engineer)
-
-    page = text(
-        lead_client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
-    )
-
-    assert re.search(r"Body temperature °C [\d.]+ [\d.]+", page)  # UCUM Cel printed as °C
-    assert " Cel " not in page
-    assert re.search(r"Oxygen saturation[^%]* % [\d.]+ [\d.]+", page)
 
 
 def test_an_ended_test_shows_the_per_diagnosis_figures_it_ended_with(lead_client, running, engineer, lead):

@@ -12,13 +12,12 @@ from models_registry.models import ABTest, Prediction
 from models_registry.serving.router import Arm, Route, RunningTest, assign_b, b_share
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
-from tests.models_registry.ab_factories import start_test
-from tests.models_registry.serving_factories import (
+from tests.models_registry.experiments.factories import start_test
+from tests.models_registry.serving.factories import (
     COLD,
     COLD_FEATURES,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
     synthetic_rows,
 )

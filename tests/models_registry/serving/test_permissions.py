@@ -9,10 +9,9 @@ from rest_framework.test import APIClient
 from learning_engine import roles
 from models_registry.models import Feedback, Prediction
 from tests.conftest import ROLE_NAMES, jwt_client
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     PNEUMONIA,
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
 

@@ -19,7 +19,7 @@ from models_registry.registry import views
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
-from tests.models_registry.registry_factories import (
+from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
     ready_snapshot,

@@ -12,7 +12,6 @@ from cases.demo import respiratory_records
 from cases.models import Case
 from models_registry.models import ModelVersion, PerformanceRecord
 from tests.conftest import jwt_client
-from tests.models_registry.serving_factories import fresh_serving  # noqa: F401  (fixture)
 from training.datasets import build_snapshot, create_snapshot
 from training.models import ModelType, TrainingJob
 from training.tasks import run_training_job

@@ -17,7 +17,7 @@ from models_registry.registry.models import ArtifactRejection
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
-from tests.models_registry.registry_factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ready_snapshot, trained_version
 from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db

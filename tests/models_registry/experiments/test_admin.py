@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from learning_engine import roles
 from models_registry.models import ABTest, ABTestTransition, ModelVersion
-from tests.models_registry.ab_factories import log_arm
+from tests.models_registry.experiments.factories import log_arm
 
 pytestmark = pytest.mark.django_db
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from django.test import TestCase
 
 from cases.rows import ALL_INPUTS, ModelInputs
@@ -168,12 +166,3 @@ def reset_serving_state() -> None:
     """Forget this process's routing table and loaded models (a cold process)."""
     ROUTER.reset()
     MODEL_CACHE.clear()
-
-
-@pytest.fixture
-def fresh_serving() -> Iterator[None]:
-    """Each test starts and ends with a cold serving state: the in-process table and models of a
-    previous test (whose database rows were rolled back) must not answer for this one."""
-    reset_serving_state()
-    yield
-    reset_serving_state()

@@ -18,12 +18,11 @@ from learning_engine.exceptions import DomainError
 from models_registry.models import ClientSource, Feedback, PerformanceRecord, Prediction
 from tests.cases.factories import record_dict
 from tests.conftest import jwt_client
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     COLD,
     COLD_FEATURES,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
 
@@ -151,7 +150,7 @@ def test_feedback_on_a_later_day_appends_a_snapshot_and_leaves_the_earlier_one(c
 
 
 def test_live_accuracy_is_kept_per_version(client, version, clinical_lead):
-    from tests.models_registry.serving_factories import activate
+    from tests.models_registry.serving.factories import activate
 
     feedback(client, predicted(client), PNEUMONIA)
     second = served_version(model_type=version.model_type, activate=False, seed=1, lead=clinical_lead)

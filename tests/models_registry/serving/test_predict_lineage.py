@@ -24,12 +24,11 @@ from models_registry.models import Prediction
 from models_registry.serving.inputs import subject_pseudonym
 from models_registry.serving.router import ROUTER, assign_b
 from tests.conftest import jwt_client
-from tests.models_registry.ab_factories import start_test
-from tests.models_registry.serving_factories import (
+from tests.models_registry.experiments.factories import start_test
+from tests.models_registry.serving.factories import (
     COLD_FEATURES,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
 

@@ -17,13 +17,12 @@ from tests.cases.factories import record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
 from tests.models_registry.factories import model_type
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     COLD,
     COLD_FEATURES,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
     activate,
-    fresh_serving,  # noqa: F401  (fixture)
     reset_serving_state,
     served_version,
 )

@@ -9,10 +9,9 @@ from cases.dictionary import labels as labels_module
 from learning_engine import roles
 from models_registry.models import Feedback, Prediction
 from tests.conftest import jwt_client
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     COLD,
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
 from training.models import ModelType

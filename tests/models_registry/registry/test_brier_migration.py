@@ -10,7 +10,7 @@ from django.apps import apps
 
 from models_registry.models import ModelVersion, PerformanceRecord
 from tests.models_registry import factories
-from tests.models_registry.registry_factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ready_snapshot, trained_version
 from training.models import TrainingJob
 
 migration = importlib.import_module("models_registry.migrations.0008_conventional_brier")

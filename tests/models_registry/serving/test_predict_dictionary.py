@@ -22,9 +22,8 @@ from models_registry.models import ModelVersion, Prediction
 from models_registry.serving.inputs import MIN_COMPLETENESS
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
-from tests.models_registry.serving_factories import (
+from tests.models_registry.serving.factories import (
     PNEUMONIA_FEATURES,
-    fresh_serving,  # noqa: F401  (fixture)
     served_version,
 )
 from training.artifacts import load_artifact
@@ -240,14 +239,14 @@ def test_a_version_that_recorded_no_dictionary_uses_the_current_one_and_the_next
     assert response.status_code == 200, response.json()
     assert response.json()["dictionary_version"] == draft.version
     # The artifact reads nt_probnp, so it stays required whatever the new version marks
-    # (tests/models_registry/test_predict_dictionary_edges.py).
+    # (tests/models_registry/serving/test_predict_dictionary_edges.py).
     assert predict(client, without("nt_probnp")).json()["missing"] == ["nt_probnp"]
 
 
 # The hard limits of the shipped respiratory dictionary: any value the record may carry.
 _LIMITS = {
     item["key"]: (item["hard_limits"]["min"], item["hard_limits"]["max"])
-    for item in json.loads((Path(__file__).parents[2] / "cases/dictionaries/respiratory.json").read_text())[
+    for item in json.loads((Path(__file__).parents[3] / "cases/dictionaries/respiratory.json").read_text())[
         "dictionary"
     ]["findings"]
 }

@@ -19,7 +19,7 @@ from models_registry.models import ModelVersion
 from models_registry.registry.models import ArtifactRefused, ArtifactRejection
 from tests.conftest import jwt_client
 from tests.models_registry.factories import model_type
-from tests.models_registry.registry_factories import (
+from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
     ready_snapshot,

@@ -18,7 +18,7 @@ from django.utils import timezone
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from models_registry.generation import current_generation
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory, ModelVersion
-from tests.models_registry.ab_factories import log_arm, registered, start_test, version_pair
+from tests.models_registry.experiments.factories import log_arm, registered, start_test, version_pair
 from tests.models_registry.factories import model_type as make_model_type
 
 pytestmark = pytest.mark.django_db

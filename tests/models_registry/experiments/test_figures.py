@@ -9,7 +9,7 @@ import pytest
 
 from models_registry.experiments.figures import _observations
 from models_registry.models import Feedback, Prediction
-from tests.models_registry.ab_factories import RIGHT, WRONG, log_arm, start_test
+from tests.models_registry.experiments.factories import RIGHT, WRONG, log_arm, start_test
 
 pytestmark = pytest.mark.django_db
 
