@@ -1,0 +1,104 @@
+"""FHIR R4 resources, parsed and validated by fhir.resources, with errors that hold no patient data.
+
+fhir.resources dropped FHIR R4 (4.0.1) in its version 7; its Pydantic 2 releases carry R5 (the
+default import path), R4B (4.3.0) and STU3. We use ``fhir.resources.R4B``: R4B changed none of the
+elements of the five resources read here (Patient, Encounter, Observation, Condition and Bundle;
+its changes are in the medication-definition and subscription resources), so an R4 resource of
+these types validates as R4B. Anything the model does not define (an element R4 does not have, a
+typo) is refused, as is a value of the wrong type; a resource that fails is reported by its
+position and the path of the problem, never with its values.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+# The resources the engine reads; every other resource type is counted and skipped.
+USED_TYPES = ("Patient", "Encounter", "Observation", "Condition")
+MAX_REPORTED_PROBLEMS = 3  # of one resource: the first few say enough
+
+
+class ResourceInvalid(ValueError):
+    """A resource fhir.resources refuses. ``path`` is the element (``valueQuantity.value``);
+    the message is fhir.resources' own, without the input it refused."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+        self.message = message
+
+
+@functools.cache
+def model_class(resource_type: str) -> Any:
+    """The R4B model class of a resource type this module reads."""
+    if resource_type == "Patient":
+        from fhir.resources.R4B.patient import Patient
+
+        return Patient
+    if resource_type == "Encounter":
+        from fhir.resources.R4B.encounter import Encounter
+
+        return Encounter
+    if resource_type == "Observation":
+        from fhir.resources.R4B.observation import Observation
+
+        return Observation
+    if resource_type == "Condition":
+        from fhir.resources.R4B.condition import Condition
+
+        return Condition
+    raise ValueError(f"Not a resource type this importer reads: {resource_type}")
+
+
+def _path(loc: tuple[Any, ...], error_type: str) -> str:
+    # An element that is not allowed is named by where it is, not by its name: a key of the
+    # input is text the sender chose (it could be a name).
+    parts = loc[:-1] if error_type == "extra_forbidden" else loc
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _message(error: ErrorDetails) -> str:
+    if error["type"] == "extra_forbidden":
+        return "has an element FHIR R4 does not define there."
+    if error["type"] == "fhir-validation-wrong-resource-type":
+        return "is not the resource type expected."
+    # Pydantic's messages describe the expectation ("Input should be a valid list"), and
+    # include_input=False keeps the refused value out; collapse fhir.resources' line breaks.
+    return " ".join(str(error["msg"]).split()).removeprefix("Value error, ")
+
+
+def validate(resource: Any, resource_type: str | None = None) -> Any:
+    """``resource`` (decoded JSON, or a model already validated) as its fhir.resources R4B model.
+
+    Raises ``ResourceInvalid`` naming the first problems' paths. ``resource_type`` defaults to the
+    resource's own ``resourceType``, which must then be one of ``USED_TYPES``.
+    """
+    if not isinstance(resource, dict):
+        if resource_type and getattr(resource, "get_resource_type", lambda: None)() == resource_type:
+            return resource
+        raise ResourceInvalid("", "A resource must be a JSON object.")
+    kind = resource.get("resourceType")
+    if not isinstance(kind, str) or kind not in USED_TYPES:
+        raise ResourceInvalid("resourceType", "is not a resource type this importer reads.")
+    if resource_type is not None and kind != resource_type:
+        raise ResourceInvalid("resourceType", f"must be {resource_type}.")
+    try:
+        return model_class(kind).model_validate(resource)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        if len(errors) == 1:  # its path beside its message, not named twice
+            raise ResourceInvalid(_path(tuple(errors[0]["loc"]), errors[0]["type"]), _message(errors[0])) from None
+        shown = [f"{_path(tuple(error['loc']), error['type']) or kind}: {_message(error)}" for error in errors]
+        more = len(shown) - MAX_REPORTED_PROBLEMS
+        text = "; ".join(shown[:MAX_REPORTED_PROBLEMS]) + (f" (and {more} more)" if more > 0 else "")
+        raise ResourceInvalid("", text) from None
+    except (RecursionError, OverflowError, ValueError, TypeError):
+        # Validators deeper in fhir-core can raise on hostile input (nesting, huge numbers).
+        raise ResourceInvalid("", "fhir.resources could not read this resource.") from None
