@@ -130,6 +130,7 @@ INSTALLED_APPS = [
     "axes",
     "django_tasks_db",
     "learning_engine",
+    "alerts",
     "cases",
     "training",
     "models_registry",

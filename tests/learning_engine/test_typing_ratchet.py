@@ -35,6 +35,10 @@ STRICT_TODAY = {
     "learning_engine.actors",
     "learning_engine.transitions",
     "learning_engine.audit",
+    "alerts.event_types",
+    "alerts.deidentified",
+    "alerts.models",
+    "alerts.events",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",
