@@ -156,3 +156,15 @@ def _clean_string(value: str, path: str) -> str:
 
 def _has_long_number(text: str) -> bool:
     return any(sum(char.isdigit() for char in group) >= LONG_NUMBER_DIGITS for group in _NUMBER_GROUP.findall(text))
+
+
+def safe_label(value: object) -> str | None:
+    """``value`` when it is an acceptable alert string (a version label such as v1.2.0), else None.
+
+    For labels people or clients chose: an alert about a rollback must be sent (and the rollback
+    must happen) even when a version's label is not of the alert shape.
+    """
+    try:
+        return _clean_string(value, "label") if isinstance(value, str) and value else None
+    except AlertDataError:
+        return None

@@ -19,11 +19,11 @@ from typing import Any, Protocol
 
 from django.db import transaction
 
-from alerts.deidentified import AlertDataError, clean_data, clean_slug, clean_summary
+from alerts.deidentified import AlertDataError, clean_data, clean_slug, clean_summary, safe_label
 from alerts.event_types import EventType
 from alerts.models import AlertEvent
 
-__all__ = ["AlertDataError", "EventType", "emit"]
+__all__ = ["AlertDataError", "EventType", "emit", "safe_label"]
 
 logger = logging.getLogger(__name__)
 

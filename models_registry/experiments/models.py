@@ -33,6 +33,7 @@ from django.db.models import Q
 from django.dispatch import Signal
 from django.utils import timezone
 
+from alerts.events import EventType, emit
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from learning_engine.transitions import check_allowed, claim
@@ -344,7 +345,27 @@ class ABTest(models.Model):
             )
             if promoted:
                 self._promote_b(by=by, reason=reason)
+            self._alert_decided(decision=decision, promoted=promoted, by=by)
             transaction.on_commit(_routing_changed)
+
+    def _alert_decided(self, *, decision: str, promoted: bool, by: SystemActor) -> None:
+        """An ``abtest.decided`` alert, recorded if the conclusion commits."""
+        outcome = f"version {self.version_b_id} promoted" if promoted else f"version {self.version_a_id} kept"
+        emit(
+            EventType.ABTEST_DECIDED,
+            model_type=self.model_type,
+            summary=f"A/B test {self.pk} concluded with decision {decision}: {outcome}",
+            data={
+                "ab_test": self.pk,
+                "decision": str(decision),
+                "promoted": promoted,
+                "mode": self.mode,
+                "version_a": self.version_a_id,
+                "version_b": self.version_b_id,
+                "concluded_by": by.pk if by is not None else None,
+                "automatic": by is None,
+            },
+        )
 
     def _promote_b(self, *, by: SystemActor, reason: str) -> None:
         version_b = ModelVersion.objects.get(pk=self.version_b_id)

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
+from alerts.events import EventType, emit, safe_label
 from learning_engine.audit import AppendOnlyModel, AuditEntry
 from learning_engine.exceptions import ConcurrentUpdate, DomainError, FourEyesViolation, TransitionError
 from learning_engine.transitions import check_allowed, claim
@@ -451,6 +452,19 @@ class ModelVersion(models.Model):
                 )
             label = f"Rollback from {current.version if current else 'no active version'} to {target.version}"
             target.activate(by=by, reason=f"{label}: {reason}" if reason else f"{label}.")
+            from_text = f"version {current.pk}" if current is not None else "no active version"
+            emit(
+                EventType.VERSION_ROLLED_BACK,
+                model_type=model_type,
+                summary=f"Rolled back from {from_text} to version {target.pk}",
+                data={
+                    "from_version": current.pk if current is not None else None,
+                    "from_label": safe_label(current.version) if current is not None else None,
+                    "to_version": target.pk,
+                    "to_label": safe_label(target.version),
+                    "by": by.pk if by is not None else None,
+                },
+            )
         return target
 
     # --- Predicates (templates, admin) -----------------------------------------------------------

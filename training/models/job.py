@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
+from alerts.events import EventType, emit, safe_label
 from learning_engine.audit import AuditEntry
 from learning_engine.exceptions import DomainError, TransitionError
 from learning_engine.transitions import check_allowed, claim
@@ -318,6 +319,7 @@ class TrainingJob(models.Model):
             else:
                 claim(self, expected={"status": source}, **changes)
             self._audit(by=by, source=source, reason=reason[:2000])
+            self._alert_failed(how="reported by its worker" if source == self.Status.RUNNING else "could not run")
 
     def cancel(self, *, by: Actor, reason: str = "") -> None:
         """queued | running -> cancelled. A running worker sees its lease gone at the next epoch."""
@@ -377,7 +379,26 @@ class TrainingJob(models.Model):
             self._audit(by=None, source=self.Status.RUNNING, reason=reason)
             if requeue:
                 self._enqueue_on_commit()
+            else:
+                self._alert_failed(how="its worker stopped")
         return target
+
+    def _alert_failed(self, *, how: str) -> None:
+        """A ``job.failed`` alert, recorded if the failure commits. The error text stays on the job
+        (it may quote data); the alert carries ids and counts."""
+        emit(
+            EventType.JOB_FAILED,
+            model_type=self.model_type,
+            summary=f"Training job {self.pk} failed ({how}) after {self.attempts} of {self.max_attempts} attempts",
+            data={
+                "job": self.pk,
+                "dataset": self.dataset_id,
+                "algorithm": safe_label(self.algorithm),
+                "attempts": self.attempts,
+                "max_attempts": self.max_attempts,
+                "retryable": self.attempts < self.max_attempts,
+            },
+        )
 
 
 def _append_log(log: str, line: str) -> str:
