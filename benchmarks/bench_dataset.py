@@ -16,12 +16,12 @@ few bytes a case the split needs.
 
 Set-up: one cohort of 200,000 approved cases, bulk-created. De-identifying 200,000 records would
 take over a minute (``bench_deid`` measures it), so a pool of real records is de-identified once
-per encounter year with ``cases.deid.deidentify`` and each case copies one of them with its own
+per encounter year with ``cases.deid.records.deidentify`` and each case copies one of them with its own
 MRN, external id and pseudonym (the note, which names the MRN, is rewritten to match; the MRN never
 reaches the de-identified record). Quality score and content hash are the template's. Encounter
 years select the sizes: the first 20,000 cases are in one year, the next 80,000 in the next, the
 rest in a third, so the 20,000 and 100,000 builds are the 200,000 with an encounter-date filter.
-Each case also gets what approval stores beside its record (``deid.approval_columns``: the
+Each case also gets what approval stores beside its record (``derived.approval_columns``: the
 record's sha256, its dataset row, its patient's residual keys), computed for that case. The scan
 cannot take a shortcut from the shared templates: it rules each case's own identifiers out by its
 own keys, or matches them against its raw patient block, case by case.
@@ -82,7 +82,8 @@ def create_cases(total: int, sizes: tuple[int, int]) -> None:
     from django.conf import settings
     from django.contrib.auth import get_user_model
 
-    from cases import deid
+    from cases import derived
+    from cases.deid import records, safe_harbor
     from cases.interchange import parse_record
     from cases.models import Case
 
@@ -97,7 +98,7 @@ def create_cases(total: int, sizes: tuple[int, int]) -> None:
         for item in raw:
             record = parse_record(item)
             record = dataclasses.replace(record, encounter_date=record.encounter_date.replace(year=year, day=1))
-            templates[year].append((record, Case.build(record, by=submitter), deid.deidentify(record, key=key)))
+            templates[year].append((record, Case.build(record, by=submitter), records.deidentify(record, key=key)))
 
     first, second = sizes
     batch: list[Case] = []
@@ -105,7 +106,7 @@ def create_cases(total: int, sizes: tuple[int, int]) -> None:
         year = _years()[0 if index < first else 1 if index < second else 2]
         record, template, deidentified = templates[year][index % POOL]
         mrn = f"BENCH-{index + 1:09d}"
-        pseudonym = deid.pseudonym(SOURCE, mrn, key=key)
+        pseudonym = safe_harbor.pseudonym(SOURCE, mrn, key=key)
         patient = {**record.patient, "mrn": mrn}
         case_record = {**deidentified, "patient_pseudonym": pseudonym}
         batch.append(
@@ -127,10 +128,10 @@ def create_cases(total: int, sizes: tuple[int, int]) -> None:
                 submitted_by=submitter,
                 reviewed_by=reviewer,
                 deidentified=case_record,
-                deid_policy_version=deid.POLICY_VERSION,
+                deid_policy_version=safe_harbor.POLICY_VERSION,
                 patient_pseudonym=pseudonym,
                 # What approval stores beside the record, computed per case as approval does.
-                **deid.approval_columns(patient, case_record),
+                **derived.approval_columns(patient, case_record),
             )
         )
         if len(batch) == BATCH:

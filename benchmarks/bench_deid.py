@@ -11,7 +11,7 @@ from django.conf import settings
 
 from benchmarks import casegen
 from benchmarks.harness import Result, timer
-from cases.deid import deidentify
+from cases.deid.records import deidentify
 from cases.interchange import parse_line
 
 

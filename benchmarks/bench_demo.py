@@ -30,7 +30,8 @@ def _clean(record: dict[str, Any]) -> bool:
 
 
 def run() -> list[Result]:
-    from cases import deid, demo
+    from cases import demo
+    from cases.deid.records import deidentify
     from cases.demo_respiratory import bayes_predict
     from cases.interchange import parse_record
     from cases.quality import age_at
@@ -42,7 +43,7 @@ def run() -> list[Result]:
     records = [r for r in demo.respiratory_records(count) if _clean(r)]
     rows = []
     for index, record in enumerate(records):
-        row = row_from_record(deid.deidentify(parse_record(record), key="bench-demo-key"))
+        row = row_from_record(deidentify(parse_record(record), key="bench-demo-key"))
         rows.append({**row, "case_id": index})
     splits = split_cases(
         [row["case_id"] for row in rows],

@@ -25,7 +25,7 @@ The endpoint does everything a request does: JWT authentication, routing, valida
 de-identification of each record, featurisation, the prediction, the input hash, the subject
 pseudonym, the INSERT of the log and the JSON in and out. Records are the compact form (findings,
 symptoms, age, sex); an informational row shows the batch with full interchange records (patient
-block and note), which adds ``cases.deid.deidentify`` per record.
+block and note), which adds ``cases.deid.records.deidentify`` per record.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _rows_and_records(count: int, *, seed: int) -> tuple[list[dict[str, Any]], l
 
     from django.conf import settings
 
-    from cases.deid import deidentify
+    from cases.deid.records import deidentify
     from cases.demo import respiratory_records
     from cases.dictionary.checking import DictionaryCache, RecordRefused, check_record
     from cases.interchange import parse_record
@@ -267,7 +267,7 @@ def _measure(client: Any) -> list[Result]:
             many["full"],
             "ms",
             baseline=many["bare"],
-            note=f"throughput ratio {many['bare'] / many['full']:.2f}; adds cases.deid.deidentify per record",
+            note=f"throughput ratio {many['bare'] / many['full']:.2f}; adds cases.deid.records.deidentify per record",
         ),
     ]
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from benchmarks import scrubgen
 from benchmarks.harness import Result, scaled, timer
-from cases import deid
+from cases.deid import scrubbing
 
 NOTES = 2000
 BASELINE_COMMIT = "ff4c236c1950630d812b56bfdee079636872714f"
@@ -133,7 +133,7 @@ def _scrubber(module: Any) -> Scrub:
 
 def run() -> list[Result]:
     notes = list(scrubgen.notes(scaled(NOTES)))
-    after, after_cpu = measure(_scrubber(deid), notes)
+    after, after_cpu = measure(_scrubber(scrubbing), notes)
     baseline = baseline_module()
     before, before_cpu = measure(_scrubber(baseline), notes) if baseline is not None else (None, None)
     tokens = sum(after.planted.values())

@@ -41,7 +41,7 @@ def create_cases(total: int) -> None:
     """Approved cases whose de-identified findings depend on the diagnosis (the demo profiles)."""
     from django.contrib.auth import get_user_model
 
-    from cases import deid
+    from cases.deid import safe_harbor
     from cases.demo_respiratory import PROFILES_BY_CODE, sample_findings, sample_symptoms
     from cases.models import Case
 
@@ -58,13 +58,13 @@ def create_cases(total: int) -> None:
         age = int(rng.integers(18, 95))
         pseudonym = hashlib.sha256(str(index // 2).encode()).hexdigest()  # two encounters per patient
         record = {
-            "policy_version": deid.POLICY_VERSION,
+            "policy_version": safe_harbor.POLICY_VERSION,
             "patient_pseudonym": pseudonym,
             "source": COHORT,
             "cohort": COHORT,
             "encounter_year": 2025,
             "age": "90+" if age > 89 else age,
-            "age_band": deid.age_band(age),
+            "age_band": safe_harbor.age_band(age),
             "sex": "female" if index % 2 else "male",
             "zip3": "021",
             "findings": sample_findings(profile, rng, age=age),
@@ -86,7 +86,7 @@ def create_cases(total: int) -> None:
                 submitted_by=submitter,
                 reviewed_by=reviewer,
                 deidentified=record,
-                deid_policy_version=deid.POLICY_VERSION,
+                deid_policy_version=safe_harbor.POLICY_VERSION,
                 patient_pseudonym=pseudonym,
             )
         )

@@ -34,9 +34,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 
-from cases import case_page, deid
+from cases import case_page
 from cases.access_log import AccessLogEntry, record_access
 from cases.case_form import SLUG, CaseAdminForm, CohortChoiceForm, case_form_class, published_cohorts
+from cases.deid import records
 from cases.dictionary.checking import current_dictionary
 from cases.dictionary.labels import definition_of, request_labels
 from cases.models import CONTENT_FIELDS, Case, CaseTransition, Cohort
@@ -513,7 +514,7 @@ class CaseAdmin(StateActionsMixin, RelatedLinksMixin, DeferredListAdminMixin, ad
             deid_title, deidentified = "De-identified (stored at approval)", obj.deidentified
         else:
             deid_title = "De-identified preview (stored when the case is approved)"
-            deidentified = deid.deidentify(obj.to_record(), key=settings.PSEUDONYM_KEY)
+            deidentified = records.deidentify(obj.to_record(), key=settings.PSEUDONYM_KEY)
         return format_html(
             '<div class="case-record-compare"><div><h3>Raw record (PHI)</h3>{}</div><div><h3>{}</h3>{}</div></div>',
             _pretty_json(obj.to_record().to_json()),

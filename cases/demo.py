@@ -25,7 +25,7 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from faker import Faker
 
-from cases.deid import RESTRICTED_ZIP3
+from cases.deid.safe_harbor import RESTRICTED_ZIP3
 from cases.demo_respiratory import (
     HEART_RATE_PATIENT_SD,
     P_OVER_89,

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cases import deid
+from cases.deid import scrubbing
 from learning_engine.parsers import InvalidCharacter, refuse_nul
 
 KNOWN_KEYS = frozenset(
@@ -201,14 +201,14 @@ def parse_findings(value: Any) -> dict[str, float]:
 
 
 def check_finding_keys(findings: dict[str, float], patient: dict[str, Any], encounter_date: dt.date | None) -> None:
-    """Refuse a findings key that holds an identifier of the case (``deid.finding_key_identifiers``).
+    """Refuse a findings key that holds an identifier of the case (``scrubbing.finding_key_identifiers``).
 
     Keys reach de-identified records and datasets as they are, until a data dictionary names the
     findings. The message names the key's position and the kind, never the key: it holds PHI.
     """
     if not findings:
         return
-    found = deid.finding_key_identifiers(findings, patient, encounter_date=encounter_date)
+    found = scrubbing.finding_key_identifiers(findings, patient, encounter_date=encounter_date)
     if found:
         position, kinds = found[0]
         raise RecordError(

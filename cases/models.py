@@ -25,7 +25,10 @@ from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 
-from cases import deid, quality
+from cases import quality
+from cases.deid.records import deidentify
+from cases.deid.safe_harbor import POLICY_VERSION
+from cases.derived import approval_columns
 from cases.dictionary.models import Cohort, DataDictionary, DictionaryTransition
 from cases.interchange import CaseRecord
 from learning_engine.audit import AuditEntry
@@ -137,7 +140,7 @@ class Case(models.Model):
     deidentified = models.JSONField(null=True, blank=True, editable=False)
     deid_policy_version = models.CharField(max_length=32, blank=True, editable=False)
     patient_pseudonym = models.CharField(max_length=64, blank=True, db_index=True, editable=False)
-    # Written with ``deidentified`` in the approval's UPDATE (``deid.approval_columns``), never
+    # Written with ``deidentified`` in the approval's UPDATE (``cases.derived.approval_columns``), never
     # changed after: an approved case's content is frozen. Dataset builds stream these instead of
     # recomputing them per case. ``residual_keys`` are folded identifiers (PHI, like ``patient``):
     # read only by the residual scan in ``cases.scanning``.
@@ -270,8 +273,8 @@ class Case(models.Model):
         self._check(self.Status.APPROVED)
         self._check_reviewer(by)
         record = self.to_record()
-        deidentified = deid.deidentify(record, key=settings.PSEUDONYM_KEY)
-        derived = deid.approval_columns(record.patient, deidentified)  # slow work before the transaction
+        deidentified = deidentify(record, key=settings.PSEUDONYM_KEY)
+        derived = approval_columns(record.patient, deidentified)  # slow work before the transaction
         source = self.status
         with transaction.atomic():
             self._claim(
@@ -282,7 +285,7 @@ class Case(models.Model):
                 review_note=note,
                 rejection_reason="",
                 deidentified=deidentified,
-                deid_policy_version=deid.POLICY_VERSION,
+                deid_policy_version=POLICY_VERSION,
                 patient_pseudonym=deidentified["patient_pseudonym"],
                 **derived,
             )

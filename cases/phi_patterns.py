@@ -1,6 +1,6 @@
 """Identifiers recognised by their shape or their context, whoever the patient is.
 
-The patient's own identifiers (their name, MRN, birth date, ...) are matched in ``cases.deid``;
+The patient's own identifiers (their name, MRN, birth date, ...) are matched in ``cases.deid.scrubbing``;
 this module finds the rest of what Safe Harbor lists: phone numbers, emails, URLs, IP and MAC
 addresses, SSNs, record and account numbers, dates (with digits or in words), ages over 89 (with
 digits or in words), street addresses (with a number, a number in words, a flat or a PO box),
@@ -77,7 +77,7 @@ def _month_pattern(short: str, rest: str) -> str:
     return rf"{short}(?:{rest})?\.?" if rest else short
 
 
-# Any letter case: the birth date's month (``cases.deid``) and the dates with a year.
+# Any letter case: the birth date's month (``cases.deid.identifiers``) and the dates with a year.
 MONTHS = "(?:" + "|".join(_month_pattern(short, rest) for short, rest in MONTH_NAMES) + ")"
 ORDINAL = r"(?:st|nd|rd|th)?"
 # A month that may stand without a year: "may" is a month only as "May" (or "MAY"); a dot is an
@@ -791,7 +791,7 @@ def masked(text: str, spans: list[Span]) -> str:
 def pattern_spans(text: str) -> list[Span]:
     """Every identifier of ``PATTERNS`` in a normalised ``text``, each regex after the ones before
     it have taken theirs (their matches masked). Spans may overlap when a later match swallowed an
-    earlier one's mask (a URL around a name): ``cases.deid`` merges them."""
+    earlier one's mask (a URL around a name): ``cases.deid.scrubbing`` merges them."""
     return _find(text, mask=True, first=False)
 
 

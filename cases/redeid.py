@@ -1,8 +1,8 @@
 """Stored de-identified records brought up to the current de-identification policy.
 
 Approval stores a case's de-identified record with the version of the policy that made it
-(``Case.deid_policy_version``) and the columns derived from it (``deid.approval_columns``). When
-the policy changes (``deid.POLICY_VERSION``: a scrubber that catches more), a record made under an
+(``Case.deid_policy_version``) and the columns derived from it (``cases.derived.approval_columns``). When
+the policy changes (``cases.deid.safe_harbor.POLICY_VERSION``: a scrubber that catches more), a record made under an
 older one may hold what the new one removes, and it is what ML staff see and datasets are built
 from. ``redeidentify`` makes each such record again from the case's raw record, under the current
 policy; the case's clinical content and status do not change.
@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from django.conf import settings
 from django.db.models import QuerySet
 
-from cases import deid
+from cases.deid.records import deidentify
+from cases.deid.safe_harbor import POLICY_VERSION
+from cases.derived import approval_columns
 from cases.models import Case
 
 CHUNK_SIZE = 500
@@ -32,7 +34,7 @@ STATUSES = (Case.Status.APPROVED, Case.Status.RETRACTED)
 def stale(cases: QuerySet[Case] | None = None) -> QuerySet[Case]:
     """The cases (of ``cases``, else all) whose stored record was made under another policy."""
     queryset = Case.objects.all() if cases is None else cases
-    return queryset.filter(status__in=STATUSES).exclude(deid_policy_version=deid.POLICY_VERSION)
+    return queryset.filter(status__in=STATUSES).exclude(deid_policy_version=POLICY_VERSION)
 
 
 def redeidentify(
@@ -50,13 +52,13 @@ def redeidentify(
         for case in stale(Case.objects.filter(pk__in=chunk)).order_by("pk"):
             if not dry_run:
                 record = case.to_record()
-                deidentified = deid.deidentify(record, key=settings.PSEUDONYM_KEY)
-                derived = deid.approval_columns(record.patient, deidentified)
+                deidentified = deidentify(record, key=settings.PSEUDONYM_KEY)
+                derived = approval_columns(record.patient, deidentified)
                 updated = Case.objects.filter(
                     pk=case.pk, status=case.status, revision=case.revision, deid_policy_version=case.deid_policy_version
                 ).update(
                     deidentified=deidentified,
-                    deid_policy_version=deid.POLICY_VERSION,
+                    deid_policy_version=POLICY_VERSION,
                     patient_pseudonym=deidentified["patient_pseudonym"],
                     **derived,
                 )

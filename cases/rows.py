@@ -1,6 +1,6 @@
 """The de-identified row: what of a case a dataset file holds and a model reads. The one owner.
 
-A row is a projection of a de-identified record (``cases.deid.deidentify``'s output) and nothing
+A row is a projection of a de-identified record (``cases.deid.records.deidentify``'s output) and nothing
 else: no note, no ZIP, no source identifiers. ``COLUMNS`` is its one definition, in file order;
 everything else follows from it:
 
@@ -20,7 +20,7 @@ everything else follows from it:
   of those columns a dataset file built under it holds.
 
 pyarrow is imported only when a schema is asked for: the web process imports this module (through
-``cases.deid``) without paying for it.
+``cases.derived``) without paying for it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cases.deid import OLDEST_BAND
+from cases.deid.safe_harbor import OLDEST_BAND
 from cases.dictionary.definition import DEMOGRAPHICS, Definition
 
 if TYPE_CHECKING:

@@ -9,18 +9,18 @@ identifier itself. Any finding fails the dataset: the scan errs towards failing 
 
 Speed. A dataset's strings are mostly a small vocabulary (labels, symptom names, finding keys, age
 bands), so the scan works on batches of cases (``CaseBatch``: column by column, as a file holds
-them) and hands each distinct string once to a ``deid.ResidualIndex``, which matches it against
+them) and hands each distinct string once to a ``residual.ResidualIndex``, which matches it against
 the identifier patterns and indexes its words and numbers. A case is then matched exactly against
 its own patient's raw identifiers (its patient block, loaded for it alone) only when the index
 cannot rule that patient out with set lookups of the case's residual keys
 (``ResidualIndex.might_hold_keys``: the folded words and numbers of its identifiers, which
-approval stores on the case, ``deid.residual_keys``; computed from the patient block for a case
+approval stores on the case, ``residual.residual_keys``; computed from the patient block for a case
 without them), or when one of its strings is not plain ASCII. The keys of a whole batch are
 looked up at once (``ResidualIndex.rows_that_might_hold``: one set intersection, then only the
 cases holding a key that hit). The report is the exact matcher's either way. Pseudonym shapes are
 checked for a whole column at once too, one by one only when some value is not one.
 
-Map keys (``findings[3].key``) are checked as the words they are made of (``deid.key_words``:
+Map keys (``findings[3].key``) are checked as the words they are made of (``scrubbing.key_words``:
 "doe_score" is "doe score"), the form in which a findings key is refused at submission: as one
 word, "doe_score" would hide the name "Doe" from every matcher.
 
@@ -46,7 +46,7 @@ import numpy as np
 from django.db.models import TextField
 from django.db.models.functions import Cast
 
-from cases import deid
+from cases.deid import residual, scrubbing
 from cases.models import Case
 
 CHUNK_SIZE = 2000  # cases whose patient blocks are loaded per query
@@ -217,14 +217,16 @@ def scan_batches(
     batch.
     """
     report = ScanReport(limit=limit)
-    index = deid.ResidualIndex()
+    index = residual.ResidualIndex()
     pseudonyms = frozenset(pseudonym_fields)
     for batch in batches:
         _scan_batch(batch, report, index, pseudonyms)
     return report
 
 
-def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex, pseudonyms: frozenset[str]) -> None:
+def _scan_batch(
+    batch: CaseBatch, report: ScanReport, index: residual.ResidualIndex, pseudonyms: frozenset[str]
+) -> None:
     case_ids = batch.case_ids
     found: dict[int, dict[tuple[str, str], None]] = {}  # row -> ordered (field, kind)
 
@@ -274,7 +276,7 @@ def _scan_batch(batch: CaseBatch, report: ScanReport, index: deid.ResidualIndex,
     for row in exact:
         patient, encounter_date = patients[case_ids[row]]
         texts = _texts_of(columns, row)
-        for field_name, kind in deid.exact_findings(texts, patient, _date(encounter_date), facts):
+        for field_name, kind in residual.exact_findings(texts, patient, _date(encounter_date), facts):
             add(row, field_name, kind)
 
     report.cases += len(case_ids)
@@ -328,7 +330,7 @@ def _is_key(name: str) -> bool:
 
 def _keys_as_words(column: StringColumn) -> list[StringColumn]:
     """The column with its map keys (fields named ``...].key``) written as the words they are made
-    of (``deid.key_words``), so that a key is checked as a findings key is checked at submission."""
+    of (``scrubbing.key_words``), so that a key is checked as a findings key is checked at submission."""
     fields = column.fields
     if isinstance(fields, ItemFields):
         return [_with_key_words(column)] if fields.suffix == KEY_SUFFIX else [column]
@@ -343,7 +345,9 @@ def _keys_as_words(column: StringColumn) -> list[StringColumn]:
 
 
 def _with_key_words(column: StringColumn) -> StringColumn:
-    return StringColumn(column.fields, column.rows, column.codes, [deid.key_words(value) for value in column.values])
+    return StringColumn(
+        column.fields, column.rows, column.codes, [scrubbing.key_words(value) for value in column.values]
+    )
 
 
 def _texts_of(columns: Sequence[StringColumn], row: int) -> list[tuple[str, str]]:
@@ -370,7 +374,7 @@ def _in_batch(case_ids: Sequence[int]) -> Any:
 
 
 def _residual_keys(case_ids: Sequence[int]) -> dict[int, str]:
-    """``{case_id: residual keys}`` for the cases that exist (``deid.residual_keys``).
+    """``{case_id: residual keys}`` for the cases that exist (``residual.residual_keys``).
 
     A case approved before the keys were stored (or written around ``Case.approve``) has none:
     its keys are computed from its patient block here, so such a case is never ruled out unread.
@@ -385,7 +389,7 @@ def _residual_keys(case_ids: Sequence[int]) -> dict[int, str]:
     }
     missing = [case_id for case_id, case_keys in keys.items() if not case_keys]
     for case_id, (patient, _encounter_date) in _patients(missing).items():
-        keys[case_id] = deid.residual_keys(patient)
+        keys[case_id] = residual.residual_keys(patient)
     return keys
 
 

@@ -19,7 +19,7 @@ regex. ``normalise`` removes the difference, one character at a time:
 ASCII characters are never rewritten to their skeletons: TR39 makes "1" an "l", "0" an "O" and
 "m" an "rn", which would break every number and half the words. Only look-alikes outside ASCII
 are folded onto ASCII. The letters that decomposition leaves alone but people type without
-("ß", "æ", "ø", "ł", "ð", "þ") are spelled as ``fold`` in ``cases.deid`` spells them.
+("ß", "æ", "ø", "ł", "ð", "þ") are spelled as ``fold`` in ``cases.deid.identifiers`` spells them.
 
 Each character of the normalised text comes from one character of the original (``origin``), so
 a match found in the normalised text replaces exactly the characters that made it in the
@@ -41,7 +41,7 @@ _SPOOF = icu.SpoofChecker()
 _IGNORABLE = icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT
 _MARKS = frozenset({"Mn", "Me"})
 # Letters that decomposition leaves alone but that people type without; the same as
-# ``cases.deid``'s fold (checked by tests/cases/test_textnorm.py).
+# ``cases.deid.identifiers``'s fold (checked by tests/cases/test_textnorm.py).
 SPECIAL_LETTERS = {
     "ß": "ss",
     "ẞ": "SS",

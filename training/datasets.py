@@ -6,7 +6,7 @@ the work and ends in ``ready`` or ``failed``. The build, in order:
 1. Read: approved cases of the model type's cohort with at least the minimum quality (and the
    encounter date range, if any), in id order, ``CHUNK_SIZE`` at a time. What the file needs of
    each de-identified record was computed once, when the case was approved
-   (``cases.deid.approval_columns``): its dataset row (one line of JSON, the record's fields
+   (``cases.derived.approval_columns``): its dataset row (one line of JSON, the record's fields
    that a file holds) and the record's sha256. The pass reads those two columns, not the records;
    Arrow's JSON reader turns a chunk of rows into columns in C, and they go to a temporary Arrow
    file (no split yet). Only ids, pseudonym keys, label codes and a fingerprint of each record
@@ -74,7 +74,9 @@ from django.db.models import TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-from cases import deid, redeid
+from cases import redeid
+from cases.deid.records import record_sha256
+from cases.deid.safe_harbor import POLICY_VERSION
 from cases.dictionary.checking import current_dictionary
 from cases.models import Case, DataDictionary
 from cases.rows import (
@@ -568,7 +570,7 @@ def _fill_in(ids: Sequence[int], rows: list[str] | None, digests: list[str]) -> 
             raise _changed(ids[position])
         if rows is not None:
             rows[position] = stored_row(record)
-        digests[position] = deid.record_sha256(record)
+        digests[position] = record_sha256(record)
 
 
 def _read(
@@ -577,7 +579,7 @@ def _read(
     """One pass over the selection: the arrays for the split, and the rows into ``rows_file``.
 
     Each case's dataset row and record digest were computed when it was approved
-    (``cases.deid.approval_columns``): the pass reads those, not the records, and Arrow's JSON
+    (``cases.derived.approval_columns``): the pass reads those, not the records, and Arrow's JSON
     reader makes a chunk of rows columns in C. An unlabelled case (no value at the label field)
     is left out: it cannot train a classifier. With ``known`` (``cases.rows.dictionary_keys`` of
     the snapshot's dictionary version), an entry of a column outside it is left out of the row.
@@ -659,7 +661,7 @@ def _current_policy(filters: dict[str, Any], fields: list[Any], chunk: list[tupl
     """The chunk, with its cases of an older de-identification policy de-identified again under the
     current one (``cases.redeid``, which reads their raw records in ``cases``) and read again, so a
     build reads current rows only. ``fields`` start with the id and the policy."""
-    stale = [row[0] for row in chunk if row[1] != deid.POLICY_VERSION]
+    stale = [row[0] for row in chunk if row[1] != POLICY_VERSION]
     if not stale:
         return chunk
     redeid.redeidentify(stale)

@@ -5,7 +5,7 @@ de-identified row of the columns a model reads (``cases.rows.model_row``) and th
 canonical JSON, which the prediction log keeps instead of the record. A record is either
 
 - a case interchange record with a ``patient`` block: it is de-identified by
-  ``cases.deid.deidentify`` exactly as an approved case is (age at the encounter, "90+" above 89,
+  ``cases.deid.records.deidentify`` exactly as an approved case is (age at the encounter, "90+" above 89,
   scrubbed symptoms), with today as the encounter date when it has none. ``patient.mrn`` is
   required, as everywhere in the interchange format; ``source``, ``external_id`` and ``cohort``
   are not needed and are ignored, as are ``note``, ``diagnosis`` and unknown keys; or
@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
-from cases import deid
+from cases.deid import records, safe_harbor, scrubbing
 from cases.dictionary.units import with_unit
 from cases.interchange import (
     SEXES,
@@ -82,7 +82,7 @@ logger = logging.getLogger(__name__)
 # The "source" of a record that is only de-identified for a prediction (it feeds the patient
 # pseudonym, which a prediction never keeps).
 PREDICTION_SOURCE = "prediction"
-# The fixed "source" under which subject keys are pseudonymised (``cases.deid.pseudonym``).
+# The fixed "source" under which subject keys are pseudonymised (``cases.deid.safe_harbor.pseudonym``).
 SUBJECT_SOURCE = "subject"
 SUBJECT_KEY = "subject_key"
 MAX_SUBJECT_KEY_LENGTH = 200
@@ -382,7 +382,7 @@ def subject_pseudonym(value: Any) -> str:
         return ""
     if not isinstance(value, str) or len(value) > MAX_SUBJECT_KEY_LENGTH or not value.strip():
         raise RecordError(SUBJECT_KEY, f"must be a non-blank string of at most {MAX_SUBJECT_KEY_LENGTH} characters.")
-    return deid.pseudonym(SUBJECT_SOURCE, value, key=settings.PSEUDONYM_KEY)
+    return safe_harbor.pseudonym(SUBJECT_SOURCE, value, key=settings.PSEUDONYM_KEY)
 
 
 def _row_from_patient_record(obj: dict[str, Any], findings: dict[str, float], symptoms: list[str]) -> dict[str, Any]:
@@ -400,7 +400,7 @@ def _row_from_patient_record(obj: dict[str, Any], findings: dict[str, float], sy
         diagnosis_label="",
     )
     # Only what the model reads: the patient pseudonym and the year are not kept, even in memory.
-    return model_row(deid.deidentify(record, key=settings.PSEUDONYM_KEY))
+    return model_row(records.deidentify(record, key=settings.PSEUDONYM_KEY))
 
 
 def _row_from_features(obj: dict[str, Any], findings: dict[str, float], symptoms: list[str]) -> dict[str, Any]:
@@ -426,8 +426,8 @@ def _age(value: Any) -> tuple[int | str | None, str | None]:
     """(age, band) as ``cases.deid`` reports them: whole years, "90+" above 89."""
     if value is None:
         return None, None
-    if value == deid.OLDEST_BAND:
-        return deid.OLDEST_BAND, deid.OLDEST_BAND
+    if value == safe_harbor.OLDEST_BAND:
+        return safe_harbor.OLDEST_BAND, safe_harbor.OLDEST_BAND
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
@@ -436,9 +436,11 @@ def _age(value: Any) -> tuple[int | str | None, str | None]:
         or not 0 <= value <= MAX_AGE_YEARS
         or not math.isfinite(value)
     ):
-        raise RecordError("age", f'must be a number of years from 0 to {MAX_AGE_YEARS}, or "{deid.OLDEST_BAND}".')
+        raise RecordError(
+            "age", f'must be a number of years from 0 to {MAX_AGE_YEARS}, or "{safe_harbor.OLDEST_BAND}".'
+        )
     years = int(value)
-    return (deid.OLDEST_BAND if years > deid.AGE_CEILING else years), deid.age_band(years)
+    return (safe_harbor.OLDEST_BAND if years > safe_harbor.AGE_CEILING else years), safe_harbor.age_band(years)
 
 
 # Symptoms already known to scrub to themselves. Only those are kept: a symptom in which the
@@ -451,7 +453,7 @@ def _scrubbed(symptom: str) -> str:
     """A symptom scrubbed as de-identification scrubs one (the common, clean ones remembered)."""
     if symptom in _CLEAN_SYMPTOMS:
         return symptom
-    scrubbed = deid.scrub_text(symptom, {})
+    scrubbed = scrubbing.scrub_text(symptom, {})
     if scrubbed == symptom and len(_CLEAN_SYMPTOMS) < _MAX_CLEAN_SYMPTOMS:
         _CLEAN_SYMPTOMS.add(symptom)
     return scrubbed

@@ -6,7 +6,7 @@ Each answered prediction is one ``Prediction`` row: the model type, the version 
 A/B arm and test (blank outside a test; in shadow mode B's silent prediction is a row of its
 own, ``shadow_of`` the answered one, never returned and never given feedback), the subject key
 pseudonymised with the HMAC key
-(``models_registry.serving.inputs.subject_pseudonym``: ``cases.deid.pseudonym`` under the HMAC key),
+(``models_registry.serving.inputs.subject_pseudonym``: ``cases.deid.safe_harbor.pseudonym`` under the HMAC key),
 the sha256 of the de-identified input (canonical JSON of what the model saw), the predicted code,
 the class probabilities, the latency and the requester. No raw value of the request is stored:
 not the subject key, not the patient block, not the note, not the external id.

@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cases.dictionary.checking import recheck_cases
 from cases.interchange import parse_record
 from cases.models import Case, DataDictionary
+from cases.recheck import recheck_cases
 from learning_engine import roles
 from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client

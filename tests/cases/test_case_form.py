@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from django.urls import reverse
 
-from cases.dictionary.checking import recheck_cases
 from cases.models import Case, DataDictionary
+from cases.recheck import recheck_cases
 from learning_engine import roles
 from tests.cases.dictionary_factories import published_dictionary
 from tests.cases.factories import CaseFactory, record_dict

@@ -21,7 +21,8 @@ from faker import Faker
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cases import deid, phi_patterns, quality
+from cases import phi_patterns, quality
+from cases.deid import identifiers, matchers, records, residual, safe_harbor, scrubbing
 from cases.interchange import CaseRecord, parse_record
 from tests.cases.factories import record_dict
 from tests.cases.phi_examples import PATTERN_EXAMPLES
@@ -76,7 +77,7 @@ def dump_without_pseudonym(deidentified: dict[str, Any]) -> str:
 # Everything the de-identified record legitimately contains, whoever the patient is. A generated
 # name that is part of this text could never be told apart from it.
 VOCABULARY = fold_case(
-    dump_without_pseudonym(deid.deidentify(record({"mrn": "M", "sex": "female"}, " ".join(FILLER)), key=KEY))
+    dump_without_pseudonym(records.deidentify(record({"mrn": "M", "sex": "female"}, " ".join(FILLER)), key=KEY))
     + " ".join(f"[{kind}]" for kind in PLACEHOLDERS)
     + " male other unknown 90+ null true false "
     + " ".join(TEMPLATES)
@@ -196,7 +197,7 @@ class Identity:
         mrn_digits = re.sub(r"\D", "", self.mrn)
         if len(mrn_digits) >= 5:
             found.append(mrn_digits)
-        if self.age > deid.AGE_CEILING:
+        if self.age > safe_harbor.AGE_CEILING:
             found.append(str(self.birth.year))  # Safe Harbor: not even the year for the over-89s
         return [*found, *self.mentions]
 
@@ -264,7 +265,7 @@ def _case_variants(draw: Any, text: str) -> str:
 
 
 def _strip_accents(text: str) -> str:
-    return deid.fold(text)
+    return identifiers.fold(text)
 
 
 @st.composite
@@ -364,7 +365,7 @@ def patients_with_notes(draw: Any) -> tuple[Identity, str]:
         template = draw(st.sampled_from(TEMPLATES))
         pieces.append(template.format(mention))
         pieces.append(draw(st.sampled_from(FILLER)) + " ")
-    if who.age > deid.AGE_CEILING:
+    if who.age > safe_harbor.AGE_CEILING:
         pieces.append(f"Born in {who.birth.year}, now a {who.age}-year-old.")
     return who, "".join(pieces)
 
@@ -375,7 +376,7 @@ def test_no_identifier_of_the_patient_survives_deidentification(generated):
     who, note = generated
     rec = record(who.patient(), note, symptoms=[*SYMPTOMS, f"pain reported by {who.first}"])
 
-    deidentified = deid.deidentify(rec, key=KEY)
+    deidentified = records.deidentify(rec, key=KEY)
 
     text = fold_case(dump_without_pseudonym(deidentified))
     leaked = [identifier for identifier in who.identifiers() if fold_case(identifier) in text]
@@ -383,7 +384,7 @@ def test_no_identifier_of_the_patient_survives_deidentification(generated):
     # What scrubbing leaves is clean in the eyes of the residual scan that every dataset runs.
     fields = [("note", deidentified["note"]), ("diagnosis.label", deidentified["diagnosis"]["label"])]
     fields += [("symptoms", symptom) for symptom in deidentified["symptoms"]]
-    assert deid.residual_identifiers(fields, rec.patient, encounter_date=rec.encounter_date) == []
+    assert scrubbing.residual_identifiers(fields, rec.patient, encounter_date=rec.encounter_date) == []
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -413,7 +414,7 @@ def test_no_identifier_of_a_faker_patient_survives_deidentification(seed):
         if legitimate(part):
             pytest.skip(f"Faker produced a name part that is ordinary vocabulary (seed {seed})")
 
-    text = fold_case(dump_without_pseudonym(deid.deidentify(record(patient, note), key=KEY)))
+    text = fold_case(dump_without_pseudonym(records.deidentify(record(patient, note), key=KEY)))
 
     assert [value for value in identifiers if fold_case(value) in text] == []
 
@@ -423,7 +424,7 @@ def test_no_identifier_of_a_faker_patient_survives_deidentification(seed):
 
 def test_dates_become_years():
     rec = record({"mrn": "MRN-1", "birth_date": "1957-03-14"}, "Admitted.")
-    deidentified = deid.deidentify(rec, key=KEY)
+    deidentified = records.deidentify(rec, key=KEY)
 
     text = json.dumps(deidentified)
     assert deidentified["encounter_year"] == ENCOUNTER.year
@@ -446,7 +447,7 @@ def test_dates_become_years():
     ],
 )
 def test_ages_over_89_become_a_single_band(birth, age, band):
-    deidentified = deid.deidentify(record({"mrn": "MRN-1", "birth_date": birth}), key=KEY)
+    deidentified = records.deidentify(record({"mrn": "MRN-1", "birth_date": birth}), key=KEY)
     assert (deidentified["age"], deidentified["age_band"]) == (age, band)
 
 
@@ -454,7 +455,7 @@ def test_no_trace_of_the_birth_year_of_a_patient_over_89():
     patient = {"mrn": "MRN-1", "birth_date": "1931-06-01"}
     note = "Born in 1931 (DOB June 1st, 1931), a 94-year-old widow, aged 94; lives alone since 1990."
 
-    deidentified = deid.deidentify(record(patient, note), key=KEY)
+    deidentified = records.deidentify(record(patient, note), key=KEY)
 
     text = json.dumps(deidentified)
     assert "1931" not in text
@@ -465,7 +466,7 @@ def test_no_trace_of_the_birth_year_of_a_patient_over_89():
 
 def test_ages_up_to_89_stay_in_the_note():
     note = "An 89-year-old man, born 1936."
-    deidentified = deid.deidentify(record({"mrn": "MRN-1", "birth_date": "1936-05-01"}, note), key=KEY)
+    deidentified = records.deidentify(record({"mrn": "MRN-1", "birth_date": "1936-05-01"}, note), key=KEY)
     assert deidentified["note"] == note
 
 
@@ -473,12 +474,12 @@ def test_the_restricted_zip_list_is_the_one_of_the_design():
     assert {
         "036", "059", "063", "102", "203", "556", "692", "790", "821",
         "823", "830", "831", "878", "879", "884", "890", "893",
-    } == deid.RESTRICTED_ZIP3  # fmt: skip
+    } == safe_harbor.RESTRICTED_ZIP3  # fmt: skip
 
 
-@pytest.mark.parametrize("prefix", sorted(deid.RESTRICTED_ZIP3))
+@pytest.mark.parametrize("prefix", sorted(safe_harbor.RESTRICTED_ZIP3))
 def test_restricted_zip_prefixes_become_000(prefix):
-    deidentified = deid.deidentify(record({"mrn": "MRN-1", "zip": f"{prefix}42"}, "Lives nearby."), key=KEY)
+    deidentified = records.deidentify(record({"mrn": "MRN-1", "zip": f"{prefix}42"}, "Lives nearby."), key=KEY)
     assert deidentified["zip3"] == "000"
     assert f"{prefix}42" not in json.dumps(deidentified)
 
@@ -488,18 +489,18 @@ def test_restricted_zip_prefixes_become_000(prefix):
     [("02139", "021"), ("02139-4307", "021"), ("021394307", "021"), ("10001", "100"), ("035", "035"), ("12", None)],
 )
 def test_other_zips_keep_their_first_three_digits(zip_code, zip3):
-    assert deid.generalise_zip(zip_code) == zip3
-    deidentified = deid.deidentify(record({"mrn": "MRN-1", "zip": zip_code}), key=KEY)
+    assert safe_harbor.generalise_zip(zip_code) == zip3
+    deidentified = records.deidentify(record({"mrn": "MRN-1", "zip": zip_code}), key=KEY)
     assert deidentified["zip3"] == zip3
 
 
 def test_a_missing_zip_generalises_to_nothing():
-    assert deid.generalise_zip(None) is None
-    assert deid.deidentify(record({"mrn": "MRN-1"}), key=KEY)["zip3"] is None
+    assert safe_harbor.generalise_zip(None) is None
+    assert records.deidentify(record({"mrn": "MRN-1"}), key=KEY)["zip3"] is None
 
 
 def test_the_full_zip_is_scrubbed_from_the_note():
-    deidentified = deid.deidentify(record({"mrn": "MRN-1", "zip": "02139"}, "Moved to 02139 last year."), key=KEY)
+    deidentified = records.deidentify(record({"mrn": "MRN-1", "zip": "02139"}, "Moved to 02139 last year."), key=KEY)
     assert "02139" not in json.dumps(deidentified)
 
 
@@ -507,37 +508,43 @@ def test_the_full_zip_is_scrubbed_from_the_note():
 
 
 def test_the_same_patient_gets_the_same_pseudonym_under_one_key():
-    assert deid.pseudonym("st-marys", "MRN-448812", key=KEY) == deid.pseudonym("st-marys", "MRN-448812", key=KEY)
-    assert deid.pseudonym("st-marys", "MRN-448812", key=KEY) == deid.pseudonym(" ST-Marys ", "mrn-448812 ", key=KEY)
-    assert re.fullmatch(r"[0-9a-f]{64}", deid.pseudonym("st-marys", "MRN-448812", key=KEY))
+    assert safe_harbor.pseudonym("st-marys", "MRN-448812", key=KEY) == safe_harbor.pseudonym(
+        "st-marys", "MRN-448812", key=KEY
+    )
+    assert safe_harbor.pseudonym("st-marys", "MRN-448812", key=KEY) == safe_harbor.pseudonym(
+        " ST-Marys ", "mrn-448812 ", key=KEY
+    )
+    assert re.fullmatch(r"[0-9a-f]{64}", safe_harbor.pseudonym("st-marys", "MRN-448812", key=KEY))
 
 
 def test_another_key_mrn_or_source_gives_another_pseudonym():
-    base = deid.pseudonym("st-marys", "MRN-448812", key=KEY)
-    assert deid.pseudonym("st-marys", "MRN-448812", key=KEY + "x") != base
-    assert deid.pseudonym("st-marys", "MRN-448813", key=KEY) != base
-    assert deid.pseudonym("general", "MRN-448812", key=KEY) != base
-    assert deid.pseudonym("ab", "C", key=KEY) != deid.pseudonym("a", "BC", key=KEY)
+    base = safe_harbor.pseudonym("st-marys", "MRN-448812", key=KEY)
+    assert safe_harbor.pseudonym("st-marys", "MRN-448812", key=KEY + "x") != base
+    assert safe_harbor.pseudonym("st-marys", "MRN-448813", key=KEY) != base
+    assert safe_harbor.pseudonym("general", "MRN-448812", key=KEY) != base
+    assert safe_harbor.pseudonym("ab", "C", key=KEY) != safe_harbor.pseudonym("a", "BC", key=KEY)
 
 
 @given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
 def test_distinct_mrns_never_share_a_pseudonym(first, second):
     assume(first.strip().upper() != second.strip().upper())
-    assert deid.pseudonym("st-marys", first, key=KEY) != deid.pseudonym("st-marys", second, key=KEY)
+    assert safe_harbor.pseudonym("st-marys", first, key=KEY) != safe_harbor.pseudonym("st-marys", second, key=KEY)
 
 
 def test_deidentify_uses_the_given_key():
     rec = record({"mrn": "MRN-448812"})
-    assert deid.deidentify(rec, key=KEY)["patient_pseudonym"] == deid.pseudonym("st-marys", "MRN-448812", key=KEY)
+    assert records.deidentify(rec, key=KEY)["patient_pseudonym"] == safe_harbor.pseudonym(
+        "st-marys", "MRN-448812", key=KEY
+    )
     assert (
-        deid.deidentify(rec, key="another-key")["patient_pseudonym"]
-        != deid.deidentify(rec, key=KEY)["patient_pseudonym"]
+        records.deidentify(rec, key="another-key")["patient_pseudonym"]
+        != records.deidentify(rec, key=KEY)["patient_pseudonym"]
     )
 
 
 def test_an_empty_key_is_refused():
     with pytest.raises(ValueError, match="PSEUDONYM_KEY"):
-        deid.pseudonym("st-marys", "MRN-1", key="")
+        safe_harbor.pseudonym("st-marys", "MRN-1", key="")
 
 
 # --- Pattern-matched identifiers -----------------------------------------------------------------
@@ -581,7 +588,7 @@ STRANGER = {"mrn": "ZZ-1", "name": "Quorra Vantablack"}  # nothing of this patie
     ],
 )
 def test_pattern_matched_identifiers_become_typed_placeholders(text, identifier, placeholder):
-    scrubbed = deid.scrub_text(text.format(identifier), STRANGER)
+    scrubbed = scrubbing.scrub_text(text.format(identifier), STRANGER)
     assert scrubbed == text.format(placeholder)
 
 
@@ -605,11 +612,11 @@ def test_pattern_matched_identifiers_become_typed_placeholders(text, identifier,
     ],
 )
 def test_clinical_numbers_survive_scrubbing(text):
-    assert deid.scrub_text(text, STRANGER) == text
+    assert scrubbing.scrub_text(text, STRANGER) == text
 
 
 def test_findings_and_symptoms_pass_through_unchanged():
-    deidentified = deid.deidentify(record({"mrn": "MRN-1"}, "Cough."), key=KEY)
+    deidentified = records.deidentify(record({"mrn": "MRN-1"}, "Cough."), key=KEY)
     assert deidentified["findings"] == FINDINGS
     assert deidentified["symptoms"] == SYMPTOMS
     assert deidentified["diagnosis"] == DIAGNOSIS
@@ -631,7 +638,7 @@ def test_the_patients_own_identifiers_become_typed_placeholders():
         "about her ssn 123 45 6789; o\u2019neill lives at 12 Elm St in Cambridge; "
         "write to siobhan.oneill@example.org. Łukasz agreed."
     )
-    assert deid.scrub_text(note, patient) == (
+    assert scrubbing.scrub_text(note, patient) == (
         "[NAME] ([MRN], DOB [DATE]) called from [PHONE] about her ssn [SSN]; [NAME] lives at [ADDRESS] in "
         "[ADDRESS]; write to [EMAIL]. [NAME] agreed."
     )
@@ -640,12 +647,12 @@ def test_the_patients_own_identifiers_become_typed_placeholders():
 def test_a_name_written_in_decomposed_unicode_is_still_found():
     patient = {"mrn": "MRN-1", "name": "José Müller"}
     note = unicodedata.normalize("NFD", "José Müller came in; Müller is anxious.")
-    assert deid.scrub_text(note, patient) == "[NAME] came in; [NAME] is anxious."
+    assert scrubbing.scrub_text(note, patient) == "[NAME] came in; [NAME] is anxious."
 
 
 def test_lower_case_name_particles_are_not_scrubbed_alone():
     patient = {"mrn": "MRN-1", "name": "Maria de la Cruz"}
-    assert deid.scrub_text("Maria de la Cruz; de la mañana; Cruz.", patient) == "[NAME]; de la mañana; [NAME]."
+    assert scrubbing.scrub_text("Maria de la Cruz; de la mañana; Cruz.", patient) == "[NAME]; de la mañana; [NAME]."
 
 
 def test_the_label_and_the_symptoms_are_scrubbed_too():
@@ -655,7 +662,7 @@ def test_the_label_and_the_symptoms_are_scrubbed_too():
         symptoms=["cough", "pain since Zarkov fell"],
         diagnosis={"code": "S09.9", "label": "Head injury (Zarkov)"},
     )
-    deidentified = deid.deidentify(rec, key=KEY)
+    deidentified = records.deidentify(rec, key=KEY)
     assert deidentified["symptoms"] == ["cough", "pain since [NAME] fell"]
     assert deidentified["diagnosis"] == {"code": "S09.9", "label": "Head injury ([NAME])"}
 
@@ -679,7 +686,7 @@ def test_residual_scan_reports_field_and_kind_but_never_the_value(planted, kind)
     patient = {"mrn": "MRN-448812", "name": "Quentin Zarkov", "birth_date": "1957-03-14"}
     texts = [("note", "[NAME] is improving."), ("diagnosis.label", f"Seen with {planted} today")]
 
-    findings = deid.residual_identifiers(texts, patient)
+    findings = scrubbing.residual_identifiers(texts, patient)
 
     assert {"field": "diagnosis.label", "kind": kind} in findings
     assert all(finding["field"] == "diagnosis.label" for finding in findings)
@@ -690,9 +697,9 @@ def test_residual_scan_reports_field_and_kind_but_never_the_value(planted, kind)
 def test_residual_scan_of_a_clean_record_finds_nothing():
     patient = {"mrn": "MRN-448812", "name": "Quentin Zarkov"}
     rec = record(patient, "Quentin Zarkov, MRN-448812, Temp 38.6, BP 120/80.")
-    deidentified = deid.deidentify(rec, key=KEY)
+    deidentified = records.deidentify(rec, key=KEY)
     texts = [("note", deidentified["note"]), ("diagnosis.label", deidentified["diagnosis"]["label"]), ("x", "")]
-    assert deid.residual_identifiers(texts, patient) == []
+    assert scrubbing.residual_identifiers(texts, patient) == []
 
 
 # --- What is dropped -----------------------------------------------------------------------------
@@ -710,7 +717,7 @@ def test_unknown_patient_keys_and_unknown_record_keys_never_reach_the_deidentifi
     rec = record(patient, "Cough.", billing_account="ACCT-991X", referrer={"doctor": "Dr Obadiah Fenwick"})
     assert set(rec.extra) == {"billing_account", "referrer"}
 
-    deidentified = deid.deidentify(rec, key=KEY)
+    deidentified = records.deidentify(rec, key=KEY)
 
     text = json.dumps(deidentified).lower()
     for absent in ["insurance_number", "ins-77-qxj", "religion", "zoroastrian", "next_of_kin", "wilhelmina", "vip"]:
@@ -732,7 +739,7 @@ def test_unknown_patient_keys_and_unknown_record_keys_never_reach_the_deidentifi
         "note",
         "diagnosis",
     }
-    assert deidentified["policy_version"] == deid.POLICY_VERSION
+    assert deidentified["policy_version"] == safe_harbor.POLICY_VERSION
 
 
 # --- The fast matchers against the definition ----------------------------------------------------
@@ -764,10 +771,10 @@ PATIENT_KEYS = ["name", "mrn", "ssn", "phone", "email", "address", "zip"]
 def by_definition(patient: dict[str, Any], text: str) -> list[tuple[int, int, str]]:
     """The literal stage as the joined regex finds it: ``(start, end, kind)`` of each non-empty match
     (the alternatives made from the patient in normal form, as ``_OwnIdentifiers`` makes them)."""
-    specs = deid._own_specs(deid.normalised_patient(patient))
+    specs = identifiers._own_specs(identifiers.normalised_patient(patient))
     if not specs:
         return []
-    regex = deid._combined_regex(tuple(spec.pattern for spec in specs))
+    regex = identifiers._combined_regex(tuple(spec.pattern for spec in specs))
     return [
         (match.start(), match.end(), specs[int((match.lastgroup or "k0")[1:])].kind)
         for match in regex.finditer(text)
@@ -776,7 +783,7 @@ def by_definition(patient: dict[str, Any], text: str) -> list[tuple[int, int, st
 
 
 def fast(patient: dict[str, Any], text: str) -> list[tuple[int, int, str]]:
-    return deid._OwnIdentifiers(patient, None)._literal_spans(text)
+    return scrubbing.OwnIdentifiers(patient, None)._literal_spans(text)
 
 
 @st.composite
@@ -798,7 +805,7 @@ def tricky_patients(draw: Any) -> tuple[dict[str, Any], list[str]]:
                         piece.lower(),
                         piece.replace("-", ""),
                         piece.replace(" ", "-"),
-                        deid.fold(piece),
+                        identifiers.fold(piece),
                     ]
                 )
             )
@@ -822,14 +829,14 @@ def test_own_identifiers_are_matched_as_the_joined_regex_matches_them(generated)
 def test_names_addresses_and_numbers_in_notes_are_matched_as_the_joined_regex_matches_them(generated):
     who, note = generated
     patient = who.patient()
-    for text in (note, note.upper(), deid.fold(note), who.address.lower()):
+    for text in (note, note.upper(), identifiers.fold(note), who.address.lower()):
         text = unicodedata.normalize("NFC", text)
         assert fast(patient, text) == by_definition(patient, text)
 
 
 def test_the_joined_regex_is_used_for_an_identifier_that_matches_the_empty_string():
     patient = {"mrn": "MRN-1", "name": "'-'"}
-    own = deid._OwnIdentifiers(patient, None)
+    own = scrubbing.OwnIdentifiers(patient, None)
     assert own.combined is not None
     assert fast(patient, "a b") == by_definition(patient, "a b")
 
@@ -838,7 +845,7 @@ ALL_CHARACTERS = "".join(chr(code) for code in range(0x110000) if not 0xD800 <= 
 
 
 def test_caseless_marks_exactly_where_ignorecase_matches_an_ascii_character():
-    caseless = deid._caseless(ALL_CHARACTERS)
+    caseless = matchers._caseless(ALL_CHARACTERS)
     assert len(caseless) == len(ALL_CHARACTERS)  # one character for one: positions carry over
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     marked: dict[str, set[str]] = {mark: set() for mark in alphabet}
@@ -850,25 +857,25 @@ def test_caseless_marks_exactly_where_ignorecase_matches_an_ascii_character():
 
 
 def test_is_word_is_the_regex_word_class():
-    assert set(re.findall(r"\w", ALL_CHARACTERS)) == {ch for ch in ALL_CHARACTERS if deid._is_word(ch)}
+    assert set(re.findall(r"\w", ALL_CHARACTERS)) == {ch for ch in ALL_CHARACTERS if matchers._is_word(ch)}
 
 
 def test_every_ascii_form_of_a_character_folds_like_the_character():
     """Why the residual index may compare folded words: what matches ASCII text folds the same."""
-    special = set(deid._FOLD)
+    special = set(identifiers._FOLD)
     broken: list[object] = []
     for ch in ALL_CHARACTERS:
         expanded = [form for form in (ch.lower(), ch.upper()) if len(form) > 1]
         # A character that neither decomposes nor case-expands has itself as its only form.
         if not (expanded or ord(ch) in special or unicodedata.normalize("NFKD", ch) != ch):
-            if deid._caseless(ch).isascii() and deid._caseless(ch) != deid.fold(ch).casefold():
+            if matchers._caseless(ch).isascii() and matchers._caseless(ch) != identifiers.fold(ch).casefold():
                 broken.append(hex(ord(ch)))
             continue
-        if unicodedata.normalize("NFC", ch) != ch or deid._separator_piece(ch) is not None:
+        if unicodedata.normalize("NFC", ch) != ch or identifiers._separator_piece(ch) is not None:
             continue
-        for form in dict.fromkeys(form for form in (ch, deid.fold(ch), *expanded) if form):
-            marks = deid._caseless(form)
-            if marks.isascii() and marks != deid.fold(ch).casefold():
+        for form in dict.fromkeys(form for form in (ch, identifiers.fold(ch), *expanded) if form):
+            marks = matchers._caseless(form)
+            if marks.isascii() and marks != identifiers.fold(ch).casefold():
                 broken.append((hex(ord(ch)), form))
     assert broken == []
 
@@ -950,11 +957,11 @@ def test_the_residual_index_only_rules_out_patients_the_exact_matcher_clears(gen
         patient["birth_date"] = born
         born_date = dt.date.fromisoformat(born)
         texts.append(f"{born_date:%B} {born_date.day}, {born_date.year}")
-    index = deid.ResidualIndex()
+    index = residual.ResidualIndex()
     if vocabulary:
         index.add_all(VOCABULARY_STRINGS)
     fields = [(f"f{position}", text) for position, text in enumerate(texts)]
-    assert index.case_findings(fields, patient, encounter) == deid.exact_findings(
+    assert index.case_findings(fields, patient, encounter) == residual.exact_findings(
         [(name, text) for name, text in fields if text], patient, encounter
     )
 
@@ -964,16 +971,16 @@ def test_the_residual_index_only_rules_out_patients_the_exact_matcher_clears(gen
 def test_the_residual_index_finds_every_mention_of_a_generated_patient(generated):
     who, _note = generated
     patient = who.patient()
-    index = deid.ResidualIndex()
+    index = residual.ResidualIndex()
     index.add_all(VOCABULARY_STRINGS)
     fields = [(f"mention{position}", mention) for position, mention in enumerate(who.mentions)]
     found = index.case_findings(fields, patient, ENCOUNTER)
-    assert found == deid.exact_findings(fields, patient, ENCOUNTER)
+    assert found == residual.exact_findings(fields, patient, ENCOUNTER)
     assert {name for name, _kind in found} == {name for name, _text in fields}  # every mention is reported
 
 
 def test_the_residual_index_starts_afresh_past_its_limit_with_the_batch_it_is_given():
-    index = deid.ResidualIndex(limit=3)
+    index = residual.ResidualIndex(limit=3)
     index.add_all(["cough", "fever", "wheeze"])
     index.add_all(["seen by Zarkov", "sputum"])  # past the limit: only this batch is indexed
     patient = {"mrn": "MRN-1", "name": "Quentin Zarkov"}
@@ -982,11 +989,11 @@ def test_the_residual_index_starts_afresh_past_its_limit_with_the_batch_it_is_gi
 
 
 def test_the_residual_index_reports_pattern_kinds_without_the_exact_matcher():
-    index = deid.ResidualIndex()
+    index = residual.ResidualIndex()
     facts = index.add_all(["call 617-555-0199", "cough"])
     assert "PHONE" in facts["call 617-555-0199"].kinds
-    assert facts["cough"] == deid.StringFacts(kinds=(), plain=True)
-    assert deid.ResidualIndex().add_all(["Zoë"])["Zoë"].plain is False
+    assert facts["cough"] == residual.StringFacts(kinds=(), plain=True)
+    assert residual.ResidualIndex().add_all(["Zoë"])["Zoë"].plain is False
 
 
 @pytest.mark.parametrize(
@@ -1015,9 +1022,9 @@ def test_the_residual_index_reports_pattern_kinds_without_the_exact_matcher():
 )
 @pytest.mark.parametrize("vocabulary", [[], VOCABULARY_STRINGS])
 def test_the_residual_index_never_rules_out_an_identifier_written_oddly(patient, text, kind, vocabulary):
-    exact = deid.exact_findings([("f", text)], patient, ENCOUNTER)
+    exact = residual.exact_findings([("f", text)], patient, ENCOUNTER)
     assert ("f", kind) in exact  # the case is a real leak
-    index = deid.ResidualIndex()
+    index = residual.ResidualIndex()
     index.add_all(vocabulary)
     assert index.case_findings([("f", text)], patient, ENCOUNTER) == exact
 
@@ -1030,7 +1037,7 @@ _ODD_WORDS = ["f:", "!", "rk1", "rk0", "\t", "n:a\tb", "n:co\u2003w:zzz"]
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([deid.RESIDUAL_KEYS_FORMAT, deid.RESIDUAL_KEYS_FORMAT, "rk0", ""]),
+            st.sampled_from([residual.RESIDUAL_KEYS_FORMAT, residual.RESIDUAL_KEYS_FORMAT, "rk0", ""]),
             st.lists(st.sampled_from(_KEY_WORDS + _ODD_WORDS), max_size=5, unique=True),
             st.sampled_from([" ", "  "]),
         ),
@@ -1038,7 +1045,7 @@ _ODD_WORDS = ["f:", "!", "rk1", "rk0", "\t", "n:a\tb", "n:co\u2003w:zzz"]
     )
 )
 def test_rows_that_might_hold_answers_as_might_hold_keys_case_by_case(cases):
-    index = deid.ResidualIndex()
+    index = residual.ResidualIndex()
     index.add_all(["cough", "fever 2021", "jan 5", "ab-12 34", "chest pain", "mrnab1234 here", "Zoë"])
     keys = [separator.join([head, *words]) for head, words, separator in cases]
     expected = [row for row, case_keys in enumerate(keys) if index.might_hold_keys(case_keys)]
@@ -1055,8 +1062,8 @@ def test_rows_that_might_hold_finds_the_patients_of_a_batch_whose_identifiers_ar
         {"name": "Bo Rask", "mrn": "ZR-11223"},
         {"name": "Cy Tolle", "mrn": "WV-90001"},
     ]
-    keys = [deid.residual_keys(patient) for patient in patients]
-    index = deid.ResidualIndex()
+    keys = [residual.residual_keys(patient) for patient in patients]
+    index = residual.ResidualIndex()
     index.add_all(["cough", "fever"])
     assert index.rows_that_might_hold(keys) == []
     index.add_all(["quimbyish rash"])  # a name word inside a word
@@ -1081,8 +1088,8 @@ def test_the_stored_residual_keys_of_a_known_patient_are_frozen():
         "address": "12 Elm St, Cambridge, MA",
         "ssn": "123-45-6789",
     }
-    assert deid.RESIDUAL_KEYS_FORMAT == "rk2"
-    assert deid.residual_keys(patient) == (
+    assert residual.RESIDUAL_KEYS_FORMAT == "rk2"
+    assert residual.residual_keys(patient) == (
         "rk2 n:jane n:doe w:mrn w:448812 w:123 w:6789 w:617 w:555 w:0100 w:02139 w:jane w:elm w:cambridge "
         "f:mrn448812 m:3-14 d:5550100 d:123456789 d:448812 d:02139 d:1957 d:03141957 d:031457 d:14031957 "
         "d:140357 d:1431957 d:19570314 d:1957314 d:3141957"
@@ -1095,7 +1102,7 @@ def test_a_name_part_that_normalises_to_a_stopword_is_still_scrubbed():
         {**record_dict()["patient"], "name": "Þe Baba"}, "Þe Baba came. þe said hi.", symptoms=["pain reported by þe"]
     )
 
-    deidentified = deid.deidentify(rec, key=KEY)
+    deidentified = records.deidentify(rec, key=KEY)
 
     assert "þe" not in fold_case(dump_without_pseudonym(deidentified))
     assert deidentified["note"] == "[NAME] came. [NAME] said hi."

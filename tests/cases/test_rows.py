@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from cases import rows
-from cases.deid import deidentify
+from cases.deid.records import deidentify
 from cases.dictionary.definition import parse_definition
 from cases.dictionary.files import DEMO_DIRECTORY, read_file
 from cases.interchange import parse_record

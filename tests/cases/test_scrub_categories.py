@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cases import deid, textnorm
+from cases import textnorm
+from cases.deid import scrubbing
 from tests.cases.phi_examples import EXAMPLES, KEPT, PATIENT, expected
 
 ENCOUNTER = dt.date(2026, 3, 10)
@@ -29,19 +30,21 @@ CASES = [
 @pytest.mark.parametrize(("kind", "example"), CASES)
 def test_each_identifier_becomes_a_placeholder_and_the_rest_stays(kind, example):
     text = example.replace("{", "").replace("}", "")
-    assert deid.scrub_text(text, PATIENT, encounter_date=ENCOUNTER) == expected(example, kind)
+    assert scrubbing.scrub_text(text, PATIENT, encounter_date=ENCOUNTER) == expected(example, kind)
 
 
 @pytest.mark.parametrize("text", KEPT)
 def test_clinical_words_stay_as_written(text):
-    assert deid.scrub_text(text, PATIENT, encounter_date=ENCOUNTER) == text
+    assert scrubbing.scrub_text(text, PATIENT, encounter_date=ENCOUNTER) == text
 
 
 def test_the_text_around_a_disguised_identifier_keeps_its_own_characters():
     """Matching runs on the normal form; the replacement is made in the text as written."""
     fever = "\uff26\uff45\uff56\uff45\uff52 \uff13\uff18.\uff16"  # fullwidth "Fever 38.6"
     note = f"{fever} \u2014 Jo\u200bhn Do\u0301e, caf\u00e9 au lait spots, \u00bd tablet."
-    assert deid.scrub_text(note, PATIENT) == f"{fever} \u2014 [NAME] [NAME], caf\u00e9 au lait spots, \u00bd tablet."
+    assert (
+        scrubbing.scrub_text(note, PATIENT) == f"{fever} \u2014 [NAME] [NAME], caf\u00e9 au lait spots, \u00bd tablet."
+    )
 
 
 def test_the_residual_scan_finds_what_the_old_scrubber_let_through():
@@ -52,7 +55,7 @@ def test_the_residual_scan_finds_what_the_old_scrubber_let_through():
         "age": ("ninety-seven years old", "AGE"),
         "name": ("J\u043ehn is better", "NAME"),
     }
-    findings = deid.residual_identifiers(
+    findings = scrubbing.residual_identifiers(
         [(field, text) for field, (text, _kind) in leaked.items()], PATIENT, encounter_date=ENCOUNTER
     )
     for field, (_text, kind) in leaked.items():
@@ -110,7 +113,7 @@ def disguised(draw, identifier: str) -> str:
 @given(st.data(), st.sampled_from(IDENTIFIERS), st.sampled_from(["{} seen today.", "Spoke with {}.", "({})", "{}"]))
 def test_invisible_characters_and_look_alikes_never_let_a_known_identifier_through(data, identifier, template):
     written = data.draw(disguised(identifier))
-    scrubbed = deid.scrub_text(template.format(written), PATIENT)
+    scrubbed = scrubbing.scrub_text(template.format(written), PATIENT)
     leftover = textnorm.normal_text(re.sub(r"\[[A-Z]+\]", " ", scrubbed)).casefold()
     assert identifier.casefold() not in leftover
     for part in identifier.replace("-", " ").split():

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from cases import deid
+from cases.deid import records, safe_harbor
 from cases.interchange import CaseRecord, parse_record
 from cases.models import Case, CaseTransition
 from learning_engine.audit import AppendOnlyError
@@ -430,14 +430,14 @@ def test_a_case_with_an_audit_trail_cannot_be_deleted(case):
 
 
 def test_approve_stores_the_deidentified_record_pseudonym_and_policy_version(case, reviewer):
-    expected = deid.deidentify(case.to_record(), key=settings.PSEUDONYM_KEY)
+    expected = records.deidentify(case.to_record(), key=settings.PSEUDONYM_KEY)
 
     case.approve(by=reviewer)
 
     case.refresh_from_db()
     assert case.deidentified == expected
-    assert case.deid_policy_version == deid.POLICY_VERSION
-    assert case.patient_pseudonym == deid.pseudonym(case.source, case.patient["mrn"], key=settings.PSEUDONYM_KEY)
+    assert case.deid_policy_version == safe_harbor.POLICY_VERSION
+    assert case.patient_pseudonym == safe_harbor.pseudonym(case.source, case.patient["mrn"], key=settings.PSEUDONYM_KEY)
     assert case.deidentified["patient_pseudonym"] == case.patient_pseudonym
     assert "patient" not in case.deidentified
     assert case.patient["name"].lower() not in str(case.deidentified).lower()

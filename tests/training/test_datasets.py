@@ -22,7 +22,13 @@ from django.core.management.base import CommandError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cases import deid, scanning
+from cases import scanning
+from cases.deid.identifiers import fold
+from cases.deid.records import deidentify, record_sha256
+from cases.deid.residual import RESIDUAL_KEYS_FORMAT, ResidualIndex, residual_keys
+from cases.deid.safe_harbor import POLICY_VERSION
+from cases.deid.scrubbing import OwnIdentifiers
+from cases.derived import approval_columns
 from cases.models import Case
 from cases.rows import STORED_ROW_FORMAT, row_from_record, stored_row
 from learning_engine import roles
@@ -100,7 +106,7 @@ def store(case: Case, *, deidentified: dict[str, Any] | None = None, patient: di
     case.refresh_from_db()
     record = record_of(case) if deidentified is None else deidentified
     block = case.patient if patient is None else patient
-    Case.objects.filter(pk=case.pk).update(deidentified=record, patient=block, **deid.approval_columns(block, record))
+    Case.objects.filter(pk=case.pk).update(deidentified=record, patient=block, **approval_columns(block, record))
 
 
 def read_file(snapshot: DatasetSnapshot):
@@ -128,7 +134,7 @@ def test_build_makes_a_ready_snapshot_with_manifest_counts_hashes_and_file(model
     assert {split: sum(counts.values()) for split, counts in snapshot.label_counts.items()} == {
         split: len(ids) for split, ids in snapshot.manifest.items()
     }
-    assert snapshot.policy_version == deid.POLICY_VERSION
+    assert snapshot.policy_version == POLICY_VERSION
     assert snapshot.filters["cohort"] == model_type.cohort
     assert snapshot.filters["min_quality"] == model_type.min_quality
     assert snapshot.scan_report["clean"] is True
@@ -359,10 +365,10 @@ def test_cases_of_an_older_policy_are_deidentified_again_before_the_build(model_
 
     old.refresh_from_db()
     assert snapshot.status == DatasetSnapshot.Status.READY
-    assert snapshot.policy_version == deid.POLICY_VERSION
-    assert old.deid_policy_version == deid.POLICY_VERSION
-    assert old.deidentified == deid.deidentify(old.to_record(), key=django_settings.PSEUDONYM_KEY)
-    assert old.residual_keys == deid.residual_keys(old.patient)
+    assert snapshot.policy_version == POLICY_VERSION
+    assert old.deid_policy_version == POLICY_VERSION
+    assert old.deidentified == deidentify(old.to_record(), key=django_settings.PSEUDONYM_KEY)
+    assert old.residual_keys == residual_keys(old.patient)
     assert old.deid_dataset_row == stored_row(old.deidentified)
 
 
@@ -649,7 +655,7 @@ def renderings(patient: dict, born: dt.date) -> list[str]:
         name.upper(),
         name.split()[-1],
         f"seen by {name.split()[0]} today",
-        deid.fold(name),
+        fold(name),
         patient["mrn"],
         patient["mrn"].replace("-", " "),
         patient["ssn"].replace("-", ""),
@@ -710,16 +716,16 @@ def test_the_scan_prefilter_never_hides_what_the_exact_matcher_finds(index):
     patient = EXOTIC_PATIENTS[index] if index < len(EXOTIC_PATIENTS) else record_dict()["patient"]
     encounter = dt.date(2026, 5, 2)
     born = dt.date.fromisoformat(patient["birth_date"])
-    exact = deid._OwnIdentifiers(patient, encounter)
+    exact = OwnIdentifiers(patient, encounter)
     texts = renderings(patient, born)
     texts += [f"{first} {second}" for first, second in itertools.pairwise(texts)]
     for text in texts:
         expected = set(exact.kinds_in(text))
         # A fresh index holds this string alone: the prefilter decides on exactly what it sees.
-        residual = deid.ResidualIndex()
+        residual = ResidualIndex()
         assert {kind for _, kind in residual.case_findings([("f", text)], patient, encounter)} == expected, text
     clinical = [("label_text", "Pneumonia, unspecified organism"), ("symptoms[0]", "cough"), ("age_band", "40-49")]
-    assert deid.ResidualIndex().case_findings(clinical, patient, encounter) == []
+    assert ResidualIndex().case_findings(clinical, patient, encounter) == []
 
 
 def test_the_scan_rules_out_an_ordinary_patient_without_the_exact_matcher(monkeypatch):
@@ -734,7 +740,7 @@ def test_the_scan_rules_out_an_ordinary_patient_without_the_exact_matcher(monkey
         "address": "12 Elm St, Cambridge, MA",
         "ssn": "123-45-6789",
     }
-    residual = deid.ResidualIndex()
+    residual = ResidualIndex()
     vocabulary = ["Pneumonia, unspecified organism", "J18.9", "cough", "40-49", "female", "temperature_c"]
     residual.add_all(vocabulary)
     assert not residual.might_hold_own(patient)
@@ -742,7 +748,7 @@ def test_the_scan_rules_out_an_ordinary_patient_without_the_exact_matcher(monkey
     def exact(*args, **kwargs):
         raise AssertionError("the exact matcher ran")
 
-    monkeypatch.setattr(deid, "exact_findings", exact)
+    monkeypatch.setattr("cases.deid.residual.exact_findings", exact)
     assert residual.case_findings([("f", text) for text in vocabulary], patient, dt.date(2026, 5, 2)) == []
     # Her own name among the strings: no set lookup can rule her out.
     residual.add_all(["seen by Doe"])
@@ -1089,10 +1095,10 @@ def test_approval_stores_the_record_digest_dataset_row_and_residual_keys(model_t
     cases = approved_cohort(model_type.cohort, patients=3)
     for case in cases:
         case.refresh_from_db()
-        assert case.deid_sha256 == deid.record_sha256(record_of(case))
+        assert case.deid_sha256 == record_sha256(record_of(case))
         assert case.deid_dataset_row == stored_row(record_of(case))
-        assert case.residual_keys == deid.residual_keys(case.patient)
-        assert case.residual_keys.startswith(deid.RESIDUAL_KEYS_FORMAT + " ")
+        assert case.residual_keys == residual_keys(case.patient)
+        assert case.residual_keys.startswith(RESIDUAL_KEYS_FORMAT + " ")
 
 
 def test_cases_without_the_stored_columns_build_the_same_snapshot(model_type):
@@ -1136,12 +1142,12 @@ def test_a_case_without_stored_keys_is_still_scanned_against_its_patient(model_t
 
 
 def test_residual_keys_of_an_unknown_format_are_never_ruled_out():
-    index = deid.ResidualIndex()
+    index = ResidualIndex()
     index.add_all(["cough", "fever"])
     assert index.might_hold_keys("rk0 n:zzzz") is True
     assert index.might_hold_keys("") is True
-    assert index.might_hold_keys(deid.RESIDUAL_KEYS_FORMAT + " n:zzzz") is False
-    assert index.might_hold_keys(deid.RESIDUAL_KEYS_FORMAT + " n:cough") is True
+    assert index.might_hold_keys(RESIDUAL_KEYS_FORMAT + " n:zzzz") is False
+    assert index.might_hold_keys(RESIDUAL_KEYS_FORMAT + " n:cough") is True
 
 
 def test_pseudonym_shapes_are_checked_all_at_once_and_one_by_one_alike():

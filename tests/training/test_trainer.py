@@ -18,7 +18,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.impute import SimpleImputer
 
-from cases.deid import deidentify
+from cases.deid.records import deidentify
 from cases.interchange import parse_record
 from cases.rows import ModelInputs, row_from_record
 from tests.cases.factories import record_dict

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from cases import deid, redeid
+from cases import redeid
+from cases.deid.safe_harbor import POLICY_VERSION
 
 
 class Command(BaseCommand):
@@ -27,4 +28,4 @@ class Command(BaseCommand):
 
         done = redeid.redeidentify_stale(progress=progress, dry_run=dry_run)
         verb = "would be de-identified" if dry_run else "de-identified"
-        self.stdout.write(f"{done} of {total} case(s) of an older policy {verb} again under {deid.POLICY_VERSION}.")
+        self.stdout.write(f"{done} of {total} case(s) of an older policy {verb} again under {POLICY_VERSION}.")

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from cases.dictionary.checking import recheck_cases
 from cases.models import Case, Cohort
+from cases.recheck import recheck_cases
 
 
 class Command(BaseCommand):
