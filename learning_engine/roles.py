@@ -44,6 +44,15 @@ PERM_VIEW_AB_TEST = "models_registry.view_abtest"
 PERM_ADD_AB_TEST = "models_registry.add_abtest"
 PERM_STOP_AB_TEST = "models_registry.stop_abtest"
 PERM_CONCLUDE_AB_TEST = "models_registry.conclude_abtest"
+# The learning loop (issue 15): clinical leads write the policy (the change-control plan) and may
+# start or cancel a cycle by hand; ML engineers read everything of it.
+LEARNING_READ = [
+    "learning.view_learningpolicy",
+    "learning.view_learningcycle",
+    "learning.view_cycletransition",
+    "training.view_lockedevaluationset",
+]
+PERM_RUN_LEARNING_CYCLE = "learning.run_learningcycle"
 # The log of who read which patient's data (cases.access_log): the privacy officer's only permission.
 PERM_VIEW_ACCESS_LOG = "cases.view_accesslogentry"
 
@@ -87,6 +96,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_STOP_AB_TEST,
         "models_registry.view_abtesttransition",
         *DICTIONARY_READ,
+        *LEARNING_READ,
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
@@ -110,6 +120,9 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "models_registry.view_abtesttransition",
         *DICTIONARY_READ,
         *DICTIONARY_WRITE,
+        *LEARNING_READ,
+        "learning.add_learningpolicy",
+        PERM_RUN_LEARNING_CYCLE,
     ],
     PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK, "cases.view_cohort", "cases.view_datadictionary"],
     # Reads the PHI access log and nothing else: no cases, datasets, models, statistics or dictionaries.

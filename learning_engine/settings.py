@@ -134,6 +134,7 @@ INSTALLED_APPS = [
     "cases",
     "training",
     "models_registry",
+    "learning",
 ]
 
 MIDDLEWARE = [

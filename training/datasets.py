@@ -90,7 +90,7 @@ from cases.rows import (
 from cases.scanning import CaseBatch, ItemFields, ScanReport, StringColumn, scan_batches
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from training.dataset_format import SCHEMA
-from training.models import DatasetSnapshot, ModelType
+from training.models import DatasetSnapshot, ModelType, locked_pseudonyms
 from training.models.dataset import check_date_range, is_whole_years, visible_to
 from training.splitting import SPLIT_NAMES, check_fractions, split_cases
 
@@ -305,12 +305,14 @@ def _base_selection(filters: dict[str, Any]) -> Any:
 def _selection(filters: dict[str, Any]) -> Any:
     # A case its cohort's data dictionary flagged (``Case.dictionary_errors``: a later version or
     # the migration found it wrong) waits for a clinician's correction before it trains anything.
+    # A patient of a locked evaluation set (``training.models.locked_set``) trains nothing, in any
+    # snapshot of the cohort: the learning loop judges every model on those cases.
     queryset = Case.objects.filter(
         status=Case.Status.APPROVED,
         cohort=filters["cohort"],
         quality_score__gte=filters["min_quality"],
         dictionary_errors=[],
-    )
+    ).exclude(patient_pseudonym__in=locked_pseudonyms(filters["cohort"]))
     if filters.get("encounter_after"):
         queryset = queryset.filter(encounter_date__gte=filters["encounter_after"])
     if filters.get("encounter_before"):
