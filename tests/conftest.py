@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
@@ -11,6 +12,9 @@ from rest_framework.test import APIClient
 from learning_engine import roles
 from learning_engine.tokens import RefreshToken
 from tests.factories import user_with_role
+
+if TYPE_CHECKING:
+    from training.models import ModelType
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)
 POSTGRES_ONLY = "real concurrency needs PostgreSQL (DATABASE_URL=postgres://...); SQLite serialises writers"
@@ -61,6 +65,14 @@ def clinical_lead(make_user):
 @pytest.fixture
 def prediction_client(make_user):
     return make_user(roles.PREDICTION_CLIENT)
+
+
+@pytest.fixture
+def model_type(db) -> ModelType:
+    """The demo's "diagnosis" model type of the respiratory cohort (``ModelTypeFactory.create(diagnosis=True)``)."""
+    from tests.training.factories import ModelTypeFactory
+
+    return ModelTypeFactory.create(diagnosis=True)
 
 
 def jwt_client(user: User | None) -> APIClient:

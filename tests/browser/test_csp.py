@@ -8,7 +8,7 @@ from typing import Any
 from django.urls import reverse
 
 from cases.models import Case
-from tests.models_registry.factories import model_type
+from tests.training.factories import ModelTypeFactory
 from training.models import TrainingJob
 
 
@@ -25,7 +25,9 @@ def test_admin_pages_run_under_the_policy_without_violations(site):
     case = Case.objects.filter(status=Case.Status.SUBMITTED).first()
     assert case is not None
     engineer_user = site.users["demo-ml-engineer"]
-    job = TrainingJob.submit(model_type=model_type(), by=engineer_user, algorithm="logistic_regression")
+    job = TrainingJob.submit(
+        model_type=ModelTypeFactory.create(diagnosis=True), by=engineer_user, algorithm="logistic_regression"
+    )
     job.start(worker_id="browser-test")
 
     for url in (

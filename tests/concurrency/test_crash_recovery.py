@@ -33,8 +33,8 @@ from models_registry.models import ModelVersion
 from tests.concurrency.conftest import Site, free_port, wait_until, worker_args
 from tests.concurrency.test_races import token_for
 from tests.factories import user_with_role
-from tests.models_registry.factories import model_type
 from tests.models_registry.registry.factories import ready_snapshot
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, JobTransition, TrainingJob
 from training.reaper import reap_stale_jobs
 
@@ -54,7 +54,7 @@ def fast_reaper(settings: Any) -> None:
 
 @pytest.fixture
 def snapshot() -> DatasetSnapshot:
-    kind = model_type("diagnosis", min_cases_to_train=10)
+    kind = ModelTypeFactory.create(diagnosis=True, min_cases_to_train=10)
     return ready_snapshot(kind, by=user_with_role(roles.ML_ENGINEER), seed=5)
 
 

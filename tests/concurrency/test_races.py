@@ -20,7 +20,8 @@ from models_registry.models import ActivationHistory, ModelVersion, VersionTrans
 from models_registry.registry.registration import register_completed_job
 from tests.cases.factories import CaseFactory
 from tests.factories import user_with_role
-from tests.models_registry.factories import completed_job, model_type
+from tests.models_registry.factories import completed_job
+from tests.training.factories import ModelTypeFactory
 from training.models import TrainingJob
 from training.signals import job_completed
 
@@ -39,7 +40,7 @@ def token_for(user: Any) -> str:
 
 def approved_versions(count: int) -> list[ModelVersion]:
     engineer, lead = user_with_role(roles.ML_ENGINEER), user_with_role(roles.CLINICAL_LEAD)
-    kind = model_type("diagnosis")
+    kind = ModelTypeFactory.create(diagnosis=True)
     versions = []
     for _ in range(count):
         job = completed_job(by=engineer, model_type_=kind)
@@ -166,7 +167,7 @@ def test_of_several_processes_approving_the_same_cases_exactly_one_wins_each_cas
 def test_versions_registered_at_once_by_several_processes_all_get_distinct_labels(site):
     """Several workers completing jobs of one model type at once: every job gets its version."""
     engineer = user_with_role(roles.ML_ENGINEER)
-    kind = model_type("diagnosis")
+    kind = ModelTypeFactory.create(diagnosis=True)
     # Completed jobs whose on-commit registration does not run here: the actors register them.
     job_completed.disconnect(dispatch_uid="register_completed_job")
     try:

@@ -19,8 +19,8 @@ from learning_engine import roles
 from models_registry.models import ModelVersion, PerformanceRecord
 from tests.concurrency.conftest import Site, wait_until, worker_args
 from tests.factories import user_with_role
-from tests.models_registry.factories import model_type
 from tests.models_registry.registry.factories import ready_snapshot
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, JobTransition, TrainingJob
 
 JOBS = int(os.environ.get("CONCURRENCY_JOBS", "2000"))
@@ -33,7 +33,7 @@ def counts() -> Counter[str]:
 
 def test_several_workers_run_every_queued_job_exactly_once(site: Site, database_queue: None) -> None:
     engineer = user_with_role(roles.ML_ENGINEER)
-    kind = model_type("diagnosis", min_cases_to_train=10)
+    kind = ModelTypeFactory.create(diagnosis=True, min_cases_to_train=10)
     snapshot = ready_snapshot(kind, by=engineer, seed=3)
     with transaction.atomic():  # one commit: the workers see every job at once
         jobs = [

@@ -25,9 +25,9 @@ from models_registry.models import ABTest, ModelVersion, Prediction
 from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
-from tests.models_registry.factories import model_type as make_model_type
 from tests.models_registry.serving.factories import PNEUMONIA_FEATURES, trained_artifact
 from tests.training.api_factories import SnapshotFactory, TrainingJobFactory
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)
@@ -103,7 +103,7 @@ def build_world() -> World:
     assert engineer is not None
     assert lead is not None
 
-    model_type = make_model_type()
+    model_type = ModelTypeFactory.create(diagnosis=True)
     active = registered_version(model_type, engineer, seed=0)
     approved = registered_version(model_type, engineer, seed=1)
     pending = registered_version(model_type, engineer, seed=2)

@@ -3,19 +3,10 @@ pages inside the admin's navigation."""
 
 from __future__ import annotations
 
-import pytest
 from django.urls import reverse
 
 from learning_engine import roles
 from tests.training.test_admin import ready_dataset, submit
-from training.models import ModelType
-
-
-@pytest.fixture
-def model_type(db) -> ModelType:
-    return ModelType.objects.create(
-        slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory", default_algorithm="logistic_regression"
-    )
 
 
 def _user_links(html: str) -> int:

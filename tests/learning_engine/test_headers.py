@@ -15,7 +15,7 @@ from learning_engine import roles
 from learning_engine.log_filters import strip_query_strings
 from tests.cases.factories import CaseFactory
 from tests.conftest import jwt_client
-from tests.models_registry.factories import model_type
+from tests.training.factories import ModelTypeFactory
 from training.models import TrainingJob
 
 PASSWORD = "pw-for-tests-only"
@@ -87,7 +87,9 @@ def superuser_client(client, make_user):
 def test_the_admin_pages_inline_styles_and_scripts_carry_the_responses_nonce(superuser_client, make_user):
     clinician = make_user(roles.CLINICIAN)
     case = CaseFactory.create(submitted_by=clinician)
-    job = TrainingJob.submit(model_type=model_type(), by=clinician, algorithm="logistic_regression")
+    job = TrainingJob.submit(
+        model_type=ModelTypeFactory.create(diagnosis=True), by=clinician, algorithm="logistic_regression"
+    )
     job.start(worker_id="test")  # a running job: its page loads the live refresh script
     pages = [
         reverse("admin:index"),

@@ -171,9 +171,11 @@ def test_overlong_strings_are_400_by_field(clinician_client, engineer_client, cl
     ],
 )
 def test_numbers_out_of_range_are_400(engineer_client, body, code):
-    from tests.models_registry.factories import model_type
+    from tests.training.factories import ModelTypeFactory
 
-    response = engineer_client.post(JOBS, {"model_type": model_type().slug, **body}, format="json")
+    response = engineer_client.post(
+        JOBS, {"model_type": ModelTypeFactory.create(diagnosis=True).slug, **body}, format="json"
+    )
 
     refused(response, 400, code)
 

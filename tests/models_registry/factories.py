@@ -1,22 +1,20 @@
-"""Registry factories: completed jobs and their versions, without training anything."""
+"""A completed job the registry registers, without training anything."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from tests.training.factories import ModelTypeFactory
 from training.models import ModelType, TrainingJob
-
-
-def model_type(slug: str = "diagnosis", **kwargs: Any) -> ModelType:
-    defaults = {"name": slug.title(), "cohort": "respiratory"}
-    return ModelType.objects.get_or_create(slug=slug, defaults={**defaults, **kwargs})[0]
 
 
 def completed_job(
     *, by: Any, model_type_: ModelType | None = None, accuracy: float = 0.9, artifact: str = "models/x.skops"
 ) -> TrainingJob:
     """A job driven through its real transitions to completed (the registry registers it on commit)."""
-    job = TrainingJob.submit(model_type=model_type_ or model_type(), by=by, algorithm="logistic_regression")
+    job = TrainingJob.submit(
+        model_type=model_type_ or ModelTypeFactory.create(diagnosis=True), by=by, algorithm="logistic_regression"
+    )
     lease = job.start(worker_id="test")
     job.complete(
         lease=lease,

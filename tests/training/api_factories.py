@@ -1,6 +1,5 @@
 """Factories for the training API tests, with a trait per state (on top of ``tests.training.factories``).
 
-    diagnosis_model_type()                        the "diagnosis" model type (respiratory cohort)
     SnapshotFactory(ready=True)                    marked ready through DatasetSnapshot.complete
     SnapshotFactory(ready=True, with_file=True)    ... with a small real Parquet file
     TrainingJobFactory(running=True)               submitted and started through the model's methods
@@ -28,7 +27,7 @@ from django.tasks.backends.dummy import DummyBackend
 from tests.factories import UserFactory
 from tests.training.factories import ModelTypeFactory
 from training.dataset_format import SCHEMA
-from training.models import DatasetSnapshot, ModelType, TrainingJob
+from training.models import DatasetSnapshot, TrainingJob
 
 LABELS = ("J18.9", "J45.909")
 
@@ -58,19 +57,6 @@ def parquet_bytes(case_ids: list[int], splits: list[str]) -> bytes:
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pydict(rows, schema=SCHEMA), sink)
     return sink.getvalue()
-
-
-def diagnosis_model_type(**overrides: Any) -> ModelType:
-    """The model type of the original specification's payload: "diagnosis", the respiratory cohort."""
-    fields: dict[str, Any] = {
-        "slug": "diagnosis",
-        "name": "Respiratory diagnosis",
-        "cohort": "respiratory",
-        "default_algorithm": ModelType.Algorithm.LOGISTIC_REGRESSION,
-        "epoch_algorithm": ModelType.Algorithm.SGD,
-        **overrides,
-    }
-    return ModelTypeFactory.create(**fields)
 
 
 class SnapshotFactory(factory.django.DjangoModelFactory[DatasetSnapshot]):

@@ -1,4 +1,4 @@
-"""Training factories: ModelTypeFactory, approved cohorts, DatasetSnapshotFactory(ready=True).
+"""Training factories: ModelTypeFactory.create(diagnosis=True), approved cohorts, DatasetSnapshotFactory(ready=True).
 
 ``DatasetSnapshotFactory(ready=True)`` really builds the snapshot (``training.datasets``): it
 creates approved cases for the model type's cohort first when the cohort has too few, so the file,
@@ -29,12 +29,20 @@ DIAGNOSES: tuple[tuple[str, str], ...] = (
 )
 
 
-class ModelTypeFactory(factory.django.DjangoModelFactory):
-    """A model type with a cohort of its own, so tests never share cases by accident."""
+class ModelTypeFactory(factory.django.DjangoModelFactory[ModelType]):
+    """A model type with a cohort of its own, so tests never share cases by accident.
+
+    ``ModelTypeFactory.create(diagnosis=True)`` is the demo's "diagnosis" type of the respiratory cohort
+    (whose data dictionary the test database holds), the one most tests predict and train with; the
+    ``model_type`` fixture (tests/conftest.py) gives it. Made by slug: a second call returns the first.
+    """
 
     class Meta:
         model = ModelType
         django_get_or_create = ("slug",)
+
+    class Params:
+        diagnosis = factory.Trait(slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory")
 
     slug = factory.Sequence(lambda n: f"model-type-{n}")
     name = factory.LazyAttribute(lambda model_type: model_type.slug.replace("-", " ").capitalize())

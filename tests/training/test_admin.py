@@ -68,13 +68,6 @@ def staff(make_user, client):
 
 
 @pytest.fixture
-def model_type(db) -> ModelType:
-    return ModelType.objects.create(
-        slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory", default_algorithm="logistic_regression"
-    )
-
-
-@pytest.fixture
 def owner(make_user):
     return make_user(roles.ML_ENGINEER)
 

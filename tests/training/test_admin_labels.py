@@ -31,11 +31,6 @@ def _cold_cache():
 
 
 @pytest.fixture
-def model_type() -> ModelType:
-    return ModelType.objects.create(slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory")
-
-
-@pytest.fixture
 def engineer(make_user, client):
     user = make_user(roles.ML_ENGINEER, is_staff=True)
     client.force_login(user)

@@ -16,7 +16,7 @@ from django.contrib.auth.models import Group
 from cases.access_log import AccessLogEntry
 from learning_engine import roles
 from tests.conftest import jwt_client
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, diagnosis_model_type, task_queue
+from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, task_queue
 from tests.training.factories import ModelTypeFactory, approved_cohort
 from training.models import DatasetSnapshot, JobTransition, TrainingJob
 from training.signals import job_completed
@@ -36,11 +36,6 @@ def _isolated(settings, tmp_path):
     task_queue().clear()
     yield
     task_queue().clear()
-
-
-@pytest.fixture
-def model_type():
-    return diagnosis_model_type()
 
 
 @pytest.fixture

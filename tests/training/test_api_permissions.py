@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 
 from learning_engine import roles
 from tests.conftest import jwt_client
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, diagnosis_model_type, task_queue
+from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, task_queue
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 
 JOBS = "/api/v1/training/jobs/"
@@ -110,7 +111,7 @@ ROLES = ("anonymous", *roles.ROLES)
 
 @pytest.fixture
 def world() -> World:
-    model_type = diagnosis_model_type()
+    model_type = ModelTypeFactory.create(diagnosis=True)
     ready = SnapshotFactory.create(model_type=model_type, ready=True, with_file=True)
     return World(
         model_type=model_type,

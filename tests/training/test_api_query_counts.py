@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from learning_engine import roles
 from tests.conftest import jwt_client
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, diagnosis_model_type
+from tests.training.api_factories import SnapshotFactory, TrainingJobFactory
 from tests.training.factories import ModelTypeFactory
 from training.models import ModelType
 
@@ -23,7 +23,7 @@ STATES = ("queued", "failed", "running", "completed", "cancelled")
 
 @pytest.fixture
 def model_types() -> list[ModelType]:
-    return [diagnosis_model_type(), ModelTypeFactory.create(slug="breast-mass", cohort="breast")]
+    return [ModelTypeFactory.create(diagnosis=True), ModelTypeFactory.create(slug="breast-mass", cohort="breast")]
 
 
 def list_queries(client, url: str) -> tuple[int, int]:

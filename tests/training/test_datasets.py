@@ -115,7 +115,8 @@ def read_file(snapshot: DatasetSnapshot):
 
 @pytest.fixture
 def model_type():
-    return ModelTypeFactory(min_cases_to_train=8)
+    """Not the root conftest's "diagnosis" type: a type with a cohort of its own, whose cases a build counts."""
+    return ModelTypeFactory.create()
 
 
 # --- A good build --------------------------------------------------------------------------------
@@ -269,9 +270,7 @@ _cohort_numbers = itertools.count()
     seed=st.integers(min_value=0, max_value=10_000),
 )
 def test_generated_cohorts_build_patient_disjoint_reproducible_snapshots(cases_per_patient, labels, seed):
-    model_type: ModelType = ModelTypeFactory(  # type: ignore[assignment]
-        cohort=f"generated-{next(_cohort_numbers)}", min_cases_to_train=4
-    )
+    model_type: ModelType = ModelTypeFactory.create(cohort=f"generated-{next(_cohort_numbers)}", min_cases_to_train=4)
     cases = approved_cohort(
         model_type.cohort,
         patients=len(cases_per_patient),
@@ -629,7 +628,7 @@ def test_a_snapshot_is_built_once(model_type):
     snapshot = build(model_type)
     with pytest.raises(TransitionError):
         build_snapshot(snapshot.pk)
-    failed, _ = build_error(ModelTypeFactory())
+    failed, _ = build_error(ModelTypeFactory.create())
     with pytest.raises(TransitionError):
         build_snapshot(failed.pk)
 
@@ -978,7 +977,7 @@ def test_the_build_leaves_the_garbage_collector_as_it_found_it(model_type):
     assert gc.isenabled()
     build(model_type)
     assert gc.isenabled()
-    build_error(ModelTypeFactory())  # a failing build too
+    build_error(ModelTypeFactory.create())  # a failing build too
     assert gc.isenabled()
     gc.disable()
     try:

@@ -12,19 +12,12 @@ from django.tasks.backends.dummy import DummyBackend
 from django.utils import timezone
 
 from learning_engine.exceptions import InvalidRequest, TransitionError
-from training.models import AttemptsExhausted, JobTransition, LeaseLost, ModelType, TrainingJob
+from training.models import AttemptsExhausted, JobTransition, LeaseLost, TrainingJob
 from training.reaper import reap_stale_jobs
 from training.signals import job_completed
 
 pytestmark = pytest.mark.django_db
 default_task_backend = cast(DummyBackend, _default_backend)  # the test settings' backend
-
-
-@pytest.fixture
-def model_type():
-    return ModelType.objects.create(
-        slug="diagnosis", name="Respiratory diagnosis", cohort="respiratory", default_algorithm="logistic_regression"
-    )
 
 
 @pytest.fixture

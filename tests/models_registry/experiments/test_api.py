@@ -10,8 +10,8 @@ from learning_engine import roles
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory
 from tests.conftest import ROLE_NAMES, jwt_client
 from tests.models_registry.experiments.factories import log_arm, registered, start_test, version_pair
-from tests.models_registry.factories import model_type as make_model_type
 from tests.models_registry.registry.factories import approved_version, ready_snapshot
+from tests.training.factories import ModelTypeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -129,7 +129,9 @@ def test_an_unapproved_version_is_400(pair, engineer):
 
 
 def test_a_version_of_another_model_type_is_unknown_here(pair, engineer, lead):
-    version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))  # triage v1.0.0, v1.1.0
+    version_pair(
+        engineer=engineer, lead=lead, model_type=ModelTypeFactory.create(slug="triage", cohort="respiratory")
+    )  # triage v1.0.0, v1.1.0
     response = jwt_client(engineer).post(BASE, {**SPEC, "model_version_b": "v1.2.0"}, format="json")
     assert (response.status_code, response.json()["code"]) == (400, "unknown_version")
 
@@ -195,9 +197,11 @@ def test_the_detail_flags_a_sample_ratio_mismatch_as_invalid(running, engineer):
 
 
 def test_a_test_of_another_model_type_is_404_here(engineer, lead):
-    a, b = version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))
+    a, b = version_pair(
+        engineer=engineer, lead=lead, model_type=ModelTypeFactory.create(slug="triage", cohort="respiratory")
+    )
     other = start_test(a, b, by=engineer)
-    make_model_type("diagnosis")
+    ModelTypeFactory.create(diagnosis=True)
     assert jwt_client(engineer).get(BASE + f"{other.pk}/").status_code == 404
 
 
@@ -251,7 +255,7 @@ def test_concluding_hold_through_the_api_keeps_a(running, lead, pair):
 
 
 def test_the_comparison_includes_the_running_or_latest_test_of_the_pair(engineer, lead):
-    model_type = make_model_type("diagnosis")
+    model_type = ModelTypeFactory.create(diagnosis=True)
     snapshot = ready_snapshot(model_type, by=engineer)
     a = approved_version(snapshot, by=engineer, lead=lead)
     b = approved_version(snapshot, by=engineer, lead=lead, C=0.1)

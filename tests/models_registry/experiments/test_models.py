@@ -19,7 +19,7 @@ from learning_engine.exceptions import DomainError, InvalidRequest, TransitionEr
 from models_registry.generation import current_generation
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory, ModelVersion
 from tests.models_registry.experiments.factories import log_arm, registered, start_test, version_pair
-from tests.models_registry.factories import model_type as make_model_type
+from tests.training.factories import ModelTypeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +115,9 @@ def test_the_database_holds_one_running_test_per_model_type(test, pair, engineer
 
 
 def test_another_model_type_may_run_a_test_at_the_same_time(test, engineer, lead):
-    a, b = version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))
+    a, b = version_pair(
+        engineer=engineer, lead=lead, model_type=ModelTypeFactory.create(slug="triage", cohort="respiratory")
+    )
     other = start_test(a, b, by=engineer)
     assert ABTest.objects.running().count() == 2
     assert other.model_type.slug == "triage"
@@ -206,7 +208,9 @@ def test_an_archived_version_is_invalid(pair, engineer, lead):
 
 def test_a_version_of_another_model_type_is_invalid(pair, engineer, lead):
     a, _b = pair
-    other, _ = version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))
+    other, _ = version_pair(
+        engineer=engineer, lead=lead, model_type=ModelTypeFactory.create(slug="triage", cohort="respiratory")
+    )
     with pytest.raises(InvalidRequest) as raised:
         start_test(a, other, by=engineer)
     assert raised.value.code == "unknown_version"
@@ -360,7 +364,9 @@ def test_expired_tests_are_concluded_without_promotion(test, engineer, pair, lea
     _a, b = pair
     b_wins(test, engineer)
     expire(test)
-    other_a, other_b = version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))
+    other_a, other_b = version_pair(
+        engineer=engineer, lead=lead, model_type=ModelTypeFactory.create(slug="triage", cohort="respiratory")
+    )
     running = start_test(other_a, other_b, by=engineer)
 
     summary = ABTest.conclude_expired()
@@ -508,7 +514,9 @@ def test_a_conclusion_on_a_decision_that_changed_since_it_was_read_does_nothing(
 
 
 def test_one_failing_expired_test_does_not_stop_the_others(test, engineer, lead, monkeypatch):
-    other_a, other_b = version_pair(engineer=engineer, lead=lead, model_type=make_model_type("triage"))
+    other_a, other_b = version_pair(
+        engineer=engineer, lead=lead, model_type=ModelTypeFactory.create(slug="triage", cohort="respiratory")
+    )
     other = start_test(other_a, other_b, by=engineer)
     expire(test)
     expire(other)

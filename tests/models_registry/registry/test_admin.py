@@ -18,6 +18,7 @@ from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry import factories
 from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -142,7 +143,7 @@ def test_a_version_page_is_view_only_with_its_records(staff, engineer, other_lea
 
 def test_a_version_page_shows_its_calibration(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     version = trained_version(snapshot, by=engineer)
     assert {"ece", "ece_ci", "calibration", "brier_definition"} <= set(version.metrics)
 
@@ -193,7 +194,9 @@ def test_approve_selected_approves_and_skips_the_leads_own_version(staff, engine
 
 def test_approve_selected_skips_a_version_whose_job_the_lead_completed(staff, engineer):
     client, lead = staff(roles.CLINICAL_LEAD)
-    job = TrainingJob.submit(model_type=factories.model_type(), by=engineer, algorithm="logistic_regression")
+    job = TrainingJob.submit(
+        model_type=ModelTypeFactory.create(diagnosis=True), by=engineer, algorithm="logistic_regression"
+    )
     lease = job.start(worker_id="test", by=lead)  # the lead ran another engineer's job
     job.complete(
         lease=lease,
@@ -296,7 +299,7 @@ def test_compare_selected_needs_exactly_two_versions(staff, engineer):
 
 def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
     good = trained_version(snapshot, by=engineer)
     PerformanceRecord.objects.create(version=good, source="live", metrics={"accuracy": 0.8125}, test_set_size=16)
@@ -326,7 +329,7 @@ def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, e
 
 def test_the_compare_page_says_when_the_evidence_is_insufficient(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     first = trained_version(snapshot, by=engineer, C=1.0)
     second = trained_version(snapshot, by=engineer, C=0.5)
 
@@ -394,7 +397,7 @@ def test_performance_records_are_read_only(staff, engineer):
 def test_model_types_show_their_active_version(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
     version = approved(engineer, other_lead)
-    factories.model_type("dormant", cohort="cardiology")
+    ModelTypeFactory.create(slug="dormant", cohort="cardiology")
     version.activate(by=other_lead)
     html = client.get(MODEL_TYPES).content.decode()
     assert "column-active_version" in html
@@ -405,7 +408,7 @@ def test_the_admin_index_shows_each_model_types_active_version_and_live_accuracy
     client, _lead = staff(roles.CLINICAL_LEAD)
     version = approved(engineer, other_lead)
     version.activate(by=other_lead)
-    factories.model_type("dormant", cohort="cardiology")
+    ModelTypeFactory.create(slug="dormant", cohort="cardiology")
     PerformanceRecord.objects.create(version=version, source="live", metrics={"accuracy": 0.6}, test_set_size=10)
     PerformanceRecord.objects.create(version=version, source="live", metrics={"accuracy": 0.75}, test_set_size=20)
 
@@ -464,7 +467,7 @@ def test_a_lead_who_made_the_version_is_not_offered_approve_and_is_told_why(staf
 
 def test_a_version_page_is_headed_with_its_model_type_and_shows_the_whole_evaluation(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     version = trained_version(snapshot, by=engineer)
     other = trained_version(snapshot, by=engineer, C=0.5)
 

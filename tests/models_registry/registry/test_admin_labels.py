@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from cases.dictionary import labels as labels_module
 from learning_engine import roles
-from tests.models_registry import factories
 from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.training.factories import ModelTypeFactory
 
 PNEUMONIA = "Pneumonia, unspecified organism"
 URI = "Acute upper respiratory infection, unspecified"
@@ -38,7 +38,7 @@ def text(html: str) -> str:
 
 
 def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_table(lead_client, engineer):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     version = trained_version(snapshot, by=engineer)
 
     response = lead_client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
@@ -52,7 +52,7 @@ def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_t
 
 
 def test_the_compare_page_names_the_labels_of_the_test_set(lead_client, engineer):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     a = trained_version(snapshot, by=engineer, shuffle_labels=True)
     b = trained_version(snapshot, by=engineer)
 
@@ -67,7 +67,7 @@ def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(l
     from training.models import DatasetSnapshot
 
     respiratory = DataDictionary.objects.get(cohort__slug="respiratory", status="published")
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
     version = trained_version(snapshot, by=engineer)
 

@@ -25,6 +25,7 @@ from tests.models_registry.registry.factories import (
     ready_snapshot,
     train_artifact,
 )
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -475,7 +476,7 @@ def test_history_with_a_bad_time_is_400(engineer):
 
 @pytest.fixture
 def snapshot(engineer):
-    return ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 
 
 @pytest.fixture
@@ -632,7 +633,7 @@ def test_uploads_for_jobs_that_cannot_take_one_are_refused(engineer, snapshot, a
 
 
 def test_an_upload_for_another_model_types_job_is_an_unknown_job(engineer, artifact):
-    other = ready_snapshot(factories.model_type("other", cohort="cardiology"), by=engineer, seed=5)
+    other = ready_snapshot(ModelTypeFactory.create(slug="other", cohort="cardiology"), by=engineer, seed=5)
     job = external_completed_job(other, by=engineer)
     response = upload(jwt_client(engineer), job.pk, artifact_bytes(artifact))
     assert response.json()["code"] == "unknown_job"

@@ -18,13 +18,13 @@ from learning_engine.audit import AppendOnlyError
 from models_registry.models import ModelVersion
 from models_registry.registry.models import ArtifactRefused, ArtifactRejection
 from tests.conftest import jwt_client
-from tests.models_registry.factories import model_type
 from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
     ready_snapshot,
     trained_version,
 )
+from tests.training.factories import ModelTypeFactory
 from training.artifacts import dump_artifact, sha256_of
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +47,7 @@ def lead(make_user):
 
 @pytest.fixture
 def snapshot(engineer):
-    return ready_snapshot(model_type(), by=engineer, seed=1)
+    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 
 
 @pytest.fixture

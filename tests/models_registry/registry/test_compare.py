@@ -25,8 +25,8 @@ from models_registry.registry.compare import (
 )
 from models_registry.registry.evaluation import evaluate_artifact
 from tests.conftest import jwt_client
-from tests.models_registry.factories import model_type
 from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.training.factories import ModelTypeFactory
 
 # --- McNemar and the verdict ---------------------------------------------------------------------
 
@@ -264,7 +264,7 @@ def lead(make_user):
 
 @pytest.fixture
 def snapshot(engineer):
-    return ready_snapshot(model_type(), by=engineer, seed=1)
+    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 
 
 def compare_url(a: str, b: str, slug: str = "diagnosis") -> str:
@@ -326,7 +326,7 @@ def test_two_equally_good_models_on_sixty_cases_are_insufficient_evidence(snapsh
 
 @pytest.mark.django_db
 def test_versions_from_different_snapshots_are_both_evaluated_on_the_newer_test_split(engineer, lead):
-    kind = model_type()
+    kind = ModelTypeFactory.create(diagnosis=True)
     older = ready_snapshot(kind, by=engineer, seed=1, first_id=1)
     newer = ready_snapshot(kind, by=engineer, seed=2, first_id=1001)
     old_version = trained_version(older, by=engineer)
@@ -408,8 +408,8 @@ def test_missing_parameters_are_400(snapshot, engineer, lead):
 
 @pytest.mark.django_db
 def test_a_version_of_another_model_type_is_not_found(engineer, lead):
-    here = trained_version(ready_snapshot(model_type(), by=engineer, seed=1), by=engineer)
-    other_kind = model_type("other", cohort="cardiology")
+    here = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1), by=engineer)
+    other_kind = ModelTypeFactory.create(slug="other", cohort="cardiology")
     trained_version(ready_snapshot(other_kind, by=engineer, seed=3), by=engineer)
     trained_version(ready_snapshot(other_kind, by=engineer, seed=4), by=engineer)
     # "v1.1.0" exists only under "other".

@@ -20,7 +20,6 @@ from models_registry.models import ModelVersion
 from models_registry.registry.registration import register_completed_job
 from tests.cases.dictionary_factories import published_dictionary, small_definition
 from tests.conftest import jwt_client
-from tests.models_registry import factories
 from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
@@ -83,7 +82,7 @@ def numpy_ranges(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def test_a_build_records_the_cohorts_current_dictionary_version():
-    model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
+    model_type: ModelType = ModelTypeFactory.create()
     dictionary = published_dictionary(model_type.cohort)
 
     snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
@@ -99,7 +98,7 @@ def test_a_build_of_a_cohort_without_a_published_dictionary_records_none():
 
 
 def test_a_ready_snapshot_keeps_its_version_and_is_no_twin_under_a_newer_one():
-    model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
+    model_type: ModelType = ModelTypeFactory.create()
     first = published_dictionary(model_type.cohort)
     snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
     creator = snapshot.created_by
@@ -118,7 +117,7 @@ def test_a_ready_snapshot_keeps_its_version_and_is_no_twin_under_a_newer_one():
 
 
 def test_a_ready_snapshots_dictionary_cannot_change(respiratory):
-    snapshot = ready_snapshot(factories.model_type(), by=None)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=None)
     snapshot.dictionary = respiratory
     with pytest.raises(Exception, match="dictionary_id cannot change"):
         snapshot.save()
@@ -129,7 +128,7 @@ def test_a_ready_snapshots_dictionary_cannot_change(respiratory):
 
 def test_a_draft_referred_to_by_a_snapshot_cannot_be_edited(make_user):
     lead = make_user("clinical_lead")
-    model_type: ModelType = ModelTypeFactory()  # type: ignore[assignment]
+    model_type: ModelType = ModelTypeFactory.create()
     cohort = published_dictionary(model_type.cohort).cohort
     draft = DataDictionary.create_draft(cohort, small_definition(), by=lead)
     assert draft.can_edit()
@@ -147,7 +146,7 @@ def test_a_draft_referred_to_by_a_model_version_cannot_be_edited(make_user, engi
     lead = make_user("clinical_lead")
     cohort = published_dictionary("lineage-small").cohort
     draft = DataDictionary.create_draft(cohort, small_definition(), by=lead)
-    version = trained_version(ready_snapshot(factories.model_type(), by=engineer), by=engineer)
+    version = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), by=engineer)
     ModelVersion.objects.filter(pk=version.pk).update(dictionary=draft)
 
     assert draft.references() == ["model versions"]
@@ -166,7 +165,7 @@ def test_nothing_refers_to_a_fresh_draft(make_user):
 
 
 def test_a_version_trained_on_a_snapshot_inherits_its_dictionary_version(engineer, respiratory):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     older = published_dictionary("lineage-older")  # any published version other than the current one
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=older)
     snapshot.refresh_from_db()
@@ -177,7 +176,7 @@ def test_a_version_trained_on_a_snapshot_inherits_its_dictionary_version(enginee
 
 
 def test_a_version_whose_snapshot_recorded_none_gets_the_cohorts_current_version(engineer, respiratory):
-    version = trained_version(ready_snapshot(factories.model_type(), by=engineer), by=engineer)
+    version = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), by=engineer)
 
     assert version.dataset is not None
     assert version.dataset.dictionary is None
@@ -185,14 +184,14 @@ def test_a_version_whose_snapshot_recorded_none_gets_the_cohorts_current_version
 
 
 def test_a_version_of_a_cohort_without_a_dictionary_records_none(engineer):
-    model_type = factories.model_type("undictionaried", cohort="no-dictionary-yet")
+    model_type = ModelTypeFactory.create(slug="undictionaried", cohort="no-dictionary-yet")
     version = trained_version(ready_snapshot(model_type, by=engineer), by=engineer)
 
     assert version.dictionary is None
 
 
 def test_the_worker_records_the_train_splits_ranges_equal_to_numpys(engineer):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     train = snapshot_rows(snapshot)["train"]
 
     version = trained_version(snapshot, by=engineer)
@@ -221,7 +220,7 @@ def test_training_ranges_leave_out_missing_values_and_unseen_inputs():
 
 
 def test_an_upload_records_its_snapshots_dictionary_and_train_split_ranges(engineer, respiratory):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
     snapshot.refresh_from_db()
     job = external_completed_job(snapshot, by=engineer)
@@ -247,7 +246,7 @@ def test_an_uploads_ranges_leave_out_the_inputs_its_dictionary_says_models_do_no
     draft = respiratory.copy(by=engineer)
     draft.edit(definition, by=engineer)
     draft.publish(by=engineer)
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=draft)
     snapshot.refresh_from_db()
 
@@ -267,7 +266,7 @@ def test_an_uploads_ranges_leave_out_the_inputs_its_dictionary_says_models_do_no
 
 
 def test_the_api_shows_the_dictionary_version_of_snapshots_and_versions(engineer, respiratory):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
     version = trained_version(snapshot, by=engineer)
     client = jwt_client(engineer)
@@ -287,13 +286,13 @@ def test_the_api_shows_the_dictionary_version_of_snapshots_and_versions(engineer
 
 
 def test_the_api_shows_null_for_a_snapshot_without_one(engineer):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
 
     assert jwt_client(engineer).get(f"/api/v1/datasets/{snapshot.pk}/").json()["dictionary"] is None
 
 
 def test_the_admin_pages_show_the_dictionary_version_and_the_training_ranges(admin_client, engineer, respiratory):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
     version = trained_version(snapshot, by=engineer)
 
@@ -315,8 +314,8 @@ registry_migration = importlib.import_module("models_registry.migrations.0011_di
 def test_the_migration_gives_a_snapshot_the_version_all_its_cases_share_else_none(engineer, respiratory):
     from tests.cases.factories import CaseFactory
 
-    shared = ready_snapshot(factories.model_type(), by=engineer, first_id=1)
-    mixed = ready_snapshot(factories.model_type("other"), by=engineer, first_id=1001)
+    shared = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, first_id=1)
+    mixed = ready_snapshot(ModelTypeFactory.create(slug="other", cohort="respiratory"), by=engineer, first_id=1001)
     cases: list[Case] = [CaseFactory() for _ in range(4)]  # type: ignore[misc]
     Case.objects.filter(pk__in=[case.pk for case in cases]).update(dictionary=respiratory)
     Case.objects.filter(pk=cases[3].pk).update(dictionary=None)  # a case the check flagged
@@ -333,10 +332,13 @@ def test_the_migration_gives_a_snapshot_the_version_all_its_cases_share_else_non
 
 def test_the_migration_gives_a_version_its_snapshots_version_else_the_cohorts_current(engineer, respiratory):
     older = published_dictionary("lineage-older")
-    on_snapshot = trained_version(ready_snapshot(factories.model_type(), by=engineer), by=engineer)
-    without = trained_version(ready_snapshot(factories.model_type("other"), by=engineer, first_id=1001), by=engineer)
+    on_snapshot = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), by=engineer)
+    without = trained_version(
+        ready_snapshot(ModelTypeFactory.create(slug="other", cohort="respiratory"), by=engineer, first_id=1001),
+        by=engineer,
+    )
     undictionaried = trained_version(
-        ready_snapshot(factories.model_type("none", cohort="no-dictionary-yet"), by=engineer, first_id=2001),
+        ready_snapshot(ModelTypeFactory.create(slug="none", cohort="no-dictionary-yet"), by=engineer, first_id=2001),
         by=engineer,
     )
     assert on_snapshot.dataset is not None
@@ -350,7 +352,7 @@ def test_the_migration_gives_a_version_its_snapshots_version_else_the_cohorts_cu
 
 
 def test_registration_is_idempotent_and_keeps_the_recorded_version(engineer, respiratory):
-    snapshot = ready_snapshot(factories.model_type(), by=engineer)
+    snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     version = trained_version(snapshot, by=engineer)
     new_version_of(respiratory)
 

@@ -17,7 +17,6 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from models_registry.models import ModelVersion
 from models_registry.registry.models import ArtifactRejection
 from tests.conftest import jwt_client
-from tests.models_registry import factories
 from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
@@ -31,6 +30,7 @@ from tests.training.artifact_crafting import (
     scaled_feature_threshold,
     zip_bomb,
 )
+from tests.training.factories import ModelTypeFactory
 from training import artifact_sandbox
 from training.artifacts import sha256_of
 
@@ -46,7 +46,7 @@ def engineer(make_user):
 
 @pytest.fixture
 def snapshot(engineer):
-    return ready_snapshot(factories.model_type(), by=engineer, seed=1)
+    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from django.utils import timezone
 from learning_engine.audit import AppendOnlyError
 from learning_engine.exceptions import ConcurrentUpdate, FourEyesViolation, TransitionError
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from tests.models_registry.factories import completed_job, model_type
+from tests.models_registry.factories import completed_job
+from tests.training.factories import ModelTypeFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -215,7 +216,7 @@ def test_deactivate_then_archive(engineer, lead, django_capture_on_commit_callba
 def test_which_version_was_active_at_a_point_in_time(engineer, lead, django_capture_on_commit_callbacks):
     first = approved(engineer, lead, django_capture_on_commit_callbacks)
     second = approved(engineer, lead, django_capture_on_commit_callbacks)
-    kind = model_type()
+    kind = ModelTypeFactory.create(diagnosis=True)
     before_any = timezone.now()
     first.activate(by=lead)
     between = timezone.now()

@@ -25,7 +25,7 @@ from models_registry.models import ModelVersion
 from models_registry.serving.model_cache import MODEL_CACHE
 from models_registry.serving.router import ROUTER
 from tests.factories import user_with_role
-from tests.models_registry.factories import model_type as make_model_type
+from tests.training.factories import ModelTypeFactory
 from training.models import ModelType, TrainingJob
 from training.trainer import TrainingResult, train
 
@@ -131,7 +131,7 @@ def served_version(
 ) -> ModelVersion:
     """A registered, approved (and by default active) version with a real artifact. As the worker
     does, the job records its train split's ranges (``record_ranges=False``: a job that did not)."""
-    model_type = model_type or make_model_type()
+    model_type = model_type or ModelTypeFactory.create(diagnosis=True)
     engineer = engineer or user_with_role(roles.ML_ENGINEER)
     lead = lead or user_with_role(roles.CLINICAL_LEAD)
     result = trained_result(seed=seed, rows=rows, inputs=inputs)

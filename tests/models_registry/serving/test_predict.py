@@ -16,7 +16,6 @@ from models_registry.serving.router import ROUTER
 from tests.cases.factories import record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
-from tests.models_registry.factories import model_type
 from tests.models_registry.serving.factories import (
     COLD,
     COLD_FEATURES,
@@ -26,6 +25,7 @@ from tests.models_registry.serving.factories import (
     reset_serving_state,
     served_version,
 )
+from tests.training.factories import ModelTypeFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 
@@ -120,7 +120,7 @@ def test_a_deactivated_version_no_longer_answers(client, version):
 
 def test_a_model_type_created_after_the_routing_table_was_read_is_409_not_404(client, version):
     assert predict(client, PNEUMONIA_FEATURES).status_code == 200  # the table is read
-    model_type("newcomer")
+    ModelTypeFactory.create(slug="newcomer", cohort="respiratory")
     response = predict(client, PNEUMONIA_FEATURES, slug="newcomer")
     assert (response.status_code, response.json()["code"]) == (409, "no_active_version")
 

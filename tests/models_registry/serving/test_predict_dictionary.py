@@ -21,11 +21,11 @@ from learning_engine import roles
 from models_registry.models import ModelVersion, Prediction
 from models_registry.serving.inputs import MIN_COMPLETENESS
 from tests.conftest import jwt_client
-from tests.models_registry.factories import model_type
 from tests.models_registry.serving.factories import (
     PNEUMONIA_FEATURES,
     served_version,
 )
+from tests.training.factories import ModelTypeFactory
 from training.artifacts import load_artifact
 from training.tasks import model_inputs
 
@@ -191,7 +191,7 @@ def test_a_batch_allow_missing_is_the_default_of_its_records(client, version):
 
 
 def test_a_cohort_without_a_published_dictionary_is_served_as_before(client):
-    served_version(model_type=model_type("undictionaried", cohort="no-dictionary-yet"))
+    served_version(model_type=ModelTypeFactory.create(slug="undictionaried", cohort="no-dictionary-yet"))
 
     response = predict(client, {"findings": {"anything": 1.0}}, slug="undictionaried")
 
