@@ -44,6 +44,8 @@ PERM_VIEW_AB_TEST = "models_registry.view_abtest"
 PERM_ADD_AB_TEST = "models_registry.add_abtest"
 PERM_STOP_AB_TEST = "models_registry.stop_abtest"
 PERM_CONCLUDE_AB_TEST = "models_registry.conclude_abtest"
+# Monitoring of the serving versions (drift, live accuracy, calibration): ML engineers and clinical leads.
+PERM_VIEW_MONITORING = "monitoring.view_monitoringsnapshot"
 # The learning loop (issue 15): clinical leads write the policy (the change-control plan) and may
 # start or cancel a cycle by hand; ML engineers read everything of it.
 LEARNING_READ = [
@@ -95,6 +97,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_ADD_AB_TEST,
         PERM_STOP_AB_TEST,
         "models_registry.view_abtesttransition",
+        PERM_VIEW_MONITORING,
         *DICTIONARY_READ,
         *LEARNING_READ,
     ],
@@ -118,6 +121,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_STOP_AB_TEST,
         PERM_CONCLUDE_AB_TEST,
         "models_registry.view_abtesttransition",
+        PERM_VIEW_MONITORING,
         *DICTIONARY_READ,
         *DICTIONARY_WRITE,
         *LEARNING_READ,

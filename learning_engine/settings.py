@@ -8,6 +8,7 @@ one stops start-up with a message that names the variable (see ``_require_secret
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import tomllib
@@ -44,6 +45,19 @@ def env_int(name: str, default: int) -> int:
         return int(value)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from exc
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}.") from exc
+    if not math.isfinite(number):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}.")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -134,6 +148,7 @@ INSTALLED_APPS = [
     "cases",
     "training",
     "models_registry",
+    "monitoring",
     "learning",
 ]
 
@@ -585,5 +600,29 @@ DATABASE_OUTAGE_WAIT_SECONDS = env_int("DATABASE_OUTAGE_WAIT_SECONDS", 60)
 DATASET_QUEUED_LIMIT_SECONDS = env_int("DATASET_QUEUED_LIMIT_SECONDS", 24 * 3600)
 # How often the periodic task concludes A/B tests that are past their duration (without promotion).
 AB_TEST_CHECK_INTERVAL_SECONDS = env_int("AB_TEST_CHECK_INTERVAL_SECONDS", 300)
+
+# Monitoring of the serving versions (monitoring/, docs/design.md "Monitoring"): a snapshot of each
+# active version and A/B arm every MONITORING_INTERVAL_SECONDS; drift and volume over the last
+# MONITORING_WINDOW_HOURS; degraded when the live accuracy's anytime-valid interval (level
+# 1 - MONITORING_ALPHA) lies below the offline accuracy minus MONITORING_TOLERANCE; an input drifted
+# at PSI >= MONITORING_PSI_THRESHOLD over at least MONITORING_MIN_INPUTS inputs.
+MONITORING_INTERVAL_SECONDS = env_int("MONITORING_INTERVAL_SECONDS", 3600)
+MONITORING_WINDOW_HOURS = env_int("MONITORING_WINDOW_HOURS", 24)
+MONITORING_TOLERANCE = env_float("MONITORING_TOLERANCE", 0.05)
+MONITORING_ALPHA = env_float("MONITORING_ALPHA", 0.05)
+MONITORING_PSI_THRESHOLD = env_float("MONITORING_PSI_THRESHOLD", 0.2)
+MONITORING_MIN_INPUTS = env_int("MONITORING_MIN_INPUTS", 100)
+MONITORING_TALLY_RETENTION_DAYS = env_int("MONITORING_TALLY_RETENTION_DAYS", 30)
+for _name, _value, _low, _high in (
+    ("MONITORING_TOLERANCE", MONITORING_TOLERANCE, 0.0, 1.0),
+    ("MONITORING_ALPHA", MONITORING_ALPHA, 1e-6, 0.5),
+    ("MONITORING_PSI_THRESHOLD", MONITORING_PSI_THRESHOLD, 1e-6, 100.0),
+):
+    if not _low <= _value <= _high:
+        raise ImproperlyConfigured(f"{_name} must lie in [{_low}, {_high}], got {_value}.")
+if MONITORING_INTERVAL_SECONDS < 1 or MONITORING_WINDOW_HOURS < 1 or MONITORING_MIN_INPUTS < 1:
+    raise ImproperlyConfigured(
+        "MONITORING_INTERVAL_SECONDS, MONITORING_WINDOW_HOURS and MONITORING_MIN_INPUTS are positive."
+    )
 
 ENGINE_VERSION = "0.1.0"

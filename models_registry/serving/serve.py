@@ -21,6 +21,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# A layer above serving watches the inputs each version answers (monitoring tallies them per version
+# and A/B arm): a callback this layer declares and the higher one fills in from AppConfig.ready(),
+# so serving never imports it. Called once per request, after the predictions are logged, with
+# ``(arm, rows)`` per arm that predicted (its ``version_id``, ``name`` and ``ab_test_id``, and the
+# de-identified rows; a shadow arm's too); a failure is logged and never reaches the answer.
+InputObserver = Callable[[list[tuple[Any, list[dict[str, Any]]]]], None]
+_INPUT_OBSERVERS: list[InputObserver] = []
+
+
+def register_input_observer(observer: InputObserver) -> None:
+    """Add ``observer`` (once: ``ready()`` may run again in tests) to the watchers of served inputs."""
+    if observer not in _INPUT_OBSERVERS:
+        _INPUT_OBSERVERS.append(observer)
+
+
+def _observe(groups: list[tuple[Any, list[PredictionInput]]]) -> None:
+    rows = [(arm, [item.row for item in inputs]) for arm, inputs in groups if inputs]
+    for observer in _INPUT_OBSERVERS:
+        try:
+            observer(rows)
+        except Exception:
+            logger.exception("An input observer failed on %s inputs.", sum(len(found) for _arm, found in rows))
+
 
 def serve(
     route: Any,
@@ -85,9 +108,11 @@ def serve(
                 **item.checked,
             }
     ids = Prediction.objects.log(rows)
+    observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
     shadow = route.shadow
     if shadow is not None:
-        _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
+        observed.append((shadow, _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)))
+    _observe(observed)
     return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
 
 
@@ -141,8 +166,9 @@ def _predict_in_shadow(
     by: Actor,
     now: Any,
     fallback: Callable[[], DictionaryCheck | None] | None = None,
-) -> None:
-    """B's silent predictions of the answered inputs: logged, compared later, never returned.
+) -> list[PredictionInput]:
+    """B's silent predictions of the answered inputs: logged, compared later, never returned; the
+    inputs B predicted (none when it failed).
 
     Only the inputs B's own dictionary version takes (its check, as for an answering arm): a record
     B's version refuses is not one it would have answered. Best effort: the answers are A's and
@@ -160,7 +186,7 @@ def _predict_in_shadow(
             taken = [position for position, item in enumerate(inputs) if _takes(check, item)]
             inputs, answered = [inputs[i] for i in taken], [answered[i] for i in taken]
             if not inputs:
-                return
+                return []
         probabilities = model.probabilities([item.row for item in inputs])
         latency_ms = (time.perf_counter() - started) * 1000 / len(inputs)
         best = probabilities.argmax(axis=1).tolist()
@@ -183,6 +209,8 @@ def _predict_in_shadow(
         Prediction.objects.log(rows)
     except Exception:
         logger.exception("Shadow predictions of %s %s failed; the answers were given.", route.slug, arm.version)
+        return []
+    return inputs
 
 
 def _takes(check: DictionaryCheck, item: PredictionInput) -> bool:
