@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from learning_engine import roles
-from tests.models_registry.factories import model_type as make_model_type
 from tests.models_registry.registry.factories import ready_snapshot
 from tests.models_registry.serving.factories import served_version
 
@@ -26,9 +25,8 @@ def system(make_user):
 
 
 @pytest.fixture
-def version(engineer, lead):
+def version(model_type, engineer, lead):
     """Active, approved, registered from a ready snapshot (80 training rows of temperature and SpO2)."""
-    model_type = make_model_type()
     return served_version(
         model_type=model_type, engineer=engineer, lead=lead, dataset=ready_snapshot(model_type, by=engineer)
     )
