@@ -11,7 +11,7 @@ success and one "skipped" message.
 Nothing is edited here: versions change only through their transitions, and the activation
 history, performance records and artifact rejections are append-only records (view only).
 
-Model types (registered by ``training.admin``) are re-registered with one more column, the
+Model types (registered by ``training.admin.model_types``) are re-registered with one more column, the
 active version, read from the versions; the admin index shows each model type's active version
 and live accuracy (``models_registry.templatetags.registry_admin``).
 """
@@ -48,7 +48,7 @@ from models_registry.registry.models import (
     PerformanceRecord,
     VersionTransition,
 )
-from training.admin import (
+from training.admin.display import (
     AlgorithmFilter,
     algorithm_label,
     calibration_chart,
@@ -58,7 +58,7 @@ from training.admin import (
     per_class_rows,
     subgroup_tables,
 )
-from training.admin import ModelTypeAdmin as TrainingModelTypeAdmin
+from training.admin.model_types import ModelTypeAdmin as TrainingModelTypeAdmin
 from training.models import DatasetSnapshot, ModelType
 from training.models.dataset import built_on_visible
 
@@ -824,7 +824,7 @@ admin.site.unregister(ModelType)
 
 @admin.register(ModelType)
 class ModelTypeAdmin(TrainingModelTypeAdmin):
-    """``training.admin.ModelTypeAdmin`` with the active version (read from the versions)."""
+    """``training.admin.model_types.ModelTypeAdmin`` with the active version (read from the versions)."""
 
     list_display = (*TrainingModelTypeAdmin.list_display, "active_version")  # type: ignore[assignment]  # one more
 

@@ -18,7 +18,7 @@ from django.urls import reverse
 from learning_engine import roles
 from learning_engine.charts import line_chart
 from tests.training.test_evaluation import CLASSES, ID, PROBABILITIES, TRUTH, StubModel, stub_rows
-from training.admin import history_charts
+from training.admin.display import history_charts
 from training.evaluation import evaluate
 from training.models import DatasetSnapshot, JobTransition, ModelType, TrainingJob
 

@@ -913,7 +913,7 @@ def test_prepare_dataset_dry_run_reports_a_selection_that_cannot_build(model_typ
 
 
 def test_prepare_dataset_flags_use_the_admin_forms_words(model_type):
-    from training.admin import DatasetCreateForm
+    from training.admin.forms import DatasetCreateForm
 
     approved_cohort(model_type.cohort, patients=10)
     form = DatasetCreateForm()

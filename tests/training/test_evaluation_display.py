@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from training.admin import headline_rows
+from training.admin.display import headline_rows
 
 
 def test_a_percentage_metric_and_its_interval_read_in_percent():
