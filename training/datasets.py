@@ -355,7 +355,7 @@ def build_snapshot(snapshot_id: int, *, progress: Progress | None = None) -> Dat
     # The dictionary version the snapshot is built under: the cohort's current one as the build
     # starts (a version published during the build is the next snapshot's).
     dictionary = current_dictionary(snapshot.filters["cohort"])
-    report = _beating(snapshot, progress or _no_progress)
+    report = _with_heartbeat(snapshot, progress or _no_progress)
     temporaries: list[str] = []
     stored: str | None = None
     try:
@@ -460,7 +460,7 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 STAGE_INTERVAL_S = 1.0
 
 
-def _beating(snapshot: DatasetSnapshot, report: Progress) -> Progress:
+def _with_heartbeat(snapshot: DatasetSnapshot, report: Progress) -> Progress:
     """``report``, recording the stage on the snapshot (``heartbeat``) when the stage
     changes and at most every ``STAGE_INTERVAL_S`` within a stage, for the admin's live page (the
     heartbeat moves with it, far more often than the reaper asks).
@@ -470,14 +470,14 @@ def _beating(snapshot: DatasetSnapshot, report: Progress) -> Progress:
     last = time.monotonic()
     last_stage = ""
 
-    def beating(stage: str, done: int, total: int) -> None:
+    def report_and_heartbeat(stage: str, done: int, total: int) -> None:
         nonlocal last, last_stage
         if stage != last_stage or time.monotonic() - last >= STAGE_INTERVAL_S:
             snapshot.heartbeat(stage, done, total)
             last, last_stage = time.monotonic(), stage
         report(stage, done, total)
 
-    return beating
+    return report_and_heartbeat
 
 
 def _fail(snapshot: DatasetSnapshot, error: Exception) -> None:
