@@ -39,6 +39,16 @@ STRICT_TODAY = {
     "alerts.deidentified",
     "alerts.models",
     "alerts.events",
+    "learning_engine.models",
+    "learning_engine.periodic",
+    "cases.deid.safe_harbor",
+    "cases.deid.identifiers",
+    "cases.deid.matchers",
+    "cases.deid.scrubbing",
+    "cases.deid.records",
+    "cases.deid.residual",
+    "cases.derived",
+    "cases.recheck",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",
