@@ -13,3 +13,8 @@ class EventType(models.TextChoices):
     PROMOTION_PROPOSED = "promotion.proposed", "Promotion proposed"
     ROLLBACK_PROPOSED = "rollback.proposed", "Rollback proposed"
     VERSION_ROLLED_BACK = "version.rolled_back", "Version rolled back"
+    # Sent only to the receivers an admin chose, by the "send a test event" action; never subscribed to.
+    TEST = "alert.test", "Test event"
+
+
+SUBSCRIBABLE = [choice for choice in EventType if choice != EventType.TEST]

@@ -57,5 +57,8 @@ def emit(
 
 
 def _record(fields: dict[str, Any]) -> None:
+    from alerts.tasks import dispatch  # the tasks module loads the periodic machinery: only when needed
+
     event = AlertEvent.objects.create(**fields)
     logger.info("Alert event %s recorded: %s (model type %s)", event.pk, event.event_type, event.model_type or "-")
+    dispatch(event)

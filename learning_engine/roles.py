@@ -58,6 +58,17 @@ PERM_RUN_LEARNING_CYCLE = "learning.run_learningcycle"
 # The log of who read which patient's data (cases.access_log): the privacy officer's only permission.
 PERM_VIEW_ACCESS_LOG = "cases.view_accesslogentry"
 
+# Alerts: clinical leads decide where alerts go (a receiver is a disclosure outside the engine, and
+# its URL may hold a token); ML engineers and leads read the events and the delivery log.
+ALERT_LOG_READ = ["alerts.view_alertevent", "alerts.view_alertdelivery", "alerts.view_deliveryattempt"]
+ALERT_RECEIVERS_WRITE = [
+    "alerts.view_alertreceiver",
+    "alerts.add_alertreceiver",
+    "alerts.change_alertreceiver",
+    "alerts.delete_alertreceiver",
+    "alerts.send_test_alert",
+]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     CLINICIAN: [
         "cases.view_case",
@@ -100,6 +111,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         PERM_VIEW_MONITORING,
         *DICTIONARY_READ,
         *LEARNING_READ,
+        *ALERT_LOG_READ,
     ],
     CLINICAL_LEAD: [
         "cases.view_case",
@@ -127,6 +139,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         *LEARNING_READ,
         "learning.add_learningpolicy",
         PERM_RUN_LEARNING_CYCLE,
+        *ALERT_LOG_READ,
+        *ALERT_RECEIVERS_WRITE,
     ],
     PREDICTION_CLIENT: [PERM_PREDICT, PERM_GIVE_FEEDBACK, "cases.view_cohort", "cases.view_datadictionary"],
     # Reads the PHI access log and nothing else: no cases, datasets, models, statistics or dictionaries.

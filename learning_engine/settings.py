@@ -575,6 +575,8 @@ LOGGING = {
         # "Watching for file changes with StatReloader", once (db_worker reloads on code changes
         # with DEBUG on). It used to print twice: through Django's default handler and the root's.
         "django.utils.autoreload": {"level": "INFO"},
+        # urllib3 logs each request's URL at DEBUG: a webhook URL's path may be a token (alerts/webhooks.py).
+        "urllib3": {"level": "WARNING"},
         # db_worker prints nothing unless the django.tasks logger is configured.
         "django.tasks": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django_tasks_db": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
@@ -624,5 +626,42 @@ if MONITORING_INTERVAL_SECONDS < 1 or MONITORING_WINDOW_HOURS < 1 or MONITORING_
     raise ImproperlyConfigured(
         "MONITORING_INTERVAL_SECONDS, MONITORING_WINDOW_HOURS and MONITORING_MIN_INPUTS are positive."
     )
+# Alerts (alerts/, docs/design.md "Alerts"). Webhooks go only to public addresses, checked after DNS
+# resolution, unless ALERTS_WEBHOOK_ALLOW_PRIVATE (a receiver inside the hospital network, on purpose);
+# only to https unless ALERTS_WEBHOOK_ALLOW_HTTP. A failed delivery is retried with exponential backoff
+# and jitter (base x 2^(n-1), at most the maximum) and given up after ALERTS_MAX_ATTEMPTS.
+ALERTS_WEBHOOK_ALLOW_PRIVATE = env_bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", False)
+ALERTS_WEBHOOK_ALLOW_HTTP = env_bool("ALERTS_WEBHOOK_ALLOW_HTTP", False)
+ALERTS_WEBHOOK_CONNECT_TIMEOUT_SECONDS = env_int("ALERTS_WEBHOOK_CONNECT_TIMEOUT_SECONDS", 5)
+ALERTS_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERTS_WEBHOOK_TIMEOUT_SECONDS", 20)
+ALERTS_MAX_ATTEMPTS = env_int("ALERTS_MAX_ATTEMPTS", 8)
+ALERTS_RETRY_BASE_SECONDS = env_int("ALERTS_RETRY_BASE_SECONDS", 30)
+ALERTS_RETRY_MAX_SECONDS = env_int("ALERTS_RETRY_MAX_SECONDS", 6 * 3600)
+# The periodic sweep sends deliveries that are due and whose queued attempt was lost.
+ALERTS_SWEEP_INTERVAL_SECONDS = env_int("ALERTS_SWEEP_INTERVAL_SECONDS", 300)
+ALERTS_EMAIL_FROM = os.environ.get("ALERTS_EMAIL_FROM", "alerts@learning-engine.invalid")
+# E-mail (the alerts' e-mail receivers) through Django's mailers: SMTP at EMAIL_HOST, or the console with
+# DEBUG on unless EMAIL_BACKEND says otherwise; the test runner swaps in the locmem backend. The timeout
+# keeps a silent mail server from holding a worker.
+MAILERS = {
+    "default": {
+        "BACKEND": os.environ.get(
+            "EMAIL_BACKEND",
+            "django.core.mail.backends.console.EmailBackend"
+            if DEBUG
+            else "django.core.mail.backends.smtp.EmailBackend",
+        ),
+        "OPTIONS": {
+            "host": os.environ.get("EMAIL_HOST", "localhost"),
+            "port": env_int("EMAIL_PORT", 25),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": env_int("EMAIL_TIMEOUT_SECONDS", 10),
+        },
+    }
+}
+if "console" in MAILERS["default"]["BACKEND"] or "locmem" in MAILERS["default"]["BACKEND"]:
+    MAILERS["default"]["OPTIONS"] = {}
 
 ENGINE_VERSION = "0.1.0"

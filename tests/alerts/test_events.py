@@ -60,7 +60,7 @@ def test_model_type_may_be_given_as_anything_with_a_slug(django_capture_on_commi
 
 
 def test_every_event_type_of_the_issue_exists():
-    assert set(EventType.values) == {
+    assert set(EventType.values) - {"alert.test"} == {
         "drift.detected",
         "version.degraded",
         "job.failed",
