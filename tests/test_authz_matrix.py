@@ -54,6 +54,7 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/cases/{pk}/reject/"): frozenset({C}),
     ("POST", "/api/v1/cases/{pk}/retract/"): frozenset({C}),
     ("POST", "/api/v1/cases/import/"): frozenset({C}),
+    ("POST", "/api/v1/fhir/"): frozenset({C}),
     ("GET", "/api/v1/cases/statistics/"): frozenset({C, E, L}),
     # Cohorts and their dictionaries: every role that sends or reads cases (REST clients validate first).
     ("GET", "/api/v1/cohorts/"): frozenset({C, E, L, P}),

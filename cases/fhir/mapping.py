@@ -10,7 +10,8 @@ Patient, an Observation or a Condition means the same thing wherever it arrives:
   converted from its UCUM unit to the dictionary's (``cases.fhir.units``); components count too
   (blood pressure comes as a panel with systolic and diastolic components).
 - **Condition** coded in ICD-10 (or ICD-10-CM) -> the diagnosis, when its code is in the cohort's
-  code set.
+  code set; a Condition coded in SNOMED CT with the code of one of the dictionary's symptoms -> that
+  symptom (Synthea writes symptoms so).
 
 Every function answers what it could map and a list of problems (``Issue``, the dictionary
 check's own type: code, field, message, and the position of the resource in the list it was
@@ -415,6 +416,25 @@ def condition_codes(condition: Any) -> list[str]:
     return codes
 
 
+SNOMED = "http://snomed.info/sct"
+
+
+def condition_snomed_codes(condition: Any) -> list[str]:
+    """The SNOMED CT codes of a Condition, or none when it is entered in error or refuted (Synthea
+    and many record systems write symptoms as SNOMED CT coded Conditions: "Cough (finding)")."""
+    model = resources.validate(condition, "Condition")
+    status = _codes(model.verificationStatus, ("http://terminology.hl7.org/CodeSystem/condition-ver-status",))
+    if VOID_CONDITION.intersection(status):
+        return []
+    return _codes(model.code, (SNOMED,))
+
+
+def map_symptoms(snomed_codes: Iterable[str], definition: Definition) -> list[str]:
+    """The dictionary's symptoms (keys, in dictionary order) whose SNOMED CT code is among ``snomed_codes``."""
+    present = frozenset(snomed_codes)
+    return [symptom.key for symptom in definition.symptoms if symptom.snomed_ct and symptom.snomed_ct in present]
+
+
 def map_conditions(
     conditions: Sequence[Any], definition: Definition, *, ranked: Mapping[int, int] | None = None
 ) -> tuple[str, str, list[Issue]]:
@@ -509,6 +529,7 @@ class MappedEncounter:
     diagnosis_code: str
     diagnosis_label: str
     problems: tuple[Issue, ...]
+    symptoms: tuple[str, ...] = ()
 
     def record(self, *, source: str, cohort: str) -> dict[str, Any]:
         """The interchange record (``cases.interchange.parse_record`` checks it)."""
@@ -519,6 +540,7 @@ class MappedEncounter:
             "patient": self.patient,
             "encounter_date": self.encounter_date.isoformat() if self.encounter_date else None,
             "findings": self.findings,
+            "symptoms": list(self.symptoms),
             "diagnosis": {"code": self.diagnosis_code, "label": self.diagnosis_label} if self.diagnosis_code else None,
         }
 
@@ -544,7 +566,9 @@ def map_encounter(
         for position, cid in enumerate(condition_ids)
         if cid and cid in facts.diagnosis_ranks
     }
-    code, label, diagnosis_problems = map_conditions(conditions, definition, ranked=ranked)
+    models = [resources.validate(item, "Condition") for item in conditions]
+    code, label, diagnosis_problems = map_conditions(models, definition, ranked=ranked)
+    symptoms = map_symptoms((code for item in models for code in condition_snomed_codes(item)), definition)
     if facts.date is None:
         problems.append(Issue("missing", "encounter_date", "The Encounter has no period start (or end)."))
     return MappedEncounter(
@@ -555,4 +579,5 @@ def map_encounter(
         diagnosis_code=code,
         diagnosis_label=label,
         problems=tuple(problems + finding_problems + diagnosis_problems),
+        symptoms=tuple(symptoms),
     )

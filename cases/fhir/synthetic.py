@@ -2,9 +2,10 @@
 
 For the tests, the benchmark and anyone trying the FHIR import without a record system: a Patient
 with an MR-typed identifier, an SSN, a name, telecom and a home address; an Encounter per case;
-one Observation per finding with its LOINC code, vital signs coded with their category, systolic
-blood pressure as a component of the blood-pressure panel (85354-9), as Synthea writes it; a
-Condition with the ICD-10-CM code and, like Synthea, a SNOMED CT coding beside it. Resources refer
+one Observation per finding with its LOINC code, a SNOMED CT coded Condition per symptom, vital
+signs coded with their category, systolic blood pressure as a component of the blood-pressure
+panel (85354-9), as Synthea writes it; a Condition with the ICD-10-CM code and, like Synthea, a
+SNOMED CT coding beside it. Resources refer
 to each other by ``urn:uuid:`` in a Bundle and by ``Type/id`` in NDJSON, as the two exports do.
 """
 
@@ -137,6 +138,26 @@ def encounter_resources(
             observation["code"] = code
             observation["valueQuantity"] = quantity
         out.append(observation)
+    for key in record.get("symptoms") or ():
+        symptom = next((item for item in definition.symptoms if item.key == key), None)
+        if symptom is None or not symptom.snomed_ct:
+            continue
+        out.append(
+            {
+                "resourceType": "Condition",
+                "id": resource_id(eid, "symptom", key),
+                "clinicalStatus": {
+                    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+                },
+                "code": {
+                    "coding": [{"system": "http://snomed.info/sct", "code": symptom.snomed_ct}],
+                    "text": symptom.display_name,
+                },
+                "subject": subject,
+                "encounter": context,
+                "onsetDateTime": start,
+            }
+        )
     diagnosis = record.get("diagnosis") or {}
     if diagnosis.get("code"):
         out.append(
@@ -163,7 +184,11 @@ def encounter_resources(
                 ],
                 "code": {
                     "coding": [
-                        {"system": ICD10_CM, "code": diagnosis["code"], "display": diagnosis.get("label") or ""},
+                        {
+                            "system": ICD10_CM,
+                            "code": diagnosis["code"],
+                            **({"display": diagnosis["label"]} if diagnosis.get("label") else {}),
+                        },
                         {"system": "http://snomed.info/sct", "code": "233604007"},
                     ]
                 },

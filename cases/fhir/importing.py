@@ -1,0 +1,773 @@
+"""FHIR R4 import: Bundles (collection, transaction, batch) and NDJSON bulk-export files to cases.
+
+Shared by ``manage.py import_fhir`` and ``POST /api/v1/fhir/``. One case per Encounter: its
+Patient gives the identifiers, its Observations the findings and its Conditions the diagnosis and
+symptoms (``cases.fhir.mapping``). The cases are written by ``cases.importing.import_objects``, so
+an FHIR import keeps every guarantee of ``import_cases``: the dictionary check, quality scoring,
+chunked transactions, idempotent re-import (an unchanged Encounter is "unchanged"; one whose
+content changed updates its case while that is still under review), de-identification when a
+case is approved.
+
+Reading streams: a Bundle's entries are read one at a time (ijson), NDJSON line by line, and each
+resource is validated by fhir.resources and reduced at once to the little the mapping needs (an
+identity, an Encounter's id and date, a LOINC code with its value and unit, a Condition's codes).
+An Encounter needs resources that may come anywhere after it, so what is kept grows with the used
+resources (about 300 bytes each), never with the input's size or its unused resources. Each Bundle
+is written when it ends (a Synthea export is one Bundle per patient); NDJSON files of one import
+are written together at the end (bulk export puts each resource type in its own file).
+
+Reporting: every problem names its resource by position (``entry[17]``, ``line 5``, ``file 3``),
+its type, a code and a message, never an identifier or a value: file names are not repeated (a
+Synthea file is named after its patient). Errors (a resource fhir.resources refuses, a unit that
+cannot be converted, a value outside the hard limits, an Encounter whose case is refused) fail
+that resource and the rest still imports; warnings (a missing finding, a value outside the
+expected range, an Observation of no Encounter in the import) do not. Resource types the engine
+does not use are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import ijson
+import numpy as np
+
+from cases.dictionary.checking import DictionaryCache
+from cases.dictionary.definition import Definition
+from cases.dictionary.models import Cohort, DataDictionary
+from cases.dictionary.validation import Issue
+from cases.fhir import mapping, resources
+from cases.importing import CHUNK_SIZE, MAX_LINE_BYTES, ImportReport, LineError, import_objects, read_lines
+from cases.interchange import RecordError
+
+if TYPE_CHECKING:
+    from learning_engine.actors import Actor
+
+BUNDLE_TYPES = frozenset({"collection", "transaction", "batch"})
+MAX_REPORTED_PROBLEMS = 1000  # a report of a million problems helps nobody
+# Nesting of one resource. FHIR's deepest ordinary resources (extensions inside extensions) stay
+# under 12; the bound keeps hostile input away from recursive validators.
+MAX_RESOURCE_DEPTH = 32
+# No FHIR number has a thousand digits; ijson's C backend crashes on an integer of a few thousand.
+MAX_DIGITS = 1000
+# Nesting the parser is kept from: far beyond any resource (those past MAX_RESOURCE_DEPTH are refused
+# one by one), far below what harms ijson (hundreds of thousands of levels).
+BUNDLE_DEPTH = 1000
+DEFAULT_SOURCE = "fhir"
+# Problem codes that fail the resource they are reported at; every other code is a warning.
+ERROR_CODES = frozenset(
+    {
+        "invalid_json",
+        "invalid_resource",
+        "unit_refused",
+        "invalid_value",
+        "outside_hard_limits",
+        "no_patient",
+        "no_cohort",
+        "ambiguous_cohort",
+        "refused",
+        "missing_identifier",
+        "missing_date",
+        "missing_id",
+    }
+)
+
+
+class ImportRefused(ValueError):
+    """The input as a whole cannot be read (not a Bundle, a Bundle type not taken): nothing is written.
+    ``code`` is the API's error code."""
+
+    def __init__(self, message: str, *, code: str = "invalid_body") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a resource is: ``entry[17]`` of a Bundle or ``line 5`` of NDJSON, in ``file`` 3 of a folder."""
+
+    index: int
+    line: bool = False
+    file: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.index}" if self.line else f"entry[{self.index}]"
+        return f"file {self.file}, {where}" if self.file is not None else where
+
+    def to_json(self) -> dict[str, int]:
+        data = {"line" if self.line else "entry": self.index}
+        if self.file is not None:
+            data["file"] = self.file
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    position: Position
+    resource_type: str
+    code: str
+    field: str
+    message: str
+
+    @property
+    def level(self) -> str:
+        return "error" if self.code in ERROR_CODES else "warning"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.position.to_json(),
+            "resource_type": self.resource_type,
+            "level": self.level,
+            "code": self.code,
+            "field": self.field,
+            "message": self.message,
+        }
+
+    def __str__(self) -> str:
+        kind = f" {self.resource_type}" if self.resource_type else ""
+        where = f" {self.field}:" if self.field else ""
+        return f"{self.position}{kind}: {self.level} {self.code}:{where} {self.message}"
+
+
+@dataclass
+class FhirImportReport:
+    resources: int = 0
+    by_type: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # unused types, and resources entered in error
+    encounters: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: int = 0  # encounters whose case was not written
+    errors: int = 0
+    warnings: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    case_ids: list[int] = field(default_factory=list)  # for the PHI access log, never answered
+
+    def add(self, problem: Problem) -> None:
+        if problem.level == "error":
+            self.errors += 1
+        else:
+            self.warnings += 1
+        if len(self.problems) < MAX_REPORTED_PROBLEMS:
+            self.problems.append(problem)
+
+    def summary(self, *, dry_run: bool = False) -> str:
+        would = "would be " if dry_run else ""
+        skipped = sum(self.skipped.values())
+        return (
+            f"{self.resources} resources read ({skipped} skipped), {self.encounters} encounters: "
+            f"{self.created} {would}created, {self.updated} {would}updated, {self.unchanged} unchanged, "
+            f"{self.failed} failed; {self.errors} errors, {self.warnings} warnings"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resources": self.resources,
+            "by_type": dict(sorted(self.by_type.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "encounters": self.encounters,
+            "created": self.created,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "problems": [problem.to_json() for problem in self.problems],
+            "problems_truncated": self.errors + self.warnings > len(self.problems),
+        }
+
+
+ProblemCallback = Callable[[Problem], None]
+ProgressCallback = Callable[[FhirImportReport], None]
+# A resource read from the input, or the reason it could not be read.
+Item = tuple[Position, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    message: str
+
+
+# --- Readers ---------------------------------------------------------------------------------------
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, without recursion."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_RESOURCE_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _bundle_head(stream: IO[bytes]) -> tuple[Any, Any]:
+    """The Bundle's ``resourceType`` and ``type``: read up to its entries, or (when they follow
+    the entries) by a second pass over the top-level values only."""
+    found: dict[str, Any] = {}
+    try:
+        for prefix, event, value in ijson.parse(GuardedStream(stream, max_depth=BUNDLE_DEPTH)):
+            if prefix in ("resourceType", "type") and event in ("string", "number", "boolean", "null"):
+                found[prefix] = value
+            elif prefix == "" and event in ("map_key", "end_map") and (event == "end_map" or value == "entry"):
+                break
+            if len(found) == 2:
+                break
+    except Exception:  # noqa: S110  # ijson's errors quote the text: the main pass reports the entries
+        pass
+    for key in ("resourceType", "type"):
+        if key not in found:
+            stream.seek(0)
+            try:
+                found[key] = next(ijson.items(GuardedStream(stream, max_depth=BUNDLE_DEPTH), key), None)
+            except Exception:
+                raise ImportRefused("The body is not valid JSON.", code="parse_error") from None
+    stream.seek(0)
+    return found.get("resourceType"), found.get("type")
+
+
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_STEPS = np.zeros(256, dtype=np.int32)
+_STEPS[[ord("["), ord("{")]] = 1
+_STEPS[[ord("]"), ord("}")]] = -1
+_DIGIT_RUN = re.compile(rb"[0-9]{%d}" % MAX_DIGITS)
+_TRAILING_DIGITS = re.compile(rb"[0-9]*\Z")
+_LEADING_DIGITS = re.compile(rb"\A[0-9]*")
+
+
+class GuardedStream:
+    """A binary stream, checked as it is read, for what would take the JSON parser down.
+
+    ijson's C backend is fast (an entry in about 30 us) but not hardened: an integer of a few
+    thousand digits crashes the process, and nesting a few hundred thousand levels deep exhausts
+    memory. Each chunk is scanned (vectorised, as ``learning_engine.parsers.raw_json_depth`` does
+    for request bodies) for nesting deeper than ``max_depth`` outside strings and for runs of
+    ``MAX_DIGITS`` digits, carrying the string, escape and depth state across chunks. The parser
+    is handed the input up to the first such place and then an end of input, so what came before
+    is still read; ``hostile`` says what was found.
+    """
+
+    def __init__(self, raw: IO[bytes], *, max_depth: int) -> None:
+        self.raw = raw
+        self.max_depth = max_depth
+        self.hostile = ""
+        self.depth = 0
+        self.in_string = False
+        self.digits = 0  # length of the digit run the last chunk ended with
+        self.backslashes = 0  # length of the backslash run the last chunk ended with
+
+    def read(self, size: int = -1) -> bytes:
+        if self.hostile:
+            return b""
+        chunk = self.raw.read(size)
+        cut = min(self._digits(chunk), self._nesting(chunk))
+        if cut < len(chunk):
+            return chunk[:cut]
+        return chunk
+
+    def _digits(self, chunk: bytes) -> int:
+        lead = _LEADING_DIGITS.match(chunk)
+        if lead is not None and lead.group() and self.digits + len(lead.group()) >= MAX_DIGITS:
+            self.hostile = f"a number (or digit run) of {MAX_DIGITS:,} digits or more"
+            return 0
+        found = _DIGIT_RUN.search(chunk)
+        if found is not None:
+            self.hostile = f"a number (or digit run) of {MAX_DIGITS:,} digits or more"
+            return found.start()
+        trailing = _TRAILING_DIGITS.search(chunk)
+        run = len(trailing.group()) if trailing is not None else 0
+        self.digits = self.digits + run if run == len(chunk) else run
+        return len(chunk)
+
+    def _nesting(self, chunk: bytes) -> int:
+        if not chunk:
+            return 0
+        codes = np.frombuffer(chunk, dtype=np.uint8)
+        index = np.arange(len(codes))
+        slash = codes == _BACKSLASH
+        # The backslashes right before each byte (the last chunk's trailing run counts for the first).
+        last_other = np.maximum.accumulate(np.where(slash, -1, index))
+        before = np.empty(len(codes), dtype=np.int64)
+        before[0] = self.backslashes
+        previous = last_other[:-1]
+        before[1:] = np.where(previous >= 0, index[:-1] - previous, index[1:] + self.backslashes)
+        quotes = (codes == _QUOTE) & (before % 2 == 0)
+        toggles = np.cumsum(quotes, dtype=np.int64)
+        inside = ((toggles + int(self.in_string)) & 1).astype(bool) | quotes
+        steps = _STEPS[codes]
+        steps[inside] = 0
+        levels = np.cumsum(steps, dtype=np.int64) + self.depth
+        deep = np.flatnonzero(levels > self.max_depth)
+        if len(deep):
+            self.hostile = f"nesting deeper than {self.max_depth} levels"
+            return int(deep[0])
+        self.depth = int(levels[-1])
+        self.in_string = bool((int(toggles[-1]) + int(self.in_string)) & 1)
+        self.backslashes = (
+            len(chunk) - int(last_other[-1]) - 1 if last_other[-1] >= 0 else self.backslashes + len(chunk)
+        )
+        return len(chunk)
+
+
+def read_bundle(stream: IO[bytes], *, file: int | None = None) -> Iterator[Item]:
+    """The entries' resources of a Bundle (JSON), one at a time. Raises ``ImportRefused`` when the
+    input is not a Bundle of a type taken; a broken entry is yielded as ``Unreadable``."""
+    if not stream.seekable():
+        stream = io.BytesIO(stream.read())
+    kind, bundle_type = _bundle_head(stream)
+    if kind != "Bundle":
+        raise ImportRefused(
+            "A JSON input must be a FHIR Bundle (resourceType 'Bundle'); NDJSON takes one resource a line.",
+            code="not_a_bundle",
+        )
+    if bundle_type not in BUNDLE_TYPES:
+        raise ImportRefused(
+            f"The Bundle type must be one of {', '.join(sorted(BUNDLE_TYPES))}.", code="bundle_type_not_taken"
+        )
+    index = -1
+    guarded = GuardedStream(stream, max_depth=BUNDLE_DEPTH)
+    try:
+        for index, entry in enumerate(ijson.items(guarded, "entry.item")):
+            yield Position(index, file=file), _entry_resource(entry)
+    except Exception:  # ijson's errors (and decimal's, for an absurd exponent) say where, with the text
+        reason = f"has {guarded.hostile}" if guarded.hostile else "is not valid JSON"
+        yield Position(index + 1, file=file), Unreadable(f"The Bundle {reason} from here on; the rest was not read.")
+
+
+def _entry_resource(entry: Any) -> Any:
+    if not isinstance(entry, dict):
+        return Unreadable("A Bundle entry must be an object.")
+    resource = entry.get("resource")
+    if resource is None:
+        return Unreadable("The entry has no resource.")
+    if not isinstance(resource, dict):
+        return Unreadable("The entry's resource must be an object.")
+    full_url = entry.get("fullUrl")
+    if isinstance(full_url, str) and "id" not in resource:
+        # A transaction may leave the id to the server and refer to the entry by its fullUrl.
+        resource = {**resource, "_fullUrl": full_url}
+    return resource
+
+
+def read_ndjson(stream: IO[bytes], *, file: int | None = None) -> Iterator[Item]:
+    """NDJSON: one resource a line (blank lines skipped, but counted for line numbers)."""
+    for number, line in enumerate(read_lines(stream, max_line_bytes=MAX_LINE_BYTES), start=1):
+        position = Position(number, line=True, file=file)
+        if isinstance(line, RecordError):
+            yield position, Unreadable(line.message)
+            continue
+        if not line.strip():
+            continue
+        yield position, _decode_line(line.removeprefix(b"\xef\xbb\xbf") if number == 1 else line)
+
+
+def _decode_line(line: bytes) -> Any:
+    from learning_engine.parsers import InvalidCharacter, InvalidNumber, loads, refuse_nul
+
+    try:
+        refuse_nul(line)
+        return loads(line)
+    except (InvalidCharacter, InvalidNumber, ValueError, RecursionError):
+        return Unreadable("The line is not valid JSON (UTF-8, no NaN or Infinity).")
+
+
+# --- Collecting ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Encounter:
+    position: Position
+    facts: mapping.EncounterFacts
+    measurements: list[mapping.Measurement] = field(default_factory=list)
+    conditions: list[tuple[Position, list[str], str | None]] = field(default_factory=list)  # ICD-10, id
+    snomed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Patient:
+    position: Position
+    identity: dict[str, Any]
+    has_mrn: bool
+
+
+class _Collector:
+    """Reads resources and keeps what the mapping needs of the used ones."""
+
+    def __init__(self, report: FhirImportReport, on_problem: ProblemCallback | None) -> None:
+        self.report = report
+        self.on_problem = on_problem
+        self.patients: dict[str, _Patient] = {}  # across the whole import
+        self.encounters: dict[str, _Encounter] = {}
+        self.positions: list[Position] = []  # a Measurement's position indexes this
+        # Observations and Conditions read before their Encounter (any order is allowed).
+        self.waiting_measurements: dict[str, list[tuple[Position, list[mapping.Measurement]]]] = {}
+        self.waiting_conditions: dict[str, list[tuple[Position, list[str], list[str], str | None]]] = {}
+
+    def problem(self, position: Position, resource_type: str, code: str, field_name: str, message: str) -> None:
+        problem = Problem(position, resource_type, code, field_name, message)
+        self.report.add(problem)
+        if self.on_problem:
+            self.on_problem(problem)
+
+    def add(self, position: Position, item: Any) -> None:
+        report = self.report
+        report.resources += 1
+        if isinstance(item, Unreadable):
+            report.by_type["(unreadable)"] += 1
+            self.problem(position, "", "invalid_json", "", item.message)
+            return
+        kind = item.get("resourceType") if isinstance(item, dict) else None
+        if not isinstance(kind, str) or not kind or len(kind) > 64 or not kind.isalpha():
+            report.by_type["(unreadable)"] += 1
+            self.problem(position, "", "invalid_resource", "resourceType", "A resource must name its resourceType.")
+            return
+        if kind not in resources.USED_TYPES:
+            report.by_type[kind] += 1
+            report.skipped[kind] += 1
+            return
+        report.by_type[kind] += 1
+        full_url = item.pop("_fullUrl", None)
+        if _depth(item) > MAX_RESOURCE_DEPTH:
+            self.problem(
+                position,
+                kind,
+                "invalid_resource",
+                "",
+                f"The resource is nested deeper than {MAX_RESOURCE_DEPTH} levels.",
+            )
+            return
+        try:
+            model = resources.validate(item, kind)
+        except resources.ResourceInvalid as invalid:
+            self.problem(position, kind, "invalid_resource", invalid.path, invalid.message)
+            return
+        fallback = mapping.reference_id(full_url, kind) if isinstance(full_url, str) else None
+        getattr(self, f"_{kind.lower()}")(position, model, fallback)
+
+    def _patient(self, position: Position, model: Any, fallback: str | None) -> None:
+        identity, problems = mapping.map_patient(model)
+        pid = model.id or fallback
+        if not pid:
+            self.problem(position, "Patient", "missing_id", "id", "The Patient has no id (nor a urn:uuid fullUrl).")
+            return
+        for issue in problems:
+            code = "missing_identifier" if issue.code == "missing" else issue.code
+            self.problem(position, "Patient", code, issue.field, issue.message)
+        self.patients[pid] = _Patient(position, identity, "mrn" in identity)
+
+    def _encounter(self, position: Position, model: Any, fallback: str | None) -> None:
+        facts = mapping.encounter_facts(model, fallback_id=fallback)
+        if facts.void:
+            self.report.skipped["Encounter (entered in error or cancelled)"] += 1
+            return
+        if not facts.id:
+            self.problem(position, "Encounter", "missing_id", "id", "The Encounter has no id (nor a urn:uuid fullUrl).")
+            return
+        if facts.id in self.encounters:
+            self.problem(position, "Encounter", "refused", "id", "The Encounter's id repeats an earlier Encounter's.")
+            return
+        encounter = _Encounter(position, facts)
+        self.encounters[facts.id] = encounter
+        for _where, found in self.waiting_measurements.pop(facts.id, ()):
+            encounter.measurements.extend(found)
+        for where, icd10, snomed, cid in self.waiting_conditions.pop(facts.id, ()):
+            encounter.conditions.append((where, icd10, cid))
+            encounter.snomed.extend(snomed)
+
+    def _observation(self, position: Position, model: Any, fallback: str | None) -> None:
+        if model.status in mapping.VOID_OBSERVATION:
+            self.report.skipped["Observation (entered in error or cancelled)"] += 1
+            return
+        seq = len(self.positions)
+        found = mapping.measurements(model, seq)
+        if not found:
+            return  # no LOINC code: nothing a dictionary could use
+        self.positions.append(position)
+        eid = mapping.reference_id(model.encounter.reference if model.encounter else None, "Encounter")
+        if eid is None:
+            self.problem(
+                position, "Observation", "unlinked", "encounter", "The Observation refers to no Encounter; not used."
+            )
+            return
+        if eid in self.encounters:
+            self.encounters[eid].measurements.extend(found)
+        else:
+            self.waiting_measurements.setdefault(eid, []).append((position, found))
+
+    def _condition(self, position: Position, model: Any, fallback: str | None) -> None:
+        icd10 = mapping.condition_codes(model)
+        snomed = mapping.condition_snomed_codes(model)
+        if not icd10 and not snomed:
+            return
+        eid = mapping.reference_id(model.encounter.reference if model.encounter else None, "Encounter")
+        if eid is None:
+            self.problem(
+                position, "Condition", "unlinked", "encounter", "The Condition refers to no Encounter; not used."
+            )
+            return
+        cid = model.id or fallback
+        if eid in self.encounters:
+            self.encounters[eid].conditions.append((position, icd10, cid))
+            self.encounters[eid].snomed.extend(snomed)
+        else:
+            self.waiting_conditions.setdefault(eid, []).append((position, icd10, snomed, cid))
+
+    def take_encounters(self) -> list[_Encounter]:
+        """The Encounters read since the last call; what still waits for an Encounter is reported."""
+        for waiting in self.waiting_measurements.values():
+            for position, _found in waiting:
+                self.problem(
+                    position,
+                    "Observation",
+                    "unlinked",
+                    "encounter",
+                    "The Observation's Encounter is not in this input; not used.",
+                )
+        for conditions in self.waiting_conditions.values():
+            for position, *_rest in conditions:
+                self.problem(
+                    position,
+                    "Condition",
+                    "unlinked",
+                    "encounter",
+                    "The Condition's Encounter is not in this input; not used.",
+                )
+        self.waiting_measurements = {}
+        self.waiting_conditions = {}
+        taken = list(self.encounters.values())
+        self.encounters = {}
+        return taken
+
+
+# --- Mapping and writing ---------------------------------------------------------------------------
+
+
+class _Cohorts:
+    """The cohort of each encounter: the one given, or the one whose dictionary knows most of its
+    Observations' LOINC codes."""
+
+    def __init__(self, cohort: str | None, cache: DictionaryCache) -> None:
+        self.cache = cache
+        self.fixed: DataDictionary | None = None
+        self.by_loinc: dict[str, set[str]] = {}
+        self.dictionaries: dict[str, DataDictionary] = {}
+        if cohort is not None:
+            dictionary = cache.current(cohort)
+            if dictionary is None:
+                raise ImportRefused(
+                    "No such cohort, or it has no published data dictionary yet.", code="unknown_cohort"
+                )
+            self.fixed = dictionary
+            return
+        slugs = Cohort.objects.filter(dictionaries__status=DataDictionary.Status.PUBLISHED).values_list(
+            "slug", flat=True
+        )
+        for slug in sorted(set(slugs)):
+            dictionary = cache.current(slug)
+            if dictionary is None:
+                continue
+            self.dictionaries[slug] = dictionary
+            for loinc in mapping.loinc_index(dictionary.parsed):
+                self.by_loinc.setdefault(loinc, set()).add(slug)
+
+    def choose(self, encounter: _Encounter) -> DataDictionary | str:
+        """The dictionary, or the problem code when none can be chosen."""
+        if self.fixed is not None:
+            return self.fixed
+        votes: Counter[str] = Counter()
+        for measurement in encounter.measurements:
+            for slug in set().union(*(self.by_loinc.get(code, set()) for code in measurement.loinc)):
+                votes[slug] += 1
+        if not votes:
+            return "no_cohort"
+        ranked = votes.most_common(2)
+        if len(ranked) == 2 and ranked[0][1] == ranked[1][1]:
+            return "ambiguous_cohort"
+        return self.dictionaries[ranked[0][0]]
+
+
+class _Writer:
+    def __init__(
+        self,
+        *,
+        report: FhirImportReport,
+        collector: _Collector,
+        cohorts: _Cohorts,
+        by: Actor,
+        source: str,
+        progress: ProgressCallback | None,
+        chunk_size: int,
+        max_encounters: int | None,
+    ) -> None:
+        self.report = report
+        self.collector = collector
+        self.cohorts = cohorts
+        self.by = by
+        self.source = source
+        self.progress = progress
+        self.chunk_size = chunk_size
+        self.max_encounters = max_encounters
+
+    def write(self, encounters: list[_Encounter]) -> None:
+        if not encounters:
+            return
+        if self.max_encounters is not None and self.report.encounters + len(encounters) > self.max_encounters:
+            raise ImportRefused(
+                f"The input holds more than {self.max_encounters} encounters; at most that many are taken per "
+                "request. Split it, or use `manage.py import_fhir` for large exports.",
+                code="too_many_records",
+            )
+        self.report.encounters += len(encounters)
+        records: list[dict[str, Any]] = []
+        positions: list[Position] = []
+        for encounter in encounters:
+            record = self._record(encounter)
+            if record is None:
+                self.report.failed += 1
+                continue
+            records.append(record)
+            positions.append(encounter.position)
+        if not records:
+            return
+
+        def refused(error: LineError) -> None:
+            self.collector.problem(positions[error.line - 1], "Encounter", "refused", error.field, error.message)
+
+        def progressed(report: ImportReport) -> None:
+            if self.progress:
+                self.progress(self._merged(report))
+
+        result = import_objects(records, by=self.by, progress=progressed, on_error=refused, chunk_size=self.chunk_size)
+        merged = self._merged(result)
+        self.report.created, self.report.updated = merged.created, merged.updated
+        self.report.unchanged, self.report.failed = merged.unchanged, merged.failed
+        self.report.case_ids = merged.case_ids
+
+    def _merged(self, batch: ImportReport) -> FhirImportReport:
+        """The report with this batch's counts added (the batch runs while earlier ones are done)."""
+        view = FhirImportReport(**self.report.__dict__)
+        view.created = self.report.created + batch.created
+        view.updated = self.report.updated + batch.updated
+        view.unchanged = self.report.unchanged + batch.unchanged
+        view.failed = self.report.failed + batch.failed
+        view.case_ids = self.report.case_ids + batch.case_ids
+        return view
+
+    def _record(self, encounter: _Encounter) -> dict[str, Any] | None:
+        collector, facts, position = self.collector, encounter.facts, encounter.position
+        patient = collector.patients.get(facts.patient_id or "")
+        if patient is None:
+            collector.problem(
+                position, "Encounter", "no_patient", "subject", "The Encounter's Patient is not in this input."
+            )
+            return None
+        if not patient.has_mrn:
+            collector.problem(
+                position,
+                "Encounter",
+                "missing_identifier",
+                "subject",
+                f"Its Patient ({patient.position}) has no identifier of type MR.",
+            )
+            return None
+        if facts.date is None:
+            collector.problem(
+                position, "Encounter", "missing_date", "period", "The Encounter has no period start (or end)."
+            )
+            return None
+        chosen = self.cohorts.choose(encounter)
+        if isinstance(chosen, str):
+            message = (
+                "No cohort's data dictionary has a LOINC code of its Observations; name the cohort."
+                if chosen == "no_cohort"
+                else "Two cohorts' data dictionaries fit its Observations equally; name the cohort."
+            )
+            collector.problem(position, "Encounter", chosen, "", message)
+            return None
+        definition: Definition = chosen.parsed
+        findings, problems = mapping.map_observations(encounter.measurements, definition)
+        ranked = {
+            index: facts.diagnosis_ranks[cid]
+            for index, (_where, _codes, cid) in enumerate(encounter.conditions)
+            if cid and cid in facts.diagnosis_ranks
+        }
+        code, label, diagnosis_problems = mapping.map_conditions(
+            [codes for _where, codes, _cid in encounter.conditions], definition, ranked=ranked
+        )
+        for issue in problems:
+            self._report(issue, encounter, "Observation", collector.positions)
+        for issue in diagnosis_problems:
+            self._report(issue, encounter, "Condition", [where for where, _codes, _cid in encounter.conditions])
+        return {
+            "external_id": facts.id,
+            "source": self.source,
+            "cohort": chosen.cohort.slug,
+            "patient": patient.identity,
+            "encounter_date": facts.date.isoformat(),
+            "findings": findings,
+            "symptoms": mapping.map_symptoms(encounter.snomed, definition),
+            "diagnosis": {"code": code, "label": label} if code else None,
+        }
+
+    def _report(self, issue: Issue, encounter: _Encounter, kind: str, positions: list[Position]) -> None:
+        if issue.position is None:  # about the encounter as a whole (a missing finding)
+            self.collector.problem(encounter.position, "Encounter", issue.code, issue.field, issue.message)
+        else:
+            self.collector.problem(positions[issue.position], kind, issue.code, issue.field, issue.message)
+
+
+def import_resources(
+    groups: Iterable[Iterable[Item]],
+    *,
+    by: Actor,
+    source: str = DEFAULT_SOURCE,
+    cohort: str | None = None,
+    progress: ProgressCallback | None = None,
+    on_problem: ProblemCallback | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    max_encounters: int | None = None,
+) -> FhirImportReport:
+    """Import groups of resources: each group (a Bundle, or the NDJSON files of an import) is read,
+    then its encounters are written. Patients are remembered across groups.
+
+    Raises ``ImportRefused`` (nothing of that group is written) for an input that is not a Bundle
+    of a type taken, an unknown ``cohort``, or more than ``max_encounters`` encounters.
+    """
+    report = FhirImportReport()
+    collector = _Collector(report, on_problem)
+    cohorts = _Cohorts(cohort, DictionaryCache())
+    writer = _Writer(
+        report=report,
+        collector=collector,
+        cohorts=cohorts,
+        by=by,
+        source=source,
+        progress=progress,
+        chunk_size=chunk_size,
+        max_encounters=max_encounters,
+    )
+    for group in groups:
+        for position, item in group:
+            collector.add(position, item)
+            if progress and report.resources % 10_000 == 0:
+                progress(report)
+        writer.write(collector.take_encounters())
+    if progress:
+        progress(report)
+    return report
