@@ -19,3 +19,7 @@ class LearningEngineConfig(AppConfig):
     def ready(self) -> None:
         # After every migrate, so that the groups always match learning_engine.roles.
         post_migrate.connect(_sync_roles_after_migrate, sender=self, dispatch_uid="sync_roles")
+        # What the predict endpoints' cached credential states mirror (learning_engine.stateless_auth).
+        from learning_engine.stateless_auth import connect_signals
+
+        connect_signals()

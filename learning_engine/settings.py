@@ -486,6 +486,7 @@ SPECTACULAR_SETTINGS = {
     "AUTHENTICATION_WHITELIST": [
         "learning_engine.tokens.SessionJWTAuthentication",
         "models_registry.serving.views.ServingJWTAuthentication",
+        "learning_engine.stateless_auth.StatelessJWTAuthentication",
     ],
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True, "displayOperationId": True},
     # Every model has a "status"; name each enum after its model so they do not collide.

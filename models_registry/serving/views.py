@@ -14,14 +14,17 @@ Who may do what
 
 The cost of a warm predict request
 ----------------------------------
-Two SQL queries: the JWT user lookup and the prediction's INSERT. Routing reads the serving
-generation from the cache, not the database (``models_registry.serving.router``); the model is in memory
-(``models_registry.serving.model_cache``); and the permission check reads two flags that the user lookup
-itself computes (``ServingJWTAuthentication``), where ``user.has_perm`` would cost two more
-queries (the user's and their groups' permissions) on every request. The data dictionary check of
-a version (the version it was trained under, with its training ranges) is read with its model, once
-per process (``models_registry.serving.model_cache``); the cohort's current version, for versions that
+One SQL query: the prediction's INSERT, committed before the answer. Authentication reads the
+token and the user's cached credential state, not the user row (``StatelessJWTAuthentication``,
+``learning_engine.stateless_auth``: the permission comes from the token's ``perms`` claim, which
+the credential fingerprint covers); routing reads the serving generation from the cache, not the
+database (``models_registry.serving.router``); the model is in memory
+(``models_registry.serving.model_cache``). The data dictionary check of a version (the version it
+was trained under, with its training ranges) is read with its model, once per process
+(``models_registry.serving.model_cache``); the cohort's current version, for versions that
 recorded none, once per routing table (``models_registry.serving.inputs.dictionary_check``).
+Feedback looks its user up (``ServingJWTAuthentication``: one query computes the permission mask
+with the user), as it reads the user's case source and review permission anyway.
 """
 
 from __future__ import annotations
@@ -32,12 +35,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
-from django.contrib.contenttypes.models import ContentType
-from django.db import connection
-from django.db.models import BooleanField, QuerySet
-from django.db.models.expressions import RawSQL
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -54,7 +51,8 @@ from learning_engine.exceptions import InvalidRequest
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT, PERM_REVIEW_CASE
 from learning_engine.serializers import ErrorSerializer
-from learning_engine.tokens import SessionJWTAuthentication, SessionJWTScheme
+from learning_engine.stateless_auth import StatelessJWTAuthentication
+from learning_engine.tokens import PERMISSION_MASK, SessionJWTAuthentication, SessionJWTScheme, permission_bit
 from models_registry.serving.examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
 from models_registry.serving.feedback import feedback_case_record
 from models_registry.serving.inputs import (
@@ -76,61 +74,10 @@ from models_registry.serving.serializers import (
 )
 from models_registry.serving.serve import serve
 
-# The serving permissions, as flags that ``ServingJWTAuthentication``'s user query computes.
-SERVING_FLAGS = {PERM_PREDICT: "serving_may_predict", PERM_GIVE_FEEDBACK: "serving_may_give_feedback"}
-
-
-def _through_table(model: Any, name: str) -> str:
-    """The table of a many-to-many field's through model."""
-    return str(model._meta.get_field(name).remote_field.through._meta.db_table)
-
-
-@functools.cache
-def _holds_sql() -> str:
-    """SQL for "the outer user holds (app label, codename) directly or through a group".
-
-    ModelBackend's rule, as raw SQL: the same test as ``Exists`` subqueries, but an ``Exists``
-    annotation costs the ORM ~5 ms of query building per request, which this endpoint pays on
-    every call; a ``RawSQL`` annotation costs almost nothing. Table names come from the models.
-    """
-    user_model = get_user_model()
-    quote = connection.ops.quote_name
-    user_table = quote(user_model._meta.db_table)
-    user_pk = quote(str(user_model._meta.get_field("id").column))
-    user_groups = _through_table(user_model, "groups")
-    user_perms = _through_table(user_model, "user_permissions")
-    group_perms = _through_table(Group, "permissions")
-    permission, content_type = Permission._meta.db_table, ContentType._meta.db_table
-    matches = (
-        f"JOIN {quote(permission)} p ON p.{quote('id')} = x.{quote('permission_id')} "
-        f"JOIN {quote(content_type)} ct ON ct.{quote('id')} = p.{quote('content_type_id')} "
-        f"WHERE p.{quote('codename')} = %s AND ct.{quote('app_label')} = %s"
-    )
-    # Only quoted table and column names of our own models are formatted in; values are parameters.
-    return (
-        f"(EXISTS (SELECT 1 FROM {quote(user_groups)} ug "  # noqa: S608
-        f"JOIN {quote(group_perms)} x ON x.{quote('group_id')} = ug.{quote('group_id')} {matches} "
-        f"AND ug.{quote('user_id')} = {user_table}.{user_pk}) "
-        f"OR EXISTS (SELECT 1 FROM {quote(user_perms)} x {matches} "
-        f"AND x.{quote('user_id')} = {user_table}.{user_pk}))"
-    )
-
-
-def _holds(permission: str) -> RawSQL:
-    app_label, codename = permission.split(".", 1)
-    return RawSQL(_holds_sql(), (codename, app_label, codename, app_label), output_field=BooleanField())  # noqa: S611
-
-
-def users_with_serving_flags() -> QuerySet:
-    return get_user_model().objects.annotate(**{flag: _holds(perm) for perm, flag in SERVING_FLAGS.items()})
-
 
 class ServingJWTAuthentication(SessionJWTAuthentication):
-    """JWT authentication whose user lookup also answers "may predict / may give feedback"; the
-    session and credential checks of ``SessionJWTAuthentication`` stay exactly as they are."""
-
-    def user_queryset(self) -> QuerySet:
-        return users_with_serving_flags()
+    """Feedback's JWT authentication: ``SessionJWTAuthentication`` (the user looked up, its
+    permission mask computed by the same query), documented under the one scheme."""
 
 
 class ServingJWTScheme(SessionJWTScheme):
@@ -147,10 +94,17 @@ class ServingJWTScheme(SessionJWTScheme):
         return []
 
 
+class StatelessJWTScheme(ServingJWTScheme):
+    """OpenAPI: predict's stateless authentication takes the same bearer JWT (``jwtAuth``)."""
+
+    target_class = "learning_engine.stateless_auth.StatelessJWTAuthentication"
+
+
 def serving_permission(permission: str) -> type[BasePermission]:
-    """Active users holding ``permission`` (superusers hold all), read from the auth flags when
-    ``ServingJWTAuthentication`` set them, else through ``has_perm`` (session authentication)."""
-    flag = SERVING_FLAGS[permission]
+    """Active users holding ``permission`` (superusers hold all), read from the permission mask
+    that JWT authentication set (the user query's, or the token's ``perms`` claim in
+    ``StatelessJWTAuthentication``), else through ``has_perm`` (session authentication)."""
+    bit = permission_bit(permission)
 
     class _Serving(BasePermission):
         message = "You do not have permission to perform this action."
@@ -161,14 +115,16 @@ def serving_permission(permission: str) -> type[BasePermission]:
                 return False
             if user.is_superuser:
                 return True
-            held = getattr(user, flag, None)
-            return bool(held) if held is not None else user.has_perm(permission)
+            mask = getattr(user, PERMISSION_MASK, None)
+            return bool(mask & bit) if mask is not None else user.has_perm(permission)
 
     _Serving.__name__ = f"Serving({permission})"
     return _Serving
 
 
 AUTHENTICATION = [ServingJWTAuthentication, SessionAuthentication]
+# Predict: the token and the cached credential state, no user query (learning_engine.stateless_auth).
+PREDICT_AUTHENTICATION = [StatelessJWTAuthentication, SessionAuthentication]
 # The records are nested objects: JSON only (a form or multipart body cannot carry them, and a
 # schema offering them makes generated clients send them that way).
 PARSERS = [SafeJSONParser]
@@ -236,7 +192,7 @@ def _answer(
 
 
 class PredictView(APIView):
-    authentication_classes = AUTHENTICATION
+    authentication_classes = PREDICT_AUTHENTICATION
     parser_classes = PARSERS
     permission_classes = [serving_permission(PERM_PREDICT)]
     throttle_scope = "predict"  # THROTTLE_PREDICT_RATE (learning_engine.throttling)
@@ -257,7 +213,7 @@ class PredictView(APIView):
 
 
 class PredictBatchView(APIView):
-    authentication_classes = AUTHENTICATION
+    authentication_classes = PREDICT_AUTHENTICATION
     parser_classes = PARSERS
     permission_classes = [serving_permission(PERM_PREDICT)]
     throttle_scope = "predict"
