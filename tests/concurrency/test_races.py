@@ -20,8 +20,7 @@ from models_registry.models import ActivationHistory, ModelVersion, VersionTrans
 from models_registry.registry.registration import register_completed_job
 from tests.cases.factories import CaseFactory
 from tests.factories import user_with_role
-from tests.models_registry.factories import completed_job
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import TrainingJob
 from training.signals import job_completed
 
@@ -43,7 +42,7 @@ def approved_versions(count: int) -> list[ModelVersion]:
     kind = ModelTypeFactory.create(diagnosis=True)
     versions = []
     for _ in range(count):
-        job = completed_job(by=engineer, model_type_=kind)
+        job = TrainingJobFactory.create(with_artifact=True, created_by=engineer, model_type=kind)
         register_completed_job(sender=TrainingJob, job_id=job.pk)  # idempotent: on commit it already ran
         version = ModelVersion.objects.get(job=job)
         version.approve(by=lead, note="Reviewed.")
@@ -171,7 +170,10 @@ def test_versions_registered_at_once_by_several_processes_all_get_distinct_label
     # Completed jobs whose on-commit registration does not run here: the actors register them.
     job_completed.disconnect(dispatch_uid="register_completed_job")
     try:
-        jobs = [completed_job(by=engineer, model_type_=kind) for _ in range(REGISTRARS * REGISTRATIONS_EACH)]
+        jobs = [
+            TrainingJobFactory.create(with_artifact=True, created_by=engineer, model_type=kind)
+            for _ in range(REGISTRARS * REGISTRATIONS_EACH)
+        ]
     finally:
         job_completed.connect(register_completed_job, dispatch_uid="register_completed_job")
     assert not ModelVersion.objects.exists()

@@ -26,8 +26,7 @@ from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.factories import user_with_role
 from tests.models_registry.serving.factories import PNEUMONIA_FEATURES, trained_artifact
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import DatasetSnapshotFactory, ModelTypeFactory, TrainingJobFactory
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)
@@ -122,9 +121,9 @@ def build_world() -> World:
         CaseFactory.create(submitted_by=clinician),
     ]
     datasets = [
-        SnapshotFactory.create(model_type=model_type, created_by=engineer, ready=True, with_file=True),
-        SnapshotFactory.create(model_type=model_type, created_by=engineer),
-        SnapshotFactory.create(model_type=model_type, created_by=engineer, failed=True),
+        DatasetSnapshotFactory.create(model_type=model_type, created_by=engineer, ready=True, with_file=True),
+        DatasetSnapshotFactory.create(model_type=model_type, created_by=engineer),
+        DatasetSnapshotFactory.create(model_type=model_type, created_by=engineer, failed=True),
     ]
     jobs = [
         TrainingJobFactory.create(model_type=model_type, created_by=engineer),

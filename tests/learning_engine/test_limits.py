@@ -17,7 +17,7 @@ from learning_engine.parsers import raw_json_depth
 from tests.cases.factories import CaseFactory, record_dict
 from tests.conftest import jwt_client
 from tests.models_registry.serving.factories import PNEUMONIA_FEATURES, reset_serving_state, served_version
-from tests.training.api_factories import TrainingJobFactory
+from tests.training.factories import TrainingJobFactory
 
 pytestmark = pytest.mark.django_db
 

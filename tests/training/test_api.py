@@ -16,8 +16,13 @@ from django.contrib.auth.models import Group
 from cases.access_log import AccessLogEntry
 from learning_engine import roles
 from tests.conftest import jwt_client
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, task_queue
-from tests.training.factories import ModelTypeFactory, approved_cohort
+from tests.training.factories import (
+    DatasetSnapshotFactory,
+    ModelTypeFactory,
+    TrainingJobFactory,
+    approved_cohort,
+    task_queue,
+)
 from training.models import DatasetSnapshot, JobTransition, TrainingJob
 from training.signals import job_completed
 from training.tasks import build_dataset
@@ -147,7 +152,7 @@ def test_without_epochs_the_model_types_default_algorithm_runs(client, model_typ
 
 
 def test_a_job_can_name_a_ready_dataset_of_its_model_type(client, model_type):
-    snapshot = SnapshotFactory.create(model_type=model_type, ready=True)
+    snapshot = DatasetSnapshotFactory.create(model_type=model_type, ready=True)
 
     response = client.post(JOBS, {"model_type": "diagnosis", "dataset": snapshot.pk}, format="json")
 
@@ -188,8 +193,8 @@ def test_bad_job_requests_get_a_400_with_a_code_and_create_nothing(client, model
 
 
 def test_a_job_refuses_a_dataset_that_is_not_ready_or_of_another_model_type(client, model_type):
-    building = SnapshotFactory.create(model_type=model_type)
-    other = SnapshotFactory.create(model_type=ModelTypeFactory.create(slug="breast-mass"), ready=True)
+    building = DatasetSnapshotFactory.create(model_type=model_type)
+    other = DatasetSnapshotFactory.create(model_type=ModelTypeFactory.create(slug="breast-mass"), ready=True)
 
     for snapshot in (building, other):
         response = client.post(JOBS, {"model_type": "diagnosis", "dataset": snapshot.pk}, format="json")
@@ -228,7 +233,7 @@ def test_the_job_list_filters_by_status_model_type_creator_and_executor(client, 
     queued = TrainingJobFactory.create(created_by=alice)
     failed = TrainingJobFactory.create(failed=True)
     other = TrainingJobFactory.create(model_type=breast, cancelled=True)
-    external = TrainingJobFactory.create(executor="external", dataset=SnapshotFactory.create(ready=True))
+    external = TrainingJobFactory.create(executor="external", dataset=DatasetSnapshotFactory.create(ready=True))
 
     def ids(query: str) -> set[int]:
         response = client.get(f"{JOBS}?{query}")
@@ -336,11 +341,11 @@ def test_actions_on_a_missing_job_are_a_json_404(client, model_type):
 
 @pytest.fixture
 def external_job(model_type):
-    return TrainingJobFactory.create(executor="external", dataset=SnapshotFactory.create(ready=True))
+    return TrainingJobFactory.create(executor="external", dataset=DatasetSnapshotFactory.create(ready=True))
 
 
 def test_an_external_job_is_not_enqueued(client, model_type, django_capture_on_commit_callbacks):
-    snapshot = SnapshotFactory.create(model_type=model_type, ready=True)
+    snapshot = DatasetSnapshotFactory.create(model_type=model_type, ready=True)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(JOBS, {**SPEC_PAYLOAD, "executor": "external", "dataset": snapshot.pk}, format="json")
@@ -599,7 +604,7 @@ def test_a_snapshot_over_a_day_wide_range_is_hidden_from_users_without_phi(clien
     def snapshot(after: str, before: str) -> DatasetSnapshot:
         filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
         filters |= {"encounter_after": after, "encounter_before": before}
-        return SnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
+        return DatasetSnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
 
     day = snapshot("2026-03-14", "2026-03-14")  # made by someone with the PHI permission
     years = snapshot("2025-01-01", "2026-12-31")
@@ -619,7 +624,7 @@ def test_a_job_cannot_be_submitted_on_a_snapshot_hidden_from_its_submitter(clien
     # A job on the day-wide snapshot would show its counts (job page, evaluation) to ML staff.
     filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
     filters |= {"encounter_after": "2026-03-14", "encounter_before": "2026-03-14"}
-    day = SnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
+    day = DatasetSnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
 
     refused = client.post(JOBS, {"model_type": "diagnosis", "dataset": day.pk}, format="json")
     ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
@@ -704,7 +709,7 @@ def test_a_dataset_download_is_in_the_phi_access_log_with_every_case(
 
 
 def test_a_refused_dataset_download_is_not_logged(client, model_type):
-    snapshot = SnapshotFactory.create(state="failed")
+    snapshot = DatasetSnapshotFactory.create(state="failed")
 
     assert client.get(dataset_url(snapshot, "download")).status_code == 409
     assert not AccessLogEntry.objects.exists()
@@ -712,7 +717,7 @@ def test_a_refused_dataset_download_is_not_logged(client, model_type):
 
 @pytest.mark.parametrize("state", ["building", "failed"])
 def test_downloading_a_snapshot_that_is_not_ready_is_a_409(client, model_type, state):
-    snapshot = SnapshotFactory.create(state=state)
+    snapshot = DatasetSnapshotFactory.create(state=state)
 
     response = client.get(dataset_url(snapshot, "download"), HTTP_ACCEPT="application/vnd.apache.parquet")
 
@@ -723,7 +728,7 @@ def test_downloading_a_snapshot_that_is_not_ready_is_a_409(client, model_type, s
 
 
 def test_a_ready_snapshot_whose_file_is_gone_is_a_409_not_a_500(client, model_type):
-    snapshot = SnapshotFactory.create(ready=True, with_file=True)
+    snapshot = DatasetSnapshotFactory.create(ready=True, with_file=True)
     assert snapshot.file.name
     snapshot.file.storage.delete(snapshot.file.name)
 
@@ -734,7 +739,7 @@ def test_a_ready_snapshot_whose_file_is_gone_is_a_409_not_a_500(client, model_ty
 
 
 def test_the_manifest_is_in_the_detail_only_when_asked_for(client, model_type):
-    snapshot = SnapshotFactory.create(ready=True)
+    snapshot = DatasetSnapshotFactory.create(ready=True)
 
     plain = client.get(dataset_url(snapshot)).json()
     with_manifest = client.get(f"{dataset_url(snapshot)}?include=manifest").json()
@@ -749,7 +754,7 @@ def test_the_manifest_is_in_the_detail_only_when_asked_for(client, model_type):
 
 
 def test_a_building_snapshot_has_an_empty_manifest(client, model_type):
-    snapshot = SnapshotFactory.create(model_type=model_type)
+    snapshot = DatasetSnapshotFactory.create(model_type=model_type)
 
     response = client.get(f"{dataset_url(snapshot)}?include=manifest")
 
@@ -766,7 +771,7 @@ def test_the_scan_report_shows_case_field_and_kind_only(client, model_type):
         "findings_total": 1,
         "matched_text": "617-555-0100",
     }
-    snapshot = SnapshotFactory.create(failed=True, scan_report=report)
+    snapshot = DatasetSnapshotFactory.create(failed=True, scan_report=report)
 
     response = client.get(dataset_url(snapshot))
 
@@ -780,8 +785,8 @@ def test_the_scan_report_shows_case_field_and_kind_only(client, model_type):
 
 
 def test_the_dataset_list_filters_by_status_and_model_type(client, model_type):
-    ready = SnapshotFactory.create(ready=True)
-    building = SnapshotFactory.create(model_type=ModelTypeFactory.create(slug="breast-mass"))
+    ready = DatasetSnapshotFactory.create(ready=True)
+    building = DatasetSnapshotFactory.create(model_type=ModelTypeFactory.create(slug="breast-mass"))
 
     def ids(query: str) -> set[int]:
         return {item["id"] for item in client.get(f"{DATASETS}?{query}").json()["results"]}
@@ -797,7 +802,7 @@ def test_a_job_on_a_day_wide_snapshot_is_hidden_from_users_without_phi(make_user
     def job_on(after: str, before: str) -> TrainingJob:
         filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
         filters |= {"encounter_after": after, "encounter_before": before}
-        snapshot = SnapshotFactory.create(model_type=model_type, ready=True, filters=filters)
+        snapshot = DatasetSnapshotFactory.create(model_type=model_type, ready=True, filters=filters)
         return TrainingJobFactory.create(dataset=snapshot)
 
     day = job_on("2026-03-14", "2026-03-14")  # trained by someone with the PHI permission

@@ -12,8 +12,7 @@ from rest_framework.test import APIClient
 
 from learning_engine import roles
 from tests.conftest import jwt_client
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory, task_queue
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import DatasetSnapshotFactory, ModelTypeFactory, TrainingJobFactory, task_queue
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 
 JOBS = "/api/v1/training/jobs/"
@@ -112,7 +111,7 @@ ROLES = ("anonymous", *roles.ROLES)
 @pytest.fixture
 def world() -> World:
     model_type = ModelTypeFactory.create(diagnosis=True)
-    ready = SnapshotFactory.create(model_type=model_type, ready=True, with_file=True)
+    ready = DatasetSnapshotFactory.create(model_type=model_type, ready=True, with_file=True)
     return World(
         model_type=model_type,
         ready=ready,

@@ -10,8 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from learning_engine import roles
 from tests.conftest import jwt_client
-from tests.training.api_factories import SnapshotFactory, TrainingJobFactory
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import DatasetSnapshotFactory, ModelTypeFactory, TrainingJobFactory
 from training.models import ModelType
 
 pytestmark = pytest.mark.django_db
@@ -36,14 +35,14 @@ def list_queries(client, url: str) -> tuple[int, int]:
 def make_jobs(count: int, model_types: list[ModelType]) -> None:
     for index in range(count):
         model_type = model_types[index % 2]
-        dataset = SnapshotFactory.create(model_type=model_type, ready=True) if index % 3 == 0 else None
+        dataset = DatasetSnapshotFactory.create(model_type=model_type, ready=True) if index % 3 == 0 else None
         TrainingJobFactory.create(model_type=model_type, dataset=dataset, state=STATES[index % len(STATES)])
 
 
 def make_datasets(count: int, model_types: list[ModelType]) -> None:
     for index in range(count):
         state = ("building", "ready", "failed")[index % 3]
-        SnapshotFactory.create(model_type=model_types[index % 2], state=state)
+        DatasetSnapshotFactory.create(model_type=model_types[index % 2], state=state)
 
 
 @pytest.mark.parametrize(

@@ -634,7 +634,7 @@ def test_a_snapshot_is_built_once(model_type):
 
 
 def test_the_factory_builds_a_ready_snapshot():
-    snapshot: DatasetSnapshot = DatasetSnapshotFactory(ready=True)  # type: ignore[assignment]
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(built=True)  # type: ignore[assignment]
     assert snapshot.status == DatasetSnapshot.Status.READY
     assert snapshot.case_count >= snapshot.model_type.min_cases_to_train
     building: DatasetSnapshot = DatasetSnapshotFactory()  # type: ignore[assignment]

@@ -453,7 +453,7 @@ def test_the_worker_trains_on_the_inputs_of_its_snapshots_dictionary_version_not
     model_type = ModelTypeFactory.create()
     assert model_inputs(model_type.cohort) == ALL_INPUTS  # no dictionary yet: every input, as before
     published_dictionary(model_type.cohort, definition=small_definition(demographics={"age": True, "sex": True}))
-    snapshot = DatasetSnapshotFactory.create(model_type=model_type, ready=True)
+    snapshot = DatasetSnapshotFactory.create(model_type=model_type, built=True)
     published_dictionary(model_type.cohort, definition=small_definition(demographics={"age": False, "sex": False}))
 
     assert model_inputs(model_type.cohort, snapshot=snapshot).demographics == {"age", "sex"}

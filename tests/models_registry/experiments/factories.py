@@ -20,7 +20,7 @@ from learning_engine import roles
 from models_registry.models import ABTest, Feedback, ModelVersion, Prediction
 from models_registry.registry.registration import register_completed_job
 from tests.factories import user_with_role
-from tests.models_registry import factories
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import ModelType, TrainingJob
 
 RIGHT = "J18.9"
@@ -28,7 +28,9 @@ WRONG = "J06.9"
 
 
 def registered(by: Any, model_type: ModelType | None = None) -> ModelVersion:
-    job = factories.completed_job(by=by, model_type_=model_type)
+    job = TrainingJobFactory.create(
+        with_artifact=True, created_by=by, model_type=model_type or ModelTypeFactory.create(diagnosis=True)
+    )
     register_completed_job(sender=TrainingJob, job_id=job.pk)
     return ModelVersion.objects.get(job=job)
 

@@ -26,6 +26,7 @@ from django.core.files.storage import default_storage
 
 from models_registry.models import ModelVersion
 from models_registry.registry.registration import register_completed_job
+from tests.training.factories import TrainingJobFactory
 from training.dataset_format import SCHEMA
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.trainer import train
@@ -139,32 +140,10 @@ def train_artifact(
     )
 
 
-def completed_job(snapshot: DatasetSnapshot, *, by: Any, result: Any, executor: str = "worker") -> TrainingJob:
-    """A job of the snapshot's model type driven to completed with ``result`` (a TrainingResult)."""
-    job = TrainingJob.submit(
-        model_type=snapshot.model_type,
-        by=by,
-        dataset=snapshot,
-        algorithm=result.algorithm,
-        hyperparameters=result.hyperparameters,
-        executor=executor,
-    )
-    lease = job.start(worker_id="test-worker")
-    job.complete(
-        lease=lease,
-        evaluation=result.evaluation,
-        artifact=result.artifact_path,
-        artifact_sha256=result.artifact_sha256,
-        metrics=result.metrics,
-        training_ranges=result.training_ranges,
-    )
-    return job
-
-
 def trained_version(snapshot: DatasetSnapshot, *, by: Any, shuffle_labels: bool = False, **params: Any) -> ModelVersion:
     """Trained on the snapshot, completed and registered (the receiver called directly: tests never commit)."""
     result = train_artifact(snapshot, shuffle_labels=shuffle_labels, **params)
-    job = completed_job(snapshot, by=by, result=result)
+    job = TrainingJobFactory.create(completed=True, dataset=snapshot, created_by=by, result=result)
     register_completed_job(sender=TrainingJob, job_id=job.pk)
     return ModelVersion.objects.get(job=job)
 

@@ -16,9 +16,8 @@ from models_registry.registry.admin import comparison_chart
 from models_registry.registry.models import ArtifactRejection
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
-from tests.models_registry import factories
 from tests.models_registry.registry.factories import ready_snapshot, trained_version
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +52,9 @@ def other_lead(make_user):
 
 
 def registered(by: Any, **kwargs: Any) -> ModelVersion:
-    job = factories.completed_job(by=by, **kwargs)
+    job = TrainingJobFactory.create(
+        with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=by, **kwargs
+    )
     register_completed_job(sender=TrainingJob, job_id=job.pk)
     return ModelVersion.objects.get(job=job)
 
@@ -540,7 +541,9 @@ def test_a_version_page_shows_the_measured_latency_beside_the_approval(staff, en
 
 
 def test_a_rejection_of_a_job_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff, engineer):
-    job = factories.completed_job(by=engineer)
+    job = TrainingJobFactory.create(
+        with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer
+    )
     filters = {"cohort": job.model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
     day = DatasetSnapshot.objects.create(model_type=job.model_type, created_by=engineer, filters=filters)
     TrainingJob.objects.filter(pk=job.pk).update(dataset=day)

@@ -18,14 +18,13 @@ from models_registry.models import ActivationHistory, ModelVersion, PerformanceR
 from models_registry.registry import views
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
-from tests.models_registry import factories
 from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
     ready_snapshot,
     train_artifact,
 )
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +57,9 @@ def lead_client(lead):
 
 def registered(by: Any, **kwargs: Any) -> ModelVersion:
     """A version registered from a completed job (fake artifact path: enough for transitions)."""
-    job = factories.completed_job(by=by, **kwargs)
+    job = TrainingJobFactory.create(
+        with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=by, **kwargs
+    )
     register_completed_job(sender=TrainingJob, job_id=job.pk)
     return ModelVersion.objects.get(job=job)
 

@@ -15,7 +15,7 @@ from learning_engine import roles
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import ROLE_NAMES
-from tests.models_registry import factories
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,9 @@ def versions(make_user) -> list[ModelVersion]:
     engineer, lead = make_user(roles.ML_ENGINEER), make_user(roles.CLINICAL_LEAD)
     made = []
     for _ in range(2):
-        job = factories.completed_job(by=engineer)
+        job = TrainingJobFactory.create(
+            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer
+        )
         register_completed_job(sender=TrainingJob, job_id=job.pk)
         made.append(ModelVersion.objects.get(job=job))
     made[1].approve(by=lead)

@@ -85,14 +85,14 @@ def test_a_build_records_the_cohorts_current_dictionary_version():
     model_type: ModelType = ModelTypeFactory.create()
     dictionary = published_dictionary(model_type.cohort)
 
-    snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, built=True)  # type: ignore[assignment]
 
     assert snapshot.status == DatasetSnapshot.Status.READY
     assert snapshot.dictionary == dictionary
 
 
 def test_a_build_of_a_cohort_without_a_published_dictionary_records_none():
-    snapshot: DatasetSnapshot = DatasetSnapshotFactory(ready=True)  # type: ignore[assignment]
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(built=True)  # type: ignore[assignment]
 
     assert (snapshot.status, snapshot.dictionary) == (DatasetSnapshot.Status.READY, None)
 
@@ -100,7 +100,7 @@ def test_a_build_of_a_cohort_without_a_published_dictionary_records_none():
 def test_a_ready_snapshot_keeps_its_version_and_is_no_twin_under_a_newer_one():
     model_type: ModelType = ModelTypeFactory.create()
     first = published_dictionary(model_type.cohort)
-    snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, ready=True)  # type: ignore[assignment]
+    snapshot: DatasetSnapshot = DatasetSnapshotFactory(model_type=model_type, built=True)  # type: ignore[assignment]
     creator = snapshot.created_by
     assert creator is not None
     request = create_snapshot(model_type, by=creator)

@@ -11,8 +11,7 @@ from django.utils import timezone
 from learning_engine.audit import AppendOnlyError
 from learning_engine.exceptions import ConcurrentUpdate, FourEyesViolation, TransitionError
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from tests.models_registry.factories import completed_job
-from tests.training.factories import ModelTypeFactory
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +28,9 @@ def lead(make_user):
 
 def register(engineer, django_capture_on_commit_callbacks, **kwargs) -> ModelVersion:
     with django_capture_on_commit_callbacks(execute=True):
-        job = completed_job(by=engineer, **kwargs)
+        job = TrainingJobFactory.create(
+            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer, **kwargs
+        )
     return ModelVersion.objects.get(job=job)
 
 
@@ -68,7 +69,9 @@ def test_a_version_and_its_offline_record_are_created_together_and_once(engineer
 
 
 def test_registration_leaves_no_version_without_its_offline_record(engineer, monkeypatch):
-    job = completed_job(by=engineer)  # the registration hook has not run (no on_commit here)
+    job = TrainingJobFactory.create(
+        with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer
+    )  # the registration hook has not run (no on_commit here)
     assert not ModelVersion.objects.filter(job=job).exists()
 
     def crash(*args, **kwargs):
@@ -88,9 +91,13 @@ def test_the_reaper_registers_a_completed_job_whose_worker_died_before_the_regis
 
     # The completion committed but its on-commit registration never ran (the worker was killed).
     with django_capture_on_commit_callbacks(execute=False):
-        job = completed_job(by=engineer)
+        job = TrainingJobFactory.create(
+            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer
+        )
     with django_capture_on_commit_callbacks(execute=False):
-        completed_job(by=engineer, artifact="")  # nothing to register
+        TrainingJobFactory.create(
+            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer, artifact=""
+        )  # nothing to register
     assert not ModelVersion.objects.exists()
 
     assert reap_stale_jobs(dry_run=True).get("versions_registered") is None
@@ -104,7 +111,9 @@ def test_the_reaper_registers_a_completed_job_whose_worker_died_before_the_regis
 
 def test_a_job_completed_without_an_artifact_is_not_registered(engineer, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        completed_job(by=engineer, artifact="")
+        TrainingJobFactory.create(
+            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer, artifact=""
+        )
     assert not ModelVersion.objects.exists()
 
 
