@@ -150,6 +150,7 @@ INSTALLED_APPS = [
     "models_registry",
     "monitoring",
     "learning",
+    "cds_hooks",
 ]
 
 MIDDLEWARE = [
@@ -666,3 +667,10 @@ if "console" in MAILERS["default"]["BACKEND"] or "locmem" in MAILERS["default"][
     MAILERS["default"]["OPTIONS"] = {}
 
 ENGINE_VERSION = "0.1.0"
+
+# CDS Hooks (cds_hooks/): the record systems' signed JWTs and their keys (README, "CDS Hooks").
+CDS_HOOKS_MAX_TOKEN_SECONDS = env_int("CDS_HOOKS_MAX_TOKEN_SECONDS", 300)
+CDS_HOOKS_CLOCK_SKEW_SECONDS = env_int("CDS_HOOKS_CLOCK_SKEW_SECONDS", 30)
+CDS_HOOKS_MAX_TOKEN_BYTES = env_int("CDS_HOOKS_MAX_TOKEN_BYTES", 8192)
+CDS_HOOKS_JWKS_CACHE_SECONDS = env_int("CDS_HOOKS_JWKS_CACHE_SECONDS", 300)
+CDS_HOOKS_JWKS_PRIVATE_NETWORKS = env_bool("CDS_HOOKS_JWKS_PRIVATE_NETWORKS", default=False)

@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/v1/", include("learning_engine.api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # CDS Hooks 2.0 (cds_hooks/): {baseUrl}/cds-services, as the specification names it.
+    path("", include("cds_hooks.urls")),
 ]
 
 handler400 = "learning_engine.exceptions.handler400"

@@ -116,6 +116,12 @@ def serve(
     return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
 
 
+def check_of(model: Any, fallback: Callable[[], DictionaryCheck | None] | None) -> DictionaryCheck | None:
+    """The dictionary check a loaded model's records pass (for callers outside ``serve``: the CDS
+    Hooks service reads the findings it asks the record system for from it)."""
+    return _check_of(model, fallback)
+
+
 def _check_of(model: Any, fallback: Callable[[], DictionaryCheck | None] | None) -> DictionaryCheck | None:
     """The dictionary check of a loaded model's version, else the fallback's (the cohort's current)."""
     check: DictionaryCheck | None = model.check

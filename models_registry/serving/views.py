@@ -35,11 +35,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -55,8 +57,10 @@ from learning_engine.stateless_auth import StatelessJWTAuthentication
 from learning_engine.tokens import PERMISSION_MASK, SessionJWTAuthentication, SessionJWTScheme, permission_bit
 from models_registry.serving.examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
 from models_registry.serving.feedback import feedback_case_record
+from models_registry.serving.fhir import FHIR_JSON, FHIRJSONRenderer, risk_assessment, subject_reference
 from models_registry.serving.inputs import (
     ALLOW_MISSING,
+    SUBJECT_KEY,
     DictionaryCheck,
     PredictionInput,
     RecordRefused,
@@ -72,7 +76,7 @@ from models_registry.serving.serializers import (
     PredictionAnswerSerializer,
     PredictRecordSerializer,
 )
-from models_registry.serving.serve import serve
+from models_registry.serving.serve import check_of, serve
 
 
 class ServingJWTAuthentication(SessionJWTAuthentication):
@@ -194,6 +198,8 @@ def _answer(
 class PredictView(APIView):
     authentication_classes = PREDICT_AUTHENTICATION
     parser_classes = PARSERS
+    # ?format=fhir (or Accept: application/fhir+json) answers a FHIR RiskAssessment.
+    renderer_classes = [JSONRenderer, FHIRJSONRenderer, BrowsableAPIRenderer]
     permission_classes = [serving_permission(PERM_PREDICT)]
     throttle_scope = "predict"  # THROTTLE_PREDICT_RATE (learning_engine.throttling)
 
@@ -202,14 +208,46 @@ class PredictView(APIView):
         description="The active version of the model type answers; the prediction is logged without any "
         "identifier of the request (subject key as an HMAC pseudonym, input as a hash).",
         request=PredictRecordSerializer,
-        responses={200: PredictionAnswerSerializer, **ERRORS},
+        responses={
+            (200, "application/json"): PredictionAnswerSerializer,
+            (200, FHIR_JSON): OpenApiResponse(
+                OpenApiTypes.OBJECT,
+                description="With ?format=fhir or Accept: application/fhir+json: a FHIR R4 RiskAssessment "
+                "(one prediction per diagnosis, subject from subject_key, which is then required: 400 "
+                "'subject_required').",
+            ),
+            **ERRORS,
+        },
         examples=PREDICT_EXAMPLES,
     )
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
         route, fallback = _served_route(slug)
+        fhir = request.accepted_renderer.format == FHIRJSONRenderer.format
+        # Before predicting: a RiskAssessment must name its subject, and nothing is logged for a refusal.
+        subject = (
+            subject_reference(request.data.get(SUBJECT_KEY) if isinstance(request.data, dict) else None)
+            if fhir
+            else None
+        )
         inputs = _inputs([request.data])
-        return Response(_answer(route, inputs, fallback, request, started=started)[0])
+        answer = _answer(route, inputs, fallback, request, started=started)[0]
+        if subject is not None:
+            return Response(risk_assessment(answer, subject=subject, names=_diagnosis_names(route, answer, fallback)))
+        return Response(answer)
+
+
+def _diagnosis_names(
+    route: Route, answer: dict[str, Any], fallback: Callable[[], DictionaryCheck | None]
+) -> dict[str, str]:
+    """The diagnosis display names of the version that answered (its dictionary's code set)."""
+    from models_registry.serving.model_cache import MODEL_CACHE
+
+    for arm in route.arms:
+        if arm.version == answer["model_version"]:
+            check = check_of(MODEL_CACHE.get(arm), fallback)
+            return dict(check.diagnosis_names) if check is not None else {}
+    return {}
 
 
 class PredictBatchView(APIView):

@@ -1,0 +1,195 @@
+"""Authentication of CDS Hooks calls: the record system's signed JWT (CDS Hooks 2.0, "Trusting
+CDS Clients").
+
+Every call (discovery, service, feedback) carries ``Authorization: Bearer <JWT>``, signed with the
+record system's private key. The token is taken when, in this order:
+
+1. it is at most ``CDS_HOOKS_MAX_TOKEN_BYTES`` long (``token_too_large``) and a JWS at all;
+2. its header names an asymmetric algorithm we take (``none`` and HMAC are refused before any key
+   is looked at, so a public key can never be used as an HMAC secret: ``algorithm_not_allowed``),
+   ``typ`` JWT and a ``kid``;
+3. its ``iss`` is an active trusted client (``unknown_issuer``), and a ``jku`` header, if any,
+   is that client's configured JWKS URL (``untrusted_jku``; the URL is never taken from a token);
+4. the client's key ``kid`` exists and fits the algorithm (``unknown_key``), and the signature
+   verifies with it (``invalid_signature``);
+5. ``aud`` is the client's configured base URL followed by the endpoint called (``wrong_audience``),
+   ``exp``, ``iat`` and ``jti`` are present, ``exp`` is not past and ``iat`` not in the future
+   (both with ``CDS_HOOKS_CLOCK_SKEW_SECONDS``), and the token lives at most
+   ``CDS_HOOKS_MAX_TOKEN_SECONDS`` (``token_expired``, ``token_lifetime_too_long``, ...);
+6. its ``jti`` was never used by that client (``token_replayed``): each token authenticates one
+   call.
+
+Every refusal is 401 with a JSON ``code`` and a sentence, and names no key material. The call then
+acts as the client's account (``TrustedClient.user``), whose role decides what it may do (its
+serving permission mask read with it: ``learning_engine.tokens.with_credential_masks``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.request import Request
+
+from cds_hooks.keys import ALGORITHMS, KEYS, KeySetError
+from cds_hooks.models import TrustedClient, UsedToken
+from learning_engine.tokens import with_credential_masks
+
+logger = logging.getLogger(__name__)
+
+MAX_JTI_LENGTH = 255
+# Expired jti rows are swept at most this often per process (one DELETE on an indexed column).
+SWEEP_INTERVAL_SECONDS = 60.0
+_last_sweep = 0.0
+
+
+def refused(code: str, message: str) -> AuthenticationFailed:
+    return AuthenticationFailed(message, code=code)
+
+
+def expected_audience(client: TrustedClient, request: Request) -> str:
+    """The ``aud`` a token for this call must carry: the client's base URL and the endpoint's path
+    (``request.path_info``: the path below any prefix the site is mounted at, which the base URL
+    already holds)."""
+    return client.base_url + request.path_info.rstrip("/")
+
+
+def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims, read before anything is verified (to find the issuer and its key)."""
+    try:
+        decoded = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise refused("malformed_token", "The bearer token is not a JWT.") from None
+    return decoded["header"], decoded["payload"]
+
+
+def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> tuple[TrustedClient, dict[str, Any]]:
+    """(client, claims) of a token that passes every check of the module docstring, else
+    ``AuthenticationFailed``. ``audiences``: further endpoint paths whose URL the ``aud`` may be."""
+    if len(token) > settings.CDS_HOOKS_MAX_TOKEN_BYTES:
+        raise refused("token_too_large", f"The bearer token is longer than {settings.CDS_HOOKS_MAX_TOKEN_BYTES} bytes.")
+    header, unverified = _unverified(token)
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
+        raise refused(
+            "algorithm_not_allowed",
+            f"Tokens must be signed with an asymmetric algorithm ({', '.join(ALGORITHMS)}; ES384 or RS384 "
+            "recommended); none and HMAC are refused.",
+        )
+    if str(header.get("typ", "")).upper() != "JWT":
+        raise refused("malformed_token", 'The token header must say "typ": "JWT".')
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise refused("malformed_token", 'The token header must name its key ("kid").')
+    issuer = unverified.get("iss")
+    try:
+        client = TrustedClient.objects.get(issuer=issuer, is_active=True) if isinstance(issuer, str) else None
+    except TrustedClient.DoesNotExist:
+        client = None
+    if client is None:
+        raise refused("unknown_issuer", "The token's issuer (iss) is not a trusted CDS Hooks client.")
+    jku = header.get("jku")
+    if jku is not None and jku != client.jwks_url:
+        raise refused("untrusted_jku", "The token's jku is not the JWKS URL configured for its issuer.")
+    try:
+        key = KEYS.key(client, kid)
+    except KeySetError:
+        raise refused("keys_unavailable", "The issuer's public keys could not be read; try again later.") from None
+    if key is None or not key.takes(alg):
+        raise refused("unknown_key", "The issuer has no key with this kid for this algorithm.")
+    audience = expected_audience(client, request)
+    try:
+        claims = jwt.decode(
+            token,
+            key=key.key,
+            algorithms=[alg],
+            audience=[audience, *(client.base_url + path for path in audiences)],
+            issuer=client.issuer,
+            leeway=settings.CDS_HOOKS_CLOCK_SKEW_SECONDS,
+            options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True},
+        )
+    except jwt.InvalidSignatureError:
+        raise refused("invalid_signature", "The token's signature does not verify with the issuer's key.") from None
+    except jwt.ExpiredSignatureError:
+        raise refused("token_expired", "The token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise refused("token_not_yet_valid", "The token was issued in the future (iat); check the clocks.") from None
+    except jwt.InvalidAudienceError:
+        raise refused("wrong_audience", f"The token's aud must be {audience}.") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise refused("missing_claim", f"The token has no {exc.claim} claim.") from None
+    except jwt.PyJWTError:
+        raise refused("invalid_token", "The token is not valid.") from None
+    _check_lifetime(claims)
+    _use_once(client, claims)
+    return client, claims
+
+
+def _check_lifetime(claims: dict[str, Any]) -> None:
+    exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+        raise refused("invalid_token", f"The token's jti must be a string of 1 to {MAX_JTI_LENGTH} characters.")
+    if exp - iat > settings.CDS_HOOKS_MAX_TOKEN_SECONDS:
+        raise refused(
+            "token_lifetime_too_long",
+            f"The token lives {int(exp - iat)} s; at most {settings.CDS_HOOKS_MAX_TOKEN_SECONDS} s are taken "
+            "(a short-lived token per call).",
+        )
+
+
+def _use_once(client: TrustedClient, claims: dict[str, Any]) -> None:
+    """Record the token's jti; a second use is refused (the unique constraint decides, whichever
+    process comes first). Kept until the token expires, clock skew included."""
+    expires = datetime.fromtimestamp(claims["exp"], tz=UTC) + timedelta(seconds=settings.CDS_HOOKS_CLOCK_SKEW_SECONDS)
+    try:
+        with transaction.atomic():
+            UsedToken.objects.create(client=client, jti=claims["jti"], expires_at=expires)
+    except IntegrityError:
+        raise refused("token_replayed", "This token was used already; sign a new one for every call.") from None
+    _sweep()
+
+
+def _sweep() -> None:
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep < SWEEP_INTERVAL_SECONDS:
+        return
+    _last_sweep = now
+    UsedToken.objects.filter(expires_at__lt=timezone.now()).delete()
+
+
+class CdsHooksAuthentication(BaseAuthentication):
+    """DRF authentication by a CDS Client's JWT; ``request.auth`` is the ``TrustedClient``."""
+
+    def authenticate(self, request: Request) -> tuple[Any, TrustedClient] | None:
+        parts = get_authorization_header(request).split()
+        if not parts:
+            return None
+        if parts[0].lower() != b"bearer" or len(parts) != 2:
+            raise refused("malformed_token", "Send Authorization: Bearer <JWT>.")
+        try:
+            token = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise refused("malformed_token", "The bearer token is not a JWT.") from None
+        # A view may take further audiences (feedback also takes its service's path).
+        view = (request.parser_context or {}).get("view")
+        token_audiences = getattr(view, "token_audiences", None)
+        audiences: tuple[str, ...] = token_audiences(request) if token_audiences is not None else ()
+        client, _claims = verify(token, request, audiences=audiences)
+        # The serving permission mask comes with the user (one query, no has_perm queries after).
+        user = with_credential_masks(get_user_model().objects.filter(pk=client.user_id, is_active=True)).first()
+        if user is None:
+            raise refused("inactive_client", "The account of this CDS Hooks client is inactive.")
+        return user, client
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="cds-hooks"'

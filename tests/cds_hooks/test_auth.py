@@ -1,0 +1,204 @@
+"""CDS Hooks authentication (CDS Hooks 2.0, "Trusting CDS Clients"): every refusal is a 401 with
+its own code; a good token works once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from cds_hooks.keys import KEYS
+from cds_hooks.models import UsedToken
+from learning_engine import roles
+from tests.cds_hooks.factories import RecordSystem, private_key, public_jwk
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
+
+DISCOVERY = "/cds-services"
+
+
+@pytest.fixture(autouse=True)
+def cold_keys():
+    KEYS.clear()
+    yield
+    KEYS.clear()
+
+
+@pytest.fixture
+def ehr(make_user):
+    system = RecordSystem()
+    system.client = system.register(make_user(roles.PREDICTION_CLIENT))
+    return system
+
+
+def refused(response, code):
+    assert response.status_code == 401, response.content
+    assert response.json()["code"] == code, response.json()
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    return response.json()["detail"]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unsigned(header: dict, payload: dict) -> str:
+    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}."
+
+
+def _claims(ehr, path=DISCOVERY, **changes):
+    now = int(time.time())
+    return {"iss": ehr.issuer, "aud": ehr.base + path, "iat": now, "exp": now + 60, "jti": "j-1", **changes}
+
+
+def test_a_signed_discovery_call_is_answered(ehr):
+    response = ehr.get(DISCOVERY)
+    assert response.status_code == 200, response.content
+    assert response.json() == {"services": []}  # no model type has an active version here
+
+
+def test_an_rs384_record_system_is_taken_too(make_user):
+    system = RecordSystem(alg="RS384", issuer="https://other-ehr.example.org")
+    system.register(make_user(roles.PREDICTION_CLIENT))
+    assert system.get(DISCOVERY).status_code == 200
+
+
+def test_without_a_token_it_is_401(ehr):
+    response = ehr.api(None).get(DISCOVERY)
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_a_token_used_twice_is_refused_as_a_replay(ehr):
+    token = ehr.token(DISCOVERY)
+    assert ehr.api(token).get(DISCOVERY).status_code == 200
+    refused(ehr.api(token).get(DISCOVERY), "token_replayed")
+    assert UsedToken.objects.count() == 1
+
+
+def test_the_same_jti_from_another_record_system_is_not_a_replay(ehr, make_user):
+    other = RecordSystem(alg="RS384", issuer="https://other-ehr.example.org")
+    other.register(make_user(roles.PREDICTION_CLIENT))
+    assert ehr.get(DISCOVERY, claims={"jti": "shared"}).status_code == 200
+    assert other.get(DISCOVERY, claims={"jti": "shared"}).status_code == 200
+
+
+def test_an_unknown_issuer_is_refused(ehr):
+    refused(ehr.get(DISCOVERY, claims={"iss": "https://intruder.example.org/"}), "unknown_issuer")
+
+
+def test_an_inactive_client_is_refused_as_unknown(ehr):
+    ehr.client.is_active = False
+    ehr.client.save()
+    refused(ehr.get(DISCOVERY), "unknown_issuer")
+
+
+def test_the_audience_must_be_the_endpoint_called_under_the_configured_base(ehr):
+    refused(ehr.get(DISCOVERY, claims={"aud": "https://cds.example-hospital.org/cds-services/other"}), "wrong_audience")
+    refused(ehr.get(DISCOVERY, claims={"aud": "https://evil.example.org/cds-services"}), "wrong_audience")
+    # aud as a list holding the endpoint is the specification's other form
+    assert ehr.get(DISCOVERY, claims={"aud": [ehr.base + DISCOVERY]}).status_code == 200
+
+
+def test_an_expired_token_is_refused(ehr):
+    now = int(time.time())
+    refused(ehr.get(DISCOVERY, claims={"iat": now - 200, "exp": now - 100}), "token_expired")
+
+
+def test_a_token_issued_in_the_future_is_refused(ehr):
+    now = int(time.time())
+    refused(ehr.get(DISCOVERY, claims={"iat": now + 120, "exp": now + 180}), "token_not_yet_valid")
+
+
+def test_a_long_lived_token_is_refused(ehr):
+    now = int(time.time())
+    detail = refused(ehr.get(DISCOVERY, claims={"iat": now, "exp": now + 3600}), "token_lifetime_too_long")
+    assert "300" in detail
+
+
+@pytest.mark.parametrize("claim", ["jti", "exp", "iat", "aud"])
+def test_a_token_without_a_required_claim_is_refused(ehr, claim):
+    refused(ehr.get(DISCOVERY, claims={claim: None}), "missing_claim")
+
+
+def test_alg_none_is_refused_before_any_key_is_read(ehr):
+    token = _unsigned({"alg": "none", "typ": "JWT", "kid": ehr.kid}, _claims(ehr))
+    refused(ehr.api(token).get(DISCOVERY), "algorithm_not_allowed")
+
+
+def test_hmac_signed_with_the_public_key_is_refused(ehr):
+    """The key confusion attack: HS384 keyed with the record system's public key."""
+    from cryptography.hazmat.primitives import serialization
+
+    public = ehr.key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    signing_input = _unsigned({"alg": "HS384", "typ": "JWT", "kid": ehr.kid}, _claims(ehr))[:-1]
+    signature = hmac.new(public, signing_input.encode(), hashlib.sha384).digest()
+    refused(ehr.api(f"{signing_input}.{_b64(signature)}").get(DISCOVERY), "algorithm_not_allowed")
+
+
+def test_a_token_signed_by_another_key_under_the_same_kid_is_refused(ehr):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    refused(ehr.get(DISCOVERY, key=ec.generate_private_key(ec.SECP384R1())), "invalid_signature")
+
+
+def test_an_unknown_kid_is_refused(ehr):
+    refused(ehr.get(DISCOVERY, headers={"kid": "someone-elses"}), "unknown_key")
+
+
+def test_a_key_of_another_algorithm_family_is_refused(make_user):
+    # The JWKS holds a P-384 key; a token says ES256 (P-256) under that kid.
+    system = RecordSystem(alg="ES256", issuer="https://curve.example.org")
+    system.register(
+        make_user(roles.PREDICTION_CLIENT), jwks={"keys": [public_jwk(private_key("ES384"), kid=system.kid)]}
+    )
+    refused(system.get(DISCOVERY), "unknown_key")
+
+
+def test_a_jku_other_than_the_configured_url_is_refused(ehr):
+    refused(ehr.get(DISCOVERY, headers={"jku": "https://attacker.example.org/jwks"}), "untrusted_jku")
+
+
+def test_an_oversized_token_is_refused_before_it_is_decoded(ehr, settings):
+    settings.CDS_HOOKS_MAX_TOKEN_BYTES = 2000
+    refused(ehr.get(DISCOVERY, claims={"padding": "x" * 3000}), "token_too_large")
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Basic Zm9vOmJhcg==", "Bearer not-a-jwt"])
+def test_a_malformed_authorization_header_is_refused(ehr, header):
+    client = ehr.api(None)
+    client.credentials(HTTP_AUTHORIZATION=header)
+    refused(client.get(DISCOVERY), "malformed_token")
+
+
+def test_a_token_without_kid_or_typ_is_refused(ehr):
+    refused(ehr.get(DISCOVERY, headers={"kid": None}), "malformed_token")
+    refused(ehr.get(DISCOVERY, headers={"typ": "at+jwt"}), "malformed_token")
+
+
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD, roles.PRIVACY_OFFICER, None])
+def test_a_client_whose_account_may_not_predict_is_403(make_user, role):
+    system = RecordSystem(issuer=f"https://{role or 'none'}.example.org")
+    system.register(make_user(role))
+    response = system.get(DISCOVERY)
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+
+
+def test_a_client_whose_account_is_deactivated_is_refused(ehr):
+    ehr.client.user.is_active = False
+    ehr.client.user.save()
+    refused(ehr.get(DISCOVERY), "inactive_client")
+
+
+def test_an_ordinary_api_token_is_no_cds_hooks_token(make_user):
+    from tests.conftest import jwt_client
+
+    response = jwt_client(make_user(roles.PREDICTION_CLIENT)).get(DISCOVERY)
+    assert response.status_code == 401

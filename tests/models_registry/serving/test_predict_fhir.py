@@ -1,0 +1,96 @@
+"""Predict answers a FHIR RiskAssessment with ``?format=fhir`` or ``Accept: application/fhir+json``
+(issue 17, "Predictions where clinicians work")."""
+
+from __future__ import annotations
+
+import pytest
+from fhir.resources.R4B.riskassessment import RiskAssessment
+
+from learning_engine import roles
+from models_registry.models import Prediction
+from tests.conftest import jwt_client
+from tests.models_registry.serving.factories import (
+    COLD,
+    PNEUMONIA,
+    PNEUMONIA_FEATURES,
+    served_version,
+)
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
+
+PREDICT = "/api/v1/model-types/diagnosis/predict/"
+
+
+@pytest.fixture
+def client(make_user):
+    return jwt_client(make_user(roles.PREDICTION_CLIENT))
+
+
+@pytest.fixture
+def version():
+    return served_version()
+
+
+def test_format_fhir_answers_a_valid_risk_assessment_with_one_prediction_per_diagnosis(client, version):
+    body = {**PNEUMONIA_FEATURES, "subject_key": "Patient/pt-17"}
+    plain = client.post(PREDICT, body, format="json").json()
+    response = client.post(f"{PREDICT}?format=fhir", body, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"].startswith("application/fhir+json")
+    resource = response.json()
+    RiskAssessment.model_validate(resource)  # fhir.resources takes it
+    assert resource["resourceType"] == "RiskAssessment"
+    assert resource["status"] == "final"
+    assert resource["subject"] == {"reference": "Patient/pt-17"}
+    outcomes = [(p["outcome"]["coding"][0]["code"], p["probabilityDecimal"]) for p in resource["prediction"]]
+    assert {code for code, _ in outcomes} == {PNEUMONIA, COLD} == set(plain["probabilities"])
+    assert outcomes[0][0] == plain["diagnosis"]["code"] == PNEUMONIA
+    assert [p for _, p in outcomes] == sorted((p for _, p in outcomes), reverse=True)
+    for code, probability in outcomes:
+        assert probability == pytest.approx(plain["probabilities"][code], abs=1e-6)
+    assert resource["prediction"][0]["outcome"]["coding"][0]["system"] == "http://hl7.org/fhir/sid/icd-10-cm"
+    assert resource["prediction"][0]["outcome"]["text"] == "Pneumonia, unspecified organism"
+    # The prediction is logged like any other, and the resource names it (the id feedback takes).
+    logged = Prediction.objects.latest("id")
+    assert resource["identifier"][0]["value"] == str(logged.pk)
+    assert resource["method"]["coding"][0]["code"] == f"diagnosis/{version.version}"
+
+
+def test_the_accept_header_chooses_fhir_too(client, version):
+    body = {**PNEUMONIA_FEATURES, "subject_key": "Patient/pt-17"}
+    response = client.post(PREDICT, body, format="json", HTTP_ACCEPT="application/fhir+json")
+    assert response.status_code == 200
+    assert response.json()["resourceType"] == "RiskAssessment"
+
+
+def test_a_subject_key_that_is_no_reference_becomes_an_identifier(client, version):
+    body = {**PNEUMONIA_FEATURES, "subject_key": "encounter 2026-0042"}
+    resource = client.post(f"{PREDICT}?format=fhir", body, format="json").json()
+    assert resource["subject"] == {"type": "Patient", "identifier": {"value": "encounter 2026-0042"}}
+    RiskAssessment.model_validate(resource)
+
+
+def test_without_a_subject_key_it_is_400_subject_required_and_nothing_is_logged(client, version):
+    response = client.post(f"{PREDICT}?format=fhir", PNEUMONIA_FEATURES, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "subject_required"
+    assert not Prediction.objects.exists()
+
+
+def test_imputed_findings_and_range_warnings_are_notes(client, version):
+    findings = {k: v for k, v in PNEUMONIA_FEATURES["findings"].items() if k != "crp"}
+    findings["temperature_c"] = 43.5  # outside the training range, inside the hard limits
+    body = {**PNEUMONIA_FEATURES, "findings": findings, "allow_missing": True, "subject_key": "Patient/a"}
+    resource = client.post(f"{PREDICT}?format=fhir", body, format="json").json()
+    texts = " ".join(note["text"] for note in resource["note"])
+    assert "crp" in texts
+    assert "Body temperature" in texts
+
+
+@pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD, roles.PRIVACY_OFFICER, None])
+def test_a_user_without_the_predict_permission_is_refused_in_fhir_too(make_user, version, role):
+    body = {**PNEUMONIA_FEATURES, "subject_key": "Patient/a"}
+    response = jwt_client(make_user(role)).post(f"{PREDICT}?format=fhir", body, format="json")
+    assert response.status_code == 403
+    assert not Prediction.objects.exists()
