@@ -16,6 +16,7 @@ from django.db import transaction
 from django.tasks import task
 
 from alerts import delivery
+from alerts.event_types import EventType
 from alerts.models import AlertDelivery, AlertEvent, AlertReceiver
 from learning_engine.periodic import ensure_scheduled, periodic_task
 
@@ -55,3 +56,14 @@ def _enqueue(delivery_id: int, *, run_after: Any = None) -> None:
     except Exception:
         # The queue is away: the delivery stays due and the sweep sends it.
         logger.exception("Could not queue alert delivery %s; the sweep will send it", delivery_id)
+
+
+def send_test_event(receiver: AlertReceiver, *, by: Any) -> AlertEvent:
+    """An ``alert.test`` event delivered to ``receiver`` only (the admin's action), queued on commit."""
+    event = AlertEvent.objects.create(
+        event_type=EventType.TEST,
+        summary=f"Test event for receiver {receiver.pk}, sent from the admin",
+        data={"receiver": receiver.pk, "by": by.pk if by is not None else None},
+    )
+    dispatch(event, [receiver])
+    return event
