@@ -70,7 +70,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db.models import TextField
+from django.db.models import QuerySet, TextField
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
@@ -247,7 +247,7 @@ def same_content(model_type: ModelType, content_hash: str) -> DatasetSnapshot | 
     )
 
 
-def _twins(ready: Any, model_type: ModelType) -> Any:
+def _twins(ready: QuerySet[DatasetSnapshot], model_type: ModelType) -> QuerySet[DatasetSnapshot]:
     """The ready snapshots of ``ready`` that a new build would copy: those built under the dictionary
     version a build would record now. The same cases under another version are not the same
     dataset: models trained on it answer under its version (docs/data-dictionary.md)."""
@@ -909,7 +909,8 @@ def file_cases(path: str) -> Iterator[tuple[int, list[tuple[str, str]]]]:
 def _is_text(data_type: pa.DataType) -> bool:
     if pa.types.is_dictionary(data_type):
         return _is_text(data_type.value_type)
-    return pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+    text: bool = pa.types.is_string(data_type) or pa.types.is_large_string(data_type)
+    return text
 
 
 def _string_columns(name: str, data_type: pa.DataType, values: Any) -> list[StringColumn]:

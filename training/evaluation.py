@@ -156,7 +156,8 @@ def _confusion(true_index: np.ndarray, pred_index: np.ndarray, size: int) -> np.
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator / denominator, 0 where the denominator is 0 (sklearn's ``zero_division=0``)."""
-    return np.divide(numerator, denominator, out=np.zeros(np.shape(denominator)), where=denominator > 0)
+    ratio: np.ndarray = np.divide(numerator, denominator, out=np.zeros(np.shape(denominator)), where=denominator > 0)
+    return ratio
 
 
 def _per_label(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -251,7 +252,8 @@ def _order_within(order: np.ndarray, member: np.ndarray) -> np.ndarray:
     """``_score_order`` of the member rows, from the whole set's: no sort, the order is kept."""
     position = np.cumsum(member) - 1  # a member's row within the subgroup
     kept = member[order].T  # per label, which rows of its order are members
-    return position[order.T[kept].reshape(order.shape[1], -1).T]
+    within: np.ndarray = position[order.T[kept].reshape(order.shape[1], -1).T]
+    return within
 
 
 BRIER_DEFINITION = (
@@ -280,7 +282,8 @@ def _brier(true_index: np.ndarray, scores: np.ndarray) -> float:
 def _ece(counts: np.ndarray, confidence: np.ndarray, correct: np.ndarray) -> np.ndarray:
     """ECE from per-bin row counts, sums of confidence and sums of correct ones (..., bins)."""
     total = counts.sum(axis=-1)
-    return np.abs(correct - confidence).sum(axis=-1) / np.maximum(total, 1)
+    ece: np.ndarray = np.abs(correct - confidence).sum(axis=-1) / np.maximum(total, 1)
+    return ece
 
 
 def calibration(
@@ -362,7 +365,9 @@ def _headline(
 
 # A timing, not a statistic of the predictions: `make mutation` leaves it out.
 # pragma: no mutate start
-def _latency_ms(model: Any, rows: Sequence[Mapping[str, Any]], numeric_features: list[str], calls: int) -> dict:
+def _latency_ms(
+    model: Any, rows: Sequence[Mapping[str, Any]], numeric_features: list[str], calls: int
+) -> dict[str, Any]:
     """Single-row prediction latency, featurisation included (what a predict request pays)."""
     sample = list(rows[: max(1, calls)])  # the row dicts exist before the clock runs, as in a request
     model.predict_proba([features(sample[0], numeric_features)])  # warm-up, not counted
@@ -446,7 +451,7 @@ def evaluate(
             groups.append({"value": value, **metrics})
         subgroups[field_name] = groups
 
-    return plain(
+    evaluation: dict[str, Any] = plain(
         {
             "test_size": overall.pop("n"),
             "labels": labels,
@@ -462,3 +467,4 @@ def evaluate(
             "latency_ms": _latency_ms(model, rows, numeric_features, latency_calls),
         }
     )
+    return evaluation

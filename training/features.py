@@ -148,7 +148,8 @@ class Coded:
 
     def mapped(self, table: Sequence[Any], dtype: Any = object) -> np.ndarray:
         """Each item's entry in ``table`` (one entry per value)."""
-        return np.asarray(table, dtype=dtype).reshape(len(self.values))[self.codes]
+        entries: np.ndarray = np.asarray(table, dtype=dtype).reshape(len(self.values))[self.codes]
+        return entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,7 +463,8 @@ def _positions(rows: np.ndarray | None, coded: Coded, column_of_value: list[int]
     if min(column_of_value, default=-1) < 0:
         known = columns >= 0
         columns, at = columns[known], at[known]
-    return at * width + columns
+    positions: np.ndarray = at * width + columns
+    return positions
 
 
 # Here, not in training.tasks, because the worker (tasks -> trainer -> ranges) and the ranges of an

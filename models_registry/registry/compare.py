@@ -181,7 +181,8 @@ def _macro_f1(confusions: np.ndarray) -> np.ndarray:
     denominator = confusions.sum(axis=-1) + confusions.sum(axis=-2)  # 2TP + FP + FN
     f1 = np.divide(2 * hits, denominator, out=np.zeros(denominator.shape), where=denominator > 0)
     present = denominator > 0
-    return (f1 * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+    macro: np.ndarray = (f1 * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
+    return macro
 
 
 def _confusions(true_index: np.ndarray, pred_index: np.ndarray, size: int) -> np.ndarray:
@@ -353,7 +354,7 @@ def _paired_evaluation(
     cases = pair(pa.y_true, pa.y_pred, pa.classes, pa.probabilities, pb.y_pred, pb.classes, pb.probabilities)
     test = mcnemar(cases.pred_a == cases.true_index, cases.pred_b == cases.true_index)
     differences = difference_rows(cases, test, metrics["a"], metrics["b"])
-    return plain(
+    comparison: dict[str, Any] = plain(
         {
             "test_set": {
                 "dataset": snapshot.pk,
@@ -379,6 +380,7 @@ def _paired_evaluation(
             },
         }
     )
+    return comparison
 
 
 def live_accuracy(version: ModelVersion) -> dict[str, Any] | None:
@@ -391,13 +393,14 @@ def live_accuracy(version: ModelVersion) -> dict[str, Any] | None:
     if record is None:
         return None
     metrics: Mapping[str, Any] = record.metrics if isinstance(record.metrics, dict) else {}
-    return plain(
+    live: dict[str, Any] = plain(
         {
             "accuracy": metrics.get("accuracy"),
             "n": record.test_set_size,
             "recorded_at": record.created_at.isoformat(),
         }
     )
+    return live
 
 
 def _side(version: ModelVersion, metrics: Mapping[str, Any]) -> dict[str, Any]:

@@ -442,7 +442,7 @@ class ModelVersion(models.Model):
                 raise TransitionError(
                     f"{model_type} has no previously active version to roll back to.", code="no_previous_version"
                 )
-            target = previous_row.to_version
+            target: ModelVersion = previous_row.to_version
             if target.deployment_status != cls.Deployment.INACTIVE:
                 raise TransitionError(
                     f"The previously active version {target.version} is {target.deployment_status}; "

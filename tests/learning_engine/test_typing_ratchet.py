@@ -49,6 +49,11 @@ STRICT_TODAY = {
     "cases.deid.residual",
     "cases.derived",
     "cases.recheck",
+    "training.evaluation",
+    "training.features",
+    "training.datasets",
+    "models_registry.registry.compare",
+    "models_registry.registry.models",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",

@@ -42,7 +42,7 @@ from tests.training.factories import (
     ModelTypeFactory,
     approved_cohort,
 )
-from training import datasets
+from training import datasets, splitting
 from training.dataset_format import SCHEMA
 from training.datasets import DatasetBuildError, build_snapshot, canonical_json, create_snapshot, file_cases
 from training.models import DatasetSnapshot, ImmutableSnapshot, ModelType
@@ -585,7 +585,7 @@ def test_a_failure_after_storing_removes_the_stored_file(model_type, media_root,
 
 def test_a_case_that_changes_during_the_build_fails_it(model_type, monkeypatch):
     cases = approved_cohort(model_type.cohort, patients=10)
-    real_split = datasets.split_cases
+    real_split = splitting.split_cases
 
     def split_then_relabel(*args, **kwargs):
         assigned = real_split(*args, **kwargs)
@@ -940,7 +940,7 @@ def test_large_manifests_stay_compact_numpy_backed(model_type, tmp_path):
 
 def test_a_case_retracted_during_the_build_fails_it(model_type, monkeypatch):
     cases = approved_cohort(model_type.cohort, patients=10)
-    real_split = datasets.split_cases
+    real_split = splitting.split_cases
 
     def split_then_retract(*args, **kwargs):
         assigned = real_split(*args, **kwargs)
@@ -955,7 +955,7 @@ def test_a_case_retracted_during_the_build_fails_it(model_type, monkeypatch):
 
 def test_a_case_approved_during_the_build_is_left_for_the_next_one(model_type, monkeypatch):
     approved_cohort(model_type.cohort, patients=10)
-    real_split = datasets.split_cases
+    real_split = splitting.split_cases
     late: list[Case] = []
 
     def split_then_approve(*args, **kwargs):
