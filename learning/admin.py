@@ -5,12 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from learning.models import LearningPolicy
+from learning.models import CycleTransition, LearningCycle, LearningPolicy
+from learning.tasks import ensure_learning_scheduled
 from learning_engine.actors import request_actor
-from training.models import LockedEvaluationSet
+from learning_engine.admin_audit import AuditTrailInline
+from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.roles import PERM_RUN_LEARNING_CYCLE
+from training.models import LockedEvaluationSet, ModelType
 
 POLICY_FIELDSETS = (
     (None, {"fields": ("model_type", "enabled", "reason")}),
@@ -80,6 +92,8 @@ class LearningPolicyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: LearningPolicy, form: Any, change: bool) -> None:
         obj.save_as_next_version(by=request_actor(request))
+        # The loop's periodic chain runs from the first policy on (a no-op while it is alive).
+        ensure_learning_scheduled()
 
     def response_change(self, request: HttpRequest, obj: LearningPolicy) -> HttpResponse:
         self.message_user(
@@ -118,3 +132,150 @@ class LockedEvaluationSetAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class CycleTransitionInline(AuditTrailInline):
+    model = CycleTransition
+    parent_view_permission = "learning.view_learningcycle"
+
+
+class CancelForm(forms.Form):
+    reason = forms.CharField(max_length=500, help_text="Why the cycle stops (kept in its audit trail).")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def envelope_rows(envelope: dict[str, Any]) -> list[dict[str, str]]:
+    """The envelope's criteria as table rows (figure, bound, result), in the order judged."""
+    rows = []
+    for item in envelope.get("criteria") or []:
+        passed = item.get("passed")
+        rows.append(
+            {
+                "name": str(item.get("name", "")),
+                "figure": _fmt(item.get("figure")),
+                "bound": _fmt(item.get("bound")),
+                "result": "pass" if passed is True else "FAIL" if passed is False else "not judged",
+                "detail": str(item.get("detail", "")),
+            }
+        )
+    return rows
+
+
+@admin.register(LearningCycle)
+class LearningCycleAdmin(admin.ModelAdmin):
+    """Read-only: a cycle changes only through its steps (the periodic task, ``learning_cycle``) and
+    the cancel action (clinical leads). ``timeline/<model type>/`` shows a model type's cycles."""
+
+    list_display = ("pk", "model_type", "kind", "trigger", "status", "candidate", "envelope_passed", "created_at")
+    list_filter = ("model_type", "status", "kind", "trigger")
+    list_select_related = ("model_type", "candidate")
+    inlines = (CycleTransitionInline,)
+    actions = ("cancel_selected",)
+    fields = (
+        "model_type",
+        "policy",
+        "kind",
+        "trigger",
+        "trigger_detail",
+        "status",
+        "outcome",
+        "champion",
+        "locked_set",
+        "dataset",
+        "candidates",
+        "candidate",
+        "envelope_table",
+        "envelope_passed",
+        "ab_test",
+        "test_decision",
+        "created_by",
+        "created_at",
+        "finished_at",
+        "timeline_link",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERM_RUN_LEARNING_CYCLE)
+
+    @admin.display(description="Acceptance envelope")
+    def envelope_table(self, obj: LearningCycle) -> str:
+        rows = envelope_rows(obj.envelope or {})
+        if not rows:
+            return "-"
+        return format_html_join_rows(rows)
+
+    @admin.display(description="Timeline")
+    def timeline_link(self, obj: LearningCycle) -> str:
+        url = reverse("admin:learning_learningcycle_timeline", args=[obj.model_type.slug])
+        return format_html('<a href="{}">Every cycle of {}</a>', url, obj.model_type.slug)
+
+    @admin.action(description="Cancel the selected learning cycles", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[LearningCycle]) -> TemplateResponse | None:
+        actor = request_actor(request)
+        return confirm_and_apply(
+            self,
+            request,
+            queryset,
+            title="Cancel learning cycles",
+            apply=lambda cycle, data: cycle.cancel(by=actor, reason=data["reason"]),
+            form_class=CancelForm,
+            done="Cancelled",
+            question="Cancel these cycles? Jobs already queued finish, but nothing they make is tested or served.",
+            unavailable=lambda cycle: None if cycle.can_cancel() else f"it is {cycle.status}",
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        timeline = path(
+            "timeline/<slug:slug>/",
+            self.admin_site.admin_view(self.timeline_view),
+            name="learning_learningcycle_timeline",
+        )
+        return [timeline, *super().get_urls()]
+
+    def timeline_view(self, request: HttpRequest, slug: str) -> HttpResponse:
+        """Every cycle of one model type, newest first, each with its steps and its envelope."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        model_type = get_object_or_404(ModelType, slug=slug)
+        cycles = (
+            LearningCycle.objects.filter(model_type=model_type)
+            .select_related("policy", "champion", "candidate", "ab_test")
+            .prefetch_related(Prefetch("transitions", queryset=CycleTransition.objects.select_related("actor")))
+            .order_by("-created_at", "-id")[:200]
+        )
+        entries = [{"cycle": cycle, "envelope": envelope_rows(cycle.envelope or {})} for cycle in cycles]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Learning cycles of {model_type.slug}",
+            "model_type": model_type,
+            "policy": LearningPolicy.current(model_type),
+            "entries": entries,
+        }
+        return TemplateResponse(request, "admin/learning/learningcycle/timeline.html", context)
+
+
+def format_html_join_rows(rows: list[dict[str, str]]) -> SafeString:
+    body = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((row["name"], row["figure"], row["bound"], row["result"], row["detail"]) for row in rows),
+    )
+    return format_html(
+        "<table><thead><tr><th>criterion</th><th>figure</th><th>bound</th><th>result</th><th></th></tr>"
+        "</thead><tbody>{}</tbody></table>",
+        body,
+    )

@@ -119,4 +119,5 @@ urlpatterns = [
     path("", include("training.api_urls")),
     path("", include("models_registry.api_urls")),
     path("", include("models_registry.serving.urls")),
+    path("", include("learning.api_urls")),
 ]

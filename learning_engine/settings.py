@@ -505,6 +505,11 @@ SPECTACULAR_SETTINGS = {
         "PerformanceRecordSourceEnum": "models_registry.models.PerformanceRecord.Source",
         "ComparisonVerdictEnum": "models_registry.registry.compare.VERDICTS",
         "OutOfRangeBasisEnum": "models_registry.serving.inputs.RANGE_BASES",
+        "LearningCycleStatusEnum": "learning.models.LearningCycle.Status",
+        "LearningCycleKindEnum": "learning.models.LearningCycle.Kind",
+        "LearningCycleTriggerEnum": "learning.models.LearningCycle.Trigger",
+        "LearningPolicyTestModeEnum": "learning.models.LearningPolicy.TestMode",
+        "LearningPolicyRollbackActionEnum": "learning.models.LearningPolicy.RollbackAction",
     },
 }
 
@@ -604,6 +609,8 @@ DATABASE_OUTAGE_WAIT_SECONDS = env_int("DATABASE_OUTAGE_WAIT_SECONDS", 60)
 DATASET_QUEUED_LIMIT_SECONDS = env_int("DATASET_QUEUED_LIMIT_SECONDS", 24 * 3600)
 # How often the periodic task concludes A/B tests that are past their duration (without promotion).
 AB_TEST_CHECK_INTERVAL_SECONDS = env_int("AB_TEST_CHECK_INTERVAL_SECONDS", 300)
+# How often the learning loop advances open cycles and checks its triggers (learning.tasks).
+LEARNING_CYCLE_INTERVAL_SECONDS = env_int("LEARNING_CYCLE_INTERVAL_SECONDS", 300)
 
 # Monitoring of the serving versions (monitoring/, docs/design.md "Monitoring"): a snapshot of each
 # active version and A/B arm every MONITORING_INTERVAL_SECONDS; drift and volume over the last

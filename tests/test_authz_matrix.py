@@ -100,6 +100,9 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/model-types/{slug}/ab-tests/{pk}/"): STAFF_VIEWERS,
     ("POST", "/api/v1/model-types/{slug}/ab-tests/{pk}/stop/"): STAFF_VIEWERS,
     ("POST", "/api/v1/model-types/{slug}/ab-tests/{pk}/conclude/"): frozenset({L}),
+    # The learning loop, read-only: the ML engineers and clinical leads who see the registry.
+    ("GET", "/api/v1/model-types/{slug}/learning-cycles/"): STAFF_VIEWERS,
+    ("GET", "/api/v1/model-types/{slug}/learning-cycles/{pk}/"): STAFF_VIEWERS,
     # Serving: clinicians and hospital systems.
     ("POST", "/api/v1/model-types/{slug}/predict/"): frozenset({C, P}),
     ("POST", "/api/v1/model-types/{slug}/predict/batch/"): frozenset({C, P}),
