@@ -159,7 +159,7 @@ def advance(cycle: LearningCycle) -> str:
 def _fail(cycle: LearningCycle, reason: str) -> None:
     logger.warning("Learning cycle %s failed: %s", cycle.pk, reason)
     with contextlib.suppress(TransitionError):
-        cycle.move(Status.FAILED, reason=reason, outcome=f"Failed: {reason}")
+        cycle.fail(reason=reason)
 
 
 def _waiting_for_dataset(cycle: LearningCycle) -> None:

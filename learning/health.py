@@ -1,10 +1,11 @@
 """What the loop reads of monitoring: whether a serving version is degraded, and its input drift.
 
-A narrow seam: ``current(version)`` returns a ``Health`` or None (no figures yet). Until the
-monitoring app's reading API is on main it reports nothing, so the degradation and drift triggers
-and the rollback guard stay quiet; tests replace ``current`` to drive them. When monitoring lands,
-``current`` reads ``monitoring.health.current(version)`` and maps it here, and nothing else of the
-loop changes.
+A narrow seam over ``monitoring.health.current(version)``: ``current`` returns a ``Health`` or None
+(the version has no monitoring snapshot yet: absence of evidence is not degradation). Degraded is
+monitoring's own verdict; drift is the population stability index of every model input in the
+latest snapshot's window (not only those past monitoring's threshold: the policy names its own),
+and only once the window holds ``MONITORING_MIN_INPUTS`` inputs, as monitoring's verdict does.
+Tests replace ``current`` to drive the triggers.
 """
 
 from __future__ import annotations
@@ -31,5 +32,19 @@ class Health:
 
 
 def current(version: Any) -> Health | None:
-    """The latest monitoring figures of ``version``; None while there are none."""
-    return None
+    """The latest monitoring figures of ``version`` (its own, not an A/B arm's); None while there are none."""
+    from django.conf import settings
+
+    from monitoring.health import current as monitored
+
+    reading = monitored(version)
+    snapshot = reading.snapshot
+    if snapshot is None:
+        return None
+    drift: dict[str, float] = {}
+    if snapshot.inputs >= int(getattr(settings, "MONITORING_MIN_INPUTS", 100)):
+        for name, figures in (snapshot.drift or {}).items():
+            psi = figures.get("psi") if isinstance(figures, dict) else None
+            if isinstance(psi, int | float):
+                drift[str(name)] = float(psi)
+    return Health(degraded=bool(reading.degraded), drift=drift)

@@ -179,6 +179,10 @@ class LearningCycle(models.Model):
             claim(self, expected={"status": source}, status=target, updated_at=timezone.now(), **changes)
             CycleTransition.objects.create(cycle=self, actor=by, from_state=source, to_state=target, reason=reason)
 
+    def fail(self, *, reason: str) -> None:
+        """Any open state -> failed, with the reason as its outcome (the periodic task's steps)."""
+        self.move(self.Status.FAILED, reason=reason, outcome=f"Failed: {reason}")
+
     def cancel(self, *, by: SystemActor, reason: str) -> None:
         """Any open state -> cancelled. Jobs still queued or running are left to finish; nothing
         they make is tested or served (the cycle no longer acts on them)."""
