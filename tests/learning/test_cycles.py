@@ -19,7 +19,8 @@ from learning_engine.exceptions import InvalidRequest
 from models_registry.experiments.models import ABTest
 from models_registry.models import ActivationHistory, ModelVersion
 from models_registry.registry.registration import register_completed_job
-from tests.models_registry.registry.factories import completed_job, ready_snapshot, snapshot_rows, trained_version
+from tests.models_registry.registry.factories import ready_snapshot, snapshot_rows, trained_version
+from tests.training.factories import TrainingJobFactory
 from training.models import TrainingJob
 from training.trainer import train
 
@@ -56,7 +57,7 @@ def version_trained_on(world, rows_by_split: dict[str, list[dict[str, Any]]], **
         report=lambda progress: None,
         artifact_name=f"learning-test-{random.randrange(10**9)}",
     )
-    job = completed_job(snapshot, by=world.engineer, result=result)
+    job = TrainingJobFactory.create(completed=True, dataset=snapshot, created_by=world.engineer, result=result)
     register_completed_job(sender=TrainingJob, job_id=job.pk)
     return ModelVersion.objects.get(job=job)
 
