@@ -177,6 +177,7 @@ def post(url: str, *, body: bytes, headers: dict[str, str]) -> Answer:
             retries=False,
             maxsize=1,
             cert_reqs="CERT_REQUIRED",
+            ca_certs=settings.ALERTS_WEBHOOK_CA_BUNDLE or None,
             server_hostname=host,
             assert_hostname=host,
         )
