@@ -33,7 +33,6 @@ from typing import Any
 
 import jwt
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -42,7 +41,7 @@ from rest_framework.request import Request
 
 from cds_hooks.keys import ALGORITHMS, KEYS, KeySetError
 from cds_hooks.models import TrustedClient, UsedToken
-from learning_engine.tokens import with_credential_masks
+from learning_engine.tokens import PERMISSION_MASK, ROLE_MASK, with_credential_masks
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +91,9 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
         raise refused("malformed_token", 'The token header must name its key ("kid").')
     issuer = unverified.get("iss")
     try:
-        client = TrustedClient.objects.get(issuer=issuer, is_active=True) if isinstance(issuer, str) else None
+        # The client, its account and the account's role and permission masks: one query.
+        clients = with_credential_masks(TrustedClient.objects.select_related("user"))
+        client = clients.get(issuer=issuer, is_active=True) if isinstance(issuer, str) else None
     except TrustedClient.DoesNotExist:
         client = None
     if client is None:
@@ -185,10 +186,12 @@ class CdsHooksAuthentication(BaseAuthentication):
         token_audiences = getattr(view, "token_audiences", None)
         audiences: tuple[str, ...] = token_audiences(request) if token_audiences is not None else ()
         client, _claims = verify(token, request, audiences=audiences)
-        # The serving permission mask comes with the user (one query, no has_perm queries after).
-        user = with_credential_masks(get_user_model().objects.filter(pk=client.user_id, is_active=True)).first()
-        if user is None:
+        user = client.user
+        if not user.is_active:
             raise refused("inactive_client", "The account of this CDS Hooks client is inactive.")
+        # The masks the client query computed: serving's permission check reads them (no has_perm query).
+        for mask in (ROLE_MASK, PERMISSION_MASK):
+            setattr(user, mask, getattr(client, mask))
         return user, client
 
     def authenticate_header(self, request: Request) -> str:

@@ -1,13 +1,9 @@
 """What a service call's prefetched FHIR resources say, as a prediction record.
 
-The resources are read by the FHIR mapping of the case import (``cases.fhir.mapping``), so a
-Patient or an Observation means the same here as in an imported bundle: the age at today and the
-sex of the Patient, and each Observation whose LOINC code the dictionary gives a finding,
-converted to the dictionary's unit. Only the elements the mapping reads are taken
-(``PATIENT_ELEMENTS``, ``OBSERVATION_ELEMENTS``): the Patient's birth date and gender, never its
-names or identifiers, and the record handed to serving is the compact one (findings, age, sex).
-
-The CDS Hooks rules:
+The resources are read as a FHIR ``Parameters`` body to predict is
+(``models_registry.serving.fhir_input.compact_record``: the FHIR import's mapping, only the
+elements it reads, the Patient's birth date and gender and never its identifiers). The CDS Hooks
+rules on top:
 
 - a prefetch key the service asked for and the call lacks means the record system did not
   satisfy it: 412 (``prefetch_missing``, naming the keys), since the service never calls the
@@ -26,44 +22,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.utils import timezone
-
 from cases.dictionary.definition import Definition, Finding
-from cases.fhir import mapping, resources
-from cases.quality import MAX_AGE_YEARS, age_at
 from cds_hooks.services import OBSERVATION_PREFIX, PATIENT_KEY, Call
+from models_registry.serving.fhir_input import ResourceRefused, compact_record
 from models_registry.serving.inputs import ALLOW_MISSING, SUBJECT_KEY
-
-# The elements the mapping reads (``cases.fhir.mapping``): only these are validated and mapped. The
-# rest of a resource (a Patient's names, identifiers, addresses and telecom; an Observation's
-# narrative, notes, performers) never enters a model here: the minimum necessary, and a third of
-# the validation's cost.
-PATIENT_ELEMENTS = ("resourceType", "id", "birthDate", "gender")
-OBSERVATION_ELEMENTS = (
-    "resourceType",
-    "id",
-    "status",
-    "code",
-    "subject",
-    "effectiveDateTime",
-    "effectiveInstant",
-    "effectivePeriod",
-    "issued",
-    "valueQuantity",
-    "valueInteger",
-    "valueBoolean",
-    "valueString",
-    "valueCodeableConcept",
-    "valueRange",
-    "valueRatio",
-    "valueSampledData",
-    "dataAbsentReason",
-    "component",
-)
-
-# Problems of the mapping that are worth a line on the card (a missing finding is listed as
-# imputed by serving, an expected-range warning by the dictionary check).
-SHOWN_PROBLEMS = frozenset({"unit_refused", "invalid_value", "outside_hard_limits", "invalid_patient"})
 
 
 class PrefetchRefused(ValueError):
@@ -109,66 +71,28 @@ def _resources(value: Any, key: str) -> list[Any]:
     return found
 
 
-def _only(resource: dict[str, Any], elements: tuple[str, ...]) -> dict[str, Any]:
-    return {name: value for name, value in resource.items() if name in elements}
-
-
-def _about(resource: dict[str, Any], patient_id: str, where: str) -> None:
-    subject = resource.get("subject")
-    reference = subject.get("reference") if isinstance(subject, dict) else None
-    if mapping.reference_id(reference, "Patient") != patient_id:
-        raise PrefetchRefused(
-            "wrong_patient", where, "is not about the patient of context.patientId (its subject differs)."
-        )
-
-
 def read_prefetch(call: Call, definition: Definition, *, client_id: int, today: dt.date | None = None) -> Read:
     """The prediction record of ``call``'s prefetch under ``definition``; raises ``PrefetchRefused``."""
-    notes: list[str] = []
-    record: dict[str, Any] = {
-        ALLOW_MISSING: True,
-        # A/B routing keeps one patient on one arm: the subject is the patient as this record
-        # system names it (serving keeps only its HMAC).
-        SUBJECT_KEY: f"cds-hooks:{client_id}:Patient/{call.patient_id}",
-    }
     patient = call.prefetch.get(PATIENT_KEY)
-    if patient is not None:
-        if not isinstance(patient, dict) or patient.get("resourceType") != "Patient":
-            raise PrefetchRefused("invalid_prefetch", f"prefetch.{PATIENT_KEY}", "must be a Patient or null.")
-        if patient.get("id") != call.patient_id:
-            raise PrefetchRefused(
-                "wrong_patient", f"prefetch.{PATIENT_KEY}", "is not the patient of context.patientId (its id differs)."
-            )
-        try:
-            identity, problems = mapping.map_patient(_only(patient, PATIENT_ELEMENTS))
-        except resources.ResourceInvalid as exc:
-            raise PrefetchRefused(
-                "invalid_prefetch", f"prefetch.{PATIENT_KEY}.{exc.path}".rstrip("."), exc.message
-            ) from None
-        notes += [problem.message for problem in problems if problem.code in SHOWN_PROBLEMS]
-        born = identity.get("birth_date")
-        if born:
-            age = age_at(dt.date.fromisoformat(born), today or timezone.localdate())
-            if 0 <= age <= MAX_AGE_YEARS:
-                record["age"] = age
-            else:
-                notes.append("The Patient's birth date gives an impossible age; it was left out.")
-        if identity.get("sex"):
-            record["sex"] = identity["sex"]
-    observations: list[Any] = []
+    observations: list[tuple[str, Any]] = []
     for key, value in call.prefetch.items():
         if not key.startswith(OBSERVATION_PREFIX):
             continue  # a key we did not ask for: not read
+        bundle = isinstance(value, dict) and value.get("resourceType") == "Bundle"
         for position, resource in enumerate(_resources(value, key)):
-            where = f"prefetch.{key}" if value.get("resourceType") != "Bundle" else f"prefetch.{key}.entry[{position}]"
-            if resource.get("resourceType") != "Observation":
-                raise PrefetchRefused("invalid_prefetch", where, "must be an Observation.")
-            _about(resource, call.patient_id, where)
-            try:
-                observations.append(resources.validate(_only(resource, OBSERVATION_ELEMENTS), "Observation"))
-            except resources.ResourceInvalid as exc:
-                raise PrefetchRefused("invalid_prefetch", f"{where}.{exc.path}".rstrip("."), exc.message) from None
-    findings, problems = mapping.map_observations(observations, definition)
-    notes += [problem.message for problem in problems if problem.code in SHOWN_PROBLEMS]
-    record["findings"] = findings
+            observations.append((f"prefetch.{key}.entry[{position}]" if bundle else f"prefetch.{key}", resource))
+    try:
+        record, notes = compact_record(
+            (f"prefetch.{PATIENT_KEY}", patient) if patient is not None else None,
+            observations,
+            definition,
+            patient_id=call.patient_id,
+            invalid="invalid_prefetch",
+            today=today,
+        )
+    except ResourceRefused as exc:
+        raise PrefetchRefused(exc.code, exc.field, exc.message) from None
+    # A/B routing keeps one patient on one arm: the subject is the patient as this record system
+    # names it (serving keeps only its HMAC).
+    record.update({ALLOW_MISSING: True, SUBJECT_KEY: f"cds-hooks:{client_id}:Patient/{call.patient_id}"})
     return Read(record=record, notes=notes)

@@ -68,6 +68,18 @@ class CdsHooksView(APIView):
         return client
 
 
+_names: tuple[RoutingTable | None, dict[str, str]] = (None, {})
+
+
+def model_names(table: RoutingTable) -> dict[str, str]:
+    """Model type names by slug, read once per routing table (a table lives for one serving
+    generation, so a renamed model type shows under its new name from the next activation on)."""
+    global _names
+    if _names[0] is not table:
+        _names = (table, dict(ModelType.objects.values_list("slug", "name")))
+    return _names[1]
+
+
 def _route(slug: str) -> tuple[Route, RoutingTable]:
     try:
         route, table = ROUTER.route_in_table(slug)
@@ -82,7 +94,7 @@ class DiscoveryView(CdsHooksView):
     def get(self, request: Request) -> Response:
         table = ROUTER.table()
         served = sorted(slug for slug, route in table.routes.items() if route.arms)
-        names = dict(ModelType.objects.filter(slug__in=served).values_list("slug", "name"))
+        names = model_names(table)
         services = []
         for slug in served:
             findings = prefetched_findings(served_checks(table.routes[slug], table))
@@ -114,7 +126,7 @@ class ServiceView(CdsHooksView):
                 missing=missing,
             )
         client = self.client(request)
-        model_name = ModelType.objects.filter(slug=slug).values_list("name", flat=True).first() or slug
+        model_name = model_names(table).get(slug, slug)
         if not checks:
             raise NotFound("There is no such CDS service (its cohort has no data dictionary).")
         try:

@@ -21,6 +21,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from learning_engine.exceptions import InvalidRequest
+from learning_engine.parsers import SafeJSONParser
 
 FHIR_JSON = "application/fhir+json"
 ICD10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -34,6 +35,12 @@ class FHIRJSONRenderer(JSONRenderer):
 
     media_type = FHIR_JSON
     format = "fhir"
+
+
+class FHIRJSONParser(SafeJSONParser):
+    """``application/fhir+json`` bodies (a FHIR ``Parameters`` resource), read as JSON is."""
+
+    media_type = FHIR_JSON
 
 
 def subject_reference(subject_key: Any) -> dict[str, Any]:

@@ -57,7 +57,14 @@ from learning_engine.stateless_auth import StatelessJWTAuthentication
 from learning_engine.tokens import PERMISSION_MASK, SessionJWTAuthentication, SessionJWTScheme, permission_bit
 from models_registry.serving.examples import FEEDBACK_EXAMPLES, PREDICT_BATCH_EXAMPLES, PREDICT_EXAMPLES
 from models_registry.serving.feedback import feedback_case_record
-from models_registry.serving.fhir import FHIR_JSON, FHIRJSONRenderer, risk_assessment, subject_reference
+from models_registry.serving.fhir import (
+    FHIR_JSON,
+    FHIRJSONParser,
+    FHIRJSONRenderer,
+    risk_assessment,
+    subject_reference,
+)
+from models_registry.serving.fhir_input import ResourceRefused, parameters_record
 from models_registry.serving.inputs import (
     ALLOW_MISSING,
     SUBJECT_KEY,
@@ -197,7 +204,8 @@ def _answer(
 
 class PredictView(APIView):
     authentication_classes = PREDICT_AUTHENTICATION
-    parser_classes = PARSERS
+    # A FHIR Parameters body (application/fhir+json) too: a Patient and its Observations.
+    parser_classes = [*PARSERS, FHIRJSONParser]
     # ?format=fhir (or Accept: application/fhir+json) answers a FHIR RiskAssessment.
     renderer_classes = [JSONRenderer, FHIRJSONRenderer, BrowsableAPIRenderer]
     permission_classes = [serving_permission(PERM_PREDICT)]
@@ -206,8 +214,15 @@ class PredictView(APIView):
     @extend_schema(
         summary="Predict a diagnosis for one record",
         description="The active version of the model type answers; the prediction is logged without any "
-        "identifier of the request (subject key as an HMAC pseudonym, input as a hash).",
-        request=PredictRecordSerializer,
+        "identifier of the request (subject key as an HMAC pseudonym, input as a hash). The body is the JSON "
+        "record, or (application/fhir+json) a FHIR R4 Parameters resource: 'patient' (a Patient, the subject), "
+        "'observation' (an Observation or a Bundle of them, repeated as needed), 'allow_missing' (valueBoolean).",
+        request={
+            "application/json": PredictRecordSerializer,
+            # A FHIR R4 Parameters resource: "patient" (a Patient, the subject), "observation" (an
+            # Observation or a Bundle of them, repeated as needed), "allow_missing" (valueBoolean).
+            FHIR_JSON: OpenApiTypes.OBJECT,
+        },
         responses={
             (200, "application/json"): PredictionAnswerSerializer,
             (200, FHIR_JSON): OpenApiResponse(
@@ -223,18 +238,35 @@ class PredictView(APIView):
     def post(self, request: Request, slug: str) -> Response:
         started = time.perf_counter()
         route, fallback = _served_route(slug)
+        data = request.data
+        if (request.content_type or "").startswith(FHIR_JSON):
+            data = _parameters_record(route, fallback, data)
         fhir = request.accepted_renderer.format == FHIRJSONRenderer.format
         # Before predicting: a RiskAssessment must name its subject, and nothing is logged for a refusal.
-        subject = (
-            subject_reference(request.data.get(SUBJECT_KEY) if isinstance(request.data, dict) else None)
-            if fhir
-            else None
-        )
-        inputs = _inputs([request.data])
+        subject = subject_reference(data.get(SUBJECT_KEY) if isinstance(data, dict) else None) if fhir else None
+        inputs = _inputs([data])
         answer = _answer(route, inputs, fallback, request, started=started)[0]
         if subject is not None:
             return Response(risk_assessment(answer, subject=subject, names=_diagnosis_names(route, answer, fallback)))
         return Response(answer)
+
+
+def _parameters_record(route: Route, fallback: Callable[[], DictionaryCheck | None], body: Any) -> dict[str, Any]:
+    """The prediction record of a FHIR Parameters body, read under the dictionary of the version
+    that serves (its findings' LOINC codes and units)."""
+    from models_registry.serving.model_cache import MODEL_CACHE
+
+    check = check_of(MODEL_CACHE.get(route.arms[0]), fallback)
+    if check is None:
+        raise InvalidRequest(
+            "This model type's cohort has no data dictionary, so FHIR Observations cannot be read for it; "
+            "send the JSON record.",
+            code="no_dictionary",
+        )
+    try:
+        return parameters_record(body, check.definition)
+    except ResourceRefused as exc:
+        raise InvalidRequest(f"{exc.field}: {exc.message}", code=exc.code, field=exc.field) from None
 
 
 def _diagnosis_names(

@@ -16,7 +16,13 @@ from learning_engine.openapi_tags import TAGS
 DICTIONARIES = Path(__file__).resolve().parents[2] / "cases" / "dictionaries"
 DEMO_COHORTS = ("breast-mass", "respiratory")
 # Bodies that are not JSON on purpose: a model artifact upload, and JSON Lines for an import.
-NOT_JSON_ONLY = {("POST", "/api/v1/model-types/{slug}/versions/upload/"), ("POST", "/api/v1/cases/import/")}
+NOT_JSON_ONLY = {
+    ("POST", "/api/v1/model-types/{slug}/versions/upload/"),
+    ("POST", "/api/v1/cases/import/"),
+    # FHIR: the import takes Bundles and NDJSON, predict a FHIR Parameters resource beside the JSON record.
+    ("POST", "/api/v1/fhir/"),
+    ("POST", "/api/v1/model-types/{slug}/predict/"),
+}
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fhir.resources.R4B.riskassessment import RiskAssessment
 
@@ -93,4 +95,81 @@ def test_a_user_without_the_predict_permission_is_refused_in_fhir_too(make_user,
     body = {**PNEUMONIA_FEATURES, "subject_key": "Patient/a"}
     response = jwt_client(make_user(role)).post(f"{PREDICT}?format=fhir", body, format="json")
     assert response.status_code == 403
+    assert not Prediction.objects.exists()
+
+
+# --- A FHIR Parameters body ---------------------------------------------------------------------
+
+
+def parameters() -> tuple[str, dict[str, Any]]:
+    """(patient id, a Parameters body): the Patient and the Observations of tests.cds_hooks.calls."""
+    from tests.cds_hooks.calls import prefetch
+
+    patient_id, data = prefetch()
+    found = [entry["resource"] for key, bundle in data.items() if key != "patient" for entry in bundle["entry"]]
+    parameter = [{"name": "patient", "resource": data["patient"]}]
+    parameter += [{"name": "observation", "resource": item} for item in found]
+    return patient_id, {"resourceType": "Parameters", "parameter": parameter}
+
+
+def post_fhir(client, body, query=""):
+    import json
+
+    return client.post(f"{PREDICT}{query}", json.dumps(body), content_type="application/fhir+json")
+
+
+def test_a_parameters_body_predicts_as_the_same_json_record_does(client, version):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from cases.quality import age_at
+    from tests.cds_hooks.calls import PATIENT_RECORD
+
+    patient_id, body = parameters()
+    answer = post_fhir(client, body)
+    assert answer.status_code == 200, answer.content
+    born = dt.date.fromisoformat(PATIENT_RECORD["patient"]["birth_date"])
+    record = {"findings": PNEUMONIA_FEATURES["findings"], "age": age_at(born, timezone.localdate()), "sex": "female"}
+    plain = client.post(PREDICT, record, format="json").json()
+    assert answer.json()["probabilities"] == pytest.approx(plain["probabilities"])
+    # ... and answers a RiskAssessment whose subject is the Patient.
+    resource = post_fhir(client, body, "?format=fhir").json()
+    assert resource["subject"] == {"reference": f"Patient/{patient_id}"}
+    RiskAssessment.model_validate(resource)
+
+
+def test_a_parameters_body_with_a_bundle_of_observations_is_read_too(client, version):
+    _, body = parameters()
+    observations = [p["resource"] for p in body["parameter"][1:]]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": o} for o in observations]}
+    body["parameter"][1:] = [{"name": "observation", "resource": bundle}]
+    assert post_fhir(client, body).status_code == 200
+
+
+def test_missing_observations_need_allow_missing_as_a_json_record_does(client, version):
+    _, body = parameters()
+    body["parameter"] = body["parameter"][:-2]
+    assert post_fhir(client, body).json()["code"] == "missing_findings"
+    body["parameter"].append({"name": "allow_missing", "valueBoolean": True})
+    assert post_fhir(client, body).json()["imputed"]
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (lambda body: body.update(resourceType="Bundle"), "invalid_parameters"),
+        (lambda body: body["parameter"].pop(0), "invalid_parameters"),  # no patient: no subject
+        (lambda body: body["parameter"].append({"name": "Ada Quinn", "valueString": "x"}), "invalid_parameters"),
+        (lambda body: body["parameter"][1]["resource"]["subject"].update(reference="Patient/other"), "wrong_patient"),
+        (lambda body: body["parameter"][1]["resource"]["valueQuantity"].update(value="high"), "invalid_parameters"),
+    ],
+)
+def test_a_parameters_body_out_of_shape_is_400_and_logs_nothing(client, version, change, code):
+    _, body = parameters()
+    change(body)
+    response = post_fhir(client, body)
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert "Ada Quinn" not in response.content.decode()
     assert not Prediction.objects.exists()
