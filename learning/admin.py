@@ -207,6 +207,26 @@ class LearningCycleAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The notice of every proposal waiting for the clinical lead, above the list."""
+        if request.method == "GET" and self.has_view_permission(request):
+            waiting = LearningCycle.objects.filter(status=LearningCycle.Status.PROPOSED).select_related(
+                "model_type", "candidate", "ab_test"
+            )
+            for cycle in waiting.order_by("pk")[:20]:
+                if cycle.kind == LearningCycle.Kind.ROLLBACK:
+                    action = f"roll back {cycle.model_type.slug} to {cycle.candidate}"
+                else:
+                    action = (
+                        f"promote {cycle.candidate} of {cycle.model_type.slug} (conclude A/B test {cycle.ab_test_id})"
+                    )
+                self.message_user(
+                    request,
+                    f"Learning cycle {cycle.pk} proposes to {action}: a clinical lead decides.",
+                    messages.WARNING,
+                )
+        return super().changelist_view(request, extra_context)
+
     def has_cancel_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERM_RUN_LEARNING_CYCLE)
 

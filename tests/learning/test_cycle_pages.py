@@ -151,3 +151,18 @@ def test_an_ml_engineer_cannot_cancel_a_cycle(world, client, make_user):
     client.post(url, {"action": "cancel_selected", "_selected_action": [cycle.pk], "post": "yes", "reason": "x"})
     cycle.refresh_from_db()
     assert cycle.status == Status.TRAINING
+
+
+def test_the_cycle_list_shows_a_notice_for_each_proposal(world, client, make_user):
+    login(client, make_user, roles.CLINICAL_LEAD)
+    proposed = LearningCycle.objects.create(
+        model_type=world.model_type,
+        policy=world.policy(),
+        trigger="manual",
+        status=Status.PROPOSED,
+        champion=world.champion,
+        candidate=world.champion,
+    )
+    response = client.get(reverse("admin:learning_learningcycle_changelist"))
+    notices = [str(message) for message in response.context["messages"]]
+    assert any(f"Learning cycle {proposed.pk} proposes to promote" in notice for notice in notices)
