@@ -108,7 +108,7 @@ def compact_record(
             raise ResourceRefused(invalid, where, "must be an Observation.")
         subject = resource.get("subject")
         reference = subject.get("reference") if isinstance(subject, dict) else None
-        if mapping.reference_id(reference, "Patient") != patient_id:
+        if not isinstance(reference, str) or mapping.reference_id(reference, "Patient") != patient_id:
             raise ResourceRefused("wrong_patient", where, "is not about the patient named (its subject differs).")
         try:
             models.append(resources.validate(_only(resource, OBSERVATION_ELEMENTS), "Observation"))

@@ -162,6 +162,9 @@ def test_missing_observations_need_allow_missing_as_a_json_record_does(client, v
         (lambda body: body["parameter"].pop(0), "invalid_parameters"),  # no patient: no subject
         (lambda body: body["parameter"].append({"name": "Ada Quinn", "valueString": "x"}), "invalid_parameters"),
         (lambda body: body["parameter"][1]["resource"]["subject"].update(reference="Patient/other"), "wrong_patient"),
+        (lambda body: body["parameter"][1]["resource"]["subject"].update(reference=17), "wrong_patient"),
+        (lambda body: body["parameter"][1].update(resource=["not", "a", "resource"]), "invalid_parameters"),
+        (lambda body: body["parameter"][0].update(resource="Patient/1"), "invalid_parameters"),
         (lambda body: body["parameter"][1]["resource"]["valueQuantity"].update(value="high"), "invalid_parameters"),
     ],
 )
