@@ -119,5 +119,6 @@ urlpatterns = [
     path("", include("training.api_urls")),
     path("", include("models_registry.api_urls")),
     path("", include("models_registry.serving.urls")),
+    path("", include("monitoring.api_urls")),
     path("", include("learning.api_urls")),
 ]

@@ -30,6 +30,7 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # (method, path) -> operation id. A path missing here still gets a verb-first name (``_default_id``).
 OPERATION_IDS = {
     ("GET", "/api/v1/"): "api_root",
+    ("GET", "/api/v1/model-types/{slug}/monitoring/"): "get_monitoring",
     ("GET", "/api/v1/health/"): "check_health",
     ("POST", "/api/v1/auth/token/"): "obtain_token",
     ("POST", "/api/v1/auth/token/refresh/"): "refresh_token",
@@ -107,6 +108,8 @@ def tag_of(path: str) -> str:
             return "serving"
         if "/ab-tests/" in rest:
             return "A/B tests"
+        if rest.endswith("/monitoring/"):
+            return "monitoring"
         return "registry"
     return {
         "": "health",

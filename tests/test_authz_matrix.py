@@ -94,6 +94,8 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/model-types/{slug}/rollback/"): frozenset({L}),
     ("GET", "/api/v1/model-types/{slug}/history/"): STAFF_VIEWERS,
     ("GET", "/api/v1/model-types/{slug}/compare/"): STAFF_VIEWERS,
+    # Monitoring of the serving versions: engineers and leads read it.
+    ("GET", "/api/v1/model-types/{slug}/monitoring/"): STAFF_VIEWERS,
     # A/B tests: engineers set up and stop, leads conclude and stop; both read.
     ("GET", "/api/v1/model-types/{slug}/ab-tests/"): STAFF_VIEWERS,
     ("POST", "/api/v1/model-types/{slug}/ab-tests/"): frozenset({E}),
