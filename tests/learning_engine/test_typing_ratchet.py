@@ -54,6 +54,10 @@ STRICT_TODAY = {
     "training.datasets",
     "models_registry.registry.compare",
     "models_registry.registry.models",
+    "monitoring.stats",
+    "monitoring.profiles",
+    "monitoring.models",
+    "monitoring.health",
 }
 STRICT_FLAGS = {
     "disallow_untyped_defs",
