@@ -163,6 +163,10 @@ def activate(version: ModelVersion, *, by: Any) -> None:
 
 
 def reset_serving_state() -> None:
-    """Forget this process's routing table and loaded models (a cold process)."""
+    """Forget this process's routing table, loaded models and monitoring's bins per version (a cold
+    process): a rolled-back test's version ids come back in the next test, cached as another version."""
+    from monitoring.recording import FEATURES
+
     ROUTER.reset()
     MODEL_CACHE.clear()
+    FEATURES.clear()
