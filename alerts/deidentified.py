@@ -6,10 +6,11 @@ shape is checked: ``data`` is a tree of JSON numbers, booleans, nulls and short 
 (letters, digits and ``_ . : + -``, no blank, no ``@``, no 7 digits in a group such as a date:
 a full name, a note, an e-mail address, a date, a phone number or a medical record number does not
 fit; a canonical UUID is allowed) under slug keys (snake_case, feature keys, diagnosis codes) that
-do not name patient data. ``summary`` is one short line of the same kind, written by the code (it
-may have blanks). A shape check cannot prove that a slug is not someone's name; the rule is that
-callers pass only identifiers the engine made (primary keys, model-type slugs, feature keys of a
-dictionary, status values) and figures.
+do not name patient data. ``summary`` is one short line written by the code; as callers build it
+from labels they do not control, it is made safe rather than refused (``clean_summary``: e-mail
+addresses, dates and long numbers become placeholders). A shape check cannot prove that a slug is
+not someone's name; the rule is that callers pass only identifiers the engine made (primary keys,
+model-type slugs, feature keys of a dictionary, status values) and figures.
 
 Errors name where the bad value is (``data["drift"][2]``), never the value: it may be the PHI.
 """
@@ -32,7 +33,8 @@ MAX_NODES = 5000
 
 _KEY_WORD = re.compile(r"[^a-z0-9]+")
 _STRING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:+\-]*$")
-_SUMMARY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.,:;=<>%()'/+\-]*$")
+_SUMMARY_OTHER = re.compile(r"[^A-Za-z0-9 _.,:;=<>%()'/+\-\[\]]")
+_EMAIL = re.compile(r"\S+@\S+")
 # Digits joined by single separators: a number, a date (1931-05-24), a phone number (617-555-0100).
 _NUMBER_GROUP = re.compile(r"\d(?:[\-./:() ]?\d)*")
 LONG_NUMBER_DIGITS = 7
@@ -67,16 +69,21 @@ class AlertDataError(ValueError):
 
 
 def clean_summary(summary: object) -> str:
-    if not isinstance(summary, str):
-        raise AlertDataError("The summary must be text.")
-    if not summary or len(summary) > SUMMARY_MAX_LENGTH:
-        raise AlertDataError(f"The summary must be 1 to {SUMMARY_MAX_LENGTH} characters.")
-    if not _SUMMARY.match(summary) or _has_long_number(summary):
-        raise AlertDataError(
-            "The summary must be one line of letters, digits, blanks and simple punctuation, "
-            "without an e-mail address, a date or a number of 7 or more digits."
-        )
-    return summary
+    """The summary, made safe rather than refused: callers build it from labels and slugs they do not
+    control, and an alert that cannot be raised is worse than a summary with a gap. One line; an
+    e-mail address and a date or number of 7 or more digits become placeholders; any other character
+    outside letters, digits, blanks and simple punctuation becomes ``?``; at most 200 characters."""
+    if not isinstance(summary, str) or not summary.strip():
+        raise AlertDataError("The summary must be text that is not empty.")
+    text = " ".join(summary.split())
+    text = _EMAIL.sub("[address]", text)
+    text = _NUMBER_GROUP.sub(
+        lambda found: "[number]" if _digits(found.group()) >= LONG_NUMBER_DIGITS else found.group(), text
+    )
+    text = _SUMMARY_OTHER.sub("?", text)
+    if len(text) > SUMMARY_MAX_LENGTH:
+        text = text[: SUMMARY_MAX_LENGTH - 3] + "..."
+    return text
 
 
 def clean_slug(value: object, *, what: str) -> str:
@@ -154,8 +161,12 @@ def _clean_string(value: str, path: str) -> str:
     return value
 
 
+def _digits(text: str) -> int:
+    return sum(char.isdigit() for char in text)
+
+
 def _has_long_number(text: str) -> bool:
-    return any(sum(char.isdigit() for char in group) >= LONG_NUMBER_DIGITS for group in _NUMBER_GROUP.findall(text))
+    return any(_digits(group) >= LONG_NUMBER_DIGITS for group in _NUMBER_GROUP.findall(text))
 
 
 def safe_label(value: object) -> str | None:
