@@ -27,7 +27,8 @@ class Result:
     """One row of the table.
 
     ``measured`` and ``baseline`` are in ``unit``; ``ratio`` is measured / baseline unless given.
-    A row with ``max_ratio`` passes when the ratio is at most that; a row without one is
+    A row with ``max_ratio`` passes when the ratio is at most that, one with ``min_ratio`` (a
+    throughput against its baseline's) when it is at least that; a row with neither is
     informational.
     """
 
@@ -38,6 +39,7 @@ class Result:
     ratio: float | None = None
     max_ratio: float | None = None
     note: str = ""
+    min_ratio: float | None = None
 
     def __post_init__(self) -> None:
         if self.ratio is None and self.baseline:
@@ -45,13 +47,17 @@ class Result:
 
     @property
     def goal(self) -> str:
-        return f"<= {self.max_ratio:g}x" if self.max_ratio is not None else "-"
+        if self.max_ratio is not None:
+            return f"<= {self.max_ratio:g}x"
+        return f">= {self.min_ratio:g}x" if self.min_ratio is not None else "-"
 
     @property
     def passed(self) -> bool | None:
-        if self.max_ratio is None:
-            return None
-        return self.ratio is not None and self.ratio <= self.max_ratio
+        if self.max_ratio is not None:
+            return self.ratio is not None and self.ratio <= self.max_ratio
+        if self.min_ratio is not None:
+            return self.ratio is not None and self.ratio >= self.min_ratio
+        return None
 
 
 def peak_rss_kib() -> int:

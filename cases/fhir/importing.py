@@ -50,13 +50,12 @@ if TYPE_CHECKING:
 
 BUNDLE_TYPES = frozenset({"collection", "transaction", "batch"})
 MAX_REPORTED_PROBLEMS = 1000  # a report of a million problems helps nobody
-# Nesting of one resource. FHIR's deepest ordinary resources (extensions inside extensions) stay
-# under 12; the bound keeps hostile input away from recursive validators.
-MAX_RESOURCE_DEPTH = 32
 # No FHIR number has a thousand digits; ijson's C backend crashes on an integer of a few thousand.
 MAX_DIGITS = 1000
-# Nesting the parser is kept from: far beyond any resource (those past MAX_RESOURCE_DEPTH are refused
-# one by one), far below what harms ijson (hundreds of thousands of levels).
+# Nesting the parser is kept from: far beyond any resource, far below what harms ijson (hundreds of
+# thousands of levels). A resource nested deeper than fhir.resources can validate within Python's
+# recursion limit is refused on its own (RecursionError); NDJSON lines are bounded by the JSON
+# parser's own limit.
 BUNDLE_DEPTH = 1000
 DEFAULT_SOURCE = "fhir"
 # Problem codes that fail the resource they are reported at; every other code is a warning.
@@ -198,25 +197,6 @@ class Unreadable:
 # --- Readers ---------------------------------------------------------------------------------------
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of decoded JSON, without recursion."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, depth)
-        if deepest > MAX_RESOURCE_DEPTH:
-            return deepest
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return deepest
-
-
 def _bundle_head(stream: IO[bytes]) -> tuple[Any, Any]:
     """The Bundle's ``resourceType`` and ``type``: read up to its entries, or (when they follow
     the entries) by a second pass over the top-level values only."""
@@ -247,8 +227,7 @@ _STEPS = np.zeros(256, dtype=np.int32)
 _STEPS[[ord("["), ord("{")]] = 1
 _STEPS[[ord("]"), ord("}")]] = -1
 _DIGIT_RUN = re.compile(rb"[0-9]{%d}" % MAX_DIGITS)
-_TRAILING_DIGITS = re.compile(rb"[0-9]*\Z")
-_LEADING_DIGITS = re.compile(rb"\A[0-9]*")
+_DIGITS = b"0123456789"
 
 
 class GuardedStream:
@@ -282,16 +261,15 @@ class GuardedStream:
         return chunk
 
     def _digits(self, chunk: bytes) -> int:
-        lead = _LEADING_DIGITS.match(chunk)
-        if lead is not None and lead.group() and self.digits + len(lead.group()) >= MAX_DIGITS:
+        lead = len(chunk) - len(chunk.lstrip(_DIGITS))
+        if lead and self.digits + lead >= MAX_DIGITS:
             self.hostile = f"a number (or digit run) of {MAX_DIGITS:,} digits or more"
             return 0
         found = _DIGIT_RUN.search(chunk)
         if found is not None:
             self.hostile = f"a number (or digit run) of {MAX_DIGITS:,} digits or more"
             return found.start()
-        trailing = _TRAILING_DIGITS.search(chunk)
-        run = len(trailing.group()) if trailing is not None else 0
+        run = len(chunk) - len(chunk.rstrip(_DIGITS))
         self.digits = self.digits + run if run == len(chunk) else run
         return len(chunk)
 
@@ -443,17 +421,8 @@ class _Collector:
             return
         report.by_type[kind] += 1
         full_url = item.pop("_fullUrl", None)
-        if _depth(item) > MAX_RESOURCE_DEPTH:
-            self.problem(
-                position,
-                kind,
-                "invalid_resource",
-                "",
-                f"The resource is nested deeper than {MAX_RESOURCE_DEPTH} levels.",
-            )
-            return
         try:
-            model = resources.validate(item, kind)
+            model = resources.validate_read(item, kind)
         except resources.ResourceInvalid as invalid:
             self.problem(position, kind, "invalid_resource", invalid.path, invalid.message)
             return

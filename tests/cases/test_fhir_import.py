@@ -278,7 +278,16 @@ def malformed_export() -> tuple[list[Any], dict[int, tuple[str, str]], list[dict
             ),
             ("Observation", "outside_hard_limits"),
         ),
-        "deep nesting": (observation(extension=[_deep(60)]), ("Observation", "invalid_resource")),
+        # Deeper than fhir.resources can validate within Python's recursion limit (and inside an
+        # element the import reads: the others are checked by name only).
+        "deep nesting": (
+            observation(code={"coding": [{"system": "http://loinc.org", "code": "1988-5"}], "extension": [_deep(400)]}),
+            ("Observation", "invalid_resource"),
+        ),
+        "unknown element inside an element read": (
+            observation(valueQuantity={"value": 1, "Brannigan": 2, **quantity}),
+            ("Observation", "invalid_resource"),
+        ),
         "no period": (encounter("no-period", period=None), ("Encounter", "missing_date")),
         "unknown patient": (
             encounter("stray", subject={"reference": "Patient/nobody"}),
@@ -354,7 +363,7 @@ def test_the_command_reports_each_problem_on_stderr_and_exits_non_zero(tmp_path,
     for index, (_kind, code) in expected.items():
         assert f"entry[{index}]" in result.stderr
         assert code in result.stderr
-    assert "12 created" in result.stdout  # the 4 good encounters and the 8 the bad Observations sat on
+    assert "13 created" in result.stdout  # the 4 good encounters and the 9 the bad Observations sat on
     assert_no_identifier(result.stdout + result.stderr + str(result.error), good)
     assert "Brannigan" not in result.stdout + result.stderr + str(result.error)
 
