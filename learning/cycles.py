@@ -151,6 +151,9 @@ def advance(cycle: LearningCycle) -> str:
     except TransitionError:
         logger.info("Learning cycle %s moved meanwhile; step skipped.", cycle.pk)
     except DomainError as exc:
+        # The step's transaction rolled back, but the claim had already set the new status on this
+        # copy: read the row again so the failure is claimed on the status the row really has.
+        cycle.refresh_from_db()
         _fail(cycle, f"{exc.code}: {exc.message}")
     cycle.refresh_from_db()
     return cycle.status

@@ -225,6 +225,29 @@ def test_a_test_that_decides_rollback_keeps_the_champion(world, monkeypatch):
     assert world.champion.deployment_status == ModelVersion.Deployment.ACTIVE
 
 
+def test_a_refused_test_start_fails_the_cycle_and_rolls_its_step_back(world):
+    second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
+    good = trained_version(second, by=world.engineer)
+    other = trained_version(second, by=world.engineer, C=0.5)
+    other.approve(by=world.lead)
+    # Somebody's own A/B test of the model type is running: the cycle's test cannot start.
+    ABTest.start(
+        model_type=world.model_type,
+        version_a=world.champion,
+        version_b=other,
+        traffic_split=0.5,
+        duration_hours=24,
+        by=world.engineer,
+    )
+    cycle = evaluating_cycle(world, good)
+    assert advance(cycle) == Status.FAILED
+    cycle.refresh_from_db()
+    assert "ab_test_running" in cycle.outcome
+    good.refresh_from_db()
+    assert good.approval_status == ModelVersion.Approval.PENDING  # the approval rolled back with the step
+    assert [step.to_state for step in cycle.transitions.order_by("pk")] == ["evaluating", "failed"]
+
+
 def test_a_policy_asking_for_a_person_waits_for_the_approval(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
     good = trained_version(second, by=world.engineer)
