@@ -33,6 +33,7 @@ from cases.demo_respiratory import (
     RESPIRATORY_PROFILES,
     SPO2_PATIENT_SD,
     DiagnosisProfile,
+    Drift,
     noisy_label,
     sample_encounter,
 )
@@ -276,9 +277,9 @@ class _Patient:
     restricted_zip: str | None
 
 
-def _respiratory_patient(seed: int, index: int) -> _Patient:
+def _respiratory_patient(seed: int, index: int, prevalence: np.ndarray = PREVALENCE) -> _Patient:
     rng = np.random.default_rng([seed, 2, index])
-    primary = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=PREVALENCE))]
+    primary = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=prevalence))]
     if rng.random() < P_OVER_89:
         age = int(rng.integers(90, 102))
     else:
@@ -306,7 +307,13 @@ def _respiratory_patient(seed: int, index: int) -> _Patient:
     )
 
 
-def respiratory_records(count: int = DEFAULT_RESPIRATORY_CASES, *, seed: int = DEMO_SEED) -> Iterator[dict[str, Any]]:
+def respiratory_records(
+    count: int = DEFAULT_RESPIRATORY_CASES,
+    *,
+    seed: int = DEMO_SEED,
+    drift: Drift | None = None,
+    drift_from: int = 1,
+) -> Iterator[dict[str, Any]]:
     """``count`` synthetic emergency-department encounters of adults with a respiratory complaint.
 
     Findings and symptoms depend on the diagnosis (``RESPIRATORY_PROFILES``) and a little on the
@@ -317,13 +324,22 @@ def respiratory_records(count: int = DEFAULT_RESPIRATORY_CASES, *, seed: int = D
     carry a data-entry error (temperature in Fahrenheit, SpO2 as a fraction).
 
     External ids are ``resp-000001``...; record ``k`` is the same for every ``count >= k``.
+
+    ``drift`` (``cases.demo_respiratory.Drift``): a concept drift from record ``drift_from`` on. New
+    patients from then on draw their diagnosis from the drift's prevalence, and every encounter from
+    then on (returning patients' too) shows the drift's lab shift. Records before ``drift_from`` are
+    the undrifted ones, and without a drift the output is unchanged (a test pins it).
     """
+    if drift_from < 1:
+        raise ValueError("drift_from counts records from 1.")
     fake = Faker("en_US")
     produced = 0
     patient_index = 0
     while produced < count:
         patient_index += 1
-        patient = _respiratory_patient(seed, patient_index)
+        # A new patient's diagnosis: drawn from the drift's prevalence once the drift has begun.
+        prevalence = drift.prevalence_vector() if drift is not None and produced + 1 >= drift_from else PREVALENCE
+        patient = _respiratory_patient(seed, patient_index, prevalence)
         fake.seed_instance(_seed(seed, 2, patient_index))
         birth = _birth_date(patient.first_encounter, patient.age, fake.random_int(0, 364))
         identity = fake_identity(
@@ -341,7 +357,8 @@ def respiratory_records(count: int = DEFAULT_RESPIRATORY_CASES, *, seed: int = D
             rng = np.random.default_rng([seed, 3, patient_index, visit])
             if visit:
                 encounter += dt.timedelta(days=int(rng.integers(20, 121)))
-            yield _respiratory_encounter(produced, patient, identity, encounter, visit, rng, fake)
+            now = drift if drift is not None and produced >= drift_from else None
+            yield _respiratory_encounter(produced, patient, identity, encounter, visit, rng, fake, drift=now)
 
 
 def _respiratory_encounter(
@@ -352,15 +369,18 @@ def _respiratory_encounter(
     visit: int,
     rng: np.random.Generator,
     fake: Faker,
+    *,
+    drift: Drift | None = None,
 ) -> dict[str, Any]:
     same = 0.8 if patient.primary.chronic else 0.3
     if visit == 0 or rng.random() < same:
         profile = patient.primary
     else:
-        profile = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=PREVALENCE))]
+        prevalence = drift.prevalence_vector() if drift is not None else PREVALENCE
+        profile = RESPIRATORY_PROFILES[int(rng.choice(len(RESPIRATORY_PROFILES), p=prevalence))]
     age = patient.age + (encounter - patient.first_encounter).days // 365
     offsets = {"spo2": patient.spo2_offset, "heart_rate": patient.heart_rate_offset}
-    findings, symptoms = sample_encounter(profile, rng, age=age, offsets=offsets)
+    findings, symptoms = sample_encounter(profile, rng, age=age, offsets=offsets, drift=drift)
     recorded = noisy_label(profile, rng)
     error = rng.random()
     if error < P_FAHRENHEIT:

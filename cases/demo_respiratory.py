@@ -363,19 +363,63 @@ def _centre(profile: DiagnosisProfile, name: str, age: float) -> float:
     return centre
 
 
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A concept drift: from some encounter on, the diagnoses' prevalence and one lab's distribution change.
+
+    ``prevalence``: new prevalence weights by diagnosis code (the others keep theirs; renormalised).
+    ``lab_shift``: by diagnosis code, what is added to ``lab`` on its generation scale (log for CRP
+    and NT-proBNP), so the lab means something else for that diagnosis: P(diagnosis | findings)
+    moves, not only the inputs' distribution. ``COVID_VARIANT`` is a new COVID-19 variant: its weight
+    0.14 becomes 0.8 (about half of new patients) and its CRP is six times as high (pneumonia-like),
+    so a model trained before it takes many COVID-19 encounters for pneumonia.
+    """
+
+    prevalence: Mapping[str, float]
+    lab: str
+    lab_shift: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.prevalence) | set(self.lab_shift)) - set(PROFILES_BY_CODE)
+        if unknown:
+            raise ValueError(f"Unknown diagnosis codes in the drift: {', '.join(sorted(unknown))}.")
+        if self.lab not in FINDING_BOUNDS or self.lab in VITALS:
+            raise ValueError(
+                f"The drift's lab must be one of {', '.join(k for k in FINDING_BOUNDS if k not in VITALS)}."
+            )
+        if any(weight < 0 for weight in self.prevalence.values()):
+            raise ValueError("Prevalence weights are at least 0.")
+
+    def prevalence_vector(self) -> NDArray[np.float64]:
+        weights = np.array([self.prevalence.get(p.code, p.prevalence) for p in RESPIRATORY_PROFILES], dtype=float)
+        return np.asarray(weights / weights.sum(), dtype=np.float64)
+
+    def shifts(self, profile: DiagnosisProfile) -> dict[str, float]:
+        shift = self.lab_shift.get(profile.code, 0.0)
+        return {self.lab: shift} if shift else {}
+
+
+COVID_VARIANT = Drift(prevalence={"U07.1": 0.8}, lab="crp", lab_shift={"U07.1": math.log(6.0)})
+
+
 def sample_encounter(
     profile: DiagnosisProfile,
     rng: np.random.Generator,
     *,
     age: int = 50,
     offsets: Mapping[str, float] | None = None,
+    drift: Drift | None = None,
 ) -> tuple[dict[str, float], list[str]]:
     """One encounter's findings (labs only when ordered) and symptoms, for a diagnosis and a patient.
 
     ``offsets``: the patient's own shifts (``spo2``, ``heart_rate``), the same at every visit.
+    ``drift``: its lab shift for this diagnosis is added too (no random draw changes: the
+    encounter's other findings and symptoms are the undrifted encounter's).
     """
     severity = float(rng.standard_normal())
-    offsets = offsets or {}
+    offsets = dict(offsets or {})
+    for name, shift in (drift.shifts(profile) if drift is not None else {}).items():
+        offsets[name] = offsets.get(name, 0.0) + shift
     panel = rng.random() < _sigmoid(profile.panel_logit + PANEL_SEVERITY * severity)
     nt_logit = profile.nt_probnp_logit + NT_PROBNP_SEVERITY * severity + NT_PROBNP_AGE * max(0.0, age - 60)
     nt_probnp = rng.random() < _sigmoid(nt_logit)
