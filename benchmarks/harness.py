@@ -135,7 +135,8 @@ def workdir() -> Path:
 
 @contextlib.contextmanager
 def django_environment() -> Iterator[Path]:
-    """Set Django up against a fresh, migrated SQLite file in a temporary folder.
+    """Set Django up against a fresh, migrated SQLite file in a temporary folder (or, with
+    ``BENCH_POSTGRES_URL=postgres://user@host:5432/any``, a fresh database on that server).
 
     The developer's database is never touched: DATABASE_URL is overridden, not defaulted. DEBUG
     stays off (with DEBUG on Django records every query, which would distort the timings), so
@@ -145,8 +146,14 @@ def django_environment() -> Iterator[Path]:
     global _workdir
     folder = Path(tempfile.mkdtemp(prefix="learning-engine-bench-"))
     _workdir = folder
+    server = os.environ.get("BENCH_POSTGRES_URL", "")
+    scratch = f"bench_{secrets.token_hex(6)}" if server else ""
     try:
-        os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
+        if server:  # a database of the run's own on that server, dropped at exit
+            _postgres(server, f'CREATE DATABASE "{scratch}"')
+            os.environ["DATABASE_URL"] = server.rsplit("/", 1)[0] + "/" + scratch
+        else:
+            os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
         os.environ["DEBUG"] = "0"
         os.environ["ENV_FILE"] = ""
         os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(48))
@@ -165,8 +172,19 @@ def django_environment() -> Iterator[Path]:
             from django.db import connections
 
             connections.close_all()
+        if scratch:
+            with contextlib.suppress(Exception):
+                _postgres(server, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
         shutil.rmtree(folder, ignore_errors=True)
         _workdir = None
+
+
+def _postgres(server: str, statement: str) -> None:
+    """Run ``statement`` (CREATE or DROP DATABASE: outside a transaction) on ``server``'s postgres database."""
+    import psycopg
+
+    with psycopg.connect(server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+        connection.execute(statement)  # type: ignore[arg-type]  # a name we generated, quoted
 
 
 def _figure(value: float | None, unit: str = "") -> str:
