@@ -300,6 +300,16 @@ def _evaluating(cycle: LearningCycle) -> None:
                 envelope_passed=True,
             )
             return
+        if not _author_may_still_approve(policy):
+            # The pre-authorisation is the author's signature: it lapses with their account or role.
+            cycle.move(
+                Status.AWAITING_APPROVAL,
+                reason=f"Within the envelope; the author of {policy} may no longer approve versions (account "
+                "deactivated or role withdrawn), so a clinical lead must approve the candidate.",
+                envelope=envelope,
+                envelope_passed=True,
+            )
+            return
         cycle.move(Status.TESTING, reason="Within the envelope.", envelope=envelope, envelope_passed=True)
         candidate.approve(
             by=policy.created_by,
@@ -307,6 +317,12 @@ def _evaluating(cycle: LearningCycle) -> None:
             f"in learning cycle {cycle.pk}.",
         )
         _start_test(cycle, candidate)
+
+
+def _author_may_still_approve(policy: LearningPolicy) -> bool:
+    """Whether the policy's author, whose name a pre-authorised approval carries, may approve today."""
+    author = type(policy.created_by).objects.get(pk=policy.created_by_id)  # fresh: roles change
+    return bool(author.is_active and author.has_perm("models_registry.approve_modelversion"))
 
 
 def _start_test(cycle: LearningCycle, candidate: ModelVersion) -> None:

@@ -258,6 +258,24 @@ def test_a_policy_asking_for_a_person_waits_for_the_approval(world):
     assert advance(cycle) == Status.TESTING
 
 
+@pytest.mark.parametrize("lapse", ["deactivated", "role_withdrawn"])
+def test_a_pre_authorisation_lapses_with_its_authors_account_or_role(world, lapse):
+    second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
+    good = trained_version(second, by=world.engineer)
+    cycle = evaluating_cycle(world, good)
+    author = cycle.policy.created_by
+    if lapse == "deactivated":
+        author.is_active = False
+        author.save(update_fields=["is_active"])
+    else:
+        author.groups.clear()
+    assert advance(cycle) == Status.AWAITING_APPROVAL
+    good.refresh_from_db()
+    assert good.approval_status == ModelVersion.Approval.PENDING
+    assert not ABTest.objects.filter(version_b=good).exists()
+    assert "may no longer approve" in cycle.transitions.latest("pk").reason
+
+
 # --- Bad candidates: rejected by the envelope, never served ---------------------------------------------
 
 
