@@ -387,9 +387,15 @@ class _Patient:
 class _Collector:
     """Reads resources and keeps what the mapping needs of the used ones."""
 
-    def __init__(self, report: FhirImportReport, on_problem: ProblemCallback | None) -> None:
+    def __init__(
+        self, report: FhirImportReport, on_problem: ProblemCallback | None, wanted: frozenset[str] | None = None
+    ) -> None:
         self.report = report
         self.on_problem = on_problem
+        # The codes the dictionaries use (LOINC, ICD-10, SNOMED CT): an Observation or Condition
+        # with none of them is skipped before it is validated. A Synthea export holds hundreds of
+        # Observations per patient the engine never reads (surveys, panels, other labs).
+        self.wanted = wanted
         self.patients: dict[str, _Patient] = {}  # across the whole import
         self.encounters: dict[str, _Encounter] = {}
         self.positions: list[Position] = []  # a Measurement's position indexes this
@@ -420,6 +426,9 @@ class _Collector:
             report.skipped[kind] += 1
             return
         report.by_type[kind] += 1
+        if self.wanted is not None and kind in ("Observation", "Condition") and not self._may_use(item):
+            report.skipped[f"{kind} (no code the dictionaries use)"] += 1
+            return
         full_url = item.pop("_fullUrl", None)
         try:
             model = resources.validate_read(item, kind)
@@ -428,6 +437,28 @@ class _Collector:
             return
         fallback = mapping.reference_id(full_url, kind) if isinstance(full_url, str) else None
         getattr(self, f"_{kind.lower()}")(position, model, fallback)
+
+    def _may_use(self, item: dict[str, Any]) -> bool:
+        """Whether a raw Observation or Condition carries a code (its own or a component's) that a
+        dictionary uses; anything unexpected in its shape answers yes, so validation reports it."""
+        assert self.wanted is not None
+        concepts = [item.get("code")]
+        components = item.get("component")
+        if isinstance(components, list):
+            concepts.extend(part.get("code") if isinstance(part, dict) else None for part in components)
+        for concept in concepts:
+            codings = concept.get("coding") if isinstance(concept, dict) else None
+            if not isinstance(codings, list):
+                return True
+            for coding in codings:
+                code = coding.get("code") if isinstance(coding, dict) else None
+                if not isinstance(code, str):
+                    return True
+                if code in self.wanted or code.strip().upper() in self.wanted:
+                    return True
+                if item.get("resourceType") == "Condition" and mapping.normalise_icd10(code) in self.wanted:
+                    return True
+        return False
 
     def _patient(self, position: Position, model: Any, fallback: str | None) -> None:
         identity, problems = mapping.map_patient(model)
@@ -554,6 +585,17 @@ class _Cohorts:
             self.dictionaries[slug] = dictionary
             for loinc in mapping.loinc_index(dictionary.parsed):
                 self.by_loinc.setdefault(loinc, set()).add(slug)
+
+    def codes(self) -> frozenset[str]:
+        """Every LOINC, ICD-10 and SNOMED CT code the dictionaries in play use."""
+        dictionaries = [self.fixed] if self.fixed is not None else list(self.dictionaries.values())
+        found: set[str] = set()
+        for dictionary in dictionaries:
+            definition = dictionary.parsed
+            found.update(mapping.loinc_index(definition))
+            found.update(definition.diagnosis_codes)
+            found.update(symptom.snomed_ct for symptom in definition.symptoms if symptom.snomed_ct)
+        return frozenset(found)
 
     def choose(self, encounter: _Encounter) -> DataDictionary | str:
         """The dictionary, or the problem code when none can be chosen."""
@@ -719,8 +761,8 @@ def import_resources(
     of a type taken, an unknown ``cohort``, or more than ``max_encounters`` encounters.
     """
     report = FhirImportReport()
-    collector = _Collector(report, on_problem)
     cohorts = _Cohorts(cohort, DictionaryCache())
+    collector = _Collector(report, on_problem, cohorts.codes())
     writer = _Writer(
         report=report,
         collector=collector,

@@ -551,3 +551,44 @@ def test_the_command_lists_warnings_only_at_verbosity_2(tmp_path, submitter):
     assert "-v 2 lists the warnings" in quiet.stdout
     loud = run(path, submitted_by="alice", verbosity=2)
     assert "warning missing: findings.wbc" in loud.stderr
+
+
+def test_observations_and_conditions_with_no_code_the_dictionaries_use_are_skipped_unread(tmp_path, submitter):
+    items = fhir_exports.records(patients=1, encounters_per_patient=1)
+    resources = fhir_exports.synthea_resources(items)
+    encounter_ref = {"reference": f"urn:uuid:{resources[1]['id']}"}
+    # A survey score and a cholesterol (not in the respiratory dictionary), one of them malformed
+    # elsewhere: neither is validated, both are counted as skipped, no error.
+    resources.append(
+        {
+            "resourceType": "Observation",
+            "id": "survey",
+            "status": 7,
+            "code": {"coding": [{"system": "http://loinc.org", "code": "72166-2"}]},
+            "encounter": encounter_ref,
+        }
+    )
+    resources.append(
+        {
+            "resourceType": "Observation",
+            "id": "cholesterol",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2093-3"}]},
+            "encounter": encounter_ref,
+            "valueQuantity": {"value": 190, "unit": "mg/dL", "system": synthetic.UCUM, "code": "mg/dL"},
+        }
+    )
+    resources.append(
+        {
+            "resourceType": "Condition",
+            "id": "diabetes",
+            "code": {"coding": [{"system": synthetic.ICD10_CM, "code": "E11.9"}]},
+        }
+    )
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(synthetic.bundle(resources)))
+    report = importing.import_resources([importing.read_bundle(path.open("rb"))], by=submitter, source="s")
+    assert report.errors == 0
+    assert report.created == 1
+    assert report.skipped["Observation (no code the dictionaries use)"] == 2
+    assert report.skipped["Condition (no code the dictionaries use)"] == 1

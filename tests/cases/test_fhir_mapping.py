@@ -424,3 +424,14 @@ def test_the_breast_mass_findings_have_no_loinc_codes_and_so_cannot_come_from_fh
     definition = parse_definition(json.loads((DICTIONARIES / "breast-mass.json").read_text())["dictionary"])
     assert [item.loinc for item in definition.findings] == [None] * 30
     assert mapping.loinc_index(definition) == {}
+
+
+def test_snomed_coded_conditions_give_the_dictionarys_symptoms_in_its_order():
+    conditions = [
+        condition(("http://snomed.info/sct", "386661006")),  # fever
+        condition(("http://snomed.info/sct", "49727002")),  # cough
+        condition(("http://snomed.info/sct", "49727002"), status="entered-in-error"),
+        condition(("http://snomed.info/sct", "22298006")),  # myocardial infarction: not a symptom here
+    ]
+    codes = [code for item in conditions for code in mapping.condition_snomed_codes(item)]
+    assert mapping.map_symptoms(codes, RESPIRATORY) == ["cough", "fever"]
