@@ -62,6 +62,19 @@ def clinical_lead(make_user):
     return make_user(roles.CLINICAL_LEAD)
 
 
+# Two people of each role for the tests that need them apart (a job's creator and another engineer,
+# the lead who approves and one who does not): `engineer` and `lead` are second users of the roles
+# above, never the same rows.
+@pytest.fixture
+def engineer(make_user):
+    return make_user(roles.ML_ENGINEER)
+
+
+@pytest.fixture
+def lead(make_user):
+    return make_user(roles.CLINICAL_LEAD)
+
+
 @pytest.fixture
 def prediction_client(make_user):
     return make_user(roles.PREDICTION_CLIENT)

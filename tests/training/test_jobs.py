@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db
 default_task_backend = cast(DummyBackend, _default_backend)  # the test settings' backend
 
 
-@pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
 @pytest.fixture(autouse=True)
 def _empty_task_queue():
     default_task_backend.clear()

@@ -42,11 +42,6 @@ def staff(make_user, client):
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
 def other_lead(make_user):
     return make_user(roles.CLINICAL_LEAD)
 

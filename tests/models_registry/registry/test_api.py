@@ -41,16 +41,6 @@ def version_url(label: str, action: str = "") -> str:
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user("clinical_lead")
-
-
-@pytest.fixture
 def lead_client(lead):
     return jwt_client(lead)
 

@@ -36,16 +36,6 @@ def doubled(values: Any) -> Any:
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user("clinical_lead")
-
-
-@pytest.fixture
 def snapshot(engineer):
     return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 

@@ -253,16 +253,6 @@ def test_pair_codes_both_versions_over_the_union_of_labels():
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user("clinical_lead")
-
-
-@pytest.fixture
 def snapshot(engineer):
     return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 

@@ -39,11 +39,6 @@ BASE = "/api/v1/model-types/diagnosis"
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
-@pytest.fixture
 def respiratory() -> DataDictionary:
     dictionary = current_dictionary("respiratory")
     assert dictionary is not None

@@ -40,11 +40,6 @@ URL = "/api/v1/model-types/diagnosis/versions/upload/"
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
-@pytest.fixture
 def snapshot(engineer):
     return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 

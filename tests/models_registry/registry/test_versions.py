@@ -16,16 +16,6 @@ from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def engineer(make_user):
-    return make_user("ml_engineer")
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user("clinical_lead")
-
-
 def register(engineer, django_capture_on_commit_callbacks, **kwargs) -> ModelVersion:
     with django_capture_on_commit_callbacks(execute=True):
         job = TrainingJobFactory.create(

@@ -45,11 +45,6 @@ def client(make_user):
 
 
 @pytest.fixture
-def lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
-
-
-@pytest.fixture
 def v1() -> DataDictionary:
     dictionary = current_dictionary("respiratory")
     assert dictionary is not None

@@ -99,16 +99,6 @@ def flipped_rows() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def lead():
-    return user_with_role(roles.CLINICAL_LEAD)
-
-
-@pytest.fixture
-def engineer():
-    return user_with_role(roles.ML_ENGINEER)
-
-
-@pytest.fixture
 def versions(lead, engineer):
     a = served_version(lead=lead, engineer=engineer)
     b = served_version(model_type=a.model_type, lead=lead, engineer=engineer, activate=False, rows=flipped_rows())
