@@ -139,6 +139,9 @@ def _check_lifetime(claims: dict[str, Any]) -> None:
     exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
         raise refused("invalid_token", f"The token's jti must be a string of 1 to {MAX_JTI_LENGTH} characters.")
+    # PyJWT takes a numeric string (and a boolean) where JWT wants a NumericDate: refuse them here.
+    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (exp, iat)):
+        raise refused("invalid_token", "The token's exp and iat must be numbers (seconds since the epoch).")
     if exp - iat > settings.CDS_HOOKS_MAX_TOKEN_SECONDS:
         raise refused(
             "token_lifetime_too_long",

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -118,6 +119,16 @@ def test_a_long_lived_token_is_refused(ehr):
     now = int(time.time())
     detail = refused(ehr.get(DISCOVERY, claims={"iat": now, "exp": now + 3600}), "token_lifetime_too_long")
     assert "300" in detail
+
+
+@pytest.mark.parametrize("claims", [{"iat": "now"}, {"exp": "later"}, {"iat": True}, {"exp": [1]}])
+def test_a_signed_token_whose_exp_or_iat_is_no_number_is_refused_not_a_500(ehr, claims):
+    # PyJWT takes a numeric string for exp and iat; the lifetime check must not subtract it.
+    now = int(time.time())
+    values: dict[str, Any] = {"iat": now, "exp": now + 60}
+    for name, value in claims.items():
+        values[name] = str(values[name]) if value in ("now", "later") else value
+    refused(ehr.get(DISCOVERY, claims=values), "invalid_token")
 
 
 @pytest.mark.parametrize("claim", ["jti", "exp", "iat", "aud"])
