@@ -7,7 +7,8 @@ CDS Hooks forbids ``none`` and every symmetric algorithm, and a JWK with private
 Fetching a JWKS URL is a request this server makes to an address an administrator typed, so it is
 held to what a key fetch needs (SSRF): https only, no credentials in the URL, the host resolved
 once and every address it resolves to checked (never loopback, link-local such as the cloud
-metadata address 169.254.169.254, multicast, reserved or unspecified; private networks only with
+metadata address 169.254.169.254, multicast, reserved, unspecified, or otherwise not public such
+as the shared address space 100.64.0.0/10; private networks only with
 ``CDS_HOOKS_JWKS_PRIVATE_NETWORKS``, since a hospital's record system often lives on one), the
 connection made to the address that was checked (a second DNS answer cannot move it: no
 rebinding), the certificate checked against the host name, no redirects, a timeout and a size
@@ -138,6 +139,9 @@ def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | 
         return "a reserved address"
     if address.is_private and not settings.CDS_HOOKS_JWKS_PRIVATE_NETWORKS:
         return "a private network address (set CDS_HOOKS_JWKS_PRIVATE_NETWORKS=1 to allow them)"
+    if not address.is_private and not address.is_global:
+        # Shared address space (100.64.0.0/10) and the like: not private, not public either.
+        return "an address that is not public"
     return None
 
 

@@ -79,6 +79,8 @@ def test_what_is_no_jwk_set_is_refused(raw):
         ("https://[::ffff:127.0.0.1]/jwks", "loopback"),
         ("https://0.0.0.0/jwks", "reserved"),
         ("https://10.1.2.3/jwks", "private network"),
+        # Shared address space (RFC 6598): neither private nor public; a cloud's metadata service lives there.
+        ("https://100.100.100.200/jwks", "not public"),
         ("https://ehr.example.org:notaport/jwks", "port"),
     ],
 )
@@ -92,6 +94,8 @@ def test_private_networks_can_be_allowed_for_a_record_system_inside_the_hospital
     assert check_jwks_url("https://10.1.2.3/jwks") == ("10.1.2.3", 443, "/jwks")
     with pytest.raises(KeySetError, match="loopback"):  # never the server itself
         check_jwks_url("https://127.0.0.1/jwks")
+    with pytest.raises(KeySetError, match="not public"):  # a private network is no shared address space
+        check_jwks_url("https://100.64.0.1/jwks")
 
 
 def test_a_host_that_resolves_to_a_forbidden_address_is_never_connected_to(monkeypatch):
