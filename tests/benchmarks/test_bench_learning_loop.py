@@ -3,8 +3,8 @@ runner, in its own process.
 
 Figures of a quick run are noisy and not judged here, except the two that must hold at any size: no
 bad candidate passes the envelope, and no answer in the prediction log is by a version that did not
-pass it. The run must get to its table with the drift detected and a candidate promoted (so the bad
-candidates were really injected).
+pass it. The run must get to its table with the drift detected and a cycle run (into which the bad
+candidates are injected).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def test_the_learning_loop_simulation_runs_to_its_table_at_a_quick_scale():
         return found[0]
 
     assert re.search(r"\d+ cases", row("learning loop: drift detected")), out
-    assert row("learning loop: accuracy after promotion vs retrained by hand")
+    # At this size the locked set is small, so whether a candidate is promoted is noise; either way a
+    # cycle ran and the bad candidates were injected into it.
+    assert re.search(r"cycle 1 at encounter \d+ \(drift\)", out), out
     assert row("learning loop: bad candidates inside the envelope").split()[-1] == "pass", out
     assert row("learning loop: answers by a version outside the envelope").split()[-1] == "pass", out
     for kind in ("shuffled labels", "subgroup made worse", "miscalibrated"):
