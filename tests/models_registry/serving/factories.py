@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.test import TestCase
+from django.test.utils import CaptureQueriesContext
 
 from cases.rows import ALL_INPUTS, ModelInputs
 from learning_engine import roles
@@ -170,3 +173,16 @@ def reset_serving_state() -> None:
     ROUTER.reset()
     MODEL_CACHE.clear()
     FEATURES.clear()
+
+
+@contextmanager
+def max_data_queries(limit: int) -> Iterator[CaptureQueriesContext]:
+    """At most ``limit`` reads and writes inside the block. The savepoints are not counted: serving
+    writes the log and monitoring's tallies in one transaction with a savepoint around the tallies
+    (``models_registry.serving.serve``), and a test's own transaction turns that into savepoints."""
+    from django.db import connection
+
+    with CaptureQueriesContext(connection) as queries:
+        yield queries
+    data = [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
+    assert len(data) <= limit, f"{len(data)} queries, at most {limit} expected:\n" + "\n".join(data)

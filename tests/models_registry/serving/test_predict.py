@@ -149,7 +149,9 @@ WARM_PREDICT_QUERIES = ["INSERT INTO models_registry_prediction", "INSERT INTO m
 
 
 def _statements(queries) -> list[str]:
-    return [" ".join(query["sql"].replace('"', "").split()[:3]) for query in queries.captured_queries]
+    """The reads and writes (the savepoints that keep a failing tally from undoing the log are not)."""
+    statements = [" ".join(query["sql"].replace('"', "").split()[:3]) for query in queries.captured_queries]
+    return [statement for statement in statements if "SAVEPOINT" not in statement]
 
 
 def test_a_warm_predict_costs_two_inserts_and_no_read(client, version):

@@ -12,9 +12,7 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import TestCase
-from django.test.utils import CaptureQueriesContext
 from drf_spectacular.generators import SchemaGenerator
 
 from cases.dictionary.checking import current_dictionary
@@ -29,6 +27,7 @@ from tests.models_registry.serving.factories import (
     COLD_FEATURES,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
+    max_data_queries,
     served_version,
 )
 
@@ -311,7 +310,7 @@ def test_the_openapi_schema_documents_the_display_name_and_the_basis():
 
 
 def test_a_warm_ab_predict_under_two_dictionary_versions_costs_three_queries_and_reads_no_dictionary(
-    client, v1, lead, make_user, django_assert_max_num_queries
+    client, v1, lead, make_user
 ):
     engineer = make_user(roles.ML_ENGINEER)
     a = served_version(lead=lead, engineer=engineer)
@@ -324,9 +323,9 @@ def test_a_warm_ab_predict_under_two_dictionary_versions_costs_three_queries_and
     reloads = ROUTER.reloads
 
     # Two queries and monitoring's input tallies (one INSERT, monitoring.recording.observe_inputs).
-    with django_assert_max_num_queries(3), CaptureQueriesContext(connection) as single:
+    with max_data_queries(3) as single:
         answered = predict(client, {**with_findings(heart_rate=200), "subject_key": to_b})
-    with django_assert_max_num_queries(3), CaptureQueriesContext(connection) as batch:
+    with max_data_queries(3) as batch:
         client.post(BATCH, {"records": [{**COLD_FEATURES, "subject_key": k} for k in (to_a, to_b)] * 5}, format="json")
 
     assert answered.json()["warnings"][0]["basis"] == "training_range"

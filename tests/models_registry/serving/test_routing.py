@@ -18,6 +18,7 @@ from tests.models_registry.serving.factories import (
     COLD_FEATURES,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
+    max_data_queries,
     served_version,
     synthetic_rows,
 )
@@ -237,7 +238,7 @@ def test_a_test_serves_even_without_an_active_version(client, lead, engineer):
     assert predict(client, COLD_FEATURES)["arm"] in ("a", "b")
 
 
-def test_a_warm_split_predict_costs_at_most_three_queries(client, versions, engineer, django_assert_max_num_queries):
+def test_a_warm_split_predict_costs_at_most_three_queries(client, versions, engineer):
     a, b = versions
     start_test(a, b, by=engineer, traffic_split=0.5)
     # Warm-up: the routing table and both models. Which arm a subject gets depends on the session's
@@ -250,16 +251,16 @@ def test_a_warm_split_predict_costs_at_most_three_queries(client, versions, engi
             break
     assert arms == {"a", "b"}
     # Two queries and monitoring's input tallies of both arms (one INSERT).
-    with django_assert_max_num_queries(3):
+    with max_data_queries(3):
         predict(client, {**COLD_FEATURES, "subject_key": "enc-2"})
-    with django_assert_max_num_queries(3):
+    with max_data_queries(3):
         client.post(BATCH, {"records": [COLD_FEATURES] * 10}, format="json")
 
 
-def test_a_warm_shadow_predict_costs_one_query_more(client, versions, engineer, django_assert_max_num_queries):
+def test_a_warm_shadow_predict_costs_one_query_more(client, versions, engineer):
     a, b = versions
     start_test(a, b, by=engineer, mode="shadow")
     predict(client, PNEUMONIA_FEATURES)
     # B's rows are a second INSERT; monitoring's tallies of both arms one more.
-    with django_assert_max_num_queries(4):
+    with max_data_queries(4):
         predict(client, {**COLD_FEATURES, "subject_key": "enc-2"})
