@@ -117,9 +117,7 @@ def serve(
         observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
         shadow = route.shadow
         if shadow is not None:
-            observed.append(
-                (shadow, _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback))
-            )
+            observed.append((shadow, _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)))
         _observe(observed)
     return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
 
