@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -101,6 +101,8 @@ class MonitoringSnapshotAdmin(admin.ModelAdmin[MonitoringSnapshot]):
         model_type = get_object_or_404(ModelType, slug=slug)
         version = None
         label = request.GET.get("version", "")
+        if "\x00" in label:  # no version has one, and PostgreSQL errs on it in a lookup
+            raise Http404("No such version.")
         if label:
             version = get_object_or_404(ModelVersion, model_type=model_type, version=label[:32])
         figures = monitoring_figures(model_type, version=version)
