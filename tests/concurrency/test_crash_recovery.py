@@ -187,6 +187,12 @@ def test_the_web_process_restarted_while_a_job_runs_leaves_the_job_completing_an
     body = wait_until(completed_through_the_api, timeout=600, what="the job to finish", every=0.5)
     assert body["status"] == "completed", body
     assert job(job_id).attempts == 1
+    # The worker registers the version on commit, after the job reads completed: wait for it.
+    wait_until(
+        lambda: ModelVersion.objects.filter(job_id=job_id).exists(),
+        timeout=120,
+        what="the registry to register the completed job",
+    )
     status, versions = web.call("GET", "/api/v1/model-types/diagnosis/versions/", token)
     assert status == 200
     listed = versions["results"] if isinstance(versions, dict) else versions
