@@ -29,28 +29,10 @@ from cases.fhir import mapping, resources
 from cases.quality import MAX_AGE_YEARS, age_at
 from models_registry.serving.inputs import ALLOW_MISSING, SUBJECT_KEY
 
-PATIENT_ELEMENTS = ("resourceType", "id", "birthDate", "gender")
-OBSERVATION_ELEMENTS = (
-    "resourceType",
-    "id",
-    "status",
-    "code",
-    "subject",
-    "effectiveDateTime",
-    "effectiveInstant",
-    "effectivePeriod",
-    "issued",
-    "valueQuantity",
-    "valueInteger",
-    "valueBoolean",
-    "valueString",
-    "valueCodeableConcept",
-    "valueRange",
-    "valueRatio",
-    "valueSampledData",
-    "dataAbsentReason",
-    "component",
-)
+PATIENT_ELEMENTS = frozenset({"resourceType", "id", "birthDate", "gender"})
+# The import's Observation elements (cases.fhir.resources.READ_ELEMENTS), with the subject in place of
+# the encounter: a prediction's Observations belong to the patient in the request, not to a visit.
+OBSERVATION_ELEMENTS = (resources.READ_ELEMENTS["Observation"] - {"encounter"}) | {"subject"}
 # Problems of the mapping worth telling the clinician (a missing finding is listed as imputed by
 # serving, an expected-range warning by the dictionary check).
 SHOWN_PROBLEMS = frozenset({"unit_refused", "invalid_value", "outside_hard_limits", "invalid_patient"})
@@ -65,7 +47,7 @@ class ResourceRefused(ValueError):
         self.message = message
 
 
-def _only(resource: dict[str, Any], elements: tuple[str, ...]) -> dict[str, Any]:
+def _only(resource: dict[str, Any], elements: frozenset[str]) -> dict[str, Any]:
     return {name: value for name, value in resource.items() if name in elements}
 
 
