@@ -54,6 +54,17 @@ class CreatedDateFilterSet(django_filters.FilterSet):
     created_after = _created_date_filter("Created", "after")
     created_before = _created_date_filter("Created", "before")
 
+    def is_valid(self) -> bool:
+        """A range whose start is after its end is a 400 beside ``created_before`` (it would match
+        nothing and read as "no rows")."""
+        valid = bool(super().is_valid())
+        cleaned = getattr(self.form, "cleaned_data", {})
+        after, before = cleaned.get("created_after"), cleaned.get("created_before")
+        if after and before and after > before:
+            self.form.add_error("created_before", "Must not be before created_after.")
+            valid = False
+        return valid
+
     @classmethod
     def get_filters(cls) -> Any:
         filters = super().get_filters()

@@ -47,3 +47,26 @@ def test_the_created_date_bounds_are_whole_days_inclusive():
     assert not matched(created_after=(day + dt.timedelta(days=1)).isoformat())
     assert not matched(created_before=(day - dt.timedelta(days=1)).isoformat())
     assert not CaseFilter(data={"created_after": "May"}, queryset=Case.objects.all()).is_valid()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("filterset", [f for f, _ in FILTER_SETS], ids=[f.__name__ for f, _ in FILTER_SETS])
+def test_a_created_range_whose_start_is_after_its_end_is_refused_beside_its_end(filterset):
+    model = filterset._meta.model
+    backwards = filterset(
+        data={"created_after": "2026-05-02", "created_before": "2026-05-01"}, queryset=model.objects.all()
+    )
+    assert not backwards.is_valid()
+    assert list(backwards.errors) == ["created_before"]
+    assert filterset(
+        data={"created_after": "2026-05-01", "created_before": "2026-05-01"}, queryset=model.objects.all()
+    ).is_valid()
+
+
+@pytest.mark.django_db
+def test_the_api_answers_a_backwards_created_range_with_a_400_and_a_code(api_client_for):
+    response = api_client_for("clinician").get("/api/v1/cases/?created_after=2026-05-02&created_before=2026-05-01")
+    assert response.status_code == 400
+    body = response.json()
+    assert "code" in body
+    assert "created_before" in str(body)
