@@ -1,12 +1,16 @@
 """The admin of alerts: receivers (clinical leads configure them), events and the delivery log (read-only).
 
-A webhook's signing secret is shown once, on the page after the receiver is added or its secret
-rotated, and never again (the change form shows its fingerprint). Lists show a webhook's origin
-only: the path of a chat service's webhook URL is itself a token.
+A webhook's signing secret is stored sealed (``alerts.sealing``) and never shown back: once, on the
+page after the admin generated it (a receiver added without one typed, or its secret rotated), and
+then only as "set" with a fingerprint. A person may type a receiver's own secret into a write-only
+field that is never filled in again. Lists show a webhook's origin only: the path of a chat
+service's webhook URL is itself a token.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from django import forms
@@ -37,6 +41,14 @@ class ReceiverForm(forms.ModelForm):
     model_types = forms.CharField(
         required=False, help_text="Model type slugs, separated by commas; empty: every model type."
     )
+    new_secret = forms.CharField(
+        label="New signing secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Write-only. Webhooks: type the receiver's own Standard Webhooks secret (whsec_ and 24 to 64 "
+        "bytes in base64) to replace the stored one; empty keeps it (a new webhook then gets a generated one).",
+    )
 
     class Meta:
         model = AlertReceiver
@@ -55,6 +67,20 @@ class ReceiverForm(forms.ModelForm):
             except ValidationError:
                 raise ValidationError("Each model type is a slug (letters, digits, - and _).") from None
         return sorted(set(slugs))
+
+    def clean_new_secret(self) -> str:
+        value: str = self.cleaned_data["new_secret"]
+        if not value:
+            return ""
+        body = value.removeprefix("whsec_")
+        try:
+            size = len(base64.b64decode(body, validate=True))
+        except (binascii.Error, ValueError):
+            size = 0
+        if not value.startswith("whsec_") or not 24 <= size <= 64:
+            # The value itself is never echoed back in the message.
+            raise ValidationError("A signing secret is whsec_ and 24 to 64 bytes in base64.")
+        return value
 
     def clean_email_to(self) -> str:
         addresses = [part.strip() for part in self.cleaned_data["email_to"].replace(",", "\n").splitlines()]
@@ -80,6 +106,8 @@ class ReceiverForm(forms.ModelForm):
                     self.add_error("url", str(refused))
         elif kind == AlertReceiver.Kind.EMAIL and not cleaned.get("email_to"):
             self.add_error("email_to", "An e-mail receiver needs at least one address.")
+        if kind == AlertReceiver.Kind.EMAIL and cleaned.get("new_secret"):
+            self.add_error("new_secret", "Only a webhook has a signing secret.")
         return cleaned
 
 
@@ -93,7 +121,7 @@ class AlertReceiverAdmin(admin.ModelAdmin):
     actions = ["send_test_event_selected", "rotate_secret_selected"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = ["name", "kind", "url", "email_to", "event_types", "model_types", "active"]
+        fields = ["name", "kind", "url", "email_to", "event_types", "model_types", "active", "new_secret"]
         return [*fields, "secret_fingerprint", "disabled_reason", "created_at", "updated_at"] if obj else fields
 
     @admin.display(description="destination")
@@ -108,19 +136,29 @@ class AlertReceiverAdmin(admin.ModelAdmin):
 
     @admin.display(description="signing secret")
     def secret_fingerprint(self, receiver: AlertReceiver) -> str:
-        if receiver.kind != AlertReceiver.Kind.WEBHOOK:
-            return "-"
-        return f"{receiver.secret_fingerprint()} (shown once when made; rotate it to get a new one)"
+        if not receiver.has_secret:
+            return "not set" if receiver.kind == AlertReceiver.Kind.WEBHOOK else "-"
+        fingerprint = receiver.secret_fingerprint()
+        if fingerprint == "unreadable":
+            return "set, but unreadable under the current SECRET_KEY: rotate it"
+        return f"set ({fingerprint}); never shown again: rotate it, or type a new one, to replace it"
 
     def save_model(self, request: HttpRequest, obj: AlertReceiver, form: Any, change: bool) -> None:
         if obj.active:
             obj.disabled_reason = ""  # turned on again by a person
+        typed = form.cleaned_data.get("new_secret") or ""
+        if typed:
+            obj.secret = typed
+        # The generated secret is shown once after adding; a typed one the person has already.
+        request._alerts_generated_secret = (  # type: ignore[attr-defined]
+            not change and not typed and obj.kind == AlertReceiver.Kind.WEBHOOK
+        )
         super().save_model(request, obj, form, change)
 
     def response_add(
         self, request: HttpRequest, obj: AlertReceiver, post_url_continue: str | None = None
     ) -> HttpResponse:
-        if obj.kind == AlertReceiver.Kind.WEBHOOK:
+        if getattr(request, "_alerts_generated_secret", False):
             return self._secrets_page(request, [(obj, obj.secret)], title=f"Signing secret of {obj.name}")
         return super().response_add(request, obj, post_url_continue)
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from alerts import webhooks
 from alerts.models import AlertDelivery, AlertEvent, AlertReceiver, DeliveryAttempt
+from alerts.sealing import SecretUnreadable
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,11 @@ def _send_webhook(event: AlertEvent, receiver: AlertReceiver, *, now: dt.datetim
         summary=event.summary,
         data=event.data,
     )
-    headers = webhooks.signed_headers(secret=receiver.secret, message_id=message_id(event), body=body, now=now)
+    try:
+        secret = receiver.secret
+    except SecretUnreadable:
+        return webhooks.Answer(None, "signing secret unreadable (SECRET_KEY changed without a fallback): rotate it")
+    headers = webhooks.signed_headers(secret=secret, message_id=message_id(event), body=body, now=now)
     return webhooks.post(receiver.url, body=body, headers=headers)
 
 

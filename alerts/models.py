@@ -13,6 +13,7 @@ from django.db import models
 from django.utils import timezone
 
 from alerts.event_types import EventType
+from alerts.sealing import SecretUnreadable, seal, unseal
 from learning_engine.audit import AppendOnlyModel
 
 
@@ -59,7 +60,8 @@ class AlertReceiver(models.Model):
         blank=True,
         help_text="Webhooks: the HTTPS address that receives a POST. Private and loopback addresses are refused.",
     )
-    secret = models.CharField(max_length=120, blank=True, editable=False)
+    # Sealed (``alerts.sealing``): the column never holds the secret itself. Read and set ``secret``.
+    secret_sealed = models.CharField(max_length=255, blank=True, editable=False)
     email_to = models.TextField(blank=True, help_text="E-mail: the addresses, one per line.")
     event_types = models.JSONField(default=list, blank=True, help_text="Empty: every event type.")
     model_types = models.JSONField(default=list, blank=True, help_text="Model type slugs; empty: every model type.")
@@ -76,9 +78,22 @@ class AlertReceiver(models.Model):
         return self.name
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.kind == self.Kind.WEBHOOK and not self.secret:
+        if self.kind == self.Kind.WEBHOOK and not self.secret_sealed:
             self.secret = new_secret()
         super().save(*args, **kwargs)
+
+    @property
+    def secret(self) -> str:
+        """The signing secret, unsealed (``alerts.sealing.SecretUnreadable`` if no key opens it)."""
+        return unseal(self.secret_sealed)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_sealed = seal(value)
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_sealed)
 
     def wants(self, event: AlertEvent) -> bool:
         """Whether this receiver subscribed to ``event`` (the test event only by the admin's action)."""
@@ -91,15 +106,19 @@ class AlertReceiver(models.Model):
     def rotate_secret(self) -> str:
         """A new signing secret, saved and returned (to be shown once)."""
         secret = new_secret()
-        type(self).objects.filter(pk=self.pk).update(secret=secret, updated_at=timezone.now())
         self.secret = secret
+        type(self).objects.filter(pk=self.pk).update(secret_sealed=self.secret_sealed, updated_at=timezone.now())
         return secret
 
     def secret_fingerprint(self) -> str:
         """What identifies the secret without revealing it: the first 8 hex digits of its SHA-256."""
-        if not self.secret:
+        if not self.secret_sealed:
             return ""
-        return "sha256:" + hashlib.sha256(self.secret.encode()).hexdigest()[:8]
+        try:
+            secret = self.secret
+        except SecretUnreadable:
+            return "unreadable"
+        return "sha256:" + hashlib.sha256(secret.encode()).hexdigest()[:8]
 
     def destination(self) -> str:
         """The origin of the URL only (a path may hold a token), or the number of addresses."""

@@ -121,6 +121,9 @@ def _require_secret(name: str, *, min_length: int = 32) -> str:
 
 
 SECRET_KEY = _require_secret("SECRET_KEY", min_length=50)
+# Earlier SECRET_KEYs, comma-separated, while a rotation is under way: Django still accepts what they
+# signed, and the alerts app still opens webhook secrets sealed under them (docs/deployment.md).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 # The key of the patient pseudonym (HMAC-SHA256). It lives only in the environment, never in the
 # database, so a database dump alone cannot re-identify a pseudonym by brute force over MRNs.
 PSEUDONYM_KEY = _require_secret("PSEUDONYM_KEY")
