@@ -1,6 +1,6 @@
 """A/B test factories: two approved versions, a running test, and logged predictions with feedback.
 
-    a, b = version_pair(engineer=..., lead=...)      A active, B approved (no real artifacts)
+    a, b = version_pair(engineer=..., lead=...)      A active, B approved (ModelVersionFactory: no real artifacts)
     test = start_test(a, b, by=engineer)             a running split test, 50/50, 168 h
     log_arm(test, "b", predicted=300, labelled=300, correct=270, by=client)
 
@@ -18,21 +18,13 @@ from django.test import TestCase
 
 from learning_engine import roles
 from models_registry.models import ABTest, Feedback, ModelVersion, Prediction
-from models_registry.registry.registration import register_completed_job
 from tests.factories import user_with_role
-from tests.training.factories import ModelTypeFactory, TrainingJobFactory
-from training.models import ModelType, TrainingJob
+from tests.models_registry.registry.factories import ModelVersionFactory
+from tests.training.factories import ModelTypeFactory
+from training.models import ModelType
 
 RIGHT = "J18.9"
 WRONG = "J06.9"
-
-
-def registered(by: Any, model_type: ModelType | None = None) -> ModelVersion:
-    job = TrainingJobFactory.create(
-        with_artifact=True, created_by=by, model_type=model_type or ModelTypeFactory.create(diagnosis=True)
-    )
-    register_completed_job(sender=TrainingJob, job_id=job.pk)
-    return ModelVersion.objects.get(job=job)
 
 
 def version_pair(
@@ -41,12 +33,9 @@ def version_pair(
     """A (approved, active) and B (approved, inactive) of one model type, without artifacts."""
     engineer = engineer or user_with_role(roles.ML_ENGINEER)
     lead = lead or user_with_role(roles.CLINICAL_LEAD)
-    a, b = registered(engineer, model_type), registered(engineer, model_type)
-    a.approve(by=lead)
-    b.approve(by=lead)
-    a.activate(by=lead, reason="Production.")
-    a.refresh_from_db()
-    b.refresh_from_db()
+    model_type = model_type or ModelTypeFactory.create(diagnosis=True)
+    a = ModelVersionFactory.create(active=True, created_by=engineer, approved_by=lead, model_type=model_type)
+    b = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead, model_type=model_type)
     return a, b
 
 

@@ -9,8 +9,8 @@ import pytest
 from learning_engine import roles
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory
 from tests.conftest import ROLE_NAMES, jwt_client
-from tests.models_registry.experiments.factories import log_arm, registered, start_test, version_pair
-from tests.models_registry.registry.factories import approved_version, ready_snapshot
+from tests.models_registry.experiments.factories import log_arm, start_test, version_pair
+from tests.models_registry.registry.factories import ModelVersionFactory, approved_version, ready_snapshot
 from tests.training.factories import ModelTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -123,7 +123,7 @@ def test_a_bad_setup_is_400_with_a_code_and_creates_nothing(pair, engineer, chan
 
 
 def test_an_unapproved_version_is_400(pair, engineer):
-    registered(engineer)  # v1.2.0, pending
+    ModelVersionFactory.create(created_by=engineer)  # v1.2.0, pending
     response = jwt_client(engineer).post(BASE, {**SPEC, "model_version_b": "v1.2.0"}, format="json")
     assert (response.status_code, response.json()["code"]) == (400, "not_approved")
 
@@ -294,7 +294,7 @@ def test_conclude_with_an_expected_decision_that_changed_is_409(running, enginee
 
 def test_activating_another_version_while_a_test_runs_is_409(running, engineer, lead, pair):
     a, _b = pair
-    third = registered(engineer, a.model_type)
+    third = ModelVersionFactory.create(created_by=engineer, model_type=a.model_type)
     third.approve(by=lead)
     url = f"/api/v1/model-types/diagnosis/versions/{third.version}/activate/"
     response = jwt_client(lead).post(url, {"reason": "Meanwhile."}, format="json")

@@ -18,7 +18,8 @@ from django.utils import timezone
 from learning_engine.exceptions import DomainError, InvalidRequest, TransitionError
 from models_registry.generation import current_generation
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory, ModelVersion
-from tests.models_registry.experiments.factories import log_arm, registered, start_test, version_pair
+from tests.models_registry.experiments.factories import log_arm, start_test, version_pair
+from tests.models_registry.registry.factories import ModelVersionFactory
 from tests.training.factories import ModelTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -190,7 +191,7 @@ def test_the_same_version_twice_is_invalid(pair, engineer):
 
 def test_an_unapproved_version_is_invalid(pair, engineer):
     a, _b = pair
-    pending = registered(engineer)
+    pending = ModelVersionFactory.create(created_by=engineer)
     with pytest.raises(InvalidRequest) as raised:
         start_test(a, pending, by=engineer)
     assert raised.value.code == "not_approved"
@@ -198,7 +199,7 @@ def test_an_unapproved_version_is_invalid(pair, engineer):
 
 def test_an_archived_version_is_invalid(pair, engineer, lead):
     a, _b = pair
-    old = registered(engineer)
+    old = ModelVersionFactory.create(created_by=engineer)
     old.approve(by=lead)
     old.archive(by=lead)
     with pytest.raises(InvalidRequest) as raised:
@@ -481,7 +482,7 @@ def test_a_test_cannot_start_on_a_version_archived_since_it_was_read(pair, engin
 
 def test_no_version_can_be_activated_while_a_test_runs(test, engineer, lead, pair):
     a, b = pair
-    third = registered(engineer, a.model_type)
+    third = ModelVersionFactory.create(created_by=engineer, model_type=a.model_type)
     third.approve(by=lead)
 
     for version in (fresh(b), fresh(third)):

@@ -1,5 +1,11 @@
-"""Registry test helpers with real models: synthetic snapshots, tiny trained versions, skops bytes.
+"""Registry factories: model versions in every state, synthetic snapshots, tiny trained versions, skops bytes.
 
+    ModelVersionFactory.create(created_by=engineer)                  registered: pending, inactive (no artifact file)
+    ModelVersionFactory.create(approved=True, approved_by=lead)      ... approved through ``approve``
+    ModelVersionFactory.create(active=True, approved_by=lead)        ... approved and activated
+    ModelVersionFactory.create(rejected=True) / (archived=True)      ... rejected / approved and archived
+    ModelVersionFactory.create(job__accuracy=0.92)                   the completed job's offline accuracy
+    ModelVersionFactory.create(trained=True, dataset=snapshot)       a real skops artifact trained on the snapshot
     snapshot = ready_snapshot(model_type, by=user, seed=1)            a ready snapshot with a real file
     version = trained_version(snapshot, by=user)                       trained, completed, registered
     version = trained_version(snapshot, by=user, shuffle_labels=True)  a version no better than chance
@@ -19,14 +25,18 @@ import random
 import uuid
 from typing import Any
 
+import factory
 import pyarrow as pa
 import pyarrow.parquet as pq
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.test import TestCase
 
+from learning_engine import roles
 from models_registry.models import ModelVersion
 from models_registry.registry.registration import register_completed_job
-from tests.training.factories import TrainingJobFactory
+from tests.factories import user_with_role
+from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.dataset_format import SCHEMA
 from training.models import DatasetSnapshot, ModelType, TrainingJob
 from training.trainer import train
@@ -170,3 +180,78 @@ def artifact_bytes(version_or_result: Any) -> bytes:
     path = getattr(version_or_result, "artifact_path", None) or version_or_result.artifact
     with default_storage.open(path, "rb") as handle:
         return handle.read()
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory[ModelVersion]):
+    """A version registered as the registry does it: a completed job (``TrainingJobFactory``) handed to
+    the registry's ``job_completed`` receiver (called directly: tests never commit). Traits move it on
+    through the version's own transitions.
+
+    By default the job carries an artifact record whose file does not exist (enough for every
+    transition, not for loading); ``trained=True`` trains a real skops artifact on ``dataset`` (a
+    ``ready_snapshot``; ``shuffle_labels=True``: no better than chance). The model type is the
+    dataset's, else the demo's "diagnosis" type. ``approved_by`` (default a fresh clinical lead)
+    approves with ``approval_note``, activates with ``activation_reason`` and archives.
+    """
+
+    class Meta:
+        model = ModelVersion
+
+    class Params:
+        approved = factory.Trait(approval_status="approved")
+        rejected = factory.Trait(approval_status="rejected")
+        active = factory.Trait(approved=True, deployment_status="active")
+        archived = factory.Trait(approved=True, deployment_status="archived")
+        trained = False  # True: a real artifact trained on ``dataset``
+        shuffle_labels = False
+
+    dataset = None
+    model_type = factory.Maybe(
+        "dataset",
+        yes_declaration=factory.SelfAttribute("dataset.model_type"),
+        no_declaration=factory.SubFactory(ModelTypeFactory, diagnosis=True),
+    )
+    created_by = factory.LazyFunction(lambda: user_with_role(roles.ML_ENGINEER))
+    job = factory.SubFactory(
+        TrainingJobFactory,
+        with_artifact=True,
+        model_type=factory.SelfAttribute("..model_type"),
+        created_by=factory.SelfAttribute("..created_by"),
+        dataset=factory.SelfAttribute("..dataset"),
+        result=factory.Maybe(
+            factory.SelfAttribute("..trained"),
+            yes_declaration=factory.LazyAttribute(
+                lambda job: train_artifact(job.dataset, shuffle_labels=job.factory_parent.shuffle_labels)
+            ),
+            no_declaration=None,
+        ),
+    )
+    approval_status = "pending"
+    deployment_status = "inactive"
+    approved_by = None
+    approval_note = "Reviewed."
+    activation_reason = "Production."
+
+    @classmethod
+    def _create(cls, model_class: type[ModelVersion], *args: Any, **kwargs: Any) -> ModelVersion:
+        job = kwargs["job"]
+        register_completed_job(sender=TrainingJob, job_id=job.pk)
+        version = model_class.objects.get(job=job)
+        approval, deployment = kwargs["approval_status"], kwargs["deployment_status"]
+        if approval == "pending":
+            return version
+        lead = kwargs["approved_by"] or user_with_role(roles.CLINICAL_LEAD)
+        if approval == "rejected":
+            version.reject(by=lead, note=kwargs["approval_note"])
+            return version
+        version.approve(by=lead, note=kwargs["approval_note"])
+        if deployment in ("active", "archived"):
+            # As after a real commit: the serving generation moves on.
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                version.activate(by=lead, reason=kwargs["activation_reason"])
+            version.refresh_from_db()
+        if deployment == "archived":
+            version.deactivate(by=lead, reason="Replaced.")
+            version.archive(by=lead, reason="Retired.")
+            version.refresh_from_db()
+        return version

@@ -16,7 +16,7 @@ from models_registry.registry.admin import comparison_chart
 from models_registry.registry.models import ArtifactRejection
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
-from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot, trained_version
 from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import DatasetSnapshot, TrainingJob
 
@@ -44,20 +44,6 @@ def staff(make_user, client):
 @pytest.fixture
 def other_lead(make_user):
     return make_user(roles.CLINICAL_LEAD)
-
-
-def registered(by: Any, **kwargs: Any) -> ModelVersion:
-    job = TrainingJobFactory.create(
-        with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=by, **kwargs
-    )
-    register_completed_job(sender=TrainingJob, job_id=job.pk)
-    return ModelVersion.objects.get(job=job)
-
-
-def approved(by: Any, lead: Any, **kwargs: Any) -> ModelVersion:
-    version = registered(by, **kwargs)
-    version.approve(by=lead)
-    return version
 
 
 def last_activation() -> ActivationHistory:
@@ -94,9 +80,11 @@ def fresh(version: ModelVersion) -> ModelVersion:
 
 def test_the_version_list_shows_key_metrics_and_badges(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = approved(engineer, other_lead, accuracy=0.873)
+    version = ModelVersionFactory.create(
+        approved=True, created_by=engineer, approved_by=other_lead, job__accuracy=0.873
+    )
     version.activate(by=other_lead)
-    registered(engineer)
+    ModelVersionFactory.create(created_by=engineer)
 
     response = client.get(VERSIONS)
 
@@ -112,7 +100,7 @@ def test_the_version_list_shows_key_metrics_and_badges(staff, engineer, other_le
 
 def test_an_ml_engineer_sees_versions_but_not_the_lead_actions(staff, engineer):
     client, _user = staff(roles.ML_ENGINEER)
-    registered(engineer)
+    ModelVersionFactory.create(created_by=engineer)
     html = client.get(VERSIONS).content.decode()
     assert "v1.0.0" in html
     assert 'value="compare_selected"' in html
@@ -127,7 +115,7 @@ def test_a_clinician_cannot_open_the_registry(staff):
 
 def test_a_version_page_is_view_only_with_its_records(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = approved(engineer, other_lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     response = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
     assert response.status_code == 200
     html = response.content.decode()
@@ -159,7 +147,7 @@ def test_a_version_page_shows_its_calibration(staff, engineer):
 
 def test_approve_selected_asks_first_and_changes_nothing(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
 
     response = action_post(client, "approve_selected", [version])
 
@@ -173,8 +161,8 @@ def test_approve_selected_asks_first_and_changes_nothing(staff, engineer):
 
 def test_approve_selected_approves_and_skips_the_leads_own_version(staff, engineer):
     client, lead = staff(roles.CLINICAL_LEAD)
-    theirs = registered(engineer)
-    own = registered(lead)
+    theirs = ModelVersionFactory.create(created_by=engineer)
+    own = ModelVersionFactory.create(created_by=lead)
 
     response = confirm_post(client, "approve_selected", [theirs, own], note="Evaluation reviewed.")
 
@@ -214,7 +202,7 @@ def test_approve_selected_skips_a_version_whose_job_the_lead_completed(staff, en
 
 def test_reject_selected_needs_a_note(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     response = confirm_post(client, "reject_selected", [version], note="")
     assert "This field is required." in response.content.decode()
     assert fresh(version).approval_status == "pending"
@@ -224,8 +212,8 @@ def test_reject_selected_needs_a_note(staff, engineer):
 
 def test_activate_selected_switches_the_active_version_with_the_reason(staff, engineer, other_lead):
     client, lead = staff(roles.CLINICAL_LEAD)
-    first = approved(engineer, other_lead)
-    second = approved(engineer, other_lead)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     first.activate(by=other_lead)
 
     response = confirm_post(client, "activate_selected", [second], reason="Better macro-F1.")
@@ -238,8 +226,8 @@ def test_activate_selected_switches_the_active_version_with_the_reason(staff, en
 
 def test_activate_selected_skips_two_versions_of_one_model_type(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    first = approved(engineer, other_lead)
-    second = approved(engineer, other_lead)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
 
     response = confirm_post(client, "activate_selected", [first, second], reason="Both?")
 
@@ -251,7 +239,7 @@ def test_activate_selected_skips_two_versions_of_one_model_type(staff, engineer,
 
 def test_activate_selected_needs_a_reason_and_skips_unapproved_versions(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    pending = registered(engineer)
+    pending = ModelVersionFactory.create(created_by=engineer)
     page = confirm_post(client, "activate_selected", [pending], reason="").content.decode()
     assert "The selected model version cannot be acted on" in page  # no form, no button
     assert "will be skipped, it is pending, not approved" in page
@@ -262,7 +250,7 @@ def test_activate_selected_needs_a_reason_and_skips_unapproved_versions(staff, e
 
 def test_deactivate_and_archive_selected(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = approved(engineer, other_lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     version.activate(by=other_lead)
 
     archive_first = confirm_post(client, "archive_selected", [version], reason="Old.")
@@ -276,7 +264,7 @@ def test_deactivate_and_archive_selected(staff, engineer, other_lead):
 
 def test_an_ml_engineer_cannot_run_a_lead_action_by_posting_it(staff, engineer, other_lead):
     client, _user = staff(roles.ML_ENGINEER)
-    version = approved(engineer, other_lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     confirm_post(client, "activate_selected", [version], reason="Sneaky.")
     assert fresh(version).deployment_status == "inactive"
 
@@ -286,7 +274,7 @@ def test_an_ml_engineer_cannot_run_a_lead_action_by_posting_it(staff, engineer, 
 
 def test_compare_selected_needs_exactly_two_versions(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     response = client.post(
         VERSIONS, {"action": "compare_selected", "index": "0", "_selected_action": [version.pk]}, follow=True
     )
@@ -338,8 +326,8 @@ def test_the_compare_page_says_when_the_evidence_is_insufficient(staff, engineer
 
 def test_the_compare_page_reports_an_error_instead_of_failing(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    first = registered(engineer)  # fake artifact path: cannot be loaded
-    second = registered(engineer)
+    first = ModelVersionFactory.create(created_by=engineer)  # fake artifact path: cannot be loaded
+    second = ModelVersionFactory.create(created_by=engineer)
     response = client.get(f"{COMPARE}?a={first.pk}&b={second.pk}", follow=True)
     assert response.redirect_chain[-1][0] == VERSIONS
     assert "cannot be compared" in messages_of(response)[0]
@@ -366,7 +354,7 @@ def test_the_comparison_chart_scales_values_to_the_plot():
 
 def test_the_activation_history_is_read_only(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = approved(engineer, other_lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     version.activate(by=other_lead, reason="Go live.")
     row = ActivationHistory.objects.get()
 
@@ -383,7 +371,7 @@ def test_the_activation_history_is_read_only(staff, engineer, other_lead):
 
 def test_performance_records_are_read_only(staff, engineer):
     client, _user = staff(roles.ML_ENGINEER)
-    version = registered(engineer, accuracy=0.912)
+    version = ModelVersionFactory.create(created_by=engineer, job__accuracy=0.912)
     record = PerformanceRecord.objects.get(version=version)
     assert "91.2%" in client.get(RECORDS).content.decode()
     assert client.get(reverse("admin:models_registry_performancerecord_add")).status_code == 403
@@ -392,7 +380,7 @@ def test_performance_records_are_read_only(staff, engineer):
 
 def test_model_types_show_their_active_version(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = approved(engineer, other_lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     ModelTypeFactory.create(slug="dormant", cohort="cardiology")
     version.activate(by=other_lead)
     html = client.get(MODEL_TYPES).content.decode()
@@ -402,7 +390,7 @@ def test_model_types_show_their_active_version(staff, engineer, other_lead):
 
 def test_the_admin_index_shows_each_model_types_active_version_and_live_accuracy(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = approved(engineer, other_lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=other_lead)
     version.activate(by=other_lead)
     ModelTypeFactory.create(slug="dormant", cohort="cardiology")
     PerformanceRecord.objects.create(version=version, source="live", metrics={"accuracy": 0.6}, test_set_size=10)
@@ -432,7 +420,7 @@ def _change_form_actions(html: str) -> dict[str, str]:
 
 def test_a_version_page_offers_its_actions_in_the_singular_and_only_those_that_apply(staff, engineer, other_lead):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    pending = registered(engineer)
+    pending = ModelVersionFactory.create(created_by=engineer)
     html = client.get(reverse("admin:models_registry_modelversion_change", args=[pending.pk])).content.decode()
     assert _change_form_actions(html) == {
         "approve_selected": "Approve this version",
@@ -447,7 +435,7 @@ def test_a_version_page_offers_its_actions_in_the_singular_and_only_those_that_a
 
 def test_the_confirmation_page_of_one_version_is_titled_in_the_singular(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     url = reverse("admin:models_registry_modelversion_change", args=[version.pk])
     html = client.post(url, {"CHANGE_FORM-action": "approve_selected", "_selected_action": version.pk}).content.decode()
     assert "<h1>Approve this version</h1>" in html
@@ -455,7 +443,7 @@ def test_the_confirmation_page_of_one_version_is_titled_in_the_singular(staff, e
 
 def test_a_lead_who_made_the_version_is_not_offered_approve_and_is_told_why(staff):
     client, lead = staff(roles.CLINICAL_LEAD)
-    version = registered(lead)
+    version = ModelVersionFactory.create(created_by=lead)
     html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
     assert "approve_selected" not in _change_form_actions(html)
     assert "Approve this version: not offered, you took part in making it" in html
@@ -484,7 +472,7 @@ def test_a_version_page_is_headed_with_its_model_type_and_shows_the_whole_evalua
 
 def test_a_performance_record_page_names_its_metrics_like_every_other_page(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     record = version.performance.get()
     html = client.get(reverse("admin:models_registry_performancerecord_change", args=[record.pk])).content.decode()
     assert "<th>Accuracy</th>" in html
@@ -493,7 +481,7 @@ def test_a_performance_record_page_names_its_metrics_like_every_other_page(staff
 
 @pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
 def test_a_version_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff, engineer, role):
-    shown, hidden = registered(engineer), registered(engineer)
+    shown, hidden = ModelVersionFactory.create(created_by=engineer), ModelVersionFactory.create(created_by=engineer)
     filters = {"cohort": hidden.model_type.cohort, "min_quality": 0.0, "encounter_after": "2024-05-11"}
     day = DatasetSnapshot.objects.create(model_type=hidden.model_type, created_by=engineer, filters=filters)
     ModelVersion.objects.filter(pk=hidden.pk).update(dataset=day)
@@ -521,7 +509,8 @@ def test_a_version_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff,
 
 def test_a_version_page_shows_the_measured_latency_beside_the_approval(staff, engineer, settings):
     settings.ARTIFACT_MAX_PREDICT_MS = 250
-    measured, unmeasured = registered(engineer), registered(engineer)
+    measured = ModelVersionFactory.create(created_by=engineer)
+    unmeasured = ModelVersionFactory.create(created_by=engineer)
     record = measured.performance.get(source="offline")
     record.metrics = {**record.metrics, "latency_ms": {"median": 3.25, "p95": 7.5, "calls": 200}}
     record.save()

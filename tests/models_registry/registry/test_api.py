@@ -16,15 +16,15 @@ from django.utils import timezone
 from learning_engine import roles
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
 from models_registry.registry import views
-from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
 from tests.models_registry.registry.factories import (
+    ModelVersionFactory,
     artifact_bytes,
     external_completed_job,
     ready_snapshot,
     train_artifact,
 )
-from tests.training.factories import ModelTypeFactory, TrainingJobFactory
+from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, TrainingJob
 
 pytestmark = pytest.mark.django_db
@@ -45,21 +45,6 @@ def lead_client(lead):
     return jwt_client(lead)
 
 
-def registered(by: Any, **kwargs: Any) -> ModelVersion:
-    """A version registered from a completed job (fake artifact path: enough for transitions)."""
-    job = TrainingJobFactory.create(
-        with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=by, **kwargs
-    )
-    register_completed_job(sender=TrainingJob, job_id=job.pk)
-    return ModelVersion.objects.get(job=job)
-
-
-def approved(by: Any, lead: Any, **kwargs: Any) -> ModelVersion:
-    version = registered(by, **kwargs)
-    version.approve(by=lead, note="Reviewed.")
-    return version
-
-
 def last_activation() -> ActivationHistory:
     row = ActivationHistory.objects.order_by("created_at", "id").last()
     assert row is not None
@@ -76,8 +61,8 @@ def last_audit(version: ModelVersion) -> VersionTransition:
 
 
 def test_the_version_list_shows_key_metrics_and_both_states(engineer, lead):
-    first = approved(engineer, lead, accuracy=0.8)
-    registered(engineer, accuracy=0.9)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead, job__accuracy=0.8)
+    ModelVersionFactory.create(created_by=engineer, job__accuracy=0.9)
     first.activate(by=lead)
 
     response = jwt_client(engineer).get(versions_url())
@@ -96,8 +81,8 @@ def test_the_version_list_shows_key_metrics_and_both_states(engineer, lead):
 
 
 def test_the_list_filters_by_state_and_rejects_bad_filters(engineer, lead):
-    approved(engineer, lead)
-    registered(engineer)
+    ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    ModelVersionFactory.create(created_by=engineer)
     client = jwt_client(engineer)
 
     approved_only = client.get(versions_url() + "?approval_status=approved").json()["results"]
@@ -114,7 +99,7 @@ def test_the_list_filters_by_state_and_rejects_bad_filters(engineer, lead):
 
 
 def test_an_unknown_model_type_or_version_is_404(engineer):
-    registered(engineer)
+    ModelVersionFactory.create(created_by=engineer)
     client = jwt_client(engineer)
     assert client.get(versions_url("no-such-type")).status_code == 404
     missing = client.get(version_url("v9.0.0"))
@@ -123,7 +108,7 @@ def test_an_unknown_model_type_or_version_is_404(engineer):
 
 
 def test_the_detail_has_hyperparameters_metrics_and_the_audit_trail(engineer, lead):
-    version = approved(engineer, lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
 
     body = jwt_client(engineer).get(version_url(version.version)).json()
 
@@ -141,12 +126,12 @@ def test_the_detail_has_hyperparameters_metrics_and_the_audit_trail(engineer, le
 
 
 def test_the_list_costs_the_same_queries_for_many_versions(engineer, lead):
-    registered(engineer)
+    ModelVersionFactory.create(created_by=engineer)
     client = jwt_client(engineer)
     with CaptureQueriesContext(connection) as few:
         assert client.get(versions_url()).status_code == 200
     for _ in range(6):
-        approved(engineer, lead)
+        ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     with CaptureQueriesContext(connection) as many:
         assert len(client.get(versions_url()).json()["results"]) == 7
     assert len(many.captured_queries) == len(few.captured_queries)
@@ -156,7 +141,7 @@ def test_the_list_costs_the_same_queries_for_many_versions(engineer, lead):
 
 
 def test_a_clinical_lead_approves_with_a_note(engineer, lead_client, lead):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
 
     response = lead_client.post(version_url(version.version, "approve"), {"note": "Subgroups look fine."})
 
@@ -173,7 +158,7 @@ def test_a_clinical_lead_approves_with_a_note(engineer, lead_client, lead):
 
 
 def test_the_creator_of_the_job_cannot_approve_or_reject_its_version(lead, lead_client):
-    version = registered(lead)  # the lead trained it: another person must approve
+    version = ModelVersionFactory.create(created_by=lead)  # the lead trained it: another person must approve
 
     for action in ("approve", "reject"):
         response = lead_client.post(version_url(version.version, action), {"note": "Mine."})
@@ -184,7 +169,7 @@ def test_the_creator_of_the_job_cannot_approve_or_reject_its_version(lead, lead_
 
 
 def test_a_second_decision_is_409(engineer, lead_client):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     assert lead_client.post(version_url(version.version, "reject"), {"note": "Overfits."}).status_code == 200
 
     for action in ("approve", "reject"):
@@ -195,7 +180,7 @@ def test_a_second_decision_is_409(engineer, lead_client):
 
 
 def test_an_overlong_note_is_400(engineer, lead_client):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     response = lead_client.post(version_url(version.version, "approve"), {"note": "x" * 5000})
     assert response.status_code == 400
     assert "note" in response.json()["errors"]
@@ -205,8 +190,8 @@ def test_an_overlong_note_is_400(engineer, lead_client):
 
 
 def test_activating_switches_the_active_version_and_writes_history(engineer, lead, lead_client):
-    first = approved(engineer, lead)
-    second = approved(engineer, lead)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
 
     assert lead_client.post(version_url(first.version, "activate"), {"reason": "First."}).status_code == 200
     response = lead_client.post(version_url(second.version, "activate"), {"reason": "Better F1."})
@@ -223,7 +208,7 @@ def test_activating_switches_the_active_version_and_writes_history(engineer, lea
 
 
 def test_an_unapproved_version_cannot_be_activated(engineer, lead_client):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     response = lead_client.post(version_url(version.version, "activate"), {"reason": "Try."})
     assert response.status_code == 409
     assert response.json()["code"] == "not_approved"
@@ -231,7 +216,7 @@ def test_an_unapproved_version_cannot_be_activated(engineer, lead_client):
 
 
 def test_deactivate_then_archive_and_the_wrong_states_are_409(engineer, lead, lead_client):
-    version = approved(engineer, lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     assert lead_client.post(version_url(version.version, "deactivate"), {}).status_code == 409
     assert lead_client.post(version_url(version.version, "activate"), {"reason": "Go."}).status_code == 200
 
@@ -252,8 +237,8 @@ def test_deactivate_then_archive_and_the_wrong_states_are_409(engineer, lead, le
 
 
 def test_rollback_reactivates_the_previous_version_with_audit_and_history(engineer, lead, lead_client):
-    first = approved(engineer, lead)
-    second = approved(engineer, lead)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     first.activate(by=lead, reason="First.")
     second.activate(by=lead, reason="Second.")
 
@@ -276,7 +261,7 @@ def test_rollback_reactivates_the_previous_version_with_audit_and_history(engine
 
 
 def test_rollback_after_a_deactivation_reactivates_the_deactivated_version(engineer, lead, lead_client):
-    version = approved(engineer, lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     version.activate(by=lead)
     version.deactivate(by=lead, reason="Outage.")
     response = lead_client.post(f"{BASE}/rollback/", {})
@@ -286,7 +271,7 @@ def test_rollback_after_a_deactivation_reactivates_the_deactivated_version(engin
 
 
 def test_rollback_without_a_previous_version_is_409(engineer, lead, lead_client):
-    version = approved(engineer, lead)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     none_yet = lead_client.post(f"{BASE}/rollback/", {})
     assert none_yet.status_code == 409
     assert none_yet.json()["code"] == "no_previous_version"
@@ -299,8 +284,8 @@ def test_rollback_without_a_previous_version_is_409(engineer, lead, lead_client)
 
 
 def test_rollback_to_an_archived_version_is_refused(engineer, lead, lead_client):
-    first = approved(engineer, lead)
-    second = approved(engineer, lead)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     first.activate(by=lead)
     second.activate(by=lead)
     first.refresh_from_db()
@@ -319,7 +304,7 @@ def test_rollback_of_an_unknown_model_type_is_404(lead_client):
 
 
 def test_reported_performance_is_stored_as_reported_and_decides_nothing(engineer):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     client = jwt_client(engineer)
 
     response = client.post(
@@ -363,7 +348,7 @@ def test_reported_performance_is_stored_as_reported_and_decides_nothing(engineer
     ],
 )
 def test_a_malformed_performance_report_is_400(engineer, body, field):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     response = jwt_client(engineer).post(version_url(version.version, "performance"), body)
     assert response.status_code == 400
     assert field in response.json()["errors"]
@@ -371,7 +356,7 @@ def test_a_malformed_performance_report_is_400(engineer, body, field):
 
 
 def test_non_finite_reported_metrics_are_400(engineer):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     response = jwt_client(engineer).post(
         version_url(version.version, "performance"),
         data='{"metrics": {"accuracy": NaN}, "test_set_size": 5}',
@@ -384,8 +369,8 @@ def test_non_finite_reported_metrics_are_400(engineer):
 
 
 def test_history_lists_versions_with_performance_and_the_activations(engineer, lead):
-    first = approved(engineer, lead, accuracy=0.8)
-    second = approved(engineer, lead, accuracy=0.85)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead, job__accuracy=0.8)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead, job__accuracy=0.85)
     PerformanceRecord.objects.create(version=first, source="live", metrics={"accuracy": 0.7}, test_set_size=20)
     first.activate(by=lead, reason="Go.")
     second.activate(by=lead, reason="Better.")
@@ -412,7 +397,7 @@ def test_history_lists_versions_with_performance_and_the_activations(engineer, l
 
 def test_history_keeps_the_latest_records_per_version(engineer, monkeypatch):
     monkeypatch.setattr(views, "HISTORY_RECORDS_PER_VERSION", 3)
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     for accuracy in (0.1, 0.2, 0.3, 0.4):
         PerformanceRecord.objects.create(version=version, source="live", metrics={"accuracy": accuracy})
     row = jwt_client(engineer).get(f"{BASE}/history/").json()["versions"][0]
@@ -421,7 +406,7 @@ def test_history_keeps_the_latest_records_per_version(engineer, monkeypatch):
 
 
 def test_history_leaves_out_reported_metrics_that_are_not_numbers(engineer):
-    version = registered(engineer)
+    version = ModelVersionFactory.create(created_by=engineer)
     PerformanceRecord.objects.create(
         version=version, source="reported", metrics={"accuracy": "great", "f1_macro": 10**400, "brier": [1]}
     )
@@ -432,8 +417,8 @@ def test_history_leaves_out_reported_metrics_that_are_not_numbers(engineer):
 
 
 def test_history_at_a_time_answers_which_version_was_active(engineer, lead):
-    first = approved(engineer, lead)
-    second = approved(engineer, lead)
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     before = timezone.now()
     first.activate(by=lead)
     between = timezone.now()
@@ -656,7 +641,7 @@ def test_a_json_body_on_the_upload_is_415(engineer):
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_activations_never_leave_two_active_versions_nor_answer_500(make_user):
     engineer, lead = make_user("ml_engineer"), make_user("clinical_lead")
-    versions = [approved(engineer, lead) for _ in range(6)]
+    versions = [ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead) for _ in range(6)]
     clients = [jwt_client(make_user("clinical_lead")) for _ in versions]
     barrier = threading.Barrier(len(versions))
     statuses: dict[str, list[int]] = {"activate": [], "deactivate": []}
@@ -708,7 +693,7 @@ def on_a_day_wide_snapshot(version: ModelVersion, by: Any) -> None:
 
 @pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
 def test_a_version_on_a_day_wide_snapshot_is_hidden_from_users_without_phi(make_user, engineer, role):
-    shown, hidden = registered(engineer), registered(engineer)
+    shown, hidden = ModelVersionFactory.create(created_by=engineer), ModelVersionFactory.create(created_by=engineer)
     on_a_day_wide_snapshot(hidden, engineer)
     PerformanceRecord.objects.create(version=hidden, source="live", metrics={"accuracy": 0.5})
     user = make_user(role)

@@ -13,10 +13,8 @@ import pytest
 
 from learning_engine import roles
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
-from models_registry.registry.registration import register_completed_job
 from tests.conftest import ROLE_NAMES
-from tests.training.factories import ModelTypeFactory, TrainingJobFactory
-from training.models import TrainingJob
+from tests.models_registry.registry.factories import ModelVersionFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -48,16 +46,8 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None, set[str]]] = [
 def versions(make_user) -> list[ModelVersion]:
     """v1.0.0 pending and v1.1.0 approved and active, trained by an engineer, approved by a lead."""
     engineer, lead = make_user(roles.ML_ENGINEER), make_user(roles.CLINICAL_LEAD)
-    made = []
-    for _ in range(2):
-        job = TrainingJobFactory.create(
-            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer
-        )
-        register_completed_job(sender=TrainingJob, job_id=job.pk)
-        made.append(ModelVersion.objects.get(job=job))
-    made[1].approve(by=lead)
-    made[1].activate(by=lead)
-    return made
+    pending = ModelVersionFactory.create(created_by=engineer)
+    return [pending, ModelVersionFactory.create(active=True, created_by=engineer, approved_by=lead)]
 
 
 def state() -> tuple[int, int, int]:

@@ -11,28 +11,15 @@ from django.utils import timezone
 from learning_engine.audit import AppendOnlyError
 from learning_engine.exceptions import ConcurrentUpdate, FourEyesViolation, TransitionError
 from models_registry.models import ActivationHistory, ModelVersion, PerformanceRecord, VersionTransition
+from tests.models_registry.registry.factories import ModelVersionFactory
 from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 
 pytestmark = pytest.mark.django_db
 
 
-def register(engineer, django_capture_on_commit_callbacks, **kwargs) -> ModelVersion:
-    with django_capture_on_commit_callbacks(execute=True):
-        job = TrainingJobFactory.create(
-            with_artifact=True, model_type=ModelTypeFactory.create(diagnosis=True), created_by=engineer, **kwargs
-        )
-    return ModelVersion.objects.get(job=job)
-
-
-def approved(engineer, lead, capture, **kwargs) -> ModelVersion:
-    version = register(engineer, capture, **kwargs)
-    version.approve(by=lead, note="Reviewed the evaluation.")
-    return version
-
-
-def test_a_completed_job_is_registered_as_v1_0_0_then_v1_1_0(engineer, django_capture_on_commit_callbacks):
-    first = register(engineer, django_capture_on_commit_callbacks)
-    second = register(engineer, django_capture_on_commit_callbacks, accuracy=0.92)
+def test_a_completed_job_is_registered_as_v1_0_0_then_v1_1_0(engineer):
+    first = ModelVersionFactory.create(created_by=engineer)
+    second = ModelVersionFactory.create(created_by=engineer, job__accuracy=0.92)
     assert (first.version, second.version) == ("v1.0.0", "v1.1.0")
     assert (first.approval_status, first.deployment_status) == ("pending", "inactive")
     assert first.metrics["accuracy"] == 0.9
@@ -40,14 +27,14 @@ def test_a_completed_job_is_registered_as_v1_0_0_then_v1_1_0(engineer, django_ca
     assert (record.source, record.test_set_size, record.metrics["accuracy"]) == ("offline", 100, 0.92)
 
 
-def test_registration_is_idempotent_per_job(engineer, django_capture_on_commit_callbacks):
-    version = register(engineer, django_capture_on_commit_callbacks)
+def test_registration_is_idempotent_per_job(engineer):
+    version = ModelVersionFactory.create(created_by=engineer)
     assert ModelVersion.register(version.job) == version
     assert ModelVersion.objects.count() == 1
 
 
-def test_a_version_and_its_offline_record_are_created_together_and_once(engineer, django_capture_on_commit_callbacks):
-    version = register(engineer, django_capture_on_commit_callbacks)
+def test_a_version_and_its_offline_record_are_created_together_and_once(engineer):
+    version = ModelVersionFactory.create(created_by=engineer)
     record = version.ensure_offline_record()
     assert version.ensure_offline_record() == record
     assert PerformanceRecord.objects.filter(version=version, source="offline").count() == 1
@@ -107,18 +94,16 @@ def test_a_job_completed_without_an_artifact_is_not_registered(engineer, django_
     assert not ModelVersion.objects.exists()
 
 
-def test_the_creator_of_the_job_cannot_approve_its_version(engineer, django_capture_on_commit_callbacks):
-    version = register(engineer, django_capture_on_commit_callbacks)
+def test_the_creator_of_the_job_cannot_approve_its_version(engineer):
+    version = ModelVersionFactory.create(created_by=engineer)
     with pytest.raises(FourEyesViolation):
         version.approve(by=engineer)
     version.refresh_from_db()
     assert version.approval_status == "pending"
 
 
-def test_approve_and_reject_write_audit_rows_and_refuse_a_second_decision(
-    engineer, lead, django_capture_on_commit_callbacks
-):
-    version = register(engineer, django_capture_on_commit_callbacks)
+def test_approve_and_reject_write_audit_rows_and_refuse_a_second_decision(engineer, lead):
+    version = ModelVersionFactory.create(created_by=engineer)
     stale = ModelVersion.objects.get(pk=version.pk)
     version.approve(by=lead, note="Fine.")
     with pytest.raises(TransitionError):
@@ -131,18 +116,16 @@ def test_approve_and_reject_write_audit_rows_and_refuse_a_second_decision(
     ]
 
 
-def test_only_an_approved_version_can_be_activated(engineer, lead, django_capture_on_commit_callbacks):
-    version = register(engineer, django_capture_on_commit_callbacks)
+def test_only_an_approved_version_can_be_activated(engineer, lead):
+    version = ModelVersionFactory.create(created_by=engineer)
     with pytest.raises(TransitionError) as err:
         version.activate(by=lead)
     assert err.value.code == "not_approved"
 
 
-def test_activating_a_version_deactivates_the_previous_one_and_writes_history(
-    engineer, lead, django_capture_on_commit_callbacks
-):
-    first = approved(engineer, lead, django_capture_on_commit_callbacks)
-    second = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_activating_a_version_deactivates_the_previous_one_and_writes_history(engineer, lead):
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     first.activate(by=lead, reason="First deployment.")
     second.activate(by=lead, reason="Better F1.")
     first.refresh_from_db()
@@ -155,7 +138,7 @@ def test_activating_a_version_deactivates_the_previous_one_and_writes_history(
 def test_activation_bumps_the_serving_generation_on_commit(engineer, lead, django_capture_on_commit_callbacks):
     from models_registry.generation import current_generation
 
-    version = approved(engineer, lead, django_capture_on_commit_callbacks)
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     before = current_generation()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         version.activate(by=lead)
@@ -165,27 +148,25 @@ def test_activation_bumps_the_serving_generation_on_commit(engineer, lead, djang
     assert current_generation() == before + 1
 
 
-def test_activating_an_active_version_again_is_refused(engineer, lead, django_capture_on_commit_callbacks):
-    version = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_activating_an_active_version_again_is_refused(engineer, lead):
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     version.activate(by=lead)
     with pytest.raises(TransitionError):
         version.activate(by=lead)
     assert ActivationHistory.objects.count() == 1
 
 
-def test_the_database_holds_one_active_version_per_model_type(engineer, lead, django_capture_on_commit_callbacks):
-    first = approved(engineer, lead, django_capture_on_commit_callbacks)
-    second = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_the_database_holds_one_active_version_per_model_type(engineer, lead):
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     first.activate(by=lead)
     with pytest.raises(IntegrityError), transaction.atomic():
         ModelVersion.objects.filter(pk=second.pk).update(deployment_status="active")
 
 
-def test_a_racing_activation_that_loses_is_a_409_not_a_500(
-    engineer, lead, django_capture_on_commit_callbacks, monkeypatch
-):
-    first = approved(engineer, lead, django_capture_on_commit_callbacks)
-    second = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_a_racing_activation_that_loses_is_a_409_not_a_500(engineer, lead, monkeypatch):
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     first.activate(by=lead)
     # Simulate the other transaction's view: it did not see `first` as active (no lock on SQLite).
     from models_registry.registry import models as version_module
@@ -196,8 +177,8 @@ def test_a_racing_activation_that_loses_is_a_409_not_a_500(
     assert ModelVersion.objects.filter(deployment_status="active").count() == 1
 
 
-def test_deactivate_then_archive(engineer, lead, django_capture_on_commit_callbacks):
-    version = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_deactivate_then_archive(engineer, lead):
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     version.activate(by=lead)
     with pytest.raises(TransitionError):
         version.archive(by=lead)  # an active version cannot be archived
@@ -212,9 +193,9 @@ def test_deactivate_then_archive(engineer, lead, django_capture_on_commit_callba
         version.activate(by=lead)
 
 
-def test_which_version_was_active_at_a_point_in_time(engineer, lead, django_capture_on_commit_callbacks):
-    first = approved(engineer, lead, django_capture_on_commit_callbacks)
-    second = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_which_version_was_active_at_a_point_in_time(engineer, lead):
+    first = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
+    second = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     kind = ModelTypeFactory.create(diagnosis=True)
     before_any = timezone.now()
     first.activate(by=lead)
@@ -225,8 +206,8 @@ def test_which_version_was_active_at_a_point_in_time(engineer, lead, django_capt
     assert ActivationHistory.active_at(kind, timezone.now()) == second
 
 
-def test_activation_history_is_append_only(engineer, lead, django_capture_on_commit_callbacks):
-    version = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_activation_history_is_append_only(engineer, lead):
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     version.activate(by=lead)
     row = ActivationHistory.objects.get()
     row.reason = "Rewritten."
@@ -236,8 +217,8 @@ def test_activation_history_is_append_only(engineer, lead, django_capture_on_com
         row.delete()
 
 
-def test_activation_history_refuses_bulk_changes_too(engineer, lead, django_capture_on_commit_callbacks):
-    version = approved(engineer, lead, django_capture_on_commit_callbacks)
+def test_activation_history_refuses_bulk_changes_too(engineer, lead):
+    version = ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead)
     version.activate(by=lead)
     with pytest.raises(AppendOnlyError):
         ActivationHistory.objects.update(reason="Rewritten.")
