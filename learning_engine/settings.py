@@ -618,8 +618,10 @@ LEARNING_CYCLE_INTERVAL_SECONDS = env_int("LEARNING_CYCLE_INTERVAL_SECONDS", 300
 # Monitoring of the serving versions (monitoring/, docs/design.md "Monitoring"): a snapshot of each
 # active version and A/B arm every MONITORING_INTERVAL_SECONDS; drift and volume over the last
 # MONITORING_WINDOW_HOURS; degraded when the live accuracy's anytime-valid interval (level
-# 1 - MONITORING_ALPHA) lies below the offline accuracy minus MONITORING_TOLERANCE; an input drifted
-# at PSI >= MONITORING_PSI_THRESHOLD over at least MONITORING_MIN_INPUTS inputs.
+# 1 - MONITORING_ALPHA) lies below the offline accuracy minus MONITORING_TOLERANCE, read over the
+# recent labelled units: a fresh sequence every MONITORING_DEGRADATION_WINDOW units, alpha spent
+# across the restarts (monitoring.stats.recent_accuracy; 0 reads everything since activation); an
+# input drifted at PSI >= MONITORING_PSI_THRESHOLD over at least MONITORING_MIN_INPUTS inputs.
 MONITORING_INTERVAL_SECONDS = env_int("MONITORING_INTERVAL_SECONDS", 3600)
 MONITORING_WINDOW_HOURS = env_int("MONITORING_WINDOW_HOURS", 24)
 MONITORING_TOLERANCE = env_float("MONITORING_TOLERANCE", 0.05)
@@ -627,6 +629,9 @@ MONITORING_ALPHA = env_float("MONITORING_ALPHA", 0.05)
 MONITORING_PSI_THRESHOLD = env_float("MONITORING_PSI_THRESHOLD", 0.2)
 MONITORING_MIN_INPUTS = env_int("MONITORING_MIN_INPUTS", 100)
 MONITORING_TALLY_RETENTION_DAYS = env_int("MONITORING_TALLY_RETENTION_DAYS", 30)
+MONITORING_DEGRADATION_WINDOW = env_int("MONITORING_DEGRADATION_WINDOW", 200)
+if MONITORING_DEGRADATION_WINDOW < 0:
+    raise ImproperlyConfigured("MONITORING_DEGRADATION_WINDOW is a number of labelled units, 0 or more.")
 for _name, _value, _low, _high in (
     ("MONITORING_TOLERANCE", MONITORING_TOLERANCE, 0.0, 1.0),
     ("MONITORING_ALPHA", MONITORING_ALPHA, 1e-6, 0.5),

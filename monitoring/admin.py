@@ -133,6 +133,10 @@ def _summary(snapshot: MonitoringSnapshot) -> dict[str, Any]:
         "interval": "—"
         if snapshot.accuracy_low is None
         else f"[{_pct(snapshot.accuracy_low)}, {_pct(snapshot.accuracy_high)}]",
+        "recent": "—"
+        if snapshot.recent_accuracy is None
+        else f"{_pct(snapshot.recent_accuracy)} [{_pct(snapshot.recent_low)}, {_pct(snapshot.recent_high)}] over "
+        f"{snapshot.recent_units} units from unit {snapshot.recent_start + 1}",
         "offline": _pct(snapshot.offline_accuracy),
         "bar": _pct(bar),
         "ece": _num(snapshot.ece),

@@ -8,8 +8,11 @@ feedback on A's answers, as the test's own figures do).
 Figures (``docs/design.md``, "Monitoring"):
 
 - cumulative since the scope's start: answers, labelled answers, live accuracy with its
-  anytime-valid interval and the degradation rule (``monitoring.stats.live_accuracy``), and the
-  calibration of the labelled answers;
+  anytime-valid interval (``monitoring.stats.live_accuracy``), and the calibration of the labelled
+  answers;
+- over the recent labelled units (``MONITORING_DEGRADATION_WINDOW`` per epoch): the degradation
+  rule and the interval it inverts (``monitoring.stats.recent_accuracy``), so a late drop is not
+  drowned by the good months before it;
 - in the window (``MONITORING_WINDOW_HOURS`` before now): answers, predicted-label shares and their
   PSI against the shares the version predicted on its offline test split, and per input the PSI
   against the reference, the missing rate and the out-of-range rate (from the ``InputTally`` rows).
@@ -207,7 +210,10 @@ def compute_snapshot(scope: Scope, *, now: dt.datetime | None = None) -> Monitor
     correct = sum(1 for _id, _subject, right, _conf in labelled if right)
     offline = _offline(version)
     offline_accuracy = _number(offline.get("accuracy"))
-    live = stats.live_accuracy(units_of(labelled), offline=offline_accuracy, tolerance=tolerance, alpha=alpha)
+    units = units_of(labelled)
+    live = stats.live_accuracy(units, offline=offline_accuracy, tolerance=tolerance, alpha=alpha)
+    window = int(settings.MONITORING_DEGRADATION_WINDOW)
+    recent = stats.recent_accuracy(units, offline=offline_accuracy, tolerance=tolerance, alpha=alpha, window=window)
     calibrated = stats.calibration([row[3] for row in labelled], [row[2] for row in labelled])
 
     reference_shares = offline_prediction_shares(offline)
@@ -253,8 +259,15 @@ def compute_snapshot(scope: Scope, *, now: dt.datetime | None = None) -> Monitor
         offline_accuracy=offline_accuracy,
         tolerance=tolerance,
         alpha=alpha,
-        degraded=live.degraded,
-        degradation_evidence=live.evidence,
+        degraded=recent.degraded,
+        degradation_evidence=recent.evidence,
+        degradation_window=window,
+        recent_start=recent.start,
+        recent_units=recent.units,
+        recent_accuracy=recent.estimate,
+        recent_low=recent.low,
+        recent_high=recent.high,
+        recent_alpha=recent.alpha,
         has_reference=reference is not None,
         inputs=merged["count"],
         drift=drift,

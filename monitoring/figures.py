@@ -30,6 +30,7 @@ def current_settings() -> dict[str, Any]:
         "min_inputs": int(settings.MONITORING_MIN_INPUTS),
         "window_hours": int(settings.MONITORING_WINDOW_HOURS),
         "interval_seconds": int(settings.MONITORING_INTERVAL_SECONDS),
+        "degradation_window": int(settings.MONITORING_DEGRADATION_WINDOW),
     }
 
 

@@ -77,8 +77,18 @@ class MonitoringSnapshot(AppendOnlyModel):
     offline_accuracy = models.FloatField(null=True, blank=True)
     tolerance = models.FloatField()
     alpha = models.FloatField()
-    degraded = models.BooleanField(default=False)
+    degraded = models.BooleanField(default=False, help_text="Decided over the recent units (the recent_ figures).")
     degradation_evidence = models.FloatField(null=True, blank=True)
+
+    # The recent units the degradation rule reads (monitoring.stats.recent_accuracy): a fresh
+    # sequence every `degradation_window` units, with its own share of alpha (`recent_alpha`).
+    degradation_window = models.PositiveIntegerField(default=0, help_text="Units per epoch; 0: all since `since`.")
+    recent_start = models.PositiveIntegerField(default=0, help_text="Index of the first unit the reading reads.")
+    recent_units = models.PositiveIntegerField(default=0)
+    recent_accuracy = models.FloatField(null=True, blank=True)
+    recent_low = models.FloatField(null=True, blank=True)
+    recent_high = models.FloatField(null=True, blank=True)
+    recent_alpha = models.FloatField(null=True, blank=True, help_text="The alpha spent on the recent reading.")
 
     # Inputs in the window
     has_reference = models.BooleanField(default=False)

@@ -17,6 +17,17 @@
   "the mean is below that bar" reaching ``2 / alpha``, the same test the bound inverts, so a model
   whose live accuracy is at least the bar is ever flagged with probability at most ``alpha / 2``
   over its whole life (tests/monitoring/test_stats.py shows it by simulation).
+- **Recent window** (``recent_accuracy``): a sequence that reads everything since activation
+  notices a late drop slowly (thousands of good units outweigh it). So the degradation rule reads a
+  fresh sequence restarted every ``window`` units (epoch ``j`` starts at unit ``j * window`` and
+  runs on to the present), and at each read looks at the two epochs still running (the current one
+  and the one before: between ``window`` and ``2 * window`` units, so a drop just after a restart is
+  not missed). Each epoch spends its own share of alpha, ``alpha_j = alpha / ((j + 1)(j + 2))``,
+  which sums to alpha over all epochs: by Ville's inequality for each epoch's wealth and a union
+  bound over epochs, a model at least as good as the bar is ever flagged with probability at most
+  ``alpha / 2`` over its whole life, as before. The price: later epochs need more evidence (epoch
+  10 needs a wealth of ``2 / alpha_10``, 132 times ``2 / alpha``). The interval shown beside the
+  flag is the deciding epoch's sequence at ``alpha_j``, valid for the units it reads.
 """
 
 from __future__ import annotations
@@ -133,3 +144,74 @@ def degraded_paths(units: ArrayLike, *, bar: float, alpha: float) -> np.ndarray:
     """For many sequences of units at once (rows), whether each is flagged degraded at each read
     (columns): the rule of ``live_accuracy`` vectorised, for the simulations."""
     return np.asarray(ab_stats.log_wealth(units, m=bar, side=-1) >= ab_stats.threshold(alpha))
+
+
+def epoch_alpha(alpha: float, epoch: int) -> float:
+    """The share of ``alpha`` spent on the sequence restarted at ``epoch`` (they sum to ``alpha``)."""
+    return alpha / ((epoch + 1) * (epoch + 2))
+
+
+@dataclass(frozen=True)
+class RecentAccuracy:
+    """The degradation rule over the recent units (module docstring, "Recent window")."""
+
+    window: int  # units per epoch; 0: one sequence over everything since activation
+    start: int  # index of the first unit the reported sequence reads
+    units: int
+    estimate: float | None
+    low: float | None
+    high: float | None
+    alpha: float  # the alpha spent on the reported sequence
+    degraded: bool
+    evidence: float | None  # the largest wealth scaled by alpha_j / alpha: degraded at 2 / alpha, as before
+
+
+def recent_accuracy(
+    units: ArrayLike, *, offline: float | None, tolerance: float, alpha: float, window: int
+) -> RecentAccuracy:
+    """Whether the recent units (``window`` per epoch) lie below ``offline - tolerance``, alpha spent over epochs."""
+    values = np.asarray(units, dtype=np.float64).reshape(-1)
+    if window <= 0:
+        whole = live_accuracy(values, offline=offline, tolerance=tolerance, alpha=alpha)
+        return RecentAccuracy(
+            0, 0, whole.units, whole.estimate, whole.low, whole.high, alpha, whole.degraded, whole.evidence
+        )
+    current = len(values) // window
+    epochs = [j for j in (current - 1, current) if j >= 0 and j * window < len(values)] or [0]
+    readings = []
+    for epoch in epochs:
+        spent = epoch_alpha(alpha, epoch)
+        reading = live_accuracy(values[epoch * window :], offline=offline, tolerance=tolerance, alpha=spent)
+        readings.append((epoch, spent, reading))
+    # The epoch that flags, else the older running one (the longer view of the recent units).
+    epoch, spent, shown = next((found for found in readings if found[2].degraded), readings[0])
+    scaled = [reading.evidence * used / alpha for _epoch, used, reading in readings if reading.evidence is not None]
+    return RecentAccuracy(
+        window=window,
+        start=epoch * window,
+        units=shown.units,
+        estimate=shown.estimate,
+        low=shown.low,
+        high=shown.high,
+        alpha=spent,
+        degraded=any(reading.degraded for _epoch, _used, reading in readings),
+        evidence=max(scaled) if scaled else None,
+    )
+
+
+def recent_degraded_paths(units: ArrayLike, *, bar: float, alpha: float, window: int) -> np.ndarray:
+    """For many sequences of units at once (rows), whether ``recent_accuracy`` flags each at each read
+    (column ``c - 1`` after ``c`` units): the recent rule vectorised, for the simulations."""
+    values = np.asarray(units, dtype=np.float64)
+    values = values.reshape(1, -1) if values.ndim == 1 else values
+    if window <= 0:
+        return degraded_paths(values, bar=bar, alpha=alpha)
+    count = values.shape[1]
+    flagged = np.zeros(values.shape, dtype=bool)
+    for epoch in range((count - 1) // window + 1 if count else 0):
+        start = epoch * window
+        # Epoch j is read after c units for c in [j * window + 1, (j + 2) * window - 1].
+        stop = min(count, (epoch + 2) * window - 1)
+        wealth = ab_stats.log_wealth(values[:, start:stop], m=bar, side=-1)
+        flagged[:, start:stop] |= wealth >= ab_stats.threshold(epoch_alpha(alpha, epoch))
+    return flagged

@@ -213,3 +213,32 @@ def test_a_shadow_arm_has_its_inputs_tallied_and_its_silent_answers_scored(versi
         prediction.give_feedback(diagnosis_code=PNEUMONIA, by=clinician)
     silent = compute_snapshot(next(s for s in current_scopes() if s.arm == "b"))
     assert (silent.version, silent.predictions, silent.inputs, silent.labelled) == (challenger, 6, 6, 6)
+
+
+def test_a_late_drop_is_degraded_by_the_recent_window_not_by_the_since_activation_reading(
+    version, system, clinician, settings
+):
+    # 300 patients answered right, then 40 wrong. Since activation the accuracy is 88% against a
+    # bar of offline - 0.2; the recent epoch (units 300-339, a fresh sequence) is all wrong.
+    settings.MONITORING_TOLERANCE = 0.2
+    answered = predict_batch(system, with_subjects(PNEUMONIA_FEATURES, 340, "late"))
+    for prediction in answered[:300]:
+        prediction.give_feedback(diagnosis_code=prediction.predicted_code, by=clinician)
+    for prediction in answered[300:]:
+        prediction.give_feedback(diagnosis_code=COLD if prediction.predicted_code != COLD else PNEUMONIA, by=clinician)
+
+    settings.MONITORING_DEGRADATION_WINDOW = 0
+    whole = compute_snapshot(version_scope(version))
+    settings.MONITORING_DEGRADATION_WINDOW = 30
+    recent = compute_snapshot(version_scope(version))
+
+    assert not whole.degraded
+    assert (whole.degradation_window, whole.recent_units) == (0, 340)
+    assert recent.degraded
+    assert (recent.degradation_window, recent.recent_start, recent.recent_units) == (30, 300, 40)
+    assert recent.recent_accuracy == 0.0
+    assert recent.recent_high is not None
+    assert recent.offline_accuracy is not None
+    assert recent.recent_high < recent.offline_accuracy - recent.tolerance
+    assert recent.live_accuracy == pytest.approx(300 / 340)  # the since-activation figure, unchanged
+    assert health.current(version).degraded

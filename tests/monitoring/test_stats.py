@@ -127,3 +127,88 @@ def test_live_accuracy_without_feedback_or_offline_figure_is_never_degraded():
     assert nothing.bar is None
     with pytest.raises(ValueError, match="share"):
         stats.live_accuracy([1.5], offline=0.9, tolerance=0.05, alpha=0.05)
+
+
+# --- The recent window: a late drop -------------------------------------------------------------------
+
+WINDOW = 200
+
+
+def _late_drop(rng, runs, *, before=2000, after=1500, good=0.9, bad=0.6):
+    return np.concatenate([_paths(rng, good, runs, before), _paths(rng, bad, runs, after)], axis=1)
+
+
+def _delays(flagged, *, before=2000):
+    """Labels after the drop until the first flag, per run (a huge number where never flagged)."""
+    after = flagged[:, before:]
+    return np.where(after.any(axis=1), after.argmax(axis=1) + 1, 10**9)
+
+
+def test_the_vectorised_recent_rule_is_recent_accuracy_at_every_read():
+    rng = np.random.default_rng(20)
+    units = _late_drop(rng, 1, before=500, after=300)[0]
+    flagged = stats.recent_degraded_paths(units, bar=0.85, alpha=0.05, window=100)[0]
+    for count in range(1, len(units) + 1, 7):
+        found = stats.recent_accuracy(units[:count], offline=0.9, tolerance=0.05, alpha=0.05, window=100)
+        assert found.degraded == flagged[count - 1], count
+    assert flagged[499:].any()
+    assert not flagged[:500].any()
+
+
+def test_a_late_drop_is_flagged_within_a_bounded_number_of_labels_where_the_cumulative_reading_lags():
+    # Offline accuracy 0.90, tolerance 0.05 (bar 0.85). 200 runs: 2,000 labelled units at 0.90, then
+    # live accuracy falls to 0.60. Read after every unit. With a fresh sequence every 200 units, every
+    # run is flagged within 300 labels of the drop (median about 145 over 300 runs; at most
+    # window + a fresh epoch's own delay); reading everything since activation, no run is flagged
+    # that soon (median about 720).
+    rng = np.random.default_rng(21)
+    units = _late_drop(rng, 200)
+    recent = _delays(stats.recent_degraded_paths(units, bar=0.85, alpha=0.05, window=WINDOW))
+    whole = _delays(stats.recent_degraded_paths(units, bar=0.85, alpha=0.05, window=0))
+    assert not stats.recent_degraded_paths(units[:, :2000], bar=0.85, alpha=0.05, window=WINDOW).any()
+    assert recent.max() <= 300
+    assert np.median(recent) <= 200
+    assert whole.min() > 300
+    assert np.median(whole) >= 3 * np.median(recent)
+
+
+def test_the_recent_rule_keeps_the_lifetime_error_at_alpha_over_two():
+    # A model exactly at the bar for 3,000 units, read after each, 600 runs: the restarts spend
+    # alpha across epochs (alpha / ((j + 1)(j + 2))), so it is ever flagged in at most 2.5% of runs
+    # (plus three Monte-Carlo standard errors), as the since-activation rule is.
+    rng = np.random.default_rng(22)
+    flagged = 0
+    for _ in range(6):
+        paths = _paths(rng, 0.75, 100, 3000)
+        flagged += int(stats.recent_degraded_paths(paths, bar=0.75, alpha=0.05, window=WINDOW).any(axis=1).sum())
+    assert flagged / 600 <= 0.025 + 3 * math.sqrt(0.025 * 0.975 / 600)
+
+
+def test_epoch_alphas_sum_to_alpha_and_window_zero_is_the_since_activation_rule():
+    assert sum(stats.epoch_alpha(0.05, j) for j in range(100_000)) == pytest.approx(0.05, rel=1e-4)
+    rng = np.random.default_rng(23)
+    units = _paths(rng, 0.6, 1, 400)[0]
+    whole = stats.live_accuracy(units, offline=0.8, tolerance=0.05, alpha=0.05)
+    found = stats.recent_accuracy(units, offline=0.8, tolerance=0.05, alpha=0.05, window=0)
+    assert (found.degraded, found.units, found.low, found.high, found.alpha) == (
+        whole.degraded,
+        400,
+        whole.low,
+        whole.high,
+        0.05,
+    )
+
+
+def test_the_recent_reading_reports_the_epoch_it_reads_and_its_alpha():
+    units = [1.0] * 300 + [0.0] * 40
+    found = stats.recent_accuracy(units, offline=1.0, tolerance=0.2, alpha=0.05, window=30)
+    assert found.degraded
+    assert (found.start, found.units, found.alpha) == (300, 40, pytest.approx(0.05 / (11 * 12)))
+    assert found.high is not None
+    assert found.high < 0.8
+    assert found.evidence is not None
+    assert found.evidence >= 2 / 0.05
+    healthy = stats.recent_accuracy([1.0] * 340, offline=1.0, tolerance=0.2, alpha=0.05, window=30)
+    assert not healthy.degraded
+    assert (healthy.start, healthy.units) == (300, 40)  # the older running epoch: 30 to 60 units
+    assert not stats.recent_accuracy([], offline=1.0, tolerance=0.2, alpha=0.05, window=30).degraded
