@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 from rest_framework.test import APIClient
 
 from learning_engine import roles
@@ -14,6 +15,7 @@ from learning_engine.tokens import RefreshToken
 from tests.factories import user_with_role
 
 if TYPE_CHECKING:
+    from models_registry.models import ModelVersion
     from training.models import ModelType
 
 ROLE_NAMES = ("anonymous", *roles.ROLES)
@@ -43,6 +45,19 @@ def make_user(db) -> Callable[..., User]:
 
 
 @pytest.fixture
+def staff(make_user, client) -> Callable[..., tuple[Client, User]]:
+    """staff("clinical_lead"): Django's test client logged in as a fresh staff user of that role (None:
+    no role; ``is_superuser=True`` and other user fields as keywords), and the user."""
+
+    def login(role: str | None, **fields: object) -> tuple[Client, User]:
+        user = make_user(role, is_staff=True, **fields)
+        client.force_login(user)
+        return client, user
+
+    return login
+
+
+@pytest.fixture
 def clinician(make_user):
     return make_user(roles.CLINICIAN)
 
@@ -52,19 +67,9 @@ def second_clinician(make_user):
     return make_user(roles.CLINICIAN)
 
 
-@pytest.fixture
-def ml_engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
-def clinical_lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
-
-
-# Two people of each role for the tests that need them apart (a job's creator and another engineer,
-# the lead who approves and one who does not): `engineer` and `lead` are second users of the roles
-# above, never the same rows.
+# One fixture per role: `engineer` (ml_engineer) and `lead` (clinical_lead). A test that needs a
+# second person of a role makes one with make_user (as tests/models_registry/registry/test_admin.py's
+# other_lead does).
 @pytest.fixture
 def engineer(make_user):
     return make_user(roles.ML_ENGINEER)
@@ -86,6 +91,15 @@ def model_type(db) -> ModelType:
     from tests.training.factories import ModelTypeFactory
 
     return ModelTypeFactory.create(diagnosis=True)
+
+
+@pytest.fixture
+def version(db) -> ModelVersion:
+    """A version trained on synthetic rows, registered, approved and active (``served_version()``);
+    monitoring's conftest and the registry's artifact tests have versions of their own kind."""
+    from tests.models_registry.serving.factories import served_version
+
+    return served_version()
 
 
 def jwt_client(user: User | None) -> APIClient:
@@ -118,6 +132,17 @@ def fresh_serving() -> Iterator[None]:
     reset_serving_state()
     yield
     reset_serving_state()
+
+
+@pytest.fixture
+def cold_labels() -> Iterator[None]:
+    """The data dictionaries' label cache is empty when the test starts and when it ends
+    (``pytestmark = pytest.mark.usefixtures("cold_labels")``)."""
+    from cases.dictionary import labels
+
+    labels.clear_cache()
+    yield
+    labels.clear_cache()
 
 
 @pytest.fixture(autouse=True)

@@ -31,16 +31,6 @@ def _empty_queue():
 
 
 @pytest.fixture
-def staff(make_user, client):
-    def login(role: str | None, **kwargs: Any) -> Any:
-        user = make_user(role, is_staff=True, **kwargs)
-        client.force_login(user)
-        return client
-
-    return login
-
-
-@pytest.fixture
 def receiver() -> AlertReceiver:
     return AlertReceiver.objects.create(name="ml-chat", kind="webhook", url=TOKEN_URL)
 
@@ -73,7 +63,7 @@ def add_form(**overrides: Any) -> dict[str, Any]:
 
 
 def test_a_clinical_lead_adds_a_webhook_and_sees_its_secret_once(staff):
-    client = staff(roles.CLINICAL_LEAD)
+    client, _ = staff(roles.CLINICAL_LEAD)
 
     response = client.post(
         ADD_RECEIVER, add_form(event_types=["job.failed", "drift.detected"], model_types="diagnosis")
@@ -96,7 +86,7 @@ def test_a_clinical_lead_adds_a_webhook_and_sees_its_secret_once(staff):
 
 
 def test_rotating_a_secret_shows_the_new_one_once(staff, receiver):
-    client = staff(roles.CLINICAL_LEAD)
+    client, _ = staff(roles.CLINICAL_LEAD)
     old = receiver.secret
     action = {"action": "rotate_secret_selected", "_selected_action": [receiver.pk]}
 
@@ -126,7 +116,7 @@ def test_rotating_a_secret_shows_the_new_one_once(staff, receiver):
     ],
 )
 def test_a_bad_receiver_is_refused_beside_its_field(staff, overrides, field, message):
-    client = staff(roles.CLINICAL_LEAD)
+    client, _ = staff(roles.CLINICAL_LEAD)
 
     response = client.post(ADD_RECEIVER, add_form(**overrides))
 
@@ -137,7 +127,7 @@ def test_a_bad_receiver_is_refused_beside_its_field(staff, overrides, field, mes
 
 
 def test_an_email_receiver_has_no_secret(staff):
-    client = staff(roles.CLINICAL_LEAD)
+    client, _ = staff(roles.CLINICAL_LEAD)
     response = client.post(ADD_RECEIVER, add_form(kind="email", url="", email_to="lead@hospital.example"))
     assert response.status_code == 302
     assert AlertReceiver.objects.get().secret == ""
@@ -145,7 +135,7 @@ def test_an_email_receiver_has_no_secret(staff):
 
 def test_send_a_test_event_queues_one_delivery_to_the_selected_receiver_only(staff, receiver):
     other = AlertReceiver.objects.create(name="other", kind="email", email_to="x@hospital.example")
-    client = staff(roles.CLINICAL_LEAD)
+    client, _ = staff(roles.CLINICAL_LEAD)
     action = {"action": "send_test_event_selected", "_selected_action": [receiver.pk]}
 
     assert client.post(RECEIVERS, action).status_code == 200  # the confirmation page
@@ -163,7 +153,7 @@ def test_send_a_test_event_queues_one_delivery_to_the_selected_receiver_only(sta
 
 @pytest.mark.parametrize("role", [roles.ML_ENGINEER, roles.CLINICAL_LEAD])
 def test_ml_engineers_and_leads_read_events_and_the_delivery_log(staff, logged, role):
-    client = staff(role)
+    client, _ = staff(role)
     for url in (
         EVENTS,
         DELIVERIES,
@@ -178,7 +168,7 @@ def test_ml_engineers_and_leads_read_events_and_the_delivery_log(staff, logged, 
 
 
 def test_the_log_is_read_only_even_for_a_superuser(staff, logged):
-    client = staff(None, is_superuser=True)
+    client, _ = staff(None, is_superuser=True)
     for name, args in [
         ("admin:alerts_alertevent_add", []),
         ("admin:alerts_alertdelivery_add", []),
@@ -195,7 +185,7 @@ def test_the_log_is_read_only_even_for_a_superuser(staff, logged):
 
 
 def test_ml_engineers_may_not_see_or_configure_receivers(staff, receiver):
-    client = staff(roles.ML_ENGINEER)
+    client, _ = staff(roles.ML_ENGINEER)
     assert client.get(RECEIVERS).status_code == 403
     assert client.get(ADD_RECEIVER).status_code == 403
     assert client.get(reverse("admin:alerts_alertreceiver_change", args=[receiver.pk])).status_code == 403
@@ -205,7 +195,7 @@ def test_ml_engineers_may_not_see_or_configure_receivers(staff, receiver):
 
 @pytest.mark.parametrize("role", [roles.CLINICIAN, roles.PREDICTION_CLIENT, roles.PRIVACY_OFFICER, None])
 def test_other_roles_are_refused_every_alerts_page(staff, logged, role):
-    client = staff(role)
+    client, _ = staff(role)
     receiver = logged.receiver
     for url in (
         RECEIVERS,

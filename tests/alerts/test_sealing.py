@@ -110,19 +110,14 @@ def test_a_secret_no_key_opens_is_reported_not_guessed(settings, capsys):
 # --- The admin: write-only --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def lead(make_user, client) -> Any:
-    client.force_login(make_user(roles.CLINICAL_LEAD, is_staff=True))
-    return client
-
-
 def change_form(receiver: AlertReceiver, **overrides: Any) -> dict[str, Any]:
     form = {"name": receiver.name, "kind": "webhook", "url": URL, "email_to": "", "model_types": "", "active": "on"}
     form.update(overrides)
     return form
 
 
-def test_the_change_form_says_set_and_never_shows_the_secret_or_its_sealed_form(lead):
+def test_the_change_form_says_set_and_never_shows_the_secret_or_its_sealed_form(staff):
+    lead, _ = staff(roles.CLINICAL_LEAD)
     receiver = AlertReceiver.objects.create(name="hook", kind="webhook", url=URL)
 
     page = lead.get(reverse("admin:alerts_alertreceiver_change", args=[receiver.pk])).content.decode()
@@ -134,7 +129,8 @@ def test_the_change_form_says_set_and_never_shows_the_secret_or_its_sealed_form(
     assert 'name="new_secret"' in page
 
 
-def test_a_typed_secret_replaces_the_stored_one_and_is_not_shown_back(lead):
+def test_a_typed_secret_replaces_the_stored_one_and_is_not_shown_back(staff):
+    lead, _ = staff(roles.CLINICAL_LEAD)
     receiver = AlertReceiver.objects.create(name="hook", kind="webhook", url=URL)
     typed = new_secret()
     url = reverse("admin:alerts_alertreceiver_change", args=[receiver.pk])
@@ -158,7 +154,8 @@ def test_a_typed_secret_replaces_the_stored_one_and_is_not_shown_back(lead):
         ),
     ],
 )
-def test_a_bad_typed_secret_is_refused_without_echoing_it(lead, overrides, message):
+def test_a_bad_typed_secret_is_refused_without_echoing_it(staff, overrides, message):
+    lead, _ = staff(roles.CLINICAL_LEAD)
     receiver = AlertReceiver.objects.create(name="hook", kind="webhook", url=URL)
     before = receiver.secret
 

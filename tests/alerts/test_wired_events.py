@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import AlertEvent
-from learning_engine import roles
 from learning_engine.exceptions import TransitionError
 from models_registry.models import ModelVersion
 from tests.models_registry.experiments.factories import log_arm, start_test, version_pair
@@ -16,16 +15,6 @@ from training.models import ModelType, TrainingJob
 from training.reaper import reap_stale_jobs
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
 
 
 @pytest.fixture

@@ -102,10 +102,10 @@ def test_a_case_not_found_writes_nothing(clinician):
     assert entries() == []
 
 
-def test_de_identified_reads_are_not_logged(ml_engineer, clinical_lead):
+def test_de_identified_reads_are_not_logged(engineer, lead):
     case = CaseFactory.create(approved=True)
 
-    for user in (ml_engineer, clinical_lead):
+    for user in (engineer, lead):
         client = jwt_client(user)
         assert client.get(CASES).status_code == 200
         assert client.get(f"{CASES}{case.pk}/").status_code == 200

@@ -26,18 +26,6 @@ def change_url(case: Case) -> str:
     return reverse("admin:cases_case_change", args=[case.pk])
 
 
-@pytest.fixture
-def staff(make_user, client):
-    """staff("clinician"): a logged-in client for a fresh staff user of that role, and the user."""
-
-    def login(role: str | None) -> tuple[Any, Any]:
-        user = make_user(role, is_staff=True)
-        client.force_login(user)
-        return client, user
-
-    return login
-
-
 def message_texts(response) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
 

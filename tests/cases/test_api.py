@@ -237,10 +237,10 @@ def test_bad_filter_values_are_400_with_a_code(client, query, field):
         ("ordering=-encounter_date", "ordering"),
     ],
 )
-def test_identifier_filters_are_refused_without_the_phi_permission(ml_engineer, query, field):
+def test_identifier_filters_are_refused_without_the_phi_permission(engineer, query, field):
     CaseFactory.create(approved=True)
 
-    response = jwt_client(ml_engineer).get(f"{URL}?{query}")
+    response = jwt_client(engineer).get(f"{URL}?{query}")
 
     assert response.status_code == 400
     assert response.json()["code"] == "invalid"
@@ -257,10 +257,10 @@ def test_retrieve_gives_a_clinician_the_raw_record(client):
     assert body["deidentified"]["patient_pseudonym"] == case.patient_pseudonym
 
 
-def test_retrieve_gives_an_ml_engineer_only_the_deidentified_record(ml_engineer):
+def test_retrieve_gives_an_ml_engineer_only_the_deidentified_record(engineer):
     case = CaseFactory.create(approved=True)
 
-    body = jwt_client(ml_engineer).get(detail(case)).json()
+    body = jwt_client(engineer).get(detail(case)).json()
 
     assert set(body) >= {"id", "status", "encounter_year", "diagnosis", "quality_score", "deidentified"}
     assert not set(body) & {"patient", "note", "extra", "external_id", "findings", "symptoms", "encounter_date"}
@@ -270,12 +270,12 @@ def test_retrieve_gives_an_ml_engineer_only_the_deidentified_record(ml_engineer)
 
 
 @pytest.mark.parametrize("path", ["list", "detail"])
-def test_an_ml_engineer_request_never_loads_the_raw_record_or_the_folded_identifiers(ml_engineer, path):
+def test_an_ml_engineer_request_never_loads_the_raw_record_or_the_folded_identifiers(engineer, path):
     case = CaseFactory.create(approved=True)
     assert case.residual_keys  # approval stored them
 
     with CaptureQueriesContext(connection) as captured:
-        response = jwt_client(ml_engineer).get(URL if path == "list" else detail(case))
+        response = jwt_client(engineer).get(URL if path == "list" else detail(case))
 
     assert response.status_code == 200
     case_queries = [q["sql"] for q in captured.captured_queries if 'FROM "cases_case"' in q["sql"]]
@@ -286,9 +286,9 @@ def test_an_ml_engineer_request_never_loads_the_raw_record_or_the_folded_identif
 
 
 @pytest.mark.parametrize("state", ["submitted", "rejected"])
-def test_cases_without_a_deidentified_record_are_invisible_to_an_ml_engineer(ml_engineer, state):
+def test_cases_without_a_deidentified_record_are_invisible_to_an_ml_engineer(engineer, state):
     case = CaseFactory.create(state=state)
-    client = jwt_client(ml_engineer)
+    client = jwt_client(engineer)
 
     assert client.get(detail(case)).status_code == 404
     assert client.get(URL).json()["count"] == 0
@@ -648,13 +648,13 @@ def test_an_import_in_an_unknown_media_type_is_a_415(client):
 # --- Statistics -----------------------------------------------------------------------------------
 
 
-def test_statistics_count_every_case_matching_the_filters(client, ml_engineer):
+def test_statistics_count_every_case_matching_the_filters(client, engineer):
     CaseFactory.create(approved=True)
     CaseFactory.create(rejected=True)
     CaseFactory.create(record=record_dict(cohort="breast-mass", diagnosis={"code": "C50.9", "label": "Malignant"}))
 
     everything = client.get(STATISTICS_URL).json()
-    respiratory = jwt_client(ml_engineer).get(f"{STATISTICS_URL}?cohort=respiratory").json()
+    respiratory = jwt_client(engineer).get(f"{STATISTICS_URL}?cohort=respiratory").json()
 
     assert everything["total"] == 3
     assert everything["by_status"] == {"submitted": 1, "approved": 1, "rejected": 1, "retracted": 0}

@@ -136,11 +136,11 @@ def test_an_unknown_cohort_in_the_url_is_an_error_beside_the_select_never_a_500(
     assert not Case.objects.exists()
 
 
-def test_a_cohort_without_a_published_dictionary_cannot_be_chosen(clinician_client, clinical_lead):
+def test_a_cohort_without_a_published_dictionary_cannot_be_chosen(clinician_client, lead):
     from cases.models import Cohort
     from tests.cases.dictionary_factories import small_definition
 
-    DataDictionary.create_draft(Cohort.objects.create(slug="small", name="Small"), small_definition(), by=clinical_lead)
+    DataDictionary.create_draft(Cohort.objects.create(slug="small", name="Small"), small_definition(), by=lead)
 
     response = clinician_client.get(ADD, {"cohort": "small"})
 
@@ -191,8 +191,8 @@ def test_the_respiratory_form_shows_units_ranges_and_loinc_codes(clinician_clien
     assert [tag["value"] for tag in page.inputs["symptoms"]][:3] == ["cough", "fever", "dyspnea"]
 
 
-def test_integer_boolean_and_category_findings_get_their_own_widgets(clinician_client, clinical_lead):
-    published_dictionary("small", by=clinical_lead)
+def test_integer_boolean_and_category_findings_get_their_own_widgets(clinician_client, lead):
+    published_dictionary("small", by=lead)
 
     page = Page(clinician_client.get(ADD, {"cohort": "small"}).content.decode())
 
@@ -205,12 +205,12 @@ def test_integer_boolean_and_category_findings_get_their_own_widgets(clinician_c
     assert page.options["finding_gcs_band"] == [("", "Not recorded"), ("0", "alert"), ("1", "not alert")]
 
 
-def test_a_dictionary_s_text_is_escaped_in_the_help_text(clinician_client, clinical_lead):
+def test_a_dictionary_s_text_is_escaped_in_the_help_text(clinician_client, lead):
     from tests.cases.dictionary_factories import small_definition
 
     definition = small_definition()
     definition["findings"][1]["unit"] = "<b>x</b>"
-    published_dictionary("small", by=clinical_lead, definition=definition)
+    published_dictionary("small", by=lead, definition=definition)
 
     html = clinician_client.get(ADD, {"cohort": "small"}).content.decode()
 
@@ -353,8 +353,8 @@ def test_a_huge_finite_value_is_checked_by_the_dictionary(clinician_client):
         ("finding_smoker", "2", "Not one of the listed values."),
     ],
 )
-def test_other_bad_inputs_are_errors_beside_their_field(clinician_client, clinical_lead, field, value, error):
-    published_dictionary("small", by=clinical_lead)
+def test_other_bad_inputs_are_errors_beside_their_field(clinician_client, lead, field, value, error):
+    published_dictionary("small", by=lead)
     record = record_dict(cohort="small", findings={"heart_rate": 80}, symptoms=["cough"])
     data = add_form_data(record) | {"_save": "Save", field: value}
 
@@ -445,8 +445,8 @@ def test_a_flagged_case_s_unknown_entries_are_dropped_only_when_confirmed(clinic
     assert (case.dictionary, case.dictionary_errors) == (current("respiratory"), [])
 
 
-def test_a_stored_value_the_dictionary_does_not_list_stays_selectable(clinician_client, clinical_lead):
-    published_dictionary("small", by=clinical_lead)
+def test_a_stored_value_the_dictionary_does_not_list_stays_selectable(clinician_client, lead):
+    published_dictionary("small", by=lead)
     case = CaseFactory.create(record=record_dict(cohort="small", findings={"smoker": 3}, symptoms=[]))
 
     page = Page(clinician_client.get(change_url(case)).content.decode())

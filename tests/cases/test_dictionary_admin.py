@@ -29,23 +29,13 @@ def change_url(dictionary: DataDictionary) -> str:
 
 
 @pytest.fixture
-def staff(make_user, client):
-    def login(role: str | None) -> tuple[Any, Any]:
-        user = make_user(role, is_staff=True)
-        client.force_login(user)
-        return client, user
-
-    return login
+def published(lead) -> DataDictionary:
+    return published_dictionary(by=lead)
 
 
 @pytest.fixture
-def published(clinical_lead) -> DataDictionary:
-    return published_dictionary(by=clinical_lead)
-
-
-@pytest.fixture
-def draft(published, clinical_lead) -> DataDictionary:
-    return published.copy(by=clinical_lead)
+def draft(published, lead) -> DataDictionary:
+    return published.copy(by=lead)
 
 
 def messages_of(response) -> list[str]:

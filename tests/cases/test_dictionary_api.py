@@ -21,8 +21,8 @@ READERS = (roles.CLINICIAN, roles.ML_ENGINEER, roles.CLINICAL_LEAD, roles.PREDIC
 
 
 @pytest.fixture
-def demo_dictionaries(clinical_lead):
-    return load_demo_dictionaries(by=clinical_lead)
+def demo_dictionaries(lead):
+    return load_demo_dictionaries(by=lead)
 
 
 @pytest.mark.parametrize("role", READERS)
@@ -57,9 +57,9 @@ def test_anonymous_and_roleless_users_are_refused(api_client_for, make_user, dem
     assert roleless.json()["code"] == "permission_denied"
 
 
-def test_detail_lists_every_version_newest_first(api_client_for, clinical_lead):
-    first = published_dictionary(by=clinical_lead)
-    first.copy(by=clinical_lead).edit(small_definition(demographics={"age": False, "sex": False}), by=clinical_lead)
+def test_detail_lists_every_version_newest_first(api_client_for, lead):
+    first = published_dictionary(by=lead)
+    first.copy(by=lead).edit(small_definition(demographics={"age": False, "sex": False}), by=lead)
     body = api_client_for(roles.ML_ENGINEER).get(f"{LIST}small/").json()
     assert body["current_version"] == 1
     assert [(d["version"], d["status"], d["based_on"]) for d in body["dictionaries"]] == [
@@ -67,7 +67,7 @@ def test_detail_lists_every_version_newest_first(api_client_for, clinical_lead):
         (1, "published", None),
     ]
     assert body["dictionaries"][1]["definition"] == small_definition()
-    assert body["dictionaries"][1]["published_by"] == clinical_lead.username
+    assert body["dictionaries"][1]["published_by"] == lead.username
 
 
 def test_unknown_cohort_is_404(api_client_for):
@@ -76,14 +76,14 @@ def test_unknown_cohort_is_404(api_client_for):
     assert response.json()["code"] == "not_found"
 
 
-def test_list_and_detail_cost_a_fixed_number_of_queries(api_client_for, clinical_lead):
+def test_list_and_detail_cost_a_fixed_number_of_queries(api_client_for, lead):
     client = api_client_for(roles.CLINICIAN)
-    published_dictionary("one", by=clinical_lead)
+    published_dictionary("one", by=lead)
     client.get(LIST)  # warm the session and permission caches
     with CaptureQueriesContext(connection) as few:
         client.get(LIST)
     for index in range(5):
-        published_dictionary(f"more-{index}", by=clinical_lead).copy(by=clinical_lead)
+        published_dictionary(f"more-{index}", by=lead).copy(by=lead)
     with CaptureQueriesContext(connection) as many:
         client.get(LIST)
     assert len(many) == len(few)
@@ -130,11 +130,11 @@ def test_the_schema_refuses_what_the_dictionary_refuses(api_client_for, demo_dic
     assert schema["title"] == "A breast-mass case record (data dictionary version 1)"
 
 
-def test_schema_of_a_given_version_and_its_errors(api_client_for, clinical_lead):
-    first = published_dictionary(by=clinical_lead)
-    second = first.copy(by=clinical_lead)
-    second.edit(small_definition(diagnoses=[{"code": "J06.9", "display_name": "URI"}]), by=clinical_lead)
-    second.publish(by=clinical_lead)
+def test_schema_of_a_given_version_and_its_errors(api_client_for, lead):
+    first = published_dictionary(by=lead)
+    second = first.copy(by=lead)
+    second.edit(small_definition(diagnoses=[{"code": "J06.9", "display_name": "URI"}]), by=lead)
+    second.publish(by=lead)
     client = api_client_for(roles.CLINICIAN)
     codes = lambda body: body["properties"]["diagnosis"]["properties"]["code"]["enum"]  # noqa: E731
     assert codes(client.get(f"{LIST}small/schema/").json()) == ["", "J06.9"]
@@ -147,10 +147,10 @@ def test_schema_of_a_given_version_and_its_errors(api_client_for, clinical_lead)
     assert bad.json()["code"] == "invalid"
 
 
-def test_a_cohort_without_a_published_version_has_no_schema(api_client_for, clinical_lead):
+def test_a_cohort_without_a_published_version_has_no_schema(api_client_for, lead):
     from cases.models import Cohort
 
-    DataDictionary.create_draft(Cohort.objects.create(slug="drafty", name="D"), small_definition(), by=clinical_lead)
+    DataDictionary.create_draft(Cohort.objects.create(slug="drafty", name="D"), small_definition(), by=lead)
     response = api_client_for(roles.CLINICIAN).get(f"{LIST}drafty/schema/")
     assert response.status_code == 404
     assert "no published dictionary version" in response.json()["detail"]

@@ -29,21 +29,7 @@ STATISTICS_API = "/api/v1/cases/statistics/"
 BREAST = "Malignant neoplasm of breast of unspecified site"
 PNEUMONIA = "Pneumonia, unspecified organism"
 
-
-@pytest.fixture(autouse=True)
-def _cold_cache():
-    labels_module.clear_cache()
-    yield
-    labels_module.clear_cache()
-
-
-@pytest.fixture
-def staff(make_user, client):
-    def login(role: str) -> Any:
-        client.force_login(make_user(role, is_staff=True))
-        return client
-
-    return login
+pytestmark = pytest.mark.usefixtures("cold_labels")
 
 
 def checked_case(**overrides: Any) -> Case:
@@ -122,7 +108,7 @@ def test_a_newer_published_version_renames_and_the_cohort_with_a_clash_earliest_
 @pytest.mark.django_db
 @pytest.mark.parametrize("role", [roles.CLINICIAN, roles.ML_ENGINEER])
 def test_the_case_list_shows_each_diagnosis_with_its_name_and_an_unknown_code_alone(staff, role):
-    client = staff(role)
+    client, _ = staff(role)
     CaseFactory.create(approved=True)
     CaseFactory.create(approved=True, record=record_dict(cohort="breast-mass", diagnosis={"code": "C50.9"}))
     CaseFactory.create(approved=True, record=record_dict(diagnosis={"code": "Z99.9", "label": "legacy"}))
@@ -139,7 +125,7 @@ def test_the_case_list_shows_each_diagnosis_with_its_name_and_an_unknown_code_al
 
 @pytest.mark.django_db
 def test_the_diagnosis_filter_offers_codes_with_their_names(staff):
-    client = staff(roles.CLINICIAN)
+    client, _ = staff(roles.CLINICIAN)
     CaseFactory.create()
     CaseFactory.create(record=record_dict(cohort="breast-mass", diagnosis={"code": "C50.9"}))
     CaseFactory.create(record=record_dict(diagnosis={"code": "Z99.9"}))
@@ -157,7 +143,7 @@ def test_the_diagnosis_filter_offers_codes_with_their_names(staff):
 
 @pytest.mark.django_db
 def test_the_diagnosis_filter_keeps_facet_counts(staff):
-    client = staff(roles.CLINICIAN)
+    client, _ = staff(roles.CLINICIAN)
     CaseFactory.create()
     CaseFactory.create()
 
@@ -175,7 +161,7 @@ def _list_queries(client) -> tuple[int, int]:
 
 @pytest.mark.django_db
 def test_names_cost_the_case_list_the_same_queries_for_5_cases_as_for_60(staff):
-    client = staff(roles.ML_ENGINEER)
+    client, _ = staff(roles.ML_ENGINEER)
     for index in range(5):
         cohort = "breast-mass" if index % 2 else "respiratory"
         code = "C50.9" if index % 2 else "J18.9"
@@ -192,7 +178,7 @@ def test_names_cost_the_case_list_the_same_queries_for_5_cases_as_for_60(staff):
 
 @pytest.mark.django_db
 def test_the_case_list_reads_the_dictionaries_once_per_page(staff):
-    client = staff(roles.ML_ENGINEER)
+    client, _ = staff(roles.ML_ENGINEER)
     CaseFactory.create(approved=True)
     client.get(CHANGELIST)
 
@@ -208,7 +194,7 @@ def test_the_case_list_reads_the_dictionaries_once_per_page(staff):
 
 @pytest.mark.django_db
 def test_the_statistics_page_names_diagnoses_and_gives_findings_with_units(staff):
-    client = staff(roles.CLINICIAN)  # submitted cases' findings: summarised for PHI users only
+    client, _ = staff(roles.CLINICIAN)  # submitted cases' findings: summarised for PHI users only
     for temperature in (37.0, 38.0, 39.0, 40.0, 45.0):
         checked_case(findings={"temperature_c": temperature, "heart_rate": 90})
     CaseFactory.create(record=record_dict(diagnosis={"code": "Z99.9"}))
@@ -328,8 +314,8 @@ def test_the_statistics_page_without_phi_access_summarises_deidentified_cases_on
         checked_case(findings={"temperature_c": temperature}).approve(by=reviewer)
     checked_case(findings={"temperature_c": 45.5})
 
-    engineer = text(staff(roles.ML_ENGINEER).get(STATISTICS).content.decode())
-    clinician = text(staff(roles.CLINICIAN).get(STATISTICS).content.decode())
+    engineer = text(staff(roles.ML_ENGINEER)[0].get(STATISTICS).content.decode())
+    clinician = text(staff(roles.CLINICIAN)[0].get(STATISTICS).content.decode())
 
     assert "Body temperature temperature_c °C 5 39 °C 0" in engineer
     assert "Body temperature temperature_c °C 6 40.08 °C 1" in clinician

@@ -273,7 +273,7 @@ def test_flagged_cases_are_found_with_the_admin_filter(client, make_user, clinic
         assert [case.pk for case in response.context["cl"].result_list] == expected
 
 
-def test_validate_cases_clears_flags_once_the_dictionary_takes_the_case(clinician, clinical_lead):
+def test_validate_cases_clears_flags_once_the_dictionary_takes_the_case(clinician, lead):
     import io
 
     from django.core.management import call_command
@@ -287,7 +287,7 @@ def test_validate_cases_clears_flags_once_the_dictionary_takes_the_case(clinicia
 
     from tests.cases.dictionary_factories import published_dictionary
 
-    published = published_dictionary("legacy", by=clinical_lead, definition=small_definition())
+    published = published_dictionary("legacy", by=lead, definition=small_definition())
     out = io.StringIO()
     call_command("validate_cases", "--cohort", "legacy", "--dry-run", stdout=out)
     assert "1 passed, 0 flagged for review (dry run" in out.getvalue()

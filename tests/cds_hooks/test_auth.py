@@ -12,28 +12,13 @@ from typing import Any
 
 import pytest
 
-from cds_hooks.keys import KEYS
 from cds_hooks.models import UsedToken
 from learning_engine import roles
 from tests.cds_hooks.factories import RecordSystem, private_key, public_jwk
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving", "cold_keys")]
 
 DISCOVERY = "/cds-services"
-
-
-@pytest.fixture(autouse=True)
-def cold_keys():
-    KEYS.clear()
-    yield
-    KEYS.clear()
-
-
-@pytest.fixture
-def ehr(make_user):
-    system = RecordSystem()
-    system.client = system.register(make_user(roles.PREDICTION_CLIENT))
-    return system
 
 
 def refused(response, code):

@@ -8,7 +8,6 @@ import copy
 import pytest
 
 from cds_hooks.cards import ICD10_CM, card_uuid
-from cds_hooks.keys import KEYS
 from learning_engine import roles
 from models_registry.models import Feedback, Prediction
 from tests.cds_hooks.calls import PATIENT_RECORD, call, prefetch
@@ -17,29 +16,10 @@ from tests.conftest import jwt_client
 from tests.models_registry.serving.factories import COLD, PNEUMONIA, PNEUMONIA_FEATURES, served_version
 from tests.training.factories import ModelTypeFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving", "cold_keys")]
 
 SERVICE = "/cds-services/patient-view-diagnosis"
 ORDER_SERVICE = "/cds-services/order-select-diagnosis"
-
-
-@pytest.fixture(autouse=True)
-def cold_keys():
-    KEYS.clear()
-    yield
-    KEYS.clear()
-
-
-@pytest.fixture
-def version():
-    return served_version()
-
-
-@pytest.fixture
-def ehr(make_user):
-    system = RecordSystem()
-    system.client = system.register(make_user(roles.PREDICTION_CLIENT))
-    return system
 
 
 def one_card(response):

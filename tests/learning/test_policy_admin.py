@@ -20,16 +20,6 @@ ADD = reverse("admin:learning_learningpolicy_add")
 LOCKED = reverse("admin:training_lockedevaluationset_changelist")
 
 
-@pytest.fixture
-def staff(make_user, client):
-    def login(role: str | None) -> tuple[Any, Any]:
-        user = make_user(role, is_staff=True)
-        client.force_login(user)
-        return client, user
-
-    return login
-
-
 def form(model_type, **changes: Any) -> dict[str, Any]:
     import json
 

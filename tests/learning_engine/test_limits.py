@@ -40,8 +40,8 @@ def clinician_client(clinician):
 
 
 @pytest.fixture
-def engineer_client(ml_engineer):
-    return jwt_client(ml_engineer)
+def engineer_client(engineer):
+    return jwt_client(engineer)
 
 
 @pytest.fixture
@@ -198,9 +198,9 @@ def nested(depth: int) -> str:
 
 
 @pytest.mark.parametrize("url", [CASES, f"{CASES}import/", JOBS, "/api/v1/predictions/1/feedback/"])
-def test_a_body_nested_deeper_than_max_json_depth_is_400_anywhere(clinician, ml_engineer, settings, url):
+def test_a_body_nested_deeper_than_max_json_depth_is_400_anywhere(clinician, engineer, settings, url):
     settings.MAX_JSON_DEPTH = 8
-    client = jwt_client(ml_engineer if url == JOBS else clinician)
+    client = jwt_client(engineer if url == JOBS else clinician)
 
     response = client.post(url, json.dumps({"extra": json.loads(nested(9))}), content_type="application/json")
 

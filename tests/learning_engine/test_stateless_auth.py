@@ -22,22 +22,12 @@ from learning_engine import roles
 from learning_engine.stateless_auth import STATE_KEY, TokenClient, credential_state
 from learning_engine.tokens import PERMISSIONS_CLAIM, SESSION_CLAIM, AccessToken, RefreshToken
 from models_registry.models import Prediction
-from tests.models_registry.serving.factories import PNEUMONIA_FEATURES, served_version
+from tests.models_registry.serving.factories import PNEUMONIA_FEATURES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 
 PASSWORD = "pw-for-tests-only"
 PREDICT = "/api/v1/model-types/diagnosis/predict/"
-
-
-@pytest.fixture
-def version():
-    return served_version()
-
-
-@pytest.fixture
-def client_user(make_user):
-    return make_user(roles.PREDICTION_CLIENT)
 
 
 def login(user) -> dict[str, str]:
@@ -66,8 +56,8 @@ def warm(access: str) -> None:
 # --- No user query ---------------------------------------------------------------------------------
 
 
-def test_a_warm_predict_reads_no_user_row(version, client_user):
-    access = login(client_user)["access"]
+def test_a_warm_predict_reads_no_user_row(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
     from django.db import connection
 
@@ -79,11 +69,11 @@ def test_a_warm_predict_reads_no_user_row(version, client_user):
     statements = {query["sql"].split()[0] for query in queries.captured_queries}
     assert statements - {"SAVEPOINT", "RELEASE"} == {"INSERT"}
     assert not [query for query in queries.captured_queries if "auth_" in query["sql"]]
-    assert Prediction.objects.get(pk=response.json()["id"]).requested_by == client_user
+    assert Prediction.objects.get(pk=response.json()["id"]).requested_by == prediction_client
 
 
-def test_the_token_carries_the_user_its_permissions_and_its_session(client_user, clinician, make_user):
-    client_access = AccessToken(login(client_user)["access"])  # type: ignore[arg-type]
+def test_the_token_carries_the_user_its_permissions_and_its_session(prediction_client, clinician, make_user):
+    client_access = AccessToken(login(prediction_client)["access"])  # type: ignore[arg-type]
     officer_access = AccessToken(login(make_user(roles.PRIVACY_OFFICER))["access"])  # type: ignore[arg-type]
     superuser = make_user(None, is_superuser=True)
 
@@ -114,52 +104,52 @@ def test_the_token_client_can_predict_and_nothing_else():
 # --- Revocation, on the next request ---------------------------------------------------------------
 
 
-def test_a_password_change_refuses_the_next_predict(version, client_user):
-    access = login(client_user)["access"]
+def test_a_password_change_refuses_the_next_predict(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
-    client_user.set_password("another-long-password-1")
-    client_user.save()
+    prediction_client.set_password("another-long-password-1")
+    prediction_client.save()
     assert_refused(predict(access), "credentials_changed")
 
 
-def test_a_deactivated_client_is_refused_on_its_next_predict(version, client_user):
-    access = login(client_user)["access"]
+def test_a_deactivated_client_is_refused_on_its_next_predict(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
-    client_user.is_active = False
-    client_user.save()
+    prediction_client.is_active = False
+    prediction_client.save()
     assert_refused(predict(access), "user_inactive")
 
 
-def test_a_deleted_client_is_refused_on_its_next_predict(version, client_user):
-    access = login(client_user)["access"]
+def test_a_deleted_client_is_refused_on_its_next_predict(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
-    Prediction.objects.filter(requested_by=client_user).delete()
-    client_user.delete()
+    Prediction.objects.filter(requested_by=prediction_client).delete()
+    prediction_client.delete()
     assert_refused(predict(access), "user_not_found")
 
 
-def test_losing_the_role_refuses_the_token_issued_before(version, client_user):
-    access = login(client_user)["access"]
+def test_losing_the_role_refuses_the_token_issued_before(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
-    client_user.groups.clear()
+    prediction_client.groups.clear()
     assert_refused(predict(access), "credentials_changed")
 
 
-def test_a_group_removed_from_its_users_refuses_their_tokens(version, client_user):
-    access = login(client_user)["access"]
+def test_a_group_removed_from_its_users_refuses_their_tokens(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
-    Group.objects.get(name=roles.PREDICTION_CLIENT).user_set.remove(client_user)
+    Group.objects.get(name=roles.PREDICTION_CLIENT).user_set.remove(prediction_client)
     assert_refused(predict(access), "credentials_changed")
 
 
-def test_a_role_losing_the_predict_permission_refuses_its_members_tokens(version, client_user):
-    access = login(client_user)["access"]
+def test_a_role_losing_the_predict_permission_refuses_its_members_tokens(version, prediction_client):
+    access = login(prediction_client)["access"]
     warm(access)
     group = Group.objects.get(name=roles.PREDICTION_CLIENT)
     group.permissions.remove(Permission.objects.get(codename="predict", content_type__app_label="models_registry"))
     assert_refused(predict(access), "credentials_changed")
     # A new login states what the role now grants: no predict.
-    assert predict(login(client_user)["access"]).status_code == 403
+    assert predict(login(prediction_client)["access"]).status_code == 403
 
 
 def test_a_token_issued_before_a_role_was_granted_does_not_gain_it(version, make_user):
@@ -171,8 +161,8 @@ def test_a_token_issued_before_a_role_was_granted_does_not_gain_it(version, make
     assert predict(login(user)["access"]).status_code == 200
 
 
-def test_a_logout_ends_that_sessions_access_tokens_and_no_other(version, client_user):
-    first, second = login(client_user), login(client_user)
+def test_a_logout_ends_that_sessions_access_tokens_and_no_other(version, prediction_client):
+    first, second = login(prediction_client), login(prediction_client)
     warm(first["access"])
     warm(second["access"])
 
@@ -183,8 +173,8 @@ def test_a_logout_ends_that_sessions_access_tokens_and_no_other(version, client_
     assert predict(second["access"]).status_code == 200
 
 
-def test_rotation_keeps_the_session_and_logging_out_after_it_ends_it(version, client_user):
-    pair = login(client_user)
+def test_rotation_keeps_the_session_and_logging_out_after_it_ends_it(version, prediction_client):
+    pair = login(prediction_client)
     warm(pair["access"])
     rotated = APIClient().post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}, format="json").json()
 
@@ -196,19 +186,19 @@ def test_rotation_keeps_the_session_and_logging_out_after_it_ends_it(version, cl
     assert_refused(predict(pair["access"]), "session_ended")
 
 
-def test_a_change_no_signal_sees_lasts_only_until_the_state_expires(version, client_user):
+def test_a_change_no_signal_sees_lasts_only_until_the_state_expires(version, prediction_client):
     """``QuerySet.update()`` sends no signal: the cached state answers until it expires
     (``STATE_SECONDS``), then the database does. Here the expiry is forced."""
-    access = login(client_user)["access"]
+    access = login(prediction_client)["access"]
     warm(access)
-    type(client_user).objects.filter(pk=client_user.pk).update(is_active=False)
+    type(prediction_client).objects.filter(pk=prediction_client.pk).update(is_active=False)
     assert predict(access).status_code == 200  # the documented bound, not a wish
-    cache.delete(STATE_KEY.format(client_user.pk))
+    cache.delete(STATE_KEY.format(prediction_client.pk))
     assert_refused(predict(access), "user_inactive")
 
 
-def test_with_the_cache_down_the_database_answers_and_revocation_holds(version, client_user, monkeypatch):
-    access = login(client_user)["access"]
+def test_with_the_cache_down_the_database_answers_and_revocation_holds(version, prediction_client, monkeypatch):
+    access = login(prediction_client)["access"]
     warm(access)
 
     def down(*args, **kwargs):
@@ -216,8 +206,8 @@ def test_with_the_cache_down_the_database_answers_and_revocation_holds(version, 
 
     monkeypatch.setattr(caches["default"], "get", down)
     monkeypatch.setattr(caches["default"], "get_many", down)
-    assert credential_state(client_user.pk).active
-    type(client_user).objects.filter(pk=client_user.pk).update(is_active=False)
+    assert credential_state(prediction_client.pk).active
+    type(prediction_client).objects.filter(pk=prediction_client.pk).update(is_active=False)
     assert_refused(predict(access), "user_inactive")
 
 
@@ -252,21 +242,21 @@ def test_edited_or_forged_claims_are_refused(version, make_user, settings):
     assert_refused(predict(stolen), "credentials_changed")
 
 
-def test_a_refresh_token_is_no_access_token(version, client_user):
-    assert_refused(predict(login(client_user)["refresh"]), "token_not_valid")
+def test_a_refresh_token_is_no_access_token(version, prediction_client):
+    assert_refused(predict(login(prediction_client)["refresh"]), "token_not_valid")
 
 
-def test_a_token_without_the_new_claims_is_refused(version, client_user):
-    access = RefreshToken.for_user(client_user).access_token
+def test_a_token_without_the_new_claims_is_refused(version, prediction_client):
+    access = RefreshToken.for_user(prediction_client).access_token
     del access[SESSION_CLAIM]
     assert_refused(predict(str(access)), "token_not_valid")
-    access = RefreshToken.for_user(client_user).access_token
+    access = RefreshToken.for_user(prediction_client).access_token
     access[PERMISSIONS_CLAIM] = True  # a bool is no permission mask
     assert_refused(predict(str(access)), "token_not_valid")
 
 
-def test_a_prediction_clients_token_opens_nothing_else(version, client_user, clinician):
-    access = login(client_user)["access"]
+def test_a_prediction_clients_token_opens_nothing_else(version, prediction_client, clinician):
+    access = login(prediction_client)["access"]
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     for path in ("/api/v1/cases/", "/api/v1/datasets/", "/api/v1/training/jobs/", "/api/v1/access-log/"):

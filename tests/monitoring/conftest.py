@@ -10,16 +10,6 @@ from tests.models_registry.serving.factories import served_version
 
 
 @pytest.fixture
-def engineer(make_user):
-    return make_user(roles.ML_ENGINEER)
-
-
-@pytest.fixture
-def lead(make_user):
-    return make_user(roles.CLINICAL_LEAD)
-
-
-@pytest.fixture
 def system(make_user):
     return make_user(roles.PREDICTION_CLIENT)
 

@@ -56,18 +56,6 @@ def _empty_task_queue():
 
 
 @pytest.fixture
-def staff(make_user, client):
-    """staff("ml_engineer"): a logged-in client for a fresh staff user of that role, and the user."""
-
-    def login(role: str | None) -> tuple[Any, Any]:
-        user = make_user(role, is_staff=True)
-        client.force_login(user)
-        return client, user
-
-    return login
-
-
-@pytest.fixture
 def owner(make_user):
     return make_user(roles.ML_ENGINEER)
 

@@ -12,7 +12,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases.dictionary import labels as labels_module
 from learning_engine import roles
 from tests.training.test_admin import ready_dataset, set_state, submit
 from training.models import ModelType
@@ -20,21 +19,7 @@ from training.models import ModelType
 PNEUMONIA = "Pneumonia, unspecified organism"
 ASTHMA = "Unspecified asthma, uncomplicated"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _cold_cache():
-    labels_module.clear_cache()
-    yield
-    labels_module.clear_cache()
-
-
-@pytest.fixture
-def engineer(make_user, client):
-    user = make_user(roles.ML_ENGINEER, is_staff=True)
-    client.force_login(user)
-    return user
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("cold_labels")]
 
 
 def text(html: str) -> str:
@@ -54,7 +39,8 @@ def evaluation() -> dict[str, Any]:
     }
 
 
-def test_the_dataset_page_names_each_label_in_the_table_and_the_charts(client, engineer, model_type):
+def test_the_dataset_page_names_each_label_in_the_table_and_the_charts(staff, model_type):
+    client, engineer = staff(roles.ML_ENGINEER)
     dataset = ready_dataset(
         model_type,
         engineer,
@@ -73,7 +59,8 @@ def test_the_dataset_page_names_each_label_in_the_table_and_the_charts(client, e
     assert "<title>Z99.9: 1 cases</title>" in response.content.decode()
 
 
-def test_the_dataset_live_fragment_names_the_labels_too(client, engineer, model_type):
+def test_the_dataset_live_fragment_names_the_labels_too(staff, model_type):
+    client, engineer = staff(roles.ML_ENGINEER)
     dataset = ready_dataset(model_type, engineer)
 
     response = client.get(reverse("admin:training_datasetsnapshot_live", args=[dataset.pk]))
@@ -81,7 +68,8 @@ def test_the_dataset_live_fragment_names_the_labels_too(client, engineer, model_
     assert f"J45.909 {ASTHMA}" in text(response.content.decode())
 
 
-def test_the_dataset_page_reads_the_dictionaries_once(client, engineer, model_type):
+def test_the_dataset_page_reads_the_dictionaries_once(staff, model_type):
+    client, engineer = staff(roles.ML_ENGINEER)
     dataset = ready_dataset(model_type, engineer)
     client.get(reverse("admin:training_datasetsnapshot_change", args=[dataset.pk]))
 
@@ -91,7 +79,8 @@ def test_the_dataset_page_reads_the_dictionaries_once(client, engineer, model_ty
     assert len([q for q in queries if "cases_datadictionary" in q["sql"]]) == 1
 
 
-def test_the_job_page_names_both_axes_of_the_confusion_matrix_and_each_class(client, engineer, model_type):
+def test_the_job_page_names_both_axes_of_the_confusion_matrix_and_each_class(staff, model_type):
+    client, engineer = staff(roles.ML_ENGINEER)
     job = set_state(submit(model_type, engineer), status="completed", progress=100.0, evaluation=evaluation())
 
     response = client.get(reverse("admin:training_trainingjob_change", args=[job.pk]))
@@ -114,7 +103,8 @@ def test_the_job_page_names_both_axes_of_the_confusion_matrix_and_each_class(cli
     assert f"J45.909 {ASTHMA} 75.0% 75.0% 75.0%" in page
 
 
-def test_a_model_type_whose_cohort_has_no_dictionary_shows_codes_alone(client, engineer):
+def test_a_model_type_whose_cohort_has_no_dictionary_shows_codes_alone(staff):
+    client, engineer = staff(roles.ML_ENGINEER)
     legacy = ModelType.objects.create(slug="legacy", name="Legacy", cohort="no-dictionary")
     job = set_state(submit(legacy, engineer), status="completed", progress=100.0, evaluation=evaluation())
 
@@ -125,7 +115,8 @@ def test_a_model_type_whose_cohort_has_no_dictionary_shows_codes_alone(client, e
     assert PNEUMONIA not in response.content.decode()
 
 
-def test_a_dataset_is_named_by_the_dictionary_version_it_was_built_under(client, engineer):
+def test_a_dataset_is_named_by_the_dictionary_version_it_was_built_under(staff):
+    client, engineer = staff(roles.ML_ENGINEER)
     from cases.models import DataDictionary
     from tests.cases.dictionary_factories import published_dictionary, small_definition
     from training.models import DatasetSnapshot

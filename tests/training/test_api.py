@@ -44,8 +44,8 @@ def _isolated(settings, tmp_path):
 
 
 @pytest.fixture
-def client(ml_engineer):
-    return jwt_client(ml_engineer)
+def client(engineer):
+    return jwt_client(engineer)
 
 
 def job_url(job: TrainingJob | int, action: str = "") -> str:
@@ -97,7 +97,7 @@ def test_an_unknown_model_type_slug_is_a_json_404(client, model_type):
 # --- Jobs: create ---------------------------------------------------------------------------------
 
 
-def test_the_specification_payload_queues_an_epoch_based_job(client, ml_engineer, model_type):
+def test_the_specification_payload_queues_an_epoch_based_job(client, engineer, model_type):
     response = client.post(JOBS, SPEC_PAYLOAD, format="json")
 
     assert response.status_code == 201, response.json()
@@ -107,7 +107,7 @@ def test_the_specification_payload_queues_an_epoch_based_job(client, ml_engineer
     assert body["hyperparameters"]["epochs"] == 10
     assert body["hyperparameters"]["batch_size"] == 32
     assert body["model_type"] == "diagnosis"
-    assert body["created_by"] == ml_engineer.username
+    assert body["created_by"] == engineer.username
     assert body["dataset"] is None
     assert body["executor"] == "worker"
     assert "lease" not in body
@@ -268,14 +268,14 @@ def test_the_job_list_orders_by_priority(client, model_type):
 # --- Jobs: cancel and retry -----------------------------------------------------------------------
 
 
-def test_cancelling_a_queued_job_means_it_never_runs(client, ml_engineer, model_type):
+def test_cancelling_a_queued_job_means_it_never_runs(client, engineer, model_type):
     job = TrainingJobFactory.create()
 
     response = client.post(job_url(job, "cancel"), {"reason": "Wrong hyperparameters."}, format="json")
 
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "cancelled"
-    assert JobTransition.objects.filter(job=job, to_state="cancelled", actor=ml_engineer).get().reason == (
+    assert JobTransition.objects.filter(job=job, to_state="cancelled", actor=engineer).get().reason == (
         "Wrong hyperparameters."
     )
     # The queued task, when a worker picks it up, finds the job cancelled and skips it.
@@ -355,7 +355,7 @@ def test_an_external_job_is_not_enqueued(client, model_type, django_capture_on_c
     assert enqueued("run_training_job") == []
 
 
-def test_an_external_trainer_starts_reports_and_completes_a_job(client, ml_engineer, external_job):
+def test_an_external_trainer_starts_reports_and_completes_a_job(client, engineer, external_job):
     announced: list[int] = []
 
     def receiver(sender: Any, job_id: int, **kwargs: Any) -> None:
@@ -365,7 +365,7 @@ def test_an_external_trainer_starts_reports_and_completes_a_job(client, ml_engin
     assert started.status_code == 200, started.json()
     lease = started.json()["lease"]
     assert started.json()["status"] == "running"
-    assert started.json()["worker_id"] == f"api:{ml_engineer.username}"
+    assert started.json()["worker_id"] == f"api:{engineer.username}"
     assert uuid.UUID(lease)
 
     for epoch in (1, 2):
@@ -520,7 +520,7 @@ def test_bad_progress_bodies_are_a_400(client, external_job, body):
 
 
 def test_creating_a_dataset_answers_202_building_and_enqueues_the_build(
-    client, ml_engineer, model_type, django_capture_on_commit_callbacks
+    client, engineer, model_type, django_capture_on_commit_callbacks
 ):
     body = {"model_type": "diagnosis", "min_quality": 0.4, "test_fraction": 0.25, "validation_fraction": 0.1, "seed": 7}
 
@@ -530,7 +530,7 @@ def test_creating_a_dataset_answers_202_building_and_enqueues_the_build(
     assert response.status_code == 202, response.json()
     data = response.json()
     assert data["status"] == "building"
-    assert data["created_by"] == ml_engineer.username
+    assert data["created_by"] == engineer.username
     assert (data["seed"], data["test_fraction"], data["validation_fraction"]) == (7, 0.25, 0.1)
     assert data["filters"]["min_quality"] == 0.4
     assert data["filters"]["cohort"] == "respiratory"
@@ -590,17 +590,17 @@ def test_without_phi_permission_a_dataset_date_range_covers_whole_years(client, 
     assert years.json()["filters"]["encounter_after"] == "2025-01-01"
 
 
-def test_a_user_who_may_see_phi_may_ask_for_a_day_wide_dataset_range(ml_engineer, model_type):
-    ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
+def test_a_user_who_may_see_phi_may_ask_for_a_day_wide_dataset_range(engineer, model_type):
+    engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
     body = {"model_type": "diagnosis", "encounter_after": "2026-03-14", "encounter_before": "2026-03-14"}
 
-    response = jwt_client(ml_engineer).post(DATASETS, body, format="json")
+    response = jwt_client(engineer).post(DATASETS, body, format="json")
 
     assert response.status_code == 202, response.json()
     assert response.json()["filters"]["encounter_before"] == "2026-03-14"
 
 
-def test_a_snapshot_over_a_day_wide_range_is_hidden_from_users_without_phi(client, ml_engineer, model_type):
+def test_a_snapshot_over_a_day_wide_range_is_hidden_from_users_without_phi(client, engineer, model_type):
     def snapshot(after: str, before: str) -> DatasetSnapshot:
         filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
         filters |= {"encounter_after": after, "encounter_before": before}
@@ -612,23 +612,23 @@ def test_a_snapshot_over_a_day_wide_range_is_hidden_from_users_without_phi(clien
     listed = {row["id"] for row in client.get(DATASETS).json()["results"]}
     detail = client.get(f"{DATASETS}{day.pk}/?include=manifest")
     download = client.get(f"{DATASETS}{day.pk}/download/")
-    ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
-    with_phi = {row["id"] for row in jwt_client(ml_engineer).get(DATASETS).json()["results"]}
+    engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = {row["id"] for row in jwt_client(engineer).get(DATASETS).json()["results"]}
 
     assert listed == {years.pk}
     assert (detail.status_code, download.status_code) == (404, 404)
     assert with_phi == {day.pk, years.pk}
 
 
-def test_a_job_cannot_be_submitted_on_a_snapshot_hidden_from_its_submitter(client, ml_engineer, model_type):
+def test_a_job_cannot_be_submitted_on_a_snapshot_hidden_from_its_submitter(client, engineer, model_type):
     # A job on the day-wide snapshot would show its counts (job page, evaluation) to ML staff.
     filters = {"cohort": model_type.cohort, "label_field": "diagnosis.code", "min_quality": 0.0}
     filters |= {"encounter_after": "2026-03-14", "encounter_before": "2026-03-14"}
     day = DatasetSnapshotFactory.create(model_type=model_type, ready=True, with_file=True, filters=filters)
 
     refused = client.post(JOBS, {"model_type": "diagnosis", "dataset": day.pk}, format="json")
-    ml_engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
-    with_phi = jwt_client(ml_engineer).post(JOBS, {"model_type": "diagnosis", "dataset": day.pk}, format="json")
+    engineer.groups.add(Group.objects.get(name=roles.CLINICIAN))
+    with_phi = jwt_client(engineer).post(JOBS, {"model_type": "diagnosis", "dataset": day.pk}, format="json")
 
     assert refused.status_code == 400, refused.json()
     assert "dataset" in refused.json()["errors"]
@@ -691,9 +691,7 @@ def test_a_dataset_with_the_content_of_a_ready_one_is_a_409_naming_it_unless_for
     assert DatasetSnapshot.objects.count() == 3
 
 
-def test_a_dataset_download_is_in_the_phi_access_log_with_every_case(
-    client, ml_engineer, model_type, respiratory_cases
-):
+def test_a_dataset_download_is_in_the_phi_access_log_with_every_case(client, engineer, model_type, respiratory_cases):
     created = client.post(DATASETS, {"model_type": "diagnosis", "seed": 3}, format="json").json()
     assert build_dataset.call(created["id"])["outcome"] == "ready"
     snapshot = DatasetSnapshot.objects.get(pk=created["id"])
@@ -703,7 +701,7 @@ def test_a_dataset_download_is_in_the_phi_access_log_with_every_case(
 
     assert response.status_code == 200
     entry = AccessLogEntry.objects.get()
-    assert (entry.actor, entry.action, entry.channel) == (ml_engineer, "download_dataset", "api")
+    assert (entry.actor, entry.action, entry.channel) == (engineer, "download_dataset", "api")
     assert (entry.target, entry.address, entry.case_count) == (f"dataset {snapshot.pk}", "198.51.100.23", 12)
     assert entry.case_ids() == sorted(i for ids in snapshot.manifest.values() for i in ids)
 

@@ -25,16 +25,6 @@ def change_url(test: ABTest) -> str:
     return reverse("admin:models_registry_abtest_change", args=[test.pk])
 
 
-@pytest.fixture
-def staff(make_user, client):
-    def login(role: str | None) -> tuple[Any, Any]:
-        user = make_user(role, is_staff=True)
-        client.force_login(user)
-        return client, user
-
-    return login
-
-
 def shown_decisions(html: str) -> dict[str, str]:
     """The decisions the confirmation page carries in its hidden field."""
     match = re.search(r'name="decisions" value="([^"]*)"', html)

@@ -12,7 +12,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from cases.dictionary import labels as labels_module
 from learning_engine import roles
 from models_registry.experiments.figures import per_diagnosis
 from models_registry.models import Feedback, Prediction
@@ -21,27 +20,15 @@ from tests.models_registry.experiments.factories import RIGHT, WRONG, log_arm, s
 PNEUMONIA = "Pneumonia, unspecified organism"
 URI = "Acute upper respiratory infection, unspecified"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _cold_cache():
-    labels_module.clear_cache()
-    yield
-    labels_module.clear_cache()
-
-
-@pytest.fixture
-def lead_client(make_user, client):
-    client.force_login(make_user(roles.CLINICAL_LEAD, is_staff=True))
-    return client
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("cold_labels")]
 
 
 def text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_the_ab_page_has_a_table_per_arm_and_diagnosis_with_names(lead_client, running, engineer):
+def test_the_ab_page_has_a_table_per_arm_and_diagnosis_with_names(staff, running, engineer):
+    lead_client, _ = staff(roles.CLINICAL_LEAD)
     log_arm(running, "a", predicted=10, labelled=10, correct=6, by=engineer)  # 6 right, 4 were WRONG (J06.9)
     log_arm(running, "b", predicted=5, labelled=5, correct=5, by=engineer)
     legacy = log_arm(running, "b", predicted=2, by=engineer)
@@ -93,7 +80,8 @@ def test_shadow_predictions_of_b_are_judged_against_the_feedback_on_a(pair, engi
     ]
 
 
-def test_the_ab_page_costs_the_same_queries_for_few_and_many_predictions(lead_client, running, engineer):
+def test_the_ab_page_costs_the_same_queries_for_few_and_many_predictions(staff, running, engineer):
+    lead_client, _ = staff(roles.CLINICAL_LEAD)
     url = reverse("admin:models_registry_abtest_change", args=[running.pk])
     log_arm(running, "a", predicted=3, labelled=2, correct=1, by=engineer)
     lead_client.get(url)
@@ -109,7 +97,8 @@ def test_the_ab_page_costs_the_same_queries_for_few_and_many_predictions(lead_cl
     assert queries() == few
 
 
-def test_an_ended_test_shows_the_per_diagnosis_figures_it_ended_with(lead_client, running, engineer, lead):
+def test_an_ended_test_shows_the_per_diagnosis_figures_it_ended_with(staff, running, engineer, lead):
+    lead_client, _ = staff(roles.CLINICAL_LEAD)
     log_arm(running, "a", predicted=4, labelled=4, correct=4, by=engineer)
     running.stop(by=lead, reason="Enough.")
     late = log_arm(running, "b", predicted=3, labelled=3, correct=3, by=engineer)  # after the end

@@ -30,18 +30,6 @@ MODEL_TYPES = reverse("admin:training_modeltype_changelist")
 
 
 @pytest.fixture
-def staff(make_user, client):
-    """staff("clinical_lead"): a logged-in client for a fresh staff user of that role, and the user."""
-
-    def login(role: str | None) -> tuple[Any, Any]:
-        user = make_user(role, is_staff=True)
-        client.force_login(user)
-        return client, user
-
-    return login
-
-
-@pytest.fixture
 def other_lead(make_user):
     return make_user(roles.CLINICAL_LEAD)
 

@@ -9,7 +9,6 @@ import re
 import pytest
 from django.urls import reverse
 
-from cases.dictionary import labels as labels_module
 from learning_engine import roles
 from tests.models_registry.registry.factories import ready_snapshot, trained_version
 from tests.training.factories import ModelTypeFactory
@@ -17,27 +16,15 @@ from tests.training.factories import ModelTypeFactory
 PNEUMONIA = "Pneumonia, unspecified organism"
 URI = "Acute upper respiratory infection, unspecified"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _cold_cache():
-    labels_module.clear_cache()
-    yield
-    labels_module.clear_cache()
-
-
-@pytest.fixture
-def lead_client(make_user, client):
-    client.force_login(make_user(roles.CLINICAL_LEAD, is_staff=True))
-    return client
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("cold_labels")]
 
 
 def text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
-def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_table(lead_client, engineer):
+def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_table(staff, engineer):
+    lead_client, _ = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     version = trained_version(snapshot, by=engineer)
 
@@ -51,7 +38,8 @@ def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_t
     assert f"true \\ predicted J06.9 {URI} J18.9 {PNEUMONIA} total" in page
 
 
-def test_the_compare_page_names_the_labels_of_the_test_set(lead_client, engineer):
+def test_the_compare_page_names_the_labels_of_the_test_set(staff, engineer):
+    lead_client, _ = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
     a = trained_version(snapshot, by=engineer, shuffle_labels=True)
     b = trained_version(snapshot, by=engineer)
@@ -62,7 +50,8 @@ def test_the_compare_page_names_the_labels_of_the_test_set(lead_client, engineer
     assert f"Labels of the test set: J06.9 {URI}; J18.9 {PNEUMONIA}." in text(response.content.decode())
 
 
-def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(lead_client, engineer):
+def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(staff, engineer):
+    lead_client, _ = staff(roles.CLINICAL_LEAD)
     from cases.models import DataDictionary
     from training.models import DatasetSnapshot
 

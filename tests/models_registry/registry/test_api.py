@@ -451,11 +451,6 @@ def test_history_with_a_bad_time_is_400(engineer):
 
 
 @pytest.fixture
-def snapshot(engineer):
-    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-
-
-@pytest.fixture
 def artifact(snapshot) -> Any:
     """A real trained model's TrainingResult (its skops file in storage)."""
     return train_artifact(snapshot)

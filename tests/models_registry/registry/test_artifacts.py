@@ -21,10 +21,8 @@ from tests.conftest import jwt_client
 from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
-    ready_snapshot,
     trained_version,
 )
-from tests.training.factories import ModelTypeFactory
 from training.artifacts import dump_artifact, sha256_of
 
 pytestmark = pytest.mark.django_db
@@ -33,11 +31,6 @@ pytestmark = pytest.mark.django_db
 def doubled(values: Any) -> Any:
     """A custom function: skops cannot know what loading it would run, so it is untrusted."""
     return np.asarray(values) * 2
-
-
-@pytest.fixture
-def snapshot(engineer):
-    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 
 
 @pytest.fixture

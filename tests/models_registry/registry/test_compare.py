@@ -252,11 +252,6 @@ def test_pair_codes_both_versions_over_the_union_of_labels():
 # --- The endpoint on real (tiny) models ------------------------------------------------------------
 
 
-@pytest.fixture
-def snapshot(engineer):
-    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-
-
 def compare_url(a: str, b: str, slug: str = "diagnosis") -> str:
     return f"/api/v1/model-types/{slug}/compare/?a={a}&b={b}"
 

@@ -20,7 +20,6 @@ from tests.conftest import jwt_client
 from tests.models_registry.registry.factories import (
     artifact_bytes,
     external_completed_job,
-    ready_snapshot,
     train_artifact,
 )
 from tests.training.artifact_crafting import (
@@ -30,18 +29,12 @@ from tests.training.artifact_crafting import (
     scaled_feature_threshold,
     zip_bomb,
 )
-from tests.training.factories import ModelTypeFactory
 from training import artifact_sandbox
 from training.artifacts import sha256_of
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/model-types/diagnosis/versions/upload/"
-
-
-@pytest.fixture
-def snapshot(engineer):
-    return ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
 
 
 @pytest.fixture

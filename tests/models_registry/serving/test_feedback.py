@@ -33,21 +33,6 @@ FEEDBACK = "/api/v1/predictions/{id}/feedback/"
 
 
 @pytest.fixture
-def version():
-    return served_version()
-
-
-@pytest.fixture
-def client_user(make_user):
-    return make_user(roles.PREDICTION_CLIENT)
-
-
-@pytest.fixture
-def client(client_user):
-    return jwt_client(client_user)
-
-
-@pytest.fixture
 def django_client_for():
     def login(user):
         browser = Client()
@@ -61,9 +46,9 @@ SITE = "st-marys"  # the source of record_dict()'s cases
 
 
 @pytest.fixture
-def bound(client_user) -> ClientSource:
+def bound(prediction_client) -> ClientSource:
     """The prediction client bound to the case source of ``record_dict``'s records."""
-    return ClientSource.objects.create(user=client_user, source=SITE)
+    return ClientSource.objects.create(user=prediction_client, source=SITE)
 
 
 def predicted(client, features=PNEUMONIA_FEATURES) -> int:
@@ -81,16 +66,16 @@ def live_record(version) -> PerformanceRecord:
     return PerformanceRecord.objects.filter(version=version, source="live").latest("created_at", "id")
 
 
-def test_feedback_marks_the_prediction_right_and_records_who_and_when(client, client_user, version):
+def test_feedback_marks_the_prediction_right_and_records_who_and_when(client, prediction_client, version):
     prediction_id = predicted(client)
     response = feedback(client, prediction_id, PNEUMONIA.lower())  # codes are case-insensitive, as in cases
 
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["prediction"], body["diagnosis_code"], body["correct"]) == (prediction_id, PNEUMONIA, True)
-    assert body["given_by"] == client_user.username
+    assert body["given_by"] == prediction_client.username
     row = Feedback.objects.get(prediction_id=prediction_id)
-    assert (row.given_by, row.correct, row.created_at is not None) == (client_user, True, True)
+    assert (row.given_by, row.correct, row.created_at is not None) == (prediction_client, True, True)
 
 
 def test_feedback_with_another_diagnosis_marks_the_prediction_wrong(client, version):
@@ -107,14 +92,14 @@ def test_a_second_feedback_is_409_feedback_exists_and_changes_nothing(client, ve
     assert live_record(version).metrics["with_feedback"] == 1
 
 
-def test_the_database_refuses_a_second_feedback_even_from_a_stale_copy(client, client_user, version):
+def test_the_database_refuses_a_second_feedback_even_from_a_stale_copy(client, prediction_client, version):
     # Two requests that both loaded the prediction before either wrote: no read decides, the
     # one-to-one constraint does.
     prediction_id = predicted(client)
     first, stale = Prediction.objects.get(pk=prediction_id), Prediction.objects.get(pk=prediction_id)
-    first.give_feedback(diagnosis_code=PNEUMONIA, by=client_user)
+    first.give_feedback(diagnosis_code=PNEUMONIA, by=prediction_client)
     with pytest.raises(DomainError) as refused:
-        stale.give_feedback(diagnosis_code=COLD, by=client_user)
+        stale.give_feedback(diagnosis_code=COLD, by=prediction_client)
     assert refused.value.code == "feedback_exists"
     assert Feedback.objects.filter(prediction_id=prediction_id).count() == 1
 
@@ -149,12 +134,12 @@ def test_feedback_on_a_later_day_appends_a_snapshot_and_leaves_the_earlier_one(c
     assert [(r.metrics["with_feedback"], r.metrics["accuracy"]) for r in records] == [(1, 1.0), (2, 0.5)]
 
 
-def test_live_accuracy_is_kept_per_version(client, version, clinical_lead):
+def test_live_accuracy_is_kept_per_version(client, version, lead):
     from tests.models_registry.serving.factories import activate
 
     feedback(client, predicted(client), PNEUMONIA)
-    second = served_version(model_type=version.model_type, activate=False, seed=1, lead=clinical_lead)
-    activate(second, by=clinical_lead)
+    second = served_version(model_type=version.model_type, activate=False, seed=1, lead=lead)
+    activate(second, by=lead)
     feedback(client, predicted(client), COLD)
     assert live_record(version).metrics["accuracy"] == 1.0
     assert live_record(second).metrics["accuracy"] == 0.0
@@ -176,7 +161,7 @@ def test_feedback_with_the_case_submits_it_for_review_by_the_feedback_giver(make
     assert Feedback.objects.get(prediction_id=prediction_id).case == case
 
 
-def test_a_case_submitted_with_feedback_is_in_the_phi_access_log(client, client_user, bound, version):
+def test_a_case_submitted_with_feedback_is_in_the_phi_access_log(client, prediction_client, bound, version):
     prediction_id = predicted(client)
     assert feedback(client, prediction_id, COLD).status_code == 201  # no case: nothing to log
     assert not AccessLogEntry.objects.exists()
@@ -187,19 +172,24 @@ def test_a_case_submitted_with_feedback_is_in_the_phi_access_log(client, client_
 
     assert response.status_code == 201, response.json()
     entry = AccessLogEntry.objects.get()
-    assert (entry.actor, entry.action, entry.channel, entry.address) == (client_user, "submit", "api", "198.51.100.40")
+    assert (entry.actor, entry.action, entry.channel, entry.address) == (
+        prediction_client,
+        "submit",
+        "api",
+        "198.51.100.40",
+    )
     assert entry.case_ids() == [Case.objects.get(external_id=record["external_id"]).pk]
 
 
 def test_the_case_takes_the_model_types_cohort_the_confirmed_code_and_the_clients_source_when_it_has_none(
-    client, client_user, bound, version
+    client, prediction_client, bound, version
 ):
     record = record_dict()
     del record["cohort"], record["diagnosis"], record["source"]
     response = feedback(client, predicted(client), COLD, case=record)
     assert response.status_code == 201, response.json()
     case = Case.objects.get(external_id=record["external_id"])
-    assert (case.cohort, case.diagnosis_code, case.submitted_by) == (version.model_type.cohort, COLD, client_user)
+    assert (case.cohort, case.diagnosis_code, case.submitted_by) == (version.model_type.cohort, COLD, prediction_client)
     assert case.source == SITE
 
 
@@ -282,15 +272,15 @@ def test_feedback_is_throttled_per_user(settings, monkeypatch, client, version):
     assert Feedback.objects.count() == 2
 
 
-def test_only_superusers_bind_clients_to_sources_in_the_admin(make_user, client_user, django_client_for):
+def test_only_superusers_bind_clients_to_sources_in_the_admin(make_user, prediction_client, django_client_for):
     url = "/admin/models_registry/clientsource/"
     for role in (roles.ML_ENGINEER, roles.CLINICIAN, roles.CLINICAL_LEAD):
         assert django_client_for(make_user(role, is_staff=True)).get(url).status_code == 403
     admin = django_client_for(make_user(None, is_staff=True, is_superuser=True))
-    response = admin.post(f"{url}add/", {"user": client_user.pk, "source": SITE})
+    response = admin.post(f"{url}add/", {"user": prediction_client.pk, "source": SITE})
     assert response.status_code == 302
     assert ClientSource.objects.get().source == SITE
-    assert admin.post(f"{url}add/", {"user": client_user.pk, "source": "two words"}).status_code == 200
+    assert admin.post(f"{url}add/", {"user": prediction_client.pk, "source": "two words"}).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from cases.dictionary import labels as labels_module
 from learning_engine import roles
 from models_registry.models import Feedback, Prediction
 from tests.conftest import jwt_client
@@ -16,14 +15,7 @@ from tests.models_registry.serving.factories import (
 )
 from training.models import ModelType
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
-
-
-@pytest.fixture(autouse=True)
-def _cold_cache():
-    labels_module.clear_cache()
-    yield
-    labels_module.clear_cache()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving", "cold_labels")]
 
 
 def test_the_feedback_answer_names_the_confirmed_code(make_user):

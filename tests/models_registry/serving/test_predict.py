@@ -14,7 +14,6 @@ from models_registry.serving.inputs import prediction_input
 from models_registry.serving.model_cache import MODEL_CACHE
 from models_registry.serving.router import ROUTER
 from tests.cases.factories import record_dict
-from tests.conftest import jwt_client
 from tests.factories import user_with_role
 from tests.models_registry.serving.factories import (
     COLD,
@@ -33,21 +32,6 @@ PREDICT = "/api/v1/model-types/{slug}/predict/"
 BATCH = "/api/v1/model-types/{slug}/predict/batch/"
 
 
-@pytest.fixture
-def client_user(make_user):
-    return make_user(roles.PREDICTION_CLIENT)
-
-
-@pytest.fixture
-def client(client_user):
-    return jwt_client(client_user)
-
-
-@pytest.fixture
-def version():
-    return served_version()
-
-
 def predict(client, body, slug="diagnosis"):
     return client.post(PREDICT.format(slug=slug), body, format="json")
 
@@ -55,7 +39,7 @@ def predict(client, body, slug="diagnosis"):
 # --- Routing ---------------------------------------------------------------------------------------
 
 
-def test_predict_answers_with_the_active_version_and_logs_the_prediction(client, client_user, version):
+def test_predict_answers_with_the_active_version_and_logs_the_prediction(client, prediction_client, version):
     response = predict(client, {**PNEUMONIA_FEATURES, "subject_key": "enc-1"})
 
     assert response.status_code == 200, response.json()
@@ -73,7 +57,12 @@ def test_predict_answers_with_the_active_version_and_logs_the_prediction(client,
     assert body["probabilities"][PNEUMONIA] > 0.5
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
     row = Prediction.objects.get(pk=body["id"])
-    assert (row.version, row.model_type, row.requested_by, row.arm) == (version, version.model_type, client_user, "")
+    assert (row.version, row.model_type, row.requested_by, row.arm) == (
+        version,
+        version.model_type,
+        prediction_client,
+        "",
+    )
     assert row.predicted_code == PNEUMONIA
     assert row.probabilities == body["probabilities"]
     assert len(row.subject_pseudonym) == 64

@@ -17,10 +17,8 @@ from hypothesis import strategies as st
 from cases.dictionary.checking import current_dictionary
 from cases.models import DataDictionary
 from cases.rows import ALL_INPUTS
-from learning_engine import roles
 from models_registry.models import ModelVersion, Prediction
 from models_registry.serving.inputs import MIN_COMPLETENESS
-from tests.conftest import jwt_client
 from tests.models_registry.serving.factories import (
     PNEUMONIA_FEATURES,
     served_version,
@@ -34,16 +32,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 PREDICT = "/api/v1/model-types/{slug}/predict/"
 BATCH = "/api/v1/model-types/{slug}/predict/batch/"
 MODEL_INPUTS = tuple(PNEUMONIA_FEATURES["findings"])
-
-
-@pytest.fixture
-def client(make_user):
-    return jwt_client(make_user(roles.PREDICTION_CLIENT))
-
-
-@pytest.fixture
-def version():
-    return served_version()
 
 
 def _current(slug: str) -> DataDictionary:
@@ -199,7 +187,7 @@ def test_a_cohort_without_a_published_dictionary_is_served_as_before(client):
     assert "completeness" not in response.json()
 
 
-def test_publishing_a_new_version_leaves_a_served_version_on_its_own(client, version, clinical_lead):
+def test_publishing_a_new_version_leaves_a_served_version_on_its_own(client, version, lead):
     assert predict(client, PNEUMONIA_FEATURES).status_code == 200
     current = _current("respiratory")
     assert version.dictionary == current
@@ -208,9 +196,9 @@ def test_publishing_a_new_version_leaves_a_served_version_on_its_own(client, ver
         if finding["key"] == "nt_probnp":
             finding["used_by_model"] = False
     with TestCase.captureOnCommitCallbacks(execute=True):
-        draft = current.copy(by=clinical_lead)
-        draft.edit(definition, by=clinical_lead)
-        draft.publish(by=clinical_lead)
+        draft = current.copy(by=lead)
+        draft.edit(definition, by=lead)
+        draft.publish(by=lead)
 
     response = predict(client, without("nt_probnp"))
 
@@ -220,7 +208,7 @@ def test_publishing_a_new_version_leaves_a_served_version_on_its_own(client, ver
 
 
 def test_a_version_that_recorded_no_dictionary_uses_the_current_one_and_the_next_after_a_publication(
-    client, version, clinical_lead
+    client, version, lead
 ):
     ModelVersion.objects.filter(pk=version.pk).update(dictionary=None)  # as if its cohort had none then
     current = _current("respiratory")
@@ -230,9 +218,9 @@ def test_a_version_that_recorded_no_dictionary_uses_the_current_one_and_the_next
         if finding["key"] == "nt_probnp":
             finding["used_by_model"] = False
     with TestCase.captureOnCommitCallbacks(execute=True):
-        draft = current.copy(by=clinical_lead)
-        draft.edit(definition, by=clinical_lead)
-        draft.publish(by=clinical_lead)
+        draft = current.copy(by=lead)
+        draft.edit(definition, by=lead)
+        draft.publish(by=lead)
 
     response = predict(client, PNEUMONIA_FEATURES)
 
@@ -311,8 +299,8 @@ def _demographic(name: str) -> bool:
     return name == "age" or name.startswith(("age_band=", "sex="))
 
 
-def test_a_version_trained_under_a_dictionary_without_demographics_needs_and_reads_neither(client, clinical_lead):
-    _publish_without_demographics(clinical_lead)
+def test_a_version_trained_under_a_dictionary_without_demographics_needs_and_reads_neither(client, lead):
+    _publish_without_demographics(lead)
     version = served_version(inputs=model_inputs("respiratory"))
     numeric, names = _layout(version)
     assert "age" not in numeric
@@ -327,12 +315,12 @@ def test_a_version_trained_under_a_dictionary_without_demographics_needs_and_rea
     assert other_demographics.json()["probabilities"] == response.json()["probabilities"]
 
 
-def test_a_version_trained_with_age_still_predicts_with_it_after_the_dictionary_drops_it(client, clinical_lead):
+def test_a_version_trained_with_age_still_predicts_with_it_after_the_dictionary_drops_it(client, lead):
     version = served_version()  # trained on every input, before the dictionary said otherwise
     numeric, names = _layout(version)
     assert numeric[0] == "age"
     assert any(name.startswith("sex=") for name in names)
-    _publish_without_demographics(clinical_lead)
+    _publish_without_demographics(lead)
 
     young = predict(client, {**PNEUMONIA_FEATURES, "age": 19})
     old = predict(client, {**PNEUMONIA_FEATURES, "age": 89})

@@ -27,11 +27,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 PREDICT = "/api/v1/model-types/diagnosis/predict/"
 
 
-@pytest.fixture
-def client(make_user):
-    return jwt_client(make_user(roles.PREDICTION_CLIENT))
-
-
 def respiratory() -> DataDictionary:
     dictionary = current_dictionary("respiratory")
     assert dictionary is not None

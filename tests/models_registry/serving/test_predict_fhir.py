@@ -15,22 +15,11 @@ from tests.models_registry.serving.factories import (
     COLD,
     PNEUMONIA,
     PNEUMONIA_FEATURES,
-    served_version,
 )
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 
 PREDICT = "/api/v1/model-types/diagnosis/predict/"
-
-
-@pytest.fixture
-def client(make_user):
-    return jwt_client(make_user(roles.PREDICTION_CLIENT))
-
-
-@pytest.fixture
-def version():
-    return served_version()
 
 
 def test_format_fhir_answers_a_valid_risk_assessment_with_one_prediction_per_diagnosis(client, version):

@@ -21,7 +21,6 @@ from learning_engine import roles
 from models_registry.models import Prediction
 from models_registry.serving.inputs import subject_pseudonym
 from models_registry.serving.router import ROUTER, assign_b
-from tests.conftest import jwt_client
 from tests.models_registry.experiments.factories import start_test
 from tests.models_registry.serving.factories import (
     COLD_FEATURES,
@@ -36,11 +35,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 PREDICT = "/api/v1/model-types/diagnosis/predict/"
 BATCH = "/api/v1/model-types/diagnosis/predict/batch/"
 V2_PNEUMONIA_NAME = "Pneumonia (dictionary version 2)"
-
-
-@pytest.fixture
-def client(make_user):
-    return jwt_client(make_user(roles.PREDICTION_CLIENT))
 
 
 @pytest.fixture

@@ -106,16 +106,6 @@ def versions(lead, engineer):
     return a, b
 
 
-@pytest.fixture
-def client_user():
-    return user_with_role(roles.PREDICTION_CLIENT)
-
-
-@pytest.fixture
-def client(client_user):
-    return jwt_client(client_user)
-
-
 def predict(client, body):
     response = client.post(PREDICT, body, format="json")
     assert response.status_code == 200, response.json()

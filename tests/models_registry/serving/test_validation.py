@@ -7,13 +7,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
-from learning_engine import roles
 from models_registry.models import ModelVersion
 from models_registry.registry.models import ArtifactRejection
-from tests.conftest import jwt_client
 from tests.models_registry.serving.factories import (
     COLD_FEATURES,
-    served_version,
     trained_artifact,
 )
 from training.artifacts import sha256_of
@@ -21,16 +18,6 @@ from training.artifacts import sha256_of
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_serving")]
 
 PREDICT = "/api/v1/model-types/diagnosis/predict/"
-
-
-@pytest.fixture
-def client(make_user):
-    return jwt_client(make_user(roles.PREDICTION_CLIENT))
-
-
-@pytest.fixture
-def version() -> ModelVersion:
-    return served_version()
 
 
 def predict(client):
