@@ -54,14 +54,14 @@ def test_a_dataset_page_leads_to_its_file_and_to_a_job_on_it(site):
 
 
 def test_a_version_page_shows_its_model_type_evaluation_and_compare_with(site):
-    from tests.models_registry.registry.factories import ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
     from training.models import ModelType
 
     model_type = ModelType.objects.get(slug="diagnosis")
     engineer = site.users["demo-ml-engineer"]
     snapshot = ready_snapshot(model_type, by=engineer)
-    first = trained_version(snapshot, by=engineer)
-    second = trained_version(snapshot, by=engineer, C=0.5)
+    first = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
+    second = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
     page = site.login("demo-clinical-lead")
     page.goto(f"/admin/models_registry/modelversion/{second.pk}/change/")
     site.shoot(page, "version-page")
@@ -106,12 +106,12 @@ ROLES = ("demo-admin", "demo-clinician", "demo-ml-engineer", "demo-clinical-lead
 def test_every_page_the_admin_index_links_to_opens_for_its_role(site):
     """Each role's admin index: every list and add page it links to opens (no 403, no 500), with a
     screenshot per page for a reviewer to scroll through."""
-    from tests.models_registry.registry.factories import ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
     from training.models import ModelType
 
     # One of each ML object (a ready dataset, a completed job, its version and records) to open.
     snapshot = ready_snapshot(ModelType.objects.get(slug="diagnosis"), by=site.users["demo-ml-engineer"])
-    trained_version(snapshot, by=site.users["demo-ml-engineer"])
+    ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=site.users["demo-ml-engineer"])
     for username in ROLES:
         page = site.login(username)
         links = page.eval_on_selector_all(

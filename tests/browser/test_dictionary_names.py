@@ -31,12 +31,14 @@ def test_the_statistics_page_names_diagnoses_and_gives_findings_with_units(site)
 
 
 def test_a_version_page_names_both_axes_of_its_confusion_matrix(site):
-    from tests.models_registry.registry.factories import ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
     from training.models import ModelType
 
     model_type = ModelType.objects.get(slug="diagnosis")
-    version = trained_version(
-        ready_snapshot(model_type, by=site.users["demo-ml-engineer"]), by=site.users["demo-ml-engineer"]
+    version = ModelVersionFactory.create(
+        trained=True,
+        dataset=ready_snapshot(model_type, by=site.users["demo-ml-engineer"]),
+        created_by=site.users["demo-ml-engineer"],
     )
     page = site.login("demo-ml-engineer")
     page.goto(f"/admin/models_registry/modelversion/{version.pk}/change/")

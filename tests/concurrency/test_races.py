@@ -20,8 +20,8 @@ from models_registry.models import ActivationHistory, ModelVersion, VersionTrans
 from models_registry.registry.registration import register_completed_job
 from tests.cases.factories import CaseFactory
 from tests.factories import user_with_role
+from tests.models_registry.registry.factories import ModelVersionFactory
 from tests.training.factories import ModelTypeFactory, TrainingJobFactory
-from training.models import TrainingJob
 from training.signals import job_completed
 
 REGISTRARS = 6
@@ -40,14 +40,11 @@ def token_for(user: Any) -> str:
 def approved_versions(count: int) -> list[ModelVersion]:
     engineer, lead = user_with_role(roles.ML_ENGINEER), user_with_role(roles.CLINICAL_LEAD)
     kind = ModelTypeFactory.create(diagnosis=True)
-    versions = []
-    for _ in range(count):
-        job = TrainingJobFactory.create(with_artifact=True, created_by=engineer, model_type=kind)
-        register_completed_job(sender=TrainingJob, job_id=job.pk)  # idempotent: on commit it already ran
-        version = ModelVersion.objects.get(job=job)
-        version.approve(by=lead, note="Reviewed.")
-        versions.append(version)
-    return versions
+    # Autocommit: the registry registered each on commit already; the factory's own call is idempotent.
+    return [
+        ModelVersionFactory.create(approved=True, created_by=engineer, approved_by=lead, model_type=kind)
+        for _ in range(count)
+    ]
 
 
 class ActiveCountMonitor:

@@ -13,7 +13,7 @@ from learning import evaluation
 from learning_engine import roles
 from models_registry.models import ModelVersion
 from tests.learning.factories import policy
-from tests.models_registry.registry.factories import approved_version, ready_snapshot, rows_by_split
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot, rows_by_split
 from tests.training.factories import ModelTypeFactory
 from training.models import DatasetSnapshot, LockedEvaluationSet, ModelType
 
@@ -56,7 +56,9 @@ def world(db, media, make_user, monkeypatch) -> World:
     model_type = ModelTypeFactory.create(min_cases_to_train=8)
     # Synthetic case ids far above any real case of a test, so its manifest names none of them.
     first = ready_snapshot(model_type, by=engineer, seed=1, first_id=100_000)
-    champion = approved_version(first, by=engineer, lead=lead)
+    champion = ModelVersionFactory.create(
+        trained=True, approved=True, dataset=first, created_by=engineer, approved_by=lead
+    )
     champion.activate(by=lead, reason="Production.")
     champion.refresh_from_db()
     # The locked cases: synthetic rows of patients neither model trains on (ids far from the snapshots').

@@ -19,7 +19,7 @@ from learning_engine.exceptions import InvalidRequest
 from models_registry.experiments.models import ABTest
 from models_registry.models import ActivationHistory, ModelVersion
 from models_registry.registry.registration import register_completed_job
-from tests.models_registry.registry.factories import ready_snapshot, snapshot_rows, trained_version
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot, snapshot_rows
 from tests.training.factories import TrainingJobFactory
 from training.models import TrainingJob
 from training.trainer import train
@@ -92,8 +92,8 @@ def never_served(version: ModelVersion) -> None:
 
 def test_the_candidate_is_the_best_on_the_validation_split_and_the_others_are_archived(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
-    shuffled = trained_version(second, by=world.engineer, shuffle_labels=True)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
+    shuffled = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer, shuffle_labels=True)
     assert good.job is not None
     assert shuffled.job is not None
     assert good.job.metrics["val_accuracy"] > shuffled.job.metrics["val_accuracy"]
@@ -114,8 +114,8 @@ def test_the_candidate_is_the_best_on_the_validation_split_and_the_others_are_ar
 
 def test_the_choice_never_reads_the_test_split(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    a = trained_version(second, by=world.engineer)
-    b = trained_version(second, by=world.engineer, C=0.01)
+    a = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
+    b = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer, hyperparameters={"C": 0.01})
     assert a.job is not None
     assert b.job is not None
     # Make the test split say the opposite of the validation split: the validation split still decides.
@@ -141,7 +141,7 @@ def test_training_waits_for_every_job_and_fails_when_none_completed(world):
 
 def test_a_candidate_within_the_envelope_goes_to_a_shadow_test_and_is_only_proposed(world, monkeypatch):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
     cycle = evaluating_cycle(world, good)
 
     with TestCase.captureOnCommitCallbacks(execute=True):
@@ -187,7 +187,7 @@ def test_a_candidate_within_the_envelope_goes_to_a_shadow_test_and_is_only_propo
 
 def test_a_split_test_takes_the_policys_share(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
     cycle = evaluating_cycle(world, good, world.policy(test_mode="split", test_traffic_split=0.2))
     advance(cycle)
     cycle.refresh_from_db()
@@ -197,7 +197,7 @@ def test_a_split_test_takes_the_policys_share(world):
 
 def test_automatic_promotion_only_when_the_policy_allows_it_with_a_history_row_naming_it(world, monkeypatch):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
     policy = world.policy(auto_promote=True)
     cycle = evaluating_cycle(world, good, policy)
     advance(cycle)
@@ -213,7 +213,7 @@ def test_automatic_promotion_only_when_the_policy_allows_it_with_a_history_row_n
 
 def test_a_test_that_decides_rollback_keeps_the_champion(world, monkeypatch):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
     cycle = evaluating_cycle(world, good, world.policy(auto_promote=True))
     advance(cycle)
     decide(monkeypatch, "rollback")
@@ -227,8 +227,10 @@ def test_a_test_that_decides_rollback_keeps_the_champion(world, monkeypatch):
 
 def test_a_refused_test_start_fails_the_cycle_and_rolls_its_step_back(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
-    other = trained_version(second, by=world.engineer, C=0.5)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
+    other = ModelVersionFactory.create(
+        trained=True, dataset=second, created_by=world.engineer, hyperparameters={"C": 0.5}
+    )
     other.approve(by=world.lead)
     # Somebody's own A/B test of the model type is running: the cycle's test cannot start.
     ABTest.start(
@@ -250,7 +252,7 @@ def test_a_refused_test_start_fails_the_cycle_and_rolls_its_step_back(world):
 
 def test_a_policy_asking_for_a_person_waits_for_the_approval(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
     cycle = evaluating_cycle(world, good, world.policy(test_approval="person"))
     assert advance(cycle) == Status.AWAITING_APPROVAL
     assert advance(cycle) == Status.AWAITING_APPROVAL
@@ -261,7 +263,7 @@ def test_a_policy_asking_for_a_person_waits_for_the_approval(world):
 @pytest.mark.parametrize("lapse", ["deactivated", "role_withdrawn"])
 def test_a_pre_authorisation_lapses_with_its_authors_account_or_role(world, lapse):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    good = trained_version(second, by=world.engineer)
+    good = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer)
     cycle = evaluating_cycle(world, good)
     author = cycle.policy.created_by
     if lapse == "deactivated":
@@ -281,7 +283,7 @@ def test_a_pre_authorisation_lapses_with_its_authors_account_or_role(world, laps
 
 def test_a_candidate_trained_on_shuffled_labels_is_rejected_and_never_served(world):
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    bad = trained_version(second, by=world.engineer, shuffle_labels=True)
+    bad = ModelVersionFactory.create(trained=True, dataset=second, created_by=world.engineer, shuffle_labels=True)
     cycle = evaluating_cycle(world, bad, world.policy(test_mode="split", test_traffic_split=0.5, auto_promote=True))
     assert advance(cycle) == Status.REJECTED
     cycle.refresh_from_db()
@@ -374,7 +376,9 @@ def test_a_stale_copy_cannot_take_a_step_a_fresher_copy_took(world):
 def degraded_world(world, monkeypatch):
     """The champion was replaced by a worse version, which monitoring now finds degraded."""
     second = ready_snapshot(world.model_type, by=world.engineer, seed=2, first_id=1000)
-    worse = trained_version(second, by=world.engineer, C=0.001)
+    worse = ModelVersionFactory.create(
+        trained=True, dataset=second, created_by=world.engineer, hyperparameters={"C": 0.001}
+    )
     worse.approve(by=world.lead)
     worse.activate(by=world.lead, reason="New version.")
     monkeypatch.setattr(health, "current", lambda version: health.Health(degraded=version.pk == worse.pk, drift={}))

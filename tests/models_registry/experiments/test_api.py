@@ -10,7 +10,7 @@ from learning_engine import roles
 from models_registry.models import ABTest, ABTestTransition, ActivationHistory
 from tests.conftest import ROLE_NAMES, jwt_client
 from tests.models_registry.experiments.factories import log_arm, start_test, version_pair
-from tests.models_registry.registry.factories import ModelVersionFactory, approved_version, ready_snapshot
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
 from tests.training.factories import ModelTypeFactory
 
 pytestmark = pytest.mark.django_db
@@ -257,8 +257,10 @@ def test_concluding_hold_through_the_api_keeps_a(running, lead, pair):
 def test_the_comparison_includes_the_running_or_latest_test_of_the_pair(engineer, lead):
     model_type = ModelTypeFactory.create(diagnosis=True)
     snapshot = ready_snapshot(model_type, by=engineer)
-    a = approved_version(snapshot, by=engineer, lead=lead)
-    b = approved_version(snapshot, by=engineer, lead=lead, C=0.1)
+    a = ModelVersionFactory.create(trained=True, approved=True, dataset=snapshot, created_by=engineer, approved_by=lead)
+    b = ModelVersionFactory.create(
+        trained=True, approved=True, dataset=snapshot, created_by=engineer, approved_by=lead, hyperparameters={"C": 0.1}
+    )
     client = jwt_client(lead)
     url = f"/api/v1/model-types/diagnosis/compare/?a={a.version}&b={b.version}"
     assert client.get(url).json()["ab_test"] is None

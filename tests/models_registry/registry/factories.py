@@ -1,15 +1,14 @@
-"""Registry factories: model versions in every state, synthetic snapshots, tiny trained versions, skops bytes.
+"""Registry factories: model versions in every state, synthetic snapshots with their rows, skops bytes.
 
-    ModelVersionFactory.create(created_by=engineer)                  registered: pending, inactive (no artifact file)
-    ModelVersionFactory.create(approved=True, approved_by=lead)      ... approved through ``approve``
-    ModelVersionFactory.create(active=True, approved_by=lead)        ... approved and activated
-    ModelVersionFactory.create(rejected=True) / (archived=True)      ... rejected / approved and archived
-    ModelVersionFactory.create(job__accuracy=0.92)                   the completed job's offline accuracy
-    ModelVersionFactory.create(trained=True, dataset=snapshot)       a real skops artifact trained on the snapshot
-    snapshot = ready_snapshot(model_type, by=user, seed=1)            a ready snapshot with a real file
-    version = trained_version(snapshot, by=user)                       trained, completed, registered
-    version = trained_version(snapshot, by=user, shuffle_labels=True)  a version no better than chance
-    approved_version(...), active_version(...)                         moved on through the real transitions
+    ModelVersionFactory(created_by=engineer)               registered: pending, inactive (no artifact file)
+    ModelVersionFactory(approved=True, approved_by=lead)   ... approved through ``approve``
+    ModelVersionFactory(active=True, approved_by=lead)     ... approved and activated
+    ModelVersionFactory(rejected=True) / (archived=True)   ... rejected / approved, active, then archived
+    ModelVersionFactory(job__accuracy=0.92)                the completed job's offline accuracy
+    ModelVersionFactory(trained=True, dataset=snapshot)    a real skops artifact trained on the snapshot's rows
+        ... shuffle_labels=True                            ... no better than chance
+        ... hyperparameters={"C": 0.5}                     ... with these hyperparameters
+    snapshot = ready_snapshot(model_type, by=user, seed=1) a ready snapshot with a real file and its rows
 
 Everything goes through the application's own code: the trainer (``training.trainer.train`` with an
 artifact name, so the skops file lands in the test's media folder), the job's transitions and the
@@ -117,7 +116,7 @@ def ready_snapshot(model_type: ModelType, *, by: Any, seed: int = 1, first_id: i
         file_sha256=hashlib.sha256(data).hexdigest(),
         file_size=len(data),
     )
-    snapshot._splits = splits  # type: ignore[attr-defined]  # the rows, for trained_version
+    snapshot._splits = splits  # type: ignore[attr-defined]  # the rows, for ModelVersionFactory(trained=True)
     return snapshot
 
 
@@ -148,20 +147,6 @@ def train_artifact(
         report=lambda progress: None,
         artifact_name=f"test-{uuid.uuid4().hex[:12]}",
     )
-
-
-def trained_version(snapshot: DatasetSnapshot, *, by: Any, shuffle_labels: bool = False, **params: Any) -> ModelVersion:
-    """Trained on the snapshot, completed and registered (the receiver called directly: tests never commit)."""
-    result = train_artifact(snapshot, shuffle_labels=shuffle_labels, **params)
-    job = TrainingJobFactory.create(completed=True, dataset=snapshot, created_by=by, result=result)
-    register_completed_job(sender=TrainingJob, job_id=job.pk)
-    return ModelVersion.objects.get(job=job)
-
-
-def approved_version(snapshot: DatasetSnapshot, *, by: Any, lead: Any, **kwargs: Any) -> ModelVersion:
-    version = trained_version(snapshot, by=by, **kwargs)
-    version.approve(by=lead, note="Evaluation reviewed.")
-    return version
 
 
 def external_completed_job(
@@ -204,6 +189,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory[ModelVersion]):
         archived = factory.Trait(approved=True, deployment_status="archived")
         trained = False  # True: a real artifact trained on ``dataset``
         shuffle_labels = False
+        hyperparameters: dict[str, Any] = {}  # of the trained model, e.g. {"C": 0.5}
 
     dataset = None
     model_type = factory.Maybe(
@@ -221,7 +207,11 @@ class ModelVersionFactory(factory.django.DjangoModelFactory[ModelVersion]):
         result=factory.Maybe(
             factory.SelfAttribute("..trained"),
             yes_declaration=factory.LazyAttribute(
-                lambda job: train_artifact(job.dataset, shuffle_labels=job.factory_parent.shuffle_labels)
+                lambda job: train_artifact(
+                    job.dataset,
+                    shuffle_labels=job.factory_parent.shuffle_labels,
+                    **job.factory_parent.hyperparameters,
+                )
             ),
             no_declaration=None,
         ),

@@ -16,7 +16,7 @@ from models_registry.registry.admin import comparison_chart
 from models_registry.registry.models import ArtifactRejection
 from models_registry.registry.registration import register_completed_job
 from tests.conftest import jwt_client
-from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
 from tests.training.factories import ModelTypeFactory, TrainingJobFactory
 from training.models import DatasetSnapshot, TrainingJob
 
@@ -116,7 +116,7 @@ def test_a_version_page_is_view_only_with_its_records(staff, engineer, other_lea
 def test_a_version_page_shows_its_calibration(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
     assert {"ece", "ece_ci", "calibration", "brier_definition"} <= set(version.metrics)
 
     html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
@@ -272,8 +272,8 @@ def test_compare_selected_needs_exactly_two_versions(staff, engineer):
 def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-    chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
-    good = trained_version(snapshot, by=engineer)
+    chance = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, shuffle_labels=True)
+    good = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
     PerformanceRecord.objects.create(version=good, source="live", metrics={"accuracy": 0.8125}, test_set_size=16)
 
     redirect = client.post(
@@ -302,8 +302,8 @@ def test_compare_selected_opens_a_table_and_a_chart_of_the_two_versions(staff, e
 def test_the_compare_page_says_when_the_evidence_is_insufficient(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-    first = trained_version(snapshot, by=engineer, C=1.0)
-    second = trained_version(snapshot, by=engineer, C=0.5)
+    first = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 1.0})
+    second = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
 
     html = client.get(f"{COMPARE}?a={first.pk}&b={second.pk}").content.decode()
 
@@ -440,8 +440,8 @@ def test_a_lead_who_made_the_version_is_not_offered_approve_and_is_told_why(staf
 def test_a_version_page_is_headed_with_its_model_type_and_shows_the_whole_evaluation(staff, engineer):
     client, _lead = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-    version = trained_version(snapshot, by=engineer)
-    other = trained_version(snapshot, by=engineer, C=0.5)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
+    other = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
 
     html = client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()
 

@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from learning_engine import roles
-from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
 from tests.training.factories import ModelTypeFactory
 
 PNEUMONIA = "Pneumonia, unspecified organism"
@@ -26,7 +26,7 @@ def text(html: str) -> str:
 def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_table(staff, engineer):
     lead_client, _ = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     response = lead_client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk]))
 
@@ -41,8 +41,8 @@ def test_a_version_page_names_the_labels_of_its_confusion_matrix_and_per_class_t
 def test_the_compare_page_names_the_labels_of_the_test_set(staff, engineer):
     lead_client, _ = staff(roles.CLINICAL_LEAD)
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1)
-    a = trained_version(snapshot, by=engineer, shuffle_labels=True)
-    b = trained_version(snapshot, by=engineer)
+    a = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, shuffle_labels=True)
+    b = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     response = lead_client.get(f"{reverse('admin:models_registry_modelversion_compare')}?a={a.pk}&b={b.pk}")
 
@@ -58,7 +58,7 @@ def test_a_version_page_gives_the_training_ranges_with_names_and_printed_units(s
     respiratory = DataDictionary.objects.get(cohort__slug="respiratory", status="published")
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     page = text(
         lead_client.get(reverse("admin:models_registry_modelversion_change", args=[version.pk])).content.decode()

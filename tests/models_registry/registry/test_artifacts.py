@@ -18,11 +18,7 @@ from learning_engine.audit import AppendOnlyError
 from models_registry.models import ModelVersion
 from models_registry.registry.models import ArtifactRefused, ArtifactRejection
 from tests.conftest import jwt_client
-from tests.models_registry.registry.factories import (
-    artifact_bytes,
-    external_completed_job,
-    trained_version,
-)
+from tests.models_registry.registry.factories import ModelVersionFactory, artifact_bytes, external_completed_job
 from training.artifacts import dump_artifact, sha256_of
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +31,7 @@ def doubled(values: Any) -> Any:
 
 @pytest.fixture
 def version(snapshot, engineer) -> ModelVersion:
-    return trained_version(snapshot, by=engineer)
+    return ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
 
 def overwrite(path: str, data: bytes) -> None:
@@ -87,7 +83,7 @@ def test_a_tampered_artifact_is_refused_before_deserialisation_with_an_audit_row
 
 
 def test_a_tampered_artifact_makes_compare_a_409_with_the_code(snapshot, version, engineer, lead):
-    other = trained_version(snapshot, by=engineer, C=0.5)
+    other = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
     overwrite(other.artifact, one_byte_changed(artifact_bytes(other)))
 
     with mock.patch.object(skops.io, "loads", wraps=skops.io.loads) as loads:

@@ -9,7 +9,7 @@ import pytest
 from django.apps import apps
 
 from models_registry.models import ModelVersion, PerformanceRecord
-from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
 from tests.training.factories import ModelTypeFactory
 from training.models import TrainingJob
 
@@ -44,7 +44,11 @@ def test_more_labels_keep_their_figure_and_unknown_ones_are_left_alone():
 @pytest.mark.django_db
 def test_the_migration_rewrites_jobs_records_and_versions(make_user):
     engineer = make_user("ml_engineer")
-    version = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1), by=engineer)
+    version = ModelVersionFactory.create(
+        trained=True,
+        dataset=ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1),
+        created_by=engineer,
+    )
     new = version.metrics["brier"]
     # As an older release stored it: twice the figure, no definition.
     old = {key: value for key, value in version.metrics.items() if key != "brier_definition"}

@@ -25,7 +25,7 @@ from models_registry.registry.compare import (
 )
 from models_registry.registry.evaluation import evaluate_artifact
 from tests.conftest import jwt_client
-from tests.models_registry.registry.factories import ready_snapshot, trained_version
+from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
 from tests.training.factories import ModelTypeFactory
 
 # --- McNemar and the verdict ---------------------------------------------------------------------
@@ -258,8 +258,8 @@ def compare_url(a: str, b: str, slug: str = "diagnosis") -> str:
 
 @pytest.mark.django_db
 def test_on_one_snapshot_a_real_model_beats_one_trained_on_shuffled_labels(snapshot, engineer, lead):
-    chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
-    good = trained_version(snapshot, by=engineer)
+    chance = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, shuffle_labels=True)
+    good = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     response = jwt_client(lead).get(compare_url(chance.version, good.version))
 
@@ -289,16 +289,16 @@ def test_on_one_snapshot_a_real_model_beats_one_trained_on_shuffled_labels(snaps
 
 @pytest.mark.django_db
 def test_the_order_of_a_and_b_flips_the_verdict(snapshot, engineer, lead):
-    chance = trained_version(snapshot, by=engineer, shuffle_labels=True)
-    good = trained_version(snapshot, by=engineer)
+    chance = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, shuffle_labels=True)
+    good = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
     body = jwt_client(lead).get(compare_url(good.version, chance.version)).json()
     assert body["verdict"] == "a_better"
 
 
 @pytest.mark.django_db
 def test_two_equally_good_models_on_sixty_cases_are_insufficient_evidence(snapshot, engineer, lead):
-    first = trained_version(snapshot, by=engineer, C=1.0)
-    second = trained_version(snapshot, by=engineer, C=0.5)
+    first = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 1.0})
+    second = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
     body = jwt_client(lead).get(compare_url(first.version, second.version)).json()
     assert body["verdict"] == "insufficient_evidence"
     assert body["mcnemar"]["p_value"] > 0.05
@@ -314,8 +314,8 @@ def test_versions_from_different_snapshots_are_both_evaluated_on_the_newer_test_
     kind = ModelTypeFactory.create(diagnosis=True)
     older = ready_snapshot(kind, by=engineer, seed=1, first_id=1)
     newer = ready_snapshot(kind, by=engineer, seed=2, first_id=1001)
-    old_version = trained_version(older, by=engineer)
-    new_version = trained_version(newer, by=engineer)
+    old_version = ModelVersionFactory.create(trained=True, dataset=older, created_by=engineer)
+    new_version = ModelVersionFactory.create(trained=True, dataset=newer, created_by=engineer)
 
     response = jwt_client(lead).get(compare_url(old_version.version, new_version.version))
 
@@ -337,8 +337,8 @@ def test_versions_from_different_snapshots_are_both_evaluated_on_the_newer_test_
 
 @pytest.mark.django_db
 def test_live_accuracy_from_feedback_is_shown_when_there_is_some(snapshot, engineer, lead):
-    a = trained_version(snapshot, by=engineer)
-    b = trained_version(snapshot, by=engineer, C=0.5)
+    a = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
+    b = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
     PerformanceRecord.objects.create(version=b, source="live", metrics={"accuracy": 0.5}, test_set_size=4)
     PerformanceRecord.objects.create(version=b, source="live", metrics={"accuracy": 0.75}, test_set_size=8)
 
@@ -351,8 +351,8 @@ def test_live_accuracy_from_feedback_is_shown_when_there_is_some(snapshot, engin
 
 @pytest.mark.django_db
 def test_the_paired_evaluation_is_cached_per_pair_of_artifacts_and_snapshot(snapshot, engineer, lead, monkeypatch):
-    a = trained_version(snapshot, by=engineer)
-    b = trained_version(snapshot, by=engineer, C=0.5)
+    a = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
+    b = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5})
     client = jwt_client(lead)
     first = client.get(compare_url(a.version, b.version)).json()
     assert first["cached"] is False
@@ -370,7 +370,7 @@ def test_the_paired_evaluation_is_cached_per_pair_of_artifacts_and_snapshot(snap
 
 @pytest.mark.django_db
 def test_an_unknown_version_is_404_and_a_version_compared_with_itself_is_400(snapshot, engineer, lead):
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
     client = jwt_client(lead)
 
     unknown = client.get(compare_url(version.version, "v9.9.9"))
@@ -393,10 +393,18 @@ def test_missing_parameters_are_400(snapshot, engineer, lead):
 
 @pytest.mark.django_db
 def test_a_version_of_another_model_type_is_not_found(engineer, lead):
-    here = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1), by=engineer)
+    here = ModelVersionFactory.create(
+        trained=True,
+        dataset=ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer, seed=1),
+        created_by=engineer,
+    )
     other_kind = ModelTypeFactory.create(slug="other", cohort="cardiology")
-    trained_version(ready_snapshot(other_kind, by=engineer, seed=3), by=engineer)
-    trained_version(ready_snapshot(other_kind, by=engineer, seed=4), by=engineer)
+    ModelVersionFactory.create(
+        trained=True, dataset=ready_snapshot(other_kind, by=engineer, seed=3), created_by=engineer
+    )
+    ModelVersionFactory.create(
+        trained=True, dataset=ready_snapshot(other_kind, by=engineer, seed=4), created_by=engineer
+    )
     # "v1.1.0" exists only under "other".
     response = jwt_client(lead).get(compare_url(here.version, "v1.1.0"))
     assert response.status_code == 404

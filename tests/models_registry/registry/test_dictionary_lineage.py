@@ -21,12 +21,12 @@ from models_registry.registry.registration import register_completed_job
 from tests.cases.dictionary_factories import published_dictionary, small_definition
 from tests.conftest import jwt_client
 from tests.models_registry.registry.factories import (
+    ModelVersionFactory,
     artifact_bytes,
     external_completed_job,
     ready_snapshot,
     snapshot_rows,
     train_artifact,
-    trained_version,
 )
 from tests.training.factories import DatasetSnapshotFactory, ModelTypeFactory
 from training.datasets import create_snapshot, ready_twin, same_content
@@ -141,7 +141,9 @@ def test_a_draft_referred_to_by_a_model_version_cannot_be_edited(make_user, engi
     lead = make_user("clinical_lead")
     cohort = published_dictionary("lineage-small").cohort
     draft = DataDictionary.create_draft(cohort, small_definition(), by=lead)
-    version = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), by=engineer)
+    version = ModelVersionFactory.create(
+        trained=True, dataset=ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), created_by=engineer
+    )
     ModelVersion.objects.filter(pk=version.pk).update(dictionary=draft)
 
     assert draft.references() == ["model versions"]
@@ -165,13 +167,15 @@ def test_a_version_trained_on_a_snapshot_inherits_its_dictionary_version(enginee
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=older)
     snapshot.refresh_from_db()
 
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     assert version.dictionary == older != respiratory
 
 
 def test_a_version_whose_snapshot_recorded_none_gets_the_cohorts_current_version(engineer, respiratory):
-    version = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), by=engineer)
+    version = ModelVersionFactory.create(
+        trained=True, dataset=ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), created_by=engineer
+    )
 
     assert version.dataset is not None
     assert version.dataset.dictionary is None
@@ -180,7 +184,9 @@ def test_a_version_whose_snapshot_recorded_none_gets_the_cohorts_current_version
 
 def test_a_version_of_a_cohort_without_a_dictionary_records_none(engineer):
     model_type = ModelTypeFactory.create(slug="undictionaried", cohort="no-dictionary-yet")
-    version = trained_version(ready_snapshot(model_type, by=engineer), by=engineer)
+    version = ModelVersionFactory.create(
+        trained=True, dataset=ready_snapshot(model_type, by=engineer), created_by=engineer
+    )
 
     assert version.dictionary is None
 
@@ -189,7 +195,7 @@ def test_the_worker_records_the_train_splits_ranges_equal_to_numpys(engineer):
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     train = snapshot_rows(snapshot)["train"]
 
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     expected = numpy_ranges(train)
     assert set(expected) == {"age", "findings.spo2", "findings.temperature_c"}
@@ -263,7 +269,7 @@ def test_an_uploads_ranges_leave_out_the_inputs_its_dictionary_says_models_do_no
 def test_the_api_shows_the_dictionary_version_of_snapshots_and_versions(engineer, respiratory):
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
     client = jwt_client(engineer)
     expected = {"cohort": "respiratory", "version": respiratory.version}
 
@@ -289,7 +295,7 @@ def test_the_api_shows_null_for_a_snapshot_without_one(engineer):
 def test_the_admin_pages_show_the_dictionary_version_and_the_training_ranges(admin_client, engineer, respiratory):
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
     DatasetSnapshot.objects.filter(pk=snapshot.pk).update(dictionary=respiratory)
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
 
     snapshot_page = admin_client.get(f"/admin/training/datasetsnapshot/{snapshot.pk}/change/").content.decode()
     version_page = admin_client.get(f"/admin/models_registry/modelversion/{version.pk}/change/").content.decode()
@@ -327,14 +333,20 @@ def test_the_migration_gives_a_snapshot_the_version_all_its_cases_share_else_non
 
 def test_the_migration_gives_a_version_its_snapshots_version_else_the_cohorts_current(engineer, respiratory):
     older = published_dictionary("lineage-older")
-    on_snapshot = trained_version(ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), by=engineer)
-    without = trained_version(
-        ready_snapshot(ModelTypeFactory.create(slug="other", cohort="respiratory"), by=engineer, first_id=1001),
-        by=engineer,
+    on_snapshot = ModelVersionFactory.create(
+        trained=True, dataset=ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer), created_by=engineer
     )
-    undictionaried = trained_version(
-        ready_snapshot(ModelTypeFactory.create(slug="none", cohort="no-dictionary-yet"), by=engineer, first_id=2001),
-        by=engineer,
+    without = ModelVersionFactory.create(
+        trained=True,
+        dataset=ready_snapshot(ModelTypeFactory.create(slug="other", cohort="respiratory"), by=engineer, first_id=1001),
+        created_by=engineer,
+    )
+    undictionaried = ModelVersionFactory.create(
+        trained=True,
+        dataset=ready_snapshot(
+            ModelTypeFactory.create(slug="none", cohort="no-dictionary-yet"), by=engineer, first_id=2001
+        ),
+        created_by=engineer,
     )
     assert on_snapshot.dataset is not None
     DatasetSnapshot.objects.filter(pk=on_snapshot.dataset.pk).update(dictionary=older)
@@ -348,7 +360,7 @@ def test_the_migration_gives_a_version_its_snapshots_version_else_the_cohorts_cu
 
 def test_registration_is_idempotent_and_keeps_the_recorded_version(engineer, respiratory):
     snapshot = ready_snapshot(ModelTypeFactory.create(diagnosis=True), by=engineer)
-    version = trained_version(snapshot, by=engineer)
+    version = ModelVersionFactory.create(trained=True, dataset=snapshot, created_by=engineer)
     new_version_of(respiratory)
 
     assert version.job is not None
