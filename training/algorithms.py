@@ -84,13 +84,17 @@ def _coerce(name: str, kind: str, value: Any, low: Any, high: Any) -> Any:
 
 def validate_hyperparameters(algorithm: str, given: dict[str, Any]) -> dict[str, Any]:
     """The full hyperparameters of ``algorithm``: defaults filled in, every value checked."""
-    if algorithm not in SPECS:
+    from training.faults import registered
+
+    fault = registered(algorithm)  # the simulation's own (training.faults); unknown everywhere else
+    base = fault.base if fault is not None else algorithm
+    if base not in SPECS:
         raise InvalidRequest(
             f"Unknown algorithm {algorithm!r}; choose one of {', '.join(SPECS)}.", code="invalid_algorithm"
         )
     if not isinstance(given, dict):
         raise InvalidRequest("hyperparameters must be an object.", code="invalid_hyperparameters")
-    spec = SPECS[algorithm]
+    spec = SPECS[base]
     unknown = sorted(set(given) - set(spec))
     if unknown:
         raise _bad(unknown[0], f"is not a hyperparameter of {algorithm} (known: {', '.join(spec)}).")

@@ -46,6 +46,7 @@ from learning_engine.exceptions import DomainError
 from training.algorithms import EPOCH_BASED, validate_hyperparameters
 from training.artifacts import save_artifact
 from training.evaluation import evaluate, plain
+from training.faults import registered as registered_fault
 from training.features import RowColumns, columns_of, feature_matrix, fit_vectorizer
 from training.ranges import training_ranges
 
@@ -402,10 +403,14 @@ def _train(
     inputs: ModelInputs,
 ) -> TrainingResult:
     params = validate_hyperparameters(algorithm, dict(hyperparameters))
+    fault = registered_fault(algorithm)  # only the learning-loop simulation registers one
+    base = fault.base if fault is not None else algorithm
     reporter = _Reporter(report, progress_interval)
     reporter.send(0.0, "Preparing features")
 
     train_rows = _sequence(rows_by_split.get("train"))
+    if fault is not None and fault.rows is not None:
+        train_rows = fault.rows(train_rows, params)
     validation_rows = _sequence(rows_by_split.get("validation"))
     test_rows = _sequence(rows_by_split.get("test"))
     if not len(train_rows):
@@ -434,7 +439,7 @@ def _train(
     )
     train_index = train_columns.label_index(classes)
     validation_index = validation_columns.label_index(classes)
-    classifier = build_classifier(algorithm, params)
+    classifier = build_classifier(base, params)
 
     def split_metrics() -> dict[str, Any]:
         train_loss, _ = _split_metrics(classifier, X_train, train_index)
@@ -442,7 +447,7 @@ def _train(
         return {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
 
     history: list[dict[str, Any]] = []
-    if algorithm in EPOCH_BASED:
+    if base in EPOCH_BASED:
         history = _fit_epochs(
             classifier,
             X_train,
@@ -459,6 +464,8 @@ def _train(
             _fit_boosting(classifier, X_train, y_train, reporter)
         else:
             classifier.fit(X_train, y_train)
+        if fault is not None and fault.fitted is not None:
+            fault.fitted(classifier, params)
         fit_metrics = split_metrics()
         _check_finite(fit_metrics["train_loss"], "after fitting")
 
