@@ -145,6 +145,17 @@ def cold_labels() -> Iterator[None]:
     labels.clear_cache()
 
 
+@pytest.fixture
+def empty_task_queue() -> Iterator[None]:
+    """Nothing in the test settings' task backend (django.tasks' DummyBackend, which keeps what is
+    enqueued) when the test starts and when it ends (``pytest.mark.usefixtures("empty_task_queue")``)."""
+    from tests.training.factories import task_queue
+
+    task_queue().clear()
+    yield
+    task_queue().clear()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     # PBKDF2's deliberate slowness buys nothing in tests and costs seconds per user.

@@ -12,7 +12,7 @@ from django.urls import reverse
 from alerts.models import AlertDelivery, AlertEvent, AlertReceiver, DeliveryAttempt
 from learning_engine import roles
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_task_queue")]
 queue = cast(DummyBackend, _default_backend)
 
 RECEIVERS = reverse("admin:alerts_alertreceiver_changelist")
@@ -21,13 +21,6 @@ EVENTS = reverse("admin:alerts_alertevent_changelist")
 DELIVERIES = reverse("admin:alerts_alertdelivery_changelist")
 ATTEMPTS = reverse("admin:alerts_deliveryattempt_changelist")
 TOKEN_URL = "https://hooks.example.org/services/T000/B000/secret-token-in-path"
-
-
-@pytest.fixture(autouse=True)
-def _empty_queue():
-    queue.clear()
-    yield
-    queue.clear()
 
 
 @pytest.fixture

@@ -21,15 +21,8 @@ from alerts.events import EventType, emit
 from alerts.models import AlertDelivery, AlertEvent, AlertReceiver, DeliveryAttempt
 from alerts.tasks import deliver_alert
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_task_queue")]
 queue = cast(DummyBackend, _default_backend)
-
-
-@pytest.fixture(autouse=True)
-def _empty_queue():
-    queue.clear()
-    yield
-    queue.clear()
 
 
 def webhook(server, **fields) -> AlertReceiver:

@@ -48,11 +48,7 @@ def queue() -> DummyBackend:
     return backend
 
 
-@pytest.fixture(autouse=True)
-def _empty_task_queue():
-    queue().clear()
-    yield
-    queue().clear()
+pytestmark = pytest.mark.usefixtures("empty_task_queue")
 
 
 @pytest.fixture

@@ -32,15 +32,7 @@ DATASETS = "/api/v1/datasets/"
 MODEL_TYPES = "/api/v1/model-types/"
 SPEC_PAYLOAD = {"model_type": "diagnosis", "batch_size": 32, "epochs": 10}
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"  # dataset files land here, not in the checkout
-    task_queue().clear()
-    yield
-    task_queue().clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_task_queue")]
 
 
 @pytest.fixture

@@ -19,15 +19,7 @@ JOBS = "/api/v1/training/jobs/"
 DATASETS = "/api/v1/datasets/"
 MODEL_TYPES = "/api/v1/model-types/"
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _isolated(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    task_queue().clear()
-    yield
-    task_queue().clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_task_queue")]
 
 
 @dataclass

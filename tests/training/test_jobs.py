@@ -16,15 +16,8 @@ from training.models import AttemptsExhausted, JobTransition, LeaseLost, Trainin
 from training.reaper import reap_stale_jobs
 from training.signals import job_completed
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_task_queue")]
 default_task_backend = cast(DummyBackend, _default_backend)  # the test settings' backend
-
-
-@pytest.fixture(autouse=True)
-def _empty_task_queue():
-    default_task_backend.clear()
-    yield
-    default_task_backend.clear()
 
 
 def submit(model_type, engineer, **kwargs):
