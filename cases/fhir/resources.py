@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from cases.fhir import plain
+
 # The resources the engine reads; every other resource type is counted and skipped.
 USED_TYPES = ("Patient", "Encounter", "Observation", "Condition")
 MAX_REPORTED_PROBLEMS = 3  # of one resource: the first few say enough
@@ -152,9 +154,21 @@ def validate_read(resource: dict[str, Any], resource_type: str) -> Any:
     Python model per nested element: 300-800 us an Observation on the development machine), and
     what the engine never reads cannot make a case wrong. A malformed element it does not read
     (a category that is a string) goes unreported; an unknown element anywhere at the top does not.
+    Elements in the plain shape record systems write are read by ``plain`` (an ``Element`` view
+    with the same values); the rest, malformed ones included, by fhir.resources.
     """
     unknown = resource.keys() - element_names(resource_type)
     if unknown:
         raise ResourceInvalid("", "has an element FHIR R4 does not define there.")
     read = READ_ELEMENTS[resource_type]
-    return validate({key: value for key, value in resource.items() if key in read}, resource_type)
+    return validate_elements({key: value for key, value in resource.items() if key in read}, resource_type)
+
+
+def validate_elements(elements: dict[str, Any], resource_type: str) -> Any:
+    """``elements`` (a resource reduced to what its reader uses) as a model of ``resource_type``:
+    read by ``plain`` when in the plain shape (checked by hand at least as strictly), else
+    validated by fhir.resources, which raises ``ResourceInvalid`` as ``validate`` does."""
+    try:
+        return plain.read(elements, resource_type)
+    except (plain.NotPlain, RecursionError):  # fhir.resources judges it, as it always has
+        return validate(elements, resource_type)

@@ -1,0 +1,244 @@
+"""The plain-shape reader (cases.fhir.plain) against fhir.resources: what it takes, fhir.resources
+takes too, and the mapping reads the same from both."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from cases.fhir import mapping, plain, resources, synthetic
+from tests.cases import fhir_exports
+
+
+def _elements(resource: dict[str, Any]) -> dict[str, Any]:
+    # The import's elements, and the subject predict's FHIR input reads of an Observation.
+    read = resources.READ_ELEMENTS[resource["resourceType"]] | {"subject"}
+    return {key: value for key, value in resource.items() if key in read}
+
+
+def _mapped(model: Any, kind: str) -> Any:
+    """What the import reads of a resource: the same from either reader means the same cases."""
+    if kind == "Patient":
+        return model.id, mapping.map_patient(model)
+    if kind == "Encounter":
+        return mapping.encounter_facts(model)
+    if kind == "Observation":
+        reference = model.encounter.reference if model.encounter else None
+        return model.id, model.status, reference, mapping.measurements(model)
+    reference = model.encounter.reference if model.encounter else None
+    return model.id, reference, mapping.condition_codes(model), mapping.condition_snomed_codes(model)
+
+
+def _used_resources() -> list[dict[str, Any]]:
+    records = fhir_exports.records(patients=3, encounters_per_patient=2)
+    found = [item for item in fhir_exports.synthea_resources(records) if item["resourceType"] in resources.USED_TYPES]
+    # And the other shapes the mapping reads: a reference by type and id, ranks, a component,
+    # a boolean, an integer, a missing value, dates without time, an instant, a period.
+    patient_id = found[0]["id"]
+    found += [
+        {
+            "resourceType": "Encounter",
+            "id": "e-2",
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "period": {"end": "2025-03-01"},
+            "diagnosis": [{"condition": {"reference": "Condition/c-1"}, "rank": 1}],
+        },
+        {
+            "resourceType": "Observation",
+            "id": "o-1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": "Heart rate"},
+            "encounter": {"reference": "Encounter/e-2"},
+            "effectiveInstant": "2025-03-01T10:00:00.123Z",
+            "valueInteger": 88,
+        },
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "encounter": {"reference": "Encounter/e-2"},
+            "effectivePeriod": {"start": "2025-03-01", "end": "2025-03-01T11:00:00+14:00"},
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]}, "valueBoolean": True},
+                {
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                    "dataAbsentReason": {"text": "x"},
+                },
+            ],
+        },
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "1988-5"}]},
+            "issued": "2025-03-01T10:00:00-05:00",
+            "valueQuantity": {"value": 1.5e2, "comparator": ">", "unit": "mg/L"},
+        },
+        {
+            "resourceType": "Condition",
+            "id": "c-1",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "verificationStatus": {"coding": [{"code": "refuted"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "j189"}]},
+        },
+    ]
+    return found
+
+
+def test_every_resource_the_synthetic_exports_write_is_plain_and_maps_as_fhir_resources_reads_it():
+    for resource in _used_resources():
+        kind = resource["resourceType"]
+        elements = _elements(resource)
+        view = plain.read(copy.deepcopy(elements), kind)
+        assert _mapped(view, kind) == _mapped(resources.validate(elements, kind), kind), resource
+
+
+ODD_VALUES: tuple[Any, ...] = (
+    None,
+    "",
+    " ",
+    "two  spaces",
+    " padded",
+    "tab\there",
+    "line\nbreak",
+    "nbsp\u00a0here",
+    "NUL\u0000",
+    "x" * 70,
+    7,
+    -1,
+    0,
+    2**31,
+    True,
+    1.5,
+    float("nan"),
+    float("inf"),
+    Decimal("1E+2"),
+    10**120,
+    [],
+    {},
+    ["a"],
+    {"text": "a"},
+    "2020",
+    "2020-02",
+    "2021-02-30",
+    "2020-01-01",
+    "2020-01-01T10:00:00",
+    "2020-01-01T10:00Z",
+    "2020-01-01T24:00:00Z",
+    "2016-12-31T23:59:60Z",
+    "2020-01-01T10:00:00.1234567Z",
+    "2020-01-01T10:00:00+15:00",
+    "2020-01-01 10:00:00Z",
+)
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every element and list item below ``value``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield (*path, key)
+            yield from _leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield (*path, index)
+            yield from _leaves(item, (*path, index))
+
+
+def _set(resource: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(resource)
+    target = changed
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return changed
+
+
+def _drop(resource: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
+    changed = copy.deepcopy(resource)
+    target = changed
+    for step in path[:-1]:
+        target = target[step]
+    del target[path[-1]]
+    return changed
+
+
+def _variants() -> Iterator[dict[str, Any]]:
+    for resource in _used_resources():
+        elements = _elements(resource)
+        for path in _leaves(elements):
+            if path == ("resourceType",):
+                continue
+            yield _drop(elements, path)
+            yield _set(elements, (*path[:-1], f"{path[-1]}Brannigan"), 1) if isinstance(path[-1], str) else elements
+            for value in ODD_VALUES:
+                yield _set(elements, path, copy.deepcopy(value))
+        # value[x] and effective[x] twice, a value beside dataAbsentReason
+        if elements["resourceType"] == "Observation":
+            yield {**elements, "valueString": "x", "valueBoolean": False}
+            yield {**elements, "dataAbsentReason": {"text": "x"}}
+            yield {**elements, "effectiveDateTime": "2020-01-01", "effectivePeriod": {"start": "2020-01-01"}}
+
+
+def test_what_the_plain_reader_takes_fhir_resources_takes_and_maps_the_same():
+    """Every element of every shape replaced by odd values, dropped, or joined by an unknown one:
+    the plain reader takes a variant only if fhir.resources does, with the same mapping."""
+    taken = refused = 0
+    for variant in _variants():
+        kind = variant["resourceType"]
+        try:
+            view = plain.read(copy.deepcopy(variant), kind)
+        except plain.NotPlain:
+            refused += 1
+            continue
+        except RecursionError:  # pragma: no cover - no variant nests deep
+            raise
+        taken += 1
+        try:
+            model = resources.validate(variant, kind)
+        except resources.ResourceInvalid as invalid:
+            pytest.fail(f"plain took what fhir.resources refuses ({invalid}): {variant}")
+        assert _mapped(view, kind) == _mapped(model, kind), variant
+    assert taken > 300  # both sides exercised
+    assert refused > 3000
+
+
+def test_the_import_validates_plain_resources_without_fhir_resources(monkeypatch):
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("fhir.resources was asked")
+
+    monkeypatch.setattr(resources, "validate", refuse)
+    for resource in _used_resources():
+        view = resources.validate_read(resource, resource["resourceType"])
+        assert view.get_resource_type() == resource["resourceType"]
+
+
+def test_a_resource_not_in_the_plain_shape_is_judged_by_fhir_resources():
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "1988-5"}]},
+        "valueQuantity": {"value": 1, "unit": "mg/L", "system": synthetic.UCUM, "code": "mg/L"},
+    }
+    partial = {**observation, "effectiveDateTime": "2025-03"}  # valid FHIR, not plain
+    with pytest.raises(plain.NotPlain):
+        plain.read(partial, "Observation")
+    assert resources.validate_read(partial, "Observation").effectiveDateTime == "2025-03"
+    with pytest.raises(resources.ResourceInvalid) as refused:
+        resources.validate_read({**observation, "status": 7}, "Observation")
+    assert refused.value.path == "status"
+
+
+def test_views_are_read_only_and_answer_none_only_for_elements_their_type_defines():
+    view = plain.read({"resourceType": "Patient", "birthDate": "1950-01-02"}, "Patient")
+    assert view.birthDate == dt.date(1950, 1, 2)
+    assert view.gender is None
+    with pytest.raises(AttributeError):
+        view.Brannigan  # noqa: B018
+    with pytest.raises(AttributeError):
+        view.gender = "female"
