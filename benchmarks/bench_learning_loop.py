@@ -43,7 +43,7 @@ driven by the periodic task. After each, a batch of patients is served. Goals: t
 every bad candidate, no prediction in the log (answered, split or shadow) is by a bad version, and
 none by any version that did not pass the envelope.
 
-``BENCH_SCALE`` shrinks the stream (``python -m benchmarks learning_loop --scale 0.5``; the quick
+``BENCH_SCALE`` shrinks the stream (``python -m benchmarks learning_loop --scale 0.6``; the quick
 run in ``tests/benchmarks`` uses it and requires a promotion).
 """
 
