@@ -45,7 +45,19 @@ POLICY_FIELDSETS = (
             )
         },
     ),
-    ("Locked evaluation set", {"fields": ("locked_fraction", "locked_max_cases", "locked_renew_days")}),
+    (
+        "Locked evaluation set (renewed only as written here, by a cycle's first step)",
+        {
+            "fields": (
+                "locked_fraction",
+                "locked_max_cases",
+                "locked_renew_days",
+                "locked_renew_on_drift",
+                "locked_min_fresh_share",
+                "locked_release_retired",
+            )
+        },
+    ),
     (
         "When a candidate passes",
         {
@@ -106,7 +118,16 @@ class LearningPolicyAdmin(admin.ModelAdmin):
 class LockedEvaluationSetAdmin(admin.ModelAdmin):
     """Read-only: a set is locked and renewed by the learning cycles, under the policy."""
 
-    list_display = ("pk", "model_type", "status", "case_count", "patient_count", "created_at", "retired_at")
+    list_display = (
+        "pk",
+        "model_type",
+        "status",
+        "case_count",
+        "patient_count",
+        "created_at",
+        "retired_at",
+        "released",
+    )
     list_filter = ("model_type", "status")
     list_select_related = ("model_type",)
     # The case ids are left out: counts tell enough, and a list of ids is no use to a reader here.
@@ -121,6 +142,7 @@ class LockedEvaluationSetAdmin(admin.ModelAdmin):
         "reason",
         "created_at",
         "retired_at",
+        "released",
     )
     readonly_fields = fields
 
@@ -184,6 +206,7 @@ class LearningCycleAdmin(admin.ModelAdmin):
         "outcome",
         "champion",
         "locked_set",
+        "locked_renewal_text",
         "dataset",
         "candidates",
         "candidate",
@@ -237,6 +260,10 @@ class LearningCycleAdmin(admin.ModelAdmin):
             return "-"
         return format_html_join_rows(rows)
 
+    @admin.display(description="Locked set renewal")
+    def locked_renewal_text(self, obj: LearningCycle) -> str:
+        return renewal_text(obj.locked_renewal or {})
+
     @admin.display(description="Timeline")
     def timeline_link(self, obj: LearningCycle) -> str:
         url = reverse("admin:learning_learningcycle_timeline", args=[obj.model_type.slug])
@@ -276,7 +303,14 @@ class LearningCycleAdmin(admin.ModelAdmin):
             .prefetch_related(Prefetch("transitions", queryset=CycleTransition.objects.select_related("actor")))
             .order_by("-created_at", "-id")[:200]
         )
-        entries = [{"cycle": cycle, "envelope": envelope_rows(cycle.envelope or {})} for cycle in cycles]
+        entries = [
+            {
+                "cycle": cycle,
+                "envelope": envelope_rows(cycle.envelope or {}),
+                "renewal": renewal_text(cycle.locked_renewal or {}) if cycle.locked_renewal else "",
+            }
+            for cycle in cycles
+        ]
         context = {
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
@@ -286,6 +320,30 @@ class LearningCycleAdmin(admin.ModelAdmin):
             "entries": entries,
         }
         return TemplateResponse(request, "admin/learning/learningcycle/timeline.html", context)
+
+
+def renewal_text(record: dict[str, Any]) -> str:
+    """A cycle's ``locked_renewal`` in words (figures only: ids, counts, shares, dates)."""
+    if not record:
+        return "Not renewed: the policy called for no renewal when the cycle began."
+    share = record.get("fresh_share")
+    fresh = (
+        f"; {record.get('fresh_cases')} cases ({share:.0%}) since the drift began (at least "
+        f"{record.get('min_fresh_share') or 0:.0%} needed)"
+        if isinstance(share, int | float)
+        else ""
+    )
+    if not record.get("renewed"):
+        return (
+            f"Renewal on {record.get('cause')} waits: {record.get('deferred', '')}. Set {record.get('retired_set')} "
+            f"kept (would have taken {record.get('cases')} cases{fresh}). Why it was due: {record.get('why')}"
+        )
+    kept = "released to training" if record.get("released_to_training") else "kept out of training"
+    return (
+        f"Renewed on {record.get('cause')}: set {record.get('retired_set')} ({record.get('retired_cases')} cases) "
+        f"retired and {kept}; set {record.get('new_set')} locked with {record.get('cases')} cases of "
+        f"{record.get('patients')} patients{fresh}. Why: {record.get('why')}"
+    )
 
 
 def format_html_join_rows(rows: list[dict[str, str]]) -> SafeString:

@@ -31,8 +31,8 @@ from django.db import IntegrityError, transaction
 from alerts.events import EventType, emit, safe_label
 from learning import triggers
 from learning.evaluation import judge_versions
-from learning.locked import current_locked_set
-from learning.models import LearningCycle, LearningPolicy
+from learning.locked import apply_renewal, current_locked_set, prepare_renewal
+from learning.models import CycleTransition, LearningCycle, LearningPolicy
 from learning.system import loop_user
 from learning_engine.exceptions import DomainError, TransitionError
 from models_registry.experiments.models import ABTest
@@ -201,15 +201,28 @@ def _make_dataset(cycle: LearningCycle) -> None:
     from training.datasets import create_snapshot
     from training.tasks import enqueue_dataset_build
 
-    # Slow (reads the cohort's cases and snapshot manifests), outside any transaction.
-    locked = current_locked_set(cycle.model_type, cycle.policy)
+    # Slow (reads the cohort's cases and snapshot manifests), outside any transaction: whether the
+    # policy renews the locked set (and the new set chosen), else the active set (locked if none).
+    renewal = prepare_renewal(cycle)
+    locked = (
+        None
+        if renewal is not None and renewal.chosen is not None
+        else current_locked_set(cycle.model_type, cycle.policy)
+    )
     with transaction.atomic():
+        if renewal is not None:
+            # Retired and locked in the claim's transaction: a lost claim renews nothing.
+            locked = apply_renewal(renewal, cycle) or locked
         snapshot = create_snapshot(cycle.model_type, by=loop_user())
         claimed = LearningCycle.objects.filter(
             pk=cycle.pk, status=Status.WAITING_FOR_DATASET, dataset__isnull=True
-        ).update(dataset=snapshot, locked_set=locked)
+        ).update(dataset=snapshot, locked_set=locked, locked_renewal=renewal.record if renewal is not None else {})
         if claimed != 1:
             raise TransitionError(f"Learning cycle {cycle.pk} has a dataset already.")
+        if renewal is not None:
+            CycleTransition.objects.create(
+                cycle=cycle, actor=None, from_state=cycle.status, to_state=cycle.status, reason=renewal.summary
+            )
         enqueue_dataset_build(snapshot.pk)
 
 

@@ -10,7 +10,17 @@ from learning.models import CycleTransition, LearningCycle, LearningPolicy
 class PolicySummarySerializer(serializers.ModelSerializer[LearningPolicy]):
     class Meta:
         model = LearningPolicy
-        fields = ["version", "enabled", "test_mode", "auto_promote", "rollback_action"]
+        fields = [
+            "version",
+            "enabled",
+            "test_mode",
+            "auto_promote",
+            "rollback_action",
+            "locked_renew_days",
+            "locked_renew_on_drift",
+            "locked_min_fresh_share",
+            "locked_release_retired",
+        ]
 
 
 class CycleStepSerializer(serializers.ModelSerializer[CycleTransition]):
@@ -60,12 +70,14 @@ class LearningCycleDetailSerializer(LearningCycleSerializer):
     envelope = serializers.JSONField()
     trigger_detail = serializers.JSONField()
     candidates = serializers.JSONField()
+    locked_renewal = serializers.JSONField()
 
     class Meta(LearningCycleSerializer.Meta):
         fields = [
             *LearningCycleSerializer.Meta.fields,
             "trigger_detail",
             "locked_set",
+            "locked_renewal",
             "dataset",
             "jobs",
             "candidates",

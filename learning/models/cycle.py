@@ -102,6 +102,11 @@ class LearningCycle(models.Model):
     locked_set = models.ForeignKey(
         "training.LockedEvaluationSet", on_delete=models.PROTECT, null=True, blank=True, related_name="cycles"
     )
+    locked_renewal = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Whether the cycle's first step renewed the locked set: why, the sets, case counts, fresh share.",
+    )
     dataset = models.ForeignKey(
         "training.DatasetSnapshot", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )

@@ -16,7 +16,9 @@ The policy says:
   ``learning.envelope``);
 - what happens when one does (a shadow or split A/B test, then a proposal to the clinical lead,
   or promotion without a person only when ``auto_promote`` says so);
-- the rollback guard: propose rolling back a degraded champion, or perform it.
+- the rollback guard: propose rolling back a degraded champion, or perform it;
+- when the locked evaluation set is renewed (``learning.locked``): after an age, on confirmed
+  drift with a minimum share of post-drift cases, and whether the retired set's patients may train.
 
 ``clean`` checks every field with a message beside it; ``validate`` raises the same as a 400 for
 code paths that do not go through a form.
@@ -122,6 +124,21 @@ class LearningPolicy(AppendOnlyModel):
     locked_renew_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Retire the locked set and lock a new one after this many days. Empty: never."
     )
+    locked_renew_on_drift = models.BooleanField(
+        default=False,
+        help_text="Renew the locked set when a candidate cycle starts on confirmed drift or degradation (monitoring's "
+        "figures) and the set was locked before the drift began, so both models are judged on post-drift cases.",
+    )
+    locked_min_fresh_share = models.FloatField(
+        default=0.5,
+        help_text="A renewal on drift must take at least this share of its cases from after the drift began, and "
+        "at least the envelope's minimum of cases; otherwise it waits and the cycle keeps the current set.",
+    )
+    locked_release_retired = models.BooleanField(
+        default=False,
+        help_text="On renewal, release the retired set's patients to training. Off: they stay out of every "
+        "training set.",
+    )
 
     # Action when a candidate passes.
     test_mode = models.CharField(max_length=16, choices=TestMode.choices, default=TestMode.SHADOW)
@@ -156,6 +173,10 @@ class LearningPolicy(AppendOnlyModel):
             models.CheckConstraint(
                 condition=models.Q(locked_fraction__gt=0.0, locked_fraction__lt=1.0),
                 name="learning_policy_locked_fraction_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(locked_min_fresh_share__gte=0.0, locked_min_fresh_share__lte=1.0),
+                name="learning_policy_fresh_share_range",
             ),
         ]
 
@@ -228,6 +249,9 @@ class LearningPolicy(AppendOnlyModel):
             bad("significance_level", "Must be above 0 and at most 0.2.")
         if self.locked_fraction is None or not 0.0 < self.locked_fraction < 1.0:
             bad("locked_fraction", "Must be between 0 and 1 (exclusive).")
+        share = self.locked_min_fresh_share
+        if share is None or not math.isfinite(share) or not 0.0 <= share <= 1.0:
+            bad("locked_min_fresh_share", "Must be between 0 and 1.")
         if self.trigger_drift_psi is not None and (
             not math.isfinite(self.trigger_drift_psi) or self.trigger_drift_psi <= 0
         ):

@@ -42,6 +42,7 @@ def form(model_type, **changes: Any) -> dict[str, Any]:
         "locked_fraction": "0.2",
         "locked_max_cases": "2000",
         "locked_renew_days": "",
+        "locked_min_fresh_share": "0.5",
         "test_mode": "shadow",
         "test_traffic_split": "0.1",
         "test_duration_hours": "336",

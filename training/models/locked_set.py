@@ -9,7 +9,8 @@ The set lives in ``training`` because the builder must read it (the layers impor
 It is patient-disjoint by construction: it names patients (keyed pseudonyms, never identifiers),
 and the evaluation takes the cases of those patients that were approved when it was locked
 (``case_ids``). A set is never edited: it is retired and a new one locked, under the learning
-policy (``active -> retired``).
+policy (``active -> retired``). A retired set's patients go back to training only when the policy
+released them (``released``); until then the builder keeps leaving them out.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ class LockedEvaluationSet(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     retired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    released = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Retired and released to training by the policy: its patients may train again.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -57,16 +63,19 @@ class LockedEvaluationSet(models.Model):
     def __str__(self) -> str:
         return f"Locked set {self.pk} of {self.model_type_id} ({self.case_count} cases, {self.status})"
 
-    def retire(self, *, reason: str) -> None:
-        """active -> retired: its patients may train again; the next cycle locks a new set."""
+    def retire(self, *, reason: str, release: bool = True) -> None:
+        """active -> retired; with ``release`` its patients may train again, without it they stay
+        out of every training set (the learning policy decides)."""
         check_allowed(self.TRANSITIONS, current=self.status, target=self.Status.RETIRED, label=str(self))
+        kept = "released to training" if release else "kept out of training"
         with transaction.atomic():
             claim(
                 self,
                 expected={"status": self.Status.ACTIVE},
                 status=self.Status.RETIRED,
                 retired_at=timezone.now(),
-                reason=f"{self.reason}\nRetired: {reason}".strip(),
+                released=release,
+                reason=f"{self.reason}\nRetired ({kept}): {reason}".strip(),
             )
 
 
@@ -86,7 +95,9 @@ class LockedPatient(models.Model):
 
 
 def locked_pseudonyms(cohort: str) -> Any:
-    """The pseudonyms of every patient in an active locked set of ``cohort`` (a subquery)."""
+    """The pseudonyms of every patient in an active locked set of ``cohort``, or in a retired one the
+    policy did not release to training (a subquery)."""
     return LockedPatient.objects.filter(
-        locked_set__status=LockedEvaluationSet.Status.ACTIVE, locked_set__cohort=cohort
+        Q(locked_set__status=LockedEvaluationSet.Status.ACTIVE) | Q(locked_set__released=False),
+        locked_set__cohort=cohort,
     ).values("pseudonym")

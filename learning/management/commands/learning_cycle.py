@@ -14,7 +14,7 @@ from training.models import ModelType
 
 NEXT_STEP: dict[str, str] = {
     LearningCycle.Status.WAITING_FOR_DATASET: "lock the evaluation set if needed, build the dataset, then submit "
-    "the recipe's training jobs",
+    "the recipe's training jobs (renewing the locked set first when the policy says)",
     LearningCycle.Status.TRAINING: "wait for every job to finish, then choose the candidate on the validation split",
     LearningCycle.Status.EVALUATING: "judge the candidate against the champion on the locked evaluation set",
     LearningCycle.Status.AWAITING_APPROVAL: "wait for a clinical lead to approve the candidate, then start the test",
