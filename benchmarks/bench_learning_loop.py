@@ -67,7 +67,7 @@ BATCH = 100  # encounters a simulated day
 WINDOW_HOURS = 72  # monitoring's window: the last three days
 AFTER_PROMOTION = 800  # the stream ends this many encounters after the loop's first promotion (or at STREAM)
 MIN_LABELLED = 100  # the shadow test's labelled requests per arm before it decides
-BAD_RUNS = 4  # runs of each bad-candidate kind
+BAD_RUNS = 4  # runs of each bad-candidate kind (a run below full size judges one of each)
 BAD_BATCH = 20  # patients served after each bad candidate's cycle (the split test would route half to it)
 MAX_RUNS_A_DAY = 12  # periodic runs of the learning chain after a simulated day, at most (it stops when idle)
 LOOP_GOAL = 1.05  # hand-retrained accuracy / the loop's promoted accuracy
@@ -446,7 +446,7 @@ def _bad_candidates(loop: Loop, records: list[dict[str, Any]], clock: dt.datetim
 
     cycles = []
     batches = iter(range(0, len(records), BAD_BATCH))
-    for run in range(max(1, scaled(BAD_RUNS))):
+    for run in range(_bad_runs()):
         for algorithm in BAD_KINDS:
             policy = LearningPolicy.current(loop.model_type)
             assert policy is not None
@@ -474,6 +474,12 @@ def _bad_candidates(loop: Loop, records: list[dict[str, Any]], clock: dt.datetim
             cycle.refresh_from_db()
             cycles.append(cycle)
     return cycles
+
+
+def _bad_runs() -> int:
+    from benchmarks.harness import scale
+
+    return BAD_RUNS if scale() >= 1 else 1
 
 
 # --- Figures -----------------------------------------------------------------------------------------
@@ -554,7 +560,7 @@ def run() -> list[Result]:
     from learning.models import LearningCycle
 
     initial, stream, drift_at = scaled(INITIAL), scaled(STREAM), scaled(DRIFT_AT)
-    bad_runs = max(1, scaled(BAD_RUNS))
+    bad_runs = _bad_runs()
     extra = bad_runs * len(BAD_KINDS) * BAD_BATCH
     with serving_settings(), override_settings(MONITORING_WINDOW_HOURS=WINDOW_HOURS):
         _register_faults()
