@@ -26,22 +26,29 @@ serving permission mask read with it: ``learning_engine.tokens.with_credential_m
 
 from __future__ import annotations
 
+import binascii
+import copy
+import json
 import logging
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from jwt.utils import base64url_decode
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
 from cds_hooks.keys import ALGORITHMS, KEYS, KeySetError
 from cds_hooks.models import TrustedClient, UsedToken
-from learning_engine.tokens import PERMISSION_MASK, ROLE_MASK, with_credential_masks
+from learning_engine.stateless_auth import credential_state
+from learning_engine.tokens import PERMISSION_MASK, ROLE_MASK, credential_fingerprint, with_credential_masks
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,7 @@ MAX_JTI_LENGTH = 255
 # Expired jti rows are swept at most this often per process (one DELETE on an indexed column).
 SWEEP_INTERVAL_SECONDS = 60.0
 _last_sweep = 0.0
+CLIENTS_VERSION_KEY = "cds-hooks:clients-version"
 
 
 def refused(code: str, message: str) -> AuthenticationFailed:
@@ -64,11 +72,17 @@ def expected_audience(client: TrustedClient, request: Request) -> str:
 
 def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The header and claims, read before anything is verified (to find the issuer and its key)."""
+    # Read by hand: PyJWT's unverified decode parses and checks as much as the verified one that
+    # follows (which alone is trusted: it checks the issuer found here against the claims it verified).
     try:
-        decoded = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
+        header_part, payload_part, _signature = token.split(".")
+        header = json.loads(base64url_decode(header_part))
+        payload = json.loads(base64url_decode(payload_part))
+    except (ValueError, binascii.Error, RecursionError):  # JSON's, base64's and UTF-8's errors are ValueErrors
         raise refused("malformed_token", "The bearer token is not a JWT.") from None
-    return decoded["header"], decoded["payload"]
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise refused("malformed_token", "The bearer token is not a JWT.")
+    return header, payload
 
 
 def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> tuple[TrustedClient, dict[str, Any]]:
@@ -90,12 +104,7 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
     if not isinstance(kid, str) or not kid:
         raise refused("malformed_token", 'The token header must name its key ("kid").')
     issuer = unverified.get("iss")
-    try:
-        # The client, its account and the account's role and permission masks: one query.
-        clients = with_credential_masks(TrustedClient.objects.select_related("user"))
-        client = clients.get(issuer=issuer, is_active=True) if isinstance(issuer, str) else None
-    except TrustedClient.DoesNotExist:
-        client = None
+    client = CLIENTS.get(issuer) if isinstance(issuer, str) else None
     if client is None:
         raise refused("unknown_issuer", "The token's issuer (iss) is not a trusted CDS Hooks client.")
     jku = header.get("jku")
@@ -133,6 +142,89 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
     _check_lifetime(claims)
     _use_once(client, claims)
     return client, claims
+
+
+def _read_client(issuer: str) -> TrustedClient | None:
+    """The active client of ``issuer``, its account and the account's role and permission masks:
+    one query."""
+    clients = with_credential_masks(TrustedClient.objects.select_related("user"))
+    client = clients.filter(issuer=issuer, is_active=True).first()
+    if client is not None:
+        # The masks the client query computed: serving's permission check reads them on the user
+        # (no has_perm query), and so does the credential fingerprint.
+        for mask in (ROLE_MASK, PERMISSION_MASK):
+            setattr(client.user, mask, getattr(client, mask))
+    return client
+
+
+class ClientCache:
+    """Active clients by issuer, per process, as long as nothing they depend on changed.
+
+    The client query (the account's role and permission masks computed in SQL) was the largest
+    part of a call's authentication. An entry is trusted while (1) the clients' version in the
+    shared cache is the one read before the entry's query: every save or deletion of a client
+    bumps it, at once and on commit (``clients_changed``), so an entry read before a change
+    committed is never trusted after; and (2) the account's credential fingerprint
+    (``learning_engine.stateless_auth.credential_state``, the predict endpoints' own cached
+    mirror of the database, bumped by every change of a user, its groups or permissions) is the
+    one the entry was read with: a deactivated account or a lost role refuses the next call. If
+    the shared cache cannot be read, every call reads the database. What no signal sees (a
+    ``QuerySet.update()``) lasts at most ``STATE_SECONDS``, as for the predict endpoints.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Any, TrustedClient, str]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get(self, issuer: str) -> TrustedClient | None:
+        try:
+            version = cache.get(CLIENTS_VERSION_KEY)
+            if version is None:
+                cache.add(CLIENTS_VERSION_KEY, time.time_ns() // 1_000, timeout=None)
+                version = cache.get(CLIENTS_VERSION_KEY)
+        except Exception:  # the cache is down: the database answers every call
+            return _read_client(issuer)
+        with self._lock:
+            entry = self._entries.get(issuer)
+        if entry is not None and version is not None and entry[0] == version:
+            _version, client, fingerprint = entry
+            state = credential_state(client.user_id)
+            if state.exists and state.active and state.fingerprint == fingerprint:
+                # A copy per request: no two requests share a mutable client or user.
+                fresh = copy.copy(client)
+                fresh.user = copy.copy(client.user)
+                return fresh
+        found = _read_client(issuer)
+        if found is None or version is None:
+            return found
+        with self._lock:
+            self._entries[issuer] = (version, found, credential_fingerprint(found.user))
+        fresh = copy.copy(found)
+        fresh.user = copy.copy(found.user)
+        return fresh
+
+
+CLIENTS = ClientCache()
+
+
+def clients_changed(**_kwargs: Any) -> None:
+    """Receiver of a client's save or deletion: no process trusts its cached clients after this,
+    nor after the change commits (another process may have read the row before the commit)."""
+    _bump_clients()
+    transaction.on_commit(_bump_clients)
+
+
+def _bump_clients() -> None:
+    try:
+        cache.incr(CLIENTS_VERSION_KEY)
+    except ValueError:  # no version yet (or lost): no entry can carry the new one
+        cache.set(CLIENTS_VERSION_KEY, time.time_ns() // 1_000, timeout=None)
+    except Exception:  # noqa: S110  # the cache is down: entries cannot be trusted from it either
+        pass
 
 
 def _check_lifetime(claims: dict[str, Any]) -> None:
@@ -192,9 +284,6 @@ class CdsHooksAuthentication(BaseAuthentication):
         user = client.user
         if not user.is_active:
             raise refused("inactive_client", "The account of this CDS Hooks client is inactive.")
-        # The masks the client query computed: serving's permission check reads them (no has_perm query).
-        for mask in (ROLE_MASK, PERMISSION_MASK):
-            setattr(user, mask, getattr(client, mask))
         return user, client
 
     def authenticate_header(self, request: Request) -> str:

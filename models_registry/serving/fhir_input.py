@@ -9,8 +9,9 @@ Observation whose LOINC code the dictionary gives a finding, converted to the di
 Only the elements the mapping reads are validated and mapped (``PATIENT_ELEMENTS``,
 ``OBSERVATION_ELEMENTS``): the Patient's birth date and gender, never its names, identifiers,
 addresses or telecom; an Observation's code, subject, time and value, never its narrative or notes.
-The minimum necessary, and a third of fhir.resources' validation cost. The record handed on is the
-compact one (findings, age, sex), which holds no identifier.
+The minimum necessary, and a third of fhir.resources' validation cost; in the plain shape record
+systems write, read by ``cases.fhir.plain`` without fhir.resources at all (``validate_elements``).
+The record handed on is the compact one (findings, age, sex), which holds no identifier.
 
 A resource about another patient than the one named is refused (``wrong_patient``): a prediction
 must never mix two patients' data. A resource fhir.resources refuses is ``invalid_fhir`` (the
@@ -71,7 +72,9 @@ def compact_record(
         if resource.get("id") != patient_id:
             raise ResourceRefused("wrong_patient", where, "is not the patient named (its id differs).")
         try:
-            identity, problems = mapping.map_patient(_only(resource, PATIENT_ELEMENTS))
+            identity, problems = mapping.map_patient(
+                resources.validate_elements(_only(resource, PATIENT_ELEMENTS), "Patient")
+            )
         except resources.ResourceInvalid as exc:
             raise ResourceRefused(invalid, f"{where}.{exc.path}".rstrip("."), exc.message) from None
         notes += [problem.message for problem in problems if problem.code in SHOWN_PROBLEMS]
@@ -93,7 +96,7 @@ def compact_record(
         if not isinstance(reference, str) or mapping.reference_id(reference, "Patient") != patient_id:
             raise ResourceRefused("wrong_patient", where, "is not about the patient named (its subject differs).")
         try:
-            models.append(resources.validate(_only(resource, OBSERVATION_ELEMENTS), "Observation"))
+            models.append(resources.validate_elements(_only(resource, OBSERVATION_ELEMENTS), "Observation"))
         except resources.ResourceInvalid as exc:
             raise ResourceRefused(invalid, f"{where}.{exc.path}".rstrip("."), exc.message) from None
     findings, problems = mapping.map_observations(models, definition)

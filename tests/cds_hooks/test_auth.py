@@ -198,3 +198,57 @@ def test_an_ordinary_api_token_is_no_cds_hooks_token(make_user):
 
     response = jwt_client(make_user(roles.PREDICTION_CLIENT)).get(DISCOVERY)
     assert response.status_code == 401
+
+
+# --- The client cache: a change refuses the next call, whichever process cached the client ------------
+
+
+def _client_queries(captured) -> list[str]:
+    return [query["sql"] for query in captured.captured_queries if "cds_hooks_trustedclient" in query["sql"]]
+
+
+def test_a_client_is_read_once_and_then_taken_from_the_cache(ehr):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    assert ehr.get(DISCOVERY).status_code == 200
+    with CaptureQueriesContext(connection) as captured:
+        assert ehr.get(DISCOVERY).status_code == 200
+    assert _client_queries(captured) == []
+
+
+def test_a_client_deactivated_after_a_call_is_refused_at_the_next(ehr):
+    assert ehr.get(DISCOVERY).status_code == 200
+    ehr.client.is_active = False
+    ehr.client.save()
+    refused(ehr.get(DISCOVERY), "unknown_issuer")
+
+
+def test_a_client_whose_account_loses_its_role_after_a_call_is_403_at_the_next(ehr):
+    assert ehr.get(DISCOVERY).status_code == 200
+    ehr.client.user.groups.clear()
+    response = ehr.get(DISCOVERY)
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+
+
+def test_a_client_whose_account_is_deactivated_after_a_call_is_refused_at_the_next(ehr):
+    assert ehr.get(DISCOVERY).status_code == 200
+    ehr.client.user.is_active = False
+    ehr.client.user.save()
+    refused(ehr.get(DISCOVERY), "inactive_client")
+
+
+def test_a_client_whose_version_in_the_shared_cache_moved_is_read_again(ehr):
+    """Another process saved the client: only the shared version tells this one."""
+    from django.core.cache import cache
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from cds_hooks.auth import CLIENTS_VERSION_KEY
+
+    assert ehr.get(DISCOVERY).status_code == 200
+    cache.incr(CLIENTS_VERSION_KEY)
+    with CaptureQueriesContext(connection) as captured:
+        assert ehr.get(DISCOVERY).status_code == 200
+    assert len(_client_queries(captured)) == 1
