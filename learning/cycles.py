@@ -38,7 +38,7 @@ from learning_engine.exceptions import DomainError, TransitionError
 from models_registry.experiments.models import ABTest
 from models_registry.experiments.stats import Decision
 from models_registry.models import ModelVersion
-from training.models import DatasetSnapshot, ModelType, TrainingJob
+from training.models import DatasetSnapshot, LockedEvaluationSet, ModelType, TrainingJob
 
 if TYPE_CHECKING:
     from learning_engine.actors import SystemActor
@@ -284,8 +284,7 @@ def _evaluating(cycle: LearningCycle) -> None:
     assert candidate is not None
     locked = cycle.locked_set
     if locked is None:  # a rollback cycle opens straight into evaluation
-        locked = current_locked_set(cycle.model_type, policy)
-        LearningCycle.objects.filter(pk=cycle.pk, locked_set__isnull=True).update(locked_set=locked)
+        locked = _rollback_locked_set(cycle)
     # Slow: two artifacts loaded, the locked set predicted. No transaction, no lock.
     result = judge_versions(champion, candidate, locked, policy)
     envelope = result.as_dict()
@@ -330,6 +329,28 @@ def _evaluating(cycle: LearningCycle) -> None:
             f"in learning cycle {cycle.pk}.",
         )
         _start_test(cycle, candidate)
+
+
+def _rollback_locked_set(cycle: LearningCycle) -> LockedEvaluationSet:
+    """A rollback cycle's locked set, renewed first (by age: drift renews for candidates only) when
+    the policy says, recorded and audited as a candidate cycle's first step does."""
+    renewal = prepare_renewal(cycle)  # slow: reads the cohort, outside any transaction
+    if renewal is None or renewal.chosen is None:
+        locked = current_locked_set(cycle.model_type, cycle.policy)
+        LearningCycle.objects.filter(pk=cycle.pk, locked_set__isnull=True).update(locked_set=locked)
+        return locked
+    with transaction.atomic():
+        renewed = apply_renewal(renewal, cycle)
+        assert renewed is not None
+        claimed = LearningCycle.objects.filter(pk=cycle.pk, locked_set__isnull=True).update(
+            locked_set=renewed, locked_renewal=renewal.record
+        )
+        if claimed != 1:
+            raise TransitionError(f"Learning cycle {cycle.pk} has a locked set already.")
+        CycleTransition.objects.create(
+            cycle=cycle, actor=None, from_state=cycle.status, to_state=cycle.status, reason=renewal.summary
+        )
+    return renewed
 
 
 def _author_may_still_approve(policy: LearningPolicy) -> bool:

@@ -275,3 +275,21 @@ def test_the_drift_began_with_the_first_snapshot_of_the_unbroken_run_that_showed
 
     assert drift_onset(drift) == began
     assert drift_onset(degradation) == degraded_since
+
+
+def test_a_rollback_cycle_renews_an_aged_set_and_records_it_too():
+    world = Drifted(locked_renew_on_drift=False, locked_renew_days=7)
+    cycle = world.cycle(LearningCycle.Trigger.DEGRADATION)
+    LearningCycle.objects.filter(pk=cycle.pk).update(kind=LearningCycle.Kind.ROLLBACK, status=Status.EVALUATING)
+    cycle.refresh_from_db()
+
+    from learning.cycles import _rollback_locked_set
+
+    renewed = _rollback_locked_set(cycle)
+    cycle.refresh_from_db()
+
+    world.old_set.refresh_from_db()
+    assert world.old_set.status == LockedEvaluationSet.Status.RETIRED
+    assert cycle.locked_set_id == renewed.pk == cycle.locked_renewal["new_set"]
+    assert cycle.locked_renewal["cause"] == "age"
+    assert cycle.transitions.filter(reason__contains=f"Locked set {world.old_set.pk}").exists()
