@@ -31,6 +31,10 @@ PALETTE = (
 MAX_MARKERS = 60
 MAX_X_TICKS = 10
 Y_TICKS = 5
+# The legend's column: at least this wide, wider for long names ("findings.respiratory_rate (0.288)"
+# ran past the SVG's edge and was cut). A generous average width of an 11 px sans-serif character.
+LEGEND_MIN_WIDTH = 200.0
+LEGEND_CHAR_WIDTH = 6.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,12 @@ def line_chart(
     ]
     xs = [x for _name, points in cleaned for x, _y in points]
     ys = [y for _name, points in cleaned for _x, y in points if y is not None]
-    legend_width = 200.0
+    lasts = [next((f"{y:.3g}" for _x, y in reversed(points) if y is not None), "") for _name, points in cleaned]
+    longest = max(
+        (len(name) + (len(last) + 3 if last else 0) for (name, _p), last in zip(cleaned, lasts, strict=True)), default=0
+    )
+    legend_width = max(LEGEND_MIN_WIDTH, 28 + 8 + LEGEND_CHAR_WIDTH * longest)
+    width = int(width + legend_width - LEGEND_MIN_WIDTH)  # the plot keeps its width; the legend grows
     left, top, bottom_margin = 56.0, 28.0, 40.0
     right = width - legend_width - 12.0
     bottom = height - bottom_margin
@@ -212,7 +221,6 @@ def line_chart(
             markers.append(Marker(x=sx(x), y=sy(y), title=f"{name}, {x:g}: {y:.4g}"))
         if run:
             segments.append(" ".join(run))
-        defined = [y for _x, y in points if y is not None]
         drawn.append(
             Series(
                 name=name,
@@ -220,7 +228,7 @@ def line_chart(
                 dash=dash,
                 segments=segments,
                 markers=markers if len(markers) <= MAX_MARKERS else [],
-                last=f"{defined[-1]:.3g}" if defined else "",
+                last=lasts[index],
                 legend_y=round(top + 8 + index * 20, 2),
             )
         )

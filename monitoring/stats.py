@@ -123,7 +123,11 @@ def live_accuracy(units: ArrayLike, *, offline: float | None, tolerance: float, 
         log_wealth = float(ab_stats.log_wealth(values, m=bar, side=-1)[-1])
         evidence = math.exp(min(log_wealth, 700.0))
         degraded = log_wealth >= ab_stats.threshold(alpha)
-    high = interval.high
+    # The sequence is built for a difference in [-1, 1] (the A/B tests'); a mean of units lies in
+    # [0, 1], so its ends are cut there (still valid: the mean is in the intersection). Uncut, a
+    # few labelled answers showed an interval reaching -100 %.
+    low = None if interval.low is None else max(interval.low, 0.0)
+    high = None if interval.high is None else min(interval.high, 1.0)
     if degraded and high is not None and bar is not None:
         # The bound is found by bisection to 1e-4; the decision reads the wealth itself. Never show
         # an upper end above the bar beside a "degraded".
@@ -131,7 +135,7 @@ def live_accuracy(units: ArrayLike, *, offline: float | None, tolerance: float, 
     return LiveAccuracy(
         units=len(values),
         estimate=interval.estimate,
-        low=interval.low,
+        low=low,
         high=high,
         bar=bar,
         degraded=degraded,

@@ -212,3 +212,13 @@ def test_the_recent_reading_reports_the_epoch_it_reads_and_its_alpha():
     assert not healthy.degraded
     assert (healthy.start, healthy.units) == (300, 40)  # the older running epoch: 30 to 60 units
     assert not stats.recent_accuracy([], offline=1.0, tolerance=0.2, alpha=0.05, window=30).degraded
+
+
+@pytest.mark.parametrize("units", [[1.0, 0.0, 1.0, 1.0], [0.0] * 3, [1.0] * 3])
+def test_the_interval_of_a_few_units_stays_within_0_and_1(units):
+    # The betting sequence is the A/B tests' (a difference in [-1, 1]): uncut, four units gave a
+    # lower end near -1, shown as "[-100.0%, 100.0%]" on the monitoring page.
+    live = stats.live_accuracy(units, offline=0.9, tolerance=0.05, alpha=0.05)
+    assert live.low is not None
+    assert live.high is not None
+    assert 0.0 <= live.low <= live.high <= 1.0

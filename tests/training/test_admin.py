@@ -1200,3 +1200,13 @@ def test_a_job_on_a_day_wide_snapshot_is_not_in_the_admin_without_phi(staff, mod
     assert job_url(day) not in listing
     assert page.status_code == 302  # the admin's "does not exist" redirect
     assert with_phi.status_code == 200
+
+
+def test_a_line_charts_legend_grows_with_its_longest_name_and_the_plot_keeps_its_width():
+    short = line_chart([("loss", [(1, 0.5), (2, 0.4)])], title="Short")
+    long_name = "findings.pleuritic_chest_pain"
+    long = line_chart([(long_name, [(1, 0.5), (2, 0.4)])], title="Long")
+    assert short.width == 680
+    assert long.right - long.left == short.right - short.left
+    # The legend's text (at legend_x + 28) and "name (0.4)" at ~6.6 px a character fit in the SVG.
+    assert long.legend_text_x + 6.6 * len(f"{long_name} (0.4)") <= long.width
