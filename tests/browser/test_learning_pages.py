@@ -73,15 +73,19 @@ def cycles(site) -> list[Any]:
     cycles: one promoted, one rejected by the envelope, one still training."""
     from learning.models import LearningCycle
     from tests.learning.factories import policy
-    from tests.models_registry.registry.factories import approved_version, ready_snapshot, trained_version
+    from tests.models_registry.registry.factories import ModelVersionFactory, ready_snapshot
     from training.models import ModelType
 
     Status, Trigger = LearningCycle.Status, LearningCycle.Trigger
     model_type = ModelType.objects.get(slug="diagnosis")
     engineer, lead = site.users["demo-ml-engineer"], site.users["demo-clinical-lead"]
     snapshot = ready_snapshot(model_type, by=engineer)
-    champion = approved_version(snapshot, by=engineer, lead=lead)
-    candidate = trained_version(snapshot, by=engineer, C=0.5)
+    champion = ModelVersionFactory.create(
+        trained=True, approved=True, dataset=snapshot, created_by=engineer, approved_by=lead
+    )
+    candidate = ModelVersionFactory.create(
+        trained=True, dataset=snapshot, created_by=engineer, hyperparameters={"C": 0.5}
+    )
     current = policy(model_type, by=lead, min_evaluation_cases=100, trigger_drift_psi=0.25)
     made = []
     for trigger, status, detail, calibration, outcome in (
