@@ -27,6 +27,7 @@ from alerts.tasks import send_test_event
 from alerts.webhooks import RefusedURL, check_url_shape
 from learning_engine.admin_audit import ReadOnlyInline
 from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.admin_links import RelatedLinksMixin
 
 SECRETS_TEMPLATE = "admin/alerts/secrets.html"
 
@@ -112,7 +113,7 @@ class ReceiverForm(forms.ModelForm):
 
 
 @admin.register(AlertReceiver)
-class AlertReceiverAdmin(admin.ModelAdmin):
+class AlertReceiverAdmin(RelatedLinksMixin, admin.ModelAdmin):
     form = ReceiverForm
     list_display = ("name", "kind", "destination", "subscription", "active", "disabled_reason")
     list_filter = ("kind", "active")
@@ -204,7 +205,7 @@ class AlertReceiverAdmin(admin.ModelAdmin):
         return TemplateResponse(request, SECRETS_TEMPLATE, context)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(RelatedLinksMixin, admin.ModelAdmin):
     """Records the engine writes: viewed here, never added, changed or deleted."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:

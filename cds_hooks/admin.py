@@ -7,10 +7,11 @@ from django.contrib import admin
 
 from cds_hooks.keys import KEYS
 from cds_hooks.models import TrustedClient
+from learning_engine.admin_links import RelatedLinksMixin
 
 
 @admin.register(TrustedClient)
-class TrustedClientAdmin(admin.ModelAdmin):
+class TrustedClientAdmin(RelatedLinksMixin, admin.ModelAdmin):
     list_display = ("name", "issuer", "audience", "user", "is_active", "updated_at")
     list_filter = ("is_active",)
     search_fields = ("name", "issuer")

@@ -21,6 +21,7 @@ from learning.tasks import ensure_learning_scheduled
 from learning_engine.actors import request_actor
 from learning_engine.admin_audit import AuditTrailInline
 from learning_engine.admin_helpers import confirm_and_apply
+from learning_engine.admin_links import RelatedLinksMixin
 from learning_engine.roles import PERM_RUN_LEARNING_CYCLE
 from training.models import LockedEvaluationSet, ModelType
 
@@ -76,7 +77,7 @@ POLICY_FIELDSETS = (
 
 
 @admin.register(LearningPolicy)
-class LearningPolicyAdmin(admin.ModelAdmin):
+class LearningPolicyAdmin(RelatedLinksMixin, admin.ModelAdmin):
     """Saving a policy, new or edited, always stores a new version (``save_as_next_version``); a
     stored version never changes. Changing is adding: whoever may add a policy may open one to
     save an edited copy."""
@@ -115,7 +116,7 @@ class LearningPolicyAdmin(admin.ModelAdmin):
 
 
 @admin.register(LockedEvaluationSet)
-class LockedEvaluationSetAdmin(admin.ModelAdmin):
+class LockedEvaluationSetAdmin(RelatedLinksMixin, admin.ModelAdmin):
     """Read-only: a set is locked and renewed by the learning cycles, under the policy."""
 
     list_display = (
@@ -187,7 +188,7 @@ def envelope_rows(envelope: dict[str, Any]) -> list[dict[str, str]]:
 
 
 @admin.register(LearningCycle)
-class LearningCycleAdmin(admin.ModelAdmin):
+class LearningCycleAdmin(RelatedLinksMixin, admin.ModelAdmin):
     """Read-only: a cycle changes only through its steps (the periodic task, ``learning_cycle``) and
     the cancel action (clinical leads). ``timeline/<model type>/`` shows a model type's cycles."""
 

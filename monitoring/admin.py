@@ -17,6 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from learning_engine.admin_links import RelatedLinksMixin
 from models_registry.models import ModelVersion
 from monitoring.figures import charts, monitoring_figures
 from monitoring.models import MonitoringSnapshot
@@ -33,7 +34,7 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 @admin.register(MonitoringSnapshot)
-class MonitoringSnapshotAdmin(admin.ModelAdmin[MonitoringSnapshot]):
+class MonitoringSnapshotAdmin(RelatedLinksMixin, admin.ModelAdmin[MonitoringSnapshot]):
     change_list_template = "admin/monitoring/monitoringsnapshot/change_list.html"
     list_display = (
         "computed_at",

@@ -132,11 +132,6 @@ def test_other_roles_are_refused_every_alerts_page(site, alerts, username):
     site.shoot(page, "alerts-refused")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AlertEventAdmin lacks learning_engine.admin_links.RelatedLinksMixin: its deliveries link each "
-    "receiver to a page ML engineers are refused (a dead end, issue 12)",
-)
 def test_an_ml_engineer_meets_no_link_to_a_receiver_page(site, alerts):
     page = site.login("demo-ml-engineer")
     page.goto(EVENTS)

@@ -192,11 +192,6 @@ def test_other_roles_are_refused_the_learning_pages(site, cycles, username):
     assert page.locator("section.learning-cycle").count() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LearningCycleAdmin and LearningPolicyAdmin lack learning_engine.admin_links.RelatedLinksMixin: "
-    "an audit entry's actor and a policy's author link to the user admin, which they are refused (issue 12)",
-)
 @pytest.mark.parametrize("username", ["demo-ml-engineer", "demo-clinical-lead"])
 def test_people_on_the_cycle_and_policy_pages_are_named_without_links(site, cycles, username):
     page = site.login(username)

@@ -61,3 +61,23 @@ def test_a_refused_api_call_still_answers_json(client, make_user):
     response = client.get("/api/v1/training/jobs/")
     assert response.status_code == 403
     assert response.json()["code"] == "permission_denied"
+
+
+def test_every_project_admin_names_people_and_targets_without_dead_links():
+    """Each admin of the engine's own apps takes ``RelatedLinksMixin`` (person and target links only
+    for readers who may open them; oversized id lookups refused): a new app's admin that forgets it
+    fails here, not in a reader's browser (the monitoring, learning, alerts and CDS Hooks pages did)."""
+    from django.conf import settings
+    from django.contrib import admin
+
+    from learning_engine.admin_links import RelatedLinksMixin
+
+    project_apps = {name.split(".")[0] for name in settings.INSTALLED_APPS if not name.startswith("django")}
+    project_apps &= {"cases", "training", "models_registry", "monitoring", "learning", "alerts", "cds_hooks"}
+    missing = [
+        model._meta.label
+        for model, model_admin in admin.site._registry.items()
+        if model.__module__.split(".")[0] in project_apps and not isinstance(model_admin, RelatedLinksMixin)
+    ]
+    assert len(project_apps) == 7
+    assert missing == []
