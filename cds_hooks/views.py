@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db import transaction
 from django.urls import get_script_prefix, reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -27,6 +28,13 @@ from cases.interchange import RecordError
 from cds_hooks import cards
 from cds_hooks.auth import CdsHooksAuthentication
 from cds_hooks.models import TrustedClient
+from cds_hooks.openapi import (
+    CallSerializer,
+    CardsSerializer,
+    DiscoverySerializer,
+    FeedbackAnswerSerializer,
+    FeedbackSerializer,
+)
 from cds_hooks.prefetch import PrefetchRefused, read_prefetch, required_keys
 from cds_hooks.services import (
     HOOKS,
@@ -41,6 +49,7 @@ from learning_engine.actors import request_actor
 from learning_engine.exceptions import DomainError, InvalidRequest
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT
+from learning_engine.serializers import ErrorSerializer
 from models_registry.serving.inputs import RecordRefused, dictionary_check, prediction_input
 from models_registry.serving.models import Prediction
 from models_registry.serving.router import ROUTER, Route, RoutingTable, UnknownModelType
@@ -60,7 +69,6 @@ class CdsHooksView(APIView):
     authentication_classes = [CdsHooksAuthentication]
     parser_classes = [SafeJSONParser]
     permission_classes = [serving_permission(PERM_PREDICT)]
-    schema = None  # not part of the REST API's OpenAPI document: CDS Hooks is its own specification
 
     def client(self, request: Request) -> TrustedClient:
         client = request.auth
@@ -90,7 +98,24 @@ def _route(slug: str) -> tuple[Route, RoutingTable]:
     return route, table
 
 
+# The 401 of a CDS Hooks endpoint has codes of its own (cds_hooks.auth).
+TOKEN_REFUSED = OpenApiResponse(
+    ErrorSerializer,
+    description="No token, or one refused: 'not_authenticated', 'malformed_token', 'algorithm_not_allowed', "
+    "'unknown_issuer', 'unknown_key', 'invalid_signature', 'wrong_audience', 'token_expired', "
+    "'token_not_yet_valid', 'token_lifetime_too_long', 'token_replayed', 'missing_claim', 'invalid_token', "
+    "'untrusted_jku', 'token_too_large', 'keys_unavailable', 'inactive_client'. A user's API token or "
+    "session is no CDS Hooks token.",
+)
+
+
 class DiscoveryView(CdsHooksView):
+    @extend_schema(
+        summary="CDS Hooks discovery",
+        description="The CDS Services (CDS Hooks 2.0): per model type with an active version, a patient-view "
+        "and an order-select service with their prefetch templates.",
+        responses={200: DiscoverySerializer, 401: TOKEN_REFUSED},
+    )
     def get(self, request: Request) -> Response:
         table = ROUTER.table()
         served = sorted(slug for slug, route in table.routes.items() if route.arms)
@@ -105,6 +130,21 @@ class DiscoveryView(CdsHooksView):
 class ServiceView(CdsHooksView):
     throttle_scope = "predict"
 
+    @extend_schema(
+        summary="Call a CDS Service",
+        description="A patient-view or order-select call with its prefetch: the most likely diagnosis as a "
+        "card, predicted and logged as predict does.",
+        request=CallSerializer,
+        responses={
+            200: CardsSerializer,
+            401: TOKEN_REFUSED,
+            412: OpenApiResponse(
+                ErrorSerializer,
+                description="A prefetch key the service needs is missing ('prefetch_missing', with 'missing'); "
+                "the service never reads the record system's FHIR server, fhirAuthorization or not.",
+            ),
+        },
+    )
     def post(self, request: Request, service_id: str) -> Response:
         started = time.perf_counter()
         parsed = parse_service_id(service_id)
@@ -183,6 +223,13 @@ class FeedbackView(CdsHooksView):
         # Record systems differ on the aud of a feedback call: the feedback URL or its service's.
         return (request.path_info.rstrip("/").removesuffix("/feedback"),)
 
+    @extend_schema(
+        summary="Feedback on CDS Service cards",
+        description="An override whose reason is an ICD-10-CM diagnosis of the cohort becomes the "
+        "prediction's feedback; other outcomes are taken and noted.",
+        request=FeedbackSerializer,
+        responses={200: FeedbackAnswerSerializer, 401: TOKEN_REFUSED},
+    )
     def post(self, request: Request, service_id: str) -> Response:
         parsed = parse_service_id(service_id)
         if parsed is None:

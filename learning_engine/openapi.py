@@ -86,6 +86,9 @@ OPERATION_IDS = {
     ("GET", "/api/v1/model-types/{slug}/ab-tests/{id}/"): "get_ab_test",
     ("POST", "/api/v1/model-types/{slug}/ab-tests/{id}/stop/"): "stop_ab_test",
     ("POST", "/api/v1/model-types/{slug}/ab-tests/{id}/conclude/"): "conclude_ab_test",
+    ("GET", "/cds-services"): "discover_cds_services",
+    ("POST", "/cds-services/{service_id}"): "call_cds_service",
+    ("POST", "/cds-services/{service_id}/feedback"): "give_cds_feedback",
 }
 
 _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "partial_update", "DELETE": "delete"}
@@ -101,6 +104,8 @@ def drop_unused_tags(result: dict[str, Any], generator: Any, request: Any, publi
 
 def tag_of(path: str) -> str:
     """The tag of an operation, from its path under /api/v1/."""
+    if path.startswith("/cds-services"):
+        return "CDS Hooks"
     rest = path.removeprefix("/api/v1/")
     first = rest.split("/", 1)[0]
     if first == "model-types":

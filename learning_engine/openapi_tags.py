@@ -13,6 +13,11 @@ TAGS = [
     {"name": "registry", "description": "Model types and their versions: approve, activate, compare, roll back."},
     {"name": "serving", "description": "Predict with the active version; confirm the diagnosis (feedback)."},
     {"name": "A/B tests", "description": "Compare a candidate with the production version on live traffic."},
+    {
+        "name": "CDS Hooks",
+        "description": "CDS Hooks 2.0 for record systems: discovery, service calls, card feedback (a signed "
+        "client JWT, not an API token).",
+    },
     {"name": "monitoring", "description": "Drift, live accuracy and calibration of the serving versions."},
     {"name": "access log", "description": "Who read which patients' raw data (privacy officers)."},
     {"name": "health", "description": "The API's entry points and the health check (no authentication)."},

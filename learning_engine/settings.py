@@ -491,6 +491,8 @@ SPECTACULAR_SETTINGS = {
         "learning_engine.tokens.SessionJWTAuthentication",
         "models_registry.serving.views.ServingJWTAuthentication",
         "learning_engine.stateless_auth.StatelessJWTAuthentication",
+        # CDS Hooks (its own scheme, cdsHooksJwt: cds_hooks/openapi.py): the record system's signed JWT.
+        "cds_hooks.auth.CdsHooksAuthentication",
     ],
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "persistAuthorization": True, "displayOperationId": True},
     # Every model has a "status"; name each enum after its model so they do not collide.

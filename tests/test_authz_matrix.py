@@ -109,7 +109,16 @@ MATRIX: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/model-types/{slug}/predict/"): frozenset({C, P}),
     ("POST", "/api/v1/model-types/{slug}/predict/batch/"): frozenset({C, P}),
     ("POST", "/api/v1/predictions/{pk}/feedback/"): frozenset({C, P}),
+    # CDS Hooks: a record system's own signed JWT (a trusted client configured in the admin) and
+    # nothing else; no user's token or session, not even a superuser's (CDS_HOOKS below).
+    ("GET", "/cds-services"): frozenset(),
+    ("POST", "/cds-services/{service_id}"): frozenset(),
+    ("POST", "/cds-services/{service_id}/feedback"): frozenset(),
 }
+# Endpoints that authenticate a trusted CDS Hooks client's JWT, not users: every role is 401 there.
+CDS_HOOKS = frozenset(key for key in MATRIX if key[1].startswith("/cds-services"))
+# The codes of a user's API token shown to a CDS Hooks endpoint (HS256: refused before any key is read).
+CDS_HOOKS_REFUSALS = {"not_authenticated", "algorithm_not_allowed"}
 ROLES = ("anonymous", *roles.ROLES, "superuser")
 PHI_ROLES = frozenset({C, "superuser"})
 
@@ -204,18 +213,20 @@ def test_each_role_reaches_exactly_the_endpoints_the_matrix_allows(world, role):
     wrong = []
 
     for method, path, response in sweep(client, world):
-        allowed = role == "superuser" or role in MATRIX[(method, path)]
+        cds_hooks = (method, path) in CDS_HOOKS
+        allowed = (role == "superuser" and not cds_hooks) or role in MATRIX[(method, path)]
         status = response.status_code
         assert status < 500, f"{role} {method} {path}: {status} {response.content[:300]!r}"
         if allowed and status in (401, 403):
             wrong.append(f"{method} {path}: {status}, expected to be let through")
         elif not allowed:
-            expected = 401 if role == "anonymous" else 403
+            expected = 401 if role == "anonymous" or cds_hooks else 403
+            codes = CDS_HOOKS_REFUSALS if cds_hooks else {"not_authenticated", "permission_denied", "token_not_valid"}
             if status != expected:
                 wrong.append(f"{method} {path}: {status}, expected {expected}")
             elif response.get("Content-Type", "").startswith("application/json"):
                 code = response.json().get("code")
-                if code not in {"not_authenticated", "permission_denied", "token_not_valid"}:
+                if code not in codes:
                     wrong.append(f"{method} {path}: code {code!r}")
 
     assert not wrong, f"{role}:\n" + "\n".join(wrong)
@@ -246,3 +257,26 @@ def test_the_phi_check_is_not_vacuous_clinicians_do_see_raw_fields(world, role):
     response = client.get(f"/api/v1/cases/{case.pk}/")
 
     assert leaks(response.content, {case.patient["mrn"]}) == [case.patient["mrn"]]
+
+
+def test_cds_hooks_endpoints_take_a_configured_clients_token_and_no_session(world, make_user):
+    """The matrix's CDS Hooks rows, the other way round: a trusted client's signed JWT is let
+    through on each; a logged-in session (a superuser's) and an anonymous caller are 401."""
+    from django.test import Client
+
+    from tests.cds_hooks.factories import RecordSystem
+    from tests.factories import UserFactory
+
+    system = RecordSystem(issuer="https://matrix-ehr.example.org")
+    system.register(make_user(roles.PREDICTION_CLIENT))
+    session = Client()
+    session.force_login(UserFactory.create(is_superuser=True, is_staff=True))
+    for method, path in sorted(CDS_HOOKS):
+        url = path.replace("{service_id}", "patient-view-nothing")
+        body = {} if method == "POST" else None
+        signed = system.api(system.token(url))
+        answered = signed.post(url, body, format="json") if body is not None else signed.get(url)
+        assert answered.status_code not in (401, 403), (method, path, answered.content[:300])
+        for caller in (session, APIClient()):
+            refused = caller.post(url, body, content_type="application/json") if body is not None else caller.get(url)
+            assert refused.status_code == 401, (method, path, refused.status_code)

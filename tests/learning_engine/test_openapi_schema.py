@@ -53,13 +53,19 @@ def test_no_angle_brackets_outside_code_spans_where_swagger_ui_renders_markdown(
     assert "`Authorization: Bearer <access>`" in schema["info"]["description"]
 
 
-def test_one_documented_scheme_the_bearer_jwt_explained(schema):
+def test_one_documented_scheme_the_bearer_jwt_explained_and_cds_hooks_its_own(schema):
     schemes = schema["components"]["securitySchemes"]
-    assert list(schemes) == ["jwtAuth"]
+    assert sorted(schemes) == ["cdsHooksJwt", "jwtAuth"]
     assert schemes["jwtAuth"]["scheme"] == "bearer"
     assert "/api/v1/auth/token/" in schemes["jwtAuth"]["description"]
+    assert schemes["cdsHooksJwt"]["scheme"] == "bearer"
+    assert "refused" in schemes["cdsHooksJwt"]["description"]
     for method, path, operation in operations(schema):
-        assert operation.get("security", []) in ([], [{"jwtAuth": []}]), (method, path)
+        if path.startswith("/cds-services"):
+            # The record system's signed JWT only: no API token, no session.
+            assert operation["security"] == [{"cdsHooksJwt": []}], (method, path)
+        else:
+            assert operation.get("security", []) in ([], [{"jwtAuth": []}]), (method, path)
     predict = schema["paths"]["/api/v1/model-types/{slug}/predict/"]["post"]
     assert predict["security"] == [{"jwtAuth": []}]
 
@@ -163,3 +169,25 @@ def test_the_case_examples_pass_their_cohorts_dictionaries(schema):
         result = validate_record(record, _definition(record.cohort), today=dt.date(2026, 12, 7))
         assert not result.errors, (record.cohort, result.errors_json())
         assert not result.quality, (record.cohort, result.quality)
+
+
+def _schema_of(schema: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    ref = body["content"]["application/json"]["schema"]["$ref"]
+    return schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+
+
+def test_the_cds_hooks_endpoints_are_documented_with_their_bodies_and_refusals(schema):
+    paths = schema["paths"]
+    discovery = paths["/cds-services"]["get"]
+    service = _schema_of(schema, discovery["responses"]["200"])
+    assert set(service["properties"]) == {"services"}
+    call = paths["/cds-services/{service_id}"]["post"]
+    assert {"hook", "hookInstance", "context", "prefetch"} <= set(_schema_of(schema, call["requestBody"])["properties"])
+    cards = _schema_of(schema, call["responses"]["200"])
+    card = schema["components"]["schemas"][cards["properties"]["cards"]["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert {"uuid", "summary", "indicator", "source", "links", "overrideReasons"} <= set(card["properties"])
+    assert "prefetch_missing" in call["responses"]["412"]["description"]
+    assert "unknown_issuer" in call["responses"]["401"]["description"]
+    feedback = paths["/cds-services/{service_id}/feedback"]["post"]
+    assert set(_schema_of(schema, feedback["requestBody"])["properties"]) == {"feedback"}
+    assert {operation["tags"][0] for operation in (discovery, call, feedback)} == {"CDS Hooks"}
