@@ -3,6 +3,7 @@ locked evaluation sets and the learning cycles, with a timeline per model type."
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -167,7 +168,24 @@ class CancelForm(forms.Form):
 
 
 def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+    """A figure as read: a whole number without decimals (a count of 150 is "150", not "150.0000")."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4f}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def trigger_rows(detail: dict[str, Any]) -> SafeString:
+    """The figures that fired a trigger, one row each (the stored JSON, read by a person)."""
+    if not detail:
+        return format_html("{}", "-")
+    body = format_html_join(
+        "", "<tr><td>{}</td><td>{}</td></tr>", ((key.replace("_", " "), _fmt(detail[key])) for key in sorted(detail))
+    )
+    return format_html("<table><tbody>{}</tbody></table>", body)
 
 
 def envelope_rows(envelope: dict[str, Any]) -> list[dict[str, str]]:
@@ -202,7 +220,7 @@ class LearningCycleAdmin(RelatedLinksMixin, admin.ModelAdmin):
         "policy",
         "kind",
         "trigger",
-        "trigger_detail",
+        "trigger_figures",
         "status",
         "outcome",
         "champion",
@@ -260,6 +278,10 @@ class LearningCycleAdmin(RelatedLinksMixin, admin.ModelAdmin):
         if not rows:
             return "-"
         return format_html_join_rows(rows)
+
+    @admin.display(description="Trigger figures")
+    def trigger_figures(self, obj: LearningCycle) -> SafeString:
+        return trigger_rows(obj.trigger_detail or {})
 
     @admin.display(description="Locked set renewal")
     def locked_renewal_text(self, obj: LearningCycle) -> str:

@@ -166,3 +166,24 @@ def test_the_cycle_list_shows_a_notice_for_each_proposal(world, client, make_use
     response = client.get(reverse("admin:learning_learningcycle_changelist"))
     notices = [str(message) for message in response.context["messages"]]
     assert any(f"Learning cycle {proposed.pk} proposes to promote" in notice for notice in notices)
+
+
+def test_the_cycle_page_reads_counts_as_whole_numbers_and_the_trigger_as_figures(world, client, make_user):
+    made = LearningCycle.objects.create(
+        model_type=world.model_type,
+        policy=world.policy(),
+        trigger=LearningCycle.Trigger.NEW_CASES,
+        trigger_detail={"new_cases": 412.0, "threshold": 200, "since_dataset": {"id": 7}},
+        status=Status.REJECTED,
+        champion=world.champion,
+        envelope={"passed": True, "criteria": [{"name": "min_cases", "figure": 150.0, "bound": 100.0, "passed": True}]},
+        envelope_passed=True,
+    )
+    login(client, make_user, roles.CLINICAL_LEAD)
+    html = client.get(reverse("admin:learning_learningcycle_change", args=[made.pk])).content.decode()
+    assert "<td>min_cases</td><td>150</td><td>100</td><td>pass</td>" in html
+    assert "150.0000" not in html
+    assert "<tr><td>new cases</td><td>412</td></tr>" in html
+    assert "<tr><td>threshold</td><td>200</td></tr>" in html
+    assert "{&quot;new_cases&quot;" not in html  # not the raw JSON
+    assert '{"new_cases"' not in html
