@@ -30,7 +30,15 @@ POLICY_FIELDSETS = (
     (None, {"fields": ("model_type", "enabled", "reason")}),
     (
         "Triggers (any one starts a cycle; empty turns one off)",
-        {"fields": ("trigger_new_cases", "trigger_on_degradation", "trigger_drift_psi", "trigger_every_days")},
+        {
+            "fields": (
+                "trigger_new_cases",
+                "trigger_on_degradation",
+                "trigger_drift_psi",
+                "trigger_every_days",
+                "retry_after_hours",
+            )
+        },
     ),
     ("Candidate recipe (chosen on the validation split)", {"fields": ("recipe",)}),
     (

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -102,11 +103,48 @@ def open_cycle(
     return cycle
 
 
-def open_cycle_if_triggered(model_type: ModelType) -> LearningCycle | None:
-    """The periodic task's check: open a cycle when a trigger of the current, enabled policy fires.
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What the periodic task would open now: ``kind`` None for nothing, with ``waiting`` saying why
+    when a trigger fired but the back-off holds it (``triggers.backoff``)."""
 
-    A degraded champion opens a rollback cycle first when the guard is on and a previous version
-    can serve; otherwise a fired trigger opens a candidate cycle.
+    kind: str | None
+    check: triggers.Check | None = None
+    waiting: str = ""
+
+
+def plan_opening(model_type: ModelType, policy: LearningPolicy) -> Opening:
+    """The periodic task's decision for an enabled policy with no open cycle; opens nothing.
+
+    A degraded champion gets a rollback cycle first when the guard is on and a previous version
+    can serve (never held by the back-off: it protects patients, it does not retrain); otherwise a
+    fired trigger opens a candidate cycle unless the back-off holds it.
+    """
+    checks = [check for check in triggers.evaluate(model_type, policy) if check.fired]
+    if not checks:
+        return Opening(None)
+    first = checks[0]
+    degraded = next((check for check in checks if check.trigger == LearningCycle.Trigger.DEGRADATION), None)
+    if degraded is not None and policy.rollback_action != LearningPolicy.RollbackAction.OFF:
+        champion = triggers.champion_of(model_type)
+        if triggers.previous_version(model_type, champion) is not None:
+            return Opening(LearningCycle.Kind.ROLLBACK, degraded)
+        if not policy.trigger_on_degradation:
+            checks = [check for check in checks if check is not degraded]
+            if not checks:
+                return Opening(None)
+            first = checks[0]
+    held = triggers.backoff(model_type, policy)
+    if held is not None:
+        return Opening(None, first, held.text)
+    return Opening(LearningCycle.Kind.CANDIDATE, first)
+
+
+def open_cycle_if_triggered(model_type: ModelType) -> LearningCycle | None:
+    """The periodic task's check: open the cycle ``plan_opening`` names, if any.
+
+    Raises ``CycleRefused`` (code ``backing_off``) when a trigger fired but the back-off holds it,
+    so the task can say why no cycle opened.
     """
     policy = LearningPolicy.current(model_type)
     if (
@@ -115,23 +153,12 @@ def open_cycle_if_triggered(model_type: ModelType) -> LearningCycle | None:
         or LearningCycle.objects.filter(model_type=model_type, status__in=LearningCycle.OPEN).exists()
     ):
         return None
-    checks = [check for check in triggers.evaluate(model_type, policy) if check.fired]
-    if not checks:
+    opening = plan_opening(model_type, policy)
+    if opening.waiting:
+        raise CycleRefused(f"{model_type.slug}: {opening.waiting}", code="backing_off")
+    if opening.kind is None or opening.check is None:
         return None
-    first = checks[0]
-    degraded = next((check for check in checks if check.trigger == LearningCycle.Trigger.DEGRADATION), None)
-    if degraded is not None and policy.rollback_action != LearningPolicy.RollbackAction.OFF:
-        champion = triggers.champion_of(model_type)
-        if triggers.previous_version(model_type, champion) is not None:
-            return open_cycle(
-                model_type, trigger=degraded.trigger, detail=degraded.detail, kind=LearningCycle.Kind.ROLLBACK
-            )
-        if not policy.trigger_on_degradation:
-            checks = [check for check in checks if check is not degraded]
-            if not checks:
-                return None
-            first = checks[0]
-    return open_cycle(model_type, trigger=first.trigger, detail=first.detail)
+    return open_cycle(model_type, trigger=opening.check.trigger, detail=opening.check.detail, kind=opening.kind)
 
 
 # --- Advancing -----------------------------------------------------------------------------------

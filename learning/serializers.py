@@ -16,6 +16,7 @@ class PolicySummarySerializer(serializers.ModelSerializer[LearningPolicy]):
             "test_mode",
             "auto_promote",
             "rollback_action",
+            "retry_after_hours",
             "locked_renew_days",
             "locked_renew_on_drift",
             "locked_min_fresh_share",

@@ -1,6 +1,7 @@
 """The learning loop's periodic task: every ``LEARNING_CYCLE_INTERVAL_SECONDS`` (default 300), each
 model type with an enabled policy either advances its open cycle one step or, when none is open,
-opens one if a trigger fires (``learning.cycles``). One model type's failure is logged and the
+opens one if a trigger fires (``learning.cycles``), unless the back-off after a rejected or failed
+cycle holds it: then ``waiting`` says why, until when. One model type's failure is logged and the
 others go on. The chain starts when a policy version is saved and whenever ``learning_cycle`` runs.
 """
 
@@ -20,7 +21,7 @@ def run_once() -> dict[str, Any]:
     from learning.models import LearningCycle, LearningPolicy
     from training.models import ModelType
 
-    summary: dict[str, Any] = {"advanced": [], "opened": [], "errors": []}
+    summary: dict[str, Any] = {"advanced": [], "opened": [], "waiting": [], "errors": []}
     model_type_ids = LearningPolicy.objects.values_list("model_type_id", flat=True).distinct()
     for model_type in ModelType.objects.filter(pk__in=model_type_ids).order_by("pk"):
         try:
@@ -34,6 +35,8 @@ def run_once() -> dict[str, Any]:
             summary["advanced"].append({"cycle": cycle.pk, "status": status})
         except CycleRefused as exc:
             logger.info("Learning loop of %s: %s", model_type.slug, exc.message)
+            if exc.code == "backing_off":
+                summary["waiting"].append({"model_type": model_type.slug, "reason": exc.message})
         except Exception:
             logger.exception("Learning loop of model type %s failed this run", model_type.pk)
             summary["errors"].append(model_type.pk)

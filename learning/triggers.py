@@ -2,6 +2,13 @@
 
 ``evaluate`` reads; it opens nothing. Every trigger is reported, fired or not, so the command's
 ``--dry-run`` and the admin can say why a cycle did (or did not) start.
+
+``backoff`` says whether the last candidate cycle ended rejected or failed recently enough that a
+fired trigger must not open another on the same data (the loop retrained the same cases every run
+while drift stayed above its threshold). It holds until the policy's ``trigger_new_cases`` of
+approved cases arrived since that cycle's dataset, or ``retry_after_hours`` passed since it ended,
+whichever comes first; a new policy version or a different champion lifts it at once. It holds
+candidate cycles only: the rollback guard is never held (``learning.cycles.plan_opening``).
 """
 
 from __future__ import annotations
@@ -43,11 +50,64 @@ def previous_version(model_type: ModelType, champion: ModelVersion | None) -> Mo
     return target if target.deployment_status == ModelVersion.Deployment.INACTIVE else None
 
 
+def approved_cases_since(model_type: ModelType, since: dt.datetime) -> int:
+    return Case.objects.filter(cohort=model_type.cohort, status=Case.Status.APPROVED, reviewed_at__gt=since).count()
+
+
 def new_cases_since(model_type: ModelType, champion: ModelVersion) -> int:
     """Approved cases of the cohort reviewed after the champion's dataset was built."""
     dataset = champion.dataset
     since = (dataset.finished_at or dataset.created_at) if dataset is not None else champion.created_at
-    return Case.objects.filter(cohort=model_type.cohort, status=Case.Status.APPROVED, reviewed_at__gt=since).count()
+    return approved_cases_since(model_type, since)
+
+
+HELD_AFTER: frozenset[str] = frozenset({LearningCycle.Status.REJECTED, LearningCycle.Status.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    cycle: LearningCycle
+    new_cases: int  # approved cases since the held cycle's dataset
+    more_cases: int | None  # still needed to lift it; None when the policy has no new-cases trigger
+    until: dt.datetime
+    text: str
+
+
+def _utc(moment: dt.datetime) -> str:
+    return f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def backoff(model_type: ModelType, policy: LearningPolicy, *, now: dt.datetime | None = None) -> Backoff | None:
+    """The back-off holding candidate cycles of ``model_type`` now, or None (see the module's text)."""
+    now = now or timezone.now()
+    last = (
+        LearningCycle.objects.filter(model_type=model_type, kind=LearningCycle.Kind.CANDIDATE)
+        .exclude(status__in=LearningCycle.OPEN)
+        .select_related("dataset")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    if last is None or last.status not in HELD_AFTER or last.policy_id != policy.pk:
+        return None
+    champion = champion_of(model_type)
+    if champion is None or last.champion_id != champion.pk:
+        return None
+    ended = last.finished_at or last.updated_at
+    until = ended + dt.timedelta(hours=policy.retry_after_hours)
+    if now >= until:
+        return None
+    dataset = last.dataset
+    since = (dataset.finished_at or dataset.created_at) if dataset is not None else last.created_at
+    count = approved_cases_since(model_type, since)
+    more = None if policy.trigger_new_cases is None else policy.trigger_new_cases - count
+    if more is not None and more <= 0:
+        return None
+    cases = f"{more} more approved case{'s' if more != 1 else ''} or " if more is not None else ""
+    text = (
+        f"waiting: last cycle {last.pk} {last.status} at {_utc(ended)} on the same data; "
+        f"{cases}until {_utc(until)} (retry after {policy.retry_after_hours} h)."
+    )
+    return Backoff(cycle=last, new_cases=count, more_cases=more, until=until, text=text)
 
 
 def evaluate(model_type: ModelType, policy: LearningPolicy, *, now: dt.datetime | None = None) -> list[Check]:

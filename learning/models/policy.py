@@ -9,7 +9,8 @@ its highest version; ``enabled`` off pauses the loop. Only a clinical lead edits
 The policy says:
 
 - when a cycle starts (``triggers``): new approved cases since the champion's dataset, the
-  champion degraded (monitoring), drift above a threshold on a model input, a schedule;
+  champion degraded (monitoring), drift above a threshold on a model input, a schedule; and the
+  back-off after a rejected or failed candidate cycle (``retry_after_hours``, ``triggers.backoff``);
 - how candidates are made (``recipe``): algorithms with hyperparameter grids; the grid point is
   chosen on the validation split, never the test split (``learning.cycles``);
 - what a candidate must meet against the champion on the locked evaluation set (the envelope:
@@ -81,6 +82,12 @@ class LearningPolicy(AppendOnlyModel):
     )
     trigger_every_days = models.PositiveIntegerField(
         null=True, blank=True, help_text="Start when the last cycle began this many days ago (or there was none)."
+    )
+    retry_after_hours = models.PositiveIntegerField(
+        default=24,
+        help_text="Back-off: after a candidate cycle ends rejected or failed, no trigger opens another until this "
+        "many hours passed, or the new-cases threshold of approved cases arrived since that cycle's dataset, "
+        "whichever comes first (a new policy version or champion lifts it; the rollback guard is never held).",
     )
 
     # Candidate recipe.
@@ -260,6 +267,8 @@ class LearningPolicy(AppendOnlyModel):
             bad("trigger_new_cases", "Must be at least 1 (leave it empty to turn the trigger off).")
         if self.trigger_every_days == 0:
             bad("trigger_every_days", "Must be at least 1 (leave it empty to turn the trigger off).")
+        if self.retry_after_hours is None or not 1 <= self.retry_after_hours <= 24 * 366:
+            bad("retry_after_hours", "Must be 1 to 8784 hours.")
         if self.min_evaluation_cases < 1:
             bad("min_evaluation_cases", "Must be at least 1.")
         if self.test_mode == self.TestMode.SPLIT and not 0.0 < self.test_traffic_split < 1.0:

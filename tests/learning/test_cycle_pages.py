@@ -59,6 +59,7 @@ def test_staff_read_the_cycles_and_one_cycles_envelope_and_steps(world, cycle, m
     assert detail["envelope"]["failed"] == ["calibration"]
     assert detail["steps"][0]["to_state"] == "rejected"
     assert detail["policy"]["version"] == cycle.policy.version
+    assert detail["policy"]["retry_after_hours"] == 24
     assert detail["champion"] == world.champion.version
 
 

@@ -56,6 +56,7 @@ def test_the_current_policy_is_the_highest_version():
         ({"trigger_every_days": 0}, "trigger_every_days"),
         ({"test_mode": "split", "test_traffic_split": 1.0}, "test_traffic_split"),
         ({"test_duration_hours": 0}, "test_duration_hours"),
+        ({"retry_after_hours": 0}, "retry_after_hours"),
         ({"recipe": []}, "recipe"),
         ({"recipe": [{"algorithm": "svm"}]}, "recipe"),
         ({"recipe": [{"algorithm": "logistic_regression", "grid": {"C": [-1.0]}}]}, "recipe"),

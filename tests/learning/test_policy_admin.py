@@ -31,6 +31,7 @@ def form(model_type, **changes: Any) -> dict[str, Any]:
         "trigger_on_degradation": "on",
         "trigger_drift_psi": "0.25",
         "trigger_every_days": "",
+        "retry_after_hours": "24",
         "recipe": json.dumps(RECIPE),
         "min_evaluation_cases": "200",
         "non_inferiority_margin": "0.02",

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from learning import triggers
-from learning.cycles import CycleRefused, advance, open_cycle
+from learning.cycles import CycleRefused, advance, open_cycle, plan_opening
 from learning.models import LearningCycle, LearningPolicy
 from learning.tasks import ensure_learning_scheduled
 from training.models import ModelType
@@ -88,8 +88,11 @@ class Command(BaseCommand):
         checks = triggers.evaluate(model_type, policy)
         for check in checks:
             write(f"  {check.trigger}: {'FIRES' if check.fired else 'quiet'}. {check.text}")
-        fired = [check.trigger for check in checks if check.fired]
-        if fired and policy.enabled:
-            write(f"The periodic task would open a cycle now (trigger {fired[0]}).")
+        opening = plan_opening(model_type, policy)
+        if opening.waiting:
+            write(f"Back-off: {opening.waiting}")
+        if opening.kind is not None and opening.check is not None and policy.enabled:
+            rollback = " (the rollback guard)" if opening.kind == LearningCycle.Kind.ROLLBACK else ""
+            write(f"The periodic task would open a cycle now (trigger {opening.check.trigger}){rollback}.")
         else:
             write("The periodic task would open no cycle now; without --dry-run this command opens one by hand.")
