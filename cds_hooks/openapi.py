@@ -46,7 +46,7 @@ class DiscoverySerializer(serializers.Serializer):
 class CallSerializer(serializers.Serializer):
     hook = serializers.ChoiceField(choices=["patient-view", "order-select"], help_text="The service's own hook.")
     hookInstance = serializers.UUIDField()  # the specification's names
-    context = serializers.DictField(help_text="userId and patientId (order-select: selections, draftOrders too).")
+    context = serializers.DictField(help_text="userId and patientId (order-select: selections, draftOrders too).")  # type: ignore[assignment]
     prefetch = serializers.DictField(
         required=False,
         help_text="The prefetched resources by template key: a Patient, a searchset Bundle of Observations, or "
@@ -65,13 +65,13 @@ class CodingSerializer(serializers.Serializer):
 
 
 class LinkSerializer(serializers.Serializer):
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
     url = serializers.URLField()
     type = serializers.CharField()
 
 
 class SourceSerializer(serializers.Serializer):
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
 
 
 class CardSerializer(serializers.Serializer):
@@ -79,7 +79,7 @@ class CardSerializer(serializers.Serializer):
     summary = serializers.CharField()
     indicator = serializers.ChoiceField(choices=["info", "warning", "critical"])
     detail = serializers.CharField(required=False)
-    source = SourceSerializer()
+    source = SourceSerializer()  # type: ignore[assignment]
     links = LinkSerializer(many=True, required=False)
     overrideReasons = CodingSerializer(many=True, required=False)
 

@@ -273,7 +273,7 @@ def test_cds_hooks_endpoints_take_a_configured_clients_token_and_no_session(worl
     session.force_login(UserFactory.create(is_superuser=True, is_staff=True))
     for method, path in sorted(CDS_HOOKS):
         url = path.replace("{service_id}", "patient-view-nothing")
-        body = {} if method == "POST" else None
+        body: dict[str, object] | None = {} if method == "POST" else None
         signed = system.api(system.token(url))
         answered = signed.post(url, body, format="json") if body is not None else signed.get(url)
         assert answered.status_code not in (401, 403), (method, path, answered.content[:300])
