@@ -26,6 +26,7 @@ import numpy as np
 
 from models_registry.serving.inputs import DictionaryCheck
 from training.features import FINDING_PREFIX, features
+from training.row_predictor import RowPredictor, row_predictor
 
 if TYPE_CHECKING:
     # Only a type: the router imports this module (``_retain_loaded_models``).
@@ -44,6 +45,8 @@ class LoadedModel:
     labels: Mapping[str, str] = field(default_factory=dict)
     # None: the version recorded no dictionary version (serving falls back to the cohort's current).
     check: DictionaryCheck | None = None
+    # One row's numpy path (training.row_predictor), made at load; None: the pipeline's own.
+    row_predictor: RowPredictor | None = None
 
     def label(self, code: str) -> str:
         """The diagnosis text the training data gave ``code``; the code itself when it gave none."""
@@ -52,12 +55,15 @@ class LoadedModel:
     def probabilities(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Class probabilities of dataset-shaped rows, ``[i, j]`` for ``classes[j]``.
 
-        One row takes the definition's path (``features`` then ``predict_proba``); a batch takes
+        One row takes the definition's path (``features`` then ``predict_proba``, or the same
+        arithmetic without scikit-learn's per-call checks: ``training.row_predictor``); a batch takes
         the column path of ``training.evaluation.probabilities_of`` (the same matrix, built without a
         dict per row; training's tests pin the equality).
         """
         if len(rows) == 1:
-            return np.asarray(self.pipeline.predict_proba([features(rows[0], self.numeric_features)]))
+            row = features(rows[0], self.numeric_features)
+            found = self.row_predictor(row) if self.row_predictor is not None else None
+            return found if found is not None else np.asarray(self.pipeline.predict_proba([row]))
         from training.evaluation import probabilities_of
 
         return probabilities_of(self.pipeline, rows, numeric_features=self.numeric_features)
@@ -123,6 +129,7 @@ def load(arm: Arm) -> LoadedModel:
         classes=[str(label) for label in artifact.pipeline.classes_],
         labels=label_texts(arm.dataset_id),
         check=check,
+        row_predictor=row_predictor(artifact.pipeline),
     )
 
 

@@ -299,6 +299,23 @@ def test_batch_predict_answers_each_record_in_order_with_one_row_each(client, ve
     assert not rows[answers[0]["id"]].subject_pseudonym
 
 
+
+def test_one_record_is_predicted_by_the_numpy_path_with_the_pipelines_probabilities(client, version, monkeypatch):
+    from training.features import features
+
+    assert predict(client, PNEUMONIA_FEATURES).status_code == 200
+    model = MODEL_CACHE.get(ROUTER.route("diagnosis").choose())
+    assert model.row_predictor is not None  # the trainer's pipeline: training.row_predictor takes it
+    row = prediction_input(COLD_FEATURES).row
+    expected = model.pipeline.predict_proba([features(row, model.numeric_features)])[0]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the pipeline's own predict_proba was called for one record")
+
+    monkeypatch.setattr(model.pipeline, "predict_proba", refuse)
+    answer = predict(client, COLD_FEATURES).json()["probabilities"]
+    assert list(answer.values()) == pytest.approx(expected.tolist(), rel=1e-12)
+
 def test_batch_and_single_predictions_agree(client, version):
     single = predict(client, COLD_FEATURES).json()["probabilities"]
     batch = client.post(
