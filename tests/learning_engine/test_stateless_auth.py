@@ -186,6 +186,50 @@ def test_rotation_keeps_the_session_and_logging_out_after_it_ends_it(version, pr
     assert_refused(predict(pair["access"]), "session_ended")
 
 
+# --- A token's signature is checked once per process ---------------------------------------------
+
+
+def test_a_token_is_verified_once_and_each_revocation_still_refuses_it(version, prediction_client, monkeypatch):
+    from rest_framework_simplejwt.backends import TokenBackend
+
+    decoded = []
+    decode = TokenBackend.decode
+    monkeypatch.setattr(
+        TokenBackend, "decode", lambda self, *args, **kw: decoded.append(1) or decode(self, *args, **kw)
+    )
+    access = login(prediction_client)["access"]
+    for _ in range(3):
+        assert predict(access).status_code == 200
+    assert decoded == [1]
+
+    prediction_client.set_password("another-pw-for-tests-only")
+    prediction_client.save()
+    assert_refused(predict(access), "credentials_changed")  # the verified token, refused by the state
+
+
+def test_a_verified_token_is_taken_again_only_until_it_expires(prediction_client, monkeypatch):
+    from learning_engine import stateless_auth
+    from learning_engine.stateless_auth import VerifiedTokens
+
+    raw = login(prediction_client)["access"].encode()
+    token = AccessToken(raw)
+    end = token["exp"] + token.get_token_backend().get_leeway().total_seconds()  # as simplejwt's check_exp
+    verified = VerifiedTokens(size=2)
+    verified.add(raw, token)
+
+    monkeypatch.setattr(stateless_auth, "_now", lambda: end - 0.1)
+    assert verified.get(raw) is token
+    monkeypatch.setattr(stateless_auth, "_now", lambda: end)
+    assert verified.get(raw) is None
+    assert len(verified) == 0
+
+    monkeypatch.undo()
+    for other in (b"a", b"b", b"c"):
+        verified.add(other, token)
+    assert len(verified) == 2  # bounded: the oldest went
+    assert verified.get(b"a") is None
+
+
 def test_a_change_no_signal_sees_lasts_only_until_the_state_expires(version, prediction_client):
     """``QuerySet.update()`` sends no signal: the cached state answers until it expires
     (``STATE_SECONDS``), then the database does. Here the expiry is forced."""

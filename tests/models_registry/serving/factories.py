@@ -168,11 +168,13 @@ def activate(version: ModelVersion, *, by: Any) -> None:
 def reset_serving_state() -> None:
     """Forget this process's routing table, loaded models and monitoring's bins per version (a cold
     process): a rolled-back test's version ids come back in the next test, cached as another version."""
+    from learning_engine.stateless_auth import VERIFIED_TOKENS
     from monitoring.recording import FEATURES
 
     ROUTER.reset()
     MODEL_CACHE.clear()
     FEATURES.clear()
+    VERIFIED_TOKENS.clear()
 
 
 @contextmanager
