@@ -24,6 +24,7 @@ into one edge, so a feature may have fewer than ``QUANTILE_BINS`` bins.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -129,7 +130,9 @@ def features_of(definition: Definition | None, finding_keys: Iterable[str] = ())
 def bin_index(feature: Feature, value: Any) -> int:
     """The reference bin of a present value (``OTHER`` is the last category bin)."""
     if feature.kind == NUMERIC:
-        return int(np.searchsorted(feature.edges, value, side="left"))
+        # np.searchsorted(edges, value, side="left") without making an array of the edges per call
+        # (this runs for every input of every predict request).
+        return bisect.bisect_left(feature.edges, value)
     try:
         return feature.categories.index(value)
     except ValueError:

@@ -45,15 +45,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.validators import RegexValidator
-from django.db import IntegrityError, connections, models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from learning_engine.bulk_insert import insert_rows
 from learning_engine.exceptions import DomainError, InvalidRequest
 
 if TYPE_CHECKING:
@@ -144,56 +144,12 @@ class PredictionQuerySet(models.QuerySet["Prediction"]):
     def log(self, rows: Sequence[tuple[Any, ...]]) -> list[int]:
         """Insert prediction rows (tuples in ``LOG_COLUMNS`` order); returns their ids, in order.
 
-        ``bulk_create`` without the ORM's per-object work: building a model instance and running
-        every field's ``pre_save``/``get_db_prep_save`` cost ten times what the database spends
-        on the INSERT (measured on 1,000 rows: ~45 ms against ~4 ms), and a batch predict is
-        mostly that. Only the two fields whose database form differs from the Python value (the
-        JSON and the datetime) are prepared, by their own fields, as Django would. One INSERT ...
-        RETURNING per chunk of the backend's parameter limit (one for a batch of 1,000 on SQLite
-        and PostgreSQL); ids come back in VALUES order, as ``bulk_create`` relies on too.
+        ``learning_engine.bulk_insert.insert_rows``: no model instance per row (a batch predict is
+        mostly that work through ``bulk_create``), one INSERT ... RETURNING per chunk of the
+        backend's parameter limit (one for a batch of 1,000 on SQLite and PostgreSQL), a batch
+        logged whole or not at all.
         """
-        if not rows:
-            return []
-        connection = connections[self.db]
-        if not connection.features.can_return_rows_from_bulk_insert:  # pragma: no cover  (MySQL)
-            objs = [Prediction(**dict(zip(LOG_COLUMNS, row, strict=True))) for row in rows]
-            return [obj.pk for obj in Prediction.objects.bulk_create(objs)]
-        meta = Prediction._meta
-        probabilities = meta.get_field("probabilities")
-        created_at = meta.get_field("created_at")
-        json_at, time_at = LOG_COLUMNS.index("probabilities"), LOG_COLUMNS.index("created_at")
-        quote = connection.ops.quote_name
-        placeholder = "(" + ", ".join(["%s"] * len(LOG_COLUMNS)) + ")"
-        # Only quoted names of this model's table and columns are formatted in; values are parameters.
-        column_of = {field.attname: str(field.column) for field in meta.concrete_fields}
-        columns = ", ".join(quote(column_of[name]) for name in LOG_COLUMNS)
-        head = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES "  # noqa: S608
-        tail = f" RETURNING {quote(column_of['id'])}"
-        limit = connection.features.max_query_params or 999
-        per_statement = max(1, min(len(rows), limit // len(LOG_COLUMNS)))
-        times: dict[Any, Any] = {}  # one created_at for a whole batch: prepare it once
-        ids: list[int] = []
-        # One statement is atomic by itself; several (a batch above the parameter limit) share a
-        # transaction, so a batch is logged whole or not at all.
-        several = len(rows) > per_statement
-        with (
-            transaction.atomic(using=self.db, savepoint=False) if several else nullcontext(),
-            connection.cursor() as cursor,
-        ):
-            for start in range(0, len(rows), per_statement):
-                chunk = rows[start : start + per_statement]
-                params: list[Any] = []
-                for row in chunk:
-                    values = list(row)
-                    values[json_at] = probabilities.get_db_prep_save(values[json_at], connection)
-                    moment = values[time_at]
-                    if moment not in times:
-                        times[moment] = created_at.get_db_prep_save(moment, connection)
-                    values[time_at] = times[moment]
-                    params += values
-                cursor.execute(head + ", ".join([placeholder] * len(chunk)) + tail, params)
-                ids += [found[0] for found in cursor.fetchall()]
-        return ids
+        return insert_rows(Prediction, LOG_COLUMNS, rows, using=self.db, returning=True)
 
 
 class Prediction(models.Model):

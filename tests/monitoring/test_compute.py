@@ -79,6 +79,27 @@ def test_served_inputs_are_tallied_per_request_as_counts_only(version, system):
     assert "118" not in str(tally.tally)
 
 
+def test_a_tally_row_is_written_with_its_time_and_its_arm(version, system):
+    from django.utils import timezone
+
+    before = timezone.now()
+    predict_batch(system, [PNEUMONIA_FEATURES])
+    tally = InputTally.objects.get(version=version)
+    assert before <= tally.created_at <= timezone.now()
+    assert (tally.count, tally.arm, tally.ab_test_id) == (1, "", None)
+    assert tally.tally["count"] == 1
+
+
+def test_a_value_is_binned_as_numpys_searchsorted_on_the_left():
+    import numpy as np
+
+    from monitoring.profiles import NUMERIC, Feature, bin_index
+
+    feature = Feature("findings.temperature_c", NUMERIC, edges=(36.5, 37.0, 37.0, 38.2))
+    for value in (30.0, 36.5, 36.6, 37.0, 37.1, 38.2, 38.3, 45):
+        assert bin_index(feature, value) == int(np.searchsorted(feature.edges, value, side="left")), value
+
+
 def test_snapshot_figures_of_real_predictions_and_feedback(
     version, system, clinician, django_capture_on_commit_callbacks
 ):

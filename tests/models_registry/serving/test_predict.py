@@ -299,7 +299,6 @@ def test_batch_predict_answers_each_record_in_order_with_one_row_each(client, ve
     assert not rows[answers[0]["id"]].subject_pseudonym
 
 
-
 def test_one_record_is_predicted_by_the_numpy_path_with_the_pipelines_probabilities(client, version, monkeypatch):
     from training.features import features
 
@@ -315,6 +314,26 @@ def test_one_record_is_predicted_by_the_numpy_path_with_the_pipelines_probabilit
     monkeypatch.setattr(model.pipeline, "predict_proba", refuse)
     answer = predict(client, COLD_FEATURES).json()["probabilities"]
     assert list(answer.values()) == pytest.approx(expected.tolist(), rel=1e-12)
+
+
+def test_a_batch_above_the_parameter_limit_is_logged_in_order_in_several_inserts(client, version, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from models_registry.serving.models import LOG_COLUMNS
+
+    monkeypatch.setattr(type(connection.features), "max_query_params", 2 * len(LOG_COLUMNS))  # two rows a statement
+    records = [
+        {**COLD_FEATURES, "findings": {**COLD_FEATURES["findings"], "temperature_c": 36.5 + i / 2}} for i in range(5)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        answers = client.post(BATCH.format(slug="diagnosis"), {"records": records}, format="json").json()
+    assert _statements(queries).count("INSERT INTO models_registry_prediction") == 3
+    ids = [answer["id"] for answer in answers]
+    assert ids == sorted(set(ids))
+    for answer in answers:
+        assert Prediction.objects.get(pk=answer["id"]).probabilities == pytest.approx(answer["probabilities"])
+
 
 def test_batch_and_single_predictions_agree(client, version):
     single = predict(client, COLD_FEATURES).json()["probabilities"]
