@@ -1,8 +1,9 @@
 """Predict over HTTP through the production server, against a bare WSGI app serving the same model.
 
-Both run under gunicorn with 2 sync workers (``learning_engine/gunicorn_conf.py`` for the project,
-``benchmarks.bare_wsgi`` for the bare app), on the run's SQLite database (``DATABASE_URL`` set by
-the harness: PostgreSQL when the environment names it is the site's case, not measured here).
+Both run under gunicorn with 2 workers of the project's worker class and threads
+(``learning_engine/gunicorn_conf.py``: gthread, 4 threads; ``benchmarks.bare_wsgi`` for the bare
+app), on the run's SQLite database (``DATABASE_URL`` set by the harness), or a PostgreSQL database
+of the run's own with ``BENCH_POSTGRES_URL``.
 The model: a logistic regression on synthetic respiratory encounters, registered and activated as
 on a site. One client program (threads, a new TCP connection per request, as a hospital system
 that does not keep connections) drives the two servers in turn at 1, 8 and 32 concurrent clients.
@@ -210,7 +211,23 @@ def run() -> list[Result]:
     project_bodies = [json.dumps(record).encode() for record in compact]
 
     project = Server("project", ["--config", str(ROOT / "learning_engine" / "gunicorn_conf.py")], env)
-    bare = Server("bare", ["benchmarks.bare_wsgi:application", "--access-logfile", "/dev/null"], env)
+    # The bare app under the project's worker class and threads (gunicorn_conf), so the difference
+    # is the project's per-request work, not the server's.
+    from learning_engine import gunicorn_conf
+
+    bare = Server(
+        "bare",
+        [
+            "benchmarks.bare_wsgi:application",
+            "--access-logfile",
+            "/dev/null",
+            "--worker-class",
+            gunicorn_conf.worker_class,
+            "--threads",
+            str(gunicorn_conf.threads),
+        ],
+        env,
+    )
     mlflow = _mlflow_server(env)
     try:
         project.wait("/api/v1/health/")

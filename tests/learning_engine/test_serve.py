@@ -32,6 +32,23 @@ def test_workers_default_to_twice_the_cores_plus_one_and_web_concurrency_overrid
     importlib.reload(gunicorn_conf)
 
 
+def test_workers_are_threaded_by_default_and_the_class_and_threads_can_be_set(monkeypatch):
+    monkeypatch.delenv("GUNICORN_WORKER_CLASS", raising=False)
+    monkeypatch.delenv("GUNICORN_THREADS", raising=False)
+    conf = importlib.reload(gunicorn_conf)
+    assert (conf.worker_class, conf.threads) == ("gthread", 4)
+    monkeypatch.setenv("GUNICORN_WORKER_CLASS", "sync")
+    monkeypatch.setenv("GUNICORN_THREADS", "8")
+    conf = importlib.reload(gunicorn_conf)
+    assert (conf.worker_class, conf.threads) == ("sync", 8)
+    monkeypatch.setenv("GUNICORN_WORKER_CLASS", "eventlet")
+    with pytest.raises(SystemExit, match="GUNICORN_WORKER_CLASS must be one of gthread, sync"):
+        importlib.reload(gunicorn_conf)
+    monkeypatch.delenv("GUNICORN_WORKER_CLASS")
+    monkeypatch.delenv("GUNICORN_THREADS")
+    importlib.reload(gunicorn_conf)
+
+
 def test_a_worker_outlives_the_artifact_sandbox_and_a_shorter_timeout_stops_the_server(monkeypatch, settings):
     # A worker killed while an upload waits for its sandbox answered nothing, audited nothing and
     # used no upload attempt: a slow artifact could be sent again and again, a worker each time.
