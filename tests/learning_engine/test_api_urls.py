@@ -3,6 +3,8 @@ which is only harmless while no other app's pattern matches a serving path."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.urls import URLResolver, resolve
 from django.urls.exceptions import Resolver404
@@ -27,8 +29,8 @@ def test_serving_is_the_first_app_tried():
 
 @pytest.mark.parametrize("path", sorted(SERVING_PATHS))
 def test_no_other_apps_pattern_matches_a_serving_path(path):
-    assert resolve(f"/api/v1/{path}").func.view_class is SERVING_PATHS[path]
-    others = [pattern for pattern in api.urlpatterns if getattr(pattern, "urlconf_module", None) is not serving_urls]
+    assert resolve(f"/api/v1/{path}").func.view_class is SERVING_PATHS[path]  # type: ignore[attr-defined]
+    others: list[Any] = [p for p in api.urlpatterns if getattr(p, "urlconf_module", None) is not serving_urls]
     assert [str(pattern.pattern) for pattern in others if _matches(pattern, path)] == []
 
 

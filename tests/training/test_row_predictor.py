@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from training.row_predictor import row_predictor
 from training.trainer import train
 
 
-def trained(algorithm: str, labels: tuple[str, ...]) -> tuple[object, list[dict[str, float]]]:
+def trained(algorithm: str, labels: tuple[str, ...]) -> tuple[Pipeline, list[dict[str, float]]]:
     splits = synthetic_splits(labels=labels)
     result = train(splits, algorithm=algorithm, hyperparameters=FAST[algorithm], report=Recorder())
     rows = feature_dicts(splits["test"], result.numeric_features)
@@ -63,4 +64,5 @@ def test_a_row_the_pipeline_would_refuse_is_left_to_the_pipeline():
     assert predict(missing) is None  # NaN reaches the classifier: sklearn raises for it, not us
     with pytest.raises(ValueError, match="NaN"):
         without_imputer.predict_proba([missing])
-    assert predict({**rows[0], next(iter(rows[0])): "text"}) is None  # DictVectorizer's one-hot of a text
+    text: dict[str, Any] = {**rows[0], next(iter(rows[0])): "text"}
+    assert predict(text) is None  # DictVectorizer's one-hot of a text
