@@ -56,7 +56,12 @@ class MonitoringSnapshot(AppendOnlyModel):
     model_type = models.ForeignKey("training.ModelType", on_delete=models.PROTECT, related_name="+")
     version = models.ForeignKey("models_registry.ModelVersion", on_delete=models.PROTECT, related_name="+")
     ab_test = models.ForeignKey(
-        "models_registry.ABTest", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "models_registry.ABTest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="A/B test",
     )
     arm = models.CharField(max_length=32, blank=True, help_text="The A/B arm; blank: all of the version's answers.")
     computed_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -125,7 +125,12 @@ class LearningCycle(models.Model):
     envelope = models.JSONField(default=dict, blank=True, help_text="Every criterion with its figure and result.")
     envelope_passed = models.BooleanField(null=True, blank=True)
     ab_test = models.ForeignKey(
-        "models_registry.ABTest", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "models_registry.ABTest",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name="A/B test",
     )
     test_decision = models.CharField(max_length=16, blank=True)
     outcome = models.TextField(blank=True, help_text="What the cycle ended with, in words.")

@@ -188,3 +188,10 @@ def test_the_cycle_page_reads_counts_as_whole_numbers_and_the_trigger_as_figures
     assert "<tr><td>threshold</td><td>200</td></tr>" in html
     assert "{&quot;new_cases&quot;" not in html  # not the raw JSON
     assert '{"new_cases"' not in html
+
+
+def test_the_cycle_page_names_its_ab_test_as_such(world, cycle, client, make_user):
+    login(client, make_user, roles.CLINICAL_LEAD)
+    html = client.get(reverse("admin:learning_learningcycle_change", args=[cycle.pk])).content.decode()
+    assert "A/B test:" in html
+    assert "Ab test" not in html
