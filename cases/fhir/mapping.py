@@ -90,7 +90,10 @@ def _number(value: Any) -> float | None:
 def _instant(value: Any) -> str:
     """A sortable text of a date or dateTime (for "the latest"), or "" when there is none."""
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
+        try:
+            return value.astimezone(dt.UTC).isoformat() if value.tzinfo else value.isoformat()
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 or 9999-12-31T23:59:59-13:59 has no UTC instant
+            return value.isoformat()
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value) if value else ""

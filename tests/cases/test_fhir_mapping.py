@@ -435,3 +435,17 @@ def test_snomed_coded_conditions_give_the_dictionarys_symptoms_in_its_order():
     ]
     codes = [code for item in conditions for code in mapping.condition_snomed_codes(item)]
     assert mapping.map_symptoms(codes, RESPIRATORY) == ["cough", "fever"]
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-13:59"])
+def test_a_time_at_the_calendars_edge_whose_utc_instant_overflows_is_read_not_a_crash(when):
+    # fhir.resources and the plain reader both take it; its UTC instant is out of datetime's range.
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "effectiveDateTime": when,
+        "valueQuantity": {"value": 88, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"},
+    }
+    [found] = mapping.measurements(observation)
+    assert found.when == when
