@@ -61,6 +61,12 @@ _TIME = re.compile(
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+\-]((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
 )
 MAX_STRING = 1_048_576
+# A lone surrogate (JSON's "\\ud800") matches \S, but pydantic cannot read it as a string.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unmatched(pattern: re.Pattern[str], value: str) -> bool:
+    return not pattern.fullmatch(value) or _SURROGATE.search(value) is not None
 
 
 # A printable text (str.isprintable) has no whitespace but spaces: it matches these patterns
@@ -70,7 +76,7 @@ MAX_STRING = 1_048_576
 def _string(value: Any) -> str:
     if type(value) is not str or len(value) > MAX_STRING:
         raise NotPlain
-    if not (value and value.isprintable()) and not _STRING.fullmatch(value):
+    if not (value and value.isprintable()) and _unmatched(_STRING, value):
         raise NotPlain
     return value
 
@@ -78,7 +84,7 @@ def _string(value: Any) -> str:
 def _code(value: Any) -> str:
     if type(value) is not str or len(value) > MAX_STRING:
         raise NotPlain
-    if not (value and value.isprintable() and " " not in value) and not _CODE.fullmatch(value):
+    if not (value and value.isprintable() and " " not in value) and _unmatched(_CODE, value):
         raise NotPlain
     return value
 
@@ -86,7 +92,7 @@ def _code(value: Any) -> str:
 def _uri(value: Any) -> str:
     if type(value) is not str or len(value) > MAX_STRING:
         raise NotPlain
-    if not (value and value.isprintable() and " " not in value) and not _URI.fullmatch(value):
+    if not (value and value.isprintable() and " " not in value) and _unmatched(_URI, value):
         raise NotPlain
     return value
 
