@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from training.models import ModelType
 
 MAX_GRID_POINTS = 12
+MAX_DAYS = 36_525  # trigger_every_days, locked_renew_days
 SUBGROUP_FIELDS = ("sex", "age_band")
 SYMPTOM_SUBGROUP = "symptom:"
 
@@ -269,6 +270,11 @@ class LearningPolicy(AppendOnlyModel):
             bad("trigger_every_days", "Must be at least 1 (leave it empty to turn the trigger off).")
         if self.retry_after_hours is None or not 1 <= self.retry_after_hours <= 24 * 366:
             bad("retry_after_hours", "Must be 1 to 8784 hours.")
+        # A day count is a timedelta when read: beyond its range the cycle's step would crash.
+        for field in ("trigger_every_days", "locked_renew_days"):
+            days = getattr(self, field)
+            if days is not None and days > MAX_DAYS:
+                bad(field, f"Must be at most {MAX_DAYS:,} days (100 years; leave it empty for never).")
         if self.min_evaluation_cases < 1:
             bad("min_evaluation_cases", "Must be at least 1.")
         if self.test_mode == self.TestMode.SPLIT and not 0.0 < self.test_traffic_split < 1.0:

@@ -54,6 +54,11 @@ def test_the_current_policy_is_the_highest_version():
         ({"trigger_drift_psi": float("inf")}, "trigger_drift_psi"),
         ({"trigger_new_cases": 0}, "trigger_new_cases"),
         ({"trigger_every_days": 0}, "trigger_every_days"),
+        ({"trigger_every_days": 10**10}, "trigger_every_days"),  # beyond timedelta's range
+        ({"locked_renew_days": 10**10}, "locked_renew_days"),
+        ({"locked_min_fresh_share": float("nan")}, "locked_min_fresh_share"),
+        ({"locked_min_fresh_share": -0.1}, "locked_min_fresh_share"),
+        ({"locked_min_fresh_share": 1.5}, "locked_min_fresh_share"),
         ({"test_mode": "split", "test_traffic_split": 1.0}, "test_traffic_split"),
         ({"test_duration_hours": 0}, "test_duration_hours"),
         ({"retry_after_hours": 0}, "retry_after_hours"),
