@@ -47,7 +47,7 @@ from rest_framework.request import Request
 
 from cds_hooks.keys import ALGORITHMS, KEYS, KeySetError
 from cds_hooks.models import TrustedClient, UsedToken
-from learning_engine.stateless_auth import credential_state
+from learning_engine.stateless_auth import STATE_SECONDS, credential_state
 from learning_engine.tokens import PERMISSION_MASK, ROLE_MASK, credential_fingerprint, with_credential_masks
 
 logger = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class ClientCache:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[Any, TrustedClient, str]] = {}
+        self._entries: dict[str, tuple[Any, TrustedClient, str, float]] = {}  # ..., read at (monotonic)
         self._lock = threading.Lock()
 
     def clear(self) -> None:
@@ -190,8 +190,14 @@ class ClientCache:
             return _read_client(issuer)
         with self._lock:
             entry = self._entries.get(issuer)
-        if entry is not None and version is not None and entry[0] == version:
-            _version, client, fingerprint = entry
+        # An entry older than STATE_SECONDS is read again: what no signal sees lasts no longer.
+        if (
+            entry is not None
+            and version is not None
+            and entry[0] == version
+            and time.monotonic() - entry[3] < STATE_SECONDS
+        ):
+            _version, client, fingerprint, _read_at = entry
             state = credential_state(client.user_id)
             if state.exists and state.active and state.fingerprint == fingerprint:
                 # A copy per request: no two requests share a mutable client or user.
@@ -202,7 +208,7 @@ class ClientCache:
         if found is None or version is None:
             return found
         with self._lock:
-            self._entries[issuer] = (version, found, credential_fingerprint(found.user))
+            self._entries[issuer] = (version, found, credential_fingerprint(found.user), time.monotonic())
         fresh = copy.copy(found)
         fresh.user = copy.copy(found.user)
         return fresh

@@ -252,3 +252,16 @@ def test_a_client_whose_version_in_the_shared_cache_moved_is_read_again(ehr):
     with CaptureQueriesContext(connection) as captured:
         assert ehr.get(DISCOVERY).status_code == 200
     assert len(_client_queries(captured)) == 1
+
+
+def test_a_client_deactivated_by_an_update_no_signal_sees_is_refused_after_the_state_seconds(ehr, monkeypatch):
+    """QuerySet.update() moves no version: the cached client lasts at most STATE_SECONDS, as documented."""
+    from cds_hooks import auth
+    from cds_hooks.models import TrustedClient
+    from learning_engine.stateless_auth import STATE_SECONDS
+
+    assert ehr.get(DISCOVERY).status_code == 200
+    TrustedClient.objects.filter(pk=ehr.client.pk).update(is_active=False)
+    now = time.monotonic()
+    monkeypatch.setattr(auth.time, "monotonic", lambda: now + STATE_SECONDS + 1)
+    refused(ehr.get(DISCOVERY), "unknown_issuer")
