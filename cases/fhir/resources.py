@@ -131,6 +131,7 @@ def validate(resource: Any, resource_type: str | None = None) -> Any:
         raise ResourceInvalid("resourceType", "is not a resource type this importer reads.")
     if resource_type is not None and kind != resource_type:
         raise ResourceInvalid("resourceType", f"must be {resource_type}.")
+    _dates_are_strings(resource)
     try:
         return model_class(kind).model_validate(resource)
     except ValidationError as exc:
@@ -144,6 +145,23 @@ def validate(resource: Any, resource_type: str | None = None) -> Any:
     except (RecursionError, OverflowError, ValueError, TypeError):
         # Validators deeper in fhir-core can raise on hostile input (nesting, huge numbers).
         raise ResourceInvalid("", "fhir.resources could not read this resource.") from None
+
+
+_DATE_ELEMENTS = ("birthDate", "effectiveDateTime", "effectiveInstant", "issued")
+_PERIOD_ELEMENTS = ("period", "effectivePeriod")
+
+
+def _dates_are_strings(resource: dict[str, Any]) -> None:
+    """Pydantic's lax mode reads a JSON number as a Unix time: ``"birthDate": 0`` was 1970-01-01.
+    FHIR JSON writes every date, dateTime and instant as a string; the read ones are checked here."""
+    found = [(name, resource.get(name)) for name in _DATE_ELEMENTS]
+    for name in _PERIOD_ELEMENTS:
+        period = resource.get(name)
+        if isinstance(period, dict):
+            found += [(f"{name}.{end}", period.get(end)) for end in ("start", "end")]
+    for path, value in found:
+        if value is not None and not isinstance(value, str):
+            raise ResourceInvalid(path, "must be a date or time written as a JSON string.")
 
 
 def validate_read(resource: dict[str, Any], resource_type: str) -> Any:

@@ -245,3 +245,21 @@ def test_views_are_read_only_and_answer_none_only_for_elements_their_type_define
         view.Brannigan  # noqa: B018
     with pytest.raises(AttributeError):
         view.gender = "female"
+
+
+@pytest.mark.parametrize(
+    ("kind", "element", "value", "path"),
+    [
+        ("Patient", "birthDate", 0, "birthDate"),  # pydantic's lax mode read it as 1970-01-01
+        ("Patient", "birthDate", 86400.0, "birthDate"),
+        ("Observation", "effectiveDateTime", 1_700_000_000, "effectiveDateTime"),
+        ("Observation", "issued", 1_700_000_000, "issued"),
+        ("Observation", "effectivePeriod", {"start": 0}, "effectivePeriod.start"),
+        ("Encounter", "period", {"end": 0}, "period.end"),
+    ],
+)
+def test_a_number_where_fhir_writes_a_date_is_refused_not_read_as_a_unix_time(kind, element, value, path):
+    resource = next(item for item in _used_resources() if item["resourceType"] == kind)
+    with pytest.raises(resources.ResourceInvalid) as refused:
+        resources.validate_read({**_elements(resource), element: value}, kind)
+    assert refused.value.path == path
