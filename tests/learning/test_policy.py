@@ -64,6 +64,8 @@ def test_the_current_policy_is_the_highest_version():
         ({"retry_after_hours": 0}, "retry_after_hours"),
         ({"recipe": []}, "recipe"),
         ({"recipe": [{"algorithm": "svm"}]}, "recipe"),
+        # A benchmark's fault (training.faults) is no algorithm where nothing registered it.
+        ({"recipe": [{"algorithm": "bench_shuffled_labels"}]}, "recipe"),
         ({"recipe": [{"algorithm": "logistic_regression", "grid": {"C": [-1.0]}}]}, "recipe"),
         ({"recipe": [{"algorithm": "logistic_regression", "grid": {"C": []}}]}, "recipe"),
         ({"recipe": [{"algorithm": "logistic_regression", "extra": 1}]}, "recipe"),
