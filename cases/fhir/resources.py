@@ -12,6 +12,8 @@ position and the path of the problem, never with its values.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -131,7 +133,7 @@ def validate(resource: Any, resource_type: str | None = None) -> Any:
         raise ResourceInvalid("resourceType", "is not a resource type this importer reads.")
     if resource_type is not None and kind != resource_type:
         raise ResourceInvalid("resourceType", f"must be {resource_type}.")
-    _dates_are_strings(resource)
+    _json_types(resource)
     try:
         return model_class(kind).model_validate(resource)
     except ValidationError as exc:
@@ -151,17 +153,40 @@ _DATE_ELEMENTS = ("birthDate", "effectiveDateTime", "effectiveInstant", "issued"
 _PERIOD_ELEMENTS = ("period", "effectivePeriod")
 
 
-def _dates_are_strings(resource: dict[str, Any]) -> None:
-    """Pydantic's lax mode reads a JSON number as a Unix time: ``"birthDate": 0`` was 1970-01-01.
-    FHIR JSON writes every date, dateTime and instant as a string; the read ones are checked here."""
-    found = [(name, resource.get(name)) for name in _DATE_ELEMENTS]
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _json_types(resource: dict[str, Any]) -> None:
+    """Pydantic's lax mode reads a JSON number as a Unix time (``"birthDate": 0`` was 1970-01-01),
+    "yes" or 1 as a boolean, "88" as a number. FHIR JSON writes dates and times as strings, booleans
+    as true/false and numbers as numbers; the read elements are checked here, before fhir.resources."""
+    found: list[tuple[str, Any, Callable[[Any], bool]]] = [
+        (name, resource.get(name), lambda value: isinstance(value, str)) for name in _DATE_ELEMENTS
+    ]
     for name in _PERIOD_ELEMENTS:
         period = resource.get(name)
         if isinstance(period, dict):
-            found += [(f"{name}.{end}", period.get(end)) for end in ("start", "end")]
-    for path, value in found:
-        if value is not None and not isinstance(value, str):
-            raise ResourceInvalid(path, "must be a date or time written as a JSON string.")
+            found += [
+                (f"{name}.{end}", period.get(end), lambda value: isinstance(value, str)) for end in ("start", "end")
+            ]
+    components = resource.get("component")
+    parts = [("", resource)]
+    if isinstance(components, list):
+        parts += [(f"component[{index}].", part) for index, part in enumerate(components) if isinstance(part, dict)]
+    for prefix, part in parts:
+        found.append((f"{prefix}valueBoolean", part.get("valueBoolean"), lambda value: isinstance(value, bool)))
+        found.append((f"{prefix}valueInteger", part.get("valueInteger"), lambda value: type(value) is int))
+        quantity = part.get("valueQuantity")
+        if isinstance(quantity, dict):
+            found.append((f"{prefix}valueQuantity.value", quantity.get("value"), _is_number))
+    for path, value, right in found:
+        if value is not None and not right(value):
+            raise ResourceInvalid(
+                path,
+                "has the wrong JSON type for its FHIR type (a date is a string, a boolean "
+                "true or false, a number a number).",
+            )
 
 
 def validate_read(resource: dict[str, Any], resource_type: str) -> Any:

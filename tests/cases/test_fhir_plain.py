@@ -256,10 +256,17 @@ def test_views_are_read_only_and_answer_none_only_for_elements_their_type_define
         ("Observation", "issued", 1_700_000_000, "issued"),
         ("Observation", "effectivePeriod", {"start": 0}, "effectivePeriod.start"),
         ("Encounter", "period", {"end": 0}, "period.end"),
+        ("Observation", "valueBoolean", "yes", "valueBoolean"),  # lax mode: True
+        ("Observation", "valueBoolean", 0, "valueBoolean"),
+        ("Observation", "valueInteger", "88", "valueInteger"),
+        ("Observation", "valueInteger", 88.0, "valueInteger"),
+        ("Observation", "valueQuantity", {"value": "88"}, "valueQuantity.value"),
+        ("Observation", "component", [{"code": {"text": "x"}, "valueBoolean": "on"}], "component[0].valueBoolean"),
     ],
 )
-def test_a_number_where_fhir_writes_a_date_is_refused_not_read_as_a_unix_time(kind, element, value, path):
+def test_a_value_of_the_wrong_json_type_is_refused_not_coerced_by_lax_mode(kind, element, value, path):
     resource = next(item for item in _used_resources() if item["resourceType"] == kind)
+    elements = {key: item for key, item in _elements(resource).items() if not key.startswith("value")}
     with pytest.raises(resources.ResourceInvalid) as refused:
-        resources.validate_read({**_elements(resource), element: value}, kind)
+        resources.validate_read({**elements, element: value}, kind)
     assert refused.value.path == path
