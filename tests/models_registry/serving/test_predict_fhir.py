@@ -165,3 +165,26 @@ def test_a_parameters_body_out_of_shape_is_400_and_logs_nothing(client, version,
     assert response.json()["code"] == code
     assert "Ada Quinn" not in response.content.decode()
     assert not Prediction.objects.exists()
+
+
+def test_a_parameters_body_of_more_observations_than_the_cap_is_400_before_any_is_read(client, version, monkeypatch):
+    from cases.fhir import resources
+    from models_registry.serving.fhir_input import MAX_OBSERVATIONS
+
+    _, body = parameters()
+    observation = body["parameter"][1]["resource"]
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": observation}] * MAX_OBSERVATIONS}
+    body["parameter"][1:] = [{"name": "observation", "resource": bundle}, body["parameter"][1]]
+    read: list[str] = []
+    original = resources.validate_elements
+
+    def counted(elements: Any, resource_type: str) -> Any:
+        read.append(resource_type)
+        return original(elements, resource_type)
+
+    monkeypatch.setattr(resources, "validate_elements", counted)
+    response = post_fhir(client, body)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_parameters"
+    assert read == ["Patient"]  # no Observation read
+    assert not Prediction.objects.exists()
