@@ -16,7 +16,8 @@ limit. The URL comes from the admin, never from a token: a token's ``jku`` heade
 configured URL or the token is refused.
 
 Key sets are cached per process: inline ones until the client is edited, fetched ones for
-``CDS_HOOKS_JWKS_CACHE_SECONDS``. A token naming a ``kid`` the cached set lacks (the record
+``CDS_HOOKS_JWKS_CACHE_SECONDS``. While the URL is down, the keys in hand are kept at most
+``CDS_HOOKS_JWKS_MAX_STALE_SECONDS`` longer; then calls are refused until it answers again. A token naming a ``kid`` the cached set lacks (the record
 system rotated its key) fetches again, at most once per ``REFETCH_INTERVAL_SECONDS`` per client,
 so tokens with made-up ``kid`` values cannot make this server hammer anyone's URL.
 """
@@ -252,8 +253,15 @@ class KeyCache:
             entry = _Cached(stamp=client.updated_at, keys=keys, fetched=now, attempted=now)
         except KeySetError as exc:
             logger.warning("The keys of CDS Hooks client %s could not be read: %s", client.pk, exc)
-            if previous is not None and previous.keys:
-                # Keep the keys we have rather than refuse every call while the URL is down.
+            kept_until = (
+                previous.fetched + settings.CDS_HOOKS_JWKS_CACHE_SECONDS + settings.CDS_HOOKS_JWKS_MAX_STALE_SECONDS
+                if previous is not None
+                else now
+            )
+            if previous is not None and previous.keys and now <= kept_until:
+                # Keep the keys we have rather than refuse every call while the URL is down, for a
+                # bounded time: a key the record system withdrew must not stay trusted for as long
+                # as its URL stays down.
                 entry = _Cached(stamp=previous.stamp, keys=previous.keys, fetched=previous.fetched, attempted=now)
             else:
                 entry = _Cached(stamp=client.updated_at, keys={}, fetched=now, attempted=now, error=str(exc))

@@ -214,6 +214,25 @@ class TestKeyCache:
         fetches.clock.now += settings.CDS_HOOKS_JWKS_CACHE_SECONDS + 1
         assert cache.key(client, "k1") == "KEY-1"
 
+    def test_keys_in_hand_are_not_kept_past_the_stale_bound_while_the_url_is_down(self, fetches, monkeypatch, settings):
+        cache, client = KeyCache(), self.client()
+        cache.key(client, "k1")
+
+        def down(url):
+            raise KeySetError("The JWKS URL could not be read (TimeoutError).")
+
+        monkeypatch.setattr(keys, "fetch_jwks", down)
+        lifetime = settings.CDS_HOOKS_JWKS_CACHE_SECONDS + settings.CDS_HOOKS_JWKS_MAX_STALE_SECONDS
+        fetches.clock.now += lifetime  # the last moment the keys in hand are kept
+        assert cache.key(client, "k1") == "KEY-1"
+        fetches.clock.now += keys.REFETCH_INTERVAL_SECONDS + 1  # past it: a withdrawn key is not trusted
+        with pytest.raises(KeySetError, match="TimeoutError"):
+            cache.key(client, "k1")
+        monkeypatch.setattr(keys, "fetch_jwks", lambda url: {"k2": "KEY-2"})  # the URL answers again
+        fetches.clock.now += keys.REFETCH_INTERVAL_SECONDS + 1
+        assert cache.key(client, "k1") is None
+        assert cache.key(client, "k2") == "KEY-2"
+
     def test_a_url_that_never_answered_is_refused_without_a_fetch_per_call(self, monkeypatch):
         calls = []
 

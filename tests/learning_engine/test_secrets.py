@@ -169,3 +169,20 @@ def test_manage_py_works_as_written_after_make_env(tmp_path):
     assert "SECRET_KEY is not set" in before.stderr
     assert made.returncode == 0, made.stderr
     assert after.returncode == 0, after.stdout + after.stderr
+
+
+@pytest.mark.parametrize("window", ["-1", str(2**31), "10000001"])
+def test_a_degradation_window_no_snapshot_column_can_hold_is_refused_at_start(monkeypatch, window):
+    monkeypatch.setenv("MONITORING_DEGRADATION_WINDOW", window)
+    with pytest.raises(ImproperlyConfigured, match="MONITORING_DEGRADATION_WINDOW"):
+        load_settings(monkeypatch, DEBUG="1", SECRET_KEY=fresh(), PSEUDONYM_KEY=fresh())
+
+
+def test_the_largest_degradation_window_is_taken(monkeypatch):
+    monkeypatch.setenv("MONITORING_DEGRADATION_WINDOW", "10000000")
+    assert (
+        load_settings(monkeypatch, DEBUG="1", SECRET_KEY=fresh(), PSEUDONYM_KEY=fresh())[
+            "MONITORING_DEGRADATION_WINDOW"
+        ]
+        == 10_000_000
+    )
