@@ -17,9 +17,10 @@ configured URL or the token is refused.
 
 Key sets are cached per process: inline ones until the client is edited, fetched ones for
 ``CDS_HOOKS_JWKS_CACHE_SECONDS``. While the URL is down, the keys in hand are kept at most
-``CDS_HOOKS_JWKS_MAX_STALE_SECONDS`` longer; then calls are refused until it answers again. A token naming a ``kid`` the cached set lacks (the record
-system rotated its key) fetches again, at most once per ``REFETCH_INTERVAL_SECONDS`` per client,
-so tokens with made-up ``kid`` values cannot make this server hammer anyone's URL.
+``CDS_HOOKS_JWKS_MAX_STALE_SECONDS`` longer; then calls are refused until it answers again.
+A token naming a ``kid`` the cached set lacks (the record system rotated its key) fetches again,
+at most once per ``REFETCH_INTERVAL_SECONDS`` per client, so tokens with made-up ``kid`` values
+cannot make this server hammer anyone's URL.
 """
 
 from __future__ import annotations
