@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -219,3 +220,16 @@ def _demo_dictionaries(request: pytest.FixtureRequest) -> None:
     if Group.objects.filter(name__in=roles.ROLES).count() != len(roles.ROLES):
         roles.sync_roles()
     _ensure_demo_dictionaries()
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Dataset files go to a folder of this test (``tmp_path / "media"``), and temporary files to
+    another (``tmp_path / "tmp"``): a test can count both. Modules that build datasets use it."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    original = tempfile.tempdir
+    tempfile.tempdir = str(scratch)
+    yield tmp_path
+    tempfile.tempdir = original

@@ -26,3 +26,10 @@ def policy(model_type: Any, *, by: Any = None, **overrides: Any) -> LearningPoli
     made.full_clean()
     made.save()
     return made
+
+
+def pseudonyms(ids: Any) -> set[str]:
+    """The patient pseudonyms of these case ids (locked sets and splits are drawn by patient)."""
+    from cases.models import Case
+
+    return set(Case.objects.filter(pk__in=list(ids)).values_list("patient_pseudonym", flat=True))

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 
 import pytest
 from django.utils import timezone
 
-from cases.models import Case
 from learning.locked import choose, current_locked_set, lock, seen_in_training
 from tests.factories import UserFactory
-from tests.learning.factories import policy
+from tests.learning.factories import policy, pseudonyms
 from tests.training.factories import DIAGNOSES, ModelTypeFactory, approved_cohort
 from training.datasets import build_snapshot, create_snapshot
 from training.models import LockedEvaluationSet
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    original = tempfile.tempdir
-    tempfile.tempdir = str(tmp_path)
-    yield tmp_path
-    tempfile.tempdir = original
-
-
-def pseudonyms(ids) -> set[str]:
-    return set(Case.objects.filter(pk__in=list(ids)).values_list("patient_pseudonym", flat=True))
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 def test_only_patients_no_model_trained_or_validated_on_are_locked():

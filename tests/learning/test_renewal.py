@@ -5,7 +5,6 @@ retired patients released to training only when the policy says."""
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from typing import Any
 
 import pytest
@@ -20,26 +19,13 @@ from learning.models import LearningCycle
 from learning_engine import roles
 from tests.conftest import jwt_client
 from tests.factories import UserFactory
-from tests.learning.factories import policy
+from tests.learning.factories import policy, pseudonyms
 from tests.training.factories import DIAGNOSES, ModelTypeFactory, approved_cohort
 from training.datasets import build_snapshot, create_snapshot
 from training.models import DatasetSnapshot, LockedEvaluationSet
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 Status = LearningCycle.Status
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    original = tempfile.tempdir
-    tempfile.tempdir = str(tmp_path)
-    yield tmp_path
-    tempfile.tempdir = original
-
-
-def pseudonyms(ids) -> set[str]:
-    return set(Case.objects.filter(pk__in=list(ids)).values_list("patient_pseudonym", flat=True))
 
 
 def built(snapshot_id: int) -> DatasetSnapshot:

@@ -47,19 +47,7 @@ from training.dataset_format import SCHEMA
 from training.datasets import DatasetBuildError, build_snapshot, canonical_json, create_snapshot, file_cases
 from training.models import DatasetSnapshot, ImmutableSnapshot, ModelType
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    """Dataset files go to a folder of this test, and temporary files to another."""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    original = tempfile.tempdir
-    tempfile.tempdir = str(scratch)
-    yield tmp_path
-    tempfile.tempdir = original
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 def stored_files(media: Path) -> list[Path]:

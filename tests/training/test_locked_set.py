@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-
 import pytest
 
 from cases.models import Case
@@ -12,16 +10,7 @@ from tests.training.factories import DIAGNOSES, ModelTypeFactory, approved_cohor
 from training.datasets import build_snapshot, create_snapshot, preview_snapshot
 from training.models import DatasetSnapshot, LockedEvaluationSet, LockedPatient
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    original = tempfile.tempdir
-    tempfile.tempdir = str(tmp_path)
-    yield tmp_path
-    tempfile.tempdir = original
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 def build(model_type) -> DatasetSnapshot:
