@@ -223,10 +223,9 @@ def _demo_dictionaries(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def media_root(settings, tmp_path):
-    """Dataset files go to a folder of this test (``tmp_path / "media"``), and temporary files to
-    another (``tmp_path / "tmp"``): a test can count both. Modules that build datasets use it."""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
+def media_root(tmp_path):
+    """Temporary files go to ``tmp_path / "tmp"`` (dataset files already go to ``tmp_path / "media"``
+    for every test): a test can count both. Modules that build datasets use it."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     original = tempfile.tempdir
