@@ -84,12 +84,7 @@ class CaseFilter(CreatedDateFilterSet):
                         name, "Filtering by exact encounter date needs the PHI permission; use encounter_year."
                     )
                     valid = False
-        cleaned = getattr(self.form, "cleaned_data", {})
-        after, before = cleaned.get("encounter_after"), cleaned.get("encounter_before")
-        if after and before and after > before:
-            self.form.add_error("encounter_before", "Must not be before encounter_after.")
-            valid = False
-        return valid
+        return self.range_is_forward("encounter_after", "encounter_before") and valid
 
 
 class CaseSearchFilter(SearchFilter):

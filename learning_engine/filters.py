@@ -58,12 +58,17 @@ class CreatedDateFilterSet(django_filters.FilterSet):
         """A range whose start is after its end is a 400 beside ``created_before`` (it would match
         nothing and read as "no rows")."""
         valid = bool(super().is_valid())
+        return self.range_is_forward("created_after", "created_before") and valid
+
+    def range_is_forward(self, after_name: str, before_name: str) -> bool:
+        """False, with a form error beside ``before_name``, when both bounds are given and the
+        start is after the end (subclasses check their own date ranges with it)."""
         cleaned = getattr(self.form, "cleaned_data", {})
-        after, before = cleaned.get("created_after"), cleaned.get("created_before")
+        after, before = cleaned.get(after_name), cleaned.get(before_name)
         if after and before and after > before:
-            self.form.add_error("created_before", "Must not be before created_after.")
-            valid = False
-        return valid
+            self.form.add_error(before_name, f"Must not be before {after_name}.")
+            return False
+        return True
 
     @classmethod
     def get_filters(cls) -> Any:
