@@ -282,8 +282,11 @@ def serving_settings() -> Iterator[None]:
 
     # The serving generation lives in this run's own file cache, never the developer's.
     caches = {
-        alias: {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(workdir() / alias)}
-        for alias in ("default", "throttle")
+        alias: {"BACKEND": backend, "LOCATION": str(workdir() / alias)}
+        for alias, backend in (
+            ("default", "learning_engine.file_cache.FileCache"),
+            ("throttle", "django.core.cache.backends.filebased.FileBasedCache"),
+        )
     }
     # The predict and feedback counters, as production keeps them without Redis (settings.py).
     caches["throttle_local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "bench"}

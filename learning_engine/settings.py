@@ -269,8 +269,9 @@ if os.environ.get("STORAGE_BUCKET"):
 # The shared cache carries the serving generation (models_registry.generation): Redis when
 # REDIS_URL is set (many machines), else a file cache that the processes of one machine share. The
 # generation must be shared: a web process that did not see an activation would keep serving the
-# old version, so it is never in a per-process cache. Reading it from the file cache is one small
-# file read per request (about 30 us); it is written only when an activation or an A/B test changes.
+# old version, so it is never in a per-process cache. Reading it from the file cache costs one stat
+# per request while it is unchanged (learning_engine/file_cache.py); it is written only when an
+# activation or an A/B test changes.
 # Throttle counters ("throttle") are kept apart: one new entry per client and window would make a
 # file cache cull at random, and the serving generation must never be culled.
 # Without Redis, the counters of the busy scopes (THROTTLE_LOCAL_SCOPES: predict, feedback) are
@@ -288,7 +289,9 @@ if os.environ.get("REDIS_URL"):
 else:
     _CACHE_DIR = Path(os.environ.get("CACHE_DIR", str(BASE_DIR / "var" / "cache")))
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(_CACHE_DIR)},
+        # FileBasedCache whose reads of an unchanged entry cost one stat (learning_engine/file_cache.py).
+        "default": {"BACKEND": "learning_engine.file_cache.FileCache", "LOCATION": str(_CACHE_DIR)},
+        # Counters that change on every request they count: Django's own, read afresh each time.
         "throttle": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(_CACHE_DIR / "throttle"),

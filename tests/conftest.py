@@ -169,11 +169,11 @@ def _media_and_cache_in_a_temporary_folder(settings, tmp_path) -> None:
     # and never leak from one test into the next.
     settings.MEDIA_ROOT = tmp_path / "media"
     caches = {
-        alias: {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(tmp_path / "cache" / alias),
-        }
-        for alias in ("default", "throttle")
+        alias: {"BACKEND": backend, "LOCATION": str(tmp_path / "cache" / alias)}
+        for alias, backend in (
+            ("default", "learning_engine.file_cache.FileCache"),  # as settings.py without Redis
+            ("throttle", "django.core.cache.backends.filebased.FileBasedCache"),
+        )
     }
     # Per-process counters (settings.THROTTLE_LOCAL_SCOPES); LOCATION per test, so none leaks.
     caches["throttle_local"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": str(tmp_path)}

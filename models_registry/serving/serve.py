@@ -38,13 +38,15 @@ def register_input_observer(observer: InputObserver) -> None:
 
 
 def _observe(groups: list[tuple[Any, list[PredictionInput]]]) -> None:
+    """Run the observers inside the caller's transaction, without a savepoint of their own: a
+    failure propagates, and ``serve`` then writes the log rows again without them."""
     rows = [(arm, [item.row for item in inputs]) for arm, inputs in groups if inputs]
     for observer in _INPUT_OBSERVERS:
-        try:
-            with transaction.atomic():  # a savepoint: a failing observer cannot undo the log rows
-                observer(rows)
-        except Exception:
-            logger.exception("An input observer failed on %s inputs.", sum(len(found) for _arm, found in rows))
+        observer(rows)
+
+
+class _ObserverFailed(Exception):
+    """An input observer raised; ``__cause__`` is what it raised."""
 
 
 def serve(
@@ -109,16 +111,33 @@ def serve(
                 "probabilities": by_class,
                 **item.checked,
             }
-    # One transaction for the log rows and the observers' tallies: one commit (one disk flush, one
-    # turn of SQLite's write lock) per request instead of one per INSERT. It commits before the
-    # answer is returned, so every answered prediction's log row is durable (README).
-    with transaction.atomic():
-        ids = Prediction.objects.log(rows)
-        observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
-        shadow = route.shadow
-        if shadow is not None:
-            observed.append((shadow, _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)))
-        _observe(observed)
+    def write(observe: bool) -> list[int]:
+        # One transaction for the log rows and the observers' tallies: one commit (one disk flush,
+        # one turn of SQLite's write lock) per request instead of one per INSERT. It commits before
+        # the answer is returned, so every answered prediction's log row is durable (README).
+        with transaction.atomic():
+            ids = Prediction.objects.log(rows)
+            observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
+            shadow = route.shadow
+            if shadow is not None:
+                shadow_inputs = _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
+                observed.append((shadow, shadow_inputs))
+            if observe and _INPUT_OBSERVERS:
+                try:
+                    _observe(observed)
+                except Exception as failure:
+                    raise _ObserverFailed from failure  # rolls back this transaction: written again below
+        return ids
+
+    # A failing observer never costs the answer or its log row. No savepoint around the observers
+    # (two statements per request): the whole transaction is rolled back and the log rows written
+    # again without them, which also holds on PostgreSQL, where a failed statement spoils the
+    # transaction it ran in.
+    try:
+        ids = write(observe=True)
+    except _ObserverFailed as failed:
+        logger.error("An input observer failed on %s inputs.", len(inputs), exc_info=failed.__cause__)
+        ids = write(observe=False)
     return [{"id": pk, **answer} for pk, answer in zip(ids, answers, strict=True)]
 
 

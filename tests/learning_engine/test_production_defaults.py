@@ -59,8 +59,9 @@ def test_with_redis_the_generation_and_every_throttle_counter_are_shared_in_redi
 
 def test_without_redis_the_generation_is_shared_and_only_busy_throttles_are_per_process():
     loaded = settings_with(DEBUG="0")
-    # The generation must be the same for every web process of the machine: never in memory.
-    assert loaded["caches"]["default"] == "FileBasedCache"
+    # The generation must be the same for every web process of the machine: never in memory. The
+    # file cache's reads of an unchanged entry cost a stat (learning_engine/file_cache.py).
+    assert loaded["caches"]["default"] == "FileCache"
     assert loaded["caches"]["throttle"] == "FileBasedCache"
     assert loaded["caches"]["throttle_local"] == "LocMemCache"
     # The scopes that guard against attacks count across processes.

@@ -205,6 +205,25 @@ def test_a_failing_observer_never_costs_the_answer(version, system, monkeypatch,
     assert "input observer failed" in caplog.text
 
 
+def test_an_observer_whose_statement_fails_never_costs_the_log_row(version, system, monkeypatch, caplog):
+    # A failed statement spoils PostgreSQL's transaction: the log rows are written again without
+    # the observers (no savepoint is paid for on every request).
+    from django.db import connection
+
+    def failing(version_id):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table_for_tallies")
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(FEATURES, "get", failing)
+    with caplog.at_level(logging.ERROR):
+        answered = predict_batch(system, [PNEUMONIA_FEATURES, PNEUMONIA_FEATURES])
+    assert [row.pk for row in answered] == list(Prediction.objects.order_by("pk").values_list("pk", flat=True))
+    assert Prediction.objects.count() == 2
+    assert not InputTally.objects.exists()
+    assert "input observer failed on 2 inputs" in caplog.text
+
+
 def test_scopes_are_the_active_versions_and_each_running_arm(version, engineer, lead):
     from tests.models_registry.experiments.factories import start_test
 
