@@ -38,7 +38,7 @@ from typing import Any
 import jwt
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from jwt.utils import base64url_decode
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
@@ -47,6 +47,7 @@ from rest_framework.request import Request
 
 from cds_hooks.keys import ALGORITHMS, KEYS, KeySetError
 from cds_hooks.models import TrustedClient, UsedToken
+from learning_engine.bulk_insert import insert_rows
 from learning_engine.stateless_auth import STATE_SECONDS, credential_state
 from learning_engine.tokens import PERMISSION_MASK, ROLE_MASK, credential_fingerprint, with_credential_masks
 
@@ -57,6 +58,7 @@ MAX_JTI_LENGTH = 255
 SWEEP_INTERVAL_SECONDS = 60.0
 _last_sweep = 0.0
 CLIENTS_VERSION_KEY = "cds-hooks:clients-version"
+USED_TOKEN_COLUMNS = ("client_id", "jti", "expires_at")
 
 
 def refused(code: str, message: str) -> AuthenticationFailed:
@@ -252,9 +254,17 @@ def _use_once(client: TrustedClient, claims: dict[str, Any]) -> None:
     """Record the token's jti; a second use is refused (the unique constraint decides, whichever
     process comes first). Kept until the token expires, clock skew included."""
     expires = datetime.fromtimestamp(claims["exp"], tz=UTC) + timedelta(seconds=settings.CDS_HOOKS_CLOCK_SKEW_SECONDS)
+    using = UsedToken.objects.db
+    row = [(client.pk, claims["jti"], expires)]
     try:
-        with transaction.atomic():
-            UsedToken.objects.create(client=client, jti=claims["jti"], expires_at=expires)
+        if connections[using].in_atomic_block:
+            # A savepoint: a replay's IntegrityError must not break the caller's transaction.
+            with transaction.atomic(using=using):
+                insert_rows(UsedToken, USED_TOKEN_COLUMNS, row, using=using, returning=False)
+        else:
+            # In autocommit one INSERT is its own transaction, durable when it returns: no BEGIN
+            # and COMMIT around it (two round trips on PostgreSQL), and no model instance.
+            insert_rows(UsedToken, USED_TOKEN_COLUMNS, row, using=using, returning=False)
     except IntegrityError:
         raise refused("token_replayed", "This token was used already; sign a new one for every call.") from None
     _sweep()

@@ -38,7 +38,7 @@ def raw_json_depth(body: bytes) -> int:
     plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
     codes = np.frombuffer(plain, dtype=np.uint8)
     in_string = (np.cumsum(codes == _QUOTE, dtype=np.uint8) & 1).astype(bool)
-    steps = _STEPS[codes]
+    steps = _STEPS.take(codes)  # a third of indexing's time
     steps[in_string] = 0
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
@@ -86,7 +86,14 @@ def refuse_nul(data: bytes) -> None:
 
 
 # A run of 19 digits: the only way a literal can hold an integer beyond MAX_JSON_INTEGER (19 digits).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# Found by mapping every digit to "0" and looking for 19 zeros: a regex ([0-9]{19}) tries a match at
+# every digit and cost 170 us on a 6 kB CDS Hooks call (timestamps, ids), this 8 us.
+_DIGITS_AS_ZEROS = bytes.maketrans(b"0123456789", b"0000000000")
+_LONG_RUN = b"0" * 19
+
+
+def _has_long_digits(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_DIGITS_AS_ZEROS)
 
 
 def loads(text: str | bytes) -> Any:
@@ -107,7 +114,7 @@ def loads(text: str | bytes) -> Any:
     """
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
     refuse_nul(data)
-    if not _LONG_DIGITS.search(data):
+    if not _has_long_digits(data):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:

@@ -66,6 +66,30 @@ def test_a_token_used_twice_is_refused_as_a_replay(ehr):
     assert UsedToken.objects.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_jti_is_written_by_its_own_insert_and_a_replay_is_refused(ehr, monkeypatch):
+    """A request runs in autocommit: the jti's one INSERT commits before the call goes on, and the
+    unique constraint refuses the replay (no SELECT before, no savepoint)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from cds_hooks import auth
+
+    monkeypatch.setattr(auth, "_last_sweep", time.monotonic())  # no sweep of expired jtis in this call
+
+    token = ehr.token(DISCOVERY, claims={"jti": "own-insert"})
+    with CaptureQueriesContext(connection) as captured:
+        assert ehr.api(token).get(DISCOVERY).status_code == 200
+    used = [query["sql"] for query in captured.captured_queries if "cds_hooks_usedtoken" in query["sql"]]
+    assert len(used) == 1
+    assert used[0].startswith("INSERT")
+    # SQLite's BEGIN shows in the captured queries (PostgreSQL's is implicit and does not).
+    assert not any(query["sql"].startswith(("BEGIN", "SAVEPOINT")) for query in captured.captured_queries)
+    assert UsedToken.objects.filter(client=ehr.client, jti="own-insert").exists()
+    refused(ehr.api(token).get(DISCOVERY), "token_replayed")
+    assert UsedToken.objects.count() == 1
+
+
 def test_the_same_jti_from_another_record_system_is_not_a_replay(ehr, make_user):
     other = RecordSystem(alg="RS384", issuer="https://other-ehr.example.org")
     other.register(make_user(roles.PREDICTION_CLIENT))
