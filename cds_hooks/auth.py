@@ -4,20 +4,24 @@ CDS Clients").
 Every call (discovery, service, feedback) carries ``Authorization: Bearer <JWT>``, signed with the
 record system's private key. The token is taken when, in this order:
 
-1. it is at most ``CDS_HOOKS_MAX_TOKEN_BYTES`` long (``token_too_large``) and a JWS at all;
+1. it is at most ``CDS_HOOKS_MAX_TOKEN_BYTES`` long (``token_too_large``) and a compact JWS at all,
+   each part in canonical base64url;
 2. its header names an asymmetric algorithm we take (``none`` and HMAC are refused before any key
    is looked at, so a public key can never be used as an HMAC secret: ``algorithm_not_allowed``),
-   ``typ`` JWT and a ``kid``;
+   ``typ`` JWT and a ``kid``, and no JWS extension (``crit``, ``b64``);
 3. its ``iss`` is an active trusted client (``unknown_issuer``), and a ``jku`` header, if any,
    is that client's configured JWKS URL (``untrusted_jku``; the URL is never taken from a token);
 4. the client's key ``kid`` exists and fits the algorithm (``unknown_key``), and the signature
    verifies with it (``invalid_signature``);
 5. ``aud`` is the client's configured base URL followed by the endpoint called (``wrong_audience``),
-   ``exp``, ``iat`` and ``jti`` are present, ``exp`` is not past and ``iat`` not in the future
-   (both with ``CDS_HOOKS_CLOCK_SKEW_SECONDS``), and the token lives at most
+   ``exp``, ``iat`` and ``jti`` are present, ``exp`` is not past and ``iat`` (and ``nbf``, if
+   any) not in the future (with ``CDS_HOOKS_CLOCK_SKEW_SECONDS``), and the token lives at most
    ``CDS_HOOKS_MAX_TOKEN_SECONDS`` (``token_expired``, ``token_lifetime_too_long``, ...);
 6. its ``jti`` was never used by that client (``token_replayed``): each token authenticates one
    call.
+
+The token is read once and its signature checked with PyJWT's algorithm (``_VERIFIERS``); the
+claims are checked here as PyJWT's ``decode`` checked them, which read the whole token again.
 
 Every refusal is 401 with a JSON ``code`` and a sentence, and names no key material. The call then
 acts as the client's account (``TrustedClient.user``), whose role decides what it may do (its
@@ -30,6 +34,8 @@ import binascii
 import copy
 import json
 import logging
+import math
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,7 +46,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
-from jwt.utils import base64url_decode
+from jwt.utils import base64url_decode, base64url_encode
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -72,19 +78,77 @@ def expected_audience(client: TrustedClient, request: Request) -> str:
     return client.base_url + request.path_info.rstrip("/")
 
 
-def _unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header and claims, read before anything is verified (to find the issuer and its key)."""
-    # Read by hand: PyJWT's unverified decode parses and checks as much as the verified one that
-    # follows (which alone is trusted: it checks the issuer found here against the claims it verified).
+# A compact JWS: three base64url segments (padding as some issuers write it; PyJWT takes it too).
+_COMPACT = re.compile(r"([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]+={0,2})\.([A-Za-z0-9_-]*={0,2})")
+# PyJWT's signature algorithms (its ``verify`` turns an ECDSA signature from JOSE's r || s into DER).
+_VERIFIERS = {alg: jwt.algorithms.get_default_algorithms()[alg] for alg in ALGORITHMS}
+_NUMERIC_DATES = ("exp", "iat", "nbf")
+
+
+def _segment(text: str) -> bytes:
+    if "=" in text and len(text) % 4:
+        raise ValueError("padding")
+    data = base64url_decode(text)
+    # One encoding per value (no stray bits in the last character): a signature cannot be written
+    # two ways, as PyJWT refuses too.
+    if base64url_encode(data) != text.rstrip("=").encode():
+        raise ValueError("not canonical")
+    return data
+
+
+def _parsed(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """(header, claims, signing input, signature) of a compact JWS, nothing verified yet.
+
+    Read once, here: PyJWT's ``decode`` read and checked the token a second time (a sixth of the
+    call's authentication besides the signature). What it checked is checked in ``verify``.
+    """
+    match = _COMPACT.fullmatch(token)
+    if match is None:
+        raise refused("malformed_token", "The bearer token is not a JWT.")
+    header_part, payload_part, signature_part = match.groups()
     try:
-        header_part, payload_part, _signature = token.split(".")
-        header = json.loads(base64url_decode(header_part))
-        payload = json.loads(base64url_decode(payload_part))
+        header = json.loads(_segment(header_part))
+        payload = json.loads(_segment(payload_part))
+        signature = _segment(signature_part)
     except (ValueError, binascii.Error, RecursionError):  # JSON's, base64's and UTF-8's errors are ValueErrors
         raise refused("malformed_token", "The bearer token is not a JWT.") from None
     if not isinstance(header, dict) or not isinstance(payload, dict):
         raise refused("malformed_token", "The bearer token is not a JWT.")
-    return header, payload
+    return header, payload, f"{header_part}.{payload_part}".encode("ascii"), signature
+
+
+def _number(value: Any) -> bool:
+    # PyJWT took a numeric string (and a boolean) where JWT wants a NumericDate: refused here.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_claims(claims: dict[str, Any], client: TrustedClient, audiences: list[str], audience: str) -> None:
+    """The registered claims of a token whose signature verified, as PyJWT's ``decode`` checked them
+    (required claims, ``iat`` and ``nbf`` not in the future, ``exp`` not past, ``iss``, ``aud``,
+    ``sub`` and ``jti`` strings), then the lifetime and the ``jti``'s form."""
+    for name in ("iss", "aud", "exp", "iat", "jti"):
+        if claims.get(name) is None:
+            raise refused("missing_claim", f"The token has no {name} claim.")
+    if not all(_number(claims[name]) for name in _NUMERIC_DATES if name in claims):
+        raise refused("invalid_token", "The token's exp, iat and nbf must be numbers (seconds since the epoch).")
+    now, leeway = time.time(), settings.CDS_HOOKS_CLOCK_SKEW_SECONDS
+    if claims["iat"] > now + leeway:
+        raise refused("token_not_yet_valid", "The token was issued in the future (iat); check the clocks.")
+    if claims.get("nbf", now) > now + leeway:
+        raise refused("token_not_yet_valid", "The token is not valid yet (nbf); check the clocks.")
+    if claims["exp"] <= now - leeway:
+        raise refused("token_expired", "The token has expired.")
+    if claims["iss"] != client.issuer:
+        raise refused("invalid_token", "The token is not valid.")
+    aud = claims["aud"]
+    aud = [aud] if isinstance(aud, str) else aud
+    if not isinstance(aud, list) or not all(isinstance(item, str) for item in aud):
+        raise refused("invalid_token", "The token is not valid.")
+    if not any(item in aud for item in audiences):
+        raise refused("wrong_audience", f"The token's aud must be {audience}.")
+    if "sub" in claims and not isinstance(claims["sub"], str):
+        raise refused("invalid_token", "The token is not valid.")
+    _check_lifetime(claims)
 
 
 def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> tuple[TrustedClient, dict[str, Any]]:
@@ -92,7 +156,7 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
     ``AuthenticationFailed``. ``audiences``: further endpoint paths whose URL the ``aud`` may be."""
     if len(token) > settings.CDS_HOOKS_MAX_TOKEN_BYTES:
         raise refused("token_too_large", f"The bearer token is longer than {settings.CDS_HOOKS_MAX_TOKEN_BYTES} bytes.")
-    header, unverified = _unverified(token)
+    header, claims, signing_input, signature = _parsed(token)
     alg = header.get("alg")
     if alg not in ALGORITHMS:
         raise refused(
@@ -105,7 +169,11 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise refused("malformed_token", 'The token header must name its key ("kid").')
-    issuer = unverified.get("iss")
+    if "crit" in header or header.get("b64", True) is not True:
+        # No JWS extension is understood here (RFC 7515: a critical one must then be refused), and an
+        # unencoded payload (RFC 7797) is no JWT.
+        raise refused("malformed_token", "The token header names an extension this service does not take.")
+    issuer = claims.get("iss")
     client = CLIENTS.get(issuer) if isinstance(issuer, str) else None
     if client is None:
         raise refused("unknown_issuer", "The token's issuer (iss) is not a trusted CDS Hooks client.")
@@ -118,30 +186,11 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
         raise refused("keys_unavailable", "The issuer's public keys could not be read; try again later.") from None
     if key is None or not key.takes(alg):
         raise refused("unknown_key", "The issuer has no key with this kid for this algorithm.")
+    verifier = _VERIFIERS[alg]
+    if not verifier.verify(signing_input, verifier.prepare_key(key.key), signature):
+        raise refused("invalid_signature", "The token's signature does not verify with the issuer's key.")
     audience = expected_audience(client, request)
-    try:
-        claims = jwt.decode(
-            token,
-            key=key.key,
-            algorithms=[alg],
-            audience=[audience, *(client.base_url + path for path in audiences)],
-            issuer=client.issuer,
-            leeway=settings.CDS_HOOKS_CLOCK_SKEW_SECONDS,
-            options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": True},
-        )
-    except jwt.InvalidSignatureError:
-        raise refused("invalid_signature", "The token's signature does not verify with the issuer's key.") from None
-    except jwt.ExpiredSignatureError:
-        raise refused("token_expired", "The token has expired.") from None
-    except jwt.ImmatureSignatureError:
-        raise refused("token_not_yet_valid", "The token was issued in the future (iat); check the clocks.") from None
-    except jwt.InvalidAudienceError:
-        raise refused("wrong_audience", f"The token's aud must be {audience}.") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise refused("missing_claim", f"The token has no {exc.claim} claim.") from None
-    except jwt.PyJWTError:
-        raise refused("invalid_token", "The token is not valid.") from None
-    _check_lifetime(claims)
+    _check_claims(claims, client, [audience, *(client.base_url + path for path in audiences)], audience)
     _use_once(client, claims)
     return client, claims
 
@@ -239,9 +288,6 @@ def _check_lifetime(claims: dict[str, Any]) -> None:
     exp, iat, jti = claims["exp"], claims["iat"], claims["jti"]
     if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
         raise refused("invalid_token", f"The token's jti must be a string of 1 to {MAX_JTI_LENGTH} characters.")
-    # PyJWT takes a numeric string (and a boolean) where JWT wants a NumericDate: refuse them here.
-    if not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in (exp, iat)):
-        raise refused("invalid_token", "The token's exp and iat must be numbers (seconds since the epoch).")
     if exp - iat > settings.CDS_HOOKS_MAX_TOKEN_SECONDS:
         raise refused(
             "token_lifetime_too_long",

@@ -140,6 +140,39 @@ def test_a_signed_token_whose_exp_or_iat_is_no_number_is_refused_not_a_500(ehr, 
     refused(ehr.get(DISCOVERY, claims=values), "invalid_token")
 
 
+def test_a_token_not_valid_before_a_future_nbf_is_refused(ehr):
+    now = int(time.time())
+    refused(ehr.get(DISCOVERY, claims={"nbf": now + 120}), "token_not_yet_valid")
+    assert ehr.get(DISCOVERY, claims={"nbf": now - 1}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"nbf": "soon"}, {"exp": float("inf")}, {"iat": float("nan")}, {"aud": [1]}, {"aud": {"a": 1}}, {"sub": 7}],
+)
+def test_a_signed_token_with_a_claim_of_the_wrong_type_is_refused(ehr, claims):
+    refused(ehr.get(DISCOVERY, claims=claims), "invalid_token")
+
+
+def test_a_token_with_a_critical_extension_or_an_unencoded_payload_is_refused(ehr):
+    refused(ehr.get(DISCOVERY, headers={"crit": ["exp"], "exp": 1}), "malformed_token")
+    refused(ehr.get(DISCOVERY, headers={"b64": False}), "malformed_token")
+
+
+def test_a_token_whose_parts_are_not_canonical_base64url_is_refused(ehr):
+    # A jti that leaves spare bits in the last character of the claims' part.
+    token = next(
+        t for t in (ehr.token(DISCOVERY, claims={"jti": "j" * n}) for n in range(1, 4)) if len(t.split(".")[1]) % 4
+    )
+    header, payload, signature = token.split(".")
+    refused(ehr.api(f"{header}.{payload}!.{signature}").get(DISCOVERY), "malformed_token")
+    # The same claims written another way (a spare bit set): refused before the signature is checked.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet[alphabet.index(payload[-1]) ^ 1]
+    refused(ehr.api(f"{header}.{payload[:-1]}{last}.{signature}").get(DISCOVERY), "malformed_token")
+    assert ehr.api(token).get(DISCOVERY).status_code == 200  # refused forms did not use its jti
+
+
 @pytest.mark.parametrize("claim", ["jti", "exp", "iat", "aud"])
 def test_a_token_without_a_required_claim_is_refused(ehr, claim):
     refused(ehr.get(DISCOVERY, claims={claim: None}), "missing_claim")
