@@ -12,11 +12,13 @@ routing (sticky per patient), the dictionary check of the answering version, the
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
-from django.urls import get_script_prefix, reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -201,9 +203,21 @@ def _refused_card(exc: RecordRefused, model_name: str, check: Any, notes: list[s
     return cards.no_prediction_card(model_name=model_name, reason=exc.message, problems=problems + notes)
 
 
+_SOME_ID = 987654321
+
+
+@functools.lru_cache(maxsize=16)
+def _feedback_path(script_prefix: str, urlconf: str | None) -> tuple[str, str]:
+    """The feedback path of a prediction below the script prefix, split around its id: one
+    ``reverse()`` per URL configuration, not one per call."""
+    path = reverse("prediction-feedback", urlconf=urlconf, kwargs={"pk": _SOME_ID}).removeprefix(script_prefix)
+    head, _, tail = path.partition(str(_SOME_ID))
+    return head, tail
+
+
 def _feedback_url(client: TrustedClient, prediction_id: int) -> str:
-    path = reverse("prediction-feedback", kwargs={"pk": prediction_id})
-    return client.base_url + "/" + path.removeprefix(get_script_prefix())
+    head, tail = _feedback_path(get_script_prefix(), get_urlconf() or settings.ROOT_URLCONF)
+    return f"{client.base_url}/{head}{prediction_id}{tail}"
 
 
 OUTCOMES = ("accepted", "overridden")

@@ -345,3 +345,23 @@ def test_the_user_comment_is_never_stored(ehr, version):
     stored = str(list(Feedback.objects.values()))
     assert "Ada" not in stored
     assert "MRN" not in stored
+
+
+def test_the_feedback_link_is_the_base_url_and_the_path_below_the_script_prefix():
+    """The path is reversed once per script prefix and URL configuration, then only the id changes."""
+    from django.urls import get_script_prefix, set_script_prefix
+
+    from cds_hooks.models import TrustedClient
+    from cds_hooks.views import _feedback_path, _feedback_url
+
+    client = TrustedClient(audience="https://cds.example-hospital.org/engine/")
+    before = get_script_prefix()
+    _feedback_path.cache_clear()
+    try:
+        for prefix in ("/engine/", "/", "/engine/"):
+            set_script_prefix(prefix)
+            for pk in (7, 123456):
+                expected = f"https://cds.example-hospital.org/engine/api/v1/predictions/{pk}/feedback/"
+                assert _feedback_url(client, pk) == expected
+    finally:
+        set_script_prefix(before)
