@@ -23,23 +23,22 @@ MAX_JSON_INTEGER = 2**63 - 1
 _STEPS = np.zeros(256, dtype=np.int8)
 _STEPS[[ord("{"), ord("[")]] = 1
 _STEPS[[ord("}"), ord("]")]] = -1
-_QUOTE = ord('"')
+_NOT_BRACKETS = bytes(code for code in range(256) if code not in b"{}[]")
 
 
 def raw_json_depth(body: bytes) -> int:
     """How deep a JSON text nests objects and arrays, read off the bytes before parsing.
 
-    Vectorised (numpy, a few bytes of memory per body byte): escaped backslashes and quotes are
-    dropped, a running count of quotes marks what is inside strings, and only the brackets outside
-    them count. A hostile body is refused before the parser ever recurses into it.
+    Escaped backslashes and quotes are dropped; then every other piece between quotes is outside
+    the strings, and of those only the brackets count (a running sum, vectorised by numpy over the
+    brackets alone: half the time on a 6 kB CDS Hooks call of every byte going through numpy, the
+    same on 5 MB). A hostile body is refused before the parser ever recurses into it.
     """
     if b"{" not in body and b"[" not in body:
         return 0
     plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-    codes = np.frombuffer(plain, dtype=np.uint8)
-    in_string = (np.cumsum(codes == _QUOTE, dtype=np.uint8) & 1).astype(bool)
-    steps = _STEPS.take(codes)  # a third of indexing's time
-    steps[in_string] = 0
+    brackets = b"".join(plain.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    steps = _STEPS.take(np.frombuffer(brackets, dtype=np.uint8))
     return int(np.cumsum(steps, dtype=np.int32).max(initial=0))
 
 
