@@ -120,6 +120,21 @@ def test_the_card_answers_as_the_plain_predict_does(ehr, version, make_user):
     assert f"{plain.json()['probabilities'][PNEUMONIA] * 100:.0f}%" in card["summary"]
 
 
+def test_a_warm_service_call_reads_nothing_of_its_own_and_writes_its_jti_once(ehr, version):
+    """Once the client and its keys are cached, the CDS path adds one statement to what predict
+    runs: the jti's INSERT (no client query, no SELECT of used tokens before it)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    one_card(ehr.post(SERVICE, call()))
+    with CaptureQueriesContext(connection) as captured:
+        one_card(ehr.post(SERVICE, call()))
+    statements = [query["sql"] for query in captured.captured_queries]
+    inserts = [sql.split('"')[1] for sql in statements if sql.startswith("INSERT")]
+    assert inserts == ["cds_hooks_usedtoken", "models_registry_prediction", "monitoring_inputtally"]
+    assert not [sql for sql in statements if "cds_hooks_" in sql and not sql.startswith("INSERT")]
+
+
 def test_a_temperature_in_fahrenheit_is_converted_to_the_dictionarys_unit(ehr, version):
     baseline = one_card(ehr.post(SERVICE, call()))
     _, data = prefetch()
