@@ -141,6 +141,8 @@ def _check_claims(claims: dict[str, Any], client: TrustedClient, audiences: list
     if claims["iss"] != client.issuer:
         raise refused("invalid_token", "The token is not valid.")
     aud = claims["aud"]
+    if not aud:  # "" or []: PyJWT's missing_claim too
+        raise refused("missing_claim", "The token has no aud claim.")
     aud = [aud] if isinstance(aud, str) else aud
     if not isinstance(aud, list) or not all(isinstance(item, str) for item in aud):
         raise refused("invalid_token", "The token is not valid.")

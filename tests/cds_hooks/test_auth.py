@@ -178,6 +178,11 @@ def test_a_token_without_a_required_claim_is_refused(ehr, claim):
     refused(ehr.get(DISCOVERY, claims={claim: None}), "missing_claim")
 
 
+@pytest.mark.parametrize("empty", ["", []])
+def test_an_empty_audience_is_a_missing_claim(ehr, empty):
+    refused(ehr.get(DISCOVERY, claims={"aud": empty}), "missing_claim")
+
+
 def test_alg_none_is_refused_before_any_key_is_read(ehr):
     token = _unsigned({"alg": "none", "typ": "JWT", "kid": ehr.kid}, _claims(ehr))
     refused(ehr.api(token).get(DISCOVERY), "algorithm_not_allowed")
