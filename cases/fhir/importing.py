@@ -373,18 +373,28 @@ def _decode_line(line: bytes) -> Any:
 # --- Collecting ------------------------------------------------------------------------------------
 
 
+# A position as the collector keeps it until the Bundle ends: a tuple of (index, line, file). The
+# garbage collector stops tracking a tuple of numbers and None, while each of the thousands of
+# ``Position`` objects kept would be walked by every full collection of a large import.
+Where = tuple[int, bool, int | None]
+
+
+def _where(position: Position) -> Where:
+    return (position.index, position.line, position.file)
+
+
 @dataclass
 class _Encounter:
-    position: Position
+    position: Where
     facts: mapping.EncounterFacts
     measurements: list[mapping.Measurement] = field(default_factory=list)
-    conditions: list[tuple[Position, list[str], str | None]] = field(default_factory=list)  # ICD-10, id
+    conditions: list[tuple[Where, tuple[str, ...], str | None]] = field(default_factory=list)  # ICD-10, id
     snomed: list[str] = field(default_factory=list)
 
 
 @dataclass
 class _Patient:
-    position: Position
+    position: Where
     identity: dict[str, Any]
     has_mrn: bool
 
@@ -403,13 +413,16 @@ class _Collector:
         self.wanted = wanted
         self.patients: dict[str, _Patient] = {}  # across the whole import
         self.encounters: dict[str, _Encounter] = {}
-        self.positions: list[Position] = []  # a Measurement's position indexes this
+        self.positions: list[Where] = []  # a Measurement's position indexes this
         # Observations and Conditions read before their Encounter (any order is allowed).
-        self.waiting_measurements: dict[str, list[tuple[Position, list[mapping.Measurement]]]] = {}
-        self.waiting_conditions: dict[str, list[tuple[Position, list[str], list[str], str | None]]] = {}
+        self.waiting_measurements: dict[str, list[tuple[Where, list[mapping.Measurement]]]] = {}
+        self.waiting_conditions: dict[str, list[tuple[Where, tuple[str, ...], list[str], str | None]]] = {}
 
-    def problem(self, position: Position, resource_type: str, code: str, field_name: str, message: str) -> None:
-        problem = Problem(position, resource_type, code, field_name, message)
+    def problem(
+        self, position: Position | Where, resource_type: str, code: str, field_name: str, message: str
+    ) -> None:
+        where = Position(*position) if isinstance(position, tuple) else position
+        problem = Problem(where, resource_type, code, field_name, message)
         self.report.add(problem)
         if self.on_problem:
             self.on_problem(problem)
@@ -441,7 +454,7 @@ class _Collector:
             self.problem(position, kind, "invalid_resource", invalid.path, invalid.message)
             return
         fallback = mapping.reference_id(full_url, kind) if isinstance(full_url, str) else None
-        getattr(self, f"_{kind.lower()}")(position, model, fallback)
+        getattr(self, f"_{kind.lower()}")(_where(position), model, fallback)
 
     def _may_use(self, item: dict[str, Any]) -> bool:
         """Whether a raw Observation or Condition carries a code (its own or a component's) that a
@@ -465,7 +478,7 @@ class _Collector:
                     return True
         return False
 
-    def _patient(self, position: Position, model: Any, fallback: str | None) -> None:
+    def _patient(self, position: Where, model: Any, fallback: str | None) -> None:
         identity, problems = mapping.map_patient(model)
         pid = model.id or fallback
         if not pid:
@@ -476,7 +489,7 @@ class _Collector:
             self.problem(position, "Patient", code, issue.field, issue.message)
         self.patients[pid] = _Patient(position, identity, "mrn" in identity)
 
-    def _encounter(self, position: Position, model: Any, fallback: str | None) -> None:
+    def _encounter(self, position: Where, model: Any, fallback: str | None) -> None:
         facts = mapping.encounter_facts(model, fallback_id=fallback)
         if facts.void:
             self.report.skipped["Encounter (entered in error or cancelled)"] += 1
@@ -495,7 +508,7 @@ class _Collector:
             encounter.conditions.append((where, icd10, cid))
             encounter.snomed.extend(snomed)
 
-    def _observation(self, position: Position, model: Any, fallback: str | None) -> None:
+    def _observation(self, position: Where, model: Any, fallback: str | None) -> None:
         if model.status in mapping.VOID_OBSERVATION:
             self.report.skipped["Observation (entered in error or cancelled)"] += 1
             return
@@ -515,8 +528,8 @@ class _Collector:
         else:
             self.waiting_measurements.setdefault(eid, []).append((position, found))
 
-    def _condition(self, position: Position, model: Any, fallback: str | None) -> None:
-        icd10 = mapping.condition_codes(model)
+    def _condition(self, position: Where, model: Any, fallback: str | None) -> None:
+        icd10 = tuple(mapping.condition_codes(model))
         snomed = mapping.condition_snomed_codes(model)
         if not icd10 and not snomed:
             return
@@ -650,17 +663,20 @@ class _Writer:
                 code="too_many_records",
             )
         self.report.encounters += len(encounters)
-        records: list[dict[str, Any]] = []
-        positions: list[Position] = []
-        for encounter in encounters:
-            record = self._record(encounter)
-            if record is None:
-                self.report.failed += 1
-                continue
-            records.append(record)
-            positions.append(encounter.position)
-        if not records:
-            return
+        positions: list[Where] = []  # of the records given so far, in order
+
+        def records() -> Iterator[dict[str, Any]]:
+            # Made as they are written, each Encounter let go once its record is: the collected
+            # state shrinks while the cases are written instead of staying until the end.
+            encounters.reverse()
+            while encounters:
+                encounter = encounters.pop()
+                record = self._record(encounter)
+                if record is None:
+                    self.report.failed += 1
+                    continue
+                positions.append(encounter.position)
+                yield record
 
         def refused(error: LineError) -> None:
             self.collector.problem(positions[error.line - 1], "Encounter", "refused", error.field, error.message)
@@ -669,7 +685,7 @@ class _Writer:
             if self.progress:
                 self.progress(self._merged(report))
 
-        result = import_objects(records, by=self.by, progress=progressed, on_error=refused, chunk_size=self.chunk_size)
+        result = import_objects(records(), by=self.by, progress=progressed, on_error=refused, chunk_size=self.chunk_size)
         merged = self._merged(result)
         self.report.created, self.report.updated = merged.created, merged.updated
         self.report.unchanged, self.report.failed = merged.unchanged, merged.failed
@@ -699,7 +715,7 @@ class _Writer:
                 "Encounter",
                 "missing_identifier",
                 "subject",
-                f"Its Patient ({patient.position}) has no identifier of type MR.",
+                f"Its Patient ({Position(*patient.position)}) has no identifier of type MR.",
             )
             return None
         if facts.date is None:
@@ -741,7 +757,7 @@ class _Writer:
             "diagnosis": {"code": code, "label": label} if code else None,
         }
 
-    def _report(self, issue: Issue, encounter: _Encounter, kind: str, positions: list[Position]) -> None:
+    def _report(self, issue: Issue, encounter: _Encounter, kind: str, positions: list[Where]) -> None:
         if issue.position is None:  # about the encounter as a whole (a missing finding)
             self.collector.problem(encounter.position, "Encounter", issue.code, issue.field, issue.message)
         else:

@@ -442,7 +442,7 @@ def map_conditions(
     conditions: Sequence[Any], definition: Definition, *, ranked: Mapping[int, int] | None = None
 ) -> tuple[str, str, list[Issue]]:
     """(code, display name, problems): the diagnosis of an encounter from its Conditions (decoded
-    JSON, validated models, or lists of codes from ``condition_codes``).
+    JSON, validated models, or lists (or tuples) of codes from ``condition_codes``).
 
     Only ICD-10 codes in the cohort's code set count. One such code is the diagnosis; several
     different ones are resolved by ``ranked`` (position -> the Encounter's diagnosis rank, 1 the
@@ -452,7 +452,7 @@ def map_conditions(
     known: dict[str, int] = {}  # code -> the position that gave it first
     problems: list[Issue] = []
     for position, item in enumerate(conditions):
-        codes = item if isinstance(item, list) else condition_codes(item)
+        codes = list(item) if isinstance(item, list | tuple) else condition_codes(item)
         inside = [code for code in codes if code in definition.diagnosis_codes]
         if codes and not inside:
             problems.append(

@@ -166,24 +166,13 @@ def _date_time(value: Any) -> dt.date | dt.datetime:
 # --- Datatypes ---------------------------------------------------------------------------------------
 
 Reader = Callable[[Any], Any]
-# A datatype: its elements (JSON name -> reader, whether a list), and those it requires.
-_Shape = tuple[dict[str, tuple[Reader, bool]], frozenset[str]]
+# A datatype: its elements (JSON name -> reader or datatype name, whether a list), and those it requires.
+_Shape = tuple[dict[str, tuple[Any, bool]], frozenset[str]]
 _SHAPES: dict[str, _Shape] = {}
 
 
-def _element_reader(name: str, resource_type: str | None = None) -> Reader:
-    def read_element(value: Any) -> Element:
-        return _read(name, value, resource_type)
-
-    return read_element
-
-
 def _shape(name: str, elements: dict[str, tuple[Any, bool]], required: tuple[str, ...] = ()) -> None:
-    readers = {
-        key: (_element_reader(reader) if isinstance(reader, str) else reader, many)
-        for key, (reader, many) in elements.items()
-    }
-    _SHAPES[name] = (readers, frozenset(required))
+    _SHAPES[name] = (elements, frozenset(required))
 
 
 ONE, MANY = False, True
@@ -333,48 +322,75 @@ _CLASSES: dict[str, type[Element]] = {
     for name, (readers, _required) in _SHAPES.items()
 }
 _VALUE_NAMES = frozenset(name for name in _VALUES if name != "dataAbsentReason")
+_RESOURCE_TYPES = frozenset(name for name, view_class in _CLASSES.items() if view_class._type is not None)
 _EFFECTIVE_NAMES = frozenset({"effectiveDateTime", "effectiveInstant", "effectivePeriod"})
 
 
-def _read(name: str, data: Any, resource_type: str | None = None) -> Element:
-    # One function for every datatype: the shapes are small, and a call per element is the cost.
-    if type(data) is not dict or not data:
+def _one_value(values: dict[str, Any]) -> None:
+    given = _VALUE_NAMES.intersection(values)
+    # One value[x] at most; and obs-6 (no dataAbsentReason beside a value), in case a validator
+    # ever checks it.
+    if len(given) > 1 or (given and "dataAbsentReason" in values):
         raise NotPlain
-    readers, required = _SHAPES[name]
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key == "resourceType" and resource_type is not None:
-            continue
-        entry = readers.get(key)
-        if entry is None or value is None:
+    if len(_EFFECTIVE_NAMES.intersection(values)) > 1:
+        raise NotPlain
+
+
+def _compile(name: str) -> Reader:
+    """The reader of one datatype, with its element readers, requirements and view class bound:
+    a call per element is the cost, so nothing is looked up by name while reading."""
+    elements, required = _SHAPES[name]
+    readers = {
+        key: (_READERS[reader] if isinstance(reader, str) else reader, many) for key, (reader, many) in elements.items()
+    }
+    resource = _CLASSES[name]._type is not None
+    if resource:  # checked by ``read``; not kept, as fhir.resources' models do not keep it
+        readers["resourceType"] = (str, ONE)
+    get = readers.get
+    check = _one_value if name in ("Observation", "ObservationComponent") else None
+    renamed = "class" in readers
+    view_class = _CLASSES[name]
+    new, set_dict = object.__new__, object.__setattr__
+
+    def read_element(data: Any) -> Element:
+        if type(data) is not dict or not data:
             raise NotPlain
-        reader, many = entry
-        if many:
-            if type(value) is not list or not value:
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            entry = get(key)
+            if entry is None:
                 raise NotPlain
-            values[key] = [reader(item) for item in value]
-        else:
-            values[key] = reader(value)
-    if required and not required <= values.keys():
-        raise NotPlain
-    if name in ("Observation", "ObservationComponent"):
-        given = _VALUE_NAMES.intersection(values)
-        # One value[x] at most; and obs-6 (no dataAbsentReason beside a value), in case a
-        # validator ever checks it.
-        if len(given) > 1 or (given and "dataAbsentReason" in values):
+            # Every reader refuses None (JSON null) and values of another JSON type.
+            reader, many = entry
+            if many:
+                if type(value) is not list or not value:
+                    raise NotPlain
+                values[key] = [reader(item) for item in value]
+            else:
+                values[key] = reader(value)
+        if required and not required <= values.keys():
             raise NotPlain
-        if len(_EFFECTIVE_NAMES.intersection(values)) > 1:
-            raise NotPlain
-    if "class" in values:
-        values["class_"] = values.pop("class")
-    view = object.__new__(_CLASSES[name])
-    object.__setattr__(view, "__dict__", values)
-    return view
+        if check is not None:
+            check(values)
+        if resource:
+            del values["resourceType"]
+        if renamed and "class" in values:
+            values["class_"] = values.pop("class")
+        view = new(view_class)
+        set_dict(view, "__dict__", values)
+        return view
+
+    return read_element
+
+
+_READERS: dict[str, Reader] = {}
+for _name in _SHAPES:  # in definition order: a datatype's element types come before it
+    _READERS[_name] = _compile(_name)
 
 
 def read(resource: dict[str, Any], resource_type: str) -> Element:
     """The plain ``resource`` (its ``READ_ELEMENTS`` only) as an ``Element`` of ``resource_type``;
     raises ``NotPlain`` when it is not plain."""
-    if resource.get("resourceType") != resource_type:
+    if resource.get("resourceType") != resource_type or resource_type not in _RESOURCE_TYPES:
         raise NotPlain
-    return _read(resource_type, resource, resource_type)
+    return _READERS[resource_type](resource)

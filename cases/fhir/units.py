@@ -68,6 +68,12 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
     """
     if from_unit == to_unit:
         return value
+    if value == 0:  # 0.0 and -0.0 are one key of the cache below, but not one result
+        return _convert(value, from_unit, to_unit)
+    return _converted(value, from_unit, to_unit)
+
+
+def _convert(value: float, from_unit: str, to_unit: str) -> float:
     source, target = _unit(from_unit), _unit(to_unit)
     try:
         converted = float(registry().Quantity(value, source).to(target).magnitude)
@@ -78,3 +84,9 @@ def convert(value: float, from_unit: str, to_unit: str) -> float:
     if not math.isfinite(converted):
         raise UnitRefused(f"the value is too large to express in {print_unit(to_unit) or to_unit!r}")
     return float(f"{converted:.{SIGNIFICANT_DIGITS}g}")
+
+
+# A conversion costs pint 25-40 us, and measurements repeat (a temperature written to a tenth of a
+# degree takes a few hundred values): the results are kept, exactly as pint gave them. A refusal
+# raises, and is not kept.
+_converted = functools.lru_cache(maxsize=16384, typed=True)(_convert)
