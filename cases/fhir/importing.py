@@ -225,6 +225,9 @@ _QUOTE, _BACKSLASH = ord('"'), ord("\\")
 _STEPS = np.zeros(256, dtype=np.int32)
 _STEPS[[ord("["), ord("{")]] = 1
 _STEPS[[ord("]"), ord("}")]] = -1
+_BRACKETS = _STEPS != 0
+_MARKS = _BRACKETS.copy()
+_MARKS[_QUOTE] = True
 _DIGITS = b"0123456789"
 _DIGIT_FLAGS = bytes(49 if byte in _DIGITS else 48 for byte in range(256))
 _DIGIT_RUN = b"1" * MAX_DIGITS
@@ -292,17 +295,24 @@ class GuardedStream:
             self.backslashes = (
                 len(chunk) - int(last_other[-1]) - 1 if last_other[-1] >= 0 else self.backslashes + len(chunk)
             )
+            # From here on only the quotes that count and the brackets matter.
+            where = np.flatnonzero(quotes | _BRACKETS[codes])
+            quotes = quotes[where]
         else:  # no escapes (most chunks): every quote counts
-            quotes = codes == _QUOTE
+            where = np.flatnonzero(_MARKS[codes])
+            quotes = codes[where] == _QUOTE
+        if not len(where):  # within one string, or between values
+            return len(chunk)
+        # The running sums over those bytes only (a fifth of a FHIR text or less), not every byte.
         toggles = np.cumsum(quotes, dtype=np.int64)
         inside = ((toggles + int(self.in_string)) & 1).astype(bool) | quotes
-        steps = _STEPS[codes]
+        steps = _STEPS[codes[where]]
         steps[inside] = 0
         levels = np.cumsum(steps, dtype=np.int64) + self.depth
         deep = np.flatnonzero(levels > self.max_depth)
         if len(deep):
             self.hostile = f"nesting deeper than {self.max_depth} levels"
-            return int(deep[0])
+            return int(where[deep[0]])
         self.depth = int(levels[-1])
         self.in_string = bool((int(toggles[-1]) + int(self.in_string)) & 1)
         return len(chunk)

@@ -540,6 +540,45 @@ def test_the_stream_guard_ignores_brackets_and_digits_inside_strings(tmp_path):
     assert guarded.hostile == "nesting deeper than 3 levels"
 
 
+def _first_too_deep(text: bytes, max_depth: int) -> int:
+    """Byte by byte: where the nesting outside strings first passes ``max_depth`` (or the end). A
+    quote after an odd run of backslashes does not count, in a string or (invalid JSON) not."""
+    depth, in_string, backslashes = 0, False, 0
+    for index, byte in enumerate(text):
+        if byte == ord("\\"):
+            backslashes += 1
+            continue
+        counts = byte == ord('"') and backslashes % 2 == 0
+        backslashes = 0
+        if counts:
+            in_string = not in_string
+        elif in_string:
+            continue
+        elif byte in b"[{":
+            depth += 1
+            if depth > max_depth:
+                return index
+        elif byte in b"]}":
+            depth -= 1
+    return len(text)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 4096])
+def test_the_stream_guard_cuts_where_a_byte_by_byte_reading_finds_the_nesting_too_deep(chunk):
+    import random
+
+    pieces = ["[", "{", "]", "}", '"', "\\", '\\"', "\\\\", "a", ":", ",", "1", "  "]
+    generator = random.Random(17)
+    for _ in range(150):
+        text = "".join(generator.choice(pieces) for _ in range(generator.randrange(1, 120))).encode()
+        for max_depth in (1, 2, 4):
+            guarded = importing.GuardedStream(io.BytesIO(text), max_depth=max_depth)
+            read = b"".join(iter(lambda guarded=guarded: guarded.read(chunk), b""))
+            cut = _first_too_deep(text, max_depth)
+            assert read == text[:cut], (text, max_depth)
+            assert bool(guarded.hostile) == (cut < len(text))
+
+
 def test_the_command_lists_warnings_only_at_verbosity_2(tmp_path, submitter):
     items = [
         item for item in fhir_exports.records(patients=3, encounters_per_patient=2) if "wbc" not in item["findings"]
