@@ -428,9 +428,7 @@ class _Collector:
         self.waiting_measurements: dict[str, list[tuple[Where, list[mapping.Measurement]]]] = {}
         self.waiting_conditions: dict[str, list[tuple[Where, tuple[str, ...], list[str], str | None]]] = {}
 
-    def problem(
-        self, position: Position | Where, resource_type: str, code: str, field_name: str, message: str
-    ) -> None:
+    def problem(self, position: Position | Where, resource_type: str, code: str, field_name: str, message: str) -> None:
         where = Position(*position) if isinstance(position, tuple) else position
         problem = Problem(where, resource_type, code, field_name, message)
         self.report.add(problem)
@@ -695,7 +693,9 @@ class _Writer:
             if self.progress:
                 self.progress(self._merged(report))
 
-        result = import_objects(records(), by=self.by, progress=progressed, on_error=refused, chunk_size=self.chunk_size)
+        result = import_objects(
+            records(), by=self.by, progress=progressed, on_error=refused, chunk_size=self.chunk_size
+        )
         merged = self._merged(result)
         self.report.created, self.report.updated = merged.created, merged.updated
         self.report.unchanged, self.report.failed = merged.unchanged, merged.failed

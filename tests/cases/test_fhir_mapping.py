@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -389,6 +390,18 @@ def test_references_resolve_to_the_id_they_point_at(reference, kind, expected):
 
 def test_equal_units_are_not_parsed_and_the_value_is_unchanged():
     assert units.convert(0.1 + 0.2, "Quennell", "Quennell") == 0.1 + 0.2
+
+
+def test_a_kept_conversion_is_the_one_pint_gives_and_keeps_the_sign_of_zero():
+    first = units.convert(98.7, "[degF]", "Cel")
+    assert units.convert(98.7, "[degF]", "Cel") == first == units._convert(98.7, "[degF]", "Cel")
+    # 0.0 and -0.0 are one key of a cache, but their conversions differ in sign.
+    assert math.copysign(1, units.convert(0.0, "mg/dL", "mg/L")) == 1
+    assert math.copysign(1, units.convert(-0.0, "mg/dL", "mg/L")) == -1
+    # A refusal is raised every time, never kept as an answer.
+    for _ in range(2):
+        with pytest.raises(units.UnitRefused):
+            units.convert(5.0, "mmol/L", "mg/L")
 
 
 def test_a_conversion_too_large_for_a_float_is_refused():
