@@ -200,8 +200,7 @@ def validate_read(resource: dict[str, Any], resource_type: str) -> Any:
     Elements in the plain shape record systems write are read by ``plain`` (an ``Element`` view
     with the same values); the rest, malformed ones included, by fhir.resources.
     """
-    unknown = resource.keys() - element_names(resource_type)
-    if unknown:
+    if not element_names(resource_type).issuperset(resource):  # a key it does not define
         raise ResourceInvalid("", "has an element FHIR R4 does not define there.")
     read = READ_ELEMENTS[resource_type]
     return validate_elements({key: value for key, value in resource.items() if key in read}, resource_type)

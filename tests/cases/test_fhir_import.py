@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
+import random
 import tracemalloc
 from typing import Any
 
@@ -565,15 +567,13 @@ def _first_too_deep(text: bytes, max_depth: int) -> int:
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 64, 4096])
 def test_the_stream_guard_cuts_where_a_byte_by_byte_reading_finds_the_nesting_too_deep(chunk):
-    import random
-
     pieces = ["[", "{", "]", "}", '"', "\\", '\\"', "\\\\", "a", ":", ",", "1", "  "]
     generator = random.Random(17)
     for _ in range(150):
         text = "".join(generator.choice(pieces) for _ in range(generator.randrange(1, 120))).encode()
         for max_depth in (1, 2, 4):
             guarded = importing.GuardedStream(io.BytesIO(text), max_depth=max_depth)
-            read = b"".join(iter(lambda guarded=guarded: guarded.read(chunk), b""))
+            read = b"".join(iter(functools.partial(guarded.read, chunk), b""))
             cut = _first_too_deep(text, max_depth)
             assert read == text[:cut], (text, max_depth)
             assert bool(guarded.hostile) == (cut < len(text))
