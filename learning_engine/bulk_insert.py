@@ -13,9 +13,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import connections, models, transaction
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one (model, columns, database) insert needs, worked out once per process."""
+
+    head: str
+    tail: str
+    placeholder: str
+    width: int  # columns per row
+    # (position, field, is_datetime): JSON and datetime values are prepared by their field.
+    prepared: tuple[tuple[int, models.Field[Any, Any], bool], ...]
+
+
+_PLANS: dict[tuple[type[models.Model], tuple[str, ...], str, str], _Plan] = {}
+
+
+def _plan(model: type[models.Model], columns: Sequence[str], using: str, returning: bool) -> _Plan:
+    key = (model, (*columns, "RETURNING" if returning else ""), using, connections[using].vendor)
+    found = _PLANS.get(key)
+    if found is not None:
+        return found
+    connection = connections[using]
+    meta = model._meta
+    fields = {field.attname: field for field in meta.concrete_fields}
+    prepared = tuple(
+        (position, fields[name], isinstance(fields[name], models.DateTimeField))
+        for position, name in enumerate(columns)
+        if isinstance(fields[name], (models.JSONField, models.DateTimeField))
+    )
+    quote = connection.ops.quote_name
+    # Only quoted names of this model's table and columns are formatted in; values are parameters.
+    names = ", ".join(quote(str(fields[name].column)) for name in columns)
+    plan = _Plan(
+        head=f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ",  # noqa: S608
+        tail=f" RETURNING {quote(str(meta.pk.column))}" if returning else "",
+        placeholder="(" + ", ".join(["%s"] * len(columns)) + ")",
+        width=len(columns),
+        prepared=prepared,
+    )
+    _PLANS[key] = plan
+    return plan
 
 
 def insert_rows(
@@ -30,24 +73,13 @@ def insert_rows(
     if not rows:
         return []
     connection = connections[using]
-    meta = model._meta
-    fields = {field.attname: field for field in meta.concrete_fields}
     if returning and not connection.features.can_return_rows_from_bulk_insert:  # pragma: no cover (MySQL)
         objects = [model(**dict(zip(columns, row, strict=True))) for row in rows]
         return [obj.pk for obj in model._default_manager.db_manager(using).bulk_create(objects)]
-    prepared = [
-        (position, fields[name])
-        for position, name in enumerate(columns)
-        if isinstance(fields[name], (models.JSONField, models.DateTimeField))
-    ]
-    quote = connection.ops.quote_name
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    # Only quoted names of this model's table and columns are formatted in; values are parameters.
-    names = ", ".join(quote(str(fields[name].column)) for name in columns)
-    head = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES "  # noqa: S608
-    tail = f" RETURNING {quote(str(meta.pk.column))}" if returning else ""
+    plan = _plan(model, columns, using, returning)
+    # Read per call, not planned: the backend's limit may differ per connection (and tests lower it).
     limit = connection.features.max_query_params or 999
-    per_statement = max(1, min(len(rows), limit // len(columns)))
+    per_statement = max(1, min(len(rows), limit // plan.width))
     times: dict[Any, Any] = {}
     ids: list[int] = []
     several = len(rows) > per_statement
@@ -60,16 +92,16 @@ def insert_rows(
             params: list[Any] = []
             for row in chunk:
                 values = list(row)
-                for position, field in prepared:
+                for position, field, is_datetime in plan.prepared:
                     value = values[position]
-                    if isinstance(field, models.DateTimeField):
+                    if is_datetime:
                         if value not in times:
                             times[value] = field.get_db_prep_save(value, connection)
                         values[position] = times[value]
                     else:
                         values[position] = field.get_db_prep_save(value, connection)
                 params += values
-            cursor.execute(head + ", ".join([placeholder] * len(chunk)) + tail, params)
+            cursor.execute(plan.head + ", ".join([plan.placeholder] * len(chunk)) + plan.tail, params)
             if returning:
                 ids += [found[0] for found in cursor.fetchall()]
     return ids

@@ -45,9 +45,17 @@ class FileCache(FileBasedCache):
         super().__init__(dir, params)
         # file name -> (identity, expiry or None, pickled value, monotonic time it was read)
         self._kept: dict[str, tuple[_Identity, float | None, bytes, float]] = {}
+        self._names: dict[tuple[Any, int | None], str] = {}
 
     def _file_of(self, key: Any, version: int | None) -> str:
-        return str(self._key_to_file(key, version))  # type: ignore[attr-defined]  # FileBasedCache's, not in its stubs
+        # The file of a key is its md5 under this cache's folder: worked out once per key.
+        found = self._names.get((key, version))
+        if found is None:
+            found = str(self._key_to_file(key, version))  # type: ignore[attr-defined]  # FileBasedCache's, not in its stubs
+            if len(self._names) >= MAX_KEPT:
+                self._names.clear()
+            self._names[key, version] = found
+        return found
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         name = self._file_of(key, version)

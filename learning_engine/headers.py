@@ -8,11 +8,18 @@ already say so; the API's did not.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
+from django.utils.http import http_date
+
+# What ``add_never_cache_headers`` writes on a response that has neither header (most of them:
+# every API answer), set directly: patching parses and rebuilds Cache-Control, about 3% of a warm
+# predict request. A test checks both write the same.
+NEVER_CACHE = "max-age=0, no-cache, no-store, must-revalidate, private"
 
 
 class NoStoreMiddleware:
@@ -23,5 +30,9 @@ class NoStoreMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if not request.path.startswith(self.static_prefix):
-            add_never_cache_headers(response)
+            if "Cache-Control" in response or "Expires" in response:
+                add_never_cache_headers(response)  # merged with what the view said
+            else:
+                response.headers["Expires"] = http_date(time.time())
+                response.headers["Cache-Control"] = NEVER_CACHE
         return response

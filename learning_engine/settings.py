@@ -394,6 +394,8 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # DRF's negotiation with a shortcut for no Accept header, */* or JSON (learning_engine/negotiation.py).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "learning_engine.negotiation.ContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "learning_engine.pagination.CappedPageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": [

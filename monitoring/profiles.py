@@ -25,6 +25,7 @@ into one edge, so a feature may have fewer than ``QUANTILE_BINS`` bins.
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -88,20 +89,44 @@ def _symptoms(row: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(str(item).strip().lower() for item in row.get("symptoms") or ())
 
 
-def value_of(feature: Feature, row: Mapping[str, Any], symptoms: frozenset[str] | None = None) -> Any:
-    """The feature's value in a row (``cases.rows.model_row`` or a dataset row); None when missing."""
-    name = feature.name
+# Where a feature's value is in a row, by its name: (one of these, the key in that part).
+_AGE, _SEX, _SYMPTOM, _FINDING = range(4)
+
+
+@functools.lru_cache(maxsize=4096)
+def _where(name: str) -> tuple[int, str]:
     if name == "age":
-        return _number(age_value(row.get("age")))
+        return _AGE, ""
     if name == "sex":
-        return _category(row.get("sex") or UNKNOWN)
+        return _SEX, ""
     if name.startswith("symptoms."):
-        present = name.removeprefix("symptoms.") in (symptoms if symptoms is not None else _symptoms(row))
-        return PRESENT if present else ABSENT
+        return _SYMPTOM, name.removeprefix("symptoms.")
+    return _FINDING, name.removeprefix("findings.")
+
+
+def _findings(row: Mapping[str, Any]) -> Mapping[str, Any]:
     findings = row.get("findings") or {}
     if not isinstance(findings, Mapping):
         findings = dict(findings)  # a Parquet map reads back as (key, value) pairs
-    raw = findings.get(name.removeprefix("findings."))
+    return findings
+
+
+def value_of(
+    feature: Feature,
+    row: Mapping[str, Any],
+    symptoms: frozenset[str] | None = None,
+    findings: Mapping[str, Any] | None = None,
+) -> Any:
+    """The feature's value in a row (``cases.rows.model_row`` or a dataset row); None when missing.
+    ``symptoms`` and ``findings``: the row's, when the caller reads several features of it."""
+    where, key = _where(feature.name)
+    if where == _AGE:
+        return _number(age_value(row.get("age")))
+    if where == _SEX:
+        return _category(row.get("sex") or UNKNOWN)
+    if where == _SYMPTOM:
+        return PRESENT if key in (symptoms if symptoms is not None else _symptoms(row)) else ABSENT
+    raw = (findings if findings is not None else _findings(row)).get(key)
     return _number(raw) if feature.kind == NUMERIC else _category(raw)
 
 
@@ -238,16 +263,17 @@ class Tally:
 
     def add(self, row: Mapping[str, Any]) -> None:
         self.count += 1
-        symptoms = _symptoms(row)
+        symptoms, findings = _symptoms(row), _findings(row)
+        bins, out_of_range = self.bins, self.out_of_range
         for feature in self.features:
-            value = value_of(feature, row, symptoms)
-            counts = self.bins[feature.name]
+            value = value_of(feature, row, symptoms, findings)
+            counts = bins[feature.name]
             if value is None:
                 counts[-1] += 1
                 continue
             counts[bin_index(feature, value)] += 1
-            if _out_of_range(feature, value):
-                self.out_of_range[feature.name] += 1
+            if feature.kind == NUMERIC and feature.expected != (None, None) and _out_of_range(feature, value):
+                out_of_range[feature.name] += 1
 
     def as_json(self) -> dict[str, Any]:
         return {"count": self.count, "binned": self.binned, "bins": self.bins, "out_of_range": self.out_of_range}

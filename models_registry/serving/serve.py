@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import transaction
 from django.utils import timezone
 
+from learning_engine.sqlite_writers import queued_write
 from models_registry.serving.inputs import DictionaryCheck, PredictionInput, RecordRefused
 
 if TYPE_CHECKING:
@@ -111,11 +112,12 @@ def serve(
                 "probabilities": by_class,
                 **item.checked,
             }
+
     def write(observe: bool) -> list[int]:
         # One transaction for the log rows and the observers' tallies: one commit (one disk flush,
         # one turn of SQLite's write lock) per request instead of one per INSERT. It commits before
         # the answer is returned, so every answered prediction's log row is durable (README).
-        with transaction.atomic():
+        with queued_write(Prediction.objects.db), transaction.atomic():
             ids = Prediction.objects.log(rows)
             observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
             shadow = route.shadow

@@ -249,3 +249,24 @@ def test_the_browsable_apis_inline_code_carries_the_nonce(client, clinician):
     nonce = policy(response)["style-src"][-1]
     assert parser.nonces  # the highlighting style at least
     assert all(f"'nonce-{found}'" == nonce for found in parser.nonces)
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [{}, {"Cache-Control": "public, max-age=600"}, {"Expires": "Thu, 01 Jan 2099 00:00:00 GMT"}, {"Vary": "Accept"}],
+)
+def test_the_no_store_shortcut_writes_what_django_writes(preset, monkeypatch):
+    # NoStoreMiddleware sets the two headers itself on a response that has neither.
+    from django.http import HttpRequest, HttpResponse
+    from django.utils import cache as django_cache
+
+    from learning_engine import headers
+
+    monkeypatch.setattr(headers.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr(django_cache.time, "time", lambda: 1_800_000_000.0)
+    request = HttpRequest()
+    request.path = "/api/v1/model-types/x/predict/"
+    ours = headers.NoStoreMiddleware(lambda request: HttpResponse(headers=preset))(request)
+    django = HttpResponse(headers=preset)
+    django_cache.add_never_cache_headers(django)
+    assert dict(ours.headers) == dict(django.headers)

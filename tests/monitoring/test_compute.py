@@ -224,6 +224,25 @@ def test_an_observer_whose_statement_fails_never_costs_the_log_row(version, syst
     assert "input observer failed on 2 inputs" in caplog.text
 
 
+def test_the_log_rows_are_written_in_a_queued_write(version, system, monkeypatch):
+    # On a SQLite file, writers queue on a lock that wakes them at once (learning_engine/sqlite_writers.py).
+    import contextlib
+
+    from models_registry.serving import serve
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording(alias):
+        entered.append(alias)
+        yield
+
+    monkeypatch.setattr(serve, "queued_write", recording)
+    predict_batch(system, [PNEUMONIA_FEATURES])
+    assert entered == ["default"]
+    assert Prediction.objects.count() == 1
+
+
 def test_scopes_are_the_active_versions_and_each_running_arm(version, engineer, lead):
     from tests.models_registry.experiments.factories import start_test
 
