@@ -153,9 +153,12 @@ def _check_claims(claims: dict[str, Any], client: TrustedClient, audiences: list
     _check_lifetime(claims)
 
 
-def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> tuple[TrustedClient, dict[str, Any]]:
+def verify(
+    token: str, request: Request, *, audiences: tuple[str, ...] = (), record: bool = True
+) -> tuple[TrustedClient, dict[str, Any]]:
     """(client, claims) of a token that passes every check of the module docstring, else
-    ``AuthenticationFailed``. ``audiences``: further endpoint paths whose URL the ``aud`` may be."""
+    ``AuthenticationFailed``. ``audiences``: further endpoint paths whose URL the ``aud`` may be.
+    ``record=False``: the jti is not written here; the caller must ``use_once`` it on every answer."""
     if len(token) > settings.CDS_HOOKS_MAX_TOKEN_BYTES:
         raise refused("token_too_large", f"The bearer token is longer than {settings.CDS_HOOKS_MAX_TOKEN_BYTES} bytes.")
     header, claims, signing_input, signature = _parsed(token)
@@ -193,7 +196,8 @@ def verify(token: str, request: Request, *, audiences: tuple[str, ...] = ()) -> 
         raise refused("invalid_signature", "The token's signature does not verify with the issuer's key.")
     audience = expected_audience(client, request)
     _check_claims(claims, client, [audience, *(client.base_url + path for path in audiences)], audience)
-    _use_once(client, claims)
+    if record:
+        use_once(client, claims)
     return client, claims
 
 
@@ -298,14 +302,17 @@ def _check_lifetime(claims: dict[str, Any]) -> None:
         )
 
 
-def _use_once(client: TrustedClient, claims: dict[str, Any]) -> None:
+def use_once(client: TrustedClient, claims: dict[str, Any], *, savepoint: bool = True) -> None:
     """Record the token's jti; a second use is refused (the unique constraint decides, whichever
-    process comes first). Kept until the token expires, clock skew included."""
+    process comes first). Kept until the token expires, clock skew included.
+
+    ``savepoint=False`` inside a transaction (``serve``'s ``extra_writes``): a replay's refusal
+    propagates and rolls the whole transaction back, the prediction's log rows with it."""
     expires = datetime.fromtimestamp(claims["exp"], tz=UTC) + timedelta(seconds=settings.CDS_HOOKS_CLOCK_SKEW_SECONDS)
     using = UsedToken.objects.db
     row = [(client.pk, claims["jti"], expires)]
     try:
-        if connections[using].in_atomic_block:
+        if savepoint and connections[using].in_atomic_block:
             # A savepoint: a replay's IntegrityError must not break the caller's transaction.
             with transaction.atomic(using=using):
                 insert_rows(UsedToken, USED_TOKEN_COLUMNS, row, using=using, returning=False)
@@ -327,6 +334,32 @@ def _sweep() -> None:
     UsedToken.objects.filter(expires_at__lt=timezone.now()).delete()
 
 
+class TokenUse:
+    """A verified token whose jti is not yet recorded: ``write`` records it (once; a replay is
+    ``token_replayed``); ``write_in_transaction`` is the same without a savepoint, for the caller's
+    transaction (``serve``'s ``extra_writes``), so a replay rolls back what was written with it,
+    and ``written`` once that transaction has committed."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending: tuple[TrustedClient, dict[str, Any]] | None = None
+
+    def write(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            use_once(*pending)
+
+    def write_in_transaction(self) -> None:
+        # Still pending after it: the transaction may be rolled back and written again (``serve``
+        # does when an observer fails); the caller calls ``written`` once it has committed.
+        if self.pending is not None:
+            use_once(*self.pending, savepoint=False)
+
+    def written(self) -> None:
+        self.pending = None
+
+
 class CdsHooksAuthentication(BaseAuthentication):
     """DRF authentication by a CDS Client's JWT; ``request.auth`` is the ``TrustedClient``."""
 
@@ -344,7 +377,12 @@ class CdsHooksAuthentication(BaseAuthentication):
         view = (request.parser_context or {}).get("view")
         token_audiences = getattr(view, "token_audiences", None)
         audiences: tuple[str, ...] = token_audiences(request) if token_audiences is not None else ()
-        client, _claims = verify(token, request, audiences=audiences)
+        # A view that writes in one transaction (the services: the prediction's log) records the
+        # jti itself: in that transaction on success, on its own on any other answer (``TokenUse``).
+        deferred = getattr(view, "token_use", None)
+        client, claims = verify(token, request, audiences=audiences, record=deferred is None)
+        if deferred is not None:
+            deferred.pending = (client, claims)
         user = client.user
         if not user.is_active:
             raise refused("inactive_client", "The account of this CDS Hooks client is inactive.")

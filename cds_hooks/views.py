@@ -12,6 +12,7 @@ routing (sticky per patient), the dictionary check of the answering version, the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any
@@ -21,14 +22,14 @@ from django.db import transaction
 from django.urls import get_script_prefix, get_urlconf, reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cases.interchange import RecordError
 from cds_hooks import cards
-from cds_hooks.auth import CdsHooksAuthentication
+from cds_hooks.auth import CdsHooksAuthentication, TokenUse
 from cds_hooks.models import TrustedClient
 from cds_hooks.openapi import (
     CallSerializer,
@@ -130,7 +131,35 @@ class DiscoveryView(CdsHooksView):
 
 
 class ServiceView(CdsHooksView):
+    """A successful call's jti is written in the prediction log's transaction (one commit per
+    call: ``serve``'s ``extra_writes``); any other answer (4xx, a refused record's card, a 500)
+    writes it on its own, and answers ``token_replayed`` if it was used already, since the body is
+    not signed."""
+
     throttle_scope = "predict"
+    token_use: TokenUse
+
+    def setup(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+        self.token_use = TokenUse()
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.token_use.pending is not None:
+            try:
+                self.token_use.write()
+            except AuthenticationFailed as exc:
+                response = self.handle_exception(exc)
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def handle_exception(self, exc: Exception) -> Response:
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            # An error DRF does not answer (a 500): the token is spent all the same.
+            if self.token_use.pending is not None:
+                with contextlib.suppress(AuthenticationFailed):
+                    self.token_use.write()
+            raise
 
     @extend_schema(
         summary="Call a CDS Service",
@@ -181,9 +210,18 @@ class ServiceView(CdsHooksView):
             raise InvalidRequest(exc.message, code="invalid_prefetch", field=exc.field) from None
         fallback = lambda: dictionary_check(table, route.cohort)  # noqa: E731
         try:
-            answer = serve(route, [item], by=request_actor(request), started=started, fallback=fallback)[0]
+            answer = serve(
+                route,
+                [item],
+                by=request_actor(request),
+                started=started,
+                fallback=fallback,
+                extra_writes=self.token_use.write_in_transaction,
+            )[0]
         except RecordRefused as exc:
+            self.token_use.write()  # nothing was predicted or logged
             return Response({"cards": [_refused_card(exc, model_name, checks[0], read.notes)]})
+        self.token_use.written()
         check = next((c for c in checks if c.version == answer.get("dictionary_version")), checks[0])
         card = cards.prediction_card(
             answer,

@@ -57,6 +57,7 @@ def serve(
     by: Actor,
     started: float,
     fallback: Callable[[], DictionaryCheck | None] | None = None,
+    extra_writes: Callable[[], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Predict ``inputs`` with ``route``'s arms, log one ``Prediction`` each, return the answers.
 
@@ -67,6 +68,8 @@ def serve(
     there to the probabilities (for a batch, divided by its size). One INSERT for the whole batch
     (``PredictionQuerySet.log``). In a shadow test, B then predicts the same inputs and its rows
     are logged in a second INSERT, pointing at the answered ones; the answers are A's alone.
+    ``extra_writes``, if given, runs first inside the log's transaction (a caller's own rows in the
+    same commit); what it raises rolls the transaction back and propagates, nothing logged.
     """
     from models_registry.serving.model_cache import MODEL_CACHE
     from models_registry.serving.models import Prediction
@@ -118,6 +121,8 @@ def serve(
         # one turn of SQLite's write lock) per request instead of one per INSERT. It commits before
         # the answer is returned, so every answered prediction's log row is durable (README).
         with queued_write(Prediction.objects.db), transaction.atomic():
+            if extra_writes is not None:
+                extra_writes()
             ids = Prediction.objects.log(rows)
             observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
             shadow = route.shadow
