@@ -6,7 +6,9 @@ app), on the run's SQLite database (``DATABASE_URL`` set by the harness), or a P
 of the run's own with ``BENCH_POSTGRES_URL``.
 The model: a logistic regression on synthetic respiratory encounters, registered and activated as
 on a site. One client program (threads, a new TCP connection per request, as a hospital system
-that does not keep connections) drives the two servers in turn at 1, 8 and 32 concurrent clients.
+that does not keep connections) drives the servers at 1, 8 and 32 concurrent clients, taking turns
+in rounds of 100 requests each (``drive_in_turns``), so that a change in the machine's load during
+the run falls on every server alike.
 
 - project: ``POST /api/v1/model-types/<slug>/predict/`` with a JWT: authentication, throttle,
   routing, validation, de-identification, features, ``predict_proba``, the log row committed, JSON.
@@ -38,6 +40,7 @@ ORDER = 60
 SLUG = "bench-http"
 PASSWORD = "bench-http-client-password-2026"
 REQUESTS = 400  # per server and level
+ROUND = 100  # requests per server before the next server's turn
 LEVELS = (1, 8, 32)
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,7 +116,54 @@ def _post(port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[i
 def drive(
     port: int, path: str, bodies: list[bytes], headers: dict[str, str], clients: int, total: int
 ) -> dict[str, Any]:
-    """``total`` requests from ``clients`` threads; latencies (s), answers by status, wall time."""
+    """``total`` requests from ``clients`` threads: p50 and p99 (ms), throughput, answers by status."""
+    return _figures(_round(port, path, bodies, headers, clients, total), total)
+
+
+def drive_in_turns(
+    targets: dict[str, tuple[Any, str, list[bytes], dict[str, str]]], clients: int, total: int
+) -> dict[str, dict[str, Any]]:
+    """``total`` requests per server from ``clients`` threads, the servers taking turns in rounds of
+    ``ROUND`` requests (not one whole block each): a machine whose load changes during the run
+    (other engineers' work on the shared 2-core machine) weighs on every server alike."""
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+    done = 0
+    while done < total:
+        size = min(ROUND, total - done)
+        for name, (server, path, bodies, extra) in targets.items():
+            rounds[name].append(_round(server.port, path, bodies, extra, clients, size, offset=done))
+        done += size
+    figures = {}
+    for name, parts in rounds.items():
+        merged = {
+            "latencies": [latency for part in parts for latency in part["latencies"]],
+            "statuses": {},
+            "wall": sum(part["wall"] for part in parts),
+        }
+        for part in parts:
+            for status, count in part["statuses"].items():
+                merged["statuses"][status] = merged["statuses"].get(status, 0) + count
+        figures[name] = _figures(merged, total)
+    return figures
+
+
+def _figures(measured: dict[str, Any], total: int) -> dict[str, Any]:
+    latencies = sorted(measured["latencies"])
+    statuses = measured["statuses"]
+    return {
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "throughput": total / measured["wall"],
+        "ok": statuses.get(200, 0),
+        "errors": total - statuses.get(200, 0),
+        "statuses": statuses,
+    }
+
+
+def _round(
+    port: int, path: str, bodies: list[bytes], headers: dict[str, str], clients: int, total: int, offset: int = 0
+) -> dict[str, Any]:
+    """``total`` requests from ``clients`` threads: latencies (s), answers by status, wall time (s)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     lock = threading.Lock()
@@ -127,7 +177,7 @@ def drive(
                 return
             start = time.perf_counter()
             try:
-                status, _ = _post(port, path, bodies[i % len(bodies)], headers)
+                status, _ = _post(port, path, bodies[(offset + i) % len(bodies)], headers)
             except OSError:
                 status = 0
             elapsed = time.perf_counter() - start
@@ -141,16 +191,7 @@ def drive(
         thread.start()
     for thread in threads:
         thread.join()
-    wall = time.perf_counter() - start
-    latencies.sort()
-    return {
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "throughput": total / wall,
-        "ok": statuses.get(200, 0),
-        "errors": total - statuses.get(200, 0),
-        "statuses": statuses,
-    }
+    return {"latencies": latencies, "statuses": statuses, "wall": time.perf_counter() - start}
 
 
 # MLflow's model server, when MLFLOW_PYTHON names the python of a virtualenv with mlflow (never the
@@ -257,9 +298,9 @@ def run() -> list[Result]:
         before = Prediction.objects.count()
         figures: dict[tuple[str, int], dict[str, Any]] = {}
         total = scaled(REQUESTS)
-        for level in LEVELS:  # the servers in turn at each level: all see the same machine
-            for name, (server, path, bodies, extra) in targets.items():
-                figures[name, level] = drive(server.port, path, bodies, extra, level, total)
+        for level in LEVELS:  # the servers in turns at each level: all see the same machine
+            for name, measured in drive_in_turns(targets, level, total).items():
+                figures[name, level] = measured
         answered = sum(figures["project", level]["ok"] for level in LEVELS)
         logged = Prediction.objects.count() - before
     finally:
