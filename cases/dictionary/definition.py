@@ -185,6 +185,7 @@ class Definition:
     _finding_keys: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
     _symptom_keys: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
     _diagnosis_names: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+    _findings_by_loinc: dict[str, Finding] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         by_key = {item.key: item for item in self.findings}
@@ -196,6 +197,12 @@ class Definition:
         for item in self.diagnoses:
             names.setdefault(item.code, item.display_name)
         object.__setattr__(self, "_diagnosis_names", names)
+        # FHIR reads every Observation's codes against it (cases.fhir.mapping); a later finding of a
+        # code wins, as the index built per call did.
+        object.__setattr__(self, "_findings_by_loinc", {item.loinc: item for item in self.findings if item.loinc})
+
+    def finding_by_loinc(self, code: str) -> Finding | None:
+        return self._findings_by_loinc.get(code)
 
     def finding(self, key: str) -> Finding | None:
         return self._findings_by_key.get(key)

@@ -68,12 +68,15 @@ def reference_id(reference: str | None, resource_type: str) -> str | None:
 
 
 def _codes(concept: Any, systems: Iterable[str]) -> list[str]:
-    wanted = frozenset(systems)
+    wanted = systems if type(systems) is frozenset else frozenset(systems)
     return [
         coding.code
         for coding in (getattr(concept, "coding", None) or ())
         if coding.system in wanted and isinstance(coding.code, str) and coding.code
     ]
+
+
+_LOINC_SYSTEMS = frozenset((LOINC,))
 
 
 def _number(value: Any) -> float | None:
@@ -276,11 +279,11 @@ def measurements(observation: Any, position: int = 0) -> list[Measurement]:
     when = _instant(model.effectiveDateTime or model.effectiveInstant or (period.start if period else None))
     when = when or _instant(model.issued)
     found: list[Measurement] = []
-    codes = _codes(model.code, (LOINC,))
+    codes = _codes(model.code, _LOINC_SYSTEMS)
     if codes:
         found.append(_measurement(model, codes, position, when))
     for component in model.component or ():
-        component_codes = _codes(component.code, (LOINC,))
+        component_codes = _codes(component.code, _LOINC_SYSTEMS)
         if component_codes:
             found.append(_measurement(component, component_codes, position, when))
     return found
@@ -352,12 +355,14 @@ def map_observations(
     read: list[Measurement] = []
     for position, item in enumerate(observations):
         read.extend([item] if isinstance(item, Measurement) else measurements(item, position))
-    by_loinc = loinc_index(definition)
     per_finding: dict[str, list[Measurement]] = {}
+    by_loinc = definition.finding_by_loinc
     for measurement in read:
-        finding = next((by_loinc[code] for code in measurement.loinc if code in by_loinc), None)
-        if finding is not None:
-            per_finding.setdefault(finding.key, []).append(measurement)
+        for code in measurement.loinc:  # the first code the dictionary has
+            finding = by_loinc(code)
+            if finding is not None:
+                per_finding.setdefault(finding.key, []).append(measurement)
+                break
     findings: dict[str, float] = {}
     problems: list[Issue] = []
     for finding in definition.findings:
@@ -373,9 +378,9 @@ def map_observations(
                 )
             continue
         # The latest by effective time; equal or unknown times: the one given last.
-        ordered = sorted(enumerate(candidates), key=lambda pair: (pair[1].when, pair[0]))
-        latest = ordered[-1][1]
+        latest = candidates[0]
         if len(candidates) > 1:
+            latest = max(enumerate(candidates), key=lambda pair: (pair[1].when, pair[0]))[1]
             problems.append(
                 Issue(
                     "repeated",

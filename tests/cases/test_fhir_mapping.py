@@ -249,6 +249,23 @@ def test_several_observations_of_one_finding_keep_the_latest():
     assert repeated.message.startswith("3 Observations of Heart rate")
 
 
+def test_an_observation_is_the_finding_of_its_first_code_the_dictionary_has():
+    both = observation("0000-0", 80, "/min")
+    both["code"]["coding"] += [{"system": mapping.LOINC, "code": "8867-4"}, {"system": mapping.LOINC, "code": "9279-1"}]
+    findings, _problems = mapping.map_observations([both], RESPIRATORY)
+    assert findings == {"heart_rate": 80.0}
+
+
+def test_observations_of_one_finding_at_the_same_time_keep_the_one_given_last():
+    at = {"effectiveDateTime": "2025-11-02T09:00:00Z"}
+    first, last = observation("8867-4", 120, "/min", **at), observation("8867-4", 90, "/min", **at)
+    findings, problems = mapping.map_observations([first, last], RESPIRATORY)
+    assert findings["heart_rate"] == 90.0
+    assert next(problem for problem in problems if problem.code == "repeated").position == 1
+    findings, _problems = mapping.map_observations([observation("8867-4", 70, "/min"), first], RESPIRATORY)
+    assert findings["heart_rate"] == 120.0  # a time beats none
+
+
 def quantity(value=None, unit="/min", **extra):
     part = {"unit": unit, "system": synthetic.UCUM, "code": unit, **extra}
     if value is not None:
