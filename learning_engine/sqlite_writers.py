@@ -45,7 +45,7 @@ def _file_database(alias: str) -> str | None:
     if connection.vendor != "sqlite" or connection.in_atomic_block:
         return None
     name = str(connection.settings_dict["NAME"])
-    if connection.is_in_memory_db() or not name:
+    if not name or connection.is_in_memory_db():  # type: ignore[attr-defined]  # the SQLite wrapper's
         return None
     return name
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -112,10 +112,11 @@ def _load_features(version_id: int) -> tuple[list[Feature], bool]:
 FEATURES = _Features()
 
 
-def observe_inputs(groups: list[tuple[Any, list[dict[str, Any]]]]) -> None:
+def observe_inputs(groups: list[tuple[Any, list[dict[str, Any]]]]) -> Callable[[], None] | None:
     """Serving's input observer: one ``InputTally`` per arm of the rows it predicted in one
-    request, written in one INSERT (a warm predict pays one query for monitoring), without the
-    ORM's per-object work (``learning_engine.bulk_insert``)."""
+    request. The tallies are worked out here, outside the log's transaction; the writer returned
+    inserts them in one INSERT inside it (a warm predict pays one query for monitoring), without
+    the ORM's per-object work (``learning_engine.bulk_insert``)."""
     now = timezone.now()
     tallies = []
     for arm, rows in groups:
@@ -124,4 +125,10 @@ def observe_inputs(groups: list[tuple[Any, list[dict[str, Any]]]]) -> None:
         for row in rows:
             tally.add(row)
         tallies.append((arm.version_id, arm.ab_test_id, arm.name or "", tally.count, tally.as_json(), now))
-    insert_rows(InputTally, TALLY_COLUMNS, tallies, using=InputTally.objects.db, returning=False)
+    if not tallies:
+        return None
+
+    def write() -> None:
+        insert_rows(InputTally, TALLY_COLUMNS, tallies, using=InputTally.objects.db, returning=False)
+
+    return write

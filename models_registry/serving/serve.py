@@ -25,10 +25,14 @@ logger = logging.getLogger(__name__)
 
 # A layer above serving watches the inputs each version answers (monitoring tallies them per version
 # and A/B arm): a callback this layer declares and the higher one fills in from AppConfig.ready(),
-# so serving never imports it. Called once per request, after the predictions are logged, with
-# ``(arm, rows)`` per arm that predicted (its ``version_id``, ``name`` and ``ab_test_id``, and the
-# de-identified rows; a shadow arm's too); a failure is logged and never reaches the answer.
-InputObserver = Callable[[list[tuple[Any, list[dict[str, Any]]]]], None]
+# so serving never imports it. Called with ``(arm, rows)`` per arm that predicted (its
+# ``version_id``, ``name`` and ``ab_test_id``, and the de-identified rows), it works out what to
+# record and returns a writer (or None), which ``serve`` runs inside the log rows' transaction.
+# For the answering arms that work is done before the transaction, so that SQLite's write lock is
+# not held while it runs; a shadow arm's inputs are known only inside it. A failure is logged and
+# never reaches the answer or its log row.
+InputWriter = Callable[[], None]
+InputObserver = Callable[[list[tuple[Any, list[dict[str, Any]]]]], InputWriter | None]
 _INPUT_OBSERVERS: list[InputObserver] = []
 
 
@@ -38,12 +42,13 @@ def register_input_observer(observer: InputObserver) -> None:
         _INPUT_OBSERVERS.append(observer)
 
 
-def _observe(groups: list[tuple[Any, list[PredictionInput]]]) -> None:
-    """Run the observers inside the caller's transaction, without a savepoint of their own: a
-    failure propagates, and ``serve`` then writes the log rows again without them."""
+def _observe(groups: list[tuple[Any, list[PredictionInput]]]) -> list[InputWriter]:
+    """The observers' writers for ``groups`` (a failure propagates to the caller)."""
     rows = [(arm, [item.row for item in inputs]) for arm, inputs in groups if inputs]
-    for observer in _INPUT_OBSERVERS:
-        observer(rows)
+    if not rows:
+        return []
+    writers = [observer(rows) for observer in _INPUT_OBSERVERS]
+    return [writer for writer in writers if writer is not None]
 
 
 class _ObserverFailed(Exception):
@@ -116,6 +121,16 @@ def serve(
                 **item.checked,
             }
 
+    # The observers' work for the answering arms, before the transaction (a failure costs only it).
+    writers: list[InputWriter] = []
+    observing = bool(_INPUT_OBSERVERS)
+    if observing:
+        try:
+            writers = _observe([(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()])
+        except Exception:
+            logger.exception("An input observer failed on %s inputs.", len(inputs))
+            observing = False
+
     def write(observe: bool) -> list[int]:
         # One transaction for the log rows and the observers' tallies: one commit (one disk flush,
         # one turn of SQLite's write lock) per request instead of one per INSERT. It commits before
@@ -124,14 +139,14 @@ def serve(
             if extra_writes is not None:
                 extra_writes()
             ids = Prediction.objects.log(rows)
-            observed = [(arm, [inputs[i] for i in indices]) for arm, indices in by_arm.items()]
             shadow = route.shadow
+            shadowed: list[PredictionInput] = []
             if shadow is not None:
-                shadow_inputs = _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
-                observed.append((shadow, shadow_inputs))
-            if observe and _INPUT_OBSERVERS:
+                shadowed = _predict_in_shadow(route, shadow, inputs, ids, by=by, now=now, fallback=fallback)
+            if observe:
                 try:
-                    _observe(observed)
+                    for writer in [*writers, *(_observe([(shadow, shadowed)]) if shadowed else [])]:
+                        writer()
                 except Exception as failure:
                     raise _ObserverFailed from failure  # rolls back this transaction: written again below
         return ids
@@ -141,7 +156,7 @@ def serve(
     # again without them, which also holds on PostgreSQL, where a failed statement spoils the
     # transaction it ran in.
     try:
-        ids = write(observe=True)
+        ids = write(observe=observing)
     except _ObserverFailed as failed:
         logger.error("An input observer failed on %s inputs.", len(inputs), exc_info=failed.__cause__)
         ids = write(observe=False)

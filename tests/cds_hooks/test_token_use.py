@@ -125,7 +125,10 @@ def test_an_observer_failure_still_writes_the_jti_with_the_log_rows(ehr, version
     from models_registry.serving import serve
 
     def failing(rows):
-        raise RuntimeError("observer down")
+        def write():  # inside the log's transaction: it is rolled back and written again without it
+            raise RuntimeError("observer down")
+
+        return write
 
     monkeypatch.setattr(serve, "_INPUT_OBSERVERS", [failing])
     token = ehr.token(SERVICE)

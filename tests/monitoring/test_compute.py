@@ -210,12 +210,14 @@ def test_an_observer_whose_statement_fails_never_costs_the_log_row(version, syst
     # the observers (no savepoint is paid for on every request).
     from django.db import connection
 
-    def failing(version_id):
+    from monitoring import recording
+
+    def failing(*args, **kwargs):
         with connection.cursor() as cursor:
             cursor.execute("SELECT * FROM no_such_table_for_tallies")
         raise AssertionError("unreachable")
 
-    monkeypatch.setattr(FEATURES, "get", failing)
+    monkeypatch.setattr(recording, "insert_rows", failing)
     with caplog.at_level(logging.ERROR):
         answered = predict_batch(system, [PNEUMONIA_FEATURES, PNEUMONIA_FEATURES])
     assert [row.pk for row in answered] == list(Prediction.objects.order_by("pk").values_list("pk", flat=True))
@@ -241,6 +243,31 @@ def test_the_log_rows_are_written_in_a_queued_write(version, system, monkeypatch
     predict_batch(system, [PNEUMONIA_FEATURES])
     assert entered == ["default"]
     assert Prediction.objects.count() == 1
+
+
+def test_tallies_are_worked_out_before_the_log_transaction_and_written_inside_it(version, system, monkeypatch):
+    # SQLite's write lock is not held while the tally is counted; its INSERT commits with the log.
+    from django.db import connection
+
+    from monitoring import recording
+    from monitoring.profiles import Tally
+
+    seen = {}
+    counting, inserting = Tally.add, recording.insert_rows
+
+    def add(self, row):
+        seen["counted"] = len(connection.savepoint_ids)  # the test's own transaction holds them all
+        return counting(self, row)
+
+    def insert(*args, **kwargs):
+        seen["written"] = len(connection.savepoint_ids)
+        return inserting(*args, **kwargs)
+
+    monkeypatch.setattr(Tally, "add", add)
+    monkeypatch.setattr(recording, "insert_rows", insert)
+    predict_batch(system, [PNEUMONIA_FEATURES])
+    assert seen["written"] == seen["counted"] + 1  # one level deeper: serve's transaction
+    assert InputTally.objects.get().count == 1
 
 
 def test_scopes_are_the_active_versions_and_each_running_arm(version, engineer, lead):
