@@ -11,7 +11,7 @@ own ``DefaultContentNegotiation``, unchanged; a test checks that both agree on t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -21,8 +21,9 @@ from rest_framework.request import Request
 
 class ContentNegotiation(DefaultContentNegotiation):
     def select_renderer(
-        self, request: Request, renderers: Sequence[BaseRenderer], format_suffix: str | None = None
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
+        renderers = list(renderers)
         if renderers and format_suffix is None:
             first = renderers[0]
             accept = request.META.get("HTTP_ACCEPT")

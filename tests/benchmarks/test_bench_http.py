@@ -31,7 +31,7 @@ def test_the_servers_take_turns_and_each_gets_its_total(monkeypatch):
     seen: list[str] = []
     servers = {name: _server(name, seen) for name in ("a", "b")}
     try:
-        targets = {
+        targets: dict[str, tuple[object, str, list[bytes], dict[str, str]]] = {
             name: (SimpleNamespace(port=server.server_address[1]), "/", [b"{}"], {}) for name, server in servers.items()
         }
         figures = bench_http.drive_in_turns(targets, clients=2, total=12)

@@ -263,7 +263,7 @@ def test_the_no_store_shortcut_writes_what_django_writes(preset, monkeypatch):
     from learning_engine import headers
 
     monkeypatch.setattr(headers.time, "time", lambda: 1_800_000_000.0)
-    monkeypatch.setattr(django_cache.time, "time", lambda: 1_800_000_000.0)
+    monkeypatch.setattr("django.utils.cache.time.time", lambda: 1_800_000_000.0)
     request = HttpRequest()
     request.path = "/api/v1/model-types/x/predict/"
     ours = headers.NoStoreMiddleware(lambda request: HttpResponse(headers=preset))(request)

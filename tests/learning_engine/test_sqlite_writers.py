@@ -22,7 +22,8 @@ def database(tmp_path, monkeypatch):
 
 
 def test_threads_take_turns(database):
-    inside, overlaps = [], []
+    inside: list[str] = []
+    overlaps: list[tuple[str, str]] = []
 
     def write(name: str) -> None:
         with queued_write("default"):
@@ -79,7 +80,7 @@ def test_nothing_is_queued_in_memory_inside_a_transaction_or_on_another_database
     from django.db import connection, transaction
 
     # The test database is in memory on SQLite; PostgreSQL has no database-wide write lock.
-    assert connection.vendor != "sqlite" or connection.is_in_memory_db()
+    assert connection.vendor != "sqlite" or connection.is_in_memory_db()  # type: ignore[attr-defined]
     assert sqlite_writers._file_database("default") is None
     with transaction.atomic():
         assert sqlite_writers._file_database("default") is None
