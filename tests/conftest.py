@@ -232,3 +232,19 @@ def media_root(tmp_path):
     tempfile.tempdir = str(scratch)
     yield tmp_path
     tempfile.tempdir = original
+
+
+@pytest.fixture
+def gc_defaults() -> Iterator[tuple[int, int, int]]:
+    """CPython's default collector thresholds and nothing frozen for the test, whatever an earlier
+    test left; then the thresholds as they were and nothing frozen."""
+    import gc
+
+    kept = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    gc.unfreeze()
+    try:
+        yield (700, 10, 10)
+    finally:
+        gc.set_threshold(*kept)
+        gc.unfreeze()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 from pathlib import Path
@@ -15,6 +16,7 @@ from django.db import OperationalError
 from cases import importing
 from cases.importing import import_lines, import_objects, read_lines
 from cases.interchange import RecordError
+from cases.management.commands import import_cases
 from cases.management.commands.import_cases import SYSTEM_USERNAME
 from cases.models import Case, CaseTransition
 from tests.cases.factories import CaseFactory, record_dict
@@ -545,3 +547,37 @@ def test_the_report_keeps_a_bounded_number_of_errors_but_counts_and_calls_back_f
     assert len(report.errors) == 3
     assert report.to_json()["errors_truncated"] is True
     assert seen == list(range(1, 11))
+
+
+# --- The garbage collector during the import ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["imported", "failed"])
+def test_the_import_spaces_full_collections_and_puts_the_collector_back(
+    tmp_path, submitter, monkeypatch, gc_defaults, fails
+):
+    path = write(tmp_path, record_dict())
+    seen: list[tuple[tuple[int, ...], int]] = []
+    original = importing.import_lines
+
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        seen.append((gc.get_threshold(), gc.get_freeze_count()))
+        if fails:
+            raise RuntimeError("the database went away")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(importing, "import_lines", observed)
+    before = gc_defaults
+    if fails:
+        with pytest.raises(RuntimeError):
+            run(path, submitted_by="alice")
+    else:
+        assert run(path, submitted_by="alice").error is None
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    [(during, frozen)] = seen
+    assert during[:2] == before[:2]
+    assert during[2] == import_cases.FULL_COLLECTION_SPACING
+    # What was alive before the import (Django: hundreds of thousands of objects) is left out of
+    # its collections; CPython 3.12 counts a few hundred static objects as frozen regardless.
+    assert frozen > 10_000

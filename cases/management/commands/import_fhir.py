@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,17 +172,15 @@ class Command(import_cases.Command):
         files = self._files(Path(path))
         self._written: list[int] = []
         self._user: Any = None
-        gc.collect()
-        gc.freeze()  # as import_cases does: the collector need not walk Django's objects every pass
         try:
-            if dry_run:
-                with transaction.atomic():
+            with import_cases.fewer_full_collections():  # a Bundle's encounters are held until it ends
+                if dry_run:
+                    with transaction.atomic():
+                        report = self._run(files, source, cohort, submitted_by, chunk_size, verbosity, dry_run)
+                        transaction.set_rollback(True)
+                else:
                     report = self._run(files, source, cohort, submitted_by, chunk_size, verbosity, dry_run)
-                    transaction.set_rollback(True)
-            else:
-                report = self._run(files, source, cohort, submitted_by, chunk_size, verbosity, dry_run)
         finally:
-            gc.unfreeze()
             if not dry_run and self._user is not None:
                 self._log_access()
         if verbosity >= 1:
