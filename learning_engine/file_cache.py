@@ -30,6 +30,8 @@ from django.core.cache.backends.filebased import FileBasedCache
 TRUST_SECONDS = 1.0
 # Kept entries per cache and process; past it the kept entries are dropped (and read again).
 MAX_KEPT = 4096
+# Larger values (a cached model comparison, say) are read from their file each time, as by Django.
+MAX_KEPT_BYTES = 64 * 1024
 
 _Identity = tuple[int, int, int, int]
 
@@ -88,9 +90,10 @@ class FileCache(FileBasedCache):
         except FileNotFoundError:
             self._kept.pop(name, None)
             return default
-        if len(self._kept) >= MAX_KEPT:
-            self._kept.clear()
-        self._kept[name] = (identity, expiry, value, time.monotonic())
+        if len(value) <= MAX_KEPT_BYTES:
+            if len(self._kept) >= MAX_KEPT:
+                self._kept.clear()
+            self._kept[name] = (identity, expiry, value, time.monotonic())
         return pickle.loads(value)  # noqa: S301
 
     def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> None:

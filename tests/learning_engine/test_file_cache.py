@@ -93,6 +93,17 @@ def test_the_kept_entries_are_bounded(folder, monkeypatch):
     assert len(cache._kept) <= 3
 
 
+def test_a_large_value_is_read_from_its_file_each_time(folder, opened, monkeypatch):
+    monkeypatch.setattr(file_cache, "MAX_KEPT_BYTES", 1000)
+    cache = _cache(folder)
+    cache.set("small", "x" * 10)
+    cache.set("large", "x" * 5000)
+    assert [cache.get("small") for _ in range(3)] == ["x" * 10] * 3
+    assert [cache.get("large") for _ in range(3)] == ["x" * 5000] * 3
+    assert sum(name.endswith(".djcache") for name in opened) == 1 + 3
+    assert len(cache._kept) == 1
+
+
 def test_the_site_without_redis_uses_it():
     from django.conf import settings as django_settings
 
