@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import io
 import json
 import random
@@ -15,9 +14,9 @@ from django.core.management import CommandError, call_command
 
 from cases.access_log import AccessLogEntry
 from cases.fhir import importing, synthetic
-from cases.management.commands import import_cases
 from cases.models import Case, CaseTransition
 from tests.cases import fhir_exports
+from tests.cases.collector_checks import assert_full_collections_spaced_and_restored
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -644,27 +643,11 @@ def test_the_import_spaces_full_collections_and_puts_the_collector_back(
 ):
     items = fhir_exports.records(patients=1, encounters_per_patient=1)
     path = fhir_exports.write_bundle(tmp_path / "b.json", items)
-    seen: list[tuple[tuple[int, ...], int]] = []
-    original = importing.import_resources
-
-    def observed(*args: Any, **kwargs: Any) -> Any:
-        seen.append((gc.get_threshold(), gc.get_freeze_count()))
-        if fails:
-            raise RuntimeError("the database went away")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(importing, "import_resources", observed)
-    before = gc_defaults
-    if fails:
-        with pytest.raises(RuntimeError):
-            run(path, submitted_by="alice")
-    else:
-        assert run(path, submitted_by="alice").error is None
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
-    [(during, frozen)] = seen
-    assert during[:2] == before[:2]
-    assert during[2] == import_cases.FULL_COLLECTION_SPACING
-    # What was alive before the import (Django: hundreds of thousands of objects) is left out of
-    # its collections; CPython 3.12 counts a few hundred static objects as frozen regardless.
-    assert frozen > 10_000
+    assert_full_collections_spaced_and_restored(
+        monkeypatch,
+        gc_defaults,
+        fails=fails,
+        module=importing,
+        reader="import_resources",
+        run_import=lambda: run(path, submitted_by="alice"),
+    )

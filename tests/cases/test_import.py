@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 from pathlib import Path
@@ -16,9 +15,9 @@ from django.db import OperationalError
 from cases import importing
 from cases.importing import import_lines, import_objects, read_lines
 from cases.interchange import RecordError
-from cases.management.commands import import_cases
 from cases.management.commands.import_cases import SYSTEM_USERNAME
 from cases.models import Case, CaseTransition
+from tests.cases.collector_checks import assert_full_collections_spaced_and_restored
 from tests.cases.factories import CaseFactory, record_dict
 from tests.factories import UserFactory
 
@@ -557,27 +556,11 @@ def test_the_import_spaces_full_collections_and_puts_the_collector_back(
     tmp_path, submitter, monkeypatch, gc_defaults, fails
 ):
     path = write(tmp_path, record_dict())
-    seen: list[tuple[tuple[int, ...], int]] = []
-    original = importing.import_lines
-
-    def observed(*args: Any, **kwargs: Any) -> Any:
-        seen.append((gc.get_threshold(), gc.get_freeze_count()))
-        if fails:
-            raise RuntimeError("the database went away")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(importing, "import_lines", observed)
-    before = gc_defaults
-    if fails:
-        with pytest.raises(RuntimeError):
-            run(path, submitted_by="alice")
-    else:
-        assert run(path, submitted_by="alice").error is None
-    assert gc.get_threshold() == before
-    assert gc.get_freeze_count() == 0
-    [(during, frozen)] = seen
-    assert during[:2] == before[:2]
-    assert during[2] == import_cases.FULL_COLLECTION_SPACING
-    # What was alive before the import (Django: hundreds of thousands of objects) is left out of
-    # its collections; CPython 3.12 counts a few hundred static objects as frozen regardless.
-    assert frozen > 10_000
+    assert_full_collections_spaced_and_restored(
+        monkeypatch,
+        gc_defaults,
+        fails=fails,
+        module=importing,
+        reader="import_lines",
+        run_import=lambda: run(path, submitted_by="alice"),
+    )

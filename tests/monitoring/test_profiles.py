@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cases.rows import UNKNOWN, age_value
-from monitoring.profiles import ABSENT, CATEGORY, NUMERIC, PRESENT, Feature, Tally, bin_count
+
+# The number and category readings are not what this pins (they are unchanged); the per-feature
+# dispatch, the row's findings and symptoms read once and the binning are.
+from monitoring.profiles import ABSENT, CATEGORY, NUMERIC, PRESENT, Feature, Tally, _category, _number, bin_count
 
 FEATURES = [
     Feature("age", NUMERIC, edges=(20.0, 40.0, 60.0), expected=(0.0, 120.0)),
@@ -20,27 +21,6 @@ FEATURES = [
     Feature("symptoms.cough", CATEGORY, categories=(ABSENT, PRESENT)),
     Feature("symptoms.fever", CATEGORY, categories=(ABSENT, PRESENT)),
 ]
-
-
-def _number(value):
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _category(value):
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    number = _number(value)
-    if number is not None:
-        return str(int(number)) if number.is_integer() else f"{number:g}"
-    return str(value).strip().lower() or None
 
 
 def _plain_value(feature, row):
