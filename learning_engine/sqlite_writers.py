@@ -7,7 +7,7 @@ millisecond, yet each one that waits sleeps at least 1 ms, the next 3 ms, and so
 concurrent clients the HTTP benchmark's p99 was 150 ms and its throughput half the bare app's.
 
 ``queued_write(alias)`` is a context manager for a short, frequent write transaction (serving's
-log rows): around it, the threads of a process take a ``threading.Lock`` and the processes an
+log rows): around it, the threads of a process take a ``threading.RLock`` and the processes an
 exclusive ``flock`` on ``<database>.writers``, which the kernel hands to the next waiter as soon as
 it is released. It is held exactly as long as the transaction would hold SQLite's lock, so nothing
 waits longer than before; other writers still meet SQLite's own lock and busy timeout. A crashed
@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 from django.db import connections
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a transaction on another database file may queue inside one
 # (database file, process id) -> the lock file's descriptor. Per process: a descriptor inherited
 # across fork shares its open file description, and with it the flock, with the parent.
 _files: dict[tuple[str, int], int] = {}
