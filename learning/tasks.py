@@ -1,7 +1,7 @@
 """The learning loop's periodic task: every ``LEARNING_CYCLE_INTERVAL_SECONDS`` (default 300), each
 model type with an enabled policy either advances its open cycle one step or, when none is open,
-opens one if a trigger fires (``learning.cycles``), unless the back-off after a rejected or failed
-cycle holds it: then ``waiting`` says why, until when. One model type's failure is logged and the
+opens one if a trigger fires (``learning.cycles``), unless the back-off after a rejected, failed or
+not promoted cycle holds it: then ``waiting`` says why, until when. One model type's failure is logged and the
 others go on. The chain starts when a policy version is saved and whenever ``learning_cycle`` runs.
 """
 

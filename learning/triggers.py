@@ -3,12 +3,14 @@
 ``evaluate`` reads; it opens nothing. Every trigger is reported, fired or not, so the command's
 ``--dry-run`` and the admin can say why a cycle did (or did not) start.
 
-``backoff`` says whether the last candidate cycle ended rejected or failed recently enough that a
-fired trigger must not open another on the same data (the loop retrained the same cases every run
-while drift stayed above its threshold). It holds until the policy's ``trigger_new_cases`` of
-approved cases arrived since that cycle's dataset, or ``retry_after_hours`` passed since it ended,
-whichever comes first; a new policy version or a different champion lifts it at once. It holds
-candidate cycles only: the rollback guard is never held (``learning.cycles.plan_opening``).
+``backoff`` says whether the last candidate cycle ended rejected, failed or not promoted (its A/B
+test kept the champion) recently enough that a fired trigger must not open another on the same data
+(the loop retrained the same cases every run while drift stayed above its threshold, and a candidate
+that lost its A/B test would be retrained on the same cases and tested again). It holds until the
+policy's ``trigger_new_cases`` of approved cases arrived since that cycle's dataset, or
+``retry_after_hours`` passed since it ended, whichever comes first; a new policy version or a
+different champion lifts it at once. It holds candidate cycles only: the rollback guard is never
+held (``learning.cycles.plan_opening``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ def new_cases_since(model_type: ModelType, champion: ModelVersion) -> int:
     return approved_cases_since(model_type, since)
 
 
-HELD_AFTER: frozenset[str] = frozenset({LearningCycle.Status.REJECTED, LearningCycle.Status.FAILED})
+HELD_AFTER: frozenset[str] = frozenset(
+    {LearningCycle.Status.REJECTED, LearningCycle.Status.FAILED, LearningCycle.Status.NOT_PROMOTED}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ The policy says:
 
 - when a cycle starts (``triggers``): new approved cases since the champion's dataset, the
   champion degraded (monitoring), drift above a threshold on a model input, a schedule; and the
-  back-off after a rejected or failed candidate cycle (``retry_after_hours``, ``triggers.backoff``);
+  back-off after a rejected, failed or not promoted candidate cycle (``retry_after_hours``, ``triggers.backoff``);
 - how candidates are made (``recipe``): algorithms with hyperparameter grids; the grid point is
   chosen on the validation split, never the test split (``learning.cycles``);
 - what a candidate must meet against the champion on the locked evaluation set (the envelope:
@@ -86,9 +86,10 @@ class LearningPolicy(AppendOnlyModel):
     )
     retry_after_hours = models.PositiveIntegerField(
         default=24,
-        help_text="Back-off: after a candidate cycle ends rejected or failed, no trigger opens another until this "
-        "many hours passed, or the new-cases threshold of approved cases arrived since that cycle's dataset, "
-        "whichever comes first (a new policy version or champion lifts it; the rollback guard is never held).",
+        help_text="Back-off: after a candidate cycle ends rejected, failed or not promoted, no trigger opens another "
+        "until this many hours passed, or the new-cases threshold of approved cases arrived since that "
+        "cycle's dataset, whichever comes first (a new policy version or champion lifts it; the rollback "
+        "guard is never held).",
     )
 
     # Candidate recipe.

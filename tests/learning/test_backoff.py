@@ -1,4 +1,4 @@
-"""The back-off: after a rejected or failed candidate cycle, a trigger that keeps firing opens no
+"""The back-off: after a rejected, failed or not promoted candidate cycle, a trigger that keeps firing opens no
 new cycle on the same data until enough new approved cases or the policy's cooldown; the rollback
 guard is never held."""
 
@@ -85,11 +85,11 @@ def test_enough_new_approved_cases_since_the_cycles_dataset_lift_it(drifting):
         (Status.REJECTED, True),
         (Status.FAILED, True),
         (Status.CANCELLED, False),
-        (Status.NOT_PROMOTED, False),
+        (Status.NOT_PROMOTED, True),  # the A/B test kept the champion: same data, same candidate
         (Status.PROMOTED, False),
     ],
 )
-def test_only_a_rejected_or_failed_cycle_holds(drifting, status, held):
+def test_only_a_rejected_failed_or_not_promoted_cycle_holds(drifting, status, held):
     policy = drifting.policy(trigger_drift_psi=0.25, trigger_new_cases=5)
     ended(drifting, policy, status)
     assert bool(run_once()["waiting"]) is held
