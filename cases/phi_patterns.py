@@ -410,10 +410,29 @@ _ID_ANCHORS = [
     "id",
 ]
 
+# An email written out so that it is not one ("maria dot khan at gmail dot com", "m.khan(at)mail.org",
+# "mkhan [at] clinic [dot] org", "mkhan @ mail.com"): the local part, an "at" (a word between spaces,
+# in brackets, or "@" with spaces), the domain's labels separated by dots (".", " dot ", "(dot)") and
+# a known top-level domain, written all in lower or all in upper case, so that "was at home.No
+# distress" (a full stop without its space) is not taken. The usual written form is ``EMAIL`` above.
+_SPELLED_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
+_DOT_OR_SPELLED = rf"(?:\.|{_SPELLED_DOT})"
+_SPELLED_AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s+@\s*|\s*@\s+)"
+_TOP_LEVEL_DOMAINS = (
+    "com|org|net|edu|gov|mil|int|info|biz|io|co|me|us|uk|ca|au|nz|ie|de|fr|es|it|nl|be|ch|se|no|dk|fi"
+    "|in|jp|cn|br|mx|za|pl|pt|il|sg|hk|kr|nhs|health|email|mail"
+)
+_TLD = "(?-i:" + _TOP_LEVEL_DOMAINS + "|" + _TOP_LEVEL_DOMAINS.upper() + ")"
+_SPELLED_EMAIL = (
+    rf"(?<![\w.+-])[\w+-]+(?:{_DOT_OR_SPELLED}[\w+-]+){{0,3}}{_SPELLED_AT}"
+    rf"[\w-]+(?:{_DOT_OR_SPELLED}[\w-]+){{0,3}}{_DOT_OR_SPELLED}{_TLD}(?![\w-])"
+)
+
 # Order matters: longer, more specific shapes first, so an email is not half-eaten as a URL; a
 # later regex never matches inside what an earlier one took (``pattern_spans`` masks it).
 PATTERNS: list[tuple[str, Needs, re.Pattern[str]]] = [
     ("EMAIL", Needs(literal="@"), re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", _I)),
+    ("EMAIL", Needs(words=("at", "@")), re.compile(_SPELLED_EMAIL, _I)),
     # A URL does not end with the punctuation of the sentence around it.
     ("URL", Needs(url=True), re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']*[^\s<>\"'.,;:!?)\]]", _I)),
     # A MAC address: six pairs of hex digits, one separator throughout.

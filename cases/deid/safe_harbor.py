@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import re
 
-POLICY_VERSION = "safe-harbor-2026.3"
+POLICY_VERSION = "safe-harbor-2026.4"  # 2026.4: emails written out ("m dot k at mail dot com")
 
 # Three-digit ZIP prefixes whose area holds 20,000 people or fewer (HHS guidance on the Safe
 # Harbor method, 2000 Census). Safe Harbor turns them into "000". The one list; update it here.

@@ -153,6 +153,17 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
             "{MRN \uff17\uff17\uff11\uff17\uff17\uff10\uff12}.",
         ],
     ),
+    "emails written out": (
+        "EMAIL",
+        [
+            "Results to {maria dot khan at gmail dot com} please.",
+            "Write to {m.khan(at)mail.org} for the letter.",
+            "Contact {mkhan [at] clinic [dot] org} today.",
+            "Reach her at {mkhan @ mail.com} after six.",
+            "Daughter's address {J_DOE AT YAHOO DOT CO DOT UK} on file.",
+            "Send to {q.r (at) s (dot) t (dot) nhs} only.",
+        ],
+    ),
 }
 
 # Clinical text that must come out exactly as it went in.
@@ -175,6 +186,10 @@ KEPT = [
     "Lives at home with support.",
     "An 85-year-old man, 70 years of smoking.",
     "Moved to Texas last year.",
+    "Pt was at home.No distress at rest.",  # a full stop without its space is not an email's dot
+    "Seen at clinic. Com fine.",
+    "Dyspnoea at rest.Co-morbid COPD.",
+    "Sister at work.Com says hi.",
 ]
 
 

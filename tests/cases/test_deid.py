@@ -888,6 +888,7 @@ GUARD_PIECES = [
     *["Daughter", "son", "sons", "Maria", "Lopez", "(", ")", ",", "Dr", "Mr", "Mrs.", "NOK", "name", "lives", "with"],
     *["works", "at", "Acme", "twelve", "Elm", "Street", "Flat", "Apt", "P.O. Box", "box", "Springfield", "moved"],
     *["account", "VIN", "SN", "ID", "plate", "serial", "no.", "A-4471", "7XYZ123", "00:1b:44:11:3a:b7", "\u00e9"],
+    *[" at ", " dot ", "(at)", "[dot]", " @ ", "com", "COM", "org", "mkhan", "gmail", "_"],
     *["co-worker", "mother-in-law", "Apartment", "ste", "date", "dated", "5/24", "the patient's", "late"],
     *["August.", "9MAY979", "Monday, ", "twenty-fourth", "Aug.", "2024", "Sept", "first", "licence plate"],
 ]
