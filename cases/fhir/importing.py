@@ -448,8 +448,9 @@ class _Collector:
             self.problem(position, "", "invalid_resource", "resourceType", "A resource must name its resourceType.")
             return
         if kind not in resources.USED_TYPES:
-            report.by_type[kind] += 1
-            report.skipped[kind] += 1
+            shown = resources.reported_type(kind)  # never a name FHIR does not have: the sender's text
+            report.by_type[shown] += 1
+            report.skipped[shown] += 1
             return
         report.by_type[kind] += 1
         if self.wanted is not None and kind in ("Observation", "Condition") and not self._may_use(item):

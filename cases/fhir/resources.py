@@ -23,6 +23,60 @@ from cases.fhir import plain
 
 # The resources the engine reads; every other resource type is counted and skipped.
 USED_TYPES = ("Patient", "Encounter", "Observation", "Condition")
+# What a report counts a resourceType under when FHIR has no such resource: the name a file gives is
+# never echoed (it is the sender's text, and may hold anything, a patient's name included).
+NOT_A_RESOURCE_TYPE = "(not a FHIR resource type)"
+
+
+# Every resource type of FHIR R4B (as fhir.resources.R4B defines them; a test holds the two equal)
+# and those of R4 (4.0.1) that R4B renamed or dropped, as record systems still export them.
+R4B_RESOURCE_TYPES = frozenset(
+    (  # noqa: SIM905 (names read better as words than as 141 quoted strings)
+        "Account ActivityDefinition AdministrableProductDefinition AdverseEvent AllergyIntolerance "
+        "Appointment AppointmentResponse AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure "
+        "Bundle CapabilityStatement CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition "
+        "Citation Claim ClaimResponse ClinicalImpression ClinicalUseDefinition CodeSystem Communication "
+        "CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent Contract "
+        "Coverage CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device "
+        "DeviceDefinition DeviceMetric DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest "
+        "DocumentReference Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare "
+        "EventDefinition Evidence EvidenceReport EvidenceVariable ExampleScenario ExplanationOfBenefit "
+        "FamilyMemberHistory Flag Goal GraphDefinition Group GuidanceResponse HealthcareService "
+        "ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide "
+        "Ingredient InsurancePlan Invoice Library Linkage List Location ManufacturedItemDefinition "
+        "Measure MeasureReport Media Medication MedicationAdministration MedicationDispense "
+        "MedicationKnowledge MedicationRequest MedicationStatement MedicinalProductDefinition "
+        "MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder NutritionProduct "
+        "Observation ObservationDefinition OperationDefinition OperationOutcome Organization "
+        "OrganizationAffiliation PackagedProductDefinition Parameters Patient PaymentNotice "
+        "PaymentReconciliation Person PlanDefinition Practitioner PractitionerRole Procedure Provenance "
+        "Questionnaire QuestionnaireResponse RegulatedAuthorization RelatedPerson RequestGroup "
+        "ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment "
+        "Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition StructureDefinition "
+        "StructureMap Subscription SubscriptionStatus SubscriptionTopic Substance SubstanceDefinition "
+        "SupplyDelivery SupplyRequest Task TerminologyCapabilities TestReport TestScript ValueSet "
+        "VerificationResult VisionPrescription"
+    ).split()
+)
+R4_ONLY_RESOURCE_TYPES = frozenset(
+    (  # noqa: SIM905 (names read better as words than as 18 quoted strings)
+        "EffectEvidenceSynthesis MedicinalProduct MedicinalProductAuthorization "
+        "MedicinalProductContraindication MedicinalProductIndication MedicinalProductIngredient "
+        "MedicinalProductInteraction MedicinalProductManufactured MedicinalProductPackaged "
+        "MedicinalProductPharmaceutical MedicinalProductUndesirableEffect RiskEvidenceSynthesis "
+        "SubstanceNucleicAcid SubstancePolymer SubstanceProtein SubstanceReferenceInformation "
+        "SubstanceSourceMaterial SubstanceSpecification"
+    ).split()
+)
+RESOURCE_TYPES = R4B_RESOURCE_TYPES | R4_ONLY_RESOURCE_TYPES
+
+
+def reported_type(name: str) -> str:
+    """``name`` if it is an R4 or R4B resource type, else ``NOT_A_RESOURCE_TYPE``: what a report may
+    show of a resource the engine skips."""
+    return name if name in RESOURCE_TYPES else NOT_A_RESOURCE_TYPE
+
+
 MAX_REPORTED_PROBLEMS = 3  # of one resource: the first few say enough
 
 

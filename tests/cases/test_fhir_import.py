@@ -107,6 +107,49 @@ def test_resources_the_engine_does_not_use_are_counted_and_skipped(submitter, tm
     assert report.created == 4
 
 
+def test_a_resource_type_fhir_does_not_have_is_counted_without_its_name(submitter, tmp_path):
+    """The resourceType is the sender's text: one FHIR has no resource of is never echoed (it could
+    be anything, a patient's name included); known types the engine does not use keep their names."""
+    items = fhir_exports.records(patients=1, encounters_per_patient=1)
+    resources = fhir_exports.synthea_resources(items)
+    invented = ["JohnQuincyDoe", "claim", "Address", "Resource"]  # not a type, wrong case, a datatype, abstract
+    resources += [{"resourceType": kind, "id": f"x{i}"} for i, kind in enumerate(invented)]
+    resources.append({"resourceType": "MedicinalProductIngredient", "id": "r4"})  # R4 (4.0.1) only
+    path = tmp_path / "b.json"
+    path.write_text(json.dumps(synthetic.bundle(resources)))
+    report = importing.import_resources([importing.read_bundle(path.open("rb"))], by=submitter, source="s")
+    shown = json.dumps(report.to_json()) + report.summary()
+    for name in invented:
+        assert f'"{name}"' not in shown
+    assert report.skipped["(not a FHIR resource type)"] == len(invented)
+    assert report.by_type["(not a FHIR resource type)"] == len(invented)
+    assert report.skipped["MedicinalProductIngredient"] == 1
+    assert report.skipped["Claim"] == 1
+    assert report.created == 1
+
+
+def test_the_resource_types_are_those_of_fhir_resources():
+    """R4B's list in cases.fhir.resources is fhir.resources.R4B's own (every module's resource class)."""
+    import importlib
+    from pathlib import Path
+
+    import fhir.resources.R4B as r4b
+    from fhir.resources.R4B.resource import Resource
+
+    from cases.fhir import resources
+
+    found = set()
+    for path in Path(r4b.__file__).parent.glob("*.py"):
+        module = importlib.import_module(f"fhir.resources.R4B.{path.stem}")
+        found.update(
+            name
+            for name, value in vars(module).items()
+            if name.lower() == path.stem and isinstance(value, type) and issubclass(value, Resource)
+        )
+    assert found - {"Resource", "DomainResource"} == resources.R4B_RESOURCE_TYPES
+    assert not resources.R4_ONLY_RESOURCE_TYPES & found
+
+
 def test_missing_labs_are_warnings_at_their_encounter_and_the_case_still_imports(submitter, tmp_path):
     items = fhir_exports.records(patients=3, encounters_per_patient=2)
     without_labs = [item for item in items if "wbc" not in item["findings"]]
