@@ -99,3 +99,95 @@ def test_a_file_database_is_queued(settings, tmp_path):
             assert sqlite_writers._file_database("default") is None
     finally:
         connection.settings_dict["NAME"] = saved
+
+
+def _hold(path: str) -> int:
+    """An flock on ``path`` held through a descriptor of its own (another open file description
+    conflicts with this process's, as another process's would)."""
+    import fcntl
+    import os
+
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    return descriptor
+
+
+def _in_thread(body, timeout: float) -> bool:
+    """Run ``body`` in a thread; whether it ended within ``timeout`` seconds."""
+    done = threading.Event()
+
+    def run() -> None:
+        body()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(timeout)
+
+
+def _free(path: str) -> bool:
+    """Whether nobody holds the flock on ``path`` (tried through a descriptor of its own)."""
+    import fcntl
+    import os
+
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
+
+
+def test_a_writer_that_got_the_lock_only_after_the_database_timeout_passes_it_on(database, monkeypatch):
+    # Writers queued behind holders that each wait out SQLite's busy timeout (an import holding
+    # SQLite's lock) must not add those waits up: one that waited longer than the timeout goes on
+    # unqueued, and SQLite's lock and busy timeout decide, as without the queue.
+    import os
+
+    monkeypatch.setattr(sqlite_writers, "_timeout", lambda alias: 0.2)
+    descriptor = _hold(database + ".writers")
+    threading.Timer(0.4, os.close, args=(descriptor,)).start()
+    with queued_write("default"):
+        assert _free(database + ".writers"), "a writer that waited past the timeout holds up the queue"
+    # One that got it in time holds it through its write
+    monkeypatch.setattr(sqlite_writers, "_timeout", lambda alias: 5.0)
+    descriptor = _hold(database + ".writers")
+    threading.Timer(0.2, os.close, args=(descriptor,)).start()
+    with queued_write("default"):
+        assert not _free(database + ".writers")
+    assert _free(database + ".writers")
+
+
+def test_threads_wait_no_longer_than_the_database_timeout_for_a_thread_stuck_in_its_write(database, monkeypatch):
+    monkeypatch.setattr(sqlite_writers, "_timeout", lambda alias: 0.3)
+    stuck, release = threading.Event(), threading.Event()
+
+    def hang() -> None:
+        with queued_write("default"):
+            stuck.set()
+            release.wait(10)
+
+    threading.Thread(target=hang, daemon=True).start()
+    assert stuck.wait(5)
+
+    def write() -> None:
+        with queued_write("default"):
+            pass
+
+    try:
+        assert _in_thread(write, timeout=5.0), "a writer still waits for a thread stuck in its write"
+    finally:
+        release.set()
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_the_write_unqueued(tmp_path, monkeypatch):
+    # A read-only folder, a lock file of another user's with mode 0600, a name over NAME_MAX (255)
+    # that SQLite's own files stay within: SQLite's lock still guards the write; the request must
+    # not fail on the queue's file.
+    path = str(tmp_path / ("x" * 242 + ".sqlite3"))  # 250 characters: its -wal's 254, the lock file's 258
+    monkeypatch.setattr(sqlite_writers, "_file_database", lambda alias: path)
+    ran = []
+    with queued_write("default"):
+        ran.append(True)
+    assert ran == [True]
