@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,13 +131,46 @@ def nice_step(span: float, count: int) -> float:
     return 10 * power
 
 
+# Steps of a time axis (seconds): the smallest that gives at most TIME_TICKS ticks once the axis is
+# widened to whole steps. Ticks fall on whole multiples of the step in UTC (midnight for days) and
+# are labelled to its precision; fewer than on a number axis, as "Dec 17 14:30" is a wide label.
+TIME_TICKS = 6
+_MINUTE, _HOUR, _DAY = 60, 3600, 86400
+TIME_STEPS = (
+    *(_MINUTE * n for n in (1, 5, 15, 30)),
+    *(_HOUR * n for n in (1, 3, 6, 12)),
+    *(_DAY * n for n in (1, 2, 7, 14, 28, 91, 182, 364)),
+)
+
+
+def time_step(span: float) -> float:
+    """The time axis step (seconds) for data spanning ``span`` seconds: the axis widened to whole
+    steps on both sides has at most ``TIME_TICKS`` ticks."""
+    fits = TIME_TICKS - 3  # widening adds at most two steps, and n steps have n + 1 ticks
+    for step in TIME_STEPS:
+        if span / step <= fits:
+            return float(step)
+    return float(math.ceil(span / fits / TIME_STEPS[-1]) * TIME_STEPS[-1])
+
+
+def time_label(seconds: float, step: float) -> str:
+    """A tick of a time axis in UTC, as precise as ``step`` asks: "Dec 7 14:30" (steps below a day),
+    "Dec 7" (below a quarter), "Dec 2026" (a quarter and more: no two ticks share a month)."""
+    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    if step < _DAY:
+        return f"{moment:%b} {moment.day} {moment:%H:%M}"
+    if step < 91 * _DAY:
+        return f"{moment:%b} {moment.day}"
+    return f"{moment:%b %Y}"
+
+
 def _format(value: float, step: float) -> str:
     decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 0
     return f"{value:.{min(decimals, 6)}f}"
 
 
 def line_chart(
-    series: Sequence[tuple[str, Sequence[tuple[float, object]]]],
+    series: Sequence[tuple[str, Sequence[tuple[float | dt.datetime, object]]]],
     *,
     title: str,
     width: int = 680,
@@ -146,12 +180,19 @@ def line_chart(
     y_min: float | None = None,
     y_max: float | None = None,
     integer_x: bool = True,
+    time_x: bool = False,
 ) -> LineChart:
     """The geometry of a line chart: one line per ``(name, [(x, y), ...])``.
 
     ``y_min``/``y_max`` pin the axis (0 and 1 for an accuracy); otherwise it spans the data with
-    round ticks. ``integer_x`` keeps x ticks on whole numbers (epochs).
+    round ticks. ``integer_x`` keeps x ticks on whole numbers (epochs). ``time_x``: x is a moment
+    (an aware datetime, or POSIX seconds), placed by time and labelled in UTC (``time_label``).
     """
+    if time_x:
+        series = [
+            (name, [(x.timestamp() if isinstance(x, dt.datetime) else x, y) for x, y in points])
+            for name, points in series
+        ]
     cleaned = [
         (str(name), [(fx, _finite(y)) for x, y in points if (fx := _finite(x)) is not None]) for name, points in series
     ]
@@ -169,7 +210,12 @@ def line_chart(
     empty = not ys
 
     x_low, x_high = (min(xs), max(xs)) if xs else (0.0, 1.0)
-    if x_high == x_low:
+    if time_x:  # the axis runs from a whole step to a whole step: every chart has ticks to read
+        x_step = time_step(x_high - x_low)
+        x_low, x_high = math.floor(x_low / x_step) * x_step, math.ceil(x_high / x_step) * x_step
+        if x_high == x_low:
+            x_high += x_step
+    elif x_high == x_low:
         x_low, x_high = x_low - 1, x_high + 1
     data_low = min(ys) if ys else 0.0
     data_high = max(ys) if ys else 1.0
@@ -196,13 +242,18 @@ def line_chart(
     while tick <= high + y_step * 1e-9:
         y_ticks.append(Tick(label=_format(tick, y_step), position=sy(tick)))
         tick += y_step
-    x_step = nice_step(x_high - x_low, MAX_X_TICKS)
-    if integer_x:
-        x_step = max(1.0, round(x_step))
+    if not time_x:
+        x_step = nice_step(x_high - x_low, MAX_X_TICKS)
+        if integer_x:
+            x_step = max(1.0, round(x_step))
+
+    def x_text(x: float, step: float) -> str:
+        return time_label(x, step) if time_x else _format(x, step)
+
     x_ticks = []
     tick = math.ceil(x_low / x_step - 1e-9) * x_step
     while tick <= x_high + x_step * 1e-9:
-        x_ticks.append(Tick(label=_format(tick, x_step), position=sx(tick)))
+        x_ticks.append(Tick(label=x_text(tick, x_step), position=sx(tick)))
         tick += x_step
 
     drawn = []
@@ -218,7 +269,8 @@ def line_chart(
                 run = []
                 continue
             run.append(f"{sx(x)},{sy(y)}")
-            markers.append(Marker(x=sx(x), y=sy(y), title=f"{name}, {x:g}: {y:.4g}"))
+            where = f"{dt.datetime.fromtimestamp(x, tz=dt.UTC):%Y-%m-%d %H:%M} UTC" if time_x else f"{x:g}"
+            markers.append(Marker(x=sx(x), y=sy(y), title=f"{name}, {where}: {y:.4g}"))
         if run:
             segments.append(" ".join(run))
         drawn.append(

@@ -66,8 +66,9 @@ def monitoring_figures(
 
 
 def charts(history: list[MonitoringSnapshot]) -> dict[str, LineChart]:
-    """The admin's charts of a version's history (x: the snapshot's number, oldest first)."""
-    points = list(enumerate(history, start=1))
+    """The admin's charts of a version's history (x: when each snapshot was computed, in UTC: the
+    snapshots come at the monitoring task's pace, and a gap of days shows as one)."""
+    points = [(snapshot.computed_at, snapshot) for snapshot in history]
     accuracy = line_chart(
         [
             ("live accuracy", [(n, s.live_accuracy) for n, s in points]),
@@ -80,7 +81,8 @@ def charts(history: list[MonitoringSnapshot]) -> dict[str, LineChart]:
             ),
         ],
         title="Live accuracy (anytime-valid interval) against the offline accuracy",
-        x_label="snapshot",
+        x_label="computed (UTC)",
+        time_x=True,
         y_label="accuracy",
         y_min=0.0,
         y_max=1.0,
@@ -96,7 +98,8 @@ def charts(history: list[MonitoringSnapshot]) -> dict[str, LineChart]:
             ("threshold", [(n, s.psi_threshold) for n, s in points]),
         ],
         title=f"PSI against the training reference (the {len(ranked)} highest now)",
-        x_label="snapshot",
+        x_label="computed (UTC)",
+        time_x=True,
         y_label="PSI",
         y_min=0.0,
     )
