@@ -155,6 +155,12 @@ def test_a_clinical_lead_saves_an_edited_policy_as_the_next_version(site, cycles
     problems = watch(page, [])
     page.goto(POLICIES)
     site.shoot(page, "policies")
+    # Every column fits the list at 1,440 px ("Created at" was cut off by the test mode's sentence).
+    overflow = page.evaluate(
+        "() => { const r = document.querySelector('#changelist .results'); return r.scrollWidth - r.clientWidth; }"
+    )
+    assert overflow <= 0
+    assert page.locator("td.field-test span").first.get_attribute("title").startswith("Shadow test (")
     page.click("#result_list tbody tr th a")
     page.wait_for_selector("#learningpolicy_form")
     site.shoot(page, "policy-form")
