@@ -8,11 +8,12 @@ concurrent clients the HTTP benchmark's p99 was 150 ms and its throughput half t
 
 ``queued_write(alias)`` is a context manager for a short, frequent write transaction (serving's
 log rows): around it, the threads of a process take a ``threading.RLock`` and the processes an
-exclusive ``flock`` on ``<database>.writers``, which the kernel hands to the next waiter as soon as
-it is released. It is held exactly as long as the transaction would hold SQLite's lock; other
-writers still meet SQLite's own lock and busy timeout. A crashed process's ``flock`` is released by
-the kernel. On PostgreSQL (row locks, no database-wide write lock), inside a transaction already
-open, and for an in-memory database it does nothing.
+exclusive ``flock`` on ``<database>.writers`` (beside the file a ``file:`` URI names), which the
+kernel hands to the next waiter as soon as it is released. It is held exactly as long as the
+transaction would hold SQLite's lock; other writers still meet SQLite's own lock and busy timeout.
+A crashed process's ``flock`` is released by the kernel. On PostgreSQL (row locks, no
+database-wide write lock), inside a transaction already open, and for an in-memory database it
+does nothing.
 
 The queue never makes a writer wait much longer than SQLite's busy timeout would
 (``OPTIONS["timeout"]``, 20 s in settings; sqlite3's 5 s without it). A thread waits for the
@@ -37,6 +38,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 from django.db import connections
@@ -74,7 +76,9 @@ def _file_database(alias: str) -> str | None:
     name = str(connection.settings_dict["NAME"])
     if not name or connection.is_in_memory_db():  # type: ignore[attr-defined]  # the SQLite wrapper's
         return None
-    return name
+    if name.startswith("file:"):  # Django opens SQLite with uri=True: the database is the URI's path
+        name = urllib.parse.unquote(urllib.parse.urlsplit(name).path)
+    return name or None
 
 
 @contextlib.contextmanager

@@ -191,3 +191,27 @@ def test_a_lock_file_that_cannot_be_opened_leaves_the_write_unqueued(tmp_path, m
     with queued_write("default"):
         ran.append(True)
     assert ran == [True]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("file:{folder}/site.sqlite3?mode=rwc", "{folder}/site.sqlite3"),
+        ("file://{folder}/site%20one.sqlite3", "{folder}/site one.sqlite3"),
+        ("file://localhost{folder}/site.sqlite3?cache=private", "{folder}/site.sqlite3"),
+    ],
+)
+def test_the_lock_file_of_a_uri_name_is_beside_the_database(tmp_path, name, expected):
+    # Django opens SQLite with uri=True: NAME may be a file: URI, whose file is its path (the lock
+    # file must not be named after the URI, in the working folder).
+    from django.db import connections
+
+    connection = connections["default"]
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's NAME")
+    saved = connection.settings_dict["NAME"]
+    try:
+        connection.settings_dict["NAME"] = name.format(folder=tmp_path)
+        assert sqlite_writers._file_database("default") == expected.format(folder=tmp_path)
+    finally:
+        connection.settings_dict["NAME"] = saved
