@@ -414,7 +414,9 @@ _ID_ANCHORS = [
 # "mkhan [at] clinic [dot] org", "mkhan @ mail.com"): the local part, an "at" (a word between spaces,
 # in brackets, or "@" with spaces), the domain's labels separated by dots (".", " dot ", "(dot)") and
 # a known top-level domain, written all in lower or all in upper case, so that "was at home.No
-# distress" (a full stop without its space) is not taken. The usual written form is ``EMAIL`` above.
+# distress" (a full stop without its space) is not taken. The local part may be a patient's own
+# identifier already found (``FILL``): "jqdoe at mail dot org" goes whole. The usual written form is
+# ``EMAIL`` above.
 _SPELLED_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
 _DOT_OR_SPELLED = rf"(?:\.|{_SPELLED_DOT})"
 _SPELLED_AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s+@\s*|\s*@\s+)"
@@ -424,7 +426,7 @@ _TOP_LEVEL_DOMAINS = (
 )
 _TLD = "(?-i:" + _TOP_LEVEL_DOMAINS + "|" + _TOP_LEVEL_DOMAINS.upper() + ")"
 _SPELLED_EMAIL = (
-    rf"(?<![\w.+-])[\w+-]+(?:{_DOT_OR_SPELLED}[\w+-]+){{0,3}}{_SPELLED_AT}"
+    rf"(?<![\w.+\x00-])[\w+\x00-]+(?:{_DOT_OR_SPELLED}[\w+\x00-]+){{0,3}}{_SPELLED_AT}"
     rf"[\w-]+(?:{_DOT_OR_SPELLED}[\w-]+){{0,3}}{_DOT_OR_SPELLED}{_TLD}(?![\w-])"
 )
 

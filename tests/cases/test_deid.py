@@ -622,6 +622,11 @@ def test_findings_and_symptoms_pass_through_unchanged():
     assert deidentified["diagnosis"] == DIAGNOSIS
 
 
+def test_an_email_written_out_goes_whole_when_its_local_part_is_the_patients():
+    patient = {"mrn": "ZZ-1", "name": "Quorra Vantablack", "email": "qvanta@mail.org"}
+    assert scrubbing.scrub_text("Write to qvanta at mail dot org today.", patient) == "Write to [EMAIL] today."
+
+
 def test_the_patients_own_identifiers_become_typed_placeholders():
     patient = {
         "mrn": "MRN-448812",
