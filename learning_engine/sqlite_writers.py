@@ -16,18 +16,18 @@ database-wide write lock), inside a transaction already open, and for an in-memo
 does nothing.
 
 The queue never makes a writer wait much longer than SQLite's busy timeout would
-(``OPTIONS["timeout"]``, 20 s in settings; sqlite3's 5 s without it). A thread waits for the
-threads' lock at most that long, then goes on unqueued: a thread stuck in its transaction does not
-hold up the others of its process. A writer that got the ``flock`` only after that long (queued
-behind writers that each waited out SQLite's busy timeout, an import holding SQLite's lock, say)
-lets go of it at once and goes on unqueued, so such waits do not add up along the queue; SQLite's
-lock and busy timeout decide, as without the queue. What is left: ``flock`` has no timeout, so
-behind a holder that never lets go (a stopped process), one thread per process waits until it does;
-that holder holds SQLite's lock too, so no write could be made meanwhile. (Waiting in a thread of
-its own, handing the lock over, would bound that one too, but cost about 60 us of CPU per contended
-write.) If the lock file cannot be opened (a read-only folder, another user's file, a name over
-the file system's limit), the writes go unqueued (a warning): the queue's file never fails a
-request.
+(``OPTIONS["timeout"]``, 20 s in settings; sqlite3's 5 s without it; 1 s at least). A thread waits
+for the threads' lock at most that long, then goes on unqueued: a thread stuck in its transaction
+does not hold up the others of its process. A writer that got the ``flock`` only after that long
+(queued behind writers that each waited out SQLite's busy timeout, an import holding SQLite's lock,
+say) lets go of it at once and goes on unqueued, so such waits do not add up along the queue;
+SQLite's lock and busy timeout decide, as without the queue. What is left: ``flock`` has no
+timeout, so behind a holder that never lets go (a stopped process), one thread per process waits
+until it does; that holder holds SQLite's lock too, so no write could be made meanwhile. (Waiting
+in a thread of its own, handing the lock over, would bound that one too, but cost about 60 us of
+CPU per contended write.) If the lock file cannot be opened (a read-only folder, another user's
+file, a name over the file system's limit), the writes go unqueued (a warning): the queue's file
+never fails a request.
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ def _lock_file(database: str) -> int | None:
     return _files[key]
 
 
+# The queue's bound is the database's busy timeout, but never under this: a timeout of 0 (SQLite
+# failing at once on its lock) would otherwise turn the queue off.
+MIN_WAIT = 1.0
+
+
 def _timeout(alias: str) -> float:
     """The database's busy timeout in seconds (sqlite3's default, 5, when not set)."""
     return float(connections[alias].settings_dict.get("OPTIONS", {}).get("timeout", 5.0))
@@ -88,7 +93,7 @@ def queued_write(alias: str) -> Iterator[None]:
     if database is None:
         yield
         return
-    timeout = _timeout(alias)
+    timeout = max(_timeout(alias), MIN_WAIT)
     started = time.monotonic()
     threads = _lock.acquire(timeout=timeout)
     queued = False

@@ -146,6 +146,7 @@ def test_a_writer_that_got_the_lock_only_after_the_database_timeout_passes_it_on
     import os
 
     monkeypatch.setattr(sqlite_writers, "_timeout", lambda alias: 0.2)
+    monkeypatch.setattr(sqlite_writers, "MIN_WAIT", 0.0)
     descriptor = _hold(database + ".writers")
     threading.Timer(0.4, os.close, args=(descriptor,)).start()
     with queued_write("default"):
@@ -161,6 +162,7 @@ def test_a_writer_that_got_the_lock_only_after_the_database_timeout_passes_it_on
 
 def test_threads_wait_no_longer_than_the_database_timeout_for_a_thread_stuck_in_its_write(database, monkeypatch):
     monkeypatch.setattr(sqlite_writers, "_timeout", lambda alias: 0.3)
+    monkeypatch.setattr(sqlite_writers, "MIN_WAIT", 0.0)
     stuck, release = threading.Event(), threading.Event()
 
     def hang() -> None:
@@ -215,3 +217,11 @@ def test_the_lock_file_of_a_uri_name_is_beside_the_database(tmp_path, name, expe
         assert sqlite_writers._file_database("default") == expected.format(folder=tmp_path)
     finally:
         connection.settings_dict["NAME"] = saved
+
+
+def test_a_database_timeout_of_zero_still_queues_the_writers(database, monkeypatch):
+    # sqlite3's timeout=0 (fail at once on SQLite's lock) must not turn the queue off: the bound
+    # on the queue's wait is a second at least.
+    monkeypatch.setattr(sqlite_writers, "_timeout", lambda alias: 0.0)
+    with queued_write("default"):
+        assert not _free(database + ".writers")
