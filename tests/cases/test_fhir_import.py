@@ -138,7 +138,7 @@ def test_the_resource_types_are_those_of_fhir_resources():
 
     from cases.fhir import resources
 
-    found = set()
+    found: set[str] = set()
     for path in Path(r4b.__file__).parent.glob("*.py"):
         module = importlib.import_module(f"fhir.resources.R4B.{path.stem}")
         found.update(
