@@ -419,15 +419,26 @@ _ID_ANCHORS = [
 # ``EMAIL`` above.
 _SPELLED_DOT = r"(?:\s*[(\[{<]\s*dot\s*[)\]}>]\s*|\s+dot\s+)"
 _DOT_OR_SPELLED = rf"(?:\.|{_SPELLED_DOT})"
-_SPELLED_AT = r"(?:\s*[(\[{<]\s*at\s*[)\]}>]\s*|\s+at\s+|\s+@\s*|\s*@\s+)"
+_BRACKETED_AT = r"\s*[(\[{<]\s*at\s*[)\]}>]\s*"
+_PLAIN_AT = r"(?:\s+at\s+|\s+@\s*|\s*@\s+)"
 _TOP_LEVEL_DOMAINS = (
     "com|org|net|edu|gov|mil|int|info|biz|io|co|me|us|uk|ca|au|nz|ie|de|fr|es|it|nl|be|ch|se|no|dk|fi"
     "|in|jp|cn|br|mx|za|pl|pt|il|sg|hk|kr|nhs|health|email|mail"
 )
 _TLD = "(?-i:" + _TOP_LEVEL_DOMAINS + "|" + _TOP_LEVEL_DOMAINS.upper() + ")"
+# After a plain "at" or "@" and a plain ".", many domains are words or clinical abbreviations
+# ("crackles at bases.no wheeze", "BP @ rest.NO change", "at rest.US echo", "@ HS.CA 9.1"): there
+# the domain is a generic one or a country's after its usual second level ("yahoo.co.uk").
+_GENERIC = "com|org|net|edu|gov"
+_SECOND_LEVEL = "co|com|org|net|ac|gov|nhs|edu"
+_PLAIN_END = (
+    rf"(?:{_SPELLED_DOT}{_TLD}|\.(?-i:{_GENERIC}|{_GENERIC.upper()})"
+    rf"|\.(?-i:{_SECOND_LEVEL}|{_SECOND_LEVEL.upper()})\.{_TLD})"
+)
 _SPELLED_EMAIL = (
-    rf"(?<![\w.+\x00-])[\w+\x00-]+(?:{_DOT_OR_SPELLED}[\w+\x00-]+){{0,3}}{_SPELLED_AT}"
-    rf"[\w-]+(?:{_DOT_OR_SPELLED}[\w-]+){{0,3}}{_DOT_OR_SPELLED}{_TLD}(?![\w-])"
+    rf"(?<![\w.+\x00-])[\w+\x00-]+(?:{_DOT_OR_SPELLED}[\w+\x00-]+){{0,3}}"
+    rf"(?:{_BRACKETED_AT}[\w-]+(?:{_DOT_OR_SPELLED}[\w-]+){{0,3}}{_DOT_OR_SPELLED}{_TLD}"
+    rf"|{_PLAIN_AT}[\w-]+(?:{_DOT_OR_SPELLED}[\w-]+){{0,3}}{_PLAIN_END})(?![\w-])"
 )
 
 # Order matters: longer, more specific shapes first, so an email is not half-eaten as a URL; a

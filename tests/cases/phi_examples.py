@@ -162,6 +162,8 @@ EXAMPLES: dict[str, tuple[str, list[str]]] = {
             "Reach her at {mkhan @ mail.com} after six.",
             "Daughter's address {J_DOE AT YAHOO DOT CO DOT UK} on file.",
             "Send to {q.r (at) s (dot) t (dot) nhs} only.",
+            "Email {mkhan at gmail.com} for results.",
+            "Her son's is {j.doe AT yahoo.co.uk} now.",
         ],
     ),
 }
@@ -190,6 +192,15 @@ KEPT = [
     "Seen at clinic. Com fine.",
     "Dyspnoea at rest.Co-morbid COPD.",
     "Sister at work.Com says hi.",
+    # A full stop without its space before a short word: a country's domain only after a spelled
+    # "dot" or a bracketed "(at)", never after a plain "at"/"@" and a ".".
+    "Crackles at bases.no wheeze.",
+    "Pain at night.no fever; seen at home.in bed.",
+    "BP @ rest.NO acute change.",
+    "Dyspnea at rest.US echo pending.",
+    "Lesion at L4-L5.IT was stable.",
+    "Insulin @ HS.CA 9.1 mg/dL.",
+    "Started at 5mg.IN summary, at risk.no falls.",
 ]
 
 
