@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import threading
 from typing import Any
 
@@ -22,6 +23,10 @@ MAX_UNIT_LENGTH = 64
 # Conversions multiply by factors such as 0.1 or 1.8: 37 Cel is 98.60000000000001 [degF] in binary.
 # Twelve significant digits are far beyond any clinical measurement and drop that noise.
 SIGNIFICANT_DIGITS = 12
+
+# A UCUM annotation ("{beats}" in "{beats}/min") is free text the sender typed, and could hold a
+# name: a message shows it as "{...}".
+_ANNOTATION = re.compile(r"\{[^{}]*\}")
 
 _lock = threading.Lock()
 _registry: Any = None
@@ -78,8 +83,9 @@ def _convert(value: float, from_unit: str, to_unit: str) -> float:
     try:
         converted = float(registry().Quantity(value, source).to(target).magnitude)
     except Exception:  # pint's DimensionalityError, or an offset unit in a compound unit
+        shown = _ANNOTATION.sub("{...}", from_unit)  # the data dictionary's own unit (to_unit) is ours
         raise UnitRefused(
-            f"{print_unit(from_unit) or from_unit!r} cannot be converted to {print_unit(to_unit) or to_unit!r}"
+            f"{print_unit(shown) or shown!r} cannot be converted to {print_unit(to_unit) or to_unit!r}"
         ) from None
     if not math.isfinite(converted):
         raise UnitRefused(f"the value is too large to express in {print_unit(to_unit) or to_unit!r}")

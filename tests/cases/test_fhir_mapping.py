@@ -421,6 +421,15 @@ def test_a_kept_conversion_is_the_one_pint_gives_and_keeps_the_sign_of_zero():
             units.convert(5.0, "mmol/L", "mg/L")
 
 
+@pytest.mark.parametrize("unit", ["{Maria_Khan}", "mg{Maria_Khan}", "10*3/uL{Maria_Khan}/{x}"])
+def test_a_refused_unit_never_shows_its_annotation(unit):
+    # A UCUM annotation ("{beats}/min") is free text the sender typed: it could be a name.
+    with pytest.raises(units.UnitRefused) as refused:
+        units.convert(5.0, unit, "Cel")
+    assert "Maria" not in str(refused.value)
+    assert "{...}" in str(refused.value)
+
+
 def test_a_conversion_too_large_for_a_float_is_refused():
     with pytest.raises(units.UnitRefused, match="too large"):
         units.convert(1e308, "kg", "ug")
