@@ -153,10 +153,22 @@ def time_step(span: float) -> float:
     return float(math.ceil(span / fits / TIME_STEPS[-1]) * TIME_STEPS[-1])
 
 
+def _utc(seconds: float) -> dt.datetime | None:
+    """The UTC moment of POSIX ``seconds``; None past the calendar's ends (a whole step past
+    9999-12-31 or before year 1, or 9999-12-31 23:59:59.999999 itself rounded up as a float)."""
+    try:
+        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
 def time_label(seconds: float, step: float) -> str:
     """A tick of a time axis in UTC, as precise as ``step`` asks: "Dec 7 14:30" (steps below a day),
-    "Dec 7" (below a quarter), "Dec 2026" (a quarter and more: no two ticks share a month)."""
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    "Dec 7" (below a quarter), "Dec 2026" (a quarter and more: no two ticks share a month); no label
+    where the calendar has no date (the axis widened past its ends)."""
+    moment = _utc(seconds)
+    if moment is None:
+        return ""
     if step < _DAY:
         return f"{moment:%b} {moment.day} {moment:%H:%M}"
     if step < 91 * _DAY:
@@ -269,7 +281,8 @@ def line_chart(
                 run = []
                 continue
             run.append(f"{sx(x)},{sy(y)}")
-            where = f"{dt.datetime.fromtimestamp(x, tz=dt.UTC):%Y-%m-%d %H:%M} UTC" if time_x else f"{x:g}"
+            moment = _utc(x) if time_x else None
+            where = f"{moment:%Y-%m-%d %H:%M} UTC" if moment is not None else f"{x:g}"
             markers.append(Marker(x=sx(x), y=sy(y), title=f"{name}, {where}: {y:.4g}"))
         if run:
             segments.append(" ".join(run))

@@ -65,3 +65,13 @@ def test_monitoring_charts_put_the_snapshots_on_a_time_axis():
         xs = [marker.x for marker in chart.series[0].markers]
         assert xs[2] - xs[1] > 50 * (xs[1] - xs[0])
         assert chart.x_ticks[0].label == "Dec 7"
+
+
+def test_moments_at_the_ends_of_the_calendar_still_draw():
+    # The axis widens to whole steps: past 9999-12-31 or before 0001-01-01 a tick has no date to
+    # show, and the admin's monitoring page must not answer 500 for it.
+    last, first = dt.datetime.max.replace(tzinfo=dt.UTC), dt.datetime.min.replace(tzinfo=dt.UTC)
+    for moments in ([last - dt.timedelta(minutes=30), last], [first, first + dt.timedelta(minutes=30)], [first, last]):
+        chart = line_chart([("accuracy", [(moment, 0.9) for moment in moments])], title="t", time_x=True)
+        assert len(chart.series[0].markers) == len(moments)
+        assert any(tick.label for tick in chart.x_ticks)
