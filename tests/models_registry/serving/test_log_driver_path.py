@@ -49,13 +49,13 @@ def test_a_predict_writes_the_same_rows_through_the_driver_as_through_the_wrappe
     first = client.post(PREDICT, PNEUMONIA_FEATURES, format="json")
     assert first.status_code == 200
     assert driver_calls == ['"models_registry_prediction"', '"monitoring_inputtally"']
-    tally = InputTally.objects.order_by("-id").first().pk
+    tally = InputTally.objects.latest("id").pk
     monkeypatch.setattr(bulk_insert, "_driver_path", lambda connection: False)
     second = client.post(PREDICT, PNEUMONIA_FEATURES, format="json")
     assert second.status_code == 200
     assert len(driver_calls) == 2  # the wrapper's path this time
     assert stored(Prediction, first.json()["id"]) == stored(Prediction, second.json()["id"])
-    assert stored(InputTally, tally) == stored(InputTally, InputTally.objects.order_by("-id").first().pk)
+    assert stored(InputTally, tally) == stored(InputTally, InputTally.objects.latest("id").pk)
 
 
 @sqlite_only
