@@ -31,7 +31,6 @@ serving permission mask read with it: ``learning_engine.tokens.with_credential_m
 from __future__ import annotations
 
 import binascii
-import copy
 import json
 import logging
 import math
@@ -47,7 +46,8 @@ from django.core.cache import cache
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 from jwt.utils import base64url_decode, base64url_encode
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework import HTTP_HEADER_ENCODING
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
@@ -257,18 +257,35 @@ class ClientCache:
             _version, client, fingerprint, _read_at = entry
             state = credential_state(client.user_id)
             if state.exists and state.active and state.fingerprint == fingerprint:
-                # A copy per request: no two requests share a mutable client or user.
-                fresh = copy.copy(client)
-                fresh.user = copy.copy(client.user)
-                return fresh
+                return _fresh(client)
         found = _read_client(issuer)
         if found is None or version is None:
             return found
         with self._lock:
             self._entries[issuer] = (version, found, credential_fingerprint(found.user), time.monotonic())
-        fresh = copy.copy(found)
-        fresh.user = copy.copy(found.user)
-        return fresh
+        return _fresh(found)
+
+
+def _copy(instance: Any) -> Any:
+    """``copy.copy`` of a model instance without pickling's detour (``__reduce_ex__``, the Django
+    version stamped and checked): its ``__dict__`` and its state as ``Model.__getstate__`` copies
+    them (a state of its own, with its own cache of related objects)."""
+    fresh = instance.__class__.__new__(instance.__class__)
+    values = instance.__dict__.copy()
+    state = values["_state"]
+    fresh_state = state.__class__.__new__(state.__class__)
+    fresh_state.__dict__.update(state.__getstate__())
+    fresh_state.fields_cache = state.fields_cache.copy()
+    values["_state"] = fresh_state
+    fresh.__dict__.update(values)
+    return fresh
+
+
+def _fresh(client: TrustedClient) -> TrustedClient:
+    """A copy per request: no two requests share a mutable client or user."""
+    fresh = _copy(client)
+    fresh.user = _copy(client.user)
+    return fresh
 
 
 CLIENTS = ClientCache()
@@ -364,7 +381,9 @@ class CdsHooksAuthentication(BaseAuthentication):
     """DRF authentication by a CDS Client's JWT; ``request.auth`` is the ``TrustedClient``."""
 
     def authenticate(self, request: Request) -> tuple[Any, TrustedClient] | None:
-        parts = get_authorization_header(request).split()
+        # The header as DRF's get_authorization_header reads it, without building request.headers.
+        header = request.META.get("HTTP_AUTHORIZATION", b"")
+        parts = (header.encode(HTTP_HEADER_ENCODING) if isinstance(header, str) else header).split()
         if not parts:
             return None
         if parts[0].lower() != b"bearer" or len(parts) != 2:

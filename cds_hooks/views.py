@@ -53,7 +53,7 @@ from learning_engine.exceptions import DomainError, InvalidRequest
 from learning_engine.parsers import SafeJSONParser
 from learning_engine.roles import PERM_GIVE_FEEDBACK, PERM_PREDICT
 from learning_engine.serializers import ErrorSerializer
-from models_registry.serving.inputs import RecordRefused, dictionary_check, prediction_input
+from models_registry.serving.inputs import DictionaryCheck, RecordRefused, dictionary_check, prediction_input
 from models_registry.serving.models import Prediction
 from models_registry.serving.router import ROUTER, Route, RoutingTable, UnknownModelType
 from models_registry.serving.serve import serve
@@ -223,19 +223,39 @@ class ServiceView(CdsHooksView):
             return Response({"cards": [_refused_card(exc, model_name, checks[0], read.notes)]})
         self.token_use.written()
         check = next((c for c in checks if c.version == answer.get("dictionary_version")), checks[0])
+        diagnosis_names, finding_names = _names_of(check)
         card = cards.prediction_card(
             answer,
             model_name=model_name,
-            diagnosis_names=dict(check.diagnosis_names),
-            finding_names={key: finding.display_name for key, finding in check.findings.items()},
+            diagnosis_names=diagnosis_names,
+            finding_names=finding_names,
             feedback_url=_feedback_url(client, answer["id"]),
             notes=read.notes,
         )
         return Response({"cards": [card]})
 
 
-def _refused_card(exc: RecordRefused, model_name: str, check: Any, notes: list[str]) -> dict[str, Any]:
-    names = {key: finding.display_name for key, finding in check.findings.items()}
+# id(check) -> (the check, its diagnosis names, its findings' display names): a check lives as long
+# as its model version is cached, so its names are worked out once, not on every call.
+_NAMES: dict[int, tuple[DictionaryCheck, dict[str, str], dict[str, str]]] = {}
+_MAX_NAMES = 64
+
+
+def _names_of(check: DictionaryCheck) -> tuple[dict[str, str], dict[str, str]]:
+    """(diagnosis code -> display name, finding key -> display name) of a dictionary check; the
+    caller must not change them."""
+    entry = _NAMES.get(id(check))
+    if entry is None or entry[0] is not check:  # an id is reused only once its check is gone
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        names = {key: finding.display_name for key, finding in check.findings.items()}
+        entry = (check, dict(check.diagnosis_names), names)
+        _NAMES[id(check)] = entry
+    return entry[1], entry[2]
+
+
+def _refused_card(exc: RecordRefused, model_name: str, check: DictionaryCheck, notes: list[str]) -> dict[str, Any]:
+    names = _names_of(check)[1]
     missing = exc.extra.get("missing") or []
     problems = [f"Missing: {', '.join(names.get(key, key) for key in missing)}."] if missing else []
     return cards.no_prediction_card(model_name=model_name, reason=exc.message, problems=problems + notes)

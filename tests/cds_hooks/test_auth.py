@@ -327,3 +327,29 @@ def test_a_client_deactivated_by_an_update_no_signal_sees_is_refused_after_the_s
     now = time.monotonic()
     monkeypatch.setattr(auth.time, "monotonic", lambda: now + STATE_SECONDS + 1)
     refused(ehr.get(DISCOVERY), "unknown_issuer")
+
+
+def test_each_call_gets_a_client_and_account_of_its_own_from_the_cache(ehr):
+    """The cached client is copied per request (without pickling's detour): no two requests share
+    a client, an account, their state or their cache of related objects."""
+    from cds_hooks.auth import CLIENTS
+
+    first, second = CLIENTS.get(ehr.client.issuer), CLIENTS.get(ehr.client.issuer)
+    assert first is not None
+    assert second is not None
+    assert first.pk == second.pk == ehr.client.pk
+    assert first.user.pk == second.user.pk == ehr.client.user_id
+    assert first is not second
+    assert first.user is not second.user
+    assert first._state is not second._state
+    assert first._state.fields_cache is not second._state.fields_cache
+    assert first._state.db == second._state.db == "default"
+    assert not first._state.adding
+    first.name = "changed"
+    first.user.username = "changed"
+    first.user = None  # type: ignore[assignment]
+    third = CLIENTS.get(ehr.client.issuer)
+    assert third is not None
+    assert third.name == ehr.client.name
+    assert third.user.username == ehr.client.user.username
+    assert second.user.username == ehr.client.user.username
