@@ -27,10 +27,12 @@ does not use are counted and skipped.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import IO, TYPE_CHECKING, Any
 
 import ijson
@@ -226,8 +228,9 @@ _STEPS = np.zeros(256, dtype=np.int32)
 _STEPS[[ord("["), ord("{")]] = 1
 _STEPS[[ord("]"), ord("}")]] = -1
 _BRACKETS = _STEPS != 0
-_MARKS = _BRACKETS.copy()
-_MARKS[_QUOTE] = True
+# Every byte but a quote or a bracket: deleted by ``bytes.translate`` before a chunk without escapes
+# is scanned, leaving a tenth of its bytes or so in their order.
+_NOT_MARKS = bytes(byte for byte in range(256) if byte not in b'"[]{}')
 _DIGITS = b"0123456789"
 _DIGIT_FLAGS = bytes(49 if byte in _DIGITS else 48 for byte in range(256))
 _DIGIT_RUN = b"1" * MAX_DIGITS
@@ -281,6 +284,11 @@ class GuardedStream:
     def _nesting(self, chunk: bytes) -> int:
         if not chunk:
             return 0
+        if not self.backslashes and b"\\" not in chunk:  # no escapes (most chunks): every quote counts
+            marks = chunk.translate(None, _NOT_MARKS)
+            if not self._deeper(np.frombuffer(marks, dtype=np.uint8)):
+                return len(chunk)
+            # Too deep somewhere: the full scan below finds where, from the same state.
         codes = np.frombuffer(chunk, dtype=np.uint8)
         if self.backslashes or b"\\" in chunk:
             index = np.arange(len(codes))
@@ -298,8 +306,8 @@ class GuardedStream:
             # From here on only the quotes that count and the brackets matter.
             where = np.flatnonzero(quotes | _BRACKETS[codes])
             quotes = quotes[where]
-        else:  # no escapes (most chunks): every quote counts
-            where = np.flatnonzero(_MARKS[codes])
+        else:
+            where = np.flatnonzero(_BRACKETS[codes] | (codes == _QUOTE))
             quotes = codes[where] == _QUOTE
         if not len(where):  # within one string, or between values
             return len(chunk)
@@ -316,6 +324,24 @@ class GuardedStream:
         self.depth = int(levels[-1])
         self.in_string = bool((int(toggles[-1]) + int(self.in_string)) & 1)
         return len(chunk)
+
+    def _deeper(self, marks: np.ndarray) -> bool:
+        """For a chunk without escapes, given its quotes and brackets only (in order): whether its
+        nesting passes ``max_depth``; when not, the depth and string state are carried on as the
+        full scan does. When it does, the state is left as it was for the full scan."""
+        if not len(marks):  # within one string, or between values
+            return False
+        quotes = marks == _QUOTE
+        toggles = np.cumsum(quotes, dtype=np.int64)
+        inside = ((toggles + int(self.in_string)) & 1).astype(bool) | quotes
+        steps = _STEPS[marks]
+        steps[inside] = 0
+        levels = np.cumsum(steps, dtype=np.int64) + self.depth
+        if int(levels.max()) > self.max_depth:
+            return True
+        self.depth = int(levels[-1])
+        self.in_string = bool((int(toggles[-1]) + int(self.in_string)) & 1)
+        return False
 
 
 def read_bundle(stream: IO[bytes], *, file: int | None = None) -> Iterator[Item]:
@@ -393,20 +419,31 @@ def _where(position: Position) -> Where:
     return (position.index, position.line, position.file)
 
 
-@dataclass
+# What is kept of each used resource until its Bundle is written, in the shapes the garbage
+# collector stops tracking (tuples of strings, numbers and such tuples; dicts of strings): a large
+# Bundle keeps hundreds of thousands of them, and every full collection would walk each object it
+# tracks. A measurement is kept as the tuple of its fields (``_row``) and made again when written.
+_MEASUREMENT_FIELDS = tuple(item.name for item in fields(mapping.Measurement))
+_row = operator.attrgetter(*_MEASUREMENT_FIELDS)  # Measurement -> the tuple of its fields, in order
+MeasurementRow = tuple[Any, ...]
+ConditionRow = tuple[Where, tuple[str, ...], str | None]  # position, ICD-10 codes, id
+# A Patient: its position, the items of the record's patient object (strings: a tuple holding a
+# dict stays tracked) and whether it has an MRN.
+_Patient = tuple[Where, tuple[tuple[str, Any], ...], bool]
+
+
+@dataclass(slots=True)
 class _Encounter:
-    position: Where
-    facts: mapping.EncounterFacts
-    measurements: list[mapping.Measurement] = field(default_factory=list)
-    conditions: list[tuple[Where, tuple[str, ...], str | None]] = field(default_factory=list)  # ICD-10, id
-    snomed: list[str] = field(default_factory=list)
+    """One tracked object per Encounter; what it gathers is in tuples, grown by concatenation."""
 
-
-@dataclass
-class _Patient:
     position: Where
-    identity: dict[str, Any]
-    has_mrn: bool
+    id: str
+    patient_id: str | None
+    date: dt.date | None
+    diagnosis_ranks: dict[str, int]  # Condition id -> rank
+    measurements: tuple[MeasurementRow, ...] = ()
+    conditions: tuple[ConditionRow, ...] = ()
+    snomed: tuple[str, ...] = ()
 
 
 class _Collector:
@@ -425,8 +462,8 @@ class _Collector:
         self.encounters: dict[str, _Encounter] = {}
         self.positions: list[Where] = []  # a Measurement's position indexes this
         # Observations and Conditions read before their Encounter (any order is allowed).
-        self.waiting_measurements: dict[str, list[tuple[Where, list[mapping.Measurement]]]] = {}
-        self.waiting_conditions: dict[str, list[tuple[Where, tuple[str, ...], list[str], str | None]]] = {}
+        self.waiting_measurements: dict[str, list[tuple[Where, tuple[MeasurementRow, ...]]]] = {}
+        self.waiting_conditions: dict[str, list[tuple[Where, tuple[str, ...], tuple[str, ...], str | None]]] = {}
 
     def problem(self, position: Position | Where, resource_type: str, code: str, field_name: str, message: str) -> None:
         where = Position(*position) if isinstance(position, tuple) else position
@@ -463,7 +500,7 @@ class _Collector:
             self.problem(position, kind, "invalid_resource", invalid.path, invalid.message)
             return
         fallback = mapping.reference_id(full_url, kind) if isinstance(full_url, str) else None
-        getattr(self, f"_{kind.lower()}")(_where(position), model, fallback)
+        _COLLECTING[kind](self, _where(position), model, fallback)
 
     def _may_use(self, item: dict[str, Any]) -> bool:
         """Whether a raw Observation or Condition carries a code (its own or a component's) that a
@@ -496,7 +533,7 @@ class _Collector:
         for issue in problems:
             code = "missing_identifier" if issue.code == "missing" else issue.code
             self.problem(position, "Patient", code, issue.field, issue.message)
-        self.patients[pid] = _Patient(position, identity, "mrn" in identity)
+        self.patients[pid] = (position, tuple(identity.items()), "mrn" in identity)
 
     def _encounter(self, position: Where, model: Any, fallback: str | None) -> None:
         facts = mapping.encounter_facts(model, fallback_id=fallback)
@@ -509,22 +546,23 @@ class _Collector:
         if facts.id in self.encounters:
             self.problem(position, "Encounter", "refused", "id", "The Encounter's id repeats an earlier Encounter's.")
             return
-        encounter = _Encounter(position, facts)
+        encounter = _Encounter(position, facts.id, facts.patient_id, facts.date, facts.diagnosis_ranks)
         self.encounters[facts.id] = encounter
         for _where, found in self.waiting_measurements.pop(facts.id, ()):
-            encounter.measurements.extend(found)
+            encounter.measurements += found
         for where, icd10, snomed, cid in self.waiting_conditions.pop(facts.id, ()):
-            encounter.conditions.append((where, icd10, cid))
-            encounter.snomed.extend(snomed)
+            encounter.conditions += ((where, icd10, cid),)
+            encounter.snomed += snomed
 
     def _observation(self, position: Where, model: Any, fallback: str | None) -> None:
         if model.status in mapping.VOID_OBSERVATION:
             self.report.skipped["Observation (entered in error or cancelled)"] += 1
             return
         seq = len(self.positions)
-        found = mapping.measurements(model, seq)
-        if not found:
+        measured = mapping.measurements(model, seq)
+        if not measured:
             return  # no LOINC code: nothing a dictionary could use
+        found = tuple(map(_row, measured))
         self.positions.append(position)
         eid = mapping.reference_id(model.encounter.reference if model.encounter else None, "Encounter")
         if eid is None:
@@ -533,13 +571,13 @@ class _Collector:
             )
             return
         if eid in self.encounters:
-            self.encounters[eid].measurements.extend(found)
+            self.encounters[eid].measurements += found
         else:
             self.waiting_measurements.setdefault(eid, []).append((position, found))
 
     def _condition(self, position: Where, model: Any, fallback: str | None) -> None:
         icd10 = tuple(mapping.condition_codes(model))
-        snomed = mapping.condition_snomed_codes(model)
+        snomed = tuple(mapping.condition_snomed_codes(model))
         if not icd10 and not snomed:
             return
         eid = mapping.reference_id(model.encounter.reference if model.encounter else None, "Encounter")
@@ -550,8 +588,9 @@ class _Collector:
             return
         cid = model.id or fallback
         if eid in self.encounters:
-            self.encounters[eid].conditions.append((position, icd10, cid))
-            self.encounters[eid].snomed.extend(snomed)
+            encounter = self.encounters[eid]
+            encounter.conditions += ((position, icd10, cid),)
+            encounter.snomed += snomed
         else:
             self.waiting_conditions.setdefault(eid, []).append((position, icd10, snomed, cid))
 
@@ -580,6 +619,16 @@ class _Collector:
         taken = list(self.encounters.values())
         self.encounters = {}
         return taken
+
+
+# Each used type's method, looked up once (bound methods kept on the collector would make a cycle
+# that only a full collection frees).
+_COLLECTING: dict[str, Callable[[_Collector, Where, Any, str | None], None]] = {
+    "Patient": _Collector._patient,
+    "Encounter": _Collector._encounter,
+    "Observation": _Collector._observation,
+    "Condition": _Collector._condition,
+}
 
 
 # --- Mapping and writing ---------------------------------------------------------------------------
@@ -624,12 +673,13 @@ class _Cohorts:
             found.update(symptom.snomed_ct for symptom in definition.symptoms if symptom.snomed_ct)
         return frozenset(found)
 
-    def choose(self, encounter: _Encounter) -> DataDictionary | str:
-        """The dictionary, or the problem code when none can be chosen."""
+    def choose(self, measurements: list[mapping.Measurement]) -> DataDictionary | str:
+        """The dictionary of an encounter with these measurements, or the problem code when none
+        can be chosen."""
         if self.fixed is not None:
             return self.fixed
         votes: Counter[str] = Counter()
-        for measurement in encounter.measurements:
+        for measurement in measurements:
             for slug in set().union(*(self.by_loinc.get(code, set()) for code in measurement.loinc)):
                 votes[slug] += 1
         if not votes:
@@ -713,28 +763,30 @@ class _Writer:
         return view
 
     def _record(self, encounter: _Encounter) -> dict[str, Any] | None:
-        collector, facts, position = self.collector, encounter.facts, encounter.position
-        patient = collector.patients.get(facts.patient_id or "")
+        collector, position = self.collector, encounter.position
+        patient = collector.patients.get(encounter.patient_id or "")
         if patient is None:
             collector.problem(
                 position, "Encounter", "no_patient", "subject", "The Encounter's Patient is not in this input."
             )
             return None
-        if not patient.has_mrn:
+        patient_position, identity, has_mrn = patient
+        if not has_mrn:
             collector.problem(
                 position,
                 "Encounter",
                 "missing_identifier",
                 "subject",
-                f"Its Patient ({Position(*patient.position)}) has no identifier of type MR.",
+                f"Its Patient ({Position(*patient_position)}) has no identifier of type MR.",
             )
             return None
-        if facts.date is None:
+        if encounter.date is None:
             collector.problem(
                 position, "Encounter", "missing_date", "period", "The Encounter has no period start (or end)."
             )
             return None
-        chosen = self.cohorts.choose(encounter)
+        measurements = [mapping.Measurement(*row) for row in encounter.measurements]
+        chosen = self.cohorts.choose(measurements)
         if isinstance(chosen, str):
             message = (
                 "No cohort's data dictionary has a LOINC code of its Observations; name the cohort."
@@ -744,12 +796,10 @@ class _Writer:
             collector.problem(position, "Encounter", chosen, "", message)
             return None
         definition: Definition = chosen.parsed
-        findings, problems = mapping.map_observations(encounter.measurements, definition)
-        ranked = {
-            index: facts.diagnosis_ranks[cid]
-            for index, (_where, _codes, cid) in enumerate(encounter.conditions)
-            if cid and cid in facts.diagnosis_ranks
-        }
+        findings, problems = mapping.map_observations(measurements, definition)
+        ranks = encounter.diagnosis_ranks
+        conditions = encounter.conditions
+        ranked = {index: ranks[cid] for index, (_where, _codes, cid) in enumerate(conditions) if cid and cid in ranks}
         code, label, diagnosis_problems = mapping.map_conditions(
             [codes for _where, codes, _cid in encounter.conditions], definition, ranked=ranked
         )
@@ -758,11 +808,11 @@ class _Writer:
         for issue in diagnosis_problems:
             self._report(issue, encounter, "Condition", [where for where, _codes, _cid in encounter.conditions])
         return {
-            "external_id": facts.id,
+            "external_id": encounter.id,
             "source": self.source,
             "cohort": chosen.cohort.slug,
-            "patient": patient.identity,
-            "encounter_date": facts.date.isoformat(),
+            "patient": dict(identity),
+            "encounter_date": encounter.date.isoformat(),
             "findings": findings,
             "symptoms": mapping.map_symptoms(encounter.snomed, definition),
             "diagnosis": {"code": code, "label": label} if code else None,

@@ -254,10 +254,22 @@ def validate_read(resource: dict[str, Any], resource_type: str) -> Any:
     Elements in the plain shape record systems write are read by ``plain`` (an ``Element`` view
     with the same values); the rest, malformed ones included, by fhir.resources.
     """
+    try:  # the plain shape, read in one walk: the names checked and the read elements read
+        return _plain_reader(resource_type)(resource)
+    except (plain.NotPlain, RecursionError):
+        pass  # judged as before, by the same reader or fhir.resources
     if not element_names(resource_type).issuperset(resource):  # a key it does not define
         raise ResourceInvalid("", "has an element FHIR R4 does not define there.")
     read = READ_ELEMENTS[resource_type]
     return validate_elements({key: value for key, value in resource.items() if key in read}, resource_type)
+
+
+@functools.cache
+def _plain_reader(resource_type: str) -> Callable[[Any], Any]:
+    """``validate_read``'s reader of a resource in the plain shape: the ``READ_ELEMENTS`` read by
+    ``plain``, every other element the type defines passed over, anything else not plain."""
+    read = READ_ELEMENTS[resource_type]
+    return plain.resource_reader(resource_type, read, element_names(resource_type) - read)
 
 
 def validate_elements(elements: dict[str, Any], resource_type: str) -> Any:

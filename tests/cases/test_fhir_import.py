@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import io
 import json
 import random
@@ -13,7 +14,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cases.access_log import AccessLogEntry
-from cases.fhir import importing, synthetic
+from cases.fhir import importing, mapping, synthetic
 from cases.models import Case, CaseTransition
 from tests.cases import fhir_exports
 from tests.cases.collector_checks import assert_full_collections_spaced_and_restored
@@ -623,6 +624,24 @@ def test_the_stream_guard_cuts_where_a_byte_by_byte_reading_finds_the_nesting_to
             assert bool(guarded.hostile) == (cut < len(text))
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 64, 4096])
+def test_the_stream_guards_scan_of_chunks_without_escapes_agrees_with_a_byte_by_byte_reading(chunk):
+    # Chunks without a backslash are scanned by their quotes and brackets only: the same cut, and
+    # the same depth and string state carried into the next chunk (which may have escapes).
+    pieces = ["[", "{", "]", "}", '"', "a", ":", ",", "1", "  ", '"[{"', '"]}"']
+    generator = random.Random(29)
+    for _ in range(200):
+        text = "".join(generator.choice(pieces) for _ in range(generator.randrange(1, 160)))
+        if generator.random() < 0.2:  # an escape in a later chunk, after the state was carried
+            text += '"\\"[[' + text
+        for max_depth in (1, 2, 3, 5):
+            guarded = importing.GuardedStream(io.BytesIO(text.encode()), max_depth=max_depth)
+            read = b"".join(iter(functools.partial(guarded.read, chunk), b""))
+            cut = _first_too_deep(text.encode(), max_depth)
+            assert read == text.encode()[:cut], (text, max_depth)
+            assert bool(guarded.hostile) == (cut < len(text))
+
+
 def test_the_command_lists_warnings_only_at_verbosity_2(tmp_path, submitter):
     items = [
         item for item in fhir_exports.records(patients=3, encounters_per_patient=2) if "wbc" not in item["findings"]
@@ -694,3 +713,27 @@ def test_the_import_spaces_full_collections_and_puts_the_collector_back(
         reader="import_resources",
         run_import=lambda: run(path, submitted_by="alice"),
     )
+
+
+def test_what_is_kept_until_a_bundle_is_written_is_left_alone_by_the_garbage_collector():
+    # A large Bundle keeps every used resource's facts until it ends: kept in tuples of strings
+    # and numbers, the collector stops walking them, and one object per Encounter stays tracked.
+    items = fhir_exports.records(patients=3, encounters_per_patient=2)
+    collector = importing._Collector(importing.FhirImportReport(), None)
+    for index, resource in enumerate(fhir_exports.synthea_resources(items)):
+        collector.add(importing.Position(index), resource)
+    for _ in range(3):  # a tuple is let go once what it holds is: a pass for each level at worst
+        gc.collect()
+    assert len(collector.encounters) == 6
+    assert all(not gc.is_tracked(patient) for patient in collector.patients.values())
+    for encounter in collector.encounters.values():
+        assert encounter.measurements
+        assert encounter.conditions
+        assert encounter.snomed
+        for kept in (encounter.measurements, encounter.conditions, encounter.snomed, encounter.diagnosis_ranks):
+            assert not gc.is_tracked(kept)
+        # Made again when written: the same measurements as the mapping read.
+        remade = [mapping.Measurement(*row) for row in encounter.measurements]
+        assert [importing._row(measurement) for measurement in remade] == list(encounter.measurements)
+        assert all(isinstance(measurement.loinc, tuple) for measurement in remade)
+        assert all(measurement.when for measurement in remade)
