@@ -425,15 +425,23 @@ _TOP_LEVEL_DOMAINS = (
     "com|org|net|edu|gov|mil|int|info|biz|io|co|me|us|uk|ca|au|nz|ie|de|fr|es|it|nl|be|ch|se|no|dk|fi"
     "|in|jp|cn|br|mx|za|pl|pt|il|sg|hk|kr|nhs|health|email|mail"
 )
-_TLD = "(?-i:" + _TOP_LEVEL_DOMAINS + "|" + _TOP_LEVEL_DOMAINS.upper() + ")"
+
+
+def _all_lower_or_upper(alternatives: str) -> str:
+    """A group matching one of ``alternatives`` written all in lower or all in upper case, even
+    inside a case-blind regex."""
+    return f"(?-i:{alternatives}|{alternatives.upper()})"
+
+
+_TLD = _all_lower_or_upper(_TOP_LEVEL_DOMAINS)
 # After a plain "at" or "@" and a plain ".", many domains are words or clinical abbreviations
 # ("crackles at bases.no wheeze", "BP @ rest.NO change", "at rest.US echo", "@ HS.CA 9.1"): there
 # the domain is a generic one or a country's after its usual second level ("yahoo.co.uk").
 _GENERIC = "com|org|net|edu|gov"
 _SECOND_LEVEL = "co|com|org|net|ac|gov|nhs|edu"
 _PLAIN_END = (
-    rf"(?:{_SPELLED_DOT}{_TLD}|\.(?-i:{_GENERIC}|{_GENERIC.upper()})"
-    rf"|\.(?-i:{_SECOND_LEVEL}|{_SECOND_LEVEL.upper()})\.{_TLD})"
+    rf"(?:{_SPELLED_DOT}{_TLD}|\.{_all_lower_or_upper(_GENERIC)}"
+    rf"|\.{_all_lower_or_upper(_SECOND_LEVEL)}\.{_TLD})"
 )
 _SPELLED_EMAIL = (
     rf"(?<![\w.+\x00-])[\w+\x00-]+(?:{_DOT_OR_SPELLED}[\w+\x00-]+){{0,3}}"

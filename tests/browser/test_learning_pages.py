@@ -179,6 +179,8 @@ def test_an_ml_engineer_reads_a_policy_without_a_save_button(site, cycles):
     page = site.login("demo-ml-engineer")
     problems = watch(page, [])
     page.goto(POLICIES)
+    site.shoot(page, "policies-read-only")
+    assert page.locator("td.field-test span").first.inner_text() == "Shadow"
     page.click("#result_list tbody tr th a")
     page.wait_for_load_state()
     site.shoot(page, "policy-read-only")

@@ -13,6 +13,7 @@ import pytest
 
 from cases.fhir import mapping, plain, resources, synthetic
 from tests.cases import fhir_exports
+from tests.json_paths import changed, dropped, leaves
 
 
 def _elements(resource: dict[str, Any]) -> dict[str, Any]:
@@ -141,46 +142,16 @@ ODD_VALUES: tuple[Any, ...] = (
 )
 
 
-def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    """The path of every element and list item below ``value``."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield (*path, key)
-            yield from _leaves(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield (*path, index)
-            yield from _leaves(item, (*path, index))
-
-
-def _set(resource: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
-    changed = copy.deepcopy(resource)
-    target = changed
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-    return changed
-
-
-def _drop(resource: dict[str, Any], path: tuple[Any, ...]) -> dict[str, Any]:
-    changed = copy.deepcopy(resource)
-    target = changed
-    for step in path[:-1]:
-        target = target[step]
-    del target[path[-1]]
-    return changed
-
-
 def _variants() -> Iterator[dict[str, Any]]:
     for resource in _used_resources():
         elements = _elements(resource)
-        for path in _leaves(elements):
+        for path in leaves(elements):
             if path == ("resourceType",):
                 continue
-            yield _drop(elements, path)
-            yield _set(elements, (*path[:-1], f"{path[-1]}Brannigan"), 1) if isinstance(path[-1], str) else elements
+            yield dropped(elements, path)
+            yield changed(elements, (*path[:-1], f"{path[-1]}Brannigan"), 1) if isinstance(path[-1], str) else elements
             for value in ODD_VALUES:
-                yield _set(elements, path, copy.deepcopy(value))
+                yield changed(elements, path, copy.deepcopy(value))
         # value[x] and effective[x] twice, a value beside dataAbsentReason
         if elements["resourceType"] == "Observation":
             yield {**elements, "valueString": "x", "valueBoolean": False}
@@ -295,14 +266,14 @@ def _whole_variants() -> Iterator[dict[str, Any]]:
     but the import does not read added with odd values."""
     unread = {"text": {"status": "generated"}, "meta": {"versionId": "1"}, "extension": [], "_id": {"id": "x"}}
     for resource in _used_resources():
-        for path in _leaves(resource):
+        for path in leaves(resource):
             if path == ("resourceType",):
                 continue
-            yield _drop(resource, path)
+            yield dropped(resource, path)
             if isinstance(path[-1], str):
-                yield _set(resource, (*path[:-1], f"{path[-1]}Brannigan"), 1)
+                yield changed(resource, (*path[:-1], f"{path[-1]}Brannigan"), 1)
             for value in ODD_VALUES[::3]:
-                yield _set(resource, path, copy.deepcopy(value))
+                yield changed(resource, path, copy.deepcopy(value))
         for name, value in unread.items():
             yield {**resource, name: value}
             yield {**resource, name: "odd"}

@@ -19,6 +19,7 @@ from cds_hooks import prefetch as reader
 from cds_hooks.services import Call
 from tests.cases.test_fhir_plain import ODD_VALUES
 from tests.cds_hooks.calls import definition, prefetch
+from tests.json_paths import changed, dropped, leaves
 
 pytestmark = pytest.mark.django_db
 
@@ -60,29 +61,6 @@ def _base() -> tuple[str, dict[str, Any]]:
     return patient_id, data
 
 
-def _leaves(value: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield (*path, key)
-            yield from _leaves(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield (*path, index)
-            yield from _leaves(item, (*path, index))
-
-
-def _changed(data: dict[str, Any], path: tuple[Any, ...], value: Any, *, drop: bool = False) -> dict[str, Any]:
-    changed = copy.deepcopy(data)
-    target = changed
-    for step in path[:-1]:
-        target = target[step]
-    if drop:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = copy.deepcopy(value)
-    return changed
-
-
 def _variants(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every element of the Patient, of two Observations (a panel and a quantity) and of their
     Bundles: dropped, joined by an unknown sibling, or replaced by each odd value."""
@@ -91,12 +69,12 @@ def _variants(data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         key for key, value in data.items() if key.startswith("obs-") and value.get("resourceType") != "Bundle"
     )
     for key in ("patient", panel, single):
-        for path in _leaves(data[key], (key,)):
-            yield _changed(data, path, None, drop=True)
+        for path in leaves(data[key], (key,)):
+            yield dropped(data, path)
             if isinstance(path[-1], str):
-                yield _changed(data, (*path[:-1], f"{path[-1]}Brannigan"), 1)
+                yield changed(data, (*path[:-1], f"{path[-1]}Brannigan"), 1)
             for value in ODD_VALUES:
-                yield _changed(data, path, value)
+                yield changed(data, path, value)
     yield {**data, "obs-extra": [data[single]]}  # a list: no resource, no Bundle
 
 
